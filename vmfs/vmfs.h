@@ -1,0 +1,186 @@
+/*
+ * libvmfs: the public interface to a vmfs datastore. A datastore is opened from a
+ * block device or a regular file; files are then named by inode numbers (as FUSE
+ * does) or by paths. Every call is thread-safe. Every function returns 0 (or a
+ * byte count) on success and a negative errno on failure; a failed call leaves the
+ * datastore as it was. Metadata changes are journaled: they become durable at the
+ * next commit (vmfs_sync, vmfs_fsync, the background commit every commit_ms, or
+ * close), and a crash never leaves a half-done change behind.
+ */
+#ifndef VMFS_VMFS_H
+#define VMFS_VMFS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct vmfs;
+
+/* ---- creating a datastore ---------------------------------------------- */
+
+struct vmfs_mkfs_opts {
+	const char *label;        /* up to 63 bytes; NULL for none */
+	uint64_t size;            /* 0: whole device/file; else create or grow a sparse file */
+	uint32_t block_size;      /* file block size, power of two, 64 KiB .. 4 MiB; 0: 1 MiB */
+	uint32_t host_slots;      /* heartbeat/host slots, 1 .. 2048; 0: 2048 */
+	uint64_t journal_size;    /* per-host journal bytes; 0: sized from the datastore */
+	bool force;               /* overwrite an existing filesystem signature */
+	const uint8_t *uuid;      /* 16 bytes, or NULL for a random one */
+};
+
+/*
+ * Formats path. Writes only the fixed metadata (a few MiB, whatever the size).
+ * Errors: -EEXIST when the device holds a vmfs or another known signature and
+ * !force (errbuf names it); -EINVAL for bad options; -ENOSPC when too small.
+ * errbuf (may be NULL) receives a one-line reason on failure.
+ */
+int vmfs_mkfs(const char *path, const struct vmfs_mkfs_opts *opts, char *errbuf, size_t errlen);
+
+/* ---- opening -------------------------------------------------------------- */
+
+struct vmfs_open_opts {
+	bool readonly;            /* writes nothing to the device, ever */
+	unsigned commit_ms;       /* 0: commit at the end of every change; else at most this late */
+	unsigned slot;            /* host slot to use (the cluster layer picks it later) */
+};
+
+/*
+ * Opens the datastore at path. A read-write open replays an unfinished journal;
+ * a read-only open applies it in memory only. Errors: -EUCLEAN / -EBADMSG for a
+ * damaged or foreign superblock, -EPROTONOSUPPORT for an unknown incompat feature
+ * (-EROFS for an unknown ro_compat feature on a read-write open), -EIO.
+ * errbuf receives a one-line reason on failure. *out is owned by the caller.
+ */
+int vmfs_open(const char *path, const struct vmfs_open_opts *opts, struct vmfs **out,
+	      char *errbuf, size_t errlen);
+
+/* Commits, writes in place, marks the journal clean and frees fs. NULL is a no-op. */
+int vmfs_close(struct vmfs *fs);
+
+/* ---- attributes ------------------------------------------------------------ */
+
+struct vmfs_stat {
+	uint64_t ino;             /* inode number; stable for the inode's life */
+	uint64_t gen;             /* inode generation: (ino, gen) is unique forever */
+	uint32_t mode, nlink, uid, gid;
+	uint64_t size;
+	uint64_t blocks;          /* 512-byte units allocated, as st_blocks */
+	uint32_t blksize;         /* preferred I/O size */
+	int64_t atime_ns, mtime_ns, ctime_ns, btime_ns;
+};
+
+enum vmfs_set_flags {
+	VMFS_SET_MODE = 1u << 0,
+	VMFS_SET_UID = 1u << 1,
+	VMFS_SET_GID = 1u << 2,
+	VMFS_SET_SIZE = 1u << 3,
+	VMFS_SET_ATIME = 1u << 4,
+	VMFS_SET_MTIME = 1u << 5,
+	VMFS_SET_ATIME_NOW = 1u << 6,
+	VMFS_SET_MTIME_NOW = 1u << 7,
+	VMFS_SET_CTIME = 1u << 8,
+};
+
+/* The root directory's inode number. */
+uint64_t vmfs_root_ino(struct vmfs *fs);
+
+int vmfs_getattr(struct vmfs *fs, uint64_t ino, struct vmfs_stat *st);
+/* Changes what flags name, taking values from in; returns the new attributes in out (may be NULL). */
+int vmfs_setattr(struct vmfs *fs, uint64_t ino, const struct vmfs_stat *in, unsigned flags,
+		 struct vmfs_stat *out);
+
+/* ---- names ------------------------------------------------------------------
+ * Calls that return a struct vmfs_stat for a name (lookup, create, mkdir,
+ * mknod, symlink, link) take one reference on that inode, as a FUSE lookup does;
+ * vmfs_forget drops n of them. An inode whose last name is gone lives on until
+ * its references reach zero, then its space is freed (a crash in between is
+ * cleaned up at the next open, through the host's orphan list).
+ */
+int vmfs_lookup(struct vmfs *fs, uint64_t dir, const char *name, struct vmfs_stat *st);
+void vmfs_forget(struct vmfs *fs, uint64_t ino, uint64_t n);
+
+/* mode carries the type (S_IFREG, S_IFDIR, S_IFLNK is via symlink, S_IFIFO, S_IFSOCK, S_IFCHR/BLK with rdev ignored). */
+int vmfs_mknod(struct vmfs *fs, uint64_t dir, const char *name, uint32_t mode, uint32_t uid,
+	       uint32_t gid, struct vmfs_stat *st);
+int vmfs_mkdir(struct vmfs *fs, uint64_t dir, const char *name, uint32_t mode, uint32_t uid,
+	       uint32_t gid, struct vmfs_stat *st);
+int vmfs_symlink(struct vmfs *fs, uint64_t dir, const char *name, const char *target,
+		 uint32_t uid, uint32_t gid, struct vmfs_stat *st);
+int vmfs_link(struct vmfs *fs, uint64_t ino, uint64_t newdir, const char *newname,
+	      struct vmfs_stat *st);
+int vmfs_unlink(struct vmfs *fs, uint64_t dir, const char *name);
+int vmfs_rmdir(struct vmfs *fs, uint64_t dir, const char *name);
+
+enum vmfs_rename_flags {
+	VMFS_RENAME_NOREPLACE = 1u << 0, /* same values as RENAME_NOREPLACE / RENAME_EXCHANGE */
+	VMFS_RENAME_EXCHANGE = 1u << 1,
+};
+int vmfs_rename(struct vmfs *fs, uint64_t dir, const char *name, uint64_t newdir,
+		const char *newname, unsigned flags);
+
+/* Copies the target (not NUL-terminated) into buf; returns its length or -errno. */
+ssize_t vmfs_readlink(struct vmfs *fs, uint64_t ino, char *buf, size_t size);
+
+/*
+ * Calls fill for each entry at or after cookie, in a stable order, with the
+ * cookie that resumes after it. "." and ".." come first (cookies 0 and 1).
+ * fill returns non-zero to stop. Cookies stay valid while entries come and go.
+ */
+typedef int (*vmfs_filldir_fn)(void *ctx, const char *name, size_t namelen, uint64_t ino,
+			       uint32_t dtype, uint64_t next_cookie);
+int vmfs_readdir(struct vmfs *fs, uint64_t dir, uint64_t cookie, vmfs_filldir_fn fill, void *ctx);
+
+/* ---- data --------------------------------------------------------------------
+ * Any buffer alignment, offset and length work; sector-aligned buffers and
+ * ranges skip the bounce buffer.
+ */
+ssize_t vmfs_pread(struct vmfs *fs, uint64_t ino, void *buf, size_t len, uint64_t off);
+ssize_t vmfs_pwrite(struct vmfs *fs, uint64_t ino, const void *buf, size_t len, uint64_t off);
+/* Makes the file's data and metadata durable (commits the journal, flushes the device). */
+int vmfs_fsync(struct vmfs *fs, uint64_t ino, bool datasync);
+/* mode takes Linux's FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE. */
+int vmfs_fallocate(struct vmfs *fs, uint64_t ino, int mode, uint64_t off, uint64_t len);
+/* whence is SEEK_DATA or SEEK_HOLE; -ENXIO past the end, as lseek(2). */
+int vmfs_lseek(struct vmfs *fs, uint64_t ino, uint64_t off, int whence, uint64_t *out);
+
+/* ---- whole datastore -------------------------------------------------------- */
+
+struct vmfs_statfs {
+	uint64_t bsize;           /* unit of the counts below (4096) */
+	uint64_t blocks, bfree;   /* capacity for file data and free units */
+	uint64_t files, ffree;    /* inodes in use and an estimate of how many more fit */
+	uint32_t namemax;
+};
+int vmfs_statfs(struct vmfs *fs, struct vmfs_statfs *st);
+
+/* Commits the running transaction and flushes the device. */
+int vmfs_sync(struct vmfs *fs);
+
+struct vmfs_info {
+	char label[64];
+	uint8_t uuid[16];
+	uint32_t version_major, version_minor;
+	uint64_t compat, ro_compat, incompat;
+	uint64_t size;            /* bytes formatted */
+	uint32_t block_size, sector_size;
+	uint64_t data_blocks, free_blocks;
+	uint64_t free_bytes;      /* free file blocks plus free sub-blocks */
+	uint32_t host_slots, slot;
+	uint64_t journal_size;
+	const char *journal_state; /* "clean", "needs recovery", "not allocated" */
+	uint64_t rc_count, rc_inited;
+	const char *io_engine;
+	int64_t mkfs_time_ns;
+};
+int vmfs_get_info(struct vmfs *fs, struct vmfs_info *info);
+
+/* Names the features set in a feature word, comma-separated, into buf. */
+void vmfs_feature_names(int word, uint64_t bits, char *buf, size_t len);
+
+/* ---- paths (for tools and vmm) ----------------------------------------------- */
+
+/* Resolves an absolute path (symlinks in the last component are not followed). No reference is taken. */
+int vmfs_resolve(struct vmfs *fs, const char *path, uint64_t *ino);
+
+#endif

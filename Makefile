@@ -1,7 +1,7 @@
 # vmfs: plain GNU make. `make` builds into build/; see README.md for the targets.
 CC      ?= gcc
 BUILD   ?= build
-PKGS    := fuse3 liburing libzstd openssl libxxhash
+PKGS    := fuse3 liburing libzstd openssl libxxhash blkid
 CFLAGS  ?= -O2 -g
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla -Werror
 CPPFLAGS += -std=gnu11 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null)

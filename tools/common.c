@@ -1,0 +1,68 @@
+/*
+ * Shared tool helpers: error printing, number parsing and the terminal progress bar.
+ */
+#include "tools/common.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+const char *tool_name = "vmfs";
+
+void tool_err(const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "%s: ", tool_name);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+bool tool_parse_u64(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (!s || *s < '0' || *s > '9')
+		return false;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end)
+		return false;
+	*out = v;
+	return true;
+}
+
+void tool_progress_init(struct tool_progress *p, const char *label, uint64_t total)
+{
+	p->label = label;
+	p->total = total ? total : 1;
+	p->last_pct = UINT64_MAX;
+	p->tty = isatty(STDERR_FILENO);
+}
+
+void tool_progress_update(struct tool_progress *p, uint64_t done)
+{
+	uint64_t pct = done >= p->total ? 100 : done * 100 / p->total;
+	char bar[41];
+
+	if (!p->tty || pct == p->last_pct)
+		return;
+	p->last_pct = pct;
+	for (unsigned i = 0; i < 40; i++)
+		bar[i] = i < pct * 40 / 100 ? '#' : '.';
+	bar[40] = 0;
+	fprintf(stderr, "\r%s [%s] %3llu%%", p->label, bar, (unsigned long long)pct);
+	fflush(stderr);
+}
+
+void tool_progress_done(struct tool_progress *p)
+{
+	if (!p->tty)
+		return;
+	tool_progress_update(p, p->total);
+	fputc('\n', stderr);
+}

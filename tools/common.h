@@ -1,0 +1,30 @@
+/*
+ * Helpers shared by the vmfs command-line tools: one-line error messages in the
+ * "prog: what: why" form, strict number parsing, and a progress bar shown only
+ * when stderr is a terminal.
+ */
+#ifndef VMFS_TOOLS_COMMON_H
+#define VMFS_TOOLS_COMMON_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+extern const char *tool_name;
+
+/* Prints "tool_name: message" and a newline on stderr. */
+void tool_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Parses an unsigned decimal; false on junk, sign or overflow. */
+bool tool_parse_u64(const char *s, uint64_t *out);
+
+/* Progress on a terminal: "label  [#####.....]  42%". Silent when stderr is not a tty. */
+struct tool_progress {
+	const char *label;
+	uint64_t total, last_pct;
+	bool tty;
+};
+void tool_progress_init(struct tool_progress *p, const char *label, uint64_t total);
+void tool_progress_update(struct tool_progress *p, uint64_t done);
+void tool_progress_done(struct tool_progress *p);
+
+#endif

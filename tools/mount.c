@@ -1,0 +1,865 @@
+/*
+ * vmfs-mount: serves a vmfs datastore through the FUSE low-level API. FUSE inode
+ * numbers are vmfs inode numbers, except that FUSE_ROOT_ID stands for the root
+ * directory both ways (vmfs inode numbers are block addresses and never 1). Every
+ * entry the kernel is told about holds one libvmfs reference, dropped by forget,
+ * so an unlinked open file lives until the kernel lets go of it. Permissions are
+ * checked by the kernel (default_permissions); the page cache is write-through.
+ */
+#define FUSE_USE_VERSION 314
+
+#include "tools/common.h"
+#include "vmfs/vmfs.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <fuse_lowlevel.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+/* Exit codes of mount(8). */
+enum {
+	EXIT_USAGE = 1,
+	EXIT_SYSTEM = 2,
+	EXIT_MOUNT = 32,
+};
+
+#define TIMEOUT 1.0
+#define MAX_WRITE (1u << 20)
+
+struct vmount {
+	struct fuse_session *se;
+	struct vmfs *fs;
+	uint64_t root;
+};
+
+static struct vmount *vm_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static uint64_t to_vmfs(struct vmount *vm, fuse_ino_t ino)
+{
+	return ino == FUSE_ROOT_ID ? vm->root : ino;
+}
+
+static fuse_ino_t to_fuse(struct vmount *vm, uint64_t ino)
+{
+	return ino == vm->root ? FUSE_ROOT_ID : ino;
+}
+
+static struct timespec ns_to_ts(int64_t ns)
+{
+	int64_t sec = ns / 1000000000, rem = ns % 1000000000;
+
+	if (rem < 0) {
+		sec--;
+		rem += 1000000000;
+	}
+	return (struct timespec){ .tv_sec = sec, .tv_nsec = rem };
+}
+
+static int64_t ts_to_ns(struct timespec ts)
+{
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void stat_fill(struct vmount *vm, const struct vmfs_stat *vs, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = to_fuse(vm, vs->ino);
+	st->st_mode = vs->mode;
+	st->st_nlink = vs->nlink;
+	st->st_uid = vs->uid;
+	st->st_gid = vs->gid;
+	st->st_size = vs->size;
+	st->st_blocks = vs->blocks;
+	st->st_blksize = vs->blksize;
+	st->st_atim = ns_to_ts(vs->atime_ns);
+	st->st_mtim = ns_to_ts(vs->mtime_ns);
+	st->st_ctim = ns_to_ts(vs->ctime_ns);
+}
+
+static void entry_fill(struct vmount *vm, const struct vmfs_stat *vs, struct fuse_entry_param *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->ino = to_fuse(vm, vs->ino);
+	e->generation = vs->gen;
+	e->attr_timeout = TIMEOUT;
+	e->entry_timeout = TIMEOUT;
+	stat_fill(vm, vs, &e->attr);
+}
+
+/* Replies to a call that took a reference; drops it if the kernel never got it. */
+static void reply_entry(fuse_req_t req, int ret, const struct vmfs_stat *vs)
+{
+	struct vmount *vm = vm_of(req);
+	struct fuse_entry_param e;
+
+	if (ret < 0) {
+		fuse_reply_err(req, -ret);
+		return;
+	}
+	entry_fill(vm, vs, &e);
+	if (fuse_reply_entry(req, &e))
+		vmfs_forget(vm->fs, vs->ino, 1);
+}
+
+static void reply_attr(fuse_req_t req, int ret, const struct vmfs_stat *vs)
+{
+	struct stat st;
+
+	if (ret < 0) {
+		fuse_reply_err(req, -ret);
+		return;
+	}
+	stat_fill(vm_of(req), vs, &st);
+	fuse_reply_attr(req, &st, TIMEOUT);
+}
+
+/*
+ * Owner of a new inode in dir: the caller's fsuid and fsgid, except that a
+ * set-group-ID directory hands down its group, and to new directories its bit.
+ */
+static int new_owner(fuse_req_t req, uint64_t dir, uint32_t *mode, uint32_t *uid, uint32_t *gid)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct vmfs_stat ds;
+	int ret;
+
+	ret = vmfs_getattr(vm_of(req)->fs, dir, &ds);
+	if (ret < 0)
+		return ret;
+	*uid = ctx->uid;
+	*gid = ctx->gid;
+	if (ds.mode & S_ISGID) {
+		*gid = ds.gid;
+		if (S_ISDIR(*mode))
+			*mode |= S_ISGID;
+	}
+	return 0;
+}
+
+/* ---- session ----------------------------------------------------------------- */
+
+static void vm_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	if (conn->max_write > MAX_WRITE)
+		conn->max_write = MAX_WRITE;
+	/*
+	 * libfuse turns these on by default. Off: O_TRUNC then arrives as a
+	 * setattr, the kernel clears set-user-ID bits itself through setattr,
+	 * and every write reaches libvmfs before write(2) returns.
+	 */
+	conn->want &= ~(FUSE_CAP_ATOMIC_O_TRUNC | FUSE_CAP_HANDLE_KILLPRIV |
+			FUSE_CAP_WRITEBACK_CACHE);
+}
+
+static void vm_destroy(void *userdata)
+{
+	struct vmount *vm = userdata;
+
+	vmfs_sync(vm->fs);
+}
+
+/* ---- names ------------------------------------------------------------------- */
+
+static void vm_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct vmount *vm = vm_of(req);
+	struct vmfs_stat vs;
+
+	reply_entry(req, vmfs_lookup(vm->fs, to_vmfs(vm, parent), name, &vs), &vs);
+}
+
+static void vm_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	struct vmount *vm = vm_of(req);
+
+	vmfs_forget(vm->fs, to_vmfs(vm, ino), nlookup);
+	fuse_reply_none(req);
+}
+
+static void vm_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	struct vmount *vm = vm_of(req);
+
+	for (size_t i = 0; i < count; i++)
+		vmfs_forget(vm->fs, to_vmfs(vm, forgets[i].ino), forgets[i].nlookup);
+	fuse_reply_none(req);
+}
+
+static void vm_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct vmount *vm = vm_of(req);
+	struct vmfs_stat vs;
+
+	(void)fi;
+	reply_attr(req, vmfs_getattr(vm->fs, to_vmfs(vm, ino), &vs), &vs);
+}
+
+static void vm_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		       struct fuse_file_info *fi)
+{
+	struct vmount *vm = vm_of(req);
+	struct vmfs_stat in = { 0 }, out;
+	unsigned flags = 0;
+
+	(void)fi;
+	if (to_set & FUSE_SET_ATTR_MODE) {
+		flags |= VMFS_SET_MODE;
+		in.mode = attr->st_mode;
+	}
+	if (to_set & FUSE_SET_ATTR_UID) {
+		flags |= VMFS_SET_UID;
+		in.uid = attr->st_uid;
+	}
+	if (to_set & FUSE_SET_ATTR_GID) {
+		flags |= VMFS_SET_GID;
+		in.gid = attr->st_gid;
+	}
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		flags |= VMFS_SET_SIZE;
+		in.size = attr->st_size;
+	}
+	if (to_set & FUSE_SET_ATTR_ATIME_NOW) {
+		flags |= VMFS_SET_ATIME_NOW;
+	} else if (to_set & FUSE_SET_ATTR_ATIME) {
+		flags |= VMFS_SET_ATIME;
+		in.atime_ns = ts_to_ns(attr->st_atim);
+	}
+	if (to_set & FUSE_SET_ATTR_MTIME_NOW) {
+		flags |= VMFS_SET_MTIME_NOW;
+	} else if (to_set & FUSE_SET_ATTR_MTIME) {
+		flags |= VMFS_SET_MTIME;
+		in.mtime_ns = ts_to_ns(attr->st_mtim);
+	}
+	if (to_set & FUSE_SET_ATTR_CTIME) {
+		flags |= VMFS_SET_CTIME;
+		in.ctime_ns = ts_to_ns(attr->st_ctim);
+	}
+	reply_attr(req, vmfs_setattr(vm->fs, to_vmfs(vm, ino), &in, flags, &out), &out);
+}
+
+static void vm_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	struct vmount *vm = vm_of(req);
+	char buf[PATH_MAX + 1];
+	ssize_t n;
+
+	n = vmfs_readlink(vm->fs, to_vmfs(vm, ino), buf, sizeof(buf) - 1);
+	if (n < 0) {
+		fuse_reply_err(req, (int)-n);
+		return;
+	}
+	buf[n] = 0;
+	fuse_reply_readlink(req, buf);
+}
+
+static void vm_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		     dev_t rdev)
+{
+	struct vmount *vm = vm_of(req);
+	uint64_t dir = to_vmfs(vm, parent);
+	uint32_t m = mode, uid, gid;
+	struct vmfs_stat vs;
+	int ret;
+
+	(void)rdev;
+	ret = new_owner(req, dir, &m, &uid, &gid);
+	if (!ret)
+		ret = vmfs_mknod(vm->fs, dir, name, m, uid, gid, &vs);
+	reply_entry(req, ret, &vs);
+}
+
+static void vm_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	struct vmount *vm = vm_of(req);
+	uint64_t dir = to_vmfs(vm, parent);
+	uint32_t m = S_IFDIR | (mode & 07777), uid, gid;
+	struct vmfs_stat vs;
+	int ret;
+
+	ret = new_owner(req, dir, &m, &uid, &gid);
+	if (!ret)
+		ret = vmfs_mkdir(vm->fs, dir, name, m, uid, gid, &vs);
+	reply_entry(req, ret, &vs);
+}
+
+static void vm_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, const char *name)
+{
+	struct vmount *vm = vm_of(req);
+	uint64_t dir = to_vmfs(vm, parent);
+	uint32_t m = S_IFLNK | 0777, uid, gid;
+	struct vmfs_stat vs;
+	int ret;
+
+	ret = new_owner(req, dir, &m, &uid, &gid);
+	if (!ret)
+		ret = vmfs_symlink(vm->fs, dir, name, target, uid, gid, &vs);
+	reply_entry(req, ret, &vs);
+}
+
+static void vm_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	struct vmount *vm = vm_of(req);
+	struct vmfs_stat vs;
+	int ret;
+
+	ret = vmfs_link(vm->fs, to_vmfs(vm, ino), to_vmfs(vm, newparent), newname, &vs);
+	reply_entry(req, ret, &vs);
+}
+
+static void vm_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct vmount *vm = vm_of(req);
+
+	fuse_reply_err(req, -vmfs_unlink(vm->fs, to_vmfs(vm, parent), name));
+}
+
+static void vm_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct vmount *vm = vm_of(req);
+
+	fuse_reply_err(req, -vmfs_rmdir(vm->fs, to_vmfs(vm, parent), name));
+}
+
+static void vm_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		      const char *newname, unsigned int flags)
+{
+	struct vmount *vm = vm_of(req);
+	unsigned vflags = 0;
+
+	if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (flags & RENAME_NOREPLACE)
+		vflags |= VMFS_RENAME_NOREPLACE;
+	if (flags & RENAME_EXCHANGE)
+		vflags |= VMFS_RENAME_EXCHANGE;
+	fuse_reply_err(req, -vmfs_rename(vm->fs, to_vmfs(vm, parent), name,
+					 to_vmfs(vm, newparent), newname, vflags));
+}
+
+/* ---- files ------------------------------------------------------------------- */
+
+static void vm_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	/* Nothing to set up: libvmfs takes any alignment, O_DIRECT included. */
+	fi->keep_cache = 0;
+	fuse_reply_open(req, fi);
+}
+
+static void vm_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		      struct fuse_file_info *fi)
+{
+	struct vmount *vm = vm_of(req);
+	uint64_t dir = to_vmfs(vm, parent);
+	uint32_t m = S_IFREG | (mode & 07777), uid, gid;
+	struct fuse_entry_param e;
+	struct vmfs_stat vs;
+	int ret;
+
+	ret = new_owner(req, dir, &m, &uid, &gid);
+	if (!ret)
+		ret = vmfs_mknod(vm->fs, dir, name, m, uid, gid, &vs);
+	/* The name may have appeared since the kernel looked (another host). */
+	if (ret == -EEXIST && !(fi->flags & O_EXCL)) {
+		ret = vmfs_lookup(vm->fs, dir, name, &vs);
+		if (!ret && S_ISDIR(vs.mode)) {
+			vmfs_forget(vm->fs, vs.ino, 1);
+			ret = -EISDIR;
+		}
+	}
+	if (ret < 0) {
+		fuse_reply_err(req, -ret);
+		return;
+	}
+	entry_fill(vm, &vs, &e);
+	fi->keep_cache = 0;
+	if (fuse_reply_create(req, &e, fi))
+		vmfs_forget(vm->fs, vs.ino, 1);
+}
+
+static void vm_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct vmount *vm = vm_of(req);
+	void *buf;
+	ssize_t n;
+
+	(void)fi;
+	if (posix_memalign(&buf, 4096, size ? size : 1)) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	n = vmfs_pread(vm->fs, to_vmfs(vm, ino), buf, size, off);
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else
+		fuse_reply_buf(req, buf, n);
+	free(buf);
+}
+
+static void vm_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		     struct fuse_file_info *fi)
+{
+	struct vmount *vm = vm_of(req);
+	ssize_t n;
+
+	(void)fi;
+	n = vmfs_pwrite(vm->fs, to_vmfs(vm, ino), buf, size, off);
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else
+		fuse_reply_write(req, n);
+}
+
+/* flush and release: nothing is buffered here, and opens hold no state. */
+static void vm_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)fi;
+	fuse_reply_err(req, 0);
+}
+
+static void vm_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	struct vmount *vm = vm_of(req);
+
+	(void)fi;
+	fuse_reply_err(req, -vmfs_fsync(vm->fs, to_vmfs(vm, ino), datasync));
+}
+
+static void vm_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
+			 struct fuse_file_info *fi)
+{
+	struct vmount *vm = vm_of(req);
+
+	(void)fi;
+	fuse_reply_err(req, -vmfs_fallocate(vm->fs, to_vmfs(vm, ino), mode, off, len));
+}
+
+static void vm_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
+		     struct fuse_file_info *fi)
+{
+	struct vmount *vm = vm_of(req);
+	uint64_t pos;
+	int ret;
+
+	(void)fi;
+	/* The kernel answers SEEK_SET, SEEK_CUR and SEEK_END itself. */
+	if (whence != SEEK_DATA && whence != SEEK_HOLE) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	ret = vmfs_lseek(vm->fs, to_vmfs(vm, ino), off, whence, &pos);
+	if (ret < 0)
+		fuse_reply_err(req, -ret);
+	else
+		fuse_reply_lseek(req, pos);
+}
+
+/* ---- directories ---------------------------------------------------------------- */
+
+struct dir_fill {
+	fuse_req_t req;
+	struct vmount *vm;
+	char *buf;
+	size_t size, used;
+	int err;
+};
+
+/* Adds one entry; stops, without it, when it does not fit. Its cookie resumes after it. */
+static int dir_fill_one(void *ctx, const char *name, size_t namelen, uint64_t ino,
+			uint32_t dtype, uint64_t next_cookie)
+{
+	struct dir_fill *d = ctx;
+	struct stat st = { .st_ino = to_fuse(d->vm, ino), .st_mode = DTTOIF(dtype) };
+	char cname[NAME_MAX + 1];
+	size_t len;
+
+	if (namelen > NAME_MAX) {
+		d->err = -ENAMETOOLONG;
+		return 1;
+	}
+	memcpy(cname, name, namelen);
+	cname[namelen] = 0;
+	len = fuse_add_direntry(d->req, d->buf + d->used, d->size - d->used, cname, &st,
+				next_cookie);
+	if (len > d->size - d->used)
+		return 1;
+	d->used += len;
+	return 0;
+}
+
+static void vm_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	struct vmount *vm = vm_of(req);
+	struct dir_fill d = { .req = req, .vm = vm, .size = size };
+	int ret;
+
+	(void)fi;
+	d.buf = malloc(size ? size : 1);
+	if (!d.buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	ret = vmfs_readdir(vm->fs, to_vmfs(vm, ino), off, dir_fill_one, &d);
+	if (ret >= 0)
+		ret = d.err;
+	/* Entries already gathered are worth more than the error after them. */
+	if (ret < 0 && !d.used)
+		fuse_reply_err(req, -ret);
+	else
+		fuse_reply_buf(req, d.buf, d.used);
+	free(d.buf);
+}
+
+static void vm_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	vm_fsync(req, ino, datasync, fi);
+}
+
+static void vm_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct vmount *vm = vm_of(req);
+	struct vmfs_statfs vst;
+	struct statvfs st = { 0 };
+	int ret;
+
+	(void)ino;
+	ret = vmfs_statfs(vm->fs, &vst);
+	if (ret < 0) {
+		fuse_reply_err(req, -ret);
+		return;
+	}
+	st.f_bsize = vst.bsize;
+	st.f_frsize = vst.bsize;
+	st.f_blocks = vst.blocks;
+	st.f_bfree = vst.bfree;
+	st.f_bavail = vst.bfree;
+	st.f_files = vst.files + vst.ffree;
+	st.f_ffree = vst.ffree;
+	st.f_favail = vst.ffree;
+	st.f_namemax = vst.namemax;
+	fuse_reply_statfs(req, &st);
+}
+
+/* opendir, releasedir: as open and flush, no per-open state. */
+static const struct fuse_lowlevel_ops vm_ops = {
+	.init = vm_init,
+	.destroy = vm_destroy,
+	.lookup = vm_lookup,
+	.forget = vm_forget,
+	.forget_multi = vm_forget_multi,
+	.getattr = vm_getattr,
+	.setattr = vm_setattr,
+	.readlink = vm_readlink,
+	.mknod = vm_mknod,
+	.mkdir = vm_mkdir,
+	.unlink = vm_unlink,
+	.rmdir = vm_rmdir,
+	.symlink = vm_symlink,
+	.rename = vm_rename,
+	.link = vm_link,
+	.open = vm_open,
+	.read = vm_read,
+	.write = vm_write,
+	.flush = vm_flush,
+	.release = vm_flush,
+	.fsync = vm_fsync,
+	.opendir = vm_open,
+	.readdir = vm_readdir,
+	.releasedir = vm_flush,
+	.fsyncdir = vm_fsyncdir,
+	.statfs = vm_statfs,
+	.create = vm_create,
+	.fallocate = vm_fallocate,
+	.lseek = vm_lseek,
+};
+
+/* ---- startup ------------------------------------------------------------------ */
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: %s [-f] [-d] [-o OPT[,OPT...]] DEVICE MOUNTPOINT\n", tool_name);
+}
+
+static void help(void)
+{
+	usage(stdout);
+	printf("\n"
+	       "  -f            stay in the foreground\n"
+	       "  -d            print FUSE requests (implies -f)\n"
+	       "  -o ro         mount read-only; nothing is written to DEVICE\n"
+	       "  -o allow_other  let other users in (POSIX permissions still apply)\n"
+	       "  -o commit=MS  commit metadata at most MS milliseconds late (default 1000)\n"
+	       "  -o OPT        any other option goes to FUSE\n");
+}
+
+/* libfuse's messages, in our "prog: what: why" form. */
+static void fuse_log_line(enum fuse_log_level level, const char *fmt, va_list ap)
+{
+	if (level < FUSE_LOG_DEBUG)
+		fprintf(stderr, "%s: ", tool_name);
+	vfprintf(stderr, fmt, ap);
+}
+
+struct mount_opts {
+	bool foreground, debug, readonly;
+	unsigned commit_ms;
+	char *fuse_opts;          /* comma-separated, for fuse_session_new() */
+	const char *device, *mountpoint;
+};
+
+/* Splits one -o list: ours are taken out (ro and allow_other go to FUSE too). */
+static int opts_parse_list(struct mount_opts *mo, const char *list)
+{
+	char *copy = strdup(list), *save = NULL, *opt;
+	uint64_t ms;
+	int ret = 0;
+
+	if (!copy)
+		return -ENOMEM;
+	for (opt = strtok_r(copy, ",", &save); opt; opt = strtok_r(NULL, ",", &save)) {
+		if (!strncmp(opt, "commit=", 7)) {
+			if (!tool_parse_u64(opt + 7, &ms) || ms > UINT_MAX) {
+				tool_err("bad commit interval '%s': expected milliseconds", opt + 7);
+				ret = -EINVAL;
+				break;
+			}
+			mo->commit_ms = ms;
+			continue;
+		}
+		if (!strcmp(opt, "ro"))
+			mo->readonly = true;
+		else if (!strcmp(opt, "rw"))
+			mo->readonly = false;
+		if (fuse_opt_add_opt(&mo->fuse_opts, opt)) {
+			ret = -ENOMEM;
+			break;
+		}
+	}
+	free(copy);
+	return ret;
+}
+
+/* Returns 0, or an exit code with the reason printed. */
+static int opts_parse(struct mount_opts *mo, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	char *fsname;
+	int c;
+
+	mo->commit_ms = 1000;
+	while ((c = getopt_long(argc, argv, "fdo:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'f':
+			mo->foreground = true;
+			break;
+		case 'd':
+			mo->debug = mo->foreground = true;
+			break;
+		case 'o':
+			if (opts_parse_list(mo, optarg))
+				return EXIT_USAGE;
+			break;
+		case 'h':
+			help();
+			return -1;
+		default:
+			usage(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (argc - optind != 2) {
+		tool_err(argc - optind < 2 ? "missing DEVICE or MOUNTPOINT" : "too many arguments");
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	mo->device = argv[optind];
+	mo->mountpoint = argv[optind + 1];
+	if (asprintf(&fsname, "fsname=%s", mo->device) < 0)
+		return EXIT_SYSTEM;
+	c = fuse_opt_add_opt(&mo->fuse_opts, "default_permissions") ||
+	    fuse_opt_add_opt(&mo->fuse_opts, "subtype=vmfs") ||
+	    fuse_opt_add_opt_escaped(&mo->fuse_opts, fsname);
+	free(fsname);
+	return c ? EXIT_SYSTEM : 0;
+}
+
+/*
+ * Forks into the background before anything starts a thread: libvmfs starts
+ * its commit thread in vmfs_open(), and threads do not survive fork(), which
+ * rules out fuse_daemonize() after the open. The parent waits for one status
+ * byte from the child and returns it as its exit code (0 once mounted; an
+ * error was already printed by the child, whose stderr is still ours). The
+ * child gets -1 and the pipe's write end in *notify_fd.
+ */
+static int daemon_fork(int *notify_fd)
+{
+	unsigned char code = EXIT_MOUNT;
+	int pfd[2];
+	pid_t pid;
+
+	if (pipe(pfd)) {
+		tool_err("pipe: %s", strerror(errno));
+		return EXIT_SYSTEM;
+	}
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0) {
+		tool_err("fork: %s", strerror(errno));
+		close(pfd[0]);
+		close(pfd[1]);
+		return EXIT_SYSTEM;
+	}
+	if (pid > 0) {
+		close(pfd[1]);
+		if (read(pfd[0], &code, 1) != 1)
+			code = EXIT_MOUNT;
+		close(pfd[0]);
+		return code;
+	}
+	close(pfd[0]);
+	setsid();
+	*notify_fd = pfd[1];
+	return -1;
+}
+
+/* Tells the waiting parent how it went; once mounted, also lets go of the terminal. */
+static void daemon_notify(int *notify_fd, unsigned char code)
+{
+	int null;
+
+	if (*notify_fd < 0)
+		return;
+	if (!code) {
+		if (chdir("/"))
+			code = EXIT_SYSTEM;
+		null = open("/dev/null", O_RDWR);
+		if (null >= 0) {
+			dup2(null, STDIN_FILENO);
+			dup2(null, STDOUT_FILENO);
+			dup2(null, STDERR_FILENO);
+			if (null > STDERR_FILENO)
+				close(null);
+		}
+	}
+	if (write(*notify_fd, &code, 1) != 1)
+		code = EXIT_SYSTEM;
+	close(*notify_fd);
+	*notify_fd = -1;
+}
+
+/* Opens, mounts and serves until unmounted or signalled; returns the exit code. */
+static int serve(struct vmount *vm, const struct mount_opts *mo, int *notify_fd)
+{
+	struct vmfs_open_opts oo = { .readonly = mo->readonly, .commit_ms = mo->commit_ms };
+	struct fuse_loop_config *lc;
+	char errbuf[256] = "";
+	int ret, code = 0;
+
+	ret = vmfs_open(mo->device, &oo, &vm->fs, errbuf, sizeof(errbuf));
+	if (ret < 0) {
+		tool_err("%s: %s", mo->device, errbuf[0] ? errbuf : strerror(-ret));
+		return EXIT_MOUNT;
+	}
+	vm->root = vmfs_root_ino(vm->fs);
+	if (fuse_session_mount(vm->se, mo->mountpoint)) {
+		code = EXIT_MOUNT;
+		goto err_close;
+	}
+	if (fuse_set_signal_handlers(vm->se)) {
+		code = EXIT_SYSTEM;
+		goto err_unmount;
+	}
+	lc = fuse_loop_cfg_create();
+	if (!lc) {
+		code = EXIT_SYSTEM;
+		goto err_signals;
+	}
+	fuse_loop_cfg_set_clone_fd(lc, 1);
+	daemon_notify(notify_fd, 0);
+
+	/* 0 after fusermount3 -u, the signal number after SIGTERM and friends. */
+	ret = fuse_session_loop_mt(vm->se, lc);
+	if (ret < 0) {
+		tool_err("%s: %s", mo->mountpoint, strerror(-ret));
+		code = EXIT_SYSTEM;
+	}
+	fuse_loop_cfg_destroy(lc);
+err_signals:
+	fuse_remove_signal_handlers(vm->se);
+err_unmount:
+	fuse_session_unmount(vm->se);
+err_close:
+	/* Destroying the session here runs vm_destroy() while fs is still open. */
+	fuse_session_destroy(vm->se);
+	vm->se = NULL;
+	ret = vmfs_close(vm->fs);
+	if (ret < 0) {
+		tool_err("%s: close: %s", mo->device, strerror(-ret));
+		if (!code)
+			code = EXIT_SYSTEM;
+	}
+	return code;
+}
+
+int main(int argc, char **argv)
+{
+	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+	struct mount_opts mo = { 0 };
+	struct vmount vm = { 0 };
+	int notify_fd = -1, code;
+
+	tool_name = "vmfs-mount";
+	fuse_set_log_func(fuse_log_line);
+	code = opts_parse(&mo, argc, argv);
+	if (code)
+		goto out_opts;
+
+	/* The session checks the FUSE options; it starts nothing yet. */
+	if (fuse_opt_add_arg(&args, argv[0]) ||
+	    (mo.debug && fuse_opt_add_arg(&args, "-d")) ||
+	    fuse_opt_add_arg(&args, "-o") || fuse_opt_add_arg(&args, mo.fuse_opts)) {
+		code = EXIT_SYSTEM;
+		goto out_args;
+	}
+	vm.se = fuse_session_new(&args, &vm_ops, sizeof(vm_ops), &vm);
+	if (!vm.se) {
+		usage(stderr);
+		code = EXIT_USAGE;
+		goto out_args;
+	}
+	if (!mo.foreground) {
+		code = daemon_fork(&notify_fd);
+		if (code >= 0) {
+			/* The parent: the child owns the session now. */
+			goto out_args;
+		}
+	}
+	code = serve(&vm, &mo, &notify_fd);
+	daemon_notify(&notify_fd, code);
+out_args:
+	fuse_opt_free_args(&args);
+out_opts:
+	free(mo.fuse_opts);
+	return code < 0 ? 0 : code;
+}

@@ -14,14 +14,14 @@ LIB_SRC  := $(BASE_SRC) $(VMFS_SRC)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 LIB      := $(BUILD)/libvmfs.a
 
-TOOLS    := mkfs.vmfs fsck.vmfs vmfs-mount vmfsctl
+TOOLS    := mkfs.vmfs vmfs-mount vmfsctl
 TOOL_BIN := $(addprefix $(BUILD)/bin/,$(TOOLS))
 BENCH_BIN := $(BUILD)/bin/vmfs-bench
 UNIT_SRC := $(wildcard tests/unit/*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps test unit e2e check-asan demo bench clean
-all: $(TOOL_BIN) $(BENCH_BIN) $(UNIT_BIN)
+all: $(TOOL_BIN) $(UNIT_BIN)
 
 deps:
 	@./scripts/install-deps.sh

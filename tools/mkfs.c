@@ -1,0 +1,114 @@
+/*
+ * mkfs.vmfs: creates a vmfs datastore on a block device or a regular file.
+ * Exit codes as mkfs(8): 0 success, 1 anything else (bad usage included).
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "base/base.h"
+#include "tools/common.h"
+#include "vmfs/vmfs.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: mkfs.vmfs [-f] [-L LABEL] [-b BLOCKSIZE] [-H HOSTS] [-J JOURNALSIZE] [--size SIZE] DEVICE\n"
+		   "  -s, --size SIZE          create or grow a sparse file of SIZE (e.g. 256M, 16T)\n"
+		   "  -L, --label LABEL        datastore label (up to 63 bytes)\n"
+		   "  -b, --block-size SIZE    file block size, 64K..4M, power of two (default 1M)\n"
+		   "  -H, --hosts N            host slots, 1..2048 (default 2048)\n"
+		   "  -J, --journal-size SIZE  per-host journal (default: 1/64 of the datastore, 4M..32M)\n"
+		   "  -f, --force              overwrite an existing filesystem\n"
+		   "  -q, --quiet              print nothing on success\n");
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "size", required_argument, NULL, 's' },   { "label", required_argument, NULL, 'L' },
+		{ "block-size", required_argument, NULL, 'b' }, { "hosts", required_argument, NULL, 'H' },
+		{ "journal-size", required_argument, NULL, 'J' }, { "force", no_argument, NULL, 'f' },
+		{ "quiet", no_argument, NULL, 'q' },        { "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct vmfs_mkfs_opts o = { 0 };
+	struct vmfs_open_opts oo = { .readonly = true };
+	struct vmfs_info info;
+	struct vmfs *fs;
+	char err[256] = "", sz[32], uuid[37];
+	bool quiet = false;
+	uint64_t v;
+	int c, ret;
+
+	tool_name = "mkfs.vmfs";
+	while ((c = getopt_long(argc, argv, "s:L:b:H:J:fqh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			if (base_parse_size(optarg, &o.size) || !o.size) {
+				tool_err("invalid size '%s'", optarg);
+				return 1;
+			}
+			break;
+		case 'L':
+			o.label = optarg;
+			break;
+		case 'b':
+			if (base_parse_size(optarg, &v) || v > UINT32_MAX) {
+				tool_err("invalid block size '%s'", optarg);
+				return 1;
+			}
+			o.block_size = (uint32_t)v;
+			break;
+		case 'H':
+			if (!tool_parse_u64(optarg, &v) || v == 0 || v > 2048) {
+				tool_err("invalid host count '%s' (1..2048)", optarg);
+				return 1;
+			}
+			o.host_slots = (uint32_t)v;
+			break;
+		case 'J':
+			if (base_parse_size(optarg, &o.journal_size) || !o.journal_size) {
+				tool_err("invalid journal size '%s'", optarg);
+				return 1;
+			}
+			break;
+		case 'f':
+			o.force = true;
+			break;
+		case 'q':
+			quiet = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 1;
+		}
+	}
+	if (optind != argc - 1) {
+		usage(stderr);
+		return 1;
+	}
+	ret = vmfs_mkfs(argv[optind], &o, err, sizeof(err));
+	if (ret) {
+		tool_err("%s", err[0] ? err : strerror(-ret));
+		return 1;
+	}
+	if (quiet)
+		return 0;
+	ret = vmfs_open(argv[optind], &oo, &fs, err, sizeof(err));
+	if (ret) {
+		tool_err("created, but cannot read it back: %s", err);
+		return 1;
+	}
+	vmfs_get_info(fs, &info);
+	base_uuid_fmt(info.uuid, uuid);
+	printf("created vmfs datastore on %s\n", argv[optind]);
+	printf("  uuid %s, label '%s', size %s\n", uuid, info.label, base_fmt_size(info.size, sz, sizeof(sz)));
+	printf("  %llu file blocks of %u KiB, %u host slots, %llu KiB journal per host\n",
+	       (unsigned long long)info.data_blocks, info.block_size >> 10, info.host_slots,
+	       (unsigned long long)(info.journal_size >> 10));
+	vmfs_close(fs);
+	return 0;
+}

@@ -1,0 +1,479 @@
+/*
+ * Space allocation. File blocks are grouped in resource clusters (RCs) of
+ * sb_rc_blocks blocks; each RC has one descriptor block holding a 16-bit
+ * reference count per block (0 free, VMFS_REF_POOL for a sub-block pool,
+ * VMFS_REF_JOURNAL for a journal extent). RC descriptors are created lazily, in
+ * order: RCs [0, sb_rc_inited) have one, later RCs are wholly free and cost
+ * nothing on disk, which keeps mkfs of a huge LUN down to a few MiB.
+ *
+ * 4 KiB sub-blocks (inodes, pointer blocks, directory nodes, small-file data)
+ * come from pools: a file block whose first sub-block is a header with a
+ * reference count per sub-block.
+ *
+ * Invariants: rc_nfree equals the number of zero entries in rc_ref; the
+ * in-memory counters (rc_free, pools, free_blocks) equal what the cached blocks
+ * say (alloc_undo_hook keeps them so when an operation is undone); nothing freed
+ * in the running transaction is handed out again (see meta.c, J5).
+ */
+#include "vmfs/vmfs_i.h"
+
+static uint64_t rc_unit(struct vmfs *fs, uint64_t rc) { return fs->rc_table_unit + rc; }
+
+static uint32_t rc_len(struct vmfs *fs, uint64_t rc)
+{
+	uint64_t first = rc * fs->rc_blocks;
+	return (uint32_t)base_min((uint64_t)fs->rc_blocks, fs->nblocks - first);
+}
+
+static uint64_t sb_rc_inited(struct vmfs *fs)
+{
+	return le64_to_cpu(fs->sb.sb_rc_inited);
+}
+
+bool addr_in_data(struct vmfs *fs, uint64_t unit)
+{
+	return unit >= fs->data_unit && unit < fs->data_unit + fs->nblocks * fs->upb;
+}
+
+bool unit_is_block(struct vmfs *fs, uint64_t unit)
+{
+	return addr_in_data(fs, unit) && (unit - fs->data_unit) % fs->upb == 0;
+}
+
+static bool pending(struct vmfs *fs, uint64_t unit)
+{
+	for (size_t i = 0; i < fs->npending; i++)
+		if (fs->pending[i] == unit)
+			return true;
+	return false;
+}
+
+static int pending_add(struct vmfs *fs, uint64_t unit)
+{
+	if (fs->npending == fs->pending_cap) {
+		size_t cap = fs->pending_cap ? fs->pending_cap * 2 : 256;
+		uint64_t *p = realloc(fs->pending, cap * sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		fs->pending = p;
+		fs->pending_cap = cap;
+	}
+	fs->pending[fs->npending++] = unit;
+	return 0;
+}
+
+static int rc_read(struct vmfs *fs, uint64_t rc, struct vbuf **out)
+{
+	struct vmfs_rc_disk *d;
+	int ret = meta_read(fs, rc_unit(fs, rc), VMFS_MAGIC_RC, out);
+
+	if (ret)
+		return ret;
+	d = (struct vmfs_rc_disk *)(*out)->data;
+	if (le64_to_cpu(d->rc_first) != rc * fs->rc_blocks || le32_to_cpu(d->rc_nblocks) != rc_len(fs, rc) ||
+	    le32_to_cpu(d->rc_nfree) > rc_len(fs, rc)) {
+		fs_err(fs, "resource cluster %llu: descriptor does not match the geometry",
+		       (unsigned long long)rc);
+		meta_put(fs, *out);
+		return -EUCLEAN;
+	}
+	return 0;
+}
+
+static int pool_add(struct vmfs *fs, uint64_t block, uint32_t nfree)
+{
+	if (fs->npools == fs->pools_cap) {
+		size_t cap = fs->pools_cap ? fs->pools_cap * 2 : 64;
+		struct pool_info *p = realloc(fs->pools, cap * sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		fs->pools = p;
+		fs->pools_cap = cap;
+	}
+	fs->pools[fs->npools++] = (struct pool_info){ .block = block, .nfree = nfree };
+	fs->free_units_in_pools += nfree;
+	return 0;
+}
+
+static struct pool_info *pool_find(struct vmfs *fs, uint64_t block)
+{
+	if (fs->pool_cur < fs->npools && fs->pools[fs->pool_cur].block == block)
+		return &fs->pools[fs->pool_cur];
+	for (size_t i = 0; i < fs->npools; i++)
+		if (fs->pools[i].block == block)
+			return &fs->pools[i];
+	return NULL;
+}
+
+int alloc_init(struct vmfs *fs)
+{
+	uint64_t inited = sb_rc_inited(fs);
+	int ret = 0;
+
+	if (inited > fs->rc_count) {
+		fs_err(fs, "superblock: %llu resource clusters initialized, only %llu exist",
+		       (unsigned long long)inited, (unsigned long long)fs->rc_count);
+		return -EUCLEAN;
+	}
+	fs->rc_free = calloc(fs->rc_count, sizeof(*fs->rc_free));
+	if (!fs->rc_free)
+		return -ENOMEM;
+	fs->free_blocks = 0;
+	for (uint64_t rc = 0; rc < fs->rc_count; rc++) {
+		struct vmfs_rc_disk *d;
+		struct vbuf *b;
+		uint32_t n = rc_len(fs, rc), nfree = 0;
+
+		if (rc >= inited) {
+			fs->rc_free[rc] = n;
+			fs->free_blocks += n;
+			continue;
+		}
+		ret = rc_read(fs, rc, &b);
+		if (ret)
+			return ret;
+		d = (struct vmfs_rc_disk *)b->data;
+		for (uint32_t i = 0; i < n && !ret; i++) {
+			uint16_t ref = le16_to_cpu(d->rc_ref[i]);
+			uint64_t blk = rc * fs->rc_blocks + i;
+			struct vbuf *pb;
+
+			if (ref == VMFS_REF_FREE) {
+				nfree++;
+			} else if (ref == VMFS_REF_POOL) {
+				ret = meta_read(fs, fs_block_unit(fs, blk), VMFS_MAGIC_POOL, &pb);
+				if (ret)
+					break;
+				ret = pool_add(fs, blk, le32_to_cpu(((struct vmfs_pool_disk *)pb->data)->pl_nfree));
+				meta_put(fs, pb);
+			}
+		}
+		if (!ret && nfree != le32_to_cpu(d->rc_nfree)) {
+			fs_err(fs, "resource cluster %llu: free count %u, but %u blocks are free",
+			       (unsigned long long)rc, le32_to_cpu(d->rc_nfree), nfree);
+			ret = -EUCLEAN;
+		}
+		meta_put(fs, b);
+		if (ret)
+			return ret;
+		fs->rc_free[rc] = nfree;
+		fs->free_blocks += nfree;
+	}
+	fs->rc_cur = 0;
+	return 0;
+}
+
+void alloc_release(struct vmfs *fs)
+{
+	free(fs->rc_free);
+	free(fs->pools);
+	free(fs->pending);
+}
+
+/* Keeps the in-memory counters in step when a block's newer image is undone. */
+void alloc_undo_hook(struct vmfs *fs, struct vbuf *b, const uint8_t *older)
+{
+	uint32_t magic = le32_to_cpu(((struct vmfs_mhdr *)b->data)->mh_magic);
+
+	if (magic == VMFS_MAGIC_RC) {
+		const struct vmfs_rc_disk *now = (const void *)b->data, *was = (const void *)older;
+		uint64_t rc = le64_to_cpu(now->rc_hdr.mh_owner);
+		int64_t before = was ? le32_to_cpu(was->rc_nfree) : rc_len(fs, rc);
+		int64_t delta = before - (int64_t)le32_to_cpu(now->rc_nfree);
+
+		fs->rc_free[rc] = (uint32_t)((int64_t)fs->rc_free[rc] + delta);
+		fs->free_blocks = (uint64_t)((int64_t)fs->free_blocks + delta);
+	} else if (magic == VMFS_MAGIC_POOL) {
+		const struct vmfs_pool_disk *now = (const void *)b->data, *was = (const void *)older;
+		uint64_t blk = fs_unit_block(fs, b->addr);
+		struct pool_info *p = pool_find(fs, blk);
+
+		if (!p)
+			return;
+		if (!was) { /* the pool itself is undone */
+			fs->free_units_in_pools -= p->nfree;
+			*p = fs->pools[--fs->npools];
+			fs->pool_cur = 0;
+			return;
+		}
+		fs->free_units_in_pools += le32_to_cpu(was->pl_nfree);
+		fs->free_units_in_pools -= le32_to_cpu(now->pl_nfree);
+		p->nfree = le32_to_cpu(was->pl_nfree);
+	} else if (magic == VMFS_MAGIC_SB && older) {
+		memcpy(&fs->sb, older, sizeof(fs->sb));
+	}
+}
+
+/* Creates the descriptor of RC number sb_rc_inited (all free) in the running operation. */
+static int rc_init_next(struct vmfs *fs)
+{
+	uint64_t rc = sb_rc_inited(fs);
+	struct vmfs_rc_disk *d;
+	struct vbuf *b, *sbb;
+	int ret;
+
+	if (rc >= fs->rc_count)
+		return -ENOSPC;
+	ret = meta_read(fs, 0, VMFS_MAGIC_SB, &sbb);
+	if (ret)
+		return ret;
+	ret = meta_dirty(fs, sbb);
+	if (!ret)
+		ret = meta_new(fs, rc_unit(fs, rc), VMFS_MAGIC_RC, rc, &b);
+	if (ret) {
+		meta_put(fs, sbb);
+		return ret;
+	}
+	d = (struct vmfs_rc_disk *)b->data;
+	d->rc_first = cpu_to_le64(rc * fs->rc_blocks);
+	d->rc_nblocks = cpu_to_le32(rc_len(fs, rc));
+	d->rc_nfree = cpu_to_le32(rc_len(fs, rc));
+	((struct vmfs_sb_disk *)sbb->data)->sb_rc_inited = cpu_to_le64(rc + 1);
+	fs->sb.sb_rc_inited = cpu_to_le64(rc + 1);
+	meta_put(fs, b);
+	meta_put(fs, sbb);
+	return 0;
+}
+
+/*
+ * Finds n consecutive free blocks (not freed in the running transaction) in one
+ * RC, sets their count to ref and returns the first block's unit address.
+ */
+int alloc_extent(struct vmfs *fs, uint64_t n, uint16_t ref, uint64_t *unit)
+{
+	if (fs->fatal)
+		return -EIO;
+	if (n == 0 || n > fs->rc_blocks)
+		return -ENOSPC;
+	for (uint64_t tried = 0; tried < fs->rc_count; tried++) {
+		uint64_t rc = (fs->rc_cur + tried) % fs->rc_count;
+		struct vmfs_rc_disk *d;
+		struct vbuf *b;
+		uint32_t len = rc_len(fs, rc), run = 0, start = 0;
+		int ret;
+
+		if (fs->rc_free[rc] < n)
+			continue;
+		if (rc >= sb_rc_inited(fs)) {
+			if (rc != sb_rc_inited(fs))
+				continue; /* descriptors are created in order */
+			ret = rc_init_next(fs);
+			if (ret)
+				return ret;
+		}
+		ret = rc_read(fs, rc, &b);
+		if (ret)
+			return ret;
+		d = (struct vmfs_rc_disk *)b->data;
+		for (uint32_t k = 0; k < len; k++) {
+			uint32_t i = n == 1 ? (fs->rc_rotor + k) % len : k;
+			uint64_t u = fs_block_unit(fs, rc * fs->rc_blocks + i);
+
+			if (d->rc_ref[i] != 0 || pending(fs, u)) {
+				run = 0;
+				continue;
+			}
+			if (run++ == 0)
+				start = i;
+			if (n == 1)
+				start = i;
+			if (run < n || (n > 1 && start + n - 1 != i))
+				continue;
+			ret = meta_dirty(fs, b);
+			if (ret) {
+				meta_put(fs, b);
+				return ret;
+			}
+			for (uint32_t j = start; j < start + n; j++)
+				d->rc_ref[j] = cpu_to_le16(ref);
+			d->rc_nfree = cpu_to_le32(le32_to_cpu(d->rc_nfree) - (uint32_t)n);
+			fs->rc_free[rc] -= (uint32_t)n;
+			fs->free_blocks -= n;
+			fs->rc_cur = rc;
+			if (n == 1)
+				fs->rc_rotor = start + 1;
+			*unit = fs_block_unit(fs, rc * fs->rc_blocks + start);
+			meta_put(fs, b);
+			return 0;
+		}
+		meta_put(fs, b);
+	}
+	return -ENOSPC;
+}
+
+int alloc_block(struct vmfs *fs, uint64_t *unit)
+{
+	return alloc_extent(fs, 1, 1, unit);
+}
+
+static int pool_new(struct vmfs *fs)
+{
+	struct vmfs_pool_disk *p;
+	struct vbuf *b;
+	uint64_t unit;
+	int ret = alloc_extent(fs, 1, VMFS_REF_POOL, &unit);
+
+	if (ret)
+		return ret;
+	ret = meta_new(fs, unit, VMFS_MAGIC_POOL, fs_unit_block(fs, unit), &b);
+	if (ret)
+		return ret;
+	p = (struct vmfs_pool_disk *)b->data;
+	p->pl_units = cpu_to_le32(fs->upb);
+	p->pl_nfree = cpu_to_le32(fs->upb - 1);
+	p->pl_ref[0] = cpu_to_le16(VMFS_REF_POOL);
+	meta_put(fs, b);
+	ret = pool_add(fs, fs_unit_block(fs, unit), fs->upb - 1);
+	if (!ret)
+		fs->pool_cur = fs->npools - 1;
+	return ret;
+}
+
+static int pool_read(struct vmfs *fs, uint64_t block, struct vbuf **out)
+{
+	int ret = meta_read(fs, fs_block_unit(fs, block), VMFS_MAGIC_POOL, out);
+	struct vmfs_pool_disk *p;
+
+	if (ret)
+		return ret;
+	p = (struct vmfs_pool_disk *)(*out)->data;
+	if (le32_to_cpu(p->pl_units) != fs->upb || le32_to_cpu(p->pl_nfree) >= fs->upb) {
+		fs_err(fs, "sub-block pool %llu: header does not match the block size",
+		       (unsigned long long)block);
+		meta_put(fs, *out);
+		return -EUCLEAN;
+	}
+	return 0;
+}
+
+int alloc_unit(struct vmfs *fs, uint64_t *unit)
+{
+	if (fs->fatal)
+		return -EIO;
+	for (int round = 0; round < 2; round++) {
+		for (size_t k = 0; k < fs->npools; k++) {
+			size_t idx = (fs->pool_cur + k) % fs->npools;
+			struct pool_info *pi = &fs->pools[idx];
+			struct vmfs_pool_disk *p;
+			struct vbuf *b;
+			int ret;
+
+			if (!pi->nfree)
+				continue;
+			ret = pool_read(fs, pi->block, &b);
+			if (ret)
+				return ret;
+			p = (struct vmfs_pool_disk *)b->data;
+			for (uint32_t i = 1; i < fs->upb; i++) {
+				uint64_t u = fs_block_unit(fs, pi->block) + i;
+				if (p->pl_ref[i] != 0 || pending(fs, u))
+					continue;
+				ret = meta_dirty(fs, b);
+				if (ret) {
+					meta_put(fs, b);
+					return ret;
+				}
+				p->pl_ref[i] = cpu_to_le16(1);
+				p->pl_nfree = cpu_to_le32(le32_to_cpu(p->pl_nfree) - 1);
+				pi->nfree--;
+				fs->free_units_in_pools--;
+				fs->pool_cur = idx;
+				*unit = u;
+				meta_put(fs, b);
+				return 0;
+			}
+			meta_put(fs, b); /* every free one is pending */
+		}
+		if (round == 0) {
+			int ret = pool_new(fs);
+			if (ret)
+				return ret;
+		}
+	}
+	return -ENOSPC;
+}
+
+int free_unit(struct vmfs *fs, uint64_t unit)
+{
+	uint64_t blk = fs_unit_block(fs, unit);
+	uint32_t i = (uint32_t)((unit - fs->data_unit) % fs->upb);
+	struct pool_info *pi = pool_find(fs, blk);
+	struct vmfs_pool_disk *p;
+	struct vbuf *b;
+	uint16_t ref;
+	int ret;
+
+	if (!addr_in_data(fs, unit) || i == 0 || !pi) {
+		fs_err(fs, "freeing sub-block %llu that is not in a pool", (unsigned long long)unit);
+		return -EUCLEAN;
+	}
+	ret = pool_read(fs, blk, &b);
+	if (ret)
+		return ret;
+	p = (struct vmfs_pool_disk *)b->data;
+	ref = le16_to_cpu(p->pl_ref[i]);
+	if (ref == 0 || ref > VMFS_REF_MAX) {
+		fs_err(fs, "sub-block %llu: freeing it, but its count is %u", (unsigned long long)unit, ref);
+		meta_put(fs, b);
+		return -EUCLEAN;
+	}
+	ret = meta_dirty(fs, b);
+	if (!ret && ref == 1)
+		ret = pending_add(fs, unit);
+	if (!ret) {
+		p->pl_ref[i] = cpu_to_le16(ref - 1);
+		if (ref == 1) {
+			p->pl_nfree = cpu_to_le32(le32_to_cpu(p->pl_nfree) + 1);
+			pi->nfree++;
+			fs->free_units_in_pools++;
+		}
+	}
+	meta_put(fs, b);
+	meta_forget(fs, unit);
+	return ret;
+}
+
+int free_block(struct vmfs *fs, uint64_t unit)
+{
+	uint64_t blk, rc;
+	struct vmfs_rc_disk *d;
+	struct vbuf *b;
+	uint32_t i;
+	uint16_t ref;
+	int ret;
+
+	if (!unit_is_block(fs, unit)) {
+		fs_err(fs, "freeing block at unit %llu, which is not a file block", (unsigned long long)unit);
+		return -EUCLEAN;
+	}
+	blk = fs_unit_block(fs, unit);
+	rc = blk / fs->rc_blocks;
+	i = (uint32_t)(blk % fs->rc_blocks);
+	if (rc >= sb_rc_inited(fs)) {
+		fs_err(fs, "freeing block %llu in an unused resource cluster", (unsigned long long)blk);
+		return -EUCLEAN;
+	}
+	ret = rc_read(fs, rc, &b);
+	if (ret)
+		return ret;
+	d = (struct vmfs_rc_disk *)b->data;
+	ref = le16_to_cpu(d->rc_ref[i]);
+	if (ref == 0 || ref > VMFS_REF_MAX) {
+		fs_err(fs, "block %llu: freeing it, but its count is 0x%x", (unsigned long long)blk, ref);
+		meta_put(fs, b);
+		return -EUCLEAN;
+	}
+	ret = meta_dirty(fs, b);
+	if (!ret && ref == 1)
+		ret = pending_add(fs, unit);
+	if (!ret) {
+		d->rc_ref[i] = cpu_to_le16(ref - 1);
+		if (ref == 1) {
+			d->rc_nfree = cpu_to_le32(le32_to_cpu(d->rc_nfree) + 1);
+			fs->rc_free[rc]++;
+			fs->free_blocks++;
+		}
+	}
+	meta_put(fs, b);
+	return ret;
+}

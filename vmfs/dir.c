@@ -1,0 +1,602 @@
+/*
+ * Directories: a B+tree keyed by name hash. A small directory keeps one leaf
+ * inline in its inode (i_root, no extra block); when that overflows the leaf
+ * moves to a 4 KiB node and the tree grows by splits. Lookup, insert and remove
+ * cost O(log n) node reads; 100k entries need three levels.
+ *
+ * Keys double as readdir cookies: key = hash60(name) << 4 | seq, where seq
+ * (0..15) tells names with the same 60-bit hash apart and is fixed when the
+ * entry is made, so a cookie stays valid however the tree splits or shrinks.
+ * Keys below 16 are never used (cookies 0 and 1 are "." and "..").
+ *
+ * Invariants: D1. items in a node are sorted by key, strictly; D2. an interior
+ * item's child holds keys >= its key and < the next item's key (item 0 covers
+ * everything below item 1); D3. every node's level is its parent's minus one and
+ * its owner is the directory; D4. no node is empty except an inline root;
+ * D5. i_dir_count is the number of leaf items.
+ */
+#include "vmfs/vmfs_i.h"
+
+#include <dirent.h>
+#include <sys/stat.h>
+#include <xxhash.h>
+
+#define DIR_MAX_ITEMS 256
+
+struct ditem {
+	uint64_t key, val;
+	uint8_t type, namelen;
+	const char *name;
+};
+
+struct dnode {
+	unsigned count, level;
+	size_t used;
+	struct ditem it[DIR_MAX_ITEMS + 2];
+	char names[VMFS_UNIT + 512];
+	size_t names_used;
+};
+
+/* Where a node lives: the inline root in the inode, or a node block. */
+struct nref {
+	struct vbuf *b;
+	bool inl;
+};
+
+static struct vmfs_dirhdr_disk *nref_hdr(struct nref *n)
+{
+	return n->inl ? (struct vmfs_dirhdr_disk *)ib_inode(n->b)->i_root
+		      : &((struct vmfs_dirnode_disk *)n->b->data)->dn_dh;
+}
+
+static uint8_t *nref_items(struct nref *n)
+{
+	return n->inl ? ib_inode(n->b)->i_root + sizeof(struct vmfs_dirhdr_disk)
+		      : ((struct vmfs_dirnode_disk *)n->b->data)->dn_items;
+}
+
+static size_t nref_cap(struct nref *n)
+{
+	return n->inl ? VMFS_DIRINLINE_SPACE : VMFS_DIRNODE_SPACE;
+}
+
+static size_t item_size(const struct ditem *it)
+{
+	return sizeof(struct vmfs_dirent_disk) + it->namelen;
+}
+
+void dir_init_inline(struct vmfs_inode_disk *di)
+{
+	memset(di->i_root, 0, sizeof(di->i_root));
+	di->i_flags = cpu_to_le32((le32_to_cpu(di->i_flags) & ~VMFS_IF_LAYOUT) | VMFS_IF_INLINE);
+	di->i_height = 0;
+}
+
+static int corrupt(struct vmfs *fs, struct vbuf *dib, struct nref *n, const char *why)
+{
+	fs_err(fs, "directory %llu: node %llu: %s", (unsigned long long)dib->addr,
+	       (unsigned long long)(n->inl ? dib->addr : n->b->addr), why);
+	return -EUCLEAN;
+}
+
+static int decode(struct vmfs *fs, struct vbuf *dib, struct nref *n, unsigned level, struct dnode *d)
+{
+	struct vmfs_dirhdr_disk *h = nref_hdr(n);
+	const uint8_t *p = nref_items(n);
+	size_t off = 0, used = le16_to_cpu(h->dh_used);
+
+	d->count = le16_to_cpu(h->dh_count);
+	d->level = h->dh_level;
+	d->used = used;
+	d->names_used = 0;
+	if (used > nref_cap(n) || d->count > DIR_MAX_ITEMS || d->level != level)
+		return corrupt(fs, dib, n, "bad header");
+	if (!n->inl && le64_to_cpu(((struct vmfs_mhdr *)n->b->data)->mh_owner) != dib->addr)
+		return corrupt(fs, dib, n, "belongs to another directory");
+	for (unsigned i = 0; i < d->count; i++) {
+		struct vmfs_dirent_disk de;
+		struct ditem *it = &d->it[i];
+
+		if (off + sizeof(de) > used)
+			return corrupt(fs, dib, n, "item runs past the end");
+		memcpy(&de, p + off, sizeof(de));
+		it->key = le64_to_cpu(de.de_key);
+		it->val = le64_to_cpu(de.de_val);
+		it->type = de.de_type;
+		it->namelen = de.de_namelen;
+		it->name = d->names + d->names_used;
+		off += sizeof(de);
+		if (off + it->namelen > used || (level == 0) != (it->namelen > 0) ||
+		    (i > 0 && it->key <= d->it[i - 1].key) || (level == 0 && it->key < 16) ||
+		    (level == 0 && memchr(p + off, '/', it->namelen)) || (level == 0 && memchr(p + off, 0, it->namelen)))
+			return corrupt(fs, dib, n, "bad or unsorted item");
+		memcpy(d->names + d->names_used, p + off, it->namelen);
+		d->names_used += it->namelen;
+		off += it->namelen;
+	}
+	if (off != used)
+		return corrupt(fs, dib, n, "used bytes do not add up");
+	return 0;
+}
+
+static size_t dnode_size(struct dnode *d, unsigned from, unsigned to)
+{
+	size_t s = 0;
+	for (unsigned i = from; i < to; i++)
+		s += item_size(&d->it[i]);
+	return s;
+}
+
+static int encode(struct vmfs *fs, struct dnode *d, unsigned from, unsigned to, struct nref *n)
+{
+	struct vmfs_dirhdr_disk *h = nref_hdr(n);
+	uint8_t *p = nref_items(n);
+	size_t off = 0;
+	int ret = meta_dirty(fs, n->b);
+
+	if (ret)
+		return ret;
+	for (unsigned i = from; i < to; i++) {
+		struct vmfs_dirent_disk de = {
+			.de_key = cpu_to_le64(d->it[i].key), .de_val = cpu_to_le64(d->it[i].val),
+			.de_type = d->it[i].type, .de_namelen = d->it[i].namelen,
+		};
+		memcpy(p + off, &de, sizeof(de));
+		memcpy(p + off + sizeof(de), d->it[i].name, d->it[i].namelen);
+		off += sizeof(de) + d->it[i].namelen;
+	}
+	memset(p + off, 0, nref_cap(n) - off);
+	h->dh_count = cpu_to_le16((uint16_t)(to - from));
+	h->dh_used = cpu_to_le16((uint16_t)off);
+	h->dh_level = (uint8_t)d->level;
+	return 0;
+}
+
+static int node_read(struct vmfs *fs, struct vbuf *dib, uint64_t addr, struct nref *n)
+{
+	n->inl = false;
+	if (!addr_in_data(fs, addr) || unit_is_block(fs, addr)) {
+		fs_err(fs, "directory %llu: bad node address %llu", (unsigned long long)dib->addr,
+		       (unsigned long long)addr);
+		return -EUCLEAN;
+	}
+	return meta_read(fs, addr, VMFS_MAGIC_DIR, &n->b);
+}
+
+static int node_new(struct vmfs *fs, struct vbuf *dib, struct nref *n)
+{
+	uint64_t unit;
+	int ret = alloc_unit(fs, &unit);
+
+	if (ret)
+		return ret;
+	n->inl = false;
+	ret = meta_new(fs, unit, VMFS_MAGIC_DIR, dib->addr, &n->b);
+	if (!ret) {
+		struct vmfs_inode_disk *di = ib_inode(dib);
+		di->i_units = cpu_to_le64(le64_to_cpu(di->i_units) + 1);
+	}
+	return ret;
+}
+
+static void nref_put(struct vmfs *fs, struct nref *n)
+{
+	if (!n->inl)
+		meta_put(fs, n->b);
+}
+
+/* The root: inline in the inode, or ptr[0] of a directory in tree mode. */
+static int root_get(struct vmfs *fs, struct vbuf *dib, struct nref *n, unsigned *level)
+{
+	struct vmfs_inode_disk *di = ib_inode(dib);
+
+	if (le32_to_cpu(di->i_flags) & VMFS_IF_INLINE) {
+		n->inl = true;
+		n->b = dib;
+		*level = 0;
+		return 0;
+	}
+	if (di->i_height == 0 || di->i_height > VMFS_MAX_HEIGHT) {
+		fs_err(fs, "directory %llu: bad tree height %u", (unsigned long long)dib->addr, di->i_height);
+		return -EUCLEAN;
+	}
+	*level = di->i_height - 1u;
+	return node_read(fs, dib, le64_to_cpu(((le64 *)di->i_root)[0]), n);
+}
+
+static uint64_t name_prefix(struct vmfs *fs, const char *name, size_t len)
+{
+	uint64_t h = XXH3_64bits_withSeed(name, len, fs->hash_seed) & ((1ull << 59) - 1);
+	return base_max(h, 1ull) << 4;
+}
+
+static unsigned child_index(struct dnode *d, uint64_t key)
+{
+	unsigned i = 0;
+	while (i + 1 < d->count && d->it[i + 1].key <= key)
+		i++;
+	return i;
+}
+
+/* ---- iteration ------------------------------------------------------------------ */
+
+static int iter_rec(struct vmfs *fs, struct vbuf *dib, struct nref *n, unsigned level, uint64_t from,
+		    dir_iter_fn fn, void *ctx)
+{
+	struct dnode *d = malloc(sizeof(*d));
+	int ret;
+
+	if (!d)
+		return -ENOMEM;
+	ret = decode(fs, dib, n, level, d);
+	for (unsigned i = 0; !ret && i < d->count; i++) {
+		struct ditem *it = &d->it[i];
+		struct nref c;
+
+		if (level == 0) {
+			if (it->key >= from)
+				ret = fn(ctx, it->key, it->name, it->namelen, it->val, it->type);
+			continue;
+		}
+		if (i + 1 < d->count && d->it[i + 1].key <= from)
+			continue;
+		ret = node_read(fs, dib, it->val, &c);
+		if (ret)
+			break;
+		ret = iter_rec(fs, dib, &c, level - 1, from, fn, ctx);
+		nref_put(fs, &c);
+	}
+	free(d);
+	return ret;
+}
+
+/* Calls fn for each entry with key >= from, in key order, until fn returns non-zero (returned). */
+int dir_iterate(struct vmfs *fs, struct vbuf *dib, uint64_t from, dir_iter_fn fn, void *ctx)
+{
+	struct nref root;
+	unsigned level;
+	int ret = root_get(fs, dib, &root, &level);
+
+	if (ret)
+		return ret;
+	ret = iter_rec(fs, dib, &root, level, from, fn, ctx);
+	nref_put(fs, &root);
+	return ret;
+}
+
+struct find_ctx {
+	const char *name;
+	size_t len;
+	uint64_t last, key, ino;
+	uint8_t type;
+	uint16_t used_seq;
+};
+
+static int find_cb(void *ctx, uint64_t key, const char *name, size_t len, uint64_t ino, uint8_t type)
+{
+	struct find_ctx *f = ctx;
+
+	if (key > f->last)
+		return 2;
+	f->used_seq |= (uint16_t)(1u << (key & 15));
+	if (len == f->len && !memcmp(name, f->name, len)) {
+		f->key = key;
+		f->ino = ino;
+		f->type = type;
+		return 1;
+	}
+	return 0;
+}
+
+static int find(struct vmfs *fs, struct vbuf *dib, const char *name, size_t len, struct find_ctx *f)
+{
+	uint64_t prefix = name_prefix(fs, name, len);
+	int ret;
+
+	*f = (struct find_ctx){ .name = name, .len = len, .last = prefix | 15 };
+	ret = dir_iterate(fs, dib, prefix, find_cb, f);
+	return ret < 0 ? ret : ret == 1 ? 0 : -ENOENT;
+}
+
+int dir_lookup(struct vmfs *fs, struct vbuf *dib, const char *name, size_t len, uint64_t *ino, uint8_t *type)
+{
+	struct find_ctx f;
+	int ret = find(fs, dib, name, len, &f);
+
+	if (!ret) {
+		*ino = f.ino;
+		*type = f.type;
+	}
+	return ret;
+}
+
+/* ---- insertion ------------------------------------------------------------------ */
+
+static void dnode_insert_at(struct dnode *d, unsigned pos, const struct ditem *it)
+{
+	memmove(&d->it[pos + 1], &d->it[pos], (d->count - pos) * sizeof(d->it[0]));
+	d->it[pos] = *it;
+	if (it->namelen) {
+		memcpy(d->names + d->names_used, it->name, it->namelen);
+		d->it[pos].name = d->names + d->names_used;
+		d->names_used += it->namelen;
+	}
+	d->count++;
+}
+
+/* Splits d (too big for one node) into n (left half) and a new node (right half). */
+static int split(struct vmfs *fs, struct vbuf *dib, struct dnode *d, struct nref *n, uint64_t *skey,
+		 uint64_t *saddr)
+{
+	size_t total = dnode_size(d, 0, d->count), acc = 0;
+	unsigned mid = 0;
+	struct nref r;
+	int ret;
+
+	while (mid < d->count - 1 && acc + item_size(&d->it[mid]) <= total / 2)
+		acc += item_size(&d->it[mid++]);
+	if (mid == 0)
+		mid = 1;
+	ret = node_new(fs, dib, &r);
+	if (ret)
+		return ret;
+	ret = encode(fs, d, 0, mid, n);
+	if (!ret)
+		ret = encode(fs, d, mid, d->count, &r);
+	*skey = d->it[mid].key;
+	*saddr = r.b->addr;
+	nref_put(fs, &r);
+	return ret;
+}
+
+/* Returns 1 with *skey and *saddr set when the node split, 0, or -errno. */
+static int insert_rec(struct vmfs *fs, struct vbuf *dib, struct nref *n, unsigned level,
+		      const struct ditem *item, uint64_t *skey, uint64_t *saddr)
+{
+	struct dnode *d = malloc(sizeof(*d));
+	unsigned pos;
+	int ret;
+
+	if (!d)
+		return -ENOMEM;
+	ret = decode(fs, dib, n, level, d);
+	if (ret)
+		goto out;
+	if (level == 0) {
+		for (pos = 0; pos < d->count && d->it[pos].key < item->key; pos++)
+			;
+		dnode_insert_at(d, pos, item);
+	} else {
+		unsigned ci = child_index(d, item->key);
+		uint64_t ck, ca;
+		struct nref c;
+
+		ret = node_read(fs, dib, d->it[ci].val, &c);
+		if (ret)
+			goto out;
+		ret = insert_rec(fs, dib, &c, level - 1, item, &ck, &ca);
+		nref_put(fs, &c);
+		if (ret <= 0)
+			goto out;
+		dnode_insert_at(d, ci + 1, &(struct ditem){ .key = ck, .val = ca });
+	}
+	if (dnode_size(d, 0, d->count) <= nref_cap(n) && d->count <= DIR_MAX_ITEMS) {
+		ret = encode(fs, d, 0, d->count, n);
+		goto out;
+	}
+	if (n->inl) {
+		/* the inline leaf overflows: it becomes the first node block */
+		struct vmfs_inode_disk *di = ib_inode(dib);
+		struct nref r;
+
+		if (dnode_size(d, 0, d->count) > VMFS_DIRNODE_SPACE) {
+			ret = -EUCLEAN;
+			goto out;
+		}
+		ret = node_new(fs, dib, &r);
+		if (!ret)
+			ret = encode(fs, d, 0, d->count, &r);
+		if (!ret) {
+			ret = meta_dirty(fs, dib);
+			memset(di->i_root, 0, sizeof(di->i_root));
+			((le64 *)di->i_root)[0] = cpu_to_le64(r.b->addr);
+			di->i_flags = cpu_to_le32((le32_to_cpu(di->i_flags) & ~VMFS_IF_LAYOUT) | VMFS_IF_SMALL);
+			di->i_height = 1;
+		}
+		nref_put(fs, &r);
+		goto out;
+	}
+	ret = split(fs, dib, d, n, skey, saddr);
+	if (!ret)
+		ret = 1;
+out:
+	free(d);
+	return ret;
+}
+
+int dir_insert(struct vmfs *fs, struct vbuf *dib, const char *name, size_t len, uint64_t ino, uint8_t type)
+{
+	struct vmfs_inode_disk *di = ib_inode(dib);
+	struct find_ctx f;
+	struct ditem item = { .val = ino, .type = type, .namelen = (uint8_t)len, .name = name };
+	struct nref root;
+	unsigned level, seq;
+	uint64_t skey, saddr;
+	int ret;
+
+	if (len == 0 || len > VMFS_NAME_MAX)
+		return len ? -ENAMETOOLONG : -EINVAL;
+	ret = find(fs, dib, name, len, &f);
+	if (ret != -ENOENT)
+		return ret ? ret : -EEXIST;
+	for (seq = 0; seq < 16 && (f.used_seq & (1u << seq)); seq++)
+		;
+	if (seq == 16)
+		return -ENOSPC; /* 16 names with one 60-bit hash */
+	item.key = (f.last & ~15ull) | seq;
+	ret = root_get(fs, dib, &root, &level);
+	if (ret)
+		return ret;
+	ret = insert_rec(fs, dib, &root, level, &item, &skey, &saddr);
+	if (ret == 1) {
+		/* the root split: a new root above it */
+		struct dnode *d = calloc(1, sizeof(*d));
+		struct nref nr;
+
+		ret = d ? node_new(fs, dib, &nr) : -ENOMEM;
+		if (!ret) {
+			d->level = level + 1;
+			d->count = 2;
+			d->it[0] = (struct ditem){ .key = 0, .val = root.b->addr };
+			d->it[1] = (struct ditem){ .key = skey, .val = saddr };
+			ret = encode(fs, d, 0, 2, &nr);
+			if (!ret && di->i_height >= VMFS_MAX_HEIGHT)
+				ret = -ENOSPC;
+			if (!ret) {
+				ret = meta_dirty(fs, dib);
+				((le64 *)di->i_root)[0] = cpu_to_le64(nr.b->addr);
+				di->i_height++;
+			}
+			nref_put(fs, &nr);
+		}
+		free(d);
+	}
+	nref_put(fs, &root);
+	if (!ret)
+		ret = meta_dirty(fs, dib);
+	if (!ret)
+		di->i_dir_count = cpu_to_le64(le64_to_cpu(di->i_dir_count) + 1);
+	return ret;
+}
+
+/* ---- removal and update ------------------------------------------------------------ */
+
+/* Returns 1 when the node is left empty (the caller frees it), 0, or -errno. */
+static int remove_rec(struct vmfs *fs, struct vbuf *dib, struct nref *n, unsigned level, uint64_t key,
+		      const struct ditem *set)
+{
+	struct dnode *d = malloc(sizeof(*d));
+	unsigned i;
+	int ret;
+
+	if (!d)
+		return -ENOMEM;
+	ret = decode(fs, dib, n, level, d);
+	if (ret)
+		goto out;
+	if (level == 0) {
+		for (i = 0; i < d->count && d->it[i].key != key; i++)
+			;
+		if (i == d->count) {
+			ret = -ENOENT;
+			goto out;
+		}
+		if (set) {
+			d->it[i].val = set->val;
+			d->it[i].type = set->type;
+		} else {
+			memmove(&d->it[i], &d->it[i + 1], (d->count - i - 1) * sizeof(d->it[0]));
+			d->count--;
+		}
+	} else {
+		struct nref c;
+		i = child_index(d, key);
+		ret = node_read(fs, dib, d->it[i].val, &c);
+		if (ret)
+			goto out;
+		ret = remove_rec(fs, dib, &c, level - 1, key, set);
+		nref_put(fs, &c);
+		if (ret <= 0)
+			goto out;
+		ret = free_unit(fs, d->it[i].val);
+		if (ret)
+			goto out;
+		ib_inode(dib)->i_units = cpu_to_le64(le64_to_cpu(ib_inode(dib)->i_units) - 1);
+		memmove(&d->it[i], &d->it[i + 1], (d->count - i - 1) * sizeof(d->it[0]));
+		d->count--;
+		if (d->count)
+			d->it[0].key = 0;
+	}
+	ret = encode(fs, d, 0, d->count, n);
+	if (!ret)
+		ret = d->count == 0 && !n->inl;
+out:
+	free(d);
+	return ret;
+}
+
+static int change(struct vmfs *fs, struct vbuf *dib, const char *name, size_t len, const struct ditem *set)
+{
+	struct vmfs_inode_disk *di = ib_inode(dib);
+	struct find_ctx f;
+	struct nref root;
+	unsigned level;
+	int ret = find(fs, dib, name, len, &f);
+
+	if (ret)
+		return ret;
+	ret = meta_dirty(fs, dib);
+	if (!ret)
+		ret = root_get(fs, dib, &root, &level);
+	if (ret)
+		return ret;
+	ret = remove_rec(fs, dib, &root, level, f.key, set);
+	if (ret == 1) {
+		/* the whole tree is empty: back to an inline leaf */
+		ret = free_unit(fs, root.b->addr);
+		if (!ret) {
+			di->i_units = cpu_to_le64(le64_to_cpu(di->i_units) - 1);
+			dir_init_inline(di);
+		}
+	}
+	nref_put(fs, &root);
+	if (!ret && !set)
+		di->i_dir_count = cpu_to_le64(le64_to_cpu(di->i_dir_count) - 1);
+	return ret;
+}
+
+int dir_remove(struct vmfs *fs, struct vbuf *dib, const char *name, size_t len)
+{
+	return change(fs, dib, name, len, NULL);
+}
+
+int dir_set(struct vmfs *fs, struct vbuf *dib, const char *name, size_t len, uint64_t ino, uint8_t type)
+{
+	return change(fs, dib, name, len, &(struct ditem){ .val = ino, .type = type });
+}
+
+static int release_rec(struct vmfs *fs, struct vbuf *dib, uint64_t addr, unsigned level)
+{
+	struct dnode *d = malloc(sizeof(*d));
+	struct nref n;
+	int ret;
+
+	if (!d)
+		return -ENOMEM;
+	ret = node_read(fs, dib, addr, &n);
+	if (!ret) {
+		ret = decode(fs, dib, &n, level, d);
+		nref_put(fs, &n);
+	}
+	for (unsigned i = 0; !ret && level > 0 && i < d->count; i++)
+		ret = release_rec(fs, dib, d->it[i].val, level - 1);
+	free(d);
+	return ret ? ret : free_unit(fs, addr);
+}
+
+/* Frees every node of a directory that is being deleted. */
+int dir_release(struct vmfs *fs, struct vbuf *dib);
+int dir_release(struct vmfs *fs, struct vbuf *dib)
+{
+	struct vmfs_inode_disk *di = ib_inode(dib);
+	int ret;
+
+	if (le32_to_cpu(di->i_flags) & VMFS_IF_INLINE)
+		return 0;
+	ret = meta_dirty(fs, dib);
+	if (!ret)
+		ret = release_rec(fs, dib, le64_to_cpu(((le64 *)di->i_root)[0]), di->i_height - 1u);
+	if (!ret)
+		dir_init_inline(di);
+	return ret;
+}

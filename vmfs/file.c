@@ -1,0 +1,794 @@
+/*
+ * File data: read, write, truncate, fallocate and SEEK_DATA/SEEK_HOLE.
+ *
+ * A file starts inline (up to 2 KiB in its inode), moves to 4 KiB sub-blocks
+ * while it is at most 1 MiB, and to file blocks beyond that; it never moves back
+ * except to inline when truncated to zero.
+ *
+ * Data path: the range is mapped under fs->lock, the device I/O runs without it
+ * (holding the inode's iolock), then size and times are updated under fs->lock.
+ * Invariants that keep old data of other files out of a file after a crash:
+ *  F1. a newly allocated block that a write covers only in part is zeroed on the
+ *      device before its pointer can be committed;
+ *  F2. a newly allocated block that a write covers wholly is mapped "to be
+ *      zeroed" (reads return zeros) until its data is written, and only then is
+ *      the flag cleared, in a later operation;
+ *  F3. data is written (completed, not only queued) before the operation that
+ *      makes it reachable (size, TBZ clear) begins, so the commit's flush covers it.
+ */
+#include "vmfs/vmfs_i.h"
+
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <sys/stat.h>
+
+#define BOUNCE_MAX (1u << 20)
+
+static uint64_t blk_bytes(struct vmfs *fs, struct vmfs_inode_disk *di)
+{
+	return (uint64_t)inode_layout_blkunits(fs, di) * VMFS_UNIT;
+}
+
+static uint64_t ptr_dev(uint64_t p)
+{
+	return (p & VMFS_PTR_ADDR_MASK) * VMFS_UNIT;
+}
+
+/* ---- device I/O at any alignment ------------------------------------------------- */
+
+static int io_span(struct vmfs *fs, bool write, uint64_t off, uint8_t *buf, size_t len)
+{
+	unsigned ss = dev_sector_size(fs->dev);
+	uint64_t a0 = off / ss * ss, a1 = base_round_up(off + len, ss);
+	uint8_t *bounce;
+	int ret = 0;
+
+	if (!((off | len | (uintptr_t)buf) % ss))
+		return write ? dev_pwrite(fs->dev, buf, len, off) : dev_pread(fs->dev, buf, len, off);
+	bounce = dev_alloc_buf(a1 - a0);
+	if (!bounce)
+		return -ENOMEM;
+	if (!write) {
+		ret = dev_pread(fs->dev, bounce, a1 - a0, a0);
+		if (!ret)
+			memcpy(buf, bounce + (off - a0), len);
+	} else {
+		if (off != a0)
+			ret = dev_pread(fs->dev, bounce, ss, a0);
+		if (!ret && off + len != a1 && (a1 - ss != a0 || off == a0))
+			ret = dev_pread(fs->dev, bounce + (a1 - a0 - ss), ss, a1 - ss);
+		if (!ret) {
+			memcpy(bounce + (off - a0), buf, len);
+			ret = dev_pwrite(fs->dev, bounce, a1 - a0, a0);
+		}
+	}
+	free(bounce);
+	return ret;
+}
+
+/* Splits large unaligned transfers so a bounce buffer stays small. */
+static int dev_io(struct vmfs *fs, bool write, uint64_t off, uint8_t *buf, size_t len)
+{
+	unsigned ss = dev_sector_size(fs->dev);
+
+	if (!((off | len | (uintptr_t)buf) % ss))
+		return io_span(fs, write, off, buf, len);
+	while (len) {
+		size_t n = base_min(len, (size_t)BOUNCE_MAX - (off % ss));
+		int ret = io_span(fs, write, off, buf, n);
+		if (ret)
+			return ret;
+		off += n;
+		buf += n;
+		len -= n;
+	}
+	return 0;
+}
+
+static int write_zeros(struct vmfs *fs, uint64_t off, size_t len)
+{
+	unsigned ss = dev_sector_size(fs->dev);
+	uint64_t a0 = base_round_up(off, ss), a1 = (off + len) / ss * ss;
+	uint8_t *z;
+	int ret = 0;
+
+	if (a1 > a0 && a1 - a0 >= 64 * 1024) {
+		ret = dev_zero_range(fs->dev, a0, a1 - a0);
+		if (!ret && a0 > off)
+			ret = write_zeros(fs, off, a0 - off);
+		if (!ret && off + len > a1)
+			ret = write_zeros(fs, a1, off + len - a1);
+		return ret;
+	}
+	z = calloc(1, len);
+	if (!z)
+		return -ENOMEM;
+	ret = dev_io(fs, true, off, z, len);
+	free(z);
+	return ret;
+}
+
+/* ---- layout changes ---------------------------------------------------------------- */
+
+static int alloc_for(struct vmfs *fs, struct vmfs_inode_disk *di, uint64_t *unit)
+{
+	int ret;
+	if (le32_to_cpu(di->i_flags) & VMFS_IF_LARGE)
+		ret = alloc_block(fs, unit);
+	else
+		ret = alloc_unit(fs, unit);
+	if (!ret)
+		di->i_units = cpu_to_le64(le64_to_cpu(di->i_units) + (uint64_t)inode_layout_blkunits(fs, di));
+	return ret;
+}
+
+static void set_layout(struct vmfs_inode_disk *di, uint32_t layout)
+{
+	di->i_flags = cpu_to_le32((le32_to_cpu(di->i_flags) & ~VMFS_IF_LAYOUT) | layout);
+	di->i_height = 0;
+}
+
+/* Moves the data of an inline file into block 0 of its new layout. */
+static int from_inline(struct vmfs *fs, struct vbuf *ib, uint32_t layout)
+{
+	struct vmfs_inode_disk *di = ib_inode(ib);
+	uint64_t size = le64_to_cpu(di->i_size), unit;
+	uint8_t *blk = dev_alloc_buf(VMFS_UNIT);
+	int ret = meta_dirty(fs, ib);
+
+	if (!blk)
+		return -ENOMEM;
+	if (ret)
+		goto out;
+	memcpy(blk, di->i_root, base_min(size, (uint64_t)VMFS_INLINE_MAX));
+	memset(di->i_root, 0, VMFS_INLINE_MAX);
+	set_layout(di, layout);
+	if (!size)
+		goto out;
+	ret = alloc_for(fs, di, &unit);
+	if (!ret && layout == VMFS_IF_LARGE)
+		ret = dev_zero_range(fs->dev, unit * VMFS_UNIT, fs->block_size);
+	if (!ret)
+		ret = dev_pwrite(fs->dev, blk, VMFS_UNIT, unit * VMFS_UNIT);
+	if (!ret)
+		ret = bmap_set(fs, ib, 0, unit);
+out:
+	free(blk);
+	return ret;
+}
+
+/* Copies a small file's sub-blocks into file blocks. */
+static int small_to_large(struct vmfs *fs, struct vbuf *ib)
+{
+	struct vmfs_inode_disk *di = ib_inode(ib);
+	uint64_t lblks[VMFS_ROOT_PTRS], ptrs[VMFS_ROOT_PTRS], lb = 0, found, p;
+	uint8_t *data = dev_alloc_buf(VMFS_SMALL_MAX);
+	unsigned n = 0;
+	bool done;
+	int ret;
+
+	if (!data)
+		return -ENOMEM;
+	while ((ret = bmap_next(fs, di, lb, &found, &p)) == 1 && n < VMFS_ROOT_PTRS) {
+		lblks[n] = found;
+		ptrs[n++] = p;
+		lb = found + 1;
+	}
+	for (unsigned i = 0; !ret && i < n; i++)
+		if (!(ptrs[i] & VMFS_PTR_TBZ))
+			ret = dev_pread(fs->dev, data + i * VMFS_UNIT, VMFS_UNIT, ptr_dev(ptrs[i]));
+	if (!ret)
+		ret = bmap_free_range(fs, ib, 0, UINT64_MAX, UINT64_MAX, &done);
+	if (ret)
+		goto out;
+	set_layout(di, VMFS_IF_LARGE);
+	for (unsigned i = 0; !ret && i < n; i++) {
+		uint64_t byte = lblks[i] * VMFS_UNIT, big = byte / fs->block_size, bp;
+
+		if (ptrs[i] & VMFS_PTR_TBZ)
+			continue;
+		ret = bmap_get(fs, di, big, &bp);
+		if (!ret && !bp) {
+			ret = alloc_for(fs, di, &bp);
+			if (!ret)
+				ret = dev_zero_range(fs->dev, ptr_dev(bp), fs->block_size);
+			if (!ret)
+				ret = bmap_set(fs, ib, big, bp);
+		}
+		if (!ret)
+			ret = dev_pwrite(fs->dev, data + i * VMFS_UNIT, VMFS_UNIT,
+					 ptr_dev(bp) + byte % fs->block_size);
+	}
+out:
+	free(data);
+	return ret;
+}
+
+/* Makes the layout able to hold bytes up to end. */
+static int ensure_layout(struct vmfs *fs, struct vbuf *ib, uint64_t end)
+{
+	uint32_t flags = le32_to_cpu(ib_inode(ib)->i_flags);
+	int ret = 0;
+
+	if ((flags & VMFS_IF_INLINE) && end > VMFS_INLINE_MAX)
+		ret = from_inline(fs, ib, end > VMFS_SMALL_MAX ? VMFS_IF_LARGE : VMFS_IF_SMALL);
+	flags = le32_to_cpu(ib_inode(ib)->i_flags);
+	if (!ret && (flags & VMFS_IF_SMALL) && end > VMFS_SMALL_MAX)
+		ret = small_to_large(fs, ib);
+	return ret;
+}
+
+/* ---- read and write --------------------------------------------------------------------- */
+
+struct extent {
+	uint64_t dev_off;
+	size_t buf_off, len;
+};
+
+struct plan {
+	struct extent *ext;
+	size_t n, cap;
+	uint64_t *tbz;                  /* blocks whose TBZ flag clears after the write (F2) */
+	size_t ntbz;
+};
+
+static int plan_add(struct plan *pl, uint64_t dev_off, size_t buf_off, size_t len)
+{
+	if (pl->n && pl->ext[pl->n - 1].dev_off + pl->ext[pl->n - 1].len == dev_off &&
+	    pl->ext[pl->n - 1].buf_off + pl->ext[pl->n - 1].len == buf_off) {
+		pl->ext[pl->n - 1].len += len;
+		return 0;
+	}
+	if (pl->n == pl->cap) {
+		size_t cap = pl->cap ? pl->cap * 2 : 16;
+		struct extent *e = realloc(pl->ext, cap * sizeof(*e));
+		if (!e)
+			return -ENOMEM;
+		pl->ext = e;
+		pl->cap = cap;
+	}
+	pl->ext[pl->n++] = (struct extent){ dev_off, buf_off, len };
+	return 0;
+}
+
+static void plan_release(struct plan *pl)
+{
+	free(pl->ext);
+	free(pl->tbz);
+}
+
+static int plan_run(struct vmfs *fs, struct plan *pl, bool write, uint8_t *buf)
+{
+	for (size_t i = 0; i < pl->n; i++) {
+		int ret = dev_io(fs, write, pl->ext[i].dev_off, buf + pl->ext[i].buf_off, pl->ext[i].len);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+static int get_regular(struct vmfs *fs, uint64_t ino, struct vbuf **ib, bool allow_link)
+{
+	int ret = inode_read(fs, ino, ib);
+	uint32_t mode;
+
+	if (ret)
+		return ret;
+	mode = le32_to_cpu(ib_inode(*ib)->i_mode);
+	if (S_ISREG(mode) || (allow_link && S_ISLNK(mode)))
+		return 0;
+	meta_put(fs, *ib);
+	return S_ISDIR(mode) ? -EISDIR : -EINVAL;
+}
+
+ssize_t vmfs_pread(struct vmfs *fs, uint64_t ino, void *buf, size_t len, uint64_t off)
+{
+	struct plan pl = { 0 };
+	struct vinode *vi;
+	struct vbuf *ib;
+	uint64_t size, bb;
+	int ret;
+
+	pthread_mutex_lock(&fs->lock);
+	vi = vinode_get(fs, ino);
+	pthread_mutex_unlock(&fs->lock);
+	if (!vi)
+		return -ENOMEM;
+	pthread_rwlock_rdlock(&vi->iolock);
+	pthread_mutex_lock(&fs->lock);
+	ret = get_regular(fs, ino, &ib, true);
+	if (ret)
+		goto err_unlock;
+	size = le64_to_cpu(ib_inode(ib)->i_size);
+	if (off >= size || !len) {
+		len = 0;
+		goto done;
+	}
+	len = (size_t)base_min((uint64_t)len, size - off);
+	if (le32_to_cpu(ib_inode(ib)->i_flags) & VMFS_IF_INLINE) {
+		memcpy(buf, ib_inode(ib)->i_root + off, len);
+		goto done;
+	}
+	bb = blk_bytes(fs, ib_inode(ib));
+	for (size_t done = 0; done < len;) {
+		uint64_t pos = off + done, lblk = pos / bb, in = pos % bb, p;
+		size_t n = (size_t)base_min((uint64_t)(len - done), bb - in);
+
+		ret = bmap_get(fs, ib_inode(ib), lblk, &p);
+		if (ret)
+			goto err_put;
+		if (!p || (p & VMFS_PTR_TBZ))
+			memset((uint8_t *)buf + done, 0, n);
+		else if ((ret = plan_add(&pl, ptr_dev(p) + in, done, n)))
+			goto err_put;
+		done += n;
+	}
+done:
+	meta_put(fs, ib);
+	pthread_mutex_unlock(&fs->lock);
+	ret = plan_run(fs, &pl, false, buf);
+	goto out;
+err_put:
+	meta_put(fs, ib);
+err_unlock:
+	pthread_mutex_unlock(&fs->lock);
+out:
+	pthread_rwlock_unlock(&vi->iolock);
+	pthread_mutex_lock(&fs->lock);
+	vinode_put(fs, vi);
+	pthread_mutex_unlock(&fs->lock);
+	plan_release(&pl);
+	return ret ? ret : (ssize_t)len;
+}
+
+/* Does the range need allocation, a TBZ change or a layout change? (under fs->lock) */
+static int needs_alloc(struct vmfs *fs, struct vmfs_inode_disk *di, uint64_t off, size_t len, bool *need)
+{
+	uint64_t end = off + len, bb;
+	uint32_t flags = le32_to_cpu(di->i_flags);
+
+	*need = true;
+	if ((flags & VMFS_IF_INLINE) || ((flags & VMFS_IF_SMALL) && end > VMFS_SMALL_MAX))
+		return 0;
+	bb = blk_bytes(fs, di);
+	for (uint64_t lblk = off / bb; lblk * bb < end; lblk++) {
+		uint64_t p;
+		int ret = bmap_get(fs, di, lblk, &p);
+		if (ret)
+			return ret;
+		if (!p || (p & VMFS_PTR_TBZ))
+			return 0;
+	}
+	*need = false;
+	return 0;
+}
+
+/* Maps [off, off+len) for writing, allocating as F1/F2 say. Under fs->lock, in an operation. */
+static int map_for_write(struct vmfs *fs, struct vbuf *ib, uint64_t off, size_t len, struct plan *pl)
+{
+	struct vmfs_inode_disk *di = ib_inode(ib);
+	uint64_t bb = blk_bytes(fs, di);
+	int ret = 0;
+
+	for (size_t done = 0; done < len && !ret;) {
+		uint64_t pos = off + done, lblk = pos / bb, in = pos % bb, p;
+		size_t n = (size_t)base_min((uint64_t)(len - done), bb - in);
+		bool whole = in == 0 && n == bb;
+
+		ret = bmap_get(fs, di, lblk, &p);
+		if (ret)
+			break;
+		if (!p) {
+			ret = alloc_for(fs, di, &p);
+			if (ret)
+				break;
+			p |= VMFS_PTR_TBZ;
+		}
+		if (p & VMFS_PTR_TBZ) {
+			if (whole) { /* F2 */
+				uint64_t *t = realloc(pl->tbz, (pl->ntbz + 1) * sizeof(*t));
+				if (!t) {
+					ret = -ENOMEM;
+					break;
+				}
+				pl->tbz = t;
+				pl->tbz[pl->ntbz++] = lblk;
+			} else { /* F1 */
+				ret = dev_zero_range(fs->dev, ptr_dev(p), bb);
+				p &= ~VMFS_PTR_TBZ;
+			}
+			if (!ret)
+				ret = bmap_set(fs, ib, lblk, p);
+		}
+		if (!ret)
+			ret = plan_add(pl, ptr_dev(p) + in, done, n);
+		done += n;
+	}
+	return ret;
+}
+
+static ssize_t do_write(struct vmfs *fs, uint64_t ino, const void *buf, size_t len, uint64_t off, bool internal)
+{
+	unsigned ss = dev_sector_size(fs->dev);
+	bool excl = (off % ss) || ((off + len) % ss), need = false;
+	struct plan pl = { 0 };
+	struct vinode *vi;
+	struct vbuf *ib;
+	int ret;
+
+	if (fs->ro)
+		return -EROFS;
+	if (!len)
+		return 0;
+	if (off + len < off || off + len > (64ull << 40) * 4)
+		return -EFBIG;
+	pthread_mutex_lock(&fs->lock);
+	vi = vinode_get(fs, ino);
+	pthread_mutex_unlock(&fs->lock);
+	if (!vi)
+		return -ENOMEM;
+again:
+	if (excl)
+		pthread_rwlock_wrlock(&vi->iolock);
+	else
+		pthread_rwlock_rdlock(&vi->iolock);
+	op_begin(fs);
+	ret = get_regular(fs, ino, &ib, internal);
+	if (ret)
+		goto err_op;
+	if (!excl) {
+		ret = needs_alloc(fs, ib_inode(ib), off, len, &need);
+		if (!ret && need) {
+			meta_put(fs, ib);
+			op_end(fs, 0);
+			pthread_rwlock_unlock(&vi->iolock);
+			excl = true;
+			goto again;
+		}
+	}
+	if (!ret)
+		ret = ensure_layout(fs, ib, off + len);
+	if (ret)
+		goto err_put;
+	if (le32_to_cpu(ib_inode(ib)->i_flags) & VMFS_IF_INLINE) {
+		struct vmfs_inode_disk *di = ib_inode(ib);
+		ret = meta_dirty(fs, ib);
+		if (ret)
+			goto err_put;
+		memcpy(di->i_root + off, buf, len);
+		if (off + len > le64_to_cpu(di->i_size))
+			di->i_size = cpu_to_le64(off + len);
+		inode_touch(ib, true, true);
+		meta_put(fs, ib);
+		ret = op_end(fs, 0);
+		goto out;
+	}
+	ret = map_for_write(fs, ib, off, len, &pl);
+	meta_put(fs, ib);
+	ret = op_end(fs, ret);
+	if (ret)
+		goto out;
+
+	ret = plan_run(fs, &pl, true, (uint8_t *)buf); /* F3: complete before it becomes reachable */
+	if (ret)
+		goto out;
+
+	op_begin(fs);
+	ret = inode_read(fs, ino, &ib);
+	if (!ret) {
+		struct vmfs_inode_disk *di = ib_inode(ib);
+		ret = meta_dirty(fs, ib);
+		for (size_t i = 0; !ret && i < pl.ntbz; i++) {
+			uint64_t p;
+			ret = bmap_get(fs, di, pl.tbz[i], &p);
+			if (!ret && (p & VMFS_PTR_TBZ))
+				ret = bmap_set(fs, ib, pl.tbz[i], p & ~VMFS_PTR_TBZ);
+		}
+		if (!ret && off + len > le64_to_cpu(di->i_size))
+			di->i_size = cpu_to_le64(off + len);
+		if (!ret)
+			inode_touch(ib, true, true);
+		meta_put(fs, ib);
+	}
+	ret = op_end(fs, ret);
+	goto out;
+err_put:
+	meta_put(fs, ib);
+err_op:
+	op_end(fs, ret);
+out:
+	pthread_rwlock_unlock(&vi->iolock);
+	pthread_mutex_lock(&fs->lock);
+	vinode_put(fs, vi);
+	pthread_mutex_unlock(&fs->lock);
+	plan_release(&pl);
+	return ret ? ret : (ssize_t)len;
+}
+
+ssize_t vmfs_pwrite(struct vmfs *fs, uint64_t ino, const void *buf, size_t len, uint64_t off)
+{
+	return do_write(fs, ino, buf, len, off, false);
+}
+
+int file_write_internal(struct vmfs *fs, uint64_t ino, const void *buf, size_t len, uint64_t off)
+{
+	ssize_t n = do_write(fs, ino, buf, len, off, true);
+	return n < 0 ? (int)n : 0;
+}
+
+int vmfs_fsync(struct vmfs *fs, uint64_t ino, bool datasync)
+{
+	int ret;
+
+	(void)ino;
+	(void)datasync;
+	if (fs->ro)
+		return 0;
+	pthread_mutex_lock(&fs->lock);
+	ret = fs->ndirty ? journal_commit(fs) : fs->fatal ? -EIO : dev_flush(fs->dev);
+	pthread_mutex_unlock(&fs->lock);
+	return ret;
+}
+
+/* ---- truncate, fallocate ---------------------------------------------------------------- */
+
+/* Zeroes [from, to) of the block holding them, if it has data. */
+static int zero_in_block(struct vmfs *fs, struct vbuf *ib, uint64_t from, uint64_t to)
+{
+	struct vmfs_inode_disk *di = ib_inode(ib);
+	uint64_t bb = blk_bytes(fs, di), p;
+	int ret;
+
+	if (from >= to)
+		return 0;
+	ret = bmap_get(fs, di, from / bb, &p);
+	if (ret || !p || (p & VMFS_PTR_TBZ))
+		return ret;
+	return write_zeros(fs, ptr_dev(p) + from % bb, to - from);
+}
+
+/* Under the exclusive iolock and in an operation. */
+static int truncate_locked(struct vmfs *fs, struct vbuf *ib, uint64_t size)
+{
+	struct vmfs_inode_disk *di = ib_inode(ib);
+	uint64_t old = le64_to_cpu(di->i_size), bb;
+	int ret = meta_dirty(fs, ib);
+
+	if (ret)
+		return ret;
+	if (size > old) {
+		ret = ensure_layout(fs, ib, size);
+		if (!ret)
+			di->i_size = cpu_to_le64(size);
+		return ret;
+	}
+	if (le32_to_cpu(di->i_flags) & VMFS_IF_INLINE) {
+		memset(di->i_root + size, 0, VMFS_INLINE_MAX - size);
+		di->i_size = cpu_to_le64(size);
+		return 0;
+	}
+	bb = blk_bytes(fs, di);
+	ret = zero_in_block(fs, ib, size, base_min(base_round_up(size, bb), old));
+	if (ret)
+		return ret;
+	di->i_size = cpu_to_le64(size);
+	ret = orphan_add(fs, ib); /* O2: blocks past the size may outlive a crash */
+	if (!ret)
+		ret = inode_release_space(fs, ib, size);
+	if (!ret)
+		ret = orphan_remove(fs, ib);
+	if (!ret && size == 0) {
+		memset(di->i_root, 0, VMFS_INLINE_MAX);
+		set_layout(di, VMFS_IF_INLINE);
+	}
+	return ret;
+}
+
+int file_truncate(struct vmfs *fs, struct vinode *vi, uint64_t size)
+{
+	struct vbuf *ib;
+	int ret;
+
+	(void)vi;
+	ret = get_regular(fs, vi->ino, &ib, false);
+	if (ret)
+		return ret;
+	ret = truncate_locked(fs, ib, size);
+	if (!ret)
+		inode_touch(ib, true, true);
+	meta_put(fs, ib);
+	return ret;
+}
+
+static int count_holes(struct vmfs *fs, struct vmfs_inode_disk *di, uint64_t first, uint64_t last, uint64_t *n)
+{
+	*n = 0;
+	if (le32_to_cpu(di->i_flags) & VMFS_IF_INLINE) {
+		*n = last - first + 1;
+		return 0;
+	}
+	for (uint64_t l = first; l <= last; l++) {
+		uint64_t p;
+		int ret = bmap_get(fs, di, l, &p);
+		if (ret)
+			return ret;
+		*n += !p;
+	}
+	return 0;
+}
+
+static int falloc_locked(struct vmfs *fs, struct vbuf *ib, int mode, uint64_t off, uint64_t len)
+{
+	struct vmfs_inode_disk *di = ib_inode(ib);
+	uint64_t end = off + len, size = le64_to_cpu(di->i_size), bb, first, last;
+	bool keep = mode & FALLOC_FL_KEEP_SIZE, zero = mode & FALLOC_FL_ZERO_RANGE;
+	int ret = meta_dirty(fs, ib);
+
+	if (ret)
+		return ret;
+	if (mode & FALLOC_FL_PUNCH_HOLE) {
+		end = base_min(end, size);
+		if (off >= end)
+			return 0;
+		if (le32_to_cpu(di->i_flags) & VMFS_IF_INLINE) {
+			memset(di->i_root + off, 0, end - off);
+			return 0;
+		}
+		bb = blk_bytes(fs, di);
+		first = base_div_round_up(off, bb);
+		last = end / bb; /* whole blocks [first, last) */
+		if (first >= last)
+			return zero_in_block(fs, ib, off, end);
+		ret = zero_in_block(fs, ib, off, first * bb);
+		if (!ret)
+			ret = zero_in_block(fs, ib, last * bb, end);
+		for (bool done = false; !ret && !done;) {
+			ret = bmap_free_range(fs, ib, first, last, 128, &done);
+			if (!ret)
+				ret = op_maybe_commit(fs);
+		}
+		return ret;
+	}
+	ret = ensure_layout(fs, ib, base_max(end, keep ? 0 : size));
+	if (ret)
+		return ret;
+	if (le32_to_cpu(di->i_flags) & VMFS_IF_INLINE) {
+		if (zero)
+			memset(di->i_root + off, 0, base_min(end, size) > off ? base_min(end, size) - off : 0);
+		goto size;
+	}
+	bb = blk_bytes(fs, di);
+	first = off / bb;
+	last = (end - 1) / bb;
+	if (zero) {
+		uint64_t f = base_div_round_up(off, bb), l = end / bb;
+		if (f >= l) {
+			ret = zero_in_block(fs, ib, off, end);
+			goto size;
+		}
+		ret = zero_in_block(fs, ib, off, f * bb);
+		if (!ret)
+			ret = zero_in_block(fs, ib, l * bb, end);
+		first = f;
+		last = l - 1;
+	}
+	if (!ret) {
+		uint64_t holes, avail = fs->free_blocks * fs->upb + fs->free_units_in_pools;
+		ret = count_holes(fs, di, first, last, &holes);
+		if (!ret && holes * (uint64_t)inode_layout_blkunits(fs, di) > avail)
+			ret = -ENOSPC;
+	}
+	for (uint64_t l = first; !ret && l <= last; l++) {
+		uint64_t p;
+		ret = bmap_get(fs, di, l, &p);
+		if (ret || (p && !zero))
+			continue;
+		if (!p)
+			ret = alloc_for(fs, di, &p);
+		if (!ret)
+			ret = bmap_set(fs, ib, l, p | VMFS_PTR_TBZ);
+		if (!ret)
+			ret = op_maybe_commit(fs);
+	}
+size:
+	if (!ret && !keep && end > size)
+		di->i_size = cpu_to_le64(end);
+	return ret;
+}
+
+int vmfs_fallocate(struct vmfs *fs, uint64_t ino, int mode, uint64_t off, uint64_t len)
+{
+	struct vinode *vi;
+	struct vbuf *ib;
+	int ret;
+
+	if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE))
+		return -EOPNOTSUPP;
+	if ((mode & FALLOC_FL_PUNCH_HOLE) && (mode != (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)))
+		return -EOPNOTSUPP;
+	if (!len || off + len < off)
+		return -EINVAL;
+	if (off + len > (64ull << 40) * 4)
+		return -EFBIG;
+	if (fs->ro)
+		return -EROFS;
+	pthread_mutex_lock(&fs->lock);
+	vi = vinode_get(fs, ino);
+	pthread_mutex_unlock(&fs->lock);
+	if (!vi)
+		return -ENOMEM;
+	pthread_rwlock_wrlock(&vi->iolock);
+	op_begin(fs);
+	ret = get_regular(fs, ino, &ib, false);
+	if (!ret) {
+		ret = falloc_locked(fs, ib, mode, off, len);
+		if (!ret)
+			inode_touch(ib, !(mode == 0 || mode == FALLOC_FL_KEEP_SIZE), true);
+		meta_put(fs, ib);
+	}
+	ret = op_end(fs, ret);
+	pthread_rwlock_unlock(&vi->iolock);
+	pthread_mutex_lock(&fs->lock);
+	vinode_put(fs, vi);
+	pthread_mutex_unlock(&fs->lock);
+	return ret;
+}
+
+int vmfs_lseek(struct vmfs *fs, uint64_t ino, uint64_t off, int whence, uint64_t *out)
+{
+	struct vmfs_inode_disk *di;
+	struct vbuf *ib;
+	uint64_t size, bb, lblk;
+	int ret;
+
+	if (whence != SEEK_DATA && whence != SEEK_HOLE)
+		return -EINVAL;
+	pthread_mutex_lock(&fs->lock);
+	ret = get_regular(fs, ino, &ib, false);
+	if (ret)
+		goto out;
+	di = ib_inode(ib);
+	size = le64_to_cpu(di->i_size);
+	if (off >= size) {
+		ret = -ENXIO;
+		goto put;
+	}
+	if (le32_to_cpu(di->i_flags) & VMFS_IF_INLINE) {
+		*out = whence == SEEK_DATA ? off : size;
+		goto put;
+	}
+	bb = blk_bytes(fs, di);
+	lblk = off / bb;
+	if (whence == SEEK_DATA) {
+		for (;;) {
+			uint64_t found, p;
+			ret = bmap_next(fs, di, lblk, &found, &p);
+			if (ret < 0)
+				goto put;
+			if (ret == 0 || found * bb >= size) {
+				ret = -ENXIO;
+				goto put;
+			}
+			ret = 0;
+			if (!(p & VMFS_PTR_TBZ)) {
+				*out = base_max(off, found * bb);
+				goto put;
+			}
+			lblk = found + 1;
+		}
+	}
+	for (; lblk * bb < size; lblk++) {
+		uint64_t p;
+		ret = bmap_get(fs, di, lblk, &p);
+		if (ret)
+			goto put;
+		if (!p || (p & VMFS_PTR_TBZ))
+			break;
+	}
+	*out = base_min(size, base_max(off, lblk * bb));
+put:
+	meta_put(fs, ib);
+out:
+	pthread_mutex_unlock(&fs->lock);
+	return ret;
+}

@@ -1,0 +1,194 @@
+/*
+ * libvmfs internals, shared by the files of vmfs/ only.
+ *
+ * Concurrency: one mutex, fs->lock, guards all metadata: the buffer cache, the
+ * running transaction, the allocator and the in-memory inode table. File data
+ * moves without it: a reader or writer maps its range under fs->lock, drops it,
+ * and does the device I/O holding only the inode's iolock (shared for reads and
+ * aligned overwrites of allocated blocks, exclusive for anything that allocates,
+ * frees or read-modify-writes). Lock order: vinode->iolock, then fs->lock.
+ *
+ * Operations: every change runs between op_begin() and op_end(). The first time
+ * an operation dirties a block, meta_dirty() keeps the block's old image; when the
+ * operation fails, op_end() puts every old image back, so a failed call leaves
+ * the datastore (and the cache) exactly as it was. Dirty blocks join the running
+ * transaction, which journal_commit() writes to the host's journal.
+ */
+#ifndef VMFS_VMFS_I_H
+#define VMFS_VMFS_I_H
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "base/base.h"
+#include "vmfs/dev_i.h"
+#include "vmfs/vmfs.h"
+#include "vmfs/vmfs_format.h"
+
+struct vbuf {
+	uint64_t addr;
+	uint8_t *data;                  /* VMFS_UNIT bytes, O_DIRECT-aligned */
+	uint8_t *undo;                  /* image before the running operation, or NULL */
+	struct vbuf *hnext;             /* hash chain */
+	struct vbuf *lru_prev, *lru_next;
+	struct vbuf *dirty_next;        /* running transaction list */
+	struct vbuf *undo_next;         /* running operation list */
+	unsigned refs;
+	bool dirty, in_undo, is_new, overlay, stale;
+};
+
+struct vinode {
+	uint64_t ino;
+	struct vinode *hnext;
+	uint64_t lookups;               /* references held by vmfs_lookup() callers */
+	unsigned pins;                  /* internal users, under fs->lock */
+	pthread_rwlock_t iolock;
+};
+
+struct pool_info {
+	uint64_t block;                 /* file block holding the pool */
+	uint32_t nfree;
+};
+
+struct vmfs {
+	struct vmfs_dev *dev;
+	bool ro;
+	pthread_mutex_t lock;
+	char *errbuf;                   /* where op errors are described (may be NULL) */
+
+	/* geometry, from the superblock */
+	struct vmfs_sb_disk sb;
+	uint32_t block_size, block_shift, upb;   /* units per file block */
+	uint64_t nblocks, data_unit, rc_table_unit;
+	uint32_t rc_blocks;
+	uint64_t rc_count;
+	uint64_t root_ino, hash_seed;
+	unsigned slot;
+
+	/* buffer cache */
+	struct vbuf **bhash;
+	size_t bhash_size, nbufs, max_bufs;
+	struct vbuf lru;                /* sentinel: clean, unreferenced buffers */
+
+	/* running operation and transaction */
+	struct vbuf *undo_list;
+	struct vbuf *dirty_list;
+	size_t ndirty;
+	bool op_active;
+	int op_depth;
+	uint64_t *pending;              /* units freed in the running transaction */
+	size_t npending, pending_cap;
+
+	/* journal */
+	uint64_t j_unit, j_units;       /* extent; 0 = none */
+	uint64_t j_seq, j_head;         /* next sequence and log position */
+	uint64_t j_tail_seq, j_tail;
+	bool j_replayed, j_no_inplace, mkfs_mode;
+	const char *journal_state;
+	int fatal;                      /* an in-place write failed: everything fails now */
+
+	/* allocator */
+	uint32_t *rc_free;              /* per RC, free file blocks */
+	uint64_t rc_cur;
+	uint32_t rc_rotor;
+	struct pool_info *pools;
+	size_t npools, pools_cap, pool_cur;
+	uint64_t free_blocks, free_units_in_pools, inodes_used;
+
+	/* in-memory inodes */
+	struct vinode **ihash;
+	size_t ihash_size;
+
+	/* background commit */
+	unsigned commit_ms;
+	pthread_t committer;
+	pthread_cond_t commit_cond;
+	bool committer_running, stopping;
+	uint64_t last_commit_ns;
+};
+
+#define fs_err(fs, ...) vmfs_report((fs), __VA_ARGS__)
+void vmfs_report(struct vmfs *fs, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- meta.c: cache, validation, operations, journal ---- */
+void meta_seal(struct vmfs *fs, void *block);
+int meta_check(struct vmfs *fs, const void *block, uint64_t addr, uint32_t magic);
+int meta_read(struct vmfs *fs, uint64_t addr, uint32_t magic, struct vbuf **out);
+int meta_new(struct vmfs *fs, uint64_t addr, uint32_t magic, uint64_t owner, struct vbuf **out);
+int meta_dirty(struct vmfs *fs, struct vbuf *b);
+void meta_put(struct vmfs *fs, struct vbuf *b);
+void meta_forget(struct vmfs *fs, uint64_t addr);
+int cache_init(struct vmfs *fs);
+void cache_release(struct vmfs *fs);
+
+void op_begin(struct vmfs *fs);
+int op_end(struct vmfs *fs, int err);
+int op_maybe_commit(struct vmfs *fs);
+
+int journal_commit(struct vmfs *fs);
+int journal_open(struct vmfs *fs);
+int journal_join(struct vmfs *fs);
+int journal_close(struct vmfs *fs);
+int journal_replay_ro(struct vmfs *fs);
+int hostrec_read(struct vmfs *fs, unsigned slot, struct vmfs_hostrec_disk *rec);
+
+/* ---- alloc.c ---- */
+int alloc_init(struct vmfs *fs);
+void alloc_release(struct vmfs *fs);
+int alloc_block(struct vmfs *fs, uint64_t *unit);
+int alloc_extent(struct vmfs *fs, uint64_t nblocks, uint16_t ref, uint64_t *unit);
+int alloc_unit(struct vmfs *fs, uint64_t *unit);
+int free_block(struct vmfs *fs, uint64_t unit);
+int free_unit(struct vmfs *fs, uint64_t unit);
+bool unit_is_block(struct vmfs *fs, uint64_t unit);
+bool addr_in_data(struct vmfs *fs, uint64_t unit);
+void alloc_undo_hook(struct vmfs *fs, struct vbuf *b, const uint8_t *newer);
+
+/* ---- bmap.c: the file map ---- */
+struct vmfs_inode_disk;
+int bmap_get(struct vmfs *fs, struct vmfs_inode_disk *di, uint64_t lblk, uint64_t *ptr);
+int bmap_set(struct vmfs *fs, struct vbuf *ib, uint64_t lblk, uint64_t ptr);
+int bmap_next(struct vmfs *fs, struct vmfs_inode_disk *di, uint64_t lblk, uint64_t *found, uint64_t *ptr);
+int bmap_free_range(struct vmfs *fs, struct vbuf *ib, uint64_t start, uint64_t end, uint64_t budget, bool *done);
+uint64_t bmap_capacity(unsigned height);
+
+/* ---- inode.c ---- */
+static inline struct vmfs_inode_disk *ib_inode(struct vbuf *b) { return (struct vmfs_inode_disk *)b->data; }
+int inode_read(struct vmfs *fs, uint64_t ino, struct vbuf **out);
+int inode_new(struct vmfs *fs, uint32_t mode, uint32_t uid, uint32_t gid, uint64_t parent, struct vbuf **out);
+void inode_touch(struct vbuf *ib, bool m, bool c);
+void inode_to_stat(struct vmfs *fs, struct vbuf *ib, struct vmfs_stat *st);
+int inode_release_space(struct vmfs *fs, struct vbuf *ib, uint64_t from_byte);
+int inode_drop(struct vmfs *fs, uint64_t ino);
+int orphan_add(struct vmfs *fs, struct vbuf *ib);
+int orphan_remove(struct vmfs *fs, struct vbuf *ib);
+int orphans_process(struct vmfs *fs);
+struct vinode *vinode_get(struct vmfs *fs, uint64_t ino);
+void vinode_put(struct vmfs *fs, struct vinode *vi);
+struct vinode *vinode_find(struct vmfs *fs, uint64_t ino);
+int itab_init(struct vmfs *fs);
+void itab_release(struct vmfs *fs);
+uint64_t block_lblk_units(struct vmfs *fs, struct vmfs_inode_disk *di);
+
+/* ---- dir.c ---- */
+int dir_lookup(struct vmfs *fs, struct vbuf *dib, const char *name, size_t len, uint64_t *ino, uint8_t *type);
+int dir_insert(struct vmfs *fs, struct vbuf *dib, const char *name, size_t len, uint64_t ino, uint8_t type);
+int dir_remove(struct vmfs *fs, struct vbuf *dib, const char *name, size_t len);
+int dir_set(struct vmfs *fs, struct vbuf *dib, const char *name, size_t len, uint64_t ino, uint8_t type);
+typedef int (*dir_iter_fn)(void *ctx, uint64_t key, const char *name, size_t len, uint64_t ino, uint8_t type);
+int dir_iterate(struct vmfs *fs, struct vbuf *dib, uint64_t from, dir_iter_fn fn, void *ctx);
+void dir_init_inline(struct vmfs_inode_disk *di);
+
+/* ---- file.c ---- */
+int file_truncate(struct vmfs *fs, struct vinode *vi, uint64_t size);
+int file_write_internal(struct vmfs *fs, uint64_t ino, const void *buf, size_t len, uint64_t off);
+
+/* helpers */
+static inline uint64_t mode_dtype(uint32_t mode) { return (mode >> 12) & 15; }
+static inline uint64_t fs_block_unit(struct vmfs *fs, uint64_t blk) { return fs->data_unit + blk * fs->upb; }
+static inline uint64_t fs_unit_block(struct vmfs *fs, uint64_t unit) { return (unit - fs->data_unit) / fs->upb; }
+int inode_layout_blkunits(struct vmfs *fs, struct vmfs_inode_disk *di); /* units per mapped block */
+
+#endif

@@ -17,7 +17,6 @@
 #include <fuse_lowlevel.h>
 #include <getopt.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -610,19 +609,12 @@ static void help(void)
 	       "  -o OPT        any other option goes to FUSE\n");
 }
 
-/* libfuse's messages, in our "prog: what: why" form. */
-static void fuse_log_line(enum fuse_log_level level, const char *fmt, va_list ap)
-{
-	if (level < FUSE_LOG_DEBUG)
-		fprintf(stderr, "%s: ", tool_name);
-	vfprintf(stderr, fmt, ap);
-}
-
 struct mount_opts {
 	bool foreground, debug, readonly;
 	unsigned commit_ms;
 	char *fuse_opts;          /* comma-separated, for fuse_session_new() */
-	const char *device, *mountpoint;
+	char *device;             /* absolute: the daemon runs in / */
+	const char *mountpoint;
 };
 
 /* Splits one -o list: ours are taken out (ro and allow_other go to FUSE too). */
@@ -693,7 +685,12 @@ static int opts_parse(struct mount_opts *mo, int argc, char **argv)
 		usage(stderr);
 		return EXIT_USAGE;
 	}
-	mo->device = argv[optind];
+	/* A device that cannot be resolved fails later, in vmfs_open(). */
+	mo->device = realpath(argv[optind], NULL);
+	if (!mo->device)
+		mo->device = strdup(argv[optind]);
+	if (!mo->device)
+		return EXIT_SYSTEM;
 	mo->mountpoint = argv[optind + 1];
 	if (asprintf(&fsname, "fsname=%s", mo->device) < 0)
 		return EXIT_SYSTEM;
@@ -830,7 +827,6 @@ int main(int argc, char **argv)
 	int notify_fd = -1, code;
 
 	tool_name = "vmfs-mount";
-	fuse_set_log_func(fuse_log_line);
 	code = opts_parse(&mo, argc, argv);
 	if (code)
 		goto out_opts;
@@ -861,5 +857,6 @@ out_args:
 	fuse_opt_free_args(&args);
 out_opts:
 	free(mo.fuse_opts);
+	free(mo.device);
 	return code < 0 ? 0 : code;
 }

@@ -1,0 +1,145 @@
+# Shared helpers for the end-to-end tests, sourced by each tests/e2e/*.sh (this
+# file is not a test: run-all.sh only runs *.sh). e2e_init makes the test's own
+# temporary directory $T under /var/tmp and an EXIT trap that unmounts what the
+# test mounted, stops the daemons it started (by pid) and removes $T, whether
+# the test passed or not. Waits are bounded polls, never sleeps taken on trust.
+
+set -euo pipefail
+set -E
+trap 'echo "${BASH_SOURCE[0]##*/}:$LINENO: \"$BASH_COMMAND\" failed (exit $?)" >&2' ERR
+
+VMFS_BIN=${VMFS_BIN:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/build/bin}
+MOUNTS=()	# mount points to undo, in order of mounting
+PIDS=()		# daemons to stop
+
+log() { echo "== $*"; }
+fail() { echo "FAIL: $*" >&2; exit 1; }
+skip() { echo "skip: $*"; exit 77; }
+
+need_cmd() {
+	local c
+	for c in "$@"; do
+		command -v "$c" >/dev/null || skip "$c not installed"
+	done
+}
+
+e2e_cleanup() {
+	local rc=$? i m p
+	set +e
+	trap - ERR
+	for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do
+		m=${MOUNTS[i]}
+		mountpoint -q "$m" || continue
+		fusermount3 -u "$m" 2>/dev/null || umount "$m" 2>/dev/null || umount -l "$m"
+	done
+	for p in "${PIDS[@]}"; do
+		kill "$p" 2>/dev/null || continue
+		wait_until 10 not pid_alive "$p" || kill -9 "$p" 2>/dev/null
+	done
+	[ -n "${T:-}" ] && rm -rf --one-file-system "$T"
+	exit "$rc"
+}
+
+# Checks the binaries and FUSE, then makes $T and the cleanup trap.
+e2e_init() {
+	local b
+	for b in "$@"; do
+		[ -x "$VMFS_BIN/$b" ] || fail "$VMFS_BIN/$b not built"
+	done
+	[ -c /dev/fuse ] || skip "no /dev/fuse"
+	need_cmd fusermount3 mountpoint
+	T=$(mktemp -d /var/tmp/vmfs-e2e.XXXXXX)
+	trap e2e_cleanup EXIT
+	trap 'exit 143' TERM INT HUP
+}
+
+# Bounded polls: wait_until SECONDS COMMAND... retries every 50 ms. COMMAND's
+# arguments are expanded once: put whatever must be re-read in a function.
+wait_until() {
+	local limit=$(($1 * 20)) i
+	shift
+	for ((i = 0; i < limit; i++)); do
+		"$@" && return 0
+		sleep 0.05
+	done
+	return 1
+}
+
+not() { ! "$@"; }
+elapsed() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f s", b - a }'; }
+# True while process $1 runs (a zombie does not count).
+pid_alive() {
+	local state
+	state=$(sed -n 's/^[0-9]* (.*) \([A-Za-z]\).*/\1/p' "/proc/$1/stat" 2>/dev/null) || return 1
+	[ -n "$state" ] && [ "$state" != Z ]
+}
+
+# Pids of the processes that hold file $1 open.
+holders() {
+	local f
+	f=$(realpath "$1")
+	{ find /proc/[0-9]*/fd -maxdepth 1 -lname "$f" 2>/dev/null || true; } | cut -d/ -f3 | sort -u
+}
+
+# True when no process holds file $1 open.
+released() { [ -z "$(holders "$1")" ]; }
+
+vmfs_mkfs() { # IMAGE SIZE [mkfs.vmfs options...]
+	local img=$1 size=$2
+	shift 2
+	"$VMFS_BIN/mkfs.vmfs" --size "$size" -f "$@" "$img" >/dev/null
+}
+
+# vmfs_mount IMAGE MNT [vmfs-mount options...]: mounts as a daemon and records
+# the daemon's pid in PIDS and DAEMON_PID.
+vmfs_mount() {
+	local img=$1 mnt=$2
+	shift 2
+	mkdir -p "$mnt"
+	MOUNTS+=("$mnt")
+	"$VMFS_BIN/vmfs-mount" "$@" "$img" "$mnt"
+	mountpoint -q "$mnt" || fail "vmfs-mount returned but $mnt is not mounted"
+	DAEMON_PID=$(holders "$img" | head -n1)
+	[ -n "$DAEMON_PID" ] || fail "no daemon holds $img"
+	PIDS+=("$DAEMON_PID")
+}
+
+# vmfs_mount_fg IMAGE MNT [options...]: vmfs-mount -f in the background with
+# SIGINT/SIGTERM/SIGHUP at their defaults (bash ignores SIGINT in background
+# jobs, and libfuse only installs handlers over the default); sets FG_PID.
+vmfs_mount_fg() {
+	local img=$1 mnt=$2
+	shift 2
+	mkdir -p "$mnt"
+	MOUNTS+=("$mnt")
+	env --default-signal=INT,TERM,HUP "$VMFS_BIN/vmfs-mount" -f "$@" "$img" "$mnt" &
+	FG_PID=$!
+	PIDS+=("$FG_PID")
+	wait_until 10 mountpoint -q "$mnt" || fail "$mnt not mounted after 10 s"
+}
+
+# vmfs_umount MNT IMAGE: fusermount3 -u, then waits for the daemon to let go of IMAGE.
+vmfs_umount() {
+	local mnt=$1 img=$2
+	fusermount3 -u "$mnt"
+	not mountpoint -q "$mnt" || fail "$mnt still mounted"
+	wait_until 60 released "$img" || fail "daemon still holds $img 60 s after unmount"
+}
+
+# A tmpfs to run the same operations on, for reference.
+ref_mount() {
+	mkdir -p "$1"
+	MOUNTS+=("$1")
+	mount -t tmpfs -o size=2g,mode=0755 vmfs-e2e-ref "$1" || skip "cannot mount tmpfs"
+}
+
+# Runs COMMAND... and expects it to fail with exactly one line on stderr.
+expect_one_line_failure() {
+	local rc=0 lines
+	"$@" >"$T/stdout" 2>"$T/stderr" || rc=$?
+	lines=$(wc -l <"$T/stderr")
+	echo "   $* -> exit $rc: $(head -c 300 "$T/stderr")"
+	[ "$rc" -ne 0 ] || fail "$* succeeded"
+	[ "$lines" -eq 1 ] || { cat "$T/stderr" >&2; fail "$*: $lines lines on stderr, want 1"; }
+	LAST_RC=$rc
+}

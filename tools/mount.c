@@ -775,7 +775,11 @@ static int serve(struct vmount *vm, const struct mount_opts *mo, int *notify_fd)
 
 	ret = vmfs_open(mo->device, &oo, &vm->fs, errbuf, sizeof(errbuf));
 	if (ret < 0) {
-		tool_err("%s: %s", mo->device, errbuf[0] ? errbuf : strerror(-ret));
+		/* libvmfs's reason names the device already. */
+		if (errbuf[0])
+			tool_err("%s", errbuf);
+		else
+			tool_err("%s: %s", mo->device, strerror(-ret));
 		return EXIT_MOUNT;
 	}
 	vm->root = vmfs_root_ino(vm->fs);

@@ -24,9 +24,20 @@ int inode_read(struct vmfs *fs, uint64_t ino, struct vbuf **out)
 		fs_err(fs, "inode %llu: not a valid inode number", (unsigned long long)ino);
 		return -EUCLEAN;
 	}
-	ret = meta_read(fs, ino, VMFS_MAGIC_INODE, out);
-	if (ret)
-		return ret;
+	{
+		char *saved = fs->errbuf, msg[256] = "";
+		fs->errbuf = msg; /* quiet until we know it is not just a freed inode */
+		ret = meta_read(fs, ino, VMFS_MAGIC_INODE, out);
+		if (ret == -EUCLEAN && !meta_read(fs, ino, VMFS_MAGIC_FREED, out)) {
+			meta_put(fs, *out);
+			ret = -ESTALE; /* an inode that was freed: a stale handle, not corruption */
+		}
+		fs->errbuf = saved;
+		if (ret && ret != -ESTALE)
+			fs_err(fs, "%s", msg);
+		if (ret)
+			return ret;
+	}
 	di = ib_inode(*out);
 	layout = le32_to_cpu(di->i_flags) & VMFS_IF_LAYOUT;
 	if (!base_is_pow2(layout) || di->i_height > VMFS_MAX_HEIGHT ||
@@ -216,7 +227,12 @@ int inode_drop(struct vmfs *fs, uint64_t ino)
 	if (!ret)
 		ret = orphan_remove(fs, ib);
 	if (!ret)
+		ret = meta_dirty(fs, ib);
+	if (!ret) {
+		/* a freed inode must not pass for a live one: its block stays, its magic goes */
+		ib_inode(ib)->i_hdr.mh_magic = cpu_to_le32(VMFS_MAGIC_FREED);
 		ret = free_unit(fs, ino);
+	}
 	meta_put(fs, ib);
 	return ret;
 }

@@ -43,6 +43,7 @@ enum vmfs_magic {
 	VMFS_MAGIC_JDESC = 0x444a4d56,  /* "VMJD" journal descriptor */
 	VMFS_MAGIC_JCOMMIT = 0x434a4d56,/* "VMJC" journal commit */
 	VMFS_MAGIC_HOSTREC = 0x54484d56,/* "VMHT" host-table record */
+	VMFS_MAGIC_FREED = 0x45524d56,  /* "VMRE" a freed inode (its last image) */
 };
 
 /* Common header of every 4 KiB metadata block. */

@@ -66,8 +66,13 @@ static struct timespec ns_to_ts(int64_t ns)
 	return (struct timespec){ .tv_sec = sec, .tv_nsec = rem };
 }
 
+/* libvmfs keeps int64 nanoseconds, years 1677 to 2262: clamp what lies beyond. */
 static int64_t ts_to_ns(struct timespec ts)
 {
+	if (ts.tv_sec >= INT64_MAX / 1000000000)
+		return INT64_MAX;
+	if (ts.tv_sec <= INT64_MIN / 1000000000)
+		return INT64_MIN;
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 

@@ -1,6 +1,7 @@
 #!/bin/bash
 # POSIX and Linux semantics through the mount: renameat2 NOREPLACE/EXCHANGE,
-# fallocate (preallocate, keep size, punch hole, zero range), SEEK_DATA and
+# fallocate (preallocate, keep size, punch hole, zero range), random I/O with
+# truncate and fallocate checked against a model (fsx), SEEK_DATA and
 # SEEK_HOLE, O_DIRECT I/O with 4 KiB and 1 MiB blocks, an unlinked file that
 # stays readable while open, readdir while entries are removed, and statfs
 # following 100 MiB of writes and their removal.
@@ -11,7 +12,8 @@ need_cmd python3 fallocate
 MiB=$((1 << 20))
 IMG=$T/datastore.img
 MNT=$T/mnt
-vmfs_mkfs "$IMG" 4G
+vmfs_mkfs "$IMG" 4G -b 1M
+B=$MiB # file block size
 vmfs_mount "$IMG" "$MNT"
 D=$MNT/t
 mkdir "$D"
@@ -90,6 +92,65 @@ same "$f" $((3 * MiB)) $((2 * MiB + 100)) && same "$f" $((6 * MiB + 105)) $((2 *
 	fail "zero range: data around it changed"
 fallocate -z -o $((7 * MiB)) -l $((2 * MiB)) "$f"
 [ "$(stat -c %s "$f")" -eq $((9 * MiB)) ] || fail "zero range past EOF: size $(stat -c %s "$f")"
+
+log "punch and zero range across a block boundary, next to a hole"
+f=$D/cross
+dd if="$T/pool" of="$f" bs=65536 count=1 seek=$((B / 65536)) conv=notrunc status=none
+dd if="$T/pool" of="$f" bs=65536 count=1 seek=$((3 * B / 65536)) conv=notrunc status=none
+fallocate -p -o $((B - 50000)) -l 100000 "$f"
+zeros "$f" $((B - 50000)) 100000 || fail "punch across a block boundary: not zero"
+cmp -s -i $((B + 50000)):$((B + 50000)) -n $((65536 - 50000)) "$f" "$T/pool" || fail "punch: data after it changed"
+fallocate -z -o $((3 * B - 50000)) -l 100000 "$f"
+zeros "$f" $((3 * B - 50000)) 100000 || fail "zero range across a block boundary: not zero"
+
+log "random I/O against a model (fsx)"
+py '
+import ctypes, os, random, sys
+libc = ctypes.CDLL(None, use_errno=True)
+def falloc(fd, mode, off, n):
+    if libc.fallocate(fd, mode, ctypes.c_long(off), ctypes.c_long(n)):
+        raise OSError(ctypes.get_errno(), "fallocate")
+def grow(m, end):
+    if len(m) < end:
+        m.extend(bytes(end - len(m)))
+rnd = random.Random(4711)
+model = bytearray()
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+ops = []
+for i in range(800):
+    op = rnd.choice("wwwtpza")
+    off = rnd.randrange(12 << 20)
+    n = rnd.choice([1, 511, 4095, 4096, 4097, 65536, 1 << 20, (1 << 20) + 3, rnd.randrange(1, 3 << 20)])
+    ops.append((op, off, n))
+    if op == "w":
+        data = rnd.randbytes(n)
+        os.pwrite(fd, data, off)
+        grow(model, off + n)
+        model[off:off + n] = data
+    elif op == "t":
+        os.ftruncate(fd, off)
+        del model[off:]
+        grow(model, off)
+    elif op == "p":
+        falloc(fd, 3, off, n)
+        end = min(off + n, len(model))
+        model[off:end] = bytes(max(0, end - off))
+    elif op == "z":
+        falloc(fd, 0x10, off, n)
+        grow(model, off + n)
+        model[off:off + n] = bytes(n)
+    else:
+        falloc(fd, 0, off, n)
+        grow(model, off + n)
+    if os.fstat(fd).st_size != len(model):
+        sys.exit("op %d %s: size %d, want %d" % (i, ops[-1], os.fstat(fd).st_size, len(model)))
+    if i % 25 == 24 or i == 799:
+        got = os.pread(fd, len(model) + 1, 0)
+        if got != model:
+            bad = next(j for j in range(len(model)) if got[j] != model[j])
+            sys.exit("after op %d: byte %d differs; last ops %s" % (i, bad, ops[-25:]))
+os.close(fd)
+' "$D/fsx"
 
 log "SEEK_DATA / SEEK_HOLE"
 f=$D/sparse

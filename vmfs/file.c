@@ -792,3 +792,217 @@ out:
 	pthread_mutex_unlock(&fs->lock);
 	return ret;
 }
+
+/* ---- asynchronous I/O -------------------------------------------------------------------- */
+
+struct aio_sub {
+	struct dev_req dr;              /* first: the device hands back &dr */
+	struct vmfs_aio_req *req;
+	struct aio_sub *next;
+};
+
+struct vmfs_aio {
+	struct vmfs *fs;
+	struct dev_queue *dq;
+	unsigned depth, inflight;
+	struct aio_sub *free_subs;
+	struct vmfs_aio_req *done_head, *done_tail;
+	struct dev_req **reaped;
+};
+
+int vmfs_aio_new(struct vmfs *fs, unsigned depth, struct vmfs_aio **out)
+{
+	struct vmfs_aio *q = calloc(1, sizeof(*q));
+	int ret;
+
+	if (!q)
+		return -ENOMEM;
+	q->fs = fs;
+	q->depth = depth ? depth : 32;
+	q->reaped = calloc(q->depth * 4, sizeof(*q->reaped));
+	ret = q->reaped ? dev_queue_new(fs->dev, q->depth * 4, &q->dq) : -ENOMEM;
+	if (ret) {
+		free(q->reaped);
+		free(q);
+		return ret;
+	}
+	*out = q;
+	return 0;
+}
+
+static void aio_done(struct vmfs_aio *q, struct vmfs_aio_req *r)
+{
+	struct vinode *vi = r->vi;
+
+	if (vi) {
+		pthread_rwlock_unlock(&vi->iolock);
+		pthread_mutex_lock(&q->fs->lock);
+		vinode_put(q->fs, vi);
+		pthread_mutex_unlock(&q->fs->lock);
+		r->vi = NULL;
+	}
+	if (r->res >= 0 && r->err)
+		r->res = r->err;
+	r->next = NULL;
+	if (q->done_tail)
+		q->done_tail->next = r;
+	else
+		q->done_head = r;
+	q->done_tail = r;
+}
+
+/* Maps a read, or an overwrite of allocated blocks, into the plan; false: take the synchronous path. */
+static bool aio_map(struct vmfs *fs, struct vmfs_aio_req *r, struct plan *pl, size_t *len)
+{
+	unsigned ss = dev_sector_size(fs->dev);
+	struct vmfs_inode_disk *di;
+	struct vbuf *ib;
+	uint64_t size, bb;
+	bool ok = false;
+
+	if ((r->off | r->len | (uintptr_t)r->buf) % ss || get_regular(fs, r->ino, &ib, false))
+		return false;
+	di = ib_inode(ib);
+	size = le64_to_cpu(di->i_size);
+	if ((le32_to_cpu(di->i_flags) & VMFS_IF_INLINE) || r->off + r->len > size)
+		goto out; /* short reads and extending writes take the synchronous path */
+	bb = blk_bytes(fs, di);
+	*len = r->len;
+	for (size_t done = 0; done < r->len;) {
+		uint64_t pos = r->off + done, p;
+		size_t n = (size_t)base_min((uint64_t)(r->len - done), bb - pos % bb);
+
+		if (bmap_get(fs, di, pos / bb, &p) || !p || (p & VMFS_PTR_TBZ)) {
+			if (r->write || (p && !(p & VMFS_PTR_TBZ)))
+				goto out;
+			memset((uint8_t *)r->buf + done, 0, n); /* a hole reads as zeros */
+		} else if (plan_add(pl, ptr_dev(p) + pos % bb, done, n)) {
+			goto out;
+		}
+		done += n;
+	}
+	ok = true;
+out:
+	meta_put(fs, ib);
+	return ok;
+}
+
+int vmfs_aio_submit(struct vmfs_aio *q, struct vmfs_aio_req *r)
+{
+	struct vmfs *fs = q->fs;
+	struct plan pl = { 0 };
+	struct vinode *vi;
+	size_t len = 0;
+	bool async;
+
+	if (r->write && fs->ro)
+		return -EROFS;
+	r->err = 0;
+	r->res = 0;
+	r->pending = 0;
+	r->vi = NULL;
+	pthread_mutex_lock(&fs->lock);
+	vi = vinode_get(fs, r->ino);
+	pthread_mutex_unlock(&fs->lock);
+	if (!vi)
+		return -ENOMEM;
+	pthread_rwlock_rdlock(&vi->iolock);
+	pthread_mutex_lock(&fs->lock);
+	async = aio_map(fs, r, &pl, &len);
+	pthread_mutex_unlock(&fs->lock);
+	if (!async || pl.n == 0) {
+		pthread_rwlock_unlock(&vi->iolock);
+		pthread_mutex_lock(&fs->lock);
+		vinode_put(fs, vi);
+		pthread_mutex_unlock(&fs->lock);
+		if (async) /* all holes */
+			r->res = (ssize_t)len;
+		else
+			r->res = r->write ? vmfs_pwrite(fs, r->ino, r->buf, r->len, r->off)
+					  : vmfs_pread(fs, r->ino, r->buf, r->len, r->off);
+		plan_release(&pl);
+		aio_done(q, r);
+		return 0;
+	}
+	r->vi = vi;
+	r->res = (ssize_t)len;
+	for (size_t i = 0; i < pl.n; i++) {
+		struct aio_sub *s = q->free_subs;
+		int ret;
+
+		if (s)
+			q->free_subs = s->next;
+		else if (!(s = calloc(1, sizeof(*s)))) {
+			r->err = -ENOMEM;
+			break;
+		}
+		s->req = r;
+		s->dr = (struct dev_req){ .op = r->write ? DEV_OP_WRITE : DEV_OP_READ,
+					  .buf = (uint8_t *)r->buf + pl.ext[i].buf_off,
+					  .len = pl.ext[i].len, .off = pl.ext[i].dev_off };
+		ret = dev_queue_submit(q->dq, &s->dr);
+		if (ret) {
+			s->next = q->free_subs;
+			q->free_subs = s;
+			r->err = ret;
+			break;
+		}
+		r->pending++;
+		q->inflight++;
+	}
+	plan_release(&pl);
+	if (!r->pending)
+		aio_done(q, r);
+	return 0;
+}
+
+int vmfs_aio_reap(struct vmfs_aio *q, unsigned min, struct vmfs_aio_req **out, unsigned max)
+{
+	unsigned n = 0;
+
+	for (;;) {
+		while (q->done_head && n < max) {
+			struct vmfs_aio_req *r = q->done_head;
+			q->done_head = r->next;
+			if (!q->done_head)
+				q->done_tail = NULL;
+			out[n++] = r;
+		}
+		if (n >= min || n == max || !q->inflight)
+			return (int)n;
+		int got = dev_queue_reap(q->dq, 1, q->depth * 4, q->reaped);
+		if (got < 0)
+			return got;
+		for (int i = 0; i < got; i++) {
+			struct aio_sub *s = (struct aio_sub *)q->reaped[i];
+			struct vmfs_aio_req *r = s->req;
+
+			q->inflight--;
+			if (s->dr.res && !r->err)
+				r->err = s->dr.res;
+			s->next = q->free_subs;
+			q->free_subs = s;
+			if (--r->pending == 0)
+				aio_done(q, r);
+		}
+	}
+}
+
+void vmfs_aio_free(struct vmfs_aio *q)
+{
+	struct vmfs_aio_req *tmp[64];
+
+	if (!q)
+		return;
+	while (q->inflight || q->done_head)
+		if (vmfs_aio_reap(q, 1, tmp, 64) < 0)
+			break;
+	while (q->free_subs) {
+		struct aio_sub *s = q->free_subs;
+		q->free_subs = s->next;
+		free(s);
+	}
+	dev_queue_free(q->dq);
+	free(q->reaped);
+	free(q);
+}

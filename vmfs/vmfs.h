@@ -144,6 +144,36 @@ int vmfs_fallocate(struct vmfs *fs, uint64_t ino, int mode, uint64_t off, uint64
 /* whence is SEEK_DATA or SEEK_HOLE; -ENXIO past the end, as lseek(2). */
 int vmfs_lseek(struct vmfs *fs, uint64_t ino, uint64_t off, int whence, uint64_t *out);
 
+/* ---- asynchronous data I/O ---------------------------------------------------
+ * A queue belongs to one thread, which submits and reaps on it. Reads and
+ * overwrites of allocated, sector-aligned ranges are queued on the device
+ * (io_uring at the queue's depth); anything that needs metadata work first
+ * (allocation, a TBZ block, a short or unaligned range, an inline file) is done
+ * synchronously inside vmfs_aio_submit and reported by the next reap. The file
+ * cannot be truncated under a request in flight.
+ */
+struct vmfs_aio;
+struct vmfs_aio_req {
+	uint64_t ino;
+	bool write;
+	void *buf;
+	size_t len;
+	uint64_t off;
+	ssize_t res;              /* set at completion: bytes done or -errno */
+	void *priv;               /* the caller's */
+	/* private to libvmfs */
+	unsigned pending;
+	int err;
+	struct vmfs_aio_req *next;
+	void *vi;
+};
+int vmfs_aio_new(struct vmfs *fs, unsigned depth, struct vmfs_aio **out);
+void vmfs_aio_free(struct vmfs_aio *q);          /* waits for what is in flight */
+/* Returns 0 once the request is queued or done; the caller keeps req alive until reaped. */
+int vmfs_aio_submit(struct vmfs_aio *q, struct vmfs_aio_req *req);
+/* Waits for at least min completed requests; returns how many were stored in out (<= max). */
+int vmfs_aio_reap(struct vmfs_aio *q, unsigned min, struct vmfs_aio_req **out, unsigned max);
+
 /* ---- whole datastore -------------------------------------------------------- */
 
 struct vmfs_statfs {

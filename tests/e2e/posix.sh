@@ -4,7 +4,7 @@
 # truncate and fallocate checked against a model (fsx), SEEK_DATA and
 # SEEK_HOLE, O_DIRECT I/O with 4 KiB and 1 MiB blocks, an unlinked file that
 # stays readable while open, readdir while entries are removed, and statfs
-# following 100 MiB of writes and their removal.
+# following 100 MiB of writes and their removal, parallel writers.
 source "$(dirname "$0")/lib.bash"
 e2e_init mkfs.vmfs vmfs-mount
 need_cmd python3 fallocate
@@ -261,6 +261,49 @@ assert not missing, "%d surviving names never returned, e.g. %s" % (len(missing)
 assert sorted(os.listdir(d)) == sorted(set(names) - removed)
 print("   %d getdents calls, %d names returned, %d removed during the scan" % (calls, len(seen), len(removed)))
 ' "$D/dir"
+
+log "parallel writers (multithreaded daemon)"
+mkdir "$D/par"
+py '
+import hashlib, os, random, sys
+from concurrent.futures import ProcessPoolExecutor
+d = sys.argv[1]
+def files(w):
+    rnd, kept = random.Random(w), {}
+    for i in range(150):
+        name = "%s/w%d-%d" % (d, w, i)
+        data = rnd.randbytes(rnd.choice([10, 5000, 70000, 300000]))
+        with open(name, "wb") as f:
+            f.write(data)
+        if i % 5 == 0:
+            os.rename(name, name + "r")
+            name += "r"
+        if i % 7 == 0:
+            os.unlink(name)
+        else:
+            kept[name] = hashlib.sha256(data).hexdigest()
+    return kept
+def stripes(w):
+    fd = os.open(d + "/striped", os.O_WRONLY | os.O_CREAT, 0o644)
+    for i in range(32):
+        os.pwrite(fd, bytes([w + 1]) * 65536, (i * 6 + w) * 65536)
+    os.close(fd)
+with ProcessPoolExecutor(6) as ex:
+    kept = {}
+    for k in ex.map(files, range(6)):
+        kept.update(k)
+    list(ex.map(stripes, range(6)))
+names = {os.path.join(d, n) for n in os.listdir(d)} - {d + "/striped"}
+assert names == set(kept), "%d names listed, %d expected" % (len(names), len(kept))
+for n, h in kept.items():
+    with open(n, "rb") as f:
+        assert hashlib.sha256(f.read()).hexdigest() == h, n + ": content differs"
+with open(d + "/striped", "rb") as f:
+    data = f.read()
+for i in range(32 * 6):
+    assert data[i << 16:(i + 1) << 16] == bytes([i % 6 + 1]) * 65536, "stripe %d differs" % i
+print("   %d files from 6 processes" % len(kept))
+' "$D/par"
 
 log "statfs follows writes"
 bs=$(stat -f -c %S "$MNT")

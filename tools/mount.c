@@ -214,43 +214,38 @@ static void vm_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 static void vm_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		       struct fuse_file_info *fi)
 {
+	static const struct {
+		int fuse;
+		unsigned vmfs;
+	} map[] = {
+		{ FUSE_SET_ATTR_MODE, VMFS_SET_MODE },	   { FUSE_SET_ATTR_UID, VMFS_SET_UID },
+		{ FUSE_SET_ATTR_GID, VMFS_SET_GID },	   { FUSE_SET_ATTR_SIZE, VMFS_SET_SIZE },
+		{ FUSE_SET_ATTR_ATIME, VMFS_SET_ATIME },   { FUSE_SET_ATTR_MTIME, VMFS_SET_MTIME },
+		{ FUSE_SET_ATTR_ATIME_NOW, VMFS_SET_ATIME_NOW },
+		{ FUSE_SET_ATTR_MTIME_NOW, VMFS_SET_MTIME_NOW },
+		{ FUSE_SET_ATTR_CTIME, VMFS_SET_CTIME },
+	};
 	struct vmount *vm = vm_of(req);
-	struct vmfs_stat in = { 0 }, out;
+	struct vmfs_stat in = {
+		.mode = attr->st_mode,
+		.uid = attr->st_uid,
+		.gid = attr->st_gid,
+		.size = attr->st_size,
+		.atime_ns = ts_to_ns(attr->st_atim),
+		.mtime_ns = ts_to_ns(attr->st_mtim),
+		.ctime_ns = ts_to_ns(attr->st_ctim),
+	}, out;
 	unsigned flags = 0;
 
 	(void)fi;
-	if (to_set & FUSE_SET_ATTR_MODE) {
-		flags |= VMFS_SET_MODE;
-		in.mode = attr->st_mode;
-	}
-	if (to_set & FUSE_SET_ATTR_UID) {
-		flags |= VMFS_SET_UID;
-		in.uid = attr->st_uid;
-	}
-	if (to_set & FUSE_SET_ATTR_GID) {
-		flags |= VMFS_SET_GID;
-		in.gid = attr->st_gid;
-	}
-	if (to_set & FUSE_SET_ATTR_SIZE) {
-		flags |= VMFS_SET_SIZE;
-		in.size = attr->st_size;
-	}
-	if (to_set & FUSE_SET_ATTR_ATIME_NOW) {
-		flags |= VMFS_SET_ATIME_NOW;
-	} else if (to_set & FUSE_SET_ATTR_ATIME) {
-		flags |= VMFS_SET_ATIME;
-		in.atime_ns = ts_to_ns(attr->st_atim);
-	}
-	if (to_set & FUSE_SET_ATTR_MTIME_NOW) {
-		flags |= VMFS_SET_MTIME_NOW;
-	} else if (to_set & FUSE_SET_ATTR_MTIME) {
-		flags |= VMFS_SET_MTIME;
-		in.mtime_ns = ts_to_ns(attr->st_mtim);
-	}
-	if (to_set & FUSE_SET_ATTR_CTIME) {
-		flags |= VMFS_SET_CTIME;
-		in.ctime_ns = ts_to_ns(attr->st_ctim);
-	}
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+		if (to_set & map[i].fuse)
+			flags |= map[i].vmfs;
+	/* The kernel sends ATIME with ATIME_NOW: "now" wins. */
+	if (flags & VMFS_SET_ATIME_NOW)
+		flags &= ~VMFS_SET_ATIME;
+	if (flags & VMFS_SET_MTIME_NOW)
+		flags &= ~VMFS_SET_MTIME;
 	reply_attr(req, vmfs_setattr(vm->fs, to_vmfs(vm, ino), &in, flags, &out), &out);
 }
 

@@ -780,6 +780,8 @@ static int serve(struct vmount *vm, const struct mount_opts *mo, int *notify_fd)
 			tool_err("%s", errbuf);
 		else
 			tool_err("%s: %s", mo->device, strerror(-ret));
+		fuse_session_destroy(vm->se);
+		vm->se = NULL;
 		return EXIT_MOUNT;
 	}
 	vm->root = vmfs_root_ino(vm->fs);
@@ -851,7 +853,8 @@ int main(int argc, char **argv)
 	if (!mo.foreground) {
 		code = daemon_fork(&notify_fd);
 		if (code >= 0) {
-			/* The parent: the child owns the session now. */
+			/* The parent: the child serves, with its own copy. */
+			fuse_session_destroy(vm.se);
 			goto out_args;
 		}
 	}

@@ -6,7 +6,13 @@
 
 set -euo pipefail
 set -E
-trap 'echo "${BASH_SOURCE[0]##*/}:$LINENO: \"$BASH_COMMAND\" failed (exit $?)" >&2' ERR
+trap 'e2e_err $? "$LINENO" "$BASH_COMMAND"' ERR
+
+# Names the command that failed: its first line only (a subshell body can be long).
+e2e_err() {
+	local cmd=${3%%$'\n'*}
+	echo "${BASH_SOURCE[1]##*/}:$2: \"${cmd:0:200}\" failed (exit $1)" >&2
+}
 
 VMFS_BIN=${VMFS_BIN:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/build/bin}
 MOUNTS=()	# mount points to undo, in order of mounting

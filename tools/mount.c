@@ -376,9 +376,9 @@ static void vm_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	/* The name may have appeared since the kernel looked (another host). */
 	if (ret == -EEXIST && !(fi->flags & O_EXCL)) {
 		ret = vmfs_lookup(vm->fs, dir, name, &vs);
-		if (!ret && S_ISDIR(vs.mode)) {
+		if (!ret && !S_ISREG(vs.mode)) {
 			vmfs_forget(vm->fs, vs.ino, 1);
-			ret = -EISDIR;
+			ret = S_ISDIR(vs.mode) ? -EISDIR : -EEXIST;
 		}
 	}
 	if (ret < 0) {

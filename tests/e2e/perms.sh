@@ -14,9 +14,9 @@ NOBODY=(setpriv --reuid=65534 --regid=65534 --clear-groups)
 chmod 0755 "$T"
 vmfs_mkfs "$IMG" 1G
 mkdir -p "$MNT"
+MOUNTS+=("$MNT")
 "$VMFS_BIN/vmfs-mount" -o allow_other "$IMG" "$MNT" 2>"$T/err" ||
 	skip "cannot mount with allow_other: $(cat "$T/err")"
-MOUNTS+=("$MNT")
 PIDS+=("$(holders "$IMG")")
 chmod 0755 "$MNT"
 

@@ -21,7 +21,7 @@ UNIT_SRC := $(wildcard tests/unit/*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps test unit e2e check-asan demo bench clean
-all: $(TOOL_BIN) $(UNIT_BIN)
+all: $(TOOL_BIN) $(BENCH_BIN) $(UNIT_BIN)
 
 deps:
 	@./scripts/install-deps.sh

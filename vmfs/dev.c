@@ -97,6 +97,7 @@ struct vmfs_dev {
 	int fd;
 	unsigned flags;
 	bool blockdev;
+	bool direct;                   /* O_DIRECT (false after the buffered fallback) */
 	unsigned sector;
 	_Atomic uint64_t size;
 	const struct dev_engine *eng;
@@ -544,8 +545,8 @@ static bool io_complete(struct dev_ctx *c, struct dev_io *io)
 		err = (int)r;
 	} else if (io->op != IO_FSYNC) {
 		io->done += (size_t)r;
-		if (r == 0 || io->done > req->len || io->done % c->dev->sector) {
-			/* past the end (a read), no progress, or a stop inside a sector (EOF) */
+		if (r == 0 || io->done > req->len || (c->dev->direct && io->done % c->dev->sector)) {
+			/* past the end (a read), no progress, or O_DIRECT stopping inside a sector (EOF) */
 			err = -EIO;
 		} else if (io->done < req->len) {
 			ctx_queue(c, io);
@@ -758,6 +759,7 @@ int dev_open(const char *path, unsigned flags, const char *engine, struct vmfs_d
 	oflags = (flags & DEV_RDONLY ? O_RDONLY : O_RDWR) | O_CLOEXEC |
 		 (flags & DEV_CREATE ? O_CREAT : 0);
 	dev->fd = open(path, oflags | O_DIRECT, 0644);
+	dev->direct = dev->fd >= 0;
 	if (dev->fd < 0 && errno == EINVAL) {
 		dev->fd = open(path, oflags, 0644);
 		if (dev->fd >= 0)

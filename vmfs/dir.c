@@ -142,7 +142,8 @@ static int encode(struct vmfs *fs, struct dnode *d, unsigned from, unsigned to, 
 			.de_type = d->it[i].type, .de_namelen = d->it[i].namelen,
 		};
 		memcpy(p + off, &de, sizeof(de));
-		memcpy(p + off + sizeof(de), d->it[i].name, d->it[i].namelen);
+		if (d->it[i].namelen)
+			memcpy(p + off + sizeof(de), d->it[i].name, d->it[i].namelen);
 		off += sizeof(de) + d->it[i].namelen;
 	}
 	memset(p + off, 0, nref_cap(n) - off);

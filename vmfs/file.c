@@ -532,19 +532,26 @@ int vmfs_fsync(struct vmfs *fs, uint64_t ino, bool datasync)
 
 /* ---- truncate, fallocate ---------------------------------------------------------------- */
 
-/* Zeroes [from, to) of the block holding them, if it has data. */
+/* Zeroes [from, to) wherever it has data (holes and TBZ blocks read as zeros already). */
 static int zero_in_block(struct vmfs *fs, struct vbuf *ib, uint64_t from, uint64_t to)
 {
 	struct vmfs_inode_disk *di = ib_inode(ib);
-	uint64_t bb = blk_bytes(fs, di), p;
-	int ret;
+	uint64_t bb = blk_bytes(fs, di);
 
-	if (from >= to)
-		return 0;
-	ret = bmap_get(fs, di, from / bb, &p);
-	if (ret || !p || (p & VMFS_PTR_TBZ))
-		return ret;
-	return write_zeros(fs, ptr_dev(p) + from % bb, to - from);
+	while (from < to) {
+		uint64_t end = base_min(to, (from / bb + 1) * bb), p;
+		int ret = bmap_get(fs, di, from / bb, &p);
+
+		if (ret)
+			return ret;
+		if (p && !(p & VMFS_PTR_TBZ)) {
+			ret = write_zeros(fs, ptr_dev(p) + from % bb, end - from);
+			if (ret)
+				return ret;
+		}
+		from = end;
+	}
+	return 0;
 }
 
 /* Under the exclusive iolock and in an operation. */

@@ -179,7 +179,7 @@ int vmfs_aio_reap(struct vmfs_aio *q, unsigned min, struct vmfs_aio_req **out, u
 struct vmfs_statfs {
 	uint64_t bsize;           /* unit of the counts below (4096) */
 	uint64_t blocks, bfree;   /* capacity for file data and free units */
-	uint64_t files, ffree;    /* inodes in use and an estimate of how many more fit */
+	uint64_t files, ffree;    /* inodes that fit in all (an inode is one unit) and how many more fit now */
 	uint32_t namemax;
 };
 int vmfs_statfs(struct vmfs *fs, struct vmfs_statfs *st);

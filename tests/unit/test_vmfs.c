@@ -762,6 +762,41 @@ START_TEST(t_aio)
 }
 END_TEST
 
+
+START_TEST(t_punch_across_boundary)
+{
+	static const int modes[] = { FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, FALLOC_FL_ZERO_RANGE };
+	static uint8_t buf[200000], zero[200000];
+	struct vmfs *fs;
+
+	mk(256ull << 20, 0);
+	fs = op(false, 0);
+	for (int m = 0; m < 2; m++) {
+		char name[8];
+		snprintf(name, sizeof(name), "p%d", m);
+		uint64_t ino = create(fs, vmfs_root_ino(fs), name);
+		/* block 0 a hole, data in block 1; the range covers no whole block */
+		rw_check(fs, ino, 1 << 20, 4 << 20, 7);
+		ck_assert_int_eq(vmfs_fallocate(fs, ino, modes[m], 1000000, 100000), 0);
+		ck_assert_int_eq(vmfs_pread(fs, ino, buf, 100000, 1000000), 100000);
+		ck_assert_int_eq(memcmp(buf, zero, 100000), 0);
+		/* both blocks with data: the neighbours of the range survive */
+		rw_check(fs, ino, 0, 3 << 20, 8);
+		ck_assert_int_eq(vmfs_fallocate(fs, ino, modes[m], (1 << 20) - 5000, 10000), 0);
+		ck_assert_int_eq(vmfs_pread(fs, ino, buf, 20000, (1 << 20) - 10000), 20000);
+		ck_assert_int_eq(memcmp(buf + 5000, zero, 10000), 0);
+		{
+			uint8_t *w = malloc(3 << 20);
+			fill(w, 3 << 20, 8);
+			ck_assert_int_eq(memcmp(buf, w + (1 << 20) - 10000, 5000), 0);
+			ck_assert_int_eq(memcmp(buf + 15000, w + (1 << 20) + 5000, 5000), 0);
+			free(w);
+		}
+	}
+	vmfs_close(fs);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("vmfs");
@@ -789,6 +824,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, t_engines);
 	tcase_add_test(tc, t_sector_4k);
 	tcase_add_test(tc, t_aio);
+	tcase_add_test(tc, t_punch_across_boundary);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1,0 +1,182 @@
+/*
+ * vmfs-bench: drives one file of a datastore through libvmfs's asynchronous
+ * queue (io_uring underneath) at a given depth, as fio does for a raw device,
+ * and prints one JSON line: {"mode":..., "bs":..., "qd":..., "mbps":..., "iops":...}.
+ *
+ *   vmfs-bench DEVICE PATH MODE BS QD SIZE SECONDS
+ *   MODE: prefill | seqwrite | seqread | randread | randwrite | thinwrite
+ *
+ * prefill writes PATH whole (1 MiB at a time); thinwrite creates PATH anew as a
+ * sparse file of SIZE and writes each BS block once in random order.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "base/base.h"
+#include "tools/common.h"
+#include "vmfs/vmfs.h"
+
+static uint64_t rng = 0x9E3779B97F4A7C15ull;
+
+static uint64_t next_rand(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return rng;
+}
+
+static int open_file(struct vmfs *fs, const char *path, bool fresh, uint64_t size, uint64_t *ino)
+{
+	const char *slash = strrchr(path, '/');
+	char dir[1024];
+	uint64_t d;
+	struct vmfs_stat st;
+	int ret;
+
+	if (!slash || slash - path >= (long)sizeof(dir))
+		return -EINVAL;
+	memcpy(dir, path, (size_t)(slash - path));
+	dir[slash - path] = 0;
+	ret = vmfs_resolve(fs, dir[0] ? dir : "/", &d);
+	if (ret)
+		return ret;
+	if (fresh)
+		vmfs_unlink(fs, d, slash + 1);
+	ret = vmfs_lookup(fs, d, slash + 1, &st);
+	if (ret == -ENOENT)
+		ret = vmfs_mknod(fs, d, slash + 1, S_IFREG | 0644, 0, 0, &st);
+	if (ret)
+		return ret;
+	*ino = st.ino;
+	if (fresh) {
+		struct vmfs_stat in = { .size = size };
+		ret = vmfs_setattr(fs, st.ino, &in, VMFS_SET_SIZE, NULL);
+	}
+	return ret;
+}
+
+int main(int argc, char **argv)
+{
+	struct vmfs_open_opts oo = { .commit_ms = 1000 };
+	struct vmfs_aio_req *reqs, **done;
+	struct vmfs_aio *q;
+	struct vmfs *fs;
+	uint64_t bs, qd, size, secs, ino, nblk, issued = 0, completed = 0, bytes = 0, *perm = NULL;
+	unsigned *freeslots, nfree;
+	uint8_t *bufs;
+	char err[256];
+	const char *mode;
+	bool write, seq, thin, prefill;
+	double t0, el;
+	int ret;
+
+	tool_name = "vmfs-bench";
+	if (argc != 8 || base_parse_size(argv[4], &bs) || !tool_parse_u64(argv[5], &qd) ||
+	    base_parse_size(argv[6], &size) || !tool_parse_u64(argv[7], &secs) || !bs || !qd || qd > 1024 ||
+	    size < bs) {
+		fprintf(stderr, "usage: vmfs-bench DEVICE PATH MODE BS QD SIZE SECONDS\n");
+		return 2;
+	}
+	mode = argv[3];
+	prefill = !strcmp(mode, "prefill");
+	thin = !strcmp(mode, "thinwrite");
+	write = prefill || thin || !strcmp(mode, "seqwrite") || !strcmp(mode, "randwrite");
+	seq = prefill || !strncmp(mode, "seq", 3);
+	if (!write && strcmp(mode, "seqread") && strcmp(mode, "randread")) {
+		tool_err("unknown mode '%s'", mode);
+		return 2;
+	}
+	if (prefill)
+		bs = 1 << 20;
+	ret = vmfs_open(argv[1], &oo, &fs, err, sizeof(err));
+	if (ret) {
+		tool_err("%s", err);
+		return 1;
+	}
+	ret = open_file(fs, argv[2], thin || prefill, size, &ino);
+	if (ret) {
+		tool_err("%s: %s", argv[2], strerror(-ret));
+		return 1;
+	}
+	nblk = size / bs;
+	if (thin) {
+		perm = malloc(nblk * sizeof(*perm));
+		for (uint64_t i = 0; i < nblk; i++)
+			perm[i] = i;
+		for (uint64_t i = nblk - 1; i > 0; i--) {
+			uint64_t j = next_rand() % (i + 1), t = perm[i];
+			perm[i] = perm[j];
+			perm[j] = t;
+		}
+	}
+	reqs = calloc(qd, sizeof(*reqs));
+	done = calloc(qd, sizeof(*done));
+	freeslots = calloc(qd, sizeof(*freeslots));
+	if (posix_memalign((void **)&bufs, 4096, qd * bs) || !reqs || !done || !freeslots) {
+		tool_err("out of memory");
+		return 1;
+	}
+	for (uint64_t i = 0; i < qd * bs; i++)
+		bufs[i] = (uint8_t)(next_rand() | 1);
+	for (unsigned i = 0; i < qd; i++)
+		freeslots[i] = i;
+	nfree = (unsigned)qd;
+	ret = vmfs_aio_new(fs, (unsigned)qd, &q);
+	if (ret) {
+		tool_err("aio queue: %s", strerror(-ret));
+		return 1;
+	}
+	t0 = (double)base_mono_ns() / 1e9;
+	for (;;) {
+		el = (double)base_mono_ns() / 1e9 - t0;
+		bool more = (prefill || thin) ? issued < nblk : el < (double)secs;
+		while (more && nfree) {
+			unsigned s = freeslots[--nfree];
+			uint64_t blk = thin ? perm[issued] : seq ? issued % nblk : next_rand() % nblk;
+			reqs[s] = (struct vmfs_aio_req){ .ino = ino, .write = write, .buf = bufs + (size_t)s * bs,
+							 .len = bs, .off = blk * bs };
+			ret = vmfs_aio_submit(q, &reqs[s]);
+			if (ret) {
+				tool_err("submit: %s", strerror(-ret));
+				return 1;
+			}
+			issued++;
+			more = (prefill || thin) ? issued < nblk : true;
+		}
+		if (completed == issued && !more)
+			break;
+		int n = vmfs_aio_reap(q, 1, done, (unsigned)qd);
+		if (n < 0) {
+			tool_err("reap: %s", strerror(-n));
+			return 1;
+		}
+		for (int i = 0; i < n; i++) {
+			if (done[i]->res != (ssize_t)bs) {
+				tool_err("I/O at %llu: %s", (unsigned long long)done[i]->off,
+					 done[i]->res < 0 ? strerror((int)-done[i]->res) : "short");
+				return 1;
+			}
+			bytes += bs;
+			freeslots[nfree++] = (unsigned)(done[i] - reqs);
+		}
+		completed += (uint64_t)n;
+	}
+	if (write)
+		vmfs_fsync(fs, ino, false);
+	el = (double)base_mono_ns() / 1e9 - t0;
+	vmfs_aio_free(q);
+	ret = vmfs_close(fs);
+	printf("{\"mode\":\"%s\",\"bs\":%llu,\"qd\":%llu,\"seconds\":%.2f,\"mbps\":%.1f,\"iops\":%.0f}\n", mode,
+	       (unsigned long long)bs, (unsigned long long)qd, el, (double)bytes / el / 1e6, (double)completed / el);
+	free(bufs);
+	free(reqs);
+	free(done);
+	free(freeslots);
+	free(perm);
+	return ret ? 1 : 0;
+}

@@ -894,6 +894,25 @@ out:
 	return ok;
 }
 
+static int aio_complete_some(struct vmfs_aio *q)
+{
+	int got = dev_queue_reap(q->dq, 1, q->depth * 4, q->reaped);
+
+	for (int i = 0; i < got; i++) {
+		struct aio_sub *s = (struct aio_sub *)q->reaped[i];
+		struct vmfs_aio_req *r = s->req;
+
+		q->inflight--;
+		if (s->dr.res && !r->err)
+			r->err = s->dr.res;
+		s->next = q->free_subs;
+		q->free_subs = s;
+		if (--r->pending == 0)
+			aio_done(q, r);
+	}
+	return got < 0 ? got : 0;
+}
+
 int vmfs_aio_submit(struct vmfs_aio *q, struct vmfs_aio_req *r)
 {
 	struct vmfs *fs = q->fs;
@@ -919,6 +938,20 @@ int vmfs_aio_submit(struct vmfs_aio *q, struct vmfs_aio_req *r)
 	pthread_mutex_unlock(&fs->lock);
 	if (!async || pl.n == 0) {
 		pthread_rwlock_unlock(&vi->iolock);
+		/*
+		 * The synchronous path may need the iolock exclusive, which this
+		 * queue's own requests in flight hold shared: finish them first.
+		 */
+		while (!async && q->inflight) {
+			int ret = aio_complete_some(q);
+			if (ret) {
+				pthread_mutex_lock(&fs->lock);
+				vinode_put(fs, vi);
+				pthread_mutex_unlock(&fs->lock);
+				plan_release(&pl);
+				return ret;
+			}
+		}
 		pthread_mutex_lock(&fs->lock);
 		vinode_put(fs, vi);
 		pthread_mutex_unlock(&fs->lock);
@@ -977,21 +1010,9 @@ int vmfs_aio_reap(struct vmfs_aio *q, unsigned min, struct vmfs_aio_req **out, u
 		}
 		if (n >= min || n == max || !q->inflight)
 			return (int)n;
-		int got = dev_queue_reap(q->dq, 1, q->depth * 4, q->reaped);
-		if (got < 0)
-			return got;
-		for (int i = 0; i < got; i++) {
-			struct aio_sub *s = (struct aio_sub *)q->reaped[i];
-			struct vmfs_aio_req *r = s->req;
-
-			q->inflight--;
-			if (s->dr.res && !r->err)
-				r->err = s->dr.res;
-			s->next = q->free_subs;
-			q->free_subs = s;
-			if (--r->pending == 0)
-				aio_done(q, r);
-		}
+		int ret = aio_complete_some(q);
+		if (ret)
+			return ret;
 	}
 }
 

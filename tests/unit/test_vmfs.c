@@ -754,6 +754,30 @@ START_TEST(t_aio)
 		ck_assert_int_eq(vmfs_aio_reap(q, 1, done, 1), 1);
 		ck_assert_int_eq(done[0]->res, 4096); /* short read at the end, like pread */
 	}
+	/* thin: every first write allocates (synchronous path) while others are in flight */
+	{
+		struct vmfs_stat in = { .size = len };
+		uint64_t thin = create(fs, vmfs_root_ino(fs), "thin");
+		ck_assert_int_eq(vmfs_setattr(fs, thin, &in, VMFS_SET_SIZE, NULL), 0);
+		next = completed = 0;
+		while (completed < len / BS) {
+			while (nfree && next < len / BS) {
+				unsigned slot = freeslots[--nfree];
+				uint64_t blk = ((uint64_t)next * 2654435761u) % (len / BS);
+				reqs[slot] = (struct vmfs_aio_req){ .ino = thin, .write = true, .buf = w + blk * BS,
+								   .len = BS, .off = blk * BS };
+				ck_assert_int_eq(vmfs_aio_submit(q, &reqs[slot]), 0);
+				next++;
+			}
+			int n = vmfs_aio_reap(q, 1, done, QD);
+			ck_assert_int_ge(n, 1);
+			for (int i = 0; i < n; i++) {
+				ck_assert_int_eq(done[i]->res, BS);
+				freeslots[nfree++] = (unsigned)(done[i] - reqs);
+			}
+			completed += (unsigned)n;
+		}
+	}
 	vmfs_aio_free(q);
 	vmfs_close(fs);
 	free(bufs);

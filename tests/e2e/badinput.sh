@@ -92,6 +92,20 @@ vmfs_mkfs "$T/incompat.img" 1G
 patch_sb "$T/incompat.img" incompat
 refuse "$T/incompat.img"
 
+good_for_mkfs=$T/incompat.img
+# only the primary damaged: still refused (the message points at fsck and the backup)
+vmfs_mkfs "$T/badprimary.img" 1G
+printf '\xff' | dd of="$T/badprimary.img" bs=1 seek=$((0x101)) conv=notrunc status=none
+refuse "$T/badprimary.img"
+
+log "mkfs.vmfs refuses an existing filesystem unless -f"
+sum=$(sha256sum <"$T/ext4.img")
+expect_one_line_failure "$VMFS_BIN/mkfs.vmfs" "$T/ext4.img"
+[ "$(sha256sum <"$T/ext4.img")" = "$sum" ] || fail "mkfs.vmfs wrote to an ext4 image without -f"
+expect_one_line_failure "$VMFS_BIN/mkfs.vmfs" "$good_for_mkfs"
+"$VMFS_BIN/mkfs.vmfs" -q -f "$T/ext4.img" || fail "mkfs.vmfs -f refused an ext4 image"
+"$VMFS_BIN/vmfsctl" info "$T/ext4.img" >/dev/null || fail "the forced mkfs did not make a datastore"
+
 log "nonsense command lines"
 # usage_error EXPECTED_RC COMMAND...: any non-zero exit when EXPECTED_RC is "any".
 usage_error() {

@@ -77,6 +77,11 @@ uint32_t base_crc32c(uint32_t crc, const void *buf, size_t len)
 	return ~crc_impl(~crc, buf, len);
 }
 
+uint32_t base_crc32c_sw(uint32_t crc, const void *buf, size_t len)
+{
+	return ~crc32c_sw(~crc, buf, len);
+}
+
 uint64_t base_mono_ns(void)
 {
 	struct timespec ts;

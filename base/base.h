@@ -34,6 +34,8 @@ static inline unsigned base_ilog2(uint64_t v) { return 63 - (unsigned)__builtin_
 
 /* crc32c of len bytes, continuing from crc (start with 0). */
 uint32_t base_crc32c(uint32_t crc, const void *buf, size_t len);
+/* The same through the table path always, whatever the CPU (for tests and benchmarks). */
+uint32_t base_crc32c_sw(uint32_t crc, const void *buf, size_t len);
 
 /* Monotonic time in nanoseconds (CLOCK_MONOTONIC). */
 uint64_t base_mono_ns(void);

@@ -557,8 +557,11 @@ static bool io_complete(struct dev_ctx *c, struct dev_io *io)
 	return true;
 }
 
-/* Runs n checked requests on c, keeping up to depth in flight; sets each res. */
-static int ctx_run(struct dev_ctx *c, struct dev_req *reqs, unsigned n, enum io_op fsync_op)
+/*
+ * Runs n checked requests on c (as fdatasyncs when fsync), keeping up to depth
+ * in flight; sets each res. Returns 0 or the first request's error.
+ */
+static int ctx_run(struct dev_ctx *c, struct dev_req *reqs, unsigned n, bool fsync)
 {
 	unsigned next = 0, busy = 0;
 	int r;
@@ -566,7 +569,7 @@ static int ctx_run(struct dev_ctx *c, struct dev_req *reqs, unsigned n, enum io_
 	while (next < n || busy) {
 		while (next < n && c->free) {
 			struct dev_req *req = &reqs[next++];
-			enum io_op op = fsync_op == IO_FSYNC ? IO_FSYNC : (enum io_op)req->op;
+			enum io_op op = fsync ? IO_FSYNC : (enum io_op)req->op;
 
 			if (op != IO_FSYNC && req->len == 0) {
 				req->res = 0;
@@ -916,7 +919,7 @@ int dev_submit_wait(struct vmfs_dev *dev, struct dev_req *reqs, unsigned n)
 	r = pool_get(dev, &c);
 	if (r < 0)
 		goto err_fail_all;
-	r = ctx_run(c, reqs, n, IO_READ);
+	r = ctx_run(c, reqs, n, false);
 	pool_put(dev, c);
 	return r;
 
@@ -951,7 +954,7 @@ int dev_flush(struct vmfs_dev *dev)
 	r = pool_get(dev, &c);
 	if (r < 0)
 		return r;
-	r = ctx_run(c, &req, 1, IO_FSYNC);
+	r = ctx_run(c, &req, 1, true);
 	pool_put(dev, c);
 	return r;
 }

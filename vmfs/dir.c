@@ -601,3 +601,28 @@ int dir_release(struct vmfs *fs, struct vbuf *dib)
 		dir_init_inline(di);
 	return ret;
 }
+
+/*
+ * For fsck: decodes one node (the inline root when node is NULL) at the given
+ * level and calls fn for each item; returns -EUCLEAN for a damaged node.
+ */
+int dir_node_items(struct vmfs *fs, struct vbuf *dib, struct vbuf *node, unsigned level, dir_iter_fn fn, void *ctx)
+{
+	struct nref n = { .b = node ? node : dib, .inl = !node };
+	struct dnode *d = malloc(sizeof(*d));
+	int ret;
+
+	if (!d)
+		return -ENOMEM;
+	ret = decode(fs, dib, &n, level, d);
+	for (unsigned i = 0; !ret && i < d->count; i++)
+		ret = fn(ctx, d->it[i].key, d->it[i].name, d->it[i].namelen, d->it[i].val, d->it[i].type);
+	free(d);
+	return ret;
+}
+
+/* For fsck: the name-hash prefix a key must carry for this name. */
+uint64_t dir_key_prefix(struct vmfs *fs, const char *name, size_t len)
+{
+	return name_prefix(fs, name, len);
+}

@@ -207,8 +207,6 @@ int inode_release_space(struct vmfs *fs, struct vbuf *ib, uint64_t from)
 	return ret;
 }
 
-int dir_release(struct vmfs *fs, struct vbuf *dib);
-
 /* Frees an inode with no names left, and everything it owns. */
 int inode_drop(struct vmfs *fs, uint64_t ino)
 {

@@ -85,7 +85,7 @@ struct vmfs {
 	uint64_t j_unit, j_units;       /* extent; 0 = none */
 	uint64_t j_seq, j_head;         /* next sequence and log position */
 	uint64_t j_tail_seq, j_tail;
-	bool j_replayed, j_no_inplace, mkfs_mode;
+	bool j_replayed, j_no_inplace, mkfs_mode; /* mkfs_mode: no journal; blocks are written directly */
 	const char *journal_state;
 	int fatal;                      /* an in-place write failed: everything fails now */
 
@@ -180,6 +180,9 @@ int dir_set(struct vmfs *fs, struct vbuf *dib, const char *name, size_t len, uin
 typedef int (*dir_iter_fn)(void *ctx, uint64_t key, const char *name, size_t len, uint64_t ino, uint8_t type);
 int dir_iterate(struct vmfs *fs, struct vbuf *dib, uint64_t from, dir_iter_fn fn, void *ctx);
 void dir_init_inline(struct vmfs_inode_disk *di);
+int dir_node_items(struct vmfs *fs, struct vbuf *dib, struct vbuf *node, unsigned level, dir_iter_fn fn, void *ctx);
+uint64_t dir_key_prefix(struct vmfs *fs, const char *name, size_t len);
+int dir_release(struct vmfs *fs, struct vbuf *dib);
 
 /* ---- file.c ---- */
 int file_truncate(struct vmfs *fs, struct vinode *vi, uint64_t size);

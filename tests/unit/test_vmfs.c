@@ -796,8 +796,8 @@ START_TEST(t_punch_across_boundary)
 	mk(256ull << 20, 0);
 	fs = op(false, 0);
 	for (int m = 0; m < 2; m++) {
-		char name[8];
-		snprintf(name, sizeof(name), "p%d", m);
+		char name[16];
+		snprintf(name, sizeof(name), "p%u", (unsigned)m & 7);
 		uint64_t ino = create(fs, vmfs_root_ino(fs), name);
 		/* block 0 a hole, data in block 1; the range covers no whole block */
 		rw_check(fs, ino, 1 << 20, 4 << 20, 7);

@@ -14,7 +14,7 @@ LIB_SRC  := $(BASE_SRC) $(VMFS_SRC)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 LIB      := $(BUILD)/libvmfs.a
 
-TOOLS    := mkfs.vmfs vmfs-mount vmfsctl
+TOOLS    := mkfs.vmfs fsck.vmfs vmfs-mount vmfsctl
 TOOL_BIN := $(addprefix $(BUILD)/bin/,$(TOOLS))
 BENCH_BIN := $(BUILD)/bin/vmfs-bench
 UNIT_SRC := $(wildcard tests/unit/*.c)

@@ -922,3 +922,82 @@ int journal_close(struct vmfs *fs)
 		return 0;
 	return journal_tail_advance(fs, true);
 }
+
+/* Writes every dirty block in place without a journal (mkfs, fsck): all else, flush, then the superblock. */
+int meta_write_direct(struct vmfs *fs)
+{
+	struct vbuf *sbb = NULL;
+	int ret = 0;
+
+	for (struct vbuf *b = fs->dirty_list; b && !ret; b = b->dirty_next) {
+		if (b->addr == 0) {
+			sbb = b;
+			continue;
+		}
+		meta_seal(fs, b->data);
+		ret = dev_pwrite(fs->dev, b->data, VMFS_UNIT, b->addr * VMFS_UNIT);
+	}
+	if (!ret)
+		ret = dev_flush(fs->dev);
+	if (!ret && sbb) {
+		meta_seal(fs, sbb->data);
+		ret = dev_pwrite(fs->dev, sbb->data, VMFS_UNIT, VMFS_SB_BACKUP_OFF);
+		if (!ret)
+			ret = dev_pwrite(fs->dev, sbb->data, VMFS_UNIT, 0);
+	}
+	if (!ret)
+		ret = dev_flush(fs->dev);
+	return ret;
+}
+
+/* Puts image into the cache at addr as if read from there (read-only repairs). */
+int meta_overlay(struct vmfs *fs, uint64_t addr, const void *image)
+{
+	return apply_overlay(fs, addr, image);
+}
+
+/* Puts image into the cache at addr, dirty, to be written. */
+int meta_overlay_dirty(struct vmfs *fs, uint64_t addr, const void *image)
+{
+	struct vbuf *b;
+	int ret = meta_new(fs, addr, le32_to_cpu(((const struct vmfs_mhdr *)image)->mh_magic), 0, &b);
+
+	if (ret)
+		return ret;
+	memcpy(b->data, image, VMFS_UNIT);
+	meta_put(fs, b);
+	return 0;
+}
+
+/* fsck: forgets slot's host record (its journal becomes free space). */
+int hostrec_clear(struct vmfs *fs, unsigned slot)
+{
+	uint32_t ss = le32_to_cpu(fs->sb.sb_slot_size);
+	uint8_t *buf = dev_alloc_buf(ss);
+	int ret;
+
+	if (!buf)
+		return -ENOMEM;
+	ret = dev_pwrite(fs->dev, buf, ss, le64_to_cpu(fs->sb.sb_hosttab_off) + (uint64_t)slot * ss);
+	free(buf);
+	return ret;
+}
+
+/* fsck: an empty, clean journal and host state for slot (its old transactions are lost). */
+int journal_reset(struct vmfs *fs, unsigned slot, uint64_t unit, uint64_t units)
+{
+	struct vbuf *hs;
+	int ret;
+
+	fs->slot = slot;
+	fs->j_unit = unit;
+	fs->j_units = units;
+	fs->j_seq = fs->j_tail_seq = 1;
+	fs->j_head = fs->j_tail = 0;
+	ret = jsb_write(fs, true);
+	if (!ret)
+		ret = meta_new(fs, unit + 1, VMFS_MAGIC_HSTATE, slot, &hs);
+	if (!ret)
+		meta_put(fs, hs);
+	return ret;
+}

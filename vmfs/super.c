@@ -33,7 +33,7 @@ static int set_err(char *errbuf, size_t errlen, int ret, const char *fmt, ...)
 
 /* ---- geometry shared by mkfs and open ------------------------------------------------ */
 
-static void fs_geometry(struct vmfs *fs)
+void super_geometry(struct vmfs *fs)
 {
 	const struct vmfs_sb_disk *sb = &fs->sb;
 
@@ -107,33 +107,6 @@ static int probe_signature(const char *path, char *what, size_t len)
 	}
 	blkid_free_probe(pr);
 	return found;
-}
-
-static int write_mkfs_blocks(struct vmfs *fs)
-{
-	struct vbuf *sbb = NULL;
-	int ret = 0;
-
-	for (struct vbuf *b = fs->dirty_list; b && !ret; b = b->dirty_next) {
-		if (b->addr == 0) {
-			sbb = b;
-			continue;
-		}
-		meta_seal(fs, b->data);
-		ret = dev_pwrite(fs->dev, b->data, VMFS_UNIT, b->addr * VMFS_UNIT);
-	}
-	/* everything else is durable before a superblock says this is a vmfs */
-	if (!ret)
-		ret = dev_flush(fs->dev);
-	if (!ret && sbb) {
-		meta_seal(fs, sbb->data);
-		ret = dev_pwrite(fs->dev, sbb->data, VMFS_UNIT, VMFS_SB_BACKUP_OFF);
-		if (!ret)
-			ret = dev_pwrite(fs->dev, sbb->data, VMFS_UNIT, 0);
-	}
-	if (!ret)
-		ret = dev_flush(fs->dev);
-	return ret;
 }
 
 static int mkfs_tree(struct vmfs *fs)
@@ -282,7 +255,7 @@ int vmfs_mkfs(const char *path, const struct vmfs_mkfs_opts *o, char *errbuf, si
 	sb->sb_fence_ms = cpu_to_le32(5000);
 	sb->sb_io_timeout_ms = cpu_to_le32(1000);
 	sb->sb_mkfs_time = cpu_to_le64((uint64_t)base_real_ns());
-	fs_geometry(fs);
+	super_geometry(fs);
 	if (sb_geometry_error(sb)) {
 		ret = set_err(errbuf, errlen, -EINVAL, "internal: computed geometry is invalid: %s", sb_geometry_error(sb));
 		goto err_close;
@@ -320,7 +293,7 @@ int vmfs_mkfs(const char *path, const struct vmfs_mkfs_opts *o, char *errbuf, si
 		s->sb_root_ino = fs->sb.sb_root_ino;
 		s->sb_lostfound_ino = fs->sb.sb_lostfound_ino;
 		meta_put(fs, sbb);
-		ret = write_mkfs_blocks(fs);
+		ret = meta_write_direct(fs);
 		if (ret)
 			set_err(errbuf, errlen, ret, "%s: write failed: %s", path, strerror(-ret));
 	} else {
@@ -341,6 +314,36 @@ err_free:
 
 /* ---- open and close ---------------------------------------------------------------------- */
 
+/* Checks a superblock image; returns 0 or -errno with *why set. */
+static int sb_verify(const struct vmfs_sb_disk *sb, const char **why)
+{
+	if (le32_to_cpu(sb->sb_hdr.mh_magic) != VMFS_MAGIC_SB) {
+		*why = "not a vmfs datastore (no superblock magic)";
+		return -EINVAL;
+	}
+	if (base_crc32c(0, sb, VMFS_CRC_OFF) != le32_to_cpu(sb->sb_crc)) {
+		*why = "superblock checksum mismatch";
+		return -EBADMSG;
+	}
+	if (le16_to_cpu(sb->sb_hdr.mh_version) != VMFS_VERSION_MAJOR) {
+		*why = "unsupported format version";
+		return -EPROTONOSUPPORT;
+	}
+	if (memcmp(sb->sb_hdr.mh_uuid, sb->sb_uuid, 16) || sb->sb_hdr.mh_addr) {
+		*why = "superblock header is inconsistent";
+		return -EUCLEAN;
+	}
+	if ((*why = sb_geometry_error(sb)))
+		return -EUCLEAN;
+	return 0;
+}
+
+int sb_check(const struct vmfs_sb_disk *sb)
+{
+	const char *why;
+	return sb_verify(sb, &why);
+}
+
 static int read_sb(struct vmfs *fs, uint64_t off, struct vmfs_sb_disk *out, const char **why)
 {
 	struct vmfs_sb_disk *sb = dev_alloc_buf(VMFS_UNIT);
@@ -349,27 +352,11 @@ static int read_sb(struct vmfs *fs, uint64_t off, struct vmfs_sb_disk *out, cons
 	if (!sb)
 		return -ENOMEM;
 	ret = dev_pread(fs->dev, sb, VMFS_UNIT, off);
-	if (ret) {
+	if (ret)
 		*why = strerror(-ret);
-		goto out;
-	}
-	if (le32_to_cpu(sb->sb_hdr.mh_magic) != VMFS_MAGIC_SB) {
-		*why = "not a vmfs datastore (no superblock magic)";
-		ret = -EINVAL;
-	} else if (base_crc32c(0, sb, VMFS_CRC_OFF) != le32_to_cpu(sb->sb_crc)) {
-		*why = "superblock checksum mismatch";
-		ret = -EBADMSG;
-	} else if (le16_to_cpu(sb->sb_hdr.mh_version) != VMFS_VERSION_MAJOR) {
-		*why = "unsupported format version";
-		ret = -EPROTONOSUPPORT;
-	} else if (memcmp(sb->sb_hdr.mh_uuid, sb->sb_uuid, 16) || sb->sb_hdr.mh_addr) {
-		*why = "superblock header is inconsistent";
-		ret = -EUCLEAN;
-	} else if ((*why = sb_geometry_error(sb))) {
-		ret = -EUCLEAN;
-	}
+	else
+		ret = sb_verify(sb, why);
 	memcpy(out, sb, sizeof(*out));
-out:
 	free(sb);
 	return ret;
 }
@@ -467,7 +454,7 @@ int vmfs_open(const char *path, const struct vmfs_open_opts *o, struct vmfs **ou
 		goto err_close;
 	}
 	fs->slot = o->slot;
-	fs_geometry(fs);
+	super_geometry(fs);
 	ret = cache_init(fs);
 	if (!ret)
 		ret = itab_init(fs);

@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 struct vmfs;
@@ -207,6 +208,34 @@ int vmfs_get_info(struct vmfs *fs, struct vmfs_info *info);
 
 /* Names the features set in a feature word, comma-separated, into buf. */
 void vmfs_feature_names(int word, uint64_t bits, char *buf, size_t len);
+
+/* ---- checking and repair ------------------------------------------------------ */
+
+enum vmfs_fsck_mode {
+	VMFS_FSCK_CHECK,          /* -n: open read-only, report, change nothing */
+	VMFS_FSCK_PREEN,          /* -p: repair what loses nothing; report the rest */
+	VMFS_FSCK_YES,            /* -y: repair everything */
+};
+struct vmfs_fsck_opts {
+	enum vmfs_fsck_mode mode;
+	bool force;               /* check even when every journal is clean */
+	bool verbose;             /* name each pass */
+	FILE *out;                /* one line per problem, in a fixed order; NULL: silent */
+	void (*progress)(void *ctx, const char *pass, uint64_t done, uint64_t total);
+	void *progress_ctx;
+};
+struct vmfs_fsck_result {
+	unsigned found, fixed, left;
+	uint64_t files, dirs, blocks_used;
+	bool skipped_clean;       /* clean and not forced: nothing was checked */
+};
+/*
+ * Checks the datastore at path against every rule of docs/FORMAT.md and
+ * repairs per mode. Returns 0 when the check ran (see *res), or -errno when it
+ * could not (errbuf says why). The datastore must not be in use.
+ */
+int vmfs_fsck(const char *path, const struct vmfs_fsck_opts *o, struct vmfs_fsck_result *res, char *errbuf,
+	      size_t errlen);
 
 /* ---- paths (for tools and vmm) ----------------------------------------------- */
 

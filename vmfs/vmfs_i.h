@@ -133,6 +133,15 @@ int journal_join(struct vmfs *fs);
 int journal_close(struct vmfs *fs);
 int journal_replay_ro(struct vmfs *fs);
 int hostrec_read(struct vmfs *fs, unsigned slot, struct vmfs_hostrec_disk *rec);
+int hostrec_clear(struct vmfs *fs, unsigned slot);
+int journal_reset(struct vmfs *fs, unsigned slot, uint64_t unit, uint64_t units);
+int meta_write_direct(struct vmfs *fs);
+int meta_overlay(struct vmfs *fs, uint64_t addr, const void *image);
+int meta_overlay_dirty(struct vmfs *fs, uint64_t addr, const void *image);
+
+/* ---- super.c ---- */
+void super_geometry(struct vmfs *fs);
+int sb_check(const struct vmfs_sb_disk *sb);
 
 /* ---- alloc.c ---- */
 int alloc_init(struct vmfs *fs);

@@ -1,0 +1,1192 @@
+/*
+ * fsck: checks every invariant of docs/FORMAT.md and repairs what it may.
+ *
+ * Passes (messages come in this order, and within a pass in address or key
+ * order, so the output of two runs on the same image is the same):
+ *   1 superblock, host records, journals (replayed: in memory with -n, on disk
+ *     otherwise), orphan lists
+ *   2 inodes, block maps and directories, walked from the root; every
+ *     reference is counted in memory (expected reference counts)
+ *   3 connectivity: inodes allocated but unreachable go to /lost+found;
+ *     directory loops and wrong parents
+ *   4 link counts, entry counts, allocated-unit counts
+ *   5 space: RC descriptors and pool headers against the expected counts
+ * Repairs are written directly (no journal), as e2fsck does; a crash during a
+ * repair is mended by running fsck again. Check mode opens the device
+ * read-only and writes nothing.
+ */
+#include "vmfs/vmfs_i.h"
+
+#include <dirent.h>
+#include <stdarg.h>
+#include <sys/stat.h>
+
+struct ino_info {
+	uint64_t ino;
+	uint32_t links;                 /* directory entries naming it */
+	uint32_t subdirs;               /* for directories: subdirectories found */
+	uint64_t parent;                /* directory it was first found in */
+	uint64_t units;                 /* units counted for it */
+	bool reached, is_dir, bad, lost;
+	struct ino_info *next;
+};
+
+struct pool_exp {
+	uint64_t block;
+	uint16_t *ref;
+	struct pool_exp *next;
+};
+
+struct fsck {
+	struct vmfs *fs;
+	const struct vmfs_fsck_opts *o;
+	struct vmfs_fsck_result *r;
+	uint16_t **rcexp;               /* per RC, expected count of each block */
+	struct pool_exp **phash;
+	struct ino_info **ihash;
+	size_t hsize;
+	uint64_t *queue;                /* directories still to walk */
+	size_t qn, qcap;
+	uint64_t *lost;                 /* unreachable inodes to reconnect */
+	size_t nlost, lostcap;
+	const char *pass;
+	uint64_t done, total;
+};
+
+static bool repairing(struct fsck *c) { return c->o->mode != VMFS_FSCK_CHECK; }
+
+/* Reports a problem; returns true when it is to be fixed now. */
+static bool problem(struct fsck *c, bool safe, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static bool problem(struct fsck *c, bool safe, const char *fmt, ...)
+{
+	bool fix = c->o->mode == VMFS_FSCK_YES || (c->o->mode == VMFS_FSCK_PREEN && safe);
+	va_list ap;
+
+	c->r->found++;
+	if (c->o->out) {
+		va_start(ap, fmt);
+		vfprintf(c->o->out, fmt, ap);
+		va_end(ap);
+		fprintf(c->o->out, ". %s\n", fix ? "Fixed" : c->o->mode == VMFS_FSCK_PREEN ? "NOT fixed (run fsck.vmfs -y)" : "Not fixed");
+	}
+	if (fix)
+		c->r->fixed++;
+	else
+		c->r->left++;
+	return fix;
+}
+
+static void progress(struct fsck *c, uint64_t step)
+{
+	c->done += step;
+	if (c->o->progress)
+		c->o->progress(c->o->progress_ctx, c->pass, c->done, c->total);
+}
+
+static void start_pass(struct fsck *c, const char *name, uint64_t total)
+{
+	c->pass = name;
+	c->done = 0;
+	c->total = total ? total : 1;
+	if (c->o->out && c->o->verbose)
+		fprintf(c->o->out, "%s\n", name);
+	progress(c, 0);
+}
+
+static size_t hidx(struct fsck *c, uint64_t v)
+{
+	return (size_t)((v * 0x9E3779B97F4A7C15ull) >> 32) % c->hsize;
+}
+
+static struct ino_info *ino_get(struct fsck *c, uint64_t ino)
+{
+	struct ino_info **pp = &c->ihash[hidx(c, ino)], *i;
+
+	for (i = *pp; i; i = i->next)
+		if (i->ino == ino)
+			return i;
+	i = calloc(1, sizeof(*i));
+	if (!i)
+		return NULL;
+	i->ino = ino;
+	i->next = *pp;
+	*pp = i;
+	return i;
+}
+
+static struct ino_info *ino_find(struct fsck *c, uint64_t ino)
+{
+	for (struct ino_info *i = c->ihash[hidx(c, ino)]; i; i = i->next)
+		if (i->ino == ino)
+			return i;
+	return NULL;
+}
+
+static uint16_t *rc_slot(struct fsck *c, uint64_t blk)
+{
+	struct vmfs *fs = c->fs;
+	uint64_t rc = blk / fs->rc_blocks;
+
+	if (!c->rcexp[rc]) {
+		c->rcexp[rc] = calloc(fs->rc_blocks, sizeof(uint16_t));
+		if (!c->rcexp[rc])
+			return NULL;
+	}
+	return &c->rcexp[rc][blk % fs->rc_blocks];
+}
+
+static struct pool_exp *pool_get(struct fsck *c, uint64_t blk, bool create)
+{
+	struct pool_exp **pp = &c->phash[hidx(c, blk)], *p;
+
+	for (p = *pp; p; p = p->next)
+		if (p->block == blk)
+			return p;
+	if (!create)
+		return NULL;
+	p = calloc(1, sizeof(*p));
+	if (!p || !(p->ref = calloc(c->fs->upb, sizeof(uint16_t)))) {
+		free(p);
+		return NULL;
+	}
+	p->block = blk;
+	p->ref[0] = VMFS_REF_POOL;
+	p->next = *pp;
+	*pp = p;
+	return p;
+}
+
+/*
+ * Counts one reference to a file block (kind 1 = data, JOURNAL) or to a
+ * sub-block (unit). Returns 0, 1 when the space was already claimed, or -1
+ * when the address is not a valid place for it.
+ */
+static int claim_block(struct fsck *c, uint64_t unit, uint16_t kind)
+{
+	uint64_t blk;
+	uint16_t *s;
+
+	if (!unit_is_block(c->fs, unit))
+		return -1;
+	blk = fs_unit_block(c->fs, unit);
+	s = rc_slot(c, blk);
+	if (!s)
+		return -1;
+	if (*s) {
+		if (*s == VMFS_REF_POOL || kind != 1 || *s == VMFS_REF_JOURNAL)
+			return 1;
+	}
+	*s = kind == 1 ? (uint16_t)(*s + 1) : kind;
+	return *s > 1 && kind == 1 ? 1 : 0;
+}
+
+static int claim_unit(struct fsck *c, uint64_t unit)
+{
+	struct vmfs *fs = c->fs;
+	uint64_t blk;
+	uint32_t i;
+	uint16_t *s;
+	struct pool_exp *p;
+
+	if (!addr_in_data(fs, unit) || unit_is_block(fs, unit))
+		return -1;
+	blk = fs_unit_block(fs, unit);
+	i = (uint32_t)((unit - fs->data_unit) % fs->upb);
+	s = rc_slot(c, blk);
+	if (!s || (*s && *s != VMFS_REF_POOL))
+		return 1; /* the block is someone's data or a journal */
+	*s = VMFS_REF_POOL;
+	p = pool_get(c, blk, true);
+	if (!p)
+		return -1;
+	if (p->ref[i]++)
+		return 1;
+	return 0;
+}
+
+static void unclaim_unit(struct fsck *c, uint64_t unit)
+{
+	struct pool_exp *p = pool_get(c, fs_unit_block(c->fs, unit), false);
+	uint32_t i = (uint32_t)((unit - c->fs->data_unit) % c->fs->upb);
+	if (p && p->ref[i])
+		p->ref[i]--;
+}
+
+static int fsck_dirty(struct fsck *c, struct vbuf *b)
+{
+	return meta_dirty(c->fs, b);
+}
+
+/* ---- pass 1: superblock, journals, orphans ---------------------------------------------- */
+
+static int check_journals(struct fsck *c)
+{
+	struct vmfs *fs = c->fs;
+	unsigned slots = le32_to_cpu(fs->sb.sb_host_slots);
+	int ret = 0;
+
+	for (unsigned s = 0; s < slots && !ret; s++) {
+		struct vmfs_hostrec_disk rec;
+		uint64_t unit, units;
+		int r = hostrec_read(fs, s, &rec);
+
+		if (r == -ENOENT)
+			continue;
+		if (r) {
+			if (problem(c, true, "host slot %u: damaged host record", s)) {
+				/* without a record the slot's journal is unreferenced: it becomes free space */
+				ret = hostrec_clear(fs, s);
+			}
+			continue;
+		}
+		unit = le64_to_cpu(rec.hr_journal);
+		units = le64_to_cpu(rec.hr_journal_units);
+		if (!unit_is_block(fs, unit) || units < 16 || units % fs->upb ||
+		    units / fs->upb > fs->rc_blocks || !addr_in_data(fs, unit + units - 1)) {
+			if (problem(c, false, "host slot %u: journal extent %llu+%llu is out of range", s,
+				    (unsigned long long)unit, (unsigned long long)units))
+				ret = hostrec_clear(fs, s);
+			continue;
+		}
+		for (uint64_t b = 0; b < units / fs->upb; b++)
+			if (claim_block(c, unit + b * fs->upb, VMFS_REF_JOURNAL))
+				problem(c, false, "host slot %u: journal block %llu is also used elsewhere", s,
+					(unsigned long long)fs_unit_block(fs, unit) + b);
+		fs->slot = s;
+		fs->errbuf = NULL;
+		r = journal_open(fs);
+		if (r == -EUCLEAN || r == -EBADMSG) {
+			if (problem(c, false, "host slot %u: journal superblock is damaged; its transactions are lost", s))
+				r = journal_reset(fs, s, unit, units);
+			else
+				r = 0;
+		} else if (r == 0 && fs->j_replayed && c->o->out) {
+			fprintf(c->o->out, "host slot %u: journal replayed%s\n", s, repairing(c) ? "" : " (in memory)");
+		}
+		if (r == 0 && repairing(c))
+			r = journal_close(fs);
+		ret = r;
+		fs->j_unit = 0;
+	}
+	return ret;
+}
+
+/* ---- pass 2: inodes, maps, directories ---------------------------------------------- */
+
+static int queue_dir(struct fsck *c, uint64_t ino)
+{
+	if (c->qn == c->qcap) {
+		size_t cap = c->qcap ? c->qcap * 2 : 1024;
+		uint64_t *q = realloc(c->queue, cap * sizeof(*q));
+		if (!q)
+			return -ENOMEM;
+		c->queue = q;
+		c->qcap = cap;
+	}
+	c->queue[c->qn++] = ino;
+	return 0;
+}
+
+/* Walks a block map subtree; clears pointers that are bad or already claimed (when fixing). */
+static int walk_map(struct fsck *c, struct vbuf *ib, struct vbuf *owner, le64 *ptrs, unsigned n, unsigned level,
+		    uint64_t base, uint64_t bb, bool large, struct ino_info *ii)
+{
+	struct vmfs *fs = c->fs;
+	uint64_t span = 1;
+	int ret = 0;
+
+	for (unsigned l = 0; l < level; l++)
+		span *= VMFS_PTRS_PER_BLOCK;
+	for (unsigned i = 0; i < n && !ret; i++) {
+		uint64_t p = le64_to_cpu(ptrs[i]), a = p & VMFS_PTR_ADDR_MASK, lblk = base + i * span;
+		bool clear = false;
+		struct vbuf *b;
+		int r;
+
+		if (!p)
+			continue;
+		if (level == 0) {
+			r = (p & VMFS_PTR_RESERVED) ? -1 : large ? claim_block(c, a, 1) : claim_unit(c, a);
+			if (r < 0)
+				clear = problem(c, false, "inode %llu: block %llu has a bad pointer 0x%llx",
+						(unsigned long long)ib->addr, (unsigned long long)lblk, (unsigned long long)p);
+			else if (r > 0)
+				clear = problem(c, false, "inode %llu: block %llu at %llu is also used elsewhere",
+						(unsigned long long)ib->addr, (unsigned long long)lblk, (unsigned long long)a);
+			else
+				ii->units += large ? fs->upb : 1;
+			if (r > 0 && !clear && large)
+				ii->units += fs->upb;
+			if (r && clear) {
+				if (r > 0 && !large)
+					unclaim_unit(c, a);
+				else if (r > 0) {
+					uint16_t *s = rc_slot(c, fs_unit_block(fs, a));
+					if (s && *s > 0 && *s < VMFS_REF_MAX)
+						(*s)--;
+				}
+			}
+		} else {
+			r = (p & ~VMFS_PTR_ADDR_MASK) ? -1 : claim_unit(c, a);
+			if (r == 0) {
+				r = meta_read(fs, a, VMFS_MAGIC_PTR, &b);
+				if (!r && le16_to_cpu(((struct vmfs_mhdr *)b->data)->mh_flags) != level) {
+					meta_put(fs, b);
+					r = -EUCLEAN;
+				}
+				if (r) {
+					unclaim_unit(c, a);
+					clear = problem(c, false, "inode %llu: pointer block %llu is damaged",
+							(unsigned long long)ib->addr, (unsigned long long)a);
+				} else {
+					ii->units++;
+					ret = walk_map(c, ib, b, ((struct vmfs_ptr_disk *)b->data)->pb_ptr,
+						       VMFS_PTRS_PER_BLOCK, level - 1, lblk, bb, large, ii);
+					meta_put(fs, b);
+				}
+			} else {
+				clear = problem(c, false, "inode %llu: bad pointer-block address 0x%llx",
+						(unsigned long long)ib->addr, (unsigned long long)p);
+			}
+		}
+		if (clear) {
+			ret = fsck_dirty(c, owner);
+			ptrs[i] = 0;
+		}
+	}
+	return ret;
+}
+
+struct dir_walk {
+	struct fsck *c;
+	struct vbuf *dib;
+	unsigned level;
+	uint64_t children[VMFS_DIRNODE_SPACE / 18 + 2];
+	unsigned nchildren;
+	uint64_t last_key;
+	/* entries to remove, found in this node */
+	char (*bad)[VMFS_NAME_MAX + 1];
+	unsigned nbad, badcap;
+	uint64_t count;
+};
+
+static int note_bad(struct dir_walk *w, const char *name, size_t len)
+{
+	if (w->nbad == w->badcap) {
+		unsigned cap = w->badcap ? w->badcap * 2 : 16;
+		void *p = realloc(w->bad, cap * sizeof(*w->bad));
+		if (!p)
+			return -ENOMEM;
+		w->bad = p;
+		w->badcap = cap;
+	}
+	memcpy(w->bad[w->nbad], name, len);
+	w->bad[w->nbad++][len] = 0;
+	return 0;
+}
+
+static int check_inode(struct fsck *c, uint64_t ino, struct ino_info *ii);
+
+static uint32_t mode_of(struct fsck *c, uint64_t ino)
+{
+	struct vbuf *b;
+	uint32_t m = 0;
+	if (!inode_read(c->fs, ino, &b)) {
+		m = le32_to_cpu(ib_inode(b)->i_mode);
+		meta_put(c->fs, b);
+	}
+	return m;
+}
+
+static int entry_cb(void *ctx, uint64_t key, const char *name, size_t len, uint64_t ino, uint8_t type)
+{
+	struct dir_walk *w = ctx;
+	struct fsck *c = w->c;
+	struct vmfs *fs = c->fs;
+	struct ino_info *ii;
+	struct vbuf *ib;
+	char shown[VMFS_NAME_MAX + 1];
+	int r;
+
+	if (w->level > 0) {
+		if (w->nchildren < base_array_size(w->children))
+			w->children[w->nchildren++] = ino;
+		return 0;
+	}
+	w->count++;
+	memcpy(shown, name, len);
+	shown[len] = 0;
+	if ((key & ~15ull) != dir_key_prefix(fs, name, len) || key < w->last_key) {
+		if (problem(c, false, "directory %llu: entry '%s' is filed under the wrong key",
+			    (unsigned long long)w->dib->addr, shown))
+			return note_bad(w, name, len);
+	}
+	w->last_key = key;
+	r = inode_read(fs, ino, &ib);
+	if (r) {
+		if (problem(c, false, "directory %llu: entry '%s' points at %s %llu",
+			    (unsigned long long)w->dib->addr, shown, r == -ESTALE ? "freed inode" : "a damaged or missing inode",
+			    (unsigned long long)ino))
+			return note_bad(w, name, len);
+		return 0;
+	}
+	ii = ino_get(c, ino);
+	if (!ii) {
+		meta_put(fs, ib);
+		return -ENOMEM;
+	}
+	if (mode_dtype(le32_to_cpu(ib_inode(ib)->i_mode)) != type &&
+	    problem(c, true, "directory %llu: entry '%s' has type %u, inode %llu is type %u",
+		    (unsigned long long)w->dib->addr, shown, type, (unsigned long long)ino,
+		    (unsigned)mode_dtype(le32_to_cpu(ib_inode(ib)->i_mode)))) {
+		/* rewrite the entry's type */
+		r = note_bad(w, name, len);
+		if (!r)
+			w->bad[w->nbad - 1][VMFS_NAME_MAX] = 1; /* marker: retype, do not remove */
+	}
+	if (S_ISDIR(le32_to_cpu(ib_inode(ib)->i_mode)) && (ii->reached || ino == fs->root_ino)) {
+		meta_put(fs, ib);
+		if (problem(c, false, "directory %llu: entry '%s' is a second link to directory %llu",
+			    (unsigned long long)w->dib->addr, shown, (unsigned long long)ino))
+			return note_bad(w, name, len);
+		ii->links++;
+		return 0;
+	}
+	meta_put(fs, ib);
+	ii->links++;
+	if (ii->reached)
+		return 0; /* another name of a file already checked */
+	ii->reached = true;
+	ii->parent = w->dib->addr;
+	if (ii->lost) { /* found earlier as unreachable, and checked then */
+		ii->lost = false;
+		if (ii->is_dir)
+			ino_get(c, w->dib->addr)->subdirs++;
+		return 0;
+	}
+	if (claim_unit(c, ino)) {
+		ii->links--;
+		ii->reached = false;
+		if (problem(c, false, "directory %llu: entry '%s' names inode %llu, whose block is used for something else",
+			    (unsigned long long)w->dib->addr, shown, (unsigned long long)ino))
+			return note_bad(w, name, len);
+		return 0;
+	}
+	if (type == DT_DIR || S_ISDIR(mode_of(c, ino))) {
+		ii->is_dir = true;
+		ino_get(c, w->dib->addr)->subdirs++;
+		return queue_dir(c, ino);
+	}
+	return check_inode(c, ino, ii);
+}
+
+static int walk_dir_node(struct fsck *c, struct dir_walk *w, struct vbuf *node, unsigned level, struct ino_info *di)
+{
+	struct vmfs *fs = c->fs;
+	uint64_t kids[base_array_size(w->children)];
+	unsigned nk;
+	int r;
+
+	w->level = level;
+	w->nchildren = 0;
+	r = dir_node_items(fs, w->dib, node, level, entry_cb, w);
+	if (r == -ENOMEM)
+		return r;
+	if (r)
+		return 1; /* damaged node */
+	nk = w->nchildren;
+	memcpy(kids, w->children, nk * sizeof(kids[0]));
+	for (unsigned i = 0; i < nk; i++) {
+		struct vbuf *b;
+		int cl = claim_unit(c, kids[i]);
+
+		if (cl || meta_read(fs, kids[i], VMFS_MAGIC_DIR, &b))
+			return 1;
+		di->units++;
+		r = walk_dir_node(c, w, b, level - 1, di);
+		meta_put(fs, b);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+static int check_dir(struct fsck *c, struct vbuf *ib, struct ino_info *ii)
+{
+	struct vmfs *fs = c->fs;
+	struct vmfs_inode_disk *di = ib_inode(ib);
+	struct dir_walk *w = calloc(1, sizeof(*w));
+	struct vbuf *root = NULL;
+	int r = 0;
+
+	if (!w)
+		return -ENOMEM;
+	w->c = c;
+	w->dib = ib;
+	w->last_key = 0;
+	if (le32_to_cpu(di->i_flags) & VMFS_IF_INLINE) {
+		r = walk_dir_node(c, w, NULL, 0, ii);
+	} else {
+		uint64_t a = le64_to_cpu(((le64 *)di->i_root)[0]);
+		if (!(le32_to_cpu(di->i_flags) & VMFS_IF_SMALL) || !di->i_height || di->i_height > VMFS_MAX_HEIGHT ||
+		    claim_unit(c, a) || meta_read(fs, a, VMFS_MAGIC_DIR, &root)) {
+			r = 1;
+		} else {
+			ii->units++;
+			r = walk_dir_node(c, w, root, di->i_height - 1u, ii);
+			meta_put(fs, root);
+		}
+	}
+	if (r < 0)
+		goto out;
+	if (r > 0) {
+		/* a damaged tree: what it named is found again in pass 3 and goes to lost+found */
+		r = 0;
+		if (problem(c, false, "directory %llu: its tree is damaged; entries are moved to lost+found",
+			    (unsigned long long)ib->addr)) {
+			r = fsck_dirty(c, ib);
+			dir_init_inline(di);
+			di->i_dir_count = 0;
+			w->count = 0;
+			w->nbad = 0;
+		}
+	}
+	for (unsigned i = 0; i < w->nbad && !r; i++) {
+		const char *name = w->bad[i];
+		if (w->bad[i][VMFS_NAME_MAX]) {
+			uint64_t ino;
+			uint8_t t;
+			struct vbuf *cb;
+			if (!dir_lookup(fs, ib, name, strlen(name), &ino, &t) && !inode_read(fs, ino, &cb)) {
+				r = dir_set(fs, ib, name, strlen(name), ino, (uint8_t)mode_dtype(le32_to_cpu(ib_inode(cb)->i_mode)));
+				meta_put(fs, cb);
+			}
+			continue;
+		}
+		r = dir_remove(fs, ib, name, strlen(name));
+		if (!r)
+			w->count--;
+	}
+	if (!r && le64_to_cpu(di->i_dir_count) != w->count &&
+	    problem(c, true, "directory %llu: entry count %llu, should be %llu", (unsigned long long)ib->addr,
+		    (unsigned long long)le64_to_cpu(di->i_dir_count), (unsigned long long)w->count)) {
+		r = fsck_dirty(c, ib);
+		di->i_dir_count = cpu_to_le64(w->count);
+	}
+out:
+	free(w->bad);
+	free(w);
+	return r;
+}
+
+/* Checks one inode (already claimed) and everything it owns. */
+static int check_inode(struct fsck *c, uint64_t ino, struct ino_info *ii)
+{
+	struct vmfs *fs = c->fs;
+	struct vmfs_inode_disk *di;
+	struct vbuf *ib;
+	uint32_t flags, mode;
+	uint64_t size;
+	int r = inode_read(fs, ino, &ib);
+
+	if (r) {
+		ii->bad = true;
+		return 0;
+	}
+	di = ib_inode(ib);
+	flags = le32_to_cpu(di->i_flags);
+	mode = le32_to_cpu(di->i_mode);
+	size = le64_to_cpu(di->i_size);
+	ii->units = 1;
+	c->r->files += !S_ISDIR(mode);
+	c->r->dirs += S_ISDIR(mode) != 0;
+	if (S_ISDIR(mode)) {
+		r = check_dir(c, ib, ii);
+	} else if (!(flags & VMFS_IF_INLINE)) {
+		bool large = flags & VMFS_IF_LARGE;
+		r = walk_map(c, ib, ib, (le64 *)di->i_root, VMFS_ROOT_PTRS, di->i_height ? di->i_height - 1u : 0, 0,
+			     large ? fs->block_size : VMFS_UNIT, large, ii);
+	}
+	(void)size;
+	if (!r && le64_to_cpu(di->i_units) != ii->units &&
+	    problem(c, true, "inode %llu: %llu units counted, %llu recorded", (unsigned long long)ino,
+		    (unsigned long long)ii->units, (unsigned long long)le64_to_cpu(di->i_units))) {
+		r = fsck_dirty(c, ib);
+		di->i_units = cpu_to_le64(ii->units);
+	}
+	meta_put(fs, ib);
+	return r;
+}
+
+static int walk_queue(struct fsck *c)
+{
+	int r = 0;
+
+	while (c->qn && !r) {
+		uint64_t ino = c->queue[--c->qn];
+		r = check_inode(c, ino, ino_get(c, ino));
+		progress(c, 1);
+	}
+	return r;
+}
+
+/* Orphan lists: inodes with no names that still exist legitimately (O1). */
+static int check_orphans(struct fsck *c)
+{
+	struct vmfs *fs = c->fs;
+	unsigned slots = le32_to_cpu(fs->sb.sb_host_slots);
+	int r = 0;
+
+	for (unsigned s = 0; s < slots && !r; s++) {
+		struct vmfs_hostrec_disk rec;
+		struct vbuf *hb;
+		uint64_t ino;
+		unsigned guard = 0;
+
+		if (hostrec_read(fs, s, &rec))
+			continue;
+		if (meta_read(fs, le64_to_cpu(rec.hr_journal) + 1, VMFS_MAGIC_HSTATE, &hb)) {
+			if (problem(c, false, "host slot %u: host state block is damaged", s)) {
+				r = meta_new(fs, le64_to_cpu(rec.hr_journal) + 1, VMFS_MAGIC_HSTATE, s, &hb);
+				if (!r)
+					meta_put(fs, hb);
+			}
+			continue;
+		}
+		ino = le64_to_cpu(((struct vmfs_hstate_disk *)hb->data)->hs_orphan_head);
+		while (ino && !r) {
+			struct ino_info *ii = ino_get(c, ino);
+			struct vbuf *ib;
+
+			if (!ii || ++guard > 1000000 || ii->reached || claim_unit(c, ino) || inode_read(fs, ino, &ib)) {
+				if (problem(c, false, "host slot %u: orphan list is damaged at inode %llu", s,
+					    (unsigned long long)ino)) {
+					r = fsck_dirty(c, hb);
+					((struct vmfs_hstate_disk *)hb->data)->hs_orphan_head = 0;
+				}
+				break;
+			}
+			ii->reached = true;
+			ii->bad = false;
+			ii->links = le32_to_cpu(ib_inode(ib)->i_nlink); /* not checked: an orphan may have none */
+			ii->parent = 0;
+			ino = le64_to_cpu(ib_inode(ib)->i_orphan_next);
+			meta_put(fs, ib);
+			r = check_inode(c, ii->ino, ii);
+			if (!r)
+				r = walk_queue(c);
+		}
+		meta_put(fs, hb);
+	}
+	return r;
+}
+
+/* Pass 3: allocated sub-blocks that hold inodes nothing reaches. */
+static int find_lost(struct fsck *c)
+{
+	struct vmfs *fs = c->fs;
+	uint64_t inited = le64_to_cpu(fs->sb.sb_rc_inited);
+	int r = 0;
+
+	for (uint64_t rc = 0; rc < inited && !r; rc++) {
+		struct vbuf *rb;
+		struct vmfs_rc_disk *d;
+
+		if (meta_read(fs, fs->rc_table_unit + rc, VMFS_MAGIC_RC, &rb))
+			continue; /* reported in pass 5 */
+		d = (struct vmfs_rc_disk *)rb->data;
+		for (uint32_t i = 0; i < fs->rc_blocks && rc * fs->rc_blocks + i < fs->nblocks && !r; i++) {
+			uint64_t blk = rc * fs->rc_blocks + i;
+			uint16_t *s;
+			struct vbuf *pb;
+			struct vmfs_pool_disk *p;
+
+			if (le16_to_cpu(d->rc_ref[i]) != VMFS_REF_POOL)
+				continue;
+			s = rc_slot(c, blk);
+			if (!s || (*s && *s != VMFS_REF_POOL))
+				continue; /* claimed as data: pass 5 says so */
+			if (meta_read(fs, fs_block_unit(fs, blk), VMFS_MAGIC_POOL, &pb))
+				continue;
+			*s = VMFS_REF_POOL; /* an empty pool is legitimate */
+			if (!pool_get(c, blk, true)) {
+				meta_put(fs, pb);
+				r = -ENOMEM;
+				break;
+			}
+			p = (struct vmfs_pool_disk *)pb->data;
+			for (uint32_t u = 1; u < fs->upb && u < VMFS_POOL_MAX_UNITS && !r; u++) {
+				uint64_t unit = fs_block_unit(fs, blk) + u;
+				struct pool_exp *pe = pool_get(c, blk, false);
+				struct ino_info *ii;
+				struct vbuf *ib;
+				char *saved = fs->errbuf, quiet[256];
+
+				if (!p->pl_ref[u] || pe->ref[u])
+					continue;
+				fs->errbuf = quiet;
+				if (meta_read(fs, unit, VMFS_MAGIC_INODE, &ib)) {
+					fs->errbuf = saved;
+					continue; /* a leaked sub-block: pass 5 frees it */
+				}
+				fs->errbuf = saved;
+				meta_put(fs, ib);
+				ii = ino_get(c, unit);
+				if (!ii || ii->reached)
+					continue;
+				claim_unit(c, unit);
+				ii->lost = true;
+				ii->is_dir = S_ISDIR(mode_of(c, unit));
+				r = check_inode(c, unit, ii);
+				if (!r)
+					r = walk_queue(c);
+				if (!r && c->nlost == c->lostcap) {
+					size_t cap = c->lostcap ? c->lostcap * 2 : 64;
+					uint64_t *l = realloc(c->lost, cap * sizeof(*l));
+					if (!l)
+						r = -ENOMEM;
+					else {
+						c->lost = l;
+						c->lostcap = cap;
+					}
+				}
+				if (!r)
+					c->lost[c->nlost++] = unit;
+			}
+			meta_put(fs, pb);
+		}
+		meta_put(fs, rb);
+	}
+	return r;
+}
+
+/* Pass 4: link counts and parents. */
+static int check_links(struct fsck *c)
+{
+	struct vmfs *fs = c->fs;
+	int r = 0;
+
+	for (size_t h = 0; h < c->hsize && !r; h++) {
+		for (struct ino_info *ii = c->ihash[h]; ii && !r; ii = ii->next) {
+			struct vbuf *ib;
+			uint32_t want, have;
+
+			if (ii->bad || ii->lost || !ii->reached || (!ii->parent && ii->ino != fs->root_ino))
+				continue; /* damaged, lost (pass 3) or an orphan */
+			if (inode_read(fs, ii->ino, &ib))
+				continue;
+			want = ii->is_dir ? 2 + ii->subdirs : ii->links;
+			have = le32_to_cpu(ib_inode(ib)->i_nlink);
+			if (want != have && problem(c, true, "inode %llu: link count %u, should be %u",
+						    (unsigned long long)ii->ino, have, want)) {
+				r = fsck_dirty(c, ib);
+				ib_inode(ib)->i_nlink = cpu_to_le32(want);
+			}
+			if (!r && ii->is_dir && ii->ino != fs->root_ino &&
+			    le64_to_cpu(ib_inode(ib)->i_parent) != ii->parent &&
+			    problem(c, true, "directory %llu: parent %llu, should be %llu", (unsigned long long)ii->ino,
+				    (unsigned long long)le64_to_cpu(ib_inode(ib)->i_parent), (unsigned long long)ii->parent)) {
+				r = fsck_dirty(c, ib);
+				ib_inode(ib)->i_parent = cpu_to_le64(ii->parent);
+			}
+			meta_put(fs, ib);
+		}
+	}
+	return r;
+}
+
+/* Pass 5: reference counts on disk against what was found. */
+static int check_space(struct fsck *c)
+{
+	struct vmfs *fs = c->fs;
+	uint64_t inited = le64_to_cpu(fs->sb.sb_rc_inited), need = inited;
+	int r = 0;
+
+	for (uint64_t rc = inited; rc < fs->rc_count; rc++)
+		for (uint32_t i = 0; c->rcexp[rc] && i < fs->rc_blocks; i++)
+			if (c->rcexp[rc][i])
+				need = rc + 1;
+	if (need > inited && problem(c, false, "resource clusters %llu..%llu are in use but not initialised",
+				     (unsigned long long)inited, (unsigned long long)need - 1)) {
+		struct vbuf *sbb;
+		r = meta_read(fs, 0, VMFS_MAGIC_SB, &sbb);
+		if (!r) {
+			r = fsck_dirty(c, sbb);
+			((struct vmfs_sb_disk *)sbb->data)->sb_rc_inited = cpu_to_le64(need);
+			fs->sb.sb_rc_inited = cpu_to_le64(need);
+			meta_put(fs, sbb);
+		}
+		inited = need;
+	}
+	for (uint64_t rc = 0; rc < inited && !r; rc++) {
+		uint32_t len = (uint32_t)base_min((uint64_t)fs->rc_blocks, fs->nblocks - rc * fs->rc_blocks), nfree = 0;
+		struct vbuf *rb;
+		struct vmfs_rc_disk *d;
+
+		progress(c, 1);
+		if (meta_read(fs, fs->rc_table_unit + rc, VMFS_MAGIC_RC, &rb) ||
+		    le64_to_cpu(((struct vmfs_rc_disk *)rb->data)->rc_first) != rc * fs->rc_blocks ||
+		    le32_to_cpu(((struct vmfs_rc_disk *)rb->data)->rc_nblocks) != len) {
+			if (!problem(c, false, "resource cluster %llu: descriptor is damaged; rebuilt from the blocks in use",
+				     (unsigned long long)rc))
+				continue;
+			r = meta_new(fs, fs->rc_table_unit + rc, VMFS_MAGIC_RC, rc, &rb);
+			if (r)
+				break;
+			d = (struct vmfs_rc_disk *)rb->data;
+			d->rc_first = cpu_to_le64(rc * fs->rc_blocks);
+			d->rc_nblocks = cpu_to_le32(len);
+			for (uint32_t i = 0; i < len; i++)
+				d->rc_ref[i] = cpu_to_le16(c->rcexp[rc] ? c->rcexp[rc][i] : 0);
+		}
+		d = (struct vmfs_rc_disk *)rb->data;
+		for (uint32_t i = 0; i < len && !r; i++) {
+			uint16_t have = le16_to_cpu(d->rc_ref[i]), want = c->rcexp[rc] ? c->rcexp[rc][i] : 0;
+			uint64_t blk = rc * fs->rc_blocks + i;
+
+			if (have != want) {
+				bool fix;
+				if (!want)
+					fix = problem(c, true, "block %llu: marked in use (0x%x) but nothing uses it",
+						      (unsigned long long)blk, have);
+				else if (!have)
+					fix = problem(c, true, "block %llu: in use but marked free", (unsigned long long)blk);
+				else
+					fix = problem(c, true, "block %llu: count 0x%x, should be 0x%x",
+						      (unsigned long long)blk, have, want);
+				if (fix) {
+					r = fsck_dirty(c, rb);
+					d->rc_ref[i] = cpu_to_le16(want);
+					have = want;
+				}
+			}
+			nfree += have == 0;
+		}
+		if (!r && le32_to_cpu(d->rc_nfree) != nfree &&
+		    problem(c, true, "resource cluster %llu: free count %u, should be %u", (unsigned long long)rc,
+			    le32_to_cpu(d->rc_nfree), nfree)) {
+			r = fsck_dirty(c, rb);
+			d->rc_nfree = cpu_to_le32(nfree);
+		}
+		meta_put(fs, rb);
+		c->r->blocks_used += len - nfree;
+	}
+	/* pool headers */
+	for (size_t h = 0; h < c->hsize && !r; h++) {
+		for (struct pool_exp *pe = c->phash[h]; pe && !r; pe = pe->next) {
+			uint16_t *s = rc_slot(c, pe->block);
+			struct vmfs_pool_disk *p;
+			struct vbuf *pb;
+			uint32_t nfree = 0;
+
+			if (!s || *s != VMFS_REF_POOL)
+				continue; /* the block went to data: its claim was refused */
+			if (meta_read(fs, fs_block_unit(fs, pe->block), VMFS_MAGIC_POOL, &pb) ||
+			    le32_to_cpu(((struct vmfs_pool_disk *)pb->data)->pl_units) != fs->upb) {
+				if (!problem(c, false, "pool %llu: header is damaged; rebuilt from the sub-blocks in use",
+					     (unsigned long long)pe->block))
+					continue;
+				r = meta_new(fs, fs_block_unit(fs, pe->block), VMFS_MAGIC_POOL, pe->block, &pb);
+				if (r)
+					break;
+				p = (struct vmfs_pool_disk *)pb->data;
+				p->pl_units = cpu_to_le32(fs->upb);
+				for (uint32_t u = 0; u < fs->upb; u++)
+					p->pl_ref[u] = cpu_to_le16(pe->ref[u]);
+			}
+			p = (struct vmfs_pool_disk *)pb->data;
+			for (uint32_t u = 0; u < fs->upb && !r; u++) {
+				uint16_t have = le16_to_cpu(p->pl_ref[u]), want = pe->ref[u];
+				if (have != want && problem(c, true, "sub-block %llu: count %u, should be %u",
+							    (unsigned long long)fs_block_unit(fs, pe->block) + u, have, want)) {
+					r = fsck_dirty(c, pb);
+					p->pl_ref[u] = cpu_to_le16(want);
+					have = want;
+				}
+				nfree += have == 0;
+			}
+			if (!r && le32_to_cpu(p->pl_nfree) != nfree &&
+			    problem(c, true, "pool %llu: free count %u, should be %u", (unsigned long long)pe->block,
+				    le32_to_cpu(p->pl_nfree), nfree)) {
+				r = fsck_dirty(c, pb);
+				p->pl_nfree = cpu_to_le32(nfree);
+			}
+			meta_put(fs, pb);
+		}
+	}
+	return r;
+}
+
+/* Links unreachable inodes into /lost+found as "#INO" (after the space is right again). */
+static int reconnect(struct fsck *c)
+{
+	struct vmfs *fs = c->fs;
+	uint64_t lf = le64_to_cpu(fs->sb.sb_lostfound_ino);
+	struct vbuf *lfb = NULL, *rb;
+	int r = 0;
+
+	for (size_t i = 0; i < c->nlost && !r; i++) {
+		struct ino_info *ii = ino_find(c, c->lost[i]);
+		struct vbuf *ib;
+		char name[32];
+
+		if (!ii || !ii->lost)
+			continue; /* a lost directory named it: it came along */
+		if (!problem(c, false, "inode %llu: no directory names it; moved to /lost+found", (unsigned long long)ii->ino))
+			continue;
+		if (!lfb) {
+			r = alloc_init(fs);
+			if (r)
+				break;
+			if (inode_read(fs, lf, &lfb) || !S_ISDIR(le32_to_cpu(ib_inode(lfb)->i_mode))) {
+				meta_put(fs, lfb);
+				lfb = NULL;
+				r = meta_read(fs, fs->root_ino, VMFS_MAGIC_INODE, &rb);
+				if (!r)
+					r = inode_new(fs, S_IFDIR | 0700, 0, 0, fs->root_ino, &lfb);
+				if (!r)
+					r = dir_insert(fs, rb, "lost+found", 10, lfb->addr, DT_DIR);
+				if (!r) {
+					struct vbuf *sbb;
+					ib_inode(rb)->i_nlink = cpu_to_le32(le32_to_cpu(ib_inode(rb)->i_nlink) + 1);
+					if (!meta_read(fs, 0, VMFS_MAGIC_SB, &sbb)) {
+						fsck_dirty(c, sbb);
+						((struct vmfs_sb_disk *)sbb->data)->sb_lostfound_ino = cpu_to_le64(lfb->addr);
+						meta_put(fs, sbb);
+					}
+				}
+				meta_put(fs, rb);
+				if (r)
+					break;
+			}
+			r = fsck_dirty(c, lfb);
+		}
+		snprintf(name, sizeof(name), "#%llu", (unsigned long long)ii->ino);
+		r = r ? r : inode_read(fs, ii->ino, &ib);
+		if (r)
+			break;
+		r = fsck_dirty(c, ib);
+		if (!r)
+			r = dir_insert(fs, lfb, name, strlen(name), ii->ino,
+				       (uint8_t)mode_dtype(le32_to_cpu(ib_inode(ib)->i_mode)));
+		if (!r) {
+			if (ii->is_dir) {
+				ib_inode(ib)->i_nlink = cpu_to_le32(2 + ii->subdirs);
+				ib_inode(ib)->i_parent = cpu_to_le64(lfb->addr);
+				ib_inode(lfb)->i_nlink = cpu_to_le32(le32_to_cpu(ib_inode(lfb)->i_nlink) + 1);
+			} else {
+				ib_inode(ib)->i_nlink = cpu_to_le32(ii->links + 1);
+			}
+		}
+		meta_put(fs, ib);
+	}
+	meta_put(fs, lfb);
+	return r;
+}
+
+/* ---- the whole check ------------------------------------------------------------------ */
+
+static int fsck_open(struct fsck *c, const char *path, char *errbuf, size_t errlen)
+{
+	struct vmfs *fs = c->fs;
+	struct vmfs_sb_disk *p = dev_alloc_buf(VMFS_UNIT), *b = dev_alloc_buf(VMFS_UNIT);
+	bool pok, bok;
+	int r;
+
+	if (!p || !b) {
+		r = -ENOMEM;
+		goto out;
+	}
+	r = dev_open(path, repairing(c) ? 0 : DEV_RDONLY, NULL, &fs->dev);
+	if (r) {
+		snprintf(errbuf, errlen, "%s: %s", path, strerror(-r));
+		goto out;
+	}
+	if (dev_size(fs->dev) < VMFS_SB_BACKUP_OFF + VMFS_UNIT) {
+		snprintf(errbuf, errlen, "%s: not a vmfs datastore (too small)", path);
+		r = -EINVAL;
+		goto out;
+	}
+	pok = !dev_pread(fs->dev, p, VMFS_UNIT, 0) && !sb_check(p);
+	bok = !dev_pread(fs->dev, b, VMFS_UNIT, VMFS_SB_BACKUP_OFF) && !sb_check(b);
+	if (!pok && !bok) {
+		snprintf(errbuf, errlen, "%s: no valid superblock (primary or backup): %s", path,
+			 le32_to_cpu(p->sb_hdr.mh_magic) == VMFS_MAGIC_SB ? "damaged" : "not a vmfs datastore");
+		r = -EINVAL;
+		goto out;
+	}
+	memcpy(&fs->sb, pok ? p : b, sizeof(fs->sb));
+	if (le64_to_cpu(fs->sb.sb_size) > dev_size(fs->dev)) {
+		snprintf(errbuf, errlen, "%s: device is smaller than the datastore (truncated?)", path);
+		r = -EUCLEAN;
+		goto out;
+	}
+	if (le64_to_cpu(fs->sb.sb_incompat) & ~VMFS_FEATURE_INCOMPAT_SUPP) {
+		snprintf(errbuf, errlen, "%s: unknown incompatible features 0x%llx", path,
+			 (unsigned long long)le64_to_cpu(fs->sb.sb_incompat));
+		r = -EPROTONOSUPPORT;
+		goto out;
+	}
+	super_geometry(fs);
+	r = cache_init(fs);
+	if (!r)
+		r = itab_init(fs);
+	if (r)
+		goto out;
+	if (!pok) {
+		if (problem(c, true, "primary superblock is damaged; the backup is intact"))
+			r = meta_overlay_dirty(fs, 0, b);
+		else
+			r = meta_overlay(fs, 0, b);
+	} else if (!bok || memcmp(p, b, VMFS_UNIT)) {
+		if (problem(c, true, "backup superblock differs from the primary")) {
+			struct vbuf *sbb;
+			r = meta_read(fs, 0, VMFS_MAGIC_SB, &sbb);
+			if (!r) {
+				r = fsck_dirty(c, sbb);
+				meta_put(fs, sbb);
+			}
+		}
+	}
+out:
+	free(p);
+	free(b);
+	return r;
+}
+
+static bool all_clean(struct fsck *c)
+{
+	unsigned slots = le32_to_cpu(c->fs->sb.sb_host_slots);
+	uint8_t *js = dev_alloc_buf(VMFS_UNIT);
+	bool clean = js && !(le32_to_cpu(c->fs->sb.sb_state) & VMFS_STATE_ERRORS) && c->r->found == 0;
+
+	for (unsigned s = 0; s < slots && clean; s++) {
+		struct vmfs_hostrec_disk rec;
+		int r = hostrec_read(c->fs, s, &rec);
+		if (r == -ENOENT)
+			continue;
+		clean = !r && !dev_pread(c->fs->dev, js, VMFS_UNIT, le64_to_cpu(rec.hr_journal) * VMFS_UNIT) &&
+			!meta_check(c->fs, js, le64_to_cpu(rec.hr_journal), VMFS_MAGIC_JSB) &&
+			(le32_to_cpu(((struct vmfs_jsb_disk *)js)->js_flags) & VMFS_JSB_CLEAN);
+	}
+	free(js);
+	return clean;
+}
+
+int vmfs_fsck(const char *path, const struct vmfs_fsck_opts *o, struct vmfs_fsck_result *res, char *errbuf,
+	      size_t errlen)
+{
+	struct fsck c = { .o = o, .r = res, .hsize = 1 << 16 };
+	struct vmfs *fs = calloc(1, sizeof(*fs));
+	struct ino_info *root;
+	int r;
+
+	memset(res, 0, sizeof(*res));
+	if (!fs)
+		return -ENOMEM;
+	c.fs = fs;
+	pthread_mutex_init(&fs->lock, NULL);
+	fs->ro = !repairing(&c);
+	fs->mkfs_mode = true; /* repairs are written directly, at the end */
+	fs->commit_ms = ~0u;
+	r = fsck_open(&c, path, errbuf, errlen);
+	if (r)
+		goto out_fs;
+	if (!o->force && all_clean(&c)) {
+		res->skipped_clean = true;
+		goto out_fs;
+	}
+	c.rcexp = calloc(fs->rc_count, sizeof(*c.rcexp));
+	c.phash = calloc(c.hsize, sizeof(*c.phash));
+	c.ihash = calloc(c.hsize, sizeof(*c.ihash));
+	if (!c.rcexp || !c.phash || !c.ihash) {
+		r = -ENOMEM;
+		goto out;
+	}
+	pthread_mutex_lock(&fs->lock);
+	fs->op_active = true;
+
+	start_pass(&c, "Pass 1: host records, journals, orphans", le32_to_cpu(fs->sb.sb_host_slots));
+	r = check_journals(&c);
+	if (!r) { /* the journal may have changed the superblock */
+		struct vbuf *sbb;
+		r = meta_read(fs, 0, VMFS_MAGIC_SB, &sbb);
+		if (!r) {
+			memcpy(&fs->sb, sbb->data, sizeof(fs->sb));
+			meta_put(fs, sbb);
+		}
+	}
+	if (r)
+		goto out_unlock;
+
+	start_pass(&c, "Pass 2: inodes, block maps, directories", fs->nblocks);
+	root = ino_get(&c, fs->root_ino);
+	if (!root || claim_unit(&c, fs->root_ino) || inode_read(fs, fs->root_ino, &(struct vbuf *){ NULL })) {
+		snprintf(errbuf, errlen, "%s: the root directory is damaged; this version cannot rebuild it", path);
+		r = -EUCLEAN;
+		goto out_unlock;
+	}
+	root->reached = true;
+	root->is_dir = true;
+	root->parent = fs->root_ino;
+	r = queue_dir(&c, fs->root_ino);
+	if (!r)
+		r = walk_queue(&c);
+	if (!r)
+		r = check_orphans(&c);
+	if (r)
+		goto out_unlock;
+
+	start_pass(&c, "Pass 3: connectivity", le64_to_cpu(fs->sb.sb_rc_inited));
+	r = find_lost(&c);
+	if (r)
+		goto out_unlock;
+	start_pass(&c, "Pass 4: link counts", 1);
+	r = check_links(&c);
+	if (r)
+		goto out_unlock;
+	start_pass(&c, "Pass 5: space accounting", fs->rc_count);
+	r = check_space(&c);
+	if (!r)
+		r = reconnect(&c);
+	if (!r && repairing(&c) && fs->ndirty) {
+		fs->op_active = false;
+		r = meta_write_direct(fs);
+		if (r)
+			snprintf(errbuf, errlen, "%s: writing the repairs failed: %s", path, strerror(-r));
+	}
+out_unlock:
+	fs->op_active = false;
+	pthread_mutex_unlock(&fs->lock);
+out:
+	for (size_t h = 0; h < c.hsize && c.ihash; h++)
+		while (c.ihash[h]) {
+			struct ino_info *i = c.ihash[h];
+			c.ihash[h] = i->next;
+			free(i);
+		}
+	for (size_t h = 0; h < c.hsize && c.phash; h++)
+		while (c.phash[h]) {
+			struct pool_exp *p = c.phash[h];
+			c.phash[h] = p->next;
+			free(p->ref);
+			free(p);
+		}
+	for (uint64_t i = 0; c.rcexp && i < fs->rc_count; i++)
+		free(c.rcexp[i]);
+	free(c.rcexp);
+	free(c.phash);
+	free(c.ihash);
+	free(c.queue);
+	free(c.lost);
+	if (r && errbuf && !errbuf[0])
+		snprintf(errbuf, errlen, "%s: %s", path, strerror(-r));
+out_fs:
+	alloc_release(fs);
+	itab_release(fs);
+	cache_release(fs);
+	dev_close(fs->dev);
+	pthread_mutex_destroy(&fs->lock);
+	free(fs);
+	return r;
+}

@@ -720,7 +720,8 @@ static int journal_scan(struct vmfs *fs, int (*apply)(struct vmfs *, uint64_t, c
 			break; /* torn or never committed: the transaction did not happen */
 		for (uint32_t i = 0; i < n; i++) {
 			uint64_t a = le64_to_cpu(addrs[i]);
-			if (a == 0 || a * VMFS_UNIT + VMFS_UNIT > le64_to_cpu(fs->sb.sb_size)) {
+			/* unit 0 is the superblock, journaled like any block (sb_rc_inited) */
+			if (a >= le64_to_cpu(fs->sb.sb_size) / VMFS_UNIT) {
 				fs_err(fs, "journal: transaction %llu names block %llu outside the datastore",
 				       (unsigned long long)seq, (unsigned long long)a);
 				ret = -EUCLEAN;

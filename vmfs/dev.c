@@ -1,10 +1,12 @@
 /*
  * Device layer: opens a block device or a regular file with O_DIRECT and does
  * sector-aligned I/O through one of three engines (io_uring, libaio, plain
- * pread/pwrite). An engine only knows how to prepare, submit and reap I/O on a
- * context (a ring, an aio context, or nothing at all); everything above that is
- * shared: alignment checks, keeping up to a context's depth in flight, finishing
- * short transfers, retrying EINTR/EAGAIN, turning a read past the end into -EIO.
+ * pread/pwrite), or the "crash" test engine that holds writes in memory until a
+ * flush and loses them at a planned power cut. An engine only knows how to
+ * prepare, submit and reap I/O on a context (a ring, an aio context, or
+ * nothing at all); everything above that is shared: alignment checks, keeping
+ * up to a context's depth in flight, finishing short transfers, retrying
+ * EINTR/EAGAIN, turning a read past the end into -EIO.
  *
  * Invariants: (1) a context is used by one thread at a time: synchronous calls
  * borrow one from the device's pool, a dev_queue owns one; (2) at most depth
@@ -93,6 +95,8 @@ struct dev_engine {
 	int (*reap)(struct dev_ctx *c, unsigned min, unsigned max, struct dev_io **out);
 };
 
+struct dev_crash;
+
 struct vmfs_dev {
 	int fd;
 	unsigned flags;
@@ -105,6 +109,7 @@ struct vmfs_dev {
 	pthread_cond_t pool_cond;
 	struct dev_ctx *pool;          /* idle contexts */
 	unsigned nctx;                 /* contexts alive, idle or borrowed */
+	struct dev_crash *crash;       /* the crash engine's state; NULL for the others */
 };
 
 struct dev_queue {
@@ -354,6 +359,468 @@ static int sync_reap(struct dev_ctx *c, unsigned min, unsigned max, struct dev_i
 	return 0;
 }
 
+/* ---- engine: crash (tests) --------------------------------------------- */
+
+/*
+ * A device that loses power on cue (dev_i.h). Pending writes form a FIFO of
+ * private copies; a read is served from the file and then patched with every
+ * pending write in order, so it sees the latest data. dev_flush applies the
+ * FIFO to the file in order and fdatasyncs. The cut applies what the mode lets
+ * land, fdatasyncs that, frees the rest and marks the device dead.
+ *
+ * Invariants: (1) everything below runs under crash->lock; (2) the file holds
+ * exactly the flushed writes, plus, after the cut, what landed at the cut;
+ * (3) once crashed, nothing more reaches the file.
+ */
+struct crash_write {
+	uint64_t off;
+	size_t len;
+	uint8_t *data;                 /* sector-aligned copy; NULL: zeros (dev_zero_range) */
+	struct crash_write *next;
+};
+
+struct dev_crash {
+	pthread_mutex_t lock;
+	struct dev_crash_plan plan;
+	struct dev_crash_stats st;
+	uint64_t rng;
+	struct crash_write *head, **tail;
+	uint64_t end;                  /* the furthest byte a pending write reaches */
+};
+
+static int file_fallocate(int fd, int mode, uint64_t off, uint64_t len);
+
+static pthread_mutex_t crash_last_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct dev_crash_stats crash_last;
+static bool crash_last_valid;
+
+static uint64_t crash_rand(struct dev_crash *cr)
+{
+	/* splitmix64: a fixed seed gives the same tears on every run */
+	uint64_t z = (cr->rng += 0x9E3779B97F4A7C15ull);
+
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+	return z ^ (z >> 31);
+}
+
+static int raw_pwrite(int fd, const uint8_t *buf, size_t len, uint64_t off)
+{
+	while (len) {
+		ssize_t n = pwrite(fd, buf, len, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		buf += n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+/* Zeroes [off, off+len) of the file itself, as dev_zero_range would, bypassing the engine. */
+static int raw_zero(struct vmfs_dev *dev, uint64_t off, uint64_t len)
+{
+	uint64_t range[2] = { off, len };
+	uint8_t *zeros;
+	struct stat st;
+	int r = -EOPNOTSUPP;
+
+	if (dev->blockdev) {
+		if (ioctl(dev->fd, BLKZEROOUT, range) == 0)
+			return 0;
+	} else {
+		if (fstat(dev->fd, &st) < 0)
+			return -errno;
+		if (off + len > (uint64_t)st.st_size) {
+			while (ftruncate(dev->fd, (off_t)(off + len)) < 0)
+				if (errno != EINTR)
+					return -errno;
+			if (off >= (uint64_t)st.st_size)
+				return 0;  /* grown sparse: zeros already */
+			len = (uint64_t)st.st_size - off;
+		}
+		r = file_fallocate(dev->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len);
+		if (r == 0)
+			return 0;
+	}
+	zeros = dev_alloc_buf(DEV_ZERO_CHUNK);
+	if (!zeros)
+		return -ENOMEM;
+	for (r = 0; len && !r;) {
+		size_t n = (size_t)base_min(len, (uint64_t)DEV_ZERO_CHUNK);
+
+		r = raw_pwrite(dev->fd, zeros, n, off);
+		off += n;
+		len -= n;
+	}
+	free(zeros);
+	return r;
+}
+
+static int crash_apply(struct vmfs_dev *dev, const struct crash_write *w)
+{
+	return w->data ? raw_pwrite(dev->fd, w->data, w->len, w->off) : raw_zero(dev, w->off, w->len);
+}
+
+/* Lands a random sector-granular part of w: a prefix, or any subset of its sectors. */
+static int crash_tear(struct vmfs_dev *dev, struct dev_crash *cr, const struct crash_write *w)
+{
+	size_t ss = dev->sector, n = w->len / ss, keep = n;
+	bool prefix = crash_rand(cr) & 1;
+	uint8_t *zeros = NULL;
+	int r = 0;
+
+	if (prefix)
+		keep = (size_t)(crash_rand(cr) % (n + 1));
+	if (!w->data && !(zeros = dev_alloc_buf(ss)))
+		return -ENOMEM;
+	for (size_t i = 0; i < n && !r; i++) {
+		if (prefix ? i >= keep : (crash_rand(cr) & 1))
+			continue;
+		r = raw_pwrite(dev->fd, w->data ? w->data + i * ss : zeros, ss, w->off + i * ss);
+	}
+	free(zeros);
+	return r;
+}
+
+static void crash_drop_all(struct dev_crash *cr)
+{
+	while (cr->head) {
+		struct crash_write *w = cr->head;
+
+		cr->head = w->next;
+		free(w->data);
+		free(w);
+	}
+	cr->tail = &cr->head;
+	cr->st.pending = 0;
+	cr->end = 0;
+}
+
+/* The power goes: what the mode allows lands, the rest is lost, the device dies. */
+static void crash_cut(struct vmfs_dev *dev, struct dev_crash *cr)
+{
+	uint64_t upto = 0, i = 0;
+	struct crash_write *w;
+	int r = 0;
+
+	if (cr->plan.mode == DEV_CRASH_PREFIX)
+		upto = crash_rand(cr) % (cr->st.pending + 1);
+	for (w = cr->head; w && !r; w = w->next, i++) {
+		bool last = !w->next;
+		unsigned what = 0; /* 0 lost, 1 whole, 2 torn */
+
+		switch (cr->plan.mode) {
+		case DEV_CRASH_DROP:
+			break;
+		case DEV_CRASH_TEAR:
+			what = last ? 2 : 0;
+			break;
+		case DEV_CRASH_PREFIX:
+			what = i < upto ? 1 : i == upto ? 2 : 0;
+			break;
+		case DEV_CRASH_REORDER:
+			what = (unsigned)(crash_rand(cr) % 3);
+			break;
+		}
+		if (what == 1) {
+			r = crash_apply(dev, w);
+			cr->st.landed++;
+		} else if (what == 2) {
+			r = crash_tear(dev, cr, w);
+			cr->st.torn++;
+		}
+	}
+	if (!r && fdatasync(dev->fd) < 0)
+		r = -errno;
+	if (r)
+		fprintf(stderr, "vmfs: crash engine: landing writes at the cut failed: %s\n", strerror(-r));
+	crash_drop_all(cr);
+	cr->st.crashed = true;
+}
+
+/* Queues a write (data NULL: zeros); the planned write cuts the power. Under cr->lock. */
+static int crash_write(struct vmfs_dev *dev, struct dev_crash *cr, const void *data, size_t len,
+		       uint64_t off)
+{
+	struct crash_write *w;
+
+	if (cr->st.crashed)
+		return -EIO;
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	if (data) {
+		w->data = dev_alloc_buf(len);
+		if (!w->data) {
+			free(w);
+			return -ENOMEM;
+		}
+		memcpy(w->data, data, len);
+	}
+	w->off = off;
+	w->len = len;
+	*cr->tail = w;
+	cr->tail = &w->next;
+	cr->end = base_max(cr->end, off + len);
+	cr->st.pending++;
+	if (++cr->st.writes == cr->plan.after_writes) {
+		crash_cut(dev, cr);
+		return -EIO;
+	}
+	return 0;
+}
+
+/* Reads what the file holds, patched with the pending writes. Returns bytes or -errno. */
+static long crash_read(struct vmfs_dev *dev, struct dev_crash *cr, uint8_t *buf, size_t len,
+		       uint64_t off)
+{
+	struct stat st;
+	uint64_t size;
+	size_t got = 0;
+
+	if (cr->st.crashed)
+		return -EIO;
+	if (fstat(dev->fd, &st) < 0)
+		return -errno;
+	size = base_max((uint64_t)st.st_size, cr->end);
+	if (off >= size)
+		return 0;
+	len = (size_t)base_min((uint64_t)len, size - off);
+	while (got < len) {
+		ssize_t n = pread(dev->fd, buf + got, len - got, (off_t)(off + got));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	memset(buf + got, 0, len - got);  /* past the file's end, before a pending write's */
+	for (struct crash_write *w = cr->head; w; w = w->next) {
+		uint64_t a = base_max(off, w->off), b = base_min(off + len, w->off + w->len);
+
+		if (a >= b)
+			continue;
+		if (w->data)
+			memcpy(buf + (a - off), w->data + (a - w->off), b - a);
+		else
+			memset(buf + (a - off), 0, b - a);
+	}
+	return (long)len;
+}
+
+static int crash_flush(struct vmfs_dev *dev, struct dev_crash *cr)
+{
+	int r = 0;
+
+	if (cr->st.crashed)
+		return -EIO;
+	while (cr->head && !r) {
+		struct crash_write *w = cr->head;
+
+		r = crash_apply(dev, w);
+		if (r)
+			break;
+		cr->head = w->next;
+		cr->st.pending--;
+		free(w->data);
+		free(w);
+	}
+	if (!cr->head) {
+		cr->tail = &cr->head;
+		cr->end = 0;
+	}
+	if (!r && fdatasync(dev->fd) < 0)
+		r = -errno;
+	if (!r)
+		cr->st.flushes++;
+	return r;
+}
+
+static bool crash_prep(struct dev_ctx *c, struct dev_io *io)
+{
+	struct dev_crash *cr = c->dev->crash;
+	void *buf;
+	size_t len;
+	uint64_t off;
+
+	pthread_mutex_lock(&cr->lock);
+	if (io->op == IO_FSYNC) {
+		io->res = crash_flush(c->dev, cr);
+	} else {
+		io_span(io, &buf, &len, &off);
+		if (io->op == IO_READ)
+			io->res = crash_read(c->dev, cr, buf, len, off);
+		else
+			io->res = crash_write(c->dev, cr, buf, len, off);
+		if (io->op == IO_WRITE && io->res == 0)
+			io->res = (long)len;
+	}
+	pthread_mutex_unlock(&cr->lock);
+	return true;
+}
+
+static int crash_zero_range(struct vmfs_dev *dev, uint64_t off, uint64_t len)
+{
+	struct dev_crash *cr = dev->crash;
+	int r;
+
+	if (len > SIZE_MAX)
+		return -EINVAL;
+	pthread_mutex_lock(&cr->lock);
+	r = crash_write(dev, cr, NULL, (size_t)len, off);
+	pthread_mutex_unlock(&cr->lock);
+	return r;
+}
+
+static int crash_env_u64(const char *name, uint64_t *out)
+{
+	const char *s = getenv(name);
+	char *end;
+
+	if (!s || !*s)
+		return 0;
+	errno = 0;
+	*out = strtoull(s, &end, 0);
+	if (errno || *end || *s == '-') {
+		fprintf(stderr, "vmfs: %s '%s': expected a number\n", name, s);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int crash_plan_from_env(struct dev_crash_plan *p)
+{
+	static const char *const modes[] = { "drop", "tear", "prefix", "reorder" };
+	const char *m = getenv("VMFS_CRASH_MODE"), *tear = getenv("VMFS_CRASH_TEAR");
+	int r;
+
+	memset(p, 0, sizeof(*p));
+	p->seed = 1;
+	r = crash_env_u64("VMFS_CRASH_AFTER_WRITES", &p->after_writes);
+	if (!r)
+		r = crash_env_u64("VMFS_CRASH_SEED", &p->seed);
+	if (r)
+		return r;
+	if (tear && *tear && strcmp(tear, "0"))
+		p->mode = DEV_CRASH_TEAR;
+	if (!m || !*m)
+		return 0;
+	for (size_t i = 0; i < base_array_size(modes); i++) {
+		if (!strcmp(m, modes[i])) {
+			p->mode = (enum dev_crash_mode)i;
+			return 0;
+		}
+	}
+	fprintf(stderr, "vmfs: VMFS_CRASH_MODE '%s': expected drop, tear, prefix or reorder\n", m);
+	return -EINVAL;
+}
+
+static void crash_set_plan(struct dev_crash *cr, const struct dev_crash_plan *plan)
+{
+	cr->plan = *plan;
+	cr->rng = plan->seed;
+}
+
+static int crash_new(struct vmfs_dev *dev)
+{
+	struct dev_crash_plan plan;
+	struct dev_crash *cr;
+	int r = crash_plan_from_env(&plan);
+
+	if (r)
+		return r;
+	cr = calloc(1, sizeof(*cr));
+	if (!cr)
+		return -ENOMEM;
+	r = -pthread_mutex_init(&cr->lock, NULL);
+	if (r) {
+		free(cr);
+		return r;
+	}
+	cr->tail = &cr->head;
+	crash_set_plan(cr, &plan);
+	dev->crash = cr;
+	return 0;
+}
+
+/* Closing is not a power cut: what is pending lands. */
+static void crash_free(struct vmfs_dev *dev)
+{
+	struct dev_crash *cr = dev->crash;
+
+	if (!cr)
+		return;
+	if (!cr->st.crashed && crash_flush(dev, cr))
+		fprintf(stderr, "vmfs: crash engine: writing pending data at close failed\n");
+	pthread_mutex_lock(&crash_last_lock);
+	crash_last = cr->st;
+	crash_last_valid = true;
+	pthread_mutex_unlock(&crash_last_lock);
+	crash_drop_all(cr);
+	pthread_mutex_destroy(&cr->lock);
+	free(cr);
+	dev->crash = NULL;
+}
+
+int dev_crash_arm(struct vmfs_dev *dev, const struct dev_crash_plan *plan)
+{
+	if (!dev->crash || !plan)
+		return -EINVAL;
+	pthread_mutex_lock(&dev->crash->lock);
+	crash_set_plan(dev->crash, plan);
+	pthread_mutex_unlock(&dev->crash->lock);
+	return 0;
+}
+
+int dev_crash_now(struct vmfs_dev *dev)
+{
+	if (!dev->crash)
+		return -EINVAL;
+	pthread_mutex_lock(&dev->crash->lock);
+	if (!dev->crash->st.crashed)
+		crash_cut(dev, dev->crash);
+	pthread_mutex_unlock(&dev->crash->lock);
+	return 0;
+}
+
+int dev_crash_get_stats(struct vmfs_dev *dev, struct dev_crash_stats *st)
+{
+	if (!dev->crash || !st)
+		return -EINVAL;
+	pthread_mutex_lock(&dev->crash->lock);
+	*st = dev->crash->st;
+	pthread_mutex_unlock(&dev->crash->lock);
+	return 0;
+}
+
+bool dev_crash_last_closed(struct dev_crash_stats *st)
+{
+	bool valid;
+
+	pthread_mutex_lock(&crash_last_lock);
+	valid = crash_last_valid;
+	if (valid)
+		*st = crash_last;
+	pthread_mutex_unlock(&crash_last_lock);
+	return valid;
+}
+
+static const struct dev_engine crash_engine = {
+	.name = "crash",
+	.ctx_init = sync_ctx_init,
+	.ctx_release = sync_ctx_release,
+	.prep = crash_prep,
+	.submit = sync_submit,
+	.reap = sync_reap,
+};
+
 static const struct dev_engine sync_engine = {
 	.name = "sync",
 	.ctx_init = sync_ctx_init,
@@ -383,7 +850,8 @@ static const struct dev_engine uring_engine = {
 	.reap = uring_reap,
 };
 
-static const struct dev_engine *const engines[] = { &uring_engine, &aio_engine, &sync_engine };
+static const struct dev_engine *const engines[] = { &uring_engine, &aio_engine, &sync_engine,
+						     &crash_engine };
 
 /* ---- contexts ----------------------------------------------------------- */
 
@@ -669,7 +1137,7 @@ static int engine_lookup(const char *name, const struct dev_engine **out)
 			return 0;
 		}
 	}
-	fprintf(stderr, "vmfs: unknown I/O engine '%s' (expected uring, aio or sync)\n", name);
+	fprintf(stderr, "vmfs: unknown I/O engine '%s' (expected uring, aio, sync or crash)\n", name);
 	return -EINVAL;
 }
 
@@ -789,12 +1257,22 @@ int dev_open(const char *path, unsigned flags, const char *engine, struct vmfs_d
 	r = -pthread_cond_init(&dev->pool_cond, NULL);
 	if (r < 0)
 		goto err_destroy_lock;
+	if (eng == &crash_engine) {
+		r = crash_new(dev);
+		if (r < 0)
+			goto err_destroy_cond;
+	}
 	r = dev_start_engine(dev, eng);
 	if (r < 0)
-		goto err_destroy_cond;
+		goto err_free_crash;
 	*out = dev;
 	return 0;
 
+err_free_crash:
+	if (dev->crash) {
+		pthread_mutex_destroy(&dev->crash->lock);
+		free(dev->crash);
+	}
 err_destroy_cond:
 	pthread_cond_destroy(&dev->pool_cond);
 err_destroy_lock:
@@ -816,6 +1294,7 @@ void dev_close(struct vmfs_dev *dev)
 		dev->pool = c->next;
 		ctx_free(c);
 	}
+	crash_free(dev);
 	pthread_cond_destroy(&dev->pool_cond);
 	pthread_mutex_destroy(&dev->pool_lock);
 	close(dev->fd);
@@ -828,10 +1307,17 @@ uint64_t dev_size(const struct vmfs_dev *dev)
 {
 	struct stat st;
 
+	uint64_t size = dev->size;
+
 	/* a file may have grown under us (another host, a write past the end) */
 	if (!dev->blockdev && fstat(dev->fd, &st) == 0)
-		return (uint64_t)st.st_size;
-	return dev->size;
+		size = (uint64_t)st.st_size;
+	if (dev->crash) {   /* writes past the end may still be pending */
+		pthread_mutex_lock(&dev->crash->lock);
+		size = base_max(size, dev->crash->end);
+		pthread_mutex_unlock(&dev->crash->lock);
+	}
+	return size;
 }
 
 unsigned dev_sector_size(const struct vmfs_dev *dev)
@@ -862,6 +1348,8 @@ int dev_set_size(struct vmfs_dev *dev, uint64_t size)
 		return -ENOTTY;
 	if (size > INT64_MAX)
 		return -EFBIG;
+	if (dev->crash && dev->crash->st.crashed)
+		return -EIO;   /* the crash engine sizes the file at once: not a device write */
 	while (ftruncate(dev->fd, (off_t)size) < 0)
 		if (errno != EINTR)
 			return -errno;
@@ -1021,6 +1509,8 @@ int dev_zero_range(struct vmfs_dev *dev, uint64_t off, uint64_t len)
 	if (!dev_aligned(dev, off) || !dev_aligned(dev, len) || off > INT64_MAX ||
 	    len > INT64_MAX - off)
 		return -EINVAL;
+	if (dev->crash)
+		return crash_zero_range(dev, off, len);
 	if (!dev->blockdev)
 		return file_zero_range(dev, off, len);
 	if (ioctl(dev->fd, BLKZEROOUT, range) == 0)

@@ -582,7 +582,7 @@ static int truncate_locked(struct vmfs *fs, struct vbuf *ib, uint64_t size)
 	ret = orphan_add(fs, ib); /* O2: blocks past the size may outlive a crash */
 	if (!ret)
 		ret = inode_release_space(fs, ib, size);
-	if (!ret)
+	if (!ret && di->i_nlink) /* O1: an unlinked inode still held stays on the list */
 		ret = orphan_remove(fs, ib);
 	if (!ret && size == 0) {
 		memset(di->i_root, 0, VMFS_INLINE_MAX);

@@ -15,9 +15,15 @@
  *  J5. A block freed in the running transaction is not handed out again until
  *      that transaction has committed (the pending list), so a crash can never
  *      leave a committed pointer to a block that was already reused.
+ *  J6. A sub-block freed by a transaction is not handed out again until the
+ *      tail has moved past that transaction: it may come back as file data,
+ *      which no transaction covers, and replay must not write an older
+ *      metadata image over it. journal_commit() checkpoints (flush, tail =
+ *      head) after in-place writing a transaction that freed a sub-block.
  *
  *   running --journal_commit()--> [desc+images] --flush--> [commit] --flush-->
  *   in place (no flush) --journal_tail_advance()--> flush, jsb.tail = head
+ *   (at once when the transaction freed a sub-block, J6; else when the log is full)
  */
 #include "vmfs/vmfs_i.h"
 
@@ -551,7 +557,7 @@ static void fatal(struct vmfs *fs, int err, const char *what)
 	}
 }
 
-/* Commits the running transaction (J1, J2, J5). Called with fs->lock held. */
+/* Commits the running transaction (J1, J2, J5, J6). Called with fs->lock held. */
 int journal_commit(struct vmfs *fs)
 {
 	uint64_t n = fs->ndirty, need, i;
@@ -657,6 +663,18 @@ int journal_commit(struct vmfs *fs)
 	}
 	fs->dirty_list = NULL;
 	fs->ndirty = 0;
+	/* J6: no sub-block this transaction freed is reused while the log holds an image of it */
+	for (i = 0; i < fs->npending && !fs->j_no_inplace; i++) {
+		if (unit_is_block(fs, fs->pending[i]))
+			continue;
+		ret = journal_tail_advance(fs, false);
+		if (ret) {
+			fatal(fs, ret, "journal checkpoint");
+			ret = -EIO;
+			goto err_free;
+		}
+		break;
+	}
 	for (i = 0; i < fs->npending; i++)
 		meta_forget(fs, fs->pending[i]); /* a freed block's old image must not be found again */
 	fs->npending = 0; /* J5: what was freed is free for good now */

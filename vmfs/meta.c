@@ -786,12 +786,37 @@ static int apply_overlay(struct vmfs *fs, uint64_t addr, const uint8_t *image)
 	return 0;
 }
 
+/*
+ * A journal superblock torn by a power cut. It is written only after a flush
+ * and flushed at once (journal_tail_advance), so a torn one was the last write
+ * before the cut: on a device whose sector is smaller than a unit, its first
+ * sector, which holds every field, is wholly the old or the new version, both
+ * valid tails (J4), and only the checksum in its last sector may not match.
+ * Such a block is accepted when its header is the expected one and the rest
+ * is zero, as written; anything else is corruption.
+ */
+static bool jsb_torn(struct vmfs *fs, const struct vmfs_jsb_disk *js, uint64_t unit)
+{
+	const uint8_t *p = (const uint8_t *)js;
+
+	if (dev_sector_size(fs->dev) >= VMFS_UNIT || le32_to_cpu(js->js_hdr.mh_magic) != VMFS_MAGIC_JSB ||
+	    le16_to_cpu(js->js_hdr.mh_version) != VMFS_VERSION_MAJOR ||
+	    le64_to_cpu(js->js_hdr.mh_addr) != unit || memcmp(js->js_hdr.mh_uuid, fs->sb.sb_uuid, 16))
+		return false;
+	for (size_t i = offsetof(struct vmfs_jsb_disk, js_reserved); i < VMFS_CRC_OFF; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
 static int jsb_read(struct vmfs *fs, uint64_t unit, struct vmfs_jsb_disk *js)
 {
 	int ret = dev_pread(fs->dev, js, VMFS_UNIT, unit * VMFS_UNIT);
 	if (ret)
 		return ret;
 	ret = meta_check(fs, js, unit, VMFS_MAGIC_JSB);
+	if (ret == -EBADMSG && jsb_torn(fs, js, unit))
+		return 0;
 	if (ret)
 		fs_err(fs, "journal superblock %llu: %s", (unsigned long long)unit,
 		       ret == -EBADMSG ? "bad checksum" : "not a journal superblock");

@@ -19,7 +19,31 @@ static void usage(FILE *f)
 		   "  -H, --hosts N            host slots, 1..2048 (default 2048)\n"
 		   "  -J, --journal-size SIZE  per-host journal (default: 1/64 of the datastore, 4M..32M)\n"
 		   "  -f, --force              overwrite an existing filesystem\n"
+		   "  -U, --uuid UUID          datastore UUID (default: random)\n"
 		   "  -q, --quiet              print nothing on success\n");
+}
+
+static bool parse_uuid(const char *s, uint8_t out[16])
+{
+	unsigned n = 0;
+
+	for (; *s && n < 32; s++) {
+		int v;
+		if (*s == '-')
+			continue;
+		if (*s >= '0' && *s <= '9')
+			v = *s - '0';
+		else if ((*s | 0x20) >= 'a' && (*s | 0x20) <= 'f')
+			v = (*s | 0x20) - 'a' + 10;
+		else
+			return false;
+		if (n % 2 == 0)
+			out[n / 2] = (uint8_t)(v << 4);
+		else
+			out[n / 2] |= (uint8_t)v;
+		n++;
+	}
+	return n == 32 && !*s;
 }
 
 int main(int argc, char **argv)
@@ -28,7 +52,7 @@ int main(int argc, char **argv)
 		{ "size", required_argument, NULL, 's' },   { "label", required_argument, NULL, 'L' },
 		{ "block-size", required_argument, NULL, 'b' }, { "hosts", required_argument, NULL, 'H' },
 		{ "journal-size", required_argument, NULL, 'J' }, { "force", no_argument, NULL, 'f' },
-		{ "quiet", no_argument, NULL, 'q' },        { "help", no_argument, NULL, 'h' },
+		{ "quiet", no_argument, NULL, 'q' },        { "uuid", required_argument, NULL, 'U' },        { "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct vmfs_mkfs_opts o = { 0 };
@@ -37,11 +61,12 @@ int main(int argc, char **argv)
 	struct vmfs *fs;
 	char err[256] = "", sz[32], uuid[37];
 	bool quiet = false;
+	uint8_t uuid_bytes[16];
 	uint64_t v;
 	int c, ret;
 
 	tool_name = "mkfs.vmfs";
-	while ((c = getopt_long(argc, argv, "s:L:b:H:J:fqh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:L:b:H:J:U:fqh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			if (base_parse_size(optarg, &o.size) || !o.size) {
@@ -71,6 +96,13 @@ int main(int argc, char **argv)
 				tool_err("invalid journal size '%s'", optarg);
 				return 1;
 			}
+			break;
+		case 'U':
+			if (!parse_uuid(optarg, uuid_bytes)) {
+				tool_err("invalid UUID '%s'", optarg);
+				return 1;
+			}
+			o.uuid = uuid_bytes;
 			break;
 		case 'f':
 			o.force = true;

@@ -51,6 +51,7 @@ struct fsck {
 	size_t nlost, lostcap;
 	const char *pass;
 	uint64_t done, total;
+	char quiet[256];
 };
 
 static bool repairing(struct fsck *c) { return c->o->mode != VMFS_FSCK_CHECK; }
@@ -253,7 +254,6 @@ static int check_journals(struct fsck *c)
 				problem(c, false, "host slot %u: journal block %llu is also used elsewhere", s,
 					(unsigned long long)fs_unit_block(fs, unit) + b);
 		fs->slot = s;
-		fs->errbuf = NULL;
 		r = journal_open(fs);
 		if (r == -EUCLEAN || r == -EBADMSG) {
 			if (problem(c, false, "host slot %u: journal superblock is damaged; its transactions are lost", s))
@@ -368,7 +368,23 @@ struct dir_walk {
 	char (*bad)[VMFS_NAME_MAX + 1];
 	unsigned nbad, badcap;
 	uint64_t count;
+	uint64_t *nodes;                /* node units claimed for this directory */
+	size_t nnodes, nodecap;
 };
+
+static int note_node(struct dir_walk *w, uint64_t unit)
+{
+	if (w->nnodes == w->nodecap) {
+		size_t cap = w->nodecap ? w->nodecap * 2 : 64;
+		uint64_t *p = realloc(w->nodes, cap * sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		w->nodes = p;
+		w->nodecap = cap;
+	}
+	w->nodes[w->nnodes++] = unit;
+	return 0;
+}
 
 static int note_bad(struct dir_walk *w, const char *name, size_t len)
 {
@@ -472,7 +488,7 @@ static int entry_cb(void *ctx, uint64_t key, const char *name, size_t len, uint6
 			return note_bad(w, name, len);
 		return 0;
 	}
-	if (type == DT_DIR || S_ISDIR(mode_of(c, ino))) {
+	if (S_ISDIR(mode_of(c, ino))) { /* the inode says what it is, not the entry */
 		ii->is_dir = true;
 		ino_get(c, w->dib->addr)->subdirs++;
 		return queue_dir(c, ino);
@@ -500,8 +516,14 @@ static int walk_dir_node(struct fsck *c, struct dir_walk *w, struct vbuf *node, 
 		struct vbuf *b;
 		int cl = claim_unit(c, kids[i]);
 
-		if (cl || meta_read(fs, kids[i], VMFS_MAGIC_DIR, &b))
+		if (cl)
 			return 1;
+		if (meta_read(fs, kids[i], VMFS_MAGIC_DIR, &b)) {
+			unclaim_unit(c, kids[i]);
+			return 1;
+		}
+		if (note_node(w, kids[i]))
+			return -ENOMEM;
 		di->units++;
 		r = walk_dir_node(c, w, b, level - 1, di);
 		meta_put(fs, b);
@@ -529,11 +551,16 @@ static int check_dir(struct fsck *c, struct vbuf *ib, struct ino_info *ii)
 	} else {
 		uint64_t a = le64_to_cpu(((le64 *)di->i_root)[0]);
 		if (!(le32_to_cpu(di->i_flags) & VMFS_IF_SMALL) || !di->i_height || di->i_height > VMFS_MAX_HEIGHT ||
-		    claim_unit(c, a) || meta_read(fs, a, VMFS_MAGIC_DIR, &root)) {
+		    claim_unit(c, a)) {
+			r = 1;
+		} else if (meta_read(fs, a, VMFS_MAGIC_DIR, &root)) {
+			unclaim_unit(c, a);
 			r = 1;
 		} else {
+			r = note_node(w, a);
 			ii->units++;
-			r = walk_dir_node(c, w, root, di->i_height - 1u, ii);
+			if (!r)
+				r = walk_dir_node(c, w, root, di->i_height - 1u, ii);
 			meta_put(fs, root);
 		}
 	}
@@ -549,6 +576,10 @@ static int check_dir(struct fsck *c, struct vbuf *ib, struct ino_info *ii)
 			di->i_dir_count = 0;
 			w->count = 0;
 			w->nbad = 0;
+			/* its nodes are no longer referenced: pass 5 frees them */
+			for (size_t k = 0; k < w->nnodes; k++)
+				unclaim_unit(c, w->nodes[k]);
+			ii->units = 1;
 		}
 	}
 	for (unsigned i = 0; i < w->nbad && !r; i++) {
@@ -574,6 +605,7 @@ static int check_dir(struct fsck *c, struct vbuf *ib, struct ino_info *ii)
 		di->i_dir_count = cpu_to_le64(w->count);
 	}
 out:
+	free(w->nodes);
 	free(w->bad);
 	free(w);
 	return r;
@@ -720,16 +752,11 @@ static int find_lost(struct fsck *c)
 				struct pool_exp *pe = pool_get(c, blk, false);
 				struct ino_info *ii;
 				struct vbuf *ib;
-				char *saved = fs->errbuf, quiet[256];
 
 				if (!p->pl_ref[u] || pe->ref[u])
 					continue;
-				fs->errbuf = quiet;
-				if (meta_read(fs, unit, VMFS_MAGIC_INODE, &ib)) {
-					fs->errbuf = saved;
-					continue; /* a leaked sub-block: pass 5 frees it */
-				}
-				fs->errbuf = saved;
+				if (inode_read(fs, unit, &ib))
+					continue; /* a leaked or damaged sub-block: pass 5 frees it */
 				meta_put(fs, ib);
 				ii = ino_get(c, unit);
 				if (!ii || ii->reached)
@@ -930,8 +957,8 @@ static int reconnect(struct fsck *c)
 		struct vbuf *ib;
 		char name[32];
 
-		if (!ii || !ii->lost)
-			continue; /* a lost directory named it: it came along */
+		if (!ii || !ii->lost || ii->bad)
+			continue; /* a lost directory named it (it came along), or it is damaged */
 		if (!problem(c, false, "inode %llu: no directory names it; moved to /lost+found", (unsigned long long)ii->ino))
 			continue;
 		if (!lfb) {
@@ -1085,6 +1112,7 @@ int vmfs_fsck(const char *path, const struct vmfs_fsck_opts *o, struct vmfs_fsck
 	if (!fs)
 		return -ENOMEM;
 	c.fs = fs;
+	fs->errbuf = c.quiet; /* fsck says what is wrong itself, in order */
 	pthread_mutex_init(&fs->lock, NULL);
 	fs->ro = !repairing(&c);
 	fs->mkfs_mode = true; /* repairs are written directly, at the end */
@@ -1121,7 +1149,7 @@ int vmfs_fsck(const char *path, const struct vmfs_fsck_opts *o, struct vmfs_fsck
 
 	start_pass(&c, "Pass 2: inodes, block maps, directories", fs->nblocks);
 	root = ino_get(&c, fs->root_ino);
-	if (!root || claim_unit(&c, fs->root_ino) || inode_read(fs, fs->root_ino, &(struct vbuf *){ NULL })) {
+	if (!root || claim_unit(&c, fs->root_ino) || !S_ISDIR(mode_of(&c, fs->root_ino))) {
 		snprintf(errbuf, errlen, "%s: the root directory is damaged; this version cannot rebuild it", path);
 		r = -EUCLEAN;
 		goto out_unlock;

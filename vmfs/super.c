@@ -248,7 +248,10 @@ int vmfs_mkfs(const char *path, const struct vmfs_mkfs_opts *o, char *errbuf, si
 	sb->sb_host_slots = cpu_to_le32(slots);
 	sb->sb_slot_size = cpu_to_le32(slot_size);
 	sb->sb_journal_len = cpu_to_le64(jlen);
-	base_random(&seed, sizeof(seed));
+	if (o->uuid) /* a chosen UUID makes the whole layout reproducible (tests compare fsck output) */
+		seed = base_crc32c(0, o->uuid, 16) | (uint64_t)base_crc32c(1, o->uuid, 16) << 32;
+	else
+		base_random(&seed, sizeof(seed));
 	sb->sb_hash_seed = cpu_to_le64(seed);
 	sb->sb_hb_interval_ms = cpu_to_le32(1000);
 	sb->sb_hb_dead_ms = cpu_to_le32(8000);

@@ -1,0 +1,49 @@
+#!/bin/bash
+# The fsck corruption corpus (tests/fsck/NN-*/): each case damages exactly one
+# thing in a copy of the same base datastore. For each: the first pass
+# (fsck.vmfs -fn) must print exactly the case's `expect` and exit 4, writing
+# nothing; fsck.vmfs -fy must exit 1; a second -fn must exit 0; and every file
+# the case does not list in `damages` must read back unchanged through a mount.
+# UPDATE=1 rewrites the expect files (review them before committing).
+. "$(dirname "$0")/lib.bash"
+e2e_init mkfs.vmfs fsck.vmfs vmfs-mount
+need_cmd python3
+CASES=$(cd "$(dirname "$0")/../fsck" && pwd)
+base=$T/base.img
+VMFS_BIN=$VMFS_BIN bash "$CASES/build-base.sh" "$base" "$T/m"
+n=0
+for dir in "$CASES"/[0-9]*/; do
+	name=$(basename "$dir")
+	img=$T/case.img
+	cp --sparse=always "$base" "$img"
+	python3 "$dir/damage.py" "$img" "$CASES"
+	sum=$(sha256sum <"$img")
+	out=$("$VMFS_BIN/fsck.vmfs" -fn "$img" 2>&1 || true)
+	out=${out//$img/IMAGE}
+	if [ -n "${UPDATE:-}" ]; then printf '%s\n' "$out" >"$dir/expect"; fi
+	diff -u "$dir/expect" <(printf '%s\n' "$out") || fail "$name: first pass differs from expect"
+	[ "$(sha256sum <"$img")" = "$sum" ] || fail "$name: fsck -n changed the image"
+	rc=0
+	"$VMFS_BIN/fsck.vmfs" -fn "$img" >/dev/null 2>&1 || rc=$?
+	[ $rc -eq 4 ] || fail "$name: fsck -n exited $rc on a damaged image, want 4"
+	rc=0
+	"$VMFS_BIN/fsck.vmfs" -fy "$img" >"$T/y.out" 2>&1 || rc=$?
+	[ $rc -eq 1 ] || { cat "$T/y.out"; fail "$name: fsck -y exited $rc, want 1"; }
+	rc=0
+	"$VMFS_BIN/fsck.vmfs" -fn "$img" >"$T/n2.out" 2>&1 || rc=$?
+	[ $rc -eq 0 ] || { cat "$T/n2.out"; fail "$name: second pass exited $rc, want 0 (clean)"; }
+	# every undamaged file reads back unchanged
+	vmfs_mount "$img" "$T/m"
+	while read -r hash path; do
+		path=${path#./}
+		skip=
+		while read -r pat; do [[ -n $pat && $path == $pat ]] && skip=1; done <"$dir/damages"
+		[ -n "$skip" ] && continue
+		[ "$(sha256sum <"$T/m/$path" | cut -d' ' -f1)" = "$hash" ] || fail "$name: $path changed"
+	done <"$base.sha256"
+	vmfs_umount "$T/m" "$img"
+	n=$((n + 1))
+	echo "$name: ok"
+done
+[ $n -ge 25 ] || fail "only $n cases"
+echo "$n cases ok"

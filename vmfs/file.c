@@ -348,7 +348,8 @@ static int needs_alloc(struct vmfs *fs, struct vmfs_inode_disk *di, uint64_t off
 	uint32_t flags = le32_to_cpu(di->i_flags);
 
 	*need = true;
-	if ((flags & VMFS_IF_INLINE) || ((flags & VMFS_IF_SMALL) && end > VMFS_SMALL_MAX))
+	if ((flags & VMFS_IF_INLINE) || ((flags & VMFS_IF_SMALL) && end > VMFS_SMALL_MAX) ||
+	    off > le64_to_cpu(di->i_size))   /* a gap past the end is cleared first (zero_past_eof) */
 		return 0;
 	bb = blk_bytes(fs, di);
 	for (uint64_t lblk = off / bb; lblk * bb < end; lblk++) {
@@ -407,6 +408,8 @@ static int map_for_write(struct vmfs *fs, struct vbuf *ib, uint64_t off, size_t 
 	return ret;
 }
 
+static int zero_past_eof(struct vmfs *fs, struct vbuf *ib, uint64_t old, uint64_t new);
+
 static ssize_t do_write(struct vmfs *fs, uint64_t ino, const void *buf, size_t len, uint64_t off, bool internal)
 {
 	unsigned ss = dev_sector_size(fs->dev);
@@ -448,6 +451,8 @@ again:
 	}
 	if (!ret)
 		ret = ensure_layout(fs, ib, off + len);
+	if (!ret && off > le64_to_cpu(ib_inode(ib)->i_size))
+		ret = zero_past_eof(fs, ib, le64_to_cpu(ib_inode(ib)->i_size), off);
 	if (ret)
 		goto err_put;
 	if (le32_to_cpu(ib_inode(ib)->i_flags) & VMFS_IF_INLINE) {
@@ -554,6 +559,32 @@ static int zero_in_block(struct vmfs *fs, struct vbuf *ib, uint64_t from, uint64
 	return 0;
 }
 
+/*
+ * The file grows from old to new: whatever the device holds past old must read
+ * as zeros. A power cut can leave data there (a write that reached the device
+ * whose size update did not), and truncating down clears only the block it
+ * cuts, so every growth clears the allocated, not-TBZ blocks in [old, new).
+ */
+static int zero_past_eof(struct vmfs *fs, struct vbuf *ib, uint64_t old, uint64_t new)
+{
+	struct vmfs_inode_disk *di = ib_inode(ib);
+	uint64_t bb, lblk, found, p;
+	int ret;
+
+	if ((le32_to_cpu(di->i_flags) & VMFS_IF_INLINE) || new <= old)
+		return 0;
+	bb = blk_bytes(fs, di);
+	for (lblk = old / bb; lblk * bb < new; lblk = found + 1) {
+		ret = bmap_next(fs, di, lblk, &found, &p);
+		if (ret <= 0 || found * bb >= new)
+			return ret < 0 ? ret : 0;
+		ret = zero_in_block(fs, ib, base_max(old, found * bb), base_min(new, (found + 1) * bb));
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
 /* Under the exclusive iolock and in an operation. */
 static int truncate_locked(struct vmfs *fs, struct vbuf *ib, uint64_t size)
 {
@@ -565,6 +596,8 @@ static int truncate_locked(struct vmfs *fs, struct vbuf *ib, uint64_t size)
 		return ret;
 	if (size > old) {
 		ret = ensure_layout(fs, ib, size);
+		if (!ret)
+			ret = zero_past_eof(fs, ib, old, size);
 		if (!ret)
 			di->i_size = cpu_to_le64(size);
 		return ret;
@@ -698,6 +731,8 @@ static int falloc_locked(struct vmfs *fs, struct vbuf *ib, int mode, uint64_t of
 			ret = op_maybe_commit(fs);
 	}
 size:
+	if (!ret && !keep && end > size)
+		ret = zero_past_eof(fs, ib, size, end);
 	if (!ret && !keep && end > size)
 		di->i_size = cpu_to_le64(end);
 	return ret;

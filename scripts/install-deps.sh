@@ -3,7 +3,8 @@
 # Idempotent: asks apt only for what is missing. Run as root (make demo/test call it).
 set -eu
 PKGS="build-essential pkg-config clang llvm libfuse3-dev fuse3 liburing-dev libaio-dev
-libzstd-dev libssl-dev libxxhash-dev libblkid-dev check fio util-linux coreutils e2fsprogs jq python3"
+libzstd-dev libssl-dev libxxhash-dev libblkid-dev check fio util-linux coreutils e2fsprogs jq python3
+libclang-rt-dev"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

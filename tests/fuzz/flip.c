@@ -1,0 +1,363 @@
+/*
+ * vmfs-flip: byte-flip robustness driver (tests/e2e/flip.sh). Builds the seed
+ * datastore in WORKDIR, finds its metadata (every unit whose header names it,
+ * the backup superblock, slot 0's host record), then for each iteration flips
+ * 1..8 random bytes in random metadata blocks, with the checksums recomputed in
+ * half of the iterations so the checksum is not the only defence, and runs the
+ * read-only walk of fuzz_common.c in a child with a time limit. A child that
+ * dies of a signal, hits the limit or trips a sanitizer is a failure; one that
+ * opens and walks, or is refused with an error, is not.
+ *
+ * With -f FSCK, each checked iteration also runs FSCK -n, FSCK -y, FSCK -n on a
+ * copy: every exit must be one of 0, 1, 2, 4, 8 (never a signal) and the second
+ * -n must exit 0 unless -y gave up (8). Two more checks are counted and shown,
+ * and fail only with -S: fsck -n calling an image clean that the walk found
+ * errors in, and a repaired image (second -n clean) that does not walk cleanly.
+ *
+ * Iteration i draws from a generator seeded by (seed, i) alone, so -s SEED -i I
+ * -n 1 replays iteration I of a failed run, and -k keeps its image.
+ */
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/base.h"
+#include "tests/fuzz/fuzz_common.h"
+
+enum { EXIT_WALKED = 10, EXIT_WALK_ERRORS = 11, EXIT_REFUSED = 12 };
+#define MAX_FLIPS 8
+#define MAX_FAILURES 5
+#define HOSTREC_SIZE ((unsigned)sizeof(struct vmfs_hostrec_disk))
+
+struct target {
+	uint64_t off;           /* byte offset in the image */
+	unsigned len;           /* 4096, or 512 for a host record */
+};
+
+struct flip {
+	const struct target *t;
+	unsigned at;
+	uint8_t old, new;
+};
+
+struct opts {
+	const char *workdir, *fsck;
+	unsigned iterations, first, timeout, fsck_every;
+	uint64_t seed;
+	bool keep, verbose, strict;
+};
+
+struct counts {
+	unsigned iterations, sealed, walked, walk_errors, refused, failures;
+	unsigned fsck_runs, fsck_n[9], fsck_y[9], fsck_clean_after, fsck_gave_up;
+	unsigned missed_before, missed_after, notes;
+};
+
+static struct target targets[FZ_MAX_META + 2];
+static size_t ntargets;
+static char logpath[512];
+
+static uint64_t rng_next(uint64_t *s)
+{
+	/* splitmix64 */
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+static void find_targets(const struct fz_layout *l)
+{
+	targets[ntargets++] = (struct target){ VMFS_SB_BACKUP_OFF, VMFS_UNIT };
+	targets[ntargets++] = (struct target){ l->hostrec_off, HOSTREC_SIZE };
+	for (size_t i = 0; i < l->nmeta; i++)
+		targets[ntargets++] = (struct target){ l->meta[i].unit * VMFS_UNIT, VMFS_UNIT };
+}
+
+/* Runs fn in a child with a time limit; returns the wait status. */
+static int in_child(const struct opts *o, int (*fn)(const void *), const void *arg)
+{
+	int status, fd;
+	pid_t pid;
+
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0) {
+		perror("vmfs-flip: fork");
+		exit(2);
+	}
+	if (pid == 0) {
+		fd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		alarm(o->timeout); /* kept across exec: a hang ends as SIGALRM */
+		_exit(fn(arg));
+	}
+	while (waitpid(pid, &status, 0) < 0)
+		;
+	return status;
+}
+
+static int walk_child(const void *arg)
+{
+	struct fz_walk_stats st;
+
+	if (fz_walk(arg, &FZ_WALK_FULL, &st))
+		return EXIT_REFUSED;
+	fprintf(stderr, "walk: %u dirs, %u entries, %u files, %u links, %llu bytes, %u errors\n", st.dirs,
+		st.entries, st.files, st.links, (unsigned long long)st.bytes, st.errors);
+	return st.errors ? EXIT_WALK_ERRORS : EXIT_WALKED;
+}
+
+struct fsck_args {
+	const char *fsck, *mode, *img;
+};
+
+static int fsck_child(const void *arg)
+{
+	const struct fsck_args *a = arg;
+
+	execl(a->fsck, a->fsck, a->mode, a->img, (char *)NULL);
+	perror("vmfs-flip: exec fsck");
+	return 127;
+}
+
+static void show_log(void)
+{
+	char line[512];
+	FILE *f = fopen(logpath, "r");
+	unsigned n = 0;
+
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f) && n++ < 60)
+		fprintf(stderr, "    | %s", line);
+	fclose(f);
+}
+
+static const char *status_str(int status, char *buf, size_t len)
+{
+	if (WIFSIGNALED(status))
+		snprintf(buf, len, "killed by signal %d (%s)%s", WTERMSIG(status), strsignal(WTERMSIG(status)),
+			 WTERMSIG(status) == SIGALRM ? ": a hang" : "");
+	else
+		snprintf(buf, len, "exit %d", WEXITSTATUS(status));
+	return buf;
+}
+
+/* A failure, or (fatal false) a note: shown, counted, never more than a few of them. */
+static void report_as(const struct opts *o, struct counts *c, bool fatal, unsigned it, const struct flip *f,
+		      unsigned n, bool sealed, const char *what, int status, int img_fd)
+{
+	char buf[128], path[600];
+
+	if (fatal)
+		c->failures++;
+	else if (c->notes++ >= 3)
+		return;
+	fprintf(stderr, "%s: iteration %u (replay: vmfs-flip -s %llu -i %u -n 1%s DIR): %s: %s\n",
+		fatal ? "FAIL" : "NOTE", it, (unsigned long long)o->seed, it, o->fsck ? " -f FSCK" : "", what,
+		status_str(status, buf, sizeof(buf)));
+	for (unsigned i = 0; i < n; i++)
+		fprintf(stderr, "    flip byte 0x%llx (block at 0x%llx + 0x%x): 0x%02x -> 0x%02x\n",
+			(unsigned long long)(f[i].t->off + f[i].at), (unsigned long long)f[i].t->off, f[i].at,
+			f[i].old, f[i].new);
+	fprintf(stderr, "    checksums %s\n", sealed ? "recomputed" : "left stale");
+	show_log();
+	snprintf(path, sizeof(path), "%s/fail-%u.img", o->workdir, it);
+	if (fatal && !fz_copy_file(img_fd, path))
+		fprintf(stderr, "    image kept: %s\n", path);
+}
+
+static void report(const struct opts *o, struct counts *c, unsigned it, const struct flip *f, unsigned n,
+		   bool sealed, const char *what, int status, int img_fd)
+{
+	report_as(o, c, true, it, f, n, sealed, what, status, img_fd);
+}
+
+/* FSCK -n, -y, -n on a copy of the flipped image; then the library must walk it cleanly. */
+static void check_fsck(const struct opts *o, struct counts *c, unsigned it, const struct flip *f, unsigned n,
+		       bool sealed, int walk_status, int img_fd)
+{
+	static const char *const modes[] = { "-n", "-y", "-n" };
+	char img[600];
+	int st[3], rc[3];
+
+	snprintf(img, sizeof(img), "%s/fsck.img", o->workdir);
+	if (fz_copy_file(img_fd, img)) {
+		perror("vmfs-flip: copying the image for fsck");
+		exit(2);
+	}
+	c->fsck_runs++;
+	for (int i = 0; i < 3; i++) {
+		struct fsck_args a = { o->fsck, modes[i], img };
+		char what[64];
+
+		st[i] = in_child(o, fsck_child, &a);
+		rc[i] = WIFEXITED(st[i]) ? WEXITSTATUS(st[i]) : -1;
+		if (rc[i] < 0 || rc[i] > 8 || rc[i] == 3 || (rc[i] > 4 && rc[i] < 8)) {
+			snprintf(what, sizeof(what), "fsck %s (run %d of 3)", modes[i], i + 1);
+			report(o, c, it, f, n, sealed, what, st[i], img_fd);
+			goto out;
+		}
+	}
+	c->fsck_n[rc[0]]++;
+	c->fsck_y[rc[1]]++;
+	if (rc[0] == 0 && WIFEXITED(walk_status) && WEXITSTATUS(walk_status) != EXIT_WALKED) {
+		c->missed_before++;
+		report_as(o, c, o->strict, it, f, n, sealed, "fsck -n called it clean, but the walk found errors",
+			  walk_status, img_fd);
+	}
+	if (rc[1] == 8) {
+		c->fsck_gave_up++;
+	} else if (rc[2] != 0) {
+		report(o, c, it, f, n, sealed, "fsck -n after fsck -y is not clean", st[2], img_fd);
+	} else {
+		int ws = in_child(o, walk_child, img), code = WIFEXITED(ws) ? WEXITSTATUS(ws) : -1;
+		c->fsck_clean_after++;
+		if (code == EXIT_WALK_ERRORS || code == EXIT_REFUSED) {
+			c->missed_after++;
+			report_as(o, c, o->strict, it, f, n, sealed,
+				  "after fsck -y (and a clean fsck -n) the walk finds errors", ws, img_fd);
+		} else if (code != EXIT_WALKED) {
+			report(o, c, it, f, n, sealed, "walk of the image fsck -y repaired", ws, img_fd);
+		}
+	}
+out:
+	unlink(img);
+}
+
+static void iteration(const struct opts *o, struct counts *c, struct fz_image *img, unsigned it)
+{
+	uint64_t s = o->seed * 0x100000001b3ull + it, r = rng_next(&s);
+	unsigned n = 1 + (unsigned)(r % MAX_FLIPS);
+	bool sealed = (r >> 8) & 1;
+	struct flip f[MAX_FLIPS];
+	int status, code;
+
+	for (unsigned i = 0; i < n; i++) {
+		const struct target *t = &targets[rng_next(&s) % ntargets];
+		unsigned span = t->len - 4, at;
+		uint8_t b;
+
+		r = rng_next(&s);
+		at = (unsigned)(r & 1 ? (r >> 8) % span : (r >> 8) % base_min(span, 0x140u)); /* half in the header and fields */
+		if (pread(img->fd, &b, 1, (off_t)(t->off + at)) != 1) {
+			perror("vmfs-flip: pread");
+			exit(2);
+		}
+		f[i] = (struct flip){ t, at, b, (uint8_t)(b ^ (1 + (r >> 32) % 255)) };
+		if (fz_patch(img->fd, t->off + at, &f[i].new, 1)) {
+			perror("vmfs-flip: pwrite");
+			exit(2);
+		}
+	}
+	for (unsigned i = 0; sealed && i < n; i++) {
+		uint8_t u[VMFS_UNIT];
+		if (pread(img->fd, u, f[i].t->len, (off_t)f[i].t->off) != (ssize_t)f[i].t->len)
+			exit(2);
+		if (f[i].t->len == VMFS_UNIT)
+			fz_seal_unit(u);
+		else
+			fz_seal_hostrec(u);
+		if (fz_patch(img->fd, f[i].t->off, u, f[i].t->len))
+			exit(2);
+	}
+	c->iterations++;
+	c->sealed += sealed;
+	status = in_child(o, walk_child, img->path);
+	code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+	if (code == EXIT_WALKED)
+		c->walked++;
+	else if (code == EXIT_WALK_ERRORS)
+		c->walk_errors++;
+	else if (code == EXIT_REFUSED)
+		c->refused++;
+	else
+		report(o, c, it, f, n, sealed, "read-only walk", status, img->fd);
+	if (o->verbose)
+		fprintf(stderr, "iteration %u: %u flips, crc %s, walk %d\n", it, n, sealed ? "fixed" : "stale", code);
+	if (o->fsck && it % o->fsck_every == 0)
+		check_fsck(o, c, it, f, n, sealed, status, img->fd);
+	fz_patch_undo(img->fd);
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: vmfs-flip [-n ITERATIONS] [-s SEED] [-i FIRST] [-t TIMEOUT_S] [-f FSCK [-F EVERY] [-S]] [-k] [-v] WORKDIR\n");
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o = { .iterations = 1000, .timeout = 20, .fsck_every = 1, .seed = 1 };
+	static struct fz_layout lay;
+	struct counts c = { 0 };
+	struct fz_image img;
+	char err[256] = "";
+	uint64_t t0;
+	int opt, status;
+
+	while ((opt = getopt(argc, argv, "n:s:i:t:f:F:Skv")) != -1) {
+		switch (opt) {
+		case 'n': o.iterations = (unsigned)strtoul(optarg, NULL, 0); break;
+		case 's': o.seed = strtoull(optarg, NULL, 0); break;
+		case 'i': o.first = (unsigned)strtoul(optarg, NULL, 0); break;
+		case 't': o.timeout = (unsigned)strtoul(optarg, NULL, 0); break;
+		case 'f': o.fsck = optarg; break;
+		case 'F': o.fsck_every = base_max(1u, (unsigned)strtoul(optarg, NULL, 0)); break;
+		case 'S': o.strict = true; break;
+		case 'k': o.keep = true; break;
+		case 'v': o.verbose = true; break;
+		default: usage();
+		}
+	}
+	if (optind != argc - 1)
+		usage();
+	o.workdir = argv[optind];
+	snprintf(logpath, sizeof(logpath), "%s/child.log", o.workdir);
+	setenv("VMFS_IO_ENGINE", "sync", 0);
+	if (fz_image_build(FZ_IMAGE_CLEAN, o.workdir, &img, err, sizeof(err)) ||
+	    fz_layout_scan(img.fd, &lay)) {
+		fprintf(stderr, "vmfs-flip: %s\n", err[0] ? err : "cannot scan the seed image");
+		return 2;
+	}
+	find_targets(&lay);
+	printf("vmfs-flip: seed image %s: %zu metadata blocks to flip in\n", img.path, ntargets);
+	status = in_child(&o, walk_child, img.path);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != EXIT_WALKED) {
+		fprintf(stderr, "vmfs-flip: the undamaged image does not walk cleanly\n");
+		show_log();
+		fz_image_release(&img);
+		return 1;
+	}
+	show_log();
+	t0 = base_mono_ns();
+	for (unsigned it = o.first; it < o.first + o.iterations && c.failures < MAX_FAILURES; it++)
+		iteration(&o, &c, &img, it);
+	printf("vmfs-flip: %u iterations (%u with checksums recomputed) in %.1f s: %u walked, %u walked with errors, %u refused at open, %u failures\n",
+	       c.iterations, c.sealed, (double)(base_mono_ns() - t0) / 1e9, c.walked, c.walk_errors, c.refused,
+	       c.failures);
+	if (o.fsck)
+		printf("vmfs-flip: fsck on %u images: first -n exit 0/1/2/4/8: %u/%u/%u/%u/%u; -y exit 0/1/2/4/8: %u/%u/%u/%u/%u; clean after -y: %u; -y gave up: %u\n",
+		       c.fsck_runs, c.fsck_n[0], c.fsck_n[1], c.fsck_n[2], c.fsck_n[4], c.fsck_n[8], c.fsck_y[0],
+		       c.fsck_y[1], c.fsck_y[2], c.fsck_y[4], c.fsck_y[8], c.fsck_clean_after, c.fsck_gave_up);
+	if (o.fsck)
+		printf("vmfs-flip: fsck -n called clean %u images the walk found errors in; %u repaired images still walk with errors%s\n",
+		       c.missed_before, c.missed_after, o.strict ? "" : " (failures only with -S)");
+	else
+		printf("vmfs-flip: fsck not run (no -f)\n");
+	unlink(logpath);
+	if (!o.keep)
+		fz_image_release(&img);
+	return c.failures ? 1 : 0;
+}

@@ -20,7 +20,7 @@ BENCH_BIN := $(BUILD)/bin/vmfs-bench
 UNIT_SRC := $(wildcard tests/unit/*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps test unit e2e check-asan demo bench clean
+.PHONY: all deps test unit e2e check-asan crash-long demo bench clean
 all: $(TOOL_BIN) $(BENCH_BIN) $(UNIT_BIN)
 
 deps:
@@ -57,6 +57,12 @@ check-asan: deps
 	@$(MAKE) --no-print-directory BUILD=build-asan \
 	  EXTRA_CFLAGS="-O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" all
 	@BUILD=build-asan ASAN_OPTIONS=detect_leaks=1 ./tests/run-all.sh
+
+# Power cuts at many more points than make test runs (tests/unit/test_crash.c,
+# several workload seeds): about 15 minutes on 2 cores. CRASH_POINTS=N to change.
+crash-long: deps
+	@$(MAKE) --no-print-directory all
+	@CRASH_POINTS=$${CRASH_POINTS:-20000} CK_RUN_CASE=power_cuts VMFS_BIN=$(BUILD)/bin ./$(BUILD)/tests/test_crash
 
 demo: deps
 	@$(MAKE) --no-print-directory all

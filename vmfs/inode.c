@@ -41,7 +41,8 @@ int inode_read(struct vmfs *fs, uint64_t ino, struct vbuf **out)
 	di = ib_inode(*out);
 	layout = le32_to_cpu(di->i_flags) & VMFS_IF_LAYOUT;
 	if (!base_is_pow2(layout) || di->i_height > VMFS_MAX_HEIGHT ||
-	    ((layout & VMFS_IF_INLINE) && (di->i_height || (S_ISREG(le32_to_cpu(di->i_mode)) &&
+	    /* inline bytes of anything but a directory (files, symlinks) are read up to i_size */
+	    ((layout & VMFS_IF_INLINE) && (di->i_height || (!S_ISDIR(le32_to_cpu(di->i_mode)) &&
 							    le64_to_cpu(di->i_size) > VMFS_INLINE_MAX))) ||
 	    ((layout & VMFS_IF_SMALL) && le64_to_cpu(di->i_size) > VMFS_SMALL_MAX && !S_ISDIR(le32_to_cpu(di->i_mode)))) {
 		fs_err(fs, "inode %llu: inconsistent layout (flags 0x%x, height %u, size %llu)",

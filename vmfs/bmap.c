@@ -215,6 +215,16 @@ static int next_rec(struct vmfs *fs, struct vmfs_inode_disk *di, const le64 *ptr
 		meta_put(fs, b);
 		if (ret)
 			return ret;
+		/*
+		 * Searched from its start, a pointer block always maps something
+		 * (no empty pointer block exists). Without this, blocks whose
+		 * entries all lead to one empty block are searched 496^levels times.
+		 */
+		if (lblk <= b0) {
+			fs_err(fs, "inode %llu: pointer block %llu maps nothing",
+			       (unsigned long long)le64_to_cpu(di->i_hdr.mh_addr), (unsigned long long)p);
+			return -EUCLEAN;
+		}
 	}
 	return 0;
 }

@@ -780,7 +780,7 @@ int vmfs_lseek(struct vmfs *fs, uint64_t ino, uint64_t off, int whence, uint64_t
 {
 	struct vmfs_inode_disk *di;
 	struct vbuf *ib;
-	uint64_t size, bb, lblk;
+	uint64_t size, bb, lblk, limit, steps = 0;
 	int ret;
 
 	if (whence != SEEK_DATA && whence != SEEK_HOLE)
@@ -801,9 +801,13 @@ int vmfs_lseek(struct vmfs *fs, uint64_t ino, uint64_t off, int whence, uint64_t
 	}
 	bb = blk_bytes(fs, di);
 	lblk = off / bb;
+	/* a map that leads to more blocks than the data area holds names some twice */
+	limit = fs->nblocks * fs->upb / (uint64_t)inode_layout_blkunits(fs, di);
 	if (whence == SEEK_DATA) {
-		for (;;) {
+		for (;; steps++) {
 			uint64_t found, p;
+			if (steps > limit)
+				goto corrupt;
 			ret = bmap_next(fs, di, lblk, &found, &p);
 			if (ret < 0)
 				goto put;
@@ -819,8 +823,10 @@ int vmfs_lseek(struct vmfs *fs, uint64_t ino, uint64_t off, int whence, uint64_t
 			lblk = found + 1;
 		}
 	}
-	for (; lblk * bb < size; lblk++) {
+	for (; lblk * bb < size; lblk++, steps++) {
 		uint64_t p;
+		if (steps > limit)
+			goto corrupt;
 		ret = bmap_get(fs, di, lblk, &p);
 		if (ret)
 			goto put;
@@ -828,6 +834,10 @@ int vmfs_lseek(struct vmfs *fs, uint64_t ino, uint64_t off, int whence, uint64_t
 			break;
 	}
 	*out = base_min(size, base_max(off, lblk * bb));
+	goto put;
+corrupt:
+	fs_err(fs, "inode %llu: the map names more blocks than the datastore holds", (unsigned long long)ino);
+	ret = -EUCLEAN;
 put:
 	meta_put(fs, ib);
 out:

@@ -67,7 +67,7 @@ refuse() {
 	not mountpoint -q "$MNT" || fail "vmfs-mount -o ro mounted $img"
 	expect_one_line_failure "$VMFS_BIN/vmfsctl" info "$img"
 	expect_one_line_failure "$VMFS_BIN/vmfsctl" info --json "$img"
-	if [ -x "$VMFS_BIN/fsck.vmfs" ]; then
+	if [ -x "$VMFS_BIN/fsck.vmfs" ] && [ -z "${FSCK_REPAIRABLE:-}" ]; then
 		expect_one_line_failure "$VMFS_BIN/fsck.vmfs" -n "$img"
 	fi
 	[ "$(sha256sum <"$img")" = "$sum" ] || fail "$img changed"
@@ -96,7 +96,16 @@ good_for_mkfs=$T/incompat.img
 # only the primary damaged: still refused (the message points at fsck and the backup)
 vmfs_mkfs "$T/badprimary.img" 1G
 printf '\xff' | dd of="$T/badprimary.img" bs=1 seek=$((0x101)) conv=notrunc status=none
-refuse "$T/badprimary.img"
+FSCK_REPAIRABLE=1 refuse "$T/badprimary.img"
+# fsck, unlike the others, can use the backup: it reports the damage (exit 4, nothing written) and -y repairs it
+sum=$(sha256sum <"$T/badprimary.img")
+rc=0; out=$("$VMFS_BIN/fsck.vmfs" -n "$T/badprimary.img" 2>&1) || rc=$?
+[ $rc -eq 4 ] || fail "fsck -n on a damaged primary superblock exited $rc, want 4"
+grep -q "primary superblock is damaged" <<<"$out" || fail "fsck -n did not name the damaged superblock: $out"
+[ "$(sha256sum <"$T/badprimary.img")" = "$sum" ] || fail "fsck -n wrote to the image"
+rc=0; "$VMFS_BIN/fsck.vmfs" -y "$T/badprimary.img" >/dev/null 2>&1 || rc=$?
+[ $rc -eq 1 ] || fail "fsck -y on a damaged primary superblock exited $rc, want 1"
+"$VMFS_BIN/vmfsctl" info "$T/badprimary.img" >/dev/null || fail "the repaired datastore does not open"
 
 log "mkfs.vmfs refuses an existing filesystem unless -f"
 sum=$(sha256sum <"$T/ext4.img")

@@ -7,7 +7,7 @@ set -euo pipefail
 img=$1 mnt=$2
 "$VMFS_BIN/mkfs.vmfs" -q -f -U 0f5c0f5c-0000-4000-8000-000000000001 --size 1G "$img"
 mkdir -p "$mnt"
-"$VMFS_BIN/vmfs-mount" -f "$img" "$mnt" & daemon=$!
+"$VMFS_BIN/vmfs-mount" -f -o commit=0 "$img" "$mnt" & daemon=$!
 for _ in $(seq 200); do mountpoint -q "$mnt" && break; sleep 0.05; done
 mountpoint -q "$mnt"
 gen() { python3 -c 'import sys,random; r=random.Random(int(sys.argv[1])); sys.stdout.buffer.write(r.randbytes(int(sys.argv[2])))' "$1" "$2"; }

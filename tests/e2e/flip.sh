@@ -6,7 +6,8 @@
 # times flips 1..8 bytes in random metadata blocks (checksums recomputed in
 # about half the iterations) and walks the result read-only in a child with a
 # time limit: a crash, a hang or a sanitizer report fails, a clean error does
-# not. When $VMFS_BIN/fsck.vmfs exists, every FLIP_FSCK_EVERY-th image also goes
+# not; crafted damage no random flip finds (vmfs-flip -c: maps whose pointers
+# all lead to one block) goes first. When $VMFS_BIN/fsck.vmfs exists, every FLIP_FSCK_EVERY-th image also goes
 # through fsck -n, -y, -n: exits in {0,1,2,4,8} and clean after -y; damage
 # fsck -n missed (the walk found errors in an image it called clean, before or
 # after repair) is counted, and fails with FLIP_FSCK_STRICT=1. FLIP_SEED picks
@@ -26,6 +27,8 @@ trap 'rm -rf --one-file-system "$T"' EXIT
 
 log "make fuzz-build"
 make -C "$TOP" --no-print-directory fuzz-build >"$T/build.log" 2>&1 || { tail -n 30 "$T/build.log"; fail "make fuzz-build"; }
+
+"$TOP/build-fuzz/bin/vmfs-flip" -c "$T" || fail "crafted damage"
 
 args=(-n "$ITER" -s "$SEED")
 if [ -x "$FSCK" ]; then

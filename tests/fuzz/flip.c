@@ -16,6 +16,9 @@
  *
  * Iteration i draws from a generator seeded by (seed, i) alone, so -s SEED -i I
  * -n 1 replays iteration I of a failed run, and -k keeps its image.
+ *
+ * -c runs the crafted cases instead: damage no random flip finds, such as a
+ * block map whose pointers all lead to one block, each walked the same way.
  */
 #include <fcntl.h>
 #include <getopt.h>
@@ -30,6 +33,7 @@
 
 #include "base/base.h"
 #include "tests/fuzz/fuzz_common.h"
+#include "vmfs/vmfs.h"
 
 enum { EXIT_WALKED = 10, EXIT_WALK_ERRORS = 11, EXIT_REFUSED = 12 };
 #define MAX_FLIPS 8
@@ -51,7 +55,7 @@ struct opts {
 	const char *workdir, *fsck;
 	unsigned iterations, first, timeout, fsck_every;
 	uint64_t seed;
-	bool keep, verbose, strict;
+	bool keep, verbose, strict, crafted;
 };
 
 struct counts {
@@ -291,9 +295,128 @@ static void iteration(const struct opts *o, struct counts *c, struct fz_image *i
 	fz_patch_undo(img->fd);
 }
 
+/* ---- crafted damage ---------------------------------------------------------------------- */
+
+static int rewrite_unit(int fd, uint64_t unit, void (*edit)(uint8_t *u, const void *arg), const void *arg)
+{
+	uint8_t u[VMFS_UNIT];
+
+	if (pread(fd, u, VMFS_UNIT, (off_t)(unit * VMFS_UNIT)) != VMFS_UNIT)
+		return -EIO;
+	edit(u, arg);
+	fz_seal_unit(u);
+	return pwrite(fd, u, VMFS_UNIT, (off_t)(unit * VMFS_UNIT)) == VMFS_UNIT ? 0 : -EIO;
+}
+
+struct shared_map {
+	uint64_t next;          /* what every entry names */
+	bool fill;              /* level 1: name the file's data block everywhere (else: nothing) */
+};
+
+static void edit_root(uint8_t *u, const void *arg)
+{
+	const struct shared_map *m = arg;
+	struct vmfs_inode_disk *di = (void *)u;
+
+	di->i_size = cpu_to_le64(1ull << 63);
+	for (unsigned i = 0; i < VMFS_ROOT_PTRS; i++)
+		((le64 *)di->i_root)[i] = cpu_to_le64(m->next);
+}
+
+static void edit_ptrs(uint8_t *u, const void *arg)
+{
+	const struct shared_map *m = arg;
+	struct vmfs_ptr_disk *pb = (void *)u;
+	uint64_t data = 0;
+
+	for (unsigned i = 0; i < VMFS_PTRS_PER_BLOCK; i++)
+		data = pb->pb_ptr[i] ? le64_to_cpu(pb->pb_ptr[i]) : data;
+	for (unsigned i = 0; i < VMFS_PTRS_PER_BLOCK; i++)
+		pb->pb_ptr[i] = cpu_to_le64(m->next ? m->next : m->fill ? data : 0);
+}
+
+/*
+ * A file of map height 4 (one block written at 200 TiB) whose root pointers
+ * all name its level-3 block, whose entries all name its level-2 block, and so
+ * on; level 1 names the one data block everywhere (fill) or nothing. A walk
+ * of 256 * 496^3 entries unless the map is checked against what it can hold.
+ */
+static int craft_shared_map(struct fz_image *img, bool fill)
+{
+	struct vmfs_open_opts oo = { 0 };
+	static struct fz_layout lay;
+	uint64_t level[4] = { 0 };
+	struct vmfs_stat st;
+	struct vmfs *fs;
+	char err[256], buf[4096] = "x";
+	int ret = vmfs_open(img->path, &oo, &fs, err, sizeof(err));
+
+	if (ret)
+		return ret;
+	ret = vmfs_mknod(fs, vmfs_root_ino(fs), "shared-map", S_IFREG | 0644, 0, 0, &st);
+	if (!ret)
+		ret = vmfs_pwrite(fs, st.ino, buf, sizeof(buf), 200ull << 40) == sizeof(buf) ? 0 : -EIO;
+	vmfs_close(fs);
+	if (!ret)
+		ret = fz_layout_scan(img->fd, &lay);
+	for (size_t i = 0; !ret && i < lay.nmeta; i++)
+		if (lay.meta[i].magic == VMFS_MAGIC_PTR && lay.meta[i].owner == st.ino && lay.meta[i].flags < 4)
+			level[lay.meta[i].flags] = lay.meta[i].unit;
+	if (!ret && (!level[1] || !level[2] || !level[3]))
+		ret = -ENOENT; /* the map did not come out at height 4 */
+	if (!ret)
+		ret = rewrite_unit(img->fd, st.ino, edit_root, &(struct shared_map){ level[3], fill });
+	for (unsigned l = 3; !ret && l >= 1; l--)
+		ret = rewrite_unit(img->fd, level[l], edit_ptrs, &(struct shared_map){ l > 1 ? level[l - 1] : 0, fill });
+	return ret;
+}
+
+static int craft_empty_shared(struct fz_image *img) { return craft_shared_map(img, false); }
+static int craft_full_shared(struct fz_image *img) { return craft_shared_map(img, true); }
+
+static int run_crafted(const struct opts *o)
+{
+	static const struct {
+		const char *name;
+		int (*craft)(struct fz_image *img);
+	} cases[] = {
+		{ "map: every pointer leads to one empty pointer block (SEEK_DATA)", craft_empty_shared },
+		{ "map: every pointer leads to one full pointer block (SEEK_HOLE)", craft_full_shared },
+	};
+	unsigned failures = 0;
+
+	for (size_t i = 0; i < base_array_size(cases); i++) {
+		struct fz_image img;
+		char err[256] = "", buf[128];
+		int ret = fz_image_build(FZ_IMAGE_CLEAN, o->workdir, &img, err, sizeof(err)), status, code;
+
+		if (!ret)
+			ret = cases[i].craft(&img);
+		if (ret) {
+			fprintf(stderr, "vmfs-flip: crafted case %zu: %s\n", i, err[0] ? err : strerror(-ret));
+			fz_image_release(&img);
+			return 2;
+		}
+		status = in_child(o, walk_child, img.path);
+		code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+		if (code != EXIT_WALKED && code != EXIT_WALK_ERRORS && code != EXIT_REFUSED) {
+			failures++;
+			fprintf(stderr, "FAIL: crafted: %s: %s\n", cases[i].name, status_str(status, buf, sizeof(buf)));
+			show_log();
+		} else {
+			printf("vmfs-flip: crafted: %s: ok (%s)\n", cases[i].name,
+			       code == EXIT_WALKED ? "walked" : code == EXIT_REFUSED ? "refused" : "walked with errors");
+		}
+		fz_image_release(&img);
+	}
+	unlink(logpath);
+	return failures ? 1 : 0;
+}
+
 static void usage(void)
 {
-	fprintf(stderr, "usage: vmfs-flip [-n ITERATIONS] [-s SEED] [-i FIRST] [-t TIMEOUT_S] [-f FSCK [-F EVERY] [-S]] [-k] [-v] WORKDIR\n");
+	fprintf(stderr, "usage: vmfs-flip [-n ITERATIONS] [-s SEED] [-i FIRST] [-t TIMEOUT_S] [-f FSCK [-F EVERY] [-S]] [-k] [-v] WORKDIR\n"
+			"       vmfs-flip -c [-t TIMEOUT_S] WORKDIR\n");
 	exit(2);
 }
 
@@ -307,7 +430,7 @@ int main(int argc, char **argv)
 	uint64_t t0;
 	int opt, status;
 
-	while ((opt = getopt(argc, argv, "n:s:i:t:f:F:Skv")) != -1) {
+	while ((opt = getopt(argc, argv, "n:s:i:t:f:F:Sckv")) != -1) {
 		switch (opt) {
 		case 'n': o.iterations = (unsigned)strtoul(optarg, NULL, 0); break;
 		case 's': o.seed = strtoull(optarg, NULL, 0); break;
@@ -316,6 +439,7 @@ int main(int argc, char **argv)
 		case 'f': o.fsck = optarg; break;
 		case 'F': o.fsck_every = base_max(1u, (unsigned)strtoul(optarg, NULL, 0)); break;
 		case 'S': o.strict = true; break;
+		case 'c': o.crafted = true; break;
 		case 'k': o.keep = true; break;
 		case 'v': o.verbose = true; break;
 		default: usage();
@@ -326,6 +450,8 @@ int main(int argc, char **argv)
 	o.workdir = argv[optind];
 	snprintf(logpath, sizeof(logpath), "%s/child.log", o.workdir);
 	setenv("VMFS_IO_ENGINE", "sync", 0);
+	if (o.crafted)
+		return run_crafted(&o);
 	if (fz_image_build(FZ_IMAGE_CLEAN, o.workdir, &img, err, sizeof(err)) ||
 	    fz_layout_scan(img.fd, &lay)) {
 		fprintf(stderr, "vmfs-flip: %s\n", err[0] ? err : "cannot scan the seed image");

@@ -663,7 +663,7 @@ static void walk_dir(struct walk *w, uint64_t dir, unsigned depth)
 		if (ret || !n)
 			break;
 		memcpy(ents, w->batch, n * sizeof(*ents));
-		for (unsigned i = 0; i < n && seen + i < w->o->names_per_dir; i++) {
+		for (unsigned i = 0; i < n && (seen + i < w->o->names_per_dir || dir == w->o->focus); i++) {
 			if (w->total++ >= WALK_MAX_TOTAL)
 				goto out;
 			walk_entry(w, dir, &ents[i], depth);

@@ -81,12 +81,12 @@ void fz_patch_undo(int fd);
 struct fz_walk_opts {
 	uint64_t focus;         /* an inode to visit first, as if a directory named it; 0: none */
 	unsigned max_depth;     /* directories below the root to descend into */
-	unsigned names_per_dir; /* names of one directory that are looked up and visited */
+	unsigned names_per_dir; /* names of one directory that are looked up and visited (all in focus) */
 	uint32_t file_bytes;    /* read from the start of each file */
 };
 /* Everything, as the flip test walks; and the cheaper walk the harnesses use around a focus. */
 #define FZ_WALK_FULL ((struct fz_walk_opts){ .max_depth = 24, .names_per_dir = 20000, .file_bytes = 1u << 20 })
-#define FZ_WALK_FUZZ(ino) ((struct fz_walk_opts){ .focus = (ino), .max_depth = 2, .names_per_dir = 48, \
+#define FZ_WALK_FUZZ(ino) ((struct fz_walk_opts){ .focus = (ino), .max_depth = 1, .names_per_dir = 16, \
 						  .file_bytes = 256u << 10 })
 
 struct fz_walk_stats {

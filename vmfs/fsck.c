@@ -1081,6 +1081,27 @@ out:
 	return r;
 }
 
+/* Reads every pool with one I/O each, so pass 2 finds its inodes and nodes cached. */
+static void prefetch_pools(struct fsck *c)
+{
+	struct vmfs *fs = c->fs;
+	uint64_t inited = le64_to_cpu(fs->sb.sb_rc_inited);
+
+	fs->max_bufs = base_max(fs->max_bufs, (size_t)1 << 19); /* up to 2 GiB of metadata */
+	for (uint64_t rc = 0; rc < inited; rc++) {
+		struct vmfs_rc_disk *d;
+		struct vbuf *rb;
+
+		if (meta_read(fs, fs->rc_table_unit + rc, VMFS_MAGIC_RC, &rb))
+			continue;
+		d = (struct vmfs_rc_disk *)rb->data;
+		for (uint32_t i = 0; i < fs->rc_blocks && rc * fs->rc_blocks + i < fs->nblocks; i++)
+			if (le16_to_cpu(d->rc_ref[i]) == VMFS_REF_POOL && fs->nbufs + fs->upb < fs->max_bufs)
+				meta_prefetch(fs, fs_block_unit(fs, rc * fs->rc_blocks + i), fs->upb);
+		meta_put(fs, rb);
+	}
+}
+
 static bool all_clean(struct fsck *c)
 {
 	unsigned slots = le32_to_cpu(c->fs->sb.sb_host_slots);
@@ -1148,6 +1169,7 @@ int vmfs_fsck(const char *path, const struct vmfs_fsck_opts *o, struct vmfs_fsck
 		goto out_unlock;
 
 	start_pass(&c, "Pass 2: inodes, block maps, directories", fs->nblocks);
+	prefetch_pools(&c);
 	root = ino_get(&c, fs->root_ino);
 	if (!root || claim_unit(&c, fs->root_ino) || !S_ISDIR(mode_of(&c, fs->root_ino))) {
 		snprintf(errbuf, errlen, "%s: the root directory is damaged; this version cannot rebuild it", path);

@@ -1045,3 +1045,41 @@ int journal_reset(struct vmfs *fs, unsigned slot, uint64_t unit, uint64_t units)
 		meta_put(fs, hs);
 	return ret;
 }
+
+/*
+ * Reads n units from unit on with one I/O and caches each one that is a valid
+ * metadata block of a known type (checked in full here, since cache hits only
+ * check the type). For fsck, which reads whole pools at a time.
+ */
+int meta_prefetch(struct vmfs *fs, uint64_t unit, unsigned n)
+{
+	static const uint32_t known[] = { VMFS_MAGIC_INODE, VMFS_MAGIC_PTR, VMFS_MAGIC_DIR, VMFS_MAGIC_POOL,
+					  VMFS_MAGIC_FREED, VMFS_MAGIC_HSTATE };
+	uint8_t *buf = dev_alloc_buf((size_t)n * VMFS_UNIT);
+	int ret;
+
+	if (!buf)
+		return -ENOMEM;
+	ret = dev_pread(fs->dev, buf, (size_t)n * VMFS_UNIT, unit * VMFS_UNIT);
+	for (unsigned i = 0; !ret && i < n; i++) {
+		uint8_t *blk = buf + (size_t)i * VMFS_UNIT;
+		uint32_t magic = le32_to_cpu(((struct vmfs_mhdr *)blk)->mh_magic);
+		struct vbuf *b;
+		bool ok = false;
+
+		for (unsigned k = 0; k < base_array_size(known) && !ok; k++)
+			ok = magic == known[k] && !meta_check(fs, blk, unit + i, magic);
+		if (!ok || cache_find(fs, unit + i))
+			continue;
+		b = cache_add(fs, unit + i);
+		if (!b) {
+			ret = -ENOMEM;
+			break;
+		}
+		memcpy(b->data, blk, VMFS_UNIT);
+		lru_add(fs, b);
+	}
+	free(buf);
+	cache_trim(fs);
+	return ret;
+}

@@ -136,6 +136,7 @@ int hostrec_read(struct vmfs *fs, unsigned slot, struct vmfs_hostrec_disk *rec);
 int hostrec_clear(struct vmfs *fs, unsigned slot);
 int journal_reset(struct vmfs *fs, unsigned slot, uint64_t unit, uint64_t units);
 int meta_write_direct(struct vmfs *fs);
+int meta_prefetch(struct vmfs *fs, uint64_t unit, unsigned n);
 int meta_overlay(struct vmfs *fs, uint64_t addr, const void *image);
 int meta_overlay_dirty(struct vmfs *fs, uint64_t addr, const void *image);
 

@@ -221,8 +221,16 @@ static unsigned child_index(struct dnode *d, uint64_t key)
 
 /* ---- iteration ------------------------------------------------------------------ */
 
+/*
+ * Visits the node's entries with keys >= from. [lo, hi) is the key range the
+ * parent gives the node (D2), checked on the way down along with D4: a node
+ * that two items name cannot pass for both, so interior nodes whose items all
+ * name one child end in -EUCLEAN instead of 256^levels visits of its leaves.
+ * An interior node's item 0 covers everything below item 1: its key is not
+ * checked (removal sets it to 0).
+ */
 static int iter_rec(struct vmfs *fs, struct vbuf *dib, struct nref *n, unsigned level, uint64_t from,
-		    dir_iter_fn fn, void *ctx)
+		    uint64_t lo, uint64_t hi, dir_iter_fn fn, void *ctx)
 {
 	struct dnode *d = malloc(sizeof(*d));
 	int ret;
@@ -230,21 +238,28 @@ static int iter_rec(struct vmfs *fs, struct vbuf *dib, struct nref *n, unsigned 
 	if (!d)
 		return -ENOMEM;
 	ret = decode(fs, dib, n, level, d);
+	if (!ret && !n->inl && !d->count)
+		ret = corrupt(fs, dib, n, "empty node");
 	for (unsigned i = 0; !ret && i < d->count; i++) {
 		struct ditem *it = &d->it[i];
+		uint64_t next = i + 1 < d->count ? d->it[i + 1].key : hi;
 		struct nref c;
 
+		if ((level == 0 || i > 0) && (it->key < lo || it->key >= hi)) {
+			ret = corrupt(fs, dib, n, "key outside the range its parent gives it");
+			break;
+		}
 		if (level == 0) {
 			if (it->key >= from)
 				ret = fn(ctx, it->key, it->name, it->namelen, it->val, it->type);
 			continue;
 		}
-		if (i + 1 < d->count && d->it[i + 1].key <= from)
+		if (next <= from)
 			continue;
 		ret = node_read(fs, dib, it->val, &c);
 		if (ret)
 			break;
-		ret = iter_rec(fs, dib, &c, level - 1, from, fn, ctx);
+		ret = iter_rec(fs, dib, &c, level - 1, from, i ? it->key : lo, next, fn, ctx);
 		nref_put(fs, &c);
 	}
 	free(d);
@@ -260,7 +275,7 @@ int dir_iterate(struct vmfs *fs, struct vbuf *dib, uint64_t from, dir_iter_fn fn
 
 	if (ret)
 		return ret;
-	ret = iter_rec(fs, dib, &root, level, from, fn, ctx);
+	ret = iter_rec(fs, dib, &root, level, from, 0, UINT64_MAX, fn, ctx);
 	nref_put(fs, &root);
 	return ret;
 }

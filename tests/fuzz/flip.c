@@ -371,6 +371,75 @@ static int craft_shared_map(struct fz_image *img, bool fill)
 	return ret;
 }
 
+/* An interior directory node of 200 items, all naming child; item i > 0 has key 2^63 + i. */
+static int write_interior(int fd, uint64_t unit, uint64_t owner, const uint8_t *uuid, unsigned level,
+			  uint64_t child)
+{
+	uint8_t u[VMFS_UNIT] = { 0 };
+	struct vmfs_dirnode_disk *dn = (void *)u;
+	const unsigned n = 200;
+
+	dn->dn_hdr.mh_magic = cpu_to_le32(VMFS_MAGIC_DIR);
+	dn->dn_hdr.mh_version = cpu_to_le16(VMFS_VERSION_MAJOR);
+	dn->dn_hdr.mh_addr = cpu_to_le64(unit);
+	dn->dn_hdr.mh_owner = cpu_to_le64(owner);
+	memcpy(dn->dn_hdr.mh_uuid, uuid, 16);
+	for (unsigned i = 0; i < n; i++) {
+		/* above every real key (< 2^63): all of them sort under item 0 */
+		struct vmfs_dirent_disk de = { .de_key = cpu_to_le64(i ? (1ull << 63) + i : 0),
+					       .de_val = cpu_to_le64(child) };
+		memcpy(dn->dn_items + i * sizeof(de), &de, sizeof(de));
+	}
+	dn->dn_dh.dh_count = cpu_to_le16(n);
+	dn->dn_dh.dh_used = cpu_to_le16(n * sizeof(struct vmfs_dirent_disk));
+	dn->dn_dh.dh_level = (uint8_t)level;
+	fz_seal_unit(u);
+	return pwrite(fd, u, VMFS_UNIT, (off_t)(unit * VMFS_UNIT)) == VMFS_UNIT ? 0 : -EIO;
+}
+
+/*
+ * The 320-entry directory turned into a tree of height 5 whose four interior
+ * nodes (its root node and three of its files' inode units) have 200 items
+ * each, all naming the next node, down to one real leaf: readdir past the
+ * leaf's keys visits the leaf 200^4 times unless a child's keys must lie in the
+ * range its parent gives it (FORMAT.md, D2).
+ */
+static int craft_shared_dir(struct fz_image *img)
+{
+	struct vmfs_open_opts oo = { .readonly = true };
+	static const char *const spare[] = { "/many/f317", "/many/f318", "/many/f319" };
+	struct vmfs_dirnode_disk root;
+	struct vmfs_dirent_disk de;
+	struct vmfs_inode_disk di;
+	uint64_t dir, node[5];
+	struct vmfs *fs;
+	char err[256];
+	int ret = vmfs_open(img->path, &oo, &fs, err, sizeof(err));
+
+	if (ret)
+		return ret;
+	ret = vmfs_resolve(fs, "/many", &dir);
+	for (unsigned i = 0; i < 3 && !ret; i++)
+		ret = vmfs_resolve(fs, spare[i], &node[i + 1]);
+	vmfs_close(fs);
+	if (!ret && pread(img->fd, &di, sizeof(di), (off_t)(dir * VMFS_UNIT)) != sizeof(di))
+		ret = -EIO;
+	if (ret)
+		return ret;
+	node[0] = le64_to_cpu(((le64 *)di.i_root)[0]);
+	if (pread(img->fd, &root, sizeof(root), (off_t)(node[0] * VMFS_UNIT)) != sizeof(root))
+		return -EIO;
+	memcpy(&de, root.dn_items, sizeof(de));
+	node[4] = le64_to_cpu(de.de_val); /* the first leaf */
+	for (unsigned l = 0; l < 4 && !ret; l++)
+		ret = write_interior(img->fd, node[l], dir, root.dn_hdr.mh_uuid, 4 - l, node[l + 1]);
+	di.i_height = 5;
+	fz_seal_unit((uint8_t *)&di);
+	if (!ret && pwrite(img->fd, &di, sizeof(di), (off_t)(dir * VMFS_UNIT)) != sizeof(di))
+		ret = -EIO;
+	return ret;
+}
+
 static int craft_empty_shared(struct fz_image *img) { return craft_shared_map(img, false); }
 static int craft_full_shared(struct fz_image *img) { return craft_shared_map(img, true); }
 
@@ -382,6 +451,7 @@ static int run_crafted(const struct opts *o)
 	} cases[] = {
 		{ "map: every pointer leads to one empty pointer block (SEEK_DATA)", craft_empty_shared },
 		{ "map: every pointer leads to one full pointer block (SEEK_HOLE)", craft_full_shared },
+		{ "directory: every interior item leads to one node, four levels (readdir)", craft_shared_dir },
 	};
 	unsigned failures = 0;
 

@@ -289,9 +289,7 @@ ssize_t vmfs_pread(struct vmfs *fs, uint64_t ino, void *buf, size_t len, uint64_
 	uint64_t size, bb;
 	int ret;
 
-	pthread_mutex_lock(&fs->lock);
-	vi = vinode_get(fs, ino);
-	pthread_mutex_unlock(&fs->lock);
+	vi = vinode_pin(fs, ino);
 	if (!vi)
 		return -ENOMEM;
 	pthread_rwlock_rdlock(&vi->iolock);
@@ -334,9 +332,7 @@ err_unlock:
 	pthread_mutex_unlock(&fs->lock);
 out:
 	pthread_rwlock_unlock(&vi->iolock);
-	pthread_mutex_lock(&fs->lock);
-	vinode_put(fs, vi);
-	pthread_mutex_unlock(&fs->lock);
+	vinode_unpin(fs, vi);
 	plan_release(&pl);
 	return ret ? ret : (ssize_t)len;
 }
@@ -425,9 +421,7 @@ static ssize_t do_write(struct vmfs *fs, uint64_t ino, const void *buf, size_t l
 		return 0;
 	if (off + len < off || off + len > (64ull << 40) * 4)
 		return -EFBIG;
-	pthread_mutex_lock(&fs->lock);
-	vi = vinode_get(fs, ino);
-	pthread_mutex_unlock(&fs->lock);
+	vi = vinode_pin(fs, ino);
 	if (!vi)
 		return -ENOMEM;
 again:
@@ -503,9 +497,7 @@ err_op:
 	op_end(fs, ret);
 out:
 	pthread_rwlock_unlock(&vi->iolock);
-	pthread_mutex_lock(&fs->lock);
-	vinode_put(fs, vi);
-	pthread_mutex_unlock(&fs->lock);
+	vinode_unpin(fs, vi);
 	plan_release(&pl);
 	return ret ? ret : (ssize_t)len;
 }
@@ -754,9 +746,7 @@ int vmfs_fallocate(struct vmfs *fs, uint64_t ino, int mode, uint64_t off, uint64
 		return -EFBIG;
 	if (fs->ro)
 		return -EROFS;
-	pthread_mutex_lock(&fs->lock);
-	vi = vinode_get(fs, ino);
-	pthread_mutex_unlock(&fs->lock);
+	vi = vinode_pin(fs, ino);
 	if (!vi)
 		return -ENOMEM;
 	pthread_rwlock_wrlock(&vi->iolock);
@@ -770,9 +760,7 @@ int vmfs_fallocate(struct vmfs *fs, uint64_t ino, int mode, uint64_t off, uint64
 	}
 	ret = op_end(fs, ret);
 	pthread_rwlock_unlock(&vi->iolock);
-	pthread_mutex_lock(&fs->lock);
-	vinode_put(fs, vi);
-	pthread_mutex_unlock(&fs->lock);
+	vinode_unpin(fs, vi);
 	return ret;
 }
 
@@ -888,9 +876,7 @@ static void aio_done(struct vmfs_aio *q, struct vmfs_aio_req *r)
 
 	if (vi) {
 		pthread_rwlock_unlock(&vi->iolock);
-		pthread_mutex_lock(&q->fs->lock);
-		vinode_put(q->fs, vi);
-		pthread_mutex_unlock(&q->fs->lock);
+		vinode_unpin(q->fs, vi);
 		r->vi = NULL;
 	}
 	if (r->res >= 0 && r->err)
@@ -972,9 +958,7 @@ int vmfs_aio_submit(struct vmfs_aio *q, struct vmfs_aio_req *r)
 	r->res = 0;
 	r->pending = 0;
 	r->vi = NULL;
-	pthread_mutex_lock(&fs->lock);
-	vi = vinode_get(fs, r->ino);
-	pthread_mutex_unlock(&fs->lock);
+	vi = vinode_pin(fs, r->ino);
 	if (!vi)
 		return -ENOMEM;
 	pthread_rwlock_rdlock(&vi->iolock);
@@ -990,16 +974,12 @@ int vmfs_aio_submit(struct vmfs_aio *q, struct vmfs_aio_req *r)
 		while (!async && q->inflight) {
 			int ret = aio_complete_some(q);
 			if (ret) {
-				pthread_mutex_lock(&fs->lock);
-				vinode_put(fs, vi);
-				pthread_mutex_unlock(&fs->lock);
+				vinode_unpin(fs, vi);
 				plan_release(&pl);
 				return ret;
 			}
 		}
-		pthread_mutex_lock(&fs->lock);
-		vinode_put(fs, vi);
-		pthread_mutex_unlock(&fs->lock);
+		vinode_unpin(fs, vi);
 		if (async) /* all holes */
 			r->res = (ssize_t)len;
 		else

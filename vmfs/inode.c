@@ -327,6 +327,24 @@ void vinode_put(struct vmfs *fs, struct vinode *vi)
 	free(vi);
 }
 
+/* vinode_get/vinode_put for callers that do not hold fs->lock (the data paths). */
+struct vinode *vinode_pin(struct vmfs *fs, uint64_t ino)
+{
+	struct vinode *vi;
+
+	pthread_mutex_lock(&fs->lock);
+	vi = vinode_get(fs, ino);
+	pthread_mutex_unlock(&fs->lock);
+	return vi;
+}
+
+void vinode_unpin(struct vmfs *fs, struct vinode *vi)
+{
+	pthread_mutex_lock(&fs->lock);
+	vinode_put(fs, vi);
+	pthread_mutex_unlock(&fs->lock);
+}
+
 void itab_release(struct vmfs *fs)
 {
 	for (size_t i = 0; fs->ihash && i < fs->ihash_size; i++) {

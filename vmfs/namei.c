@@ -552,9 +552,7 @@ int vmfs_setattr(struct vmfs *fs, uint64_t ino, const struct vmfs_stat *in, unsi
 	if (fs->ro)
 		return -EROFS;
 	if (flags & VMFS_SET_SIZE) {
-		pthread_mutex_lock(&fs->lock);
-		vi = vinode_get(fs, ino);
-		pthread_mutex_unlock(&fs->lock);
+		vi = vinode_pin(fs, ino);
 		if (!vi)
 			return -ENOMEM;
 		pthread_rwlock_wrlock(&vi->iolock);
@@ -597,9 +595,7 @@ out:
 	ret = op_end(fs, ret);
 	if (vi) {
 		pthread_rwlock_unlock(&vi->iolock);
-		pthread_mutex_lock(&fs->lock);
-		vinode_put(fs, vi);
-		pthread_mutex_unlock(&fs->lock);
+		vinode_unpin(fs, vi);
 	}
 	return ret;
 }

@@ -178,6 +178,8 @@ int orphans_process(struct vmfs *fs);
 struct vinode *vinode_get(struct vmfs *fs, uint64_t ino);
 void vinode_put(struct vmfs *fs, struct vinode *vi);
 struct vinode *vinode_find(struct vmfs *fs, uint64_t ino);
+struct vinode *vinode_pin(struct vmfs *fs, uint64_t ino);
+void vinode_unpin(struct vmfs *fs, struct vinode *vi);
 int itab_init(struct vmfs *fs);
 void itab_release(struct vmfs *fs);
 uint64_t block_lblk_units(struct vmfs *fs, struct vmfs_inode_disk *di);

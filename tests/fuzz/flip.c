@@ -8,8 +8,8 @@
  * dies of a signal, hits the limit or trips a sanitizer is a failure; one that
  * opens and walks, or is refused with an error, is not.
  *
- * With -f FSCK, each checked iteration also runs FSCK -n, FSCK -y, FSCK -n on a
- * copy: every exit must be one of 0, 1, 2, 4, 8 (never a signal) and the second
+ * With -f FSCK, each checked iteration also runs FSCK -f -n, -f -y, -f -n on a
+ * copy (-f: the image was closed cleanly, so check it anyway): every exit must be one of 0, 1, 2, 4, 8 (never a signal) and the second
  * -n must exit 0 unless -y gave up (8). Two more checks are counted and shown,
  * and fail only with -S: fsck -n calling an image clean that the walk found
  * errors in, and a repaired image (second -n clean) that does not walk cleanly.
@@ -130,7 +130,7 @@ static int fsck_child(const void *arg)
 {
 	const struct fsck_args *a = arg;
 
-	execl(a->fsck, a->fsck, a->mode, a->img, (char *)NULL);
+	execl(a->fsck, a->fsck, "-f", a->mode, a->img, (char *)NULL); /* -f: check even a clean datastore */
 	perror("vmfs-flip: exec fsck");
 	return 127;
 }

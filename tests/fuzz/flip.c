@@ -37,7 +37,6 @@
 
 enum { EXIT_WALKED = 10, EXIT_WALK_ERRORS = 11, EXIT_REFUSED = 12 };
 #define MAX_FLIPS 8
-#define MAX_FAILURES 5
 #define HOSTREC_SIZE ((unsigned)sizeof(struct vmfs_hostrec_disk))
 
 struct target {
@@ -53,7 +52,7 @@ struct flip {
 
 struct opts {
 	const char *workdir, *fsck;
-	unsigned iterations, first, timeout, fsck_every;
+	unsigned iterations, first, timeout, fsck_every, max_failures;
 	uint64_t seed;
 	bool keep, verbose, strict, crafted;
 };
@@ -485,14 +484,14 @@ static int run_crafted(const struct opts *o)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: vmfs-flip [-n ITERATIONS] [-s SEED] [-i FIRST] [-t TIMEOUT_S] [-f FSCK [-F EVERY] [-S]] [-k] [-v] WORKDIR\n"
+	fprintf(stderr, "usage: vmfs-flip [-n ITERATIONS] [-s SEED] [-i FIRST] [-t TIMEOUT_S] [-m MAX_FAILURES] [-f FSCK [-F EVERY] [-S]] [-k] [-v] WORKDIR\n"
 			"       vmfs-flip -c [-t TIMEOUT_S] WORKDIR\n");
 	exit(2);
 }
 
 int main(int argc, char **argv)
 {
-	struct opts o = { .iterations = 1000, .timeout = 20, .fsck_every = 1, .seed = 1 };
+	struct opts o = { .iterations = 1000, .timeout = 20, .fsck_every = 1, .seed = 1, .max_failures = 5 };
 	static struct fz_layout lay;
 	struct counts c = { 0 };
 	struct fz_image img;
@@ -500,7 +499,7 @@ int main(int argc, char **argv)
 	uint64_t t0;
 	int opt, status;
 
-	while ((opt = getopt(argc, argv, "n:s:i:t:f:F:Sckv")) != -1) {
+	while ((opt = getopt(argc, argv, "n:s:i:t:f:F:m:Sckv")) != -1) {
 		switch (opt) {
 		case 'n': o.iterations = (unsigned)strtoul(optarg, NULL, 0); break;
 		case 's': o.seed = strtoull(optarg, NULL, 0); break;
@@ -508,6 +507,7 @@ int main(int argc, char **argv)
 		case 't': o.timeout = (unsigned)strtoul(optarg, NULL, 0); break;
 		case 'f': o.fsck = optarg; break;
 		case 'F': o.fsck_every = base_max(1u, (unsigned)strtoul(optarg, NULL, 0)); break;
+		case 'm': o.max_failures = (unsigned)strtoul(optarg, NULL, 0); break;
 		case 'S': o.strict = true; break;
 		case 'c': o.crafted = true; break;
 		case 'k': o.keep = true; break;
@@ -538,7 +538,7 @@ int main(int argc, char **argv)
 	}
 	show_log();
 	t0 = base_mono_ns();
-	for (unsigned it = o.first; it < o.first + o.iterations && c.failures < MAX_FAILURES; it++)
+	for (unsigned it = o.first; it < o.first + o.iterations && c.failures < o.max_failures; it++)
 		iteration(&o, &c, &img, it);
 	printf("vmfs-flip: %u iterations (%u with checksums recomputed) in %.1f s: %u walked, %u walked with errors, %u refused at open, %u failures\n",
 	       c.iterations, c.sealed, (double)(base_mono_ns() - t0) / 1e9, c.walked, c.walk_errors, c.refused,

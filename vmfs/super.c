@@ -6,7 +6,11 @@
  * Open refuses, with one line and without writing a byte: a device that holds
  * no vmfs, a superblock with a bad checksum, a device shorter than the
  * datastore, geometry that does not add up, an unknown incompat feature (and an
- * unknown ro_compat feature unless read-only).
+ * unknown ro_compat feature unless read-only). One exception: a primary with a
+ * bad checksum and an intact backup, as a power cut during the primary's
+ * in-place write leaves it, is opened on the backup's geometry and replay
+ * rewrites the primary from the journal; if replay does not, open refuses
+ * after the replay.
  */
 #include "vmfs/vmfs_i.h"
 
@@ -391,7 +395,7 @@ int vmfs_open(const char *path, const struct vmfs_open_opts *o, struct vmfs **ou
 	struct vmfs_open_opts def = { 0 };
 	struct vmfs *fs;
 	struct vbuf *sbb, *rb;
-	const char *why = NULL;
+	const char *why = NULL, *primary_bad = NULL;
 	char ebuf[256] = "";
 	uint64_t unknown;
 	int ret;
@@ -427,12 +431,23 @@ int vmfs_open(const char *path, const struct vmfs_open_opts *o, struct vmfs **ou
 		const char *bwhy;
 		bool backup = dev_size(fs->dev) >= VMFS_SB_BACKUP_OFF + VMFS_UNIT &&
 			      !read_sb(fs, VMFS_SB_BACKUP_OFF, &bk, &bwhy);
-		if (ret == -EINVAL && !backup)
-			set_err(errbuf, errlen, ret, "%s: %s", path, why);
-		else
-			set_err(errbuf, errlen, ret, "%s: %s%s", path, why,
-				backup ? " (the backup superblock is intact: run fsck.vmfs)" : "");
-		goto err_close;
+		/*
+		 * A power cut that tears the primary's in-place write leaves a bad
+		 * checksum while the journal holds the committed image: open on the
+		 * backup, whose geometry is the same; replay rewrites unit 0, which
+		 * is read again below (still bad: the open fails there).
+		 */
+		if (ret == -EBADMSG && backup) {
+			memcpy(&fs->sb, &bk, sizeof(fs->sb));
+			primary_bad = why;
+		} else {
+			if (ret == -EINVAL && !backup)
+				set_err(errbuf, errlen, ret, "%s: %s", path, why);
+			else
+				set_err(errbuf, errlen, ret, "%s: %s%s", path, why,
+					backup ? " (the backup superblock is intact: run fsck.vmfs)" : "");
+			goto err_close;
+		}
 	}
 	if (le64_to_cpu(fs->sb.sb_size) > dev_size(fs->dev)) {
 		ret = set_err(errbuf, errlen, -EUCLEAN, "%s: device is %llu bytes but the datastore is %llu (truncated?)",
@@ -466,6 +481,11 @@ int vmfs_open(const char *path, const struct vmfs_open_opts *o, struct vmfs **ou
 	ret = journal_open(fs);
 	if (!ret) /* the journal may have changed the superblock */
 		ret = meta_read(fs, 0, VMFS_MAGIC_SB, &sbb);
+	if (ret == -EBADMSG && primary_bad) { /* replay did not restore it */
+		ret = set_err(errbuf, errlen, ret, "%s: %s (the backup superblock is intact: run fsck.vmfs)",
+			      path, primary_bad);
+		goto err_cache;
+	}
 	if (!ret) {
 		memcpy(&fs->sb, sbb->data, sizeof(fs->sb));
 		meta_put(fs, sbb);

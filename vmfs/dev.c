@@ -1348,8 +1348,15 @@ int dev_set_size(struct vmfs_dev *dev, uint64_t size)
 		return -ENOTTY;
 	if (size > INT64_MAX)
 		return -EFBIG;
-	if (dev->crash && dev->crash->st.crashed)
-		return -EIO;   /* the crash engine sizes the file at once: not a device write */
+	if (dev->crash) {   /* the crash engine sizes the file at once: not a device write */
+		bool crashed;
+
+		pthread_mutex_lock(&dev->crash->lock);
+		crashed = dev->crash->st.crashed;
+		pthread_mutex_unlock(&dev->crash->lock);
+		if (crashed)
+			return -EIO;
+	}
 	while (ftruncate(dev->fd, (off_t)size) < 0)
 		if (errno != EINTR)
 			return -errno;

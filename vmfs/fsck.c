@@ -364,8 +364,11 @@ struct dir_walk {
 	uint64_t children[VMFS_DIRNODE_SPACE / 18 + 2];
 	unsigned nchildren;
 	uint64_t last_key;
-	/* entries to remove, found in this node */
-	char (*bad)[VMFS_NAME_MAX + 1];
+	/* entries to remove (or retype), found in this directory */
+	struct bad_entry {
+		char name[VMFS_NAME_MAX + 1];
+		bool retype;
+	} *bad;
 	unsigned nbad, badcap;
 	uint64_t count;
 	uint64_t *nodes;                /* node units claimed for this directory */
@@ -396,8 +399,9 @@ static int note_bad(struct dir_walk *w, const char *name, size_t len)
 		w->bad = p;
 		w->badcap = cap;
 	}
-	memcpy(w->bad[w->nbad], name, len);
-	w->bad[w->nbad++][len] = 0;
+	memcpy(w->bad[w->nbad].name, name, len);
+	w->bad[w->nbad].name[len] = 0;
+	w->bad[w->nbad++].retype = false;
 	return 0;
 }
 
@@ -458,7 +462,7 @@ static int entry_cb(void *ctx, uint64_t key, const char *name, size_t len, uint6
 		/* rewrite the entry's type */
 		r = note_bad(w, name, len);
 		if (!r)
-			w->bad[w->nbad - 1][VMFS_NAME_MAX] = 1; /* marker: retype, do not remove */
+			w->bad[w->nbad - 1].retype = true;
 	}
 	if (S_ISDIR(le32_to_cpu(ib_inode(ib)->i_mode)) && (ii->reached || ino == fs->root_ino)) {
 		meta_put(fs, ib);
@@ -583,8 +587,8 @@ static int check_dir(struct fsck *c, struct vbuf *ib, struct ino_info *ii)
 		}
 	}
 	for (unsigned i = 0; i < w->nbad && !r; i++) {
-		const char *name = w->bad[i];
-		if (w->bad[i][VMFS_NAME_MAX]) {
+		const char *name = w->bad[i].name;
+		if (w->bad[i].retype) {
 			uint64_t ino;
 			uint8_t t;
 			struct vbuf *cb;

@@ -393,6 +393,32 @@ int alloc_unit(struct vmfs *fs, uint64_t *unit)
 	return -ENOSPC;
 }
 
+/*
+ * Drops one reference in *ref (of block b, which holds the free count *nfree).
+ * Returns 1 when that was the last one (unit is now free, pending until the
+ * transaction commits: J5), 0, or -errno.
+ */
+static int ref_drop(struct vmfs *fs, struct vbuf *b, le16 *ref, le32 *nfree, uint64_t unit, const char *what)
+{
+	uint16_t r = le16_to_cpu(*ref);
+	int ret;
+
+	if (r == 0 || r > VMFS_REF_MAX) {
+		fs_err(fs, "%s at unit %llu: freeing it, but its count is 0x%x", what, (unsigned long long)unit, r);
+		return -EUCLEAN;
+	}
+	ret = meta_dirty(fs, b);
+	if (!ret && r == 1)
+		ret = pending_add(fs, unit);
+	if (ret)
+		return ret;
+	*ref = cpu_to_le16(r - 1);
+	if (r > 1)
+		return 0;
+	*nfree = cpu_to_le32(le32_to_cpu(*nfree) + 1);
+	return 1;
+}
+
 int free_unit(struct vmfs *fs, uint64_t unit)
 {
 	uint64_t blk = fs_unit_block(fs, unit);
@@ -400,7 +426,6 @@ int free_unit(struct vmfs *fs, uint64_t unit)
 	struct pool_info *pi = pool_find(fs, blk);
 	struct vmfs_pool_disk *p;
 	struct vbuf *b;
-	uint16_t ref;
 	int ret;
 
 	if (!addr_in_data(fs, unit) || i == 0 || !pi) {
@@ -411,22 +436,11 @@ int free_unit(struct vmfs *fs, uint64_t unit)
 	if (ret)
 		return ret;
 	p = (struct vmfs_pool_disk *)b->data;
-	ref = le16_to_cpu(p->pl_ref[i]);
-	if (ref == 0 || ref > VMFS_REF_MAX) {
-		fs_err(fs, "sub-block %llu: freeing it, but its count is %u", (unsigned long long)unit, ref);
-		meta_put(fs, b);
-		return -EUCLEAN;
-	}
-	ret = meta_dirty(fs, b);
-	if (!ret && ref == 1)
-		ret = pending_add(fs, unit);
-	if (!ret) {
-		p->pl_ref[i] = cpu_to_le16(ref - 1);
-		if (ref == 1) {
-			p->pl_nfree = cpu_to_le32(le32_to_cpu(p->pl_nfree) + 1);
-			pi->nfree++;
-			fs->free_units_in_pools++;
-		}
+	ret = ref_drop(fs, b, &p->pl_ref[i], &p->pl_nfree, unit, "sub-block");
+	if (ret == 1) {
+		pi->nfree++;
+		fs->free_units_in_pools++;
+		ret = 0;
 	}
 	meta_put(fs, b);
 	meta_forget(fs, unit);
@@ -439,7 +453,6 @@ int free_block(struct vmfs *fs, uint64_t unit)
 	struct vmfs_rc_disk *d;
 	struct vbuf *b;
 	uint32_t i;
-	uint16_t ref;
 	int ret;
 
 	if (!unit_is_block(fs, unit)) {
@@ -457,22 +470,11 @@ int free_block(struct vmfs *fs, uint64_t unit)
 	if (ret)
 		return ret;
 	d = (struct vmfs_rc_disk *)b->data;
-	ref = le16_to_cpu(d->rc_ref[i]);
-	if (ref == 0 || ref > VMFS_REF_MAX) {
-		fs_err(fs, "block %llu: freeing it, but its count is 0x%x", (unsigned long long)blk, ref);
-		meta_put(fs, b);
-		return -EUCLEAN;
-	}
-	ret = meta_dirty(fs, b);
-	if (!ret && ref == 1)
-		ret = pending_add(fs, unit);
-	if (!ret) {
-		d->rc_ref[i] = cpu_to_le16(ref - 1);
-		if (ref == 1) {
-			d->rc_nfree = cpu_to_le32(le32_to_cpu(d->rc_nfree) + 1);
-			fs->rc_free[rc]++;
-			fs->free_blocks++;
-		}
+	ret = ref_drop(fs, b, &d->rc_ref[i], &d->rc_nfree, unit, "block");
+	if (ret == 1) {
+		fs->rc_free[rc]++;
+		fs->free_blocks++;
+		ret = 0;
 	}
 	meta_put(fs, b);
 	return ret;

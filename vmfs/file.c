@@ -616,13 +616,12 @@ static int truncate_locked(struct vmfs *fs, struct vbuf *ib, uint64_t size)
 	return ret;
 }
 
-int file_truncate(struct vmfs *fs, struct vinode *vi, uint64_t size)
+/* Under the inode's exclusive iolock, in an operation. */
+int file_truncate(struct vmfs *fs, uint64_t ino, uint64_t size)
 {
 	struct vbuf *ib;
-	int ret;
+	int ret = get_regular(fs, ino, &ib, false);
 
-	(void)vi;
-	ret = get_regular(fs, vi->ino, &ib, false);
 	if (ret)
 		return ret;
 	ret = truncate_locked(fs, ib, size);

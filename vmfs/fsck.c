@@ -622,7 +622,6 @@ static int check_inode(struct fsck *c, uint64_t ino, struct ino_info *ii)
 	struct vmfs_inode_disk *di;
 	struct vbuf *ib;
 	uint32_t flags, mode;
-	uint64_t size;
 	int r = inode_read(fs, ino, &ib);
 
 	if (r) {
@@ -632,7 +631,6 @@ static int check_inode(struct fsck *c, uint64_t ino, struct ino_info *ii)
 	di = ib_inode(ib);
 	flags = le32_to_cpu(di->i_flags);
 	mode = le32_to_cpu(di->i_mode);
-	size = le64_to_cpu(di->i_size);
 	ii->units = 1;
 	c->r->files += !S_ISDIR(mode);
 	c->r->dirs += S_ISDIR(mode) != 0;
@@ -643,7 +641,6 @@ static int check_inode(struct fsck *c, uint64_t ino, struct ino_info *ii)
 		r = walk_map(c, ib, ib, (le64 *)di->i_root, VMFS_ROOT_PTRS, di->i_height ? di->i_height - 1u : 0, 0,
 			     large ? fs->block_size : VMFS_UNIT, large, ii);
 	}
-	(void)size;
 	if (!r && le64_to_cpu(di->i_units) != ii->units &&
 	    problem(c, true, "inode %llu: %llu units counted, %llu recorded", (unsigned long long)ino,
 		    (unsigned long long)ii->units, (unsigned long long)le64_to_cpu(di->i_units))) {

@@ -569,7 +569,7 @@ int vmfs_setattr(struct vmfs *fs, uint64_t ino, const struct vmfs_stat *in, unsi
 		else if (in->size > (64ull << 40) * 4)
 			ret = -EFBIG;
 		else
-			ret = file_truncate(fs, vi, in->size);
+			ret = file_truncate(fs, ino, in->size);
 	}
 	if (!ret) {
 		if (flags & VMFS_SET_MODE)

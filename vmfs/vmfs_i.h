@@ -197,7 +197,7 @@ uint64_t dir_key_prefix(struct vmfs *fs, const char *name, size_t len);
 int dir_release(struct vmfs *fs, struct vbuf *dib);
 
 /* ---- file.c ---- */
-int file_truncate(struct vmfs *fs, struct vinode *vi, uint64_t size);
+int file_truncate(struct vmfs *fs, uint64_t ino, uint64_t size);
 int file_write_internal(struct vmfs *fs, uint64_t ino, const void *buf, size_t len, uint64_t off);
 
 /* helpers */

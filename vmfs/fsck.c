@@ -52,6 +52,8 @@ struct fsck {
 	const char *pass;
 	uint64_t done, total;
 	char quiet[256];
+	struct vmfs_sb_disk *sb_p, *sb_b; /* both superblock copies as read, judged after replay */
+	bool sb_pok, sb_bok;
 };
 
 static bool repairing(struct fsck *c) { return c->o->mode != VMFS_FSCK_CHECK; }
@@ -1059,16 +1061,39 @@ static int fsck_open(struct fsck *c, const char *path, char *errbuf, size_t errl
 	r = cache_init(fs);
 	if (!r)
 		r = itab_init(fs);
+	if (!r && !pok) /* replay reads unit 0: until judged, it is the backup */
+		r = meta_overlay(fs, 0, b);
 	if (r)
 		goto out;
-	if (!pok) {
+	c->sb_p = p;
+	c->sb_b = b;
+	c->sb_pok = pok;
+	c->sb_bok = bok;
+	return 0;
+out:
+	free(p);
+	free(b);
+	return r;
+}
+
+/*
+ * The two superblock copies, judged after journal replay: a transaction that
+ * holds unit 0 rewrites both (in place, or in memory with -n), so a copy torn
+ * by a power cut during that transaction's in-place write is no problem.
+ */
+static int check_superblocks(struct fsck *c)
+{
+	struct vmfs *fs = c->fs;
+	struct vbuf *sbb;
+	int r = 0;
+
+	if (fs->j_sb_replayed)
+		return 0;
+	if (!c->sb_pok) {
 		if (problem(c, true, "primary superblock is damaged; the backup is intact"))
-			r = meta_overlay_dirty(fs, 0, b);
-		else
-			r = meta_overlay(fs, 0, b);
-	} else if (!bok || memcmp(p, b, VMFS_UNIT)) {
+			r = meta_overlay_dirty(fs, 0, c->sb_b);
+	} else if (!c->sb_bok || memcmp(c->sb_p, c->sb_b, VMFS_UNIT)) {
 		if (problem(c, true, "backup superblock differs from the primary")) {
-			struct vbuf *sbb;
 			r = meta_read(fs, 0, VMFS_MAGIC_SB, &sbb);
 			if (!r) {
 				r = fsck_dirty(c, sbb);
@@ -1076,9 +1101,6 @@ static int fsck_open(struct fsck *c, const char *path, char *errbuf, size_t errl
 			}
 		}
 	}
-out:
-	free(p);
-	free(b);
 	return r;
 }
 
@@ -1142,7 +1164,7 @@ int vmfs_fsck(const char *path, const struct vmfs_fsck_opts *o, struct vmfs_fsck
 	r = fsck_open(&c, path, errbuf, errlen);
 	if (r)
 		goto out_fs;
-	if (!o->force && all_clean(&c)) {
+	if (!o->force && all_clean(&c) && c.sb_pok && c.sb_bok && !memcmp(c.sb_p, c.sb_b, VMFS_UNIT)) {
 		res->skipped_clean = true;
 		goto out_fs;
 	}
@@ -1158,6 +1180,8 @@ int vmfs_fsck(const char *path, const struct vmfs_fsck_opts *o, struct vmfs_fsck
 
 	start_pass(&c, "Pass 1: host records, journals, orphans", le32_to_cpu(fs->sb.sb_host_slots));
 	r = check_journals(&c);
+	if (!r)
+		r = check_superblocks(&c);
 	if (!r) { /* the journal may have changed the superblock */
 		struct vbuf *sbb;
 		r = meta_read(fs, 0, VMFS_MAGIC_SB, &sbb);
@@ -1230,6 +1254,8 @@ out:
 	free(c.ihash);
 	free(c.queue);
 	free(c.lost);
+	free(c.sb_p);
+	free(c.sb_b);
 	if (r && errbuf && !errbuf[0])
 		snprintf(errbuf, errlen, "%s: %s", path, strerror(-r));
 out_fs:

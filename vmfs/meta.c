@@ -748,6 +748,8 @@ static int journal_scan(struct vmfs *fs, int (*apply)(struct vmfs *, uint64_t, c
 			ret = apply(fs, a, images + (size_t)i * VMFS_UNIT);
 			if (ret)
 				goto out;
+			if (a == 0) /* both superblock copies are rewritten by this replay */
+				fs->j_sb_replayed = true;
 		}
 		found++;
 		seq++;
@@ -765,9 +767,14 @@ out:
 
 static int apply_in_place(struct vmfs *fs, uint64_t addr, const uint8_t *image)
 {
+	struct vbuf *b = cache_find(fs, addr);
 	int ret = dev_pwrite(fs->dev, image, VMFS_UNIT, addr * VMFS_UNIT);
-	if (!ret && addr == 0) /* the superblock keeps its backup in step */
+
+	if (!ret && addr == 0) { /* the superblock keeps its backup in step */
 		ret = dev_pwrite(fs->dev, image, VMFS_UNIT, VMFS_SB_BACKUP_OFF);
+	}
+	if (!ret && b && !b->dirty && !b->in_undo) /* a cached copy (fsck's overlay) follows the disk */
+		memcpy(b->data, image, VMFS_UNIT);
 	return ret;
 }
 

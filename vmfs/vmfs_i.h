@@ -85,7 +85,7 @@ struct vmfs {
 	uint64_t j_unit, j_units;       /* extent; 0 = none */
 	uint64_t j_seq, j_head;         /* next sequence and log position */
 	uint64_t j_tail_seq, j_tail;
-	bool j_replayed, j_no_inplace, mkfs_mode; /* mkfs_mode: no journal; blocks are written directly */
+	bool j_replayed, j_sb_replayed, j_no_inplace, mkfs_mode; /* mkfs_mode: no journal; blocks are written directly */
 	const char *journal_state;
 	int fatal;                      /* an in-place write failed: everything fails now */
 

@@ -161,8 +161,18 @@ enum lk_lock_flags {
  */
 int lk_lock(struct lk_host *h, uint64_t res, enum lk_mode mode, unsigned flags, uint64_t *version,
 	    struct lk_holder *holder);
-/* Drops one reference; the last one removes the record (bumping the version if bump). */
-int lk_unlock(struct lk_host *h, uint64_t res, bool bump);
+/*
+ * Drops one reference; the last one removes the record, bumping the version if
+ * bump. *version (may be NULL) gets the version the resource has afterwards.
+ */
+int lk_unlock(struct lk_host *h, uint64_t res, bool bump, uint64_t *version);
+
+/*
+ * True when another live host waits for res (it called lk_lock with LK_WAIT
+ * and found this host in the way). A holder that caches a lock polls this
+ * and lets go. Reads res's bucket: one I/O.
+ */
+bool lk_wanted(struct lk_host *h, uint64_t res);
 
 /* ---- inspection without joining (vmfsctl, fsck) ---- */
 

@@ -28,12 +28,13 @@ static void on_progress(void *ctx, const char *pass, uint64_t done, uint64_t tot
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: fsck.vmfs [-n|-p|-y] [-f] [-v] DEVICE\n"
+	fprintf(f, "usage: fsck.vmfs [-n|-p|-y] [-f] [-v] [--ignore-live-hosts] DEVICE\n"
 		   "  -n  check only: open read-only and change nothing\n"
 		   "  -p  repair what is safe without asking (preen)\n"
 		   "  -y  repair everything\n"
 		   "  -f  check even when the datastore is marked clean\n"
 		   "  -v  name each pass\n"
+		   "  --ignore-live-hosts  repair even while another host's heartbeat advances (dangerous)\n"
 		   "exit: 0 clean, 1 errors corrected, 4 errors left, 8 operational error, 16 usage\n");
 }
 
@@ -45,8 +46,14 @@ int main(int argc, char **argv)
 	int c, modes = 0, ret;
 
 	tool_name = "fsck.vmfs";
-	while ((c = getopt(argc, argv, "npyfvah")) != -1) {
+	static const struct option longopts[] = {
+		{ "ignore-live-hosts", no_argument, NULL, 'I' }, { "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+
+	while ((c = getopt_long(argc, argv, "npyfvah", longopts, NULL)) != -1) {
 		switch (c) {
+		case 'I': o.ignore_live_hosts = true; break;
 		case 'n': o.mode = VMFS_FSCK_CHECK; modes++; break;
 		case 'p': case 'a': o.mode = VMFS_FSCK_PREEN; modes++; break;
 		case 'y': o.mode = VMFS_FSCK_YES; modes++; break;
@@ -71,6 +78,9 @@ int main(int argc, char **argv)
 		tool_err("%s", err[0] ? err : strerror(-ret));
 		return 8;
 	}
+	if (res.live_hosts)
+		tool_err("warning: %u host%s alive: what %s meanwhile may show as errors", res.live_hosts,
+			 res.live_hosts > 1 ? "s are" : " is", res.live_hosts > 1 ? "they change" : "it changes");
 	if (res.skipped_clean) {
 		printf("%s: clean\n", argv[optind]);
 		return 0;

@@ -12,7 +12,7 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: mkfs.vmfs [-f] [-L LABEL] [-b BLOCKSIZE] [-H HOSTS] [-J JOURNALSIZE] [--size SIZE] DEVICE\n"
+	fprintf(f, "usage: mkfs.vmfs [-f] [-L LABEL] [-b BLOCKSIZE] [-H HOSTS] [-J JOURNALSIZE] [-T I,D,F,IO] [--size SIZE] DEVICE\n"
 		   "  -s, --size SIZE          create or grow a sparse file of SIZE (e.g. 256M, 16T)\n"
 		   "  -L, --label LABEL        datastore label (up to 63 bytes)\n"
 		   "  -b, --block-size SIZE    file block size, 64K..4M, power of two (default 1M)\n"
@@ -20,6 +20,8 @@ static void usage(FILE *f)
 		   "  -J, --journal-size SIZE  per-host journal (default: 1/64 of the datastore, 4M..32M)\n"
 		   "  -f, --force              overwrite an existing filesystem\n"
 		   "  -U, --uuid UUID          datastore UUID (default: random)\n"
+		   "  -T, --timing I,D,F,IO    cluster timings in ms: heartbeat interval, dead after,\n"
+		   "                           fence after, I/O timeout (default 1000,8000,5000,1000)\n"
 		   "  -q, --quiet              print nothing on success\n");
 }
 
@@ -52,7 +54,8 @@ int main(int argc, char **argv)
 		{ "size", required_argument, NULL, 's' },   { "label", required_argument, NULL, 'L' },
 		{ "block-size", required_argument, NULL, 'b' }, { "hosts", required_argument, NULL, 'H' },
 		{ "journal-size", required_argument, NULL, 'J' }, { "force", no_argument, NULL, 'f' },
-		{ "quiet", no_argument, NULL, 'q' },        { "uuid", required_argument, NULL, 'U' },        { "help", no_argument, NULL, 'h' },
+		{ "quiet", no_argument, NULL, 'q' },        { "uuid", required_argument, NULL, 'U' },
+		{ "timing", required_argument, NULL, 'T' },  { "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct vmfs_mkfs_opts o = { 0 };
@@ -66,7 +69,7 @@ int main(int argc, char **argv)
 	int c, ret;
 
 	tool_name = "mkfs.vmfs";
-	while ((c = getopt_long(argc, argv, "s:L:b:H:J:U:fqh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:L:b:H:J:U:T:fqh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			if (base_parse_size(optarg, &o.size) || !o.size) {
@@ -104,6 +107,21 @@ int main(int argc, char **argv)
 			}
 			o.uuid = uuid_bytes;
 			break;
+		case 'T': {
+			unsigned t[4];
+			char end;
+			if (sscanf(optarg, "%u,%u,%u,%u%c", &t[0], &t[1], &t[2], &t[3], &end) != 4 ||
+			    !t[0] || !t[1] || !t[2] || !t[3] || t[0] > 600000 || t[1] > 600000 || t[2] > 600000 ||
+			    t[3] > 600000) {
+				tool_err("invalid timing '%s' (INTERVAL,DEAD,FENCE,IO_TIMEOUT in ms)", optarg);
+				return 1;
+			}
+			o.hb_interval_ms = t[0];
+			o.hb_dead_ms = t[1];
+			o.fence_ms = t[2];
+			o.io_timeout_ms = t[3];
+			break;
+		}
 		case 'f':
 			o.force = true;
 			break;

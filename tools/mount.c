@@ -31,7 +31,7 @@ enum {
 	EXIT_MOUNT = 32,
 };
 
-#define TIMEOUT 1.0
+#define TIMEOUT 0.5 /* other hosts' changes show within this plus a lock hand-over */
 #define MAX_WRITE (1u << 20)
 
 struct vmount {
@@ -352,11 +352,42 @@ static void vm_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 
 /* ---- files ------------------------------------------------------------------- */
 
+/*
+ * A file open for writing holds its cluster lock exclusive, for reading shared
+ * (vmfs_file_lock: per host, counted); another host in the way gives EBUSY and
+ * the daemon says who. fi->fh remembers that release must let go.
+ */
+static int open_lock(struct vmount *vm, uint64_t ino, struct fuse_file_info *fi)
+{
+	char who[200] = "";
+	int ret = vmfs_file_lock(vm->fs, ino, (fi->flags & O_ACCMODE) == O_RDONLY ? VMFS_LOCK_SH : VMFS_LOCK_EX,
+				 who, sizeof(who));
+
+	if (ret == -EBUSY)
+		tool_err("inode %llu: locked by %s", (unsigned long long)ino, who);
+	fi->fh = ret ? 0 : 1;
+	return ret;
+}
+
 static void vm_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	(void)ino;
-	/* Nothing to set up: libvmfs takes any alignment, O_DIRECT included. */
+	struct vmount *vm = vm_of(req);
+	int ret = open_lock(vm, to_vmfs(vm, ino), fi);
+
+	if (ret) {
+		fuse_reply_err(req, -ret);
+		return;
+	}
+	/* libvmfs takes any alignment, O_DIRECT included */
 	fi->keep_cache = 0;
+	if (fuse_reply_open(req, fi))
+		vmfs_file_unlock(vm->fs, to_vmfs(vm, ino));
+}
+
+static void vm_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	fi->fh = 0;
 	fuse_reply_open(req, fi);
 }
 
@@ -385,10 +416,18 @@ static void vm_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		fuse_reply_err(req, -ret);
 		return;
 	}
+	ret = open_lock(vm, vs.ino, fi);
+	if (ret) {
+		vmfs_forget(vm->fs, vs.ino, 1);
+		fuse_reply_err(req, -ret);
+		return;
+	}
 	entry_fill(vm, &vs, &e);
 	fi->keep_cache = 0;
-	if (fuse_reply_create(req, &e, fi))
+	if (fuse_reply_create(req, &e, fi)) {
+		vmfs_file_unlock(vm->fs, vs.ino);
 		vmfs_forget(vm->fs, vs.ino, 1);
+	}
 }
 
 static void vm_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -425,11 +464,21 @@ static void vm_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		fuse_reply_write(req, n);
 }
 
-/* flush and release: nothing is buffered here, and opens hold no state. */
+/* flush: nothing is buffered here. */
 static void vm_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)ino;
 	(void)fi;
+	fuse_reply_err(req, 0);
+}
+
+/* release: the open's file lock goes (the last one on this host lets the cluster lock go). */
+static void vm_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct vmount *vm = vm_of(req);
+
+	if (fi->fh)
+		vmfs_file_unlock(vm->fs, to_vmfs(vm, ino));
 	fuse_reply_err(req, 0);
 }
 
@@ -557,7 +606,7 @@ static void vm_statfs(fuse_req_t req, fuse_ino_t ino)
 	fuse_reply_statfs(req, &st);
 }
 
-/* opendir, releasedir: as open and flush, no per-open state. */
+/* opendir, releasedir: no per-open state. */
 static const struct fuse_lowlevel_ops vm_ops = {
 	.init = vm_init,
 	.destroy = vm_destroy,
@@ -578,9 +627,9 @@ static const struct fuse_lowlevel_ops vm_ops = {
 	.read = vm_read,
 	.write = vm_write,
 	.flush = vm_flush,
-	.release = vm_flush,
+	.release = vm_release,
 	.fsync = vm_fsync,
-	.opendir = vm_open,
+	.opendir = vm_opendir,
 	.readdir = vm_readdir,
 	.releasedir = vm_flush,
 	.fsyncdir = vm_fsyncdir,

@@ -4,15 +4,41 @@
  * Exit codes: 0 success, 1 the operation failed, 2 bad usage.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "base/base.h"
+#include "lockmgr/lockmgr.h"
 #include "tools/common.h"
 #include "vmfs/vmfs.h"
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: vmfsctl info [--json] DEVICE\n");
+	fprintf(f, "usage: vmfsctl info [--json] DEVICE\n"
+		   "       vmfsctl hosts [--json] DEVICE         hosts in the cluster (watches their heartbeats)\n"
+		   "       vmfsctl locks [--json] DEVICE [PATH]  lock holders, of every lock or of PATH\n");
+}
+
+/* [--json] DEVICE [PATH]: 0, or 2 for bad usage (said). */
+static int parse_args(int argc, char **argv, bool *json, const char **dev, const char **path, bool path_ok)
+{
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--json"))
+			*json = true;
+		else if (argv[i][0] == '-' && argv[i][1])
+			goto bad;
+		else if (!*dev)
+			*dev = argv[i];
+		else if (path_ok && !*path)
+			*path = argv[i];
+		else
+			goto bad;
+	}
+	if (*dev)
+		return 0;
+bad:
+	usage(stderr);
+	return 2;
 }
 
 static void json_str(const char *s)
@@ -39,19 +65,8 @@ static int cmd_info(int argc, char **argv)
 	char err[256], uuid[37], a[32], b[32], feat[3][64];
 	int ret;
 
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--json"))
-			json = true;
-		else if (argv[i][0] == '-' || dev) {
-			usage(stderr);
-			return 2;
-		} else
-			dev = argv[i];
-	}
-	if (!dev) {
-		usage(stderr);
+	if (parse_args(argc, argv, &json, &dev, NULL, false))
 		return 2;
-	}
 	ret = vmfs_open(dev, &oo, &fs, err, sizeof(err));
 	if (ret) {
 		tool_err("%s", err);
@@ -96,6 +111,160 @@ static int cmd_info(int argc, char **argv)
 	return 0;
 }
 
+static const char *state_name(enum lk_slot_state s, bool alive)
+{
+	switch (s) {
+	case LK_SLOT_FREE: return "free";
+	case LK_SLOT_LIVE: return alive ? "alive" : "dead";
+	case LK_SLOT_RECOVERING: return "recovering";
+	}
+	return "unknown";
+}
+
+/* Read-only: watches the heartbeat region for two intervals, then lists every used slot. */
+static int cmd_hosts(int argc, char **argv)
+{
+	struct vmfs_open_opts oo = { .readonly = true };
+	const char *dev = NULL;
+	struct lk_slot_info *s = NULL;
+	struct lk_geometry g;
+	struct lk_timing t;
+	struct lk_io io;
+	struct vmfs *fs;
+	bool json = false;
+	char err[256], uuid[37];
+	size_t n = 0;
+	int ret;
+
+	if (parse_args(argc, argv, &json, &dev, NULL, false))
+		return 2;
+	ret = vmfs_open(dev, &oo, &fs, err, sizeof(err));
+	if (ret) {
+		tool_err("%s", err);
+		return 1;
+	}
+	vmfs_cluster_io(fs, &io, &g, &t);
+	ret = lk_watch_slots(&io, &g, 2 * t.interval_ms + 100, &s, &n);
+	if (ret) {
+		tool_err("%s: cannot read the heartbeat region: %s", dev, strerror(-ret));
+		vmfs_close(fs);
+		return 1;
+	}
+	if (json)
+		printf("[");
+	else
+		printf("%-5s %-36s %-20s %6s %10s %s\n", "SLOT", "HOST UUID", "HOSTNAME", "GEN", "HEARTBEAT", "STATE");
+	for (size_t i = 0; i < n; i++) {
+		base_uuid_fmt(s[i].uuid, uuid);
+		if (json) {
+			printf("%s{\"slot\":%u,\"uuid\":\"%s\",\"hostname\":", i ? "," : "", s[i].slot, uuid);
+			json_str(s[i].hostname);
+			printf(",\"generation\":%llu,\"heartbeat_age_s\":%.1f,\"heartbeat_age_at_least\":%s,"
+			       "\"state\":\"%s\"}",
+			       (unsigned long long)s[i].gen, s[i].age_s, s[i].alive ? "false" : "true",
+			       state_name(s[i].state, s[i].alive));
+		} else {
+			char age[32];
+			snprintf(age, sizeof(age), "%s%.1fs", s[i].alive ? "" : ">=", s[i].age_s);
+			printf("%-5u %-36s %-20.20s %6llu %10s %s\n", s[i].slot, uuid, s[i].hostname[0] ? s[i].hostname : "-",
+			       (unsigned long long)s[i].gen, age, state_name(s[i].state, s[i].alive));
+		}
+	}
+	if (json)
+		printf("]\n");
+	free(s);
+	vmfs_close(fs);
+	return 0;
+}
+
+struct locks_ctx {
+	bool json, filter;
+	uint64_t res;
+	unsigned n;
+};
+
+static const char *mode_name(enum lk_mode m)
+{
+	return m == LK_EX ? "exclusive" : m == LK_SH ? "read-only" : m == LK_MW ? "multi-writer" : "?";
+}
+
+static int print_lock(void *arg, uint64_t res, const struct lk_holder *h, uint64_t version)
+{
+	struct locks_ctx *c = arg;
+	unsigned ns = (unsigned)(res >> 56);
+	unsigned long long id = res & ((1ull << 56) - 1);
+	char what[64];
+
+	if (c->filter && res != c->res)
+		return 0;
+	switch (ns) {
+	case LK_NS_INODE: snprintf(what, sizeof(what), "inode %llu", id); break;
+	case LK_NS_META: snprintf(what, sizeof(what), "metadata"); break;
+	case LK_NS_RC: snprintf(what, sizeof(what), "resource cluster %llu", id); break;
+	case LK_NS_SLOT: snprintf(what, sizeof(what), "recovery of slot %llu", id); break;
+	default: snprintf(what, sizeof(what), "resource 0x%llx", (unsigned long long)res); break;
+	}
+	if (c->json) {
+		printf("%s{\"resource\":\"%s\",\"mode\":\"%s\",\"slot\":%u,\"hostname\":", c->n ? "," : "", what,
+		       mode_name(h->mode), h->slot);
+		json_str(h->hostname);
+		printf(",\"generation\":%llu,\"version\":%llu}", (unsigned long long)h->gen,
+		       (unsigned long long)version);
+	} else {
+		printf("%-24s %-12s slot %-5u %-20.20s gen %llu\n", what, mode_name(h->mode), h->slot,
+		       h->hostname[0] ? h->hostname : "-", (unsigned long long)h->gen);
+	}
+	c->n++;
+	return 0;
+}
+
+/* Read-only: every lock record, or those of PATH. A lock of a dead host is listed until it is recovered. */
+static int cmd_locks(int argc, char **argv)
+{
+	struct vmfs_open_opts oo = { .readonly = true };
+	struct locks_ctx c = { 0 };
+	const char *dev = NULL, *path = NULL;
+	struct lk_geometry g;
+	struct lk_timing t;
+	struct lk_io io;
+	struct vmfs *fs;
+	char err[256];
+	uint64_t ino;
+	int ret;
+
+	if (parse_args(argc, argv, &c.json, &dev, &path, true))
+		return 2;
+	ret = vmfs_open(dev, &oo, &fs, err, sizeof(err));
+	if (ret) {
+		tool_err("%s", err);
+		return 1;
+	}
+	if (path) {
+		ret = vmfs_resolve(fs, path, &ino);
+		if (ret) {
+			tool_err("%s: %s", path, strerror(-ret));
+			vmfs_close(fs);
+			return 1;
+		}
+		c.filter = true;
+		c.res = LK_RES(LK_NS_INODE, ino);
+	}
+	vmfs_cluster_io(fs, &io, &g, &t);
+	if (c.json)
+		printf("[");
+	else
+		printf("%-24s %-12s %-10s %-20s %s\n", "RESOURCE", "MODE", "OWNER", "HOSTNAME", "GENERATION");
+	ret = lk_read_locks(&io, &g, print_lock, &c);
+	if (c.json)
+		printf("]\n");
+	vmfs_close(fs);
+	if (ret) {
+		tool_err("%s: cannot read the lock region: %s", dev, strerror(-ret));
+		return 1;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	tool_name = "vmfsctl";
@@ -105,6 +274,10 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "info"))
 		return cmd_info(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "hosts"))
+		return cmd_hosts(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "locks"))
+		return cmd_locks(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
 		usage(stdout);
 		return 0;

@@ -163,11 +163,18 @@ int alloc_init(struct vmfs *fs)
 	return 0;
 }
 
+/* Frees the allocator's memory; alloc_init() may load it again (cluster.c, C3). */
 void alloc_release(struct vmfs *fs)
 {
 	free(fs->rc_free);
 	free(fs->pools);
 	free(fs->pending);
+	fs->rc_free = NULL;
+	fs->pools = NULL;
+	fs->pending = NULL;
+	fs->npools = fs->pools_cap = fs->pool_cur = 0;
+	fs->npending = fs->pending_cap = 0;
+	fs->free_units_in_pools = fs->free_blocks = 0;
 }
 
 /* Keeps the in-memory counters in step when a block's newer image is undone. */

@@ -110,6 +110,8 @@ struct vmfs_dev {
 	struct dev_ctx *pool;          /* idle contexts */
 	unsigned nctx;                 /* contexts alive, idle or borrowed */
 	struct dev_crash *crash;       /* the crash engine's state; NULL for the others */
+	bool (*write_gate)(void *arg); /* fencing: false refuses every write (dev_set_write_gate) */
+	void *write_gate_arg;
 };
 
 struct dev_queue {
@@ -1371,13 +1373,30 @@ static bool dev_aligned(const struct vmfs_dev *dev, uint64_t v)
 	return (v & (dev->sector - 1)) == 0;
 }
 
-/* -EINVAL for a bad op, a misaligned or overflowing request, -EROFS for a write on a read-only dev. */
+void dev_set_write_gate(struct vmfs_dev *dev, bool (*gate)(void *arg), void *arg)
+{
+	dev->write_gate_arg = arg;
+	dev->write_gate = gate;
+}
+
+/* The fencing check, made just before a write is handed to the engine. */
+static bool dev_write_allowed(const struct vmfs_dev *dev)
+{
+	return !dev->write_gate || dev->write_gate(dev->write_gate_arg);
+}
+
+/*
+ * -EINVAL for a bad op, a misaligned or overflowing request, -EROFS for a write
+ * on a read-only dev, -EIO for a write after the write gate closed (fenced).
+ */
 static int req_check(const struct vmfs_dev *dev, const struct dev_req *req)
 {
 	if (req->op != DEV_OP_READ && req->op != DEV_OP_WRITE)
 		return -EINVAL;
 	if (req->op == DEV_OP_WRITE && dev_readonly(dev))
 		return -EROFS;
+	if (req->op == DEV_OP_WRITE && !dev_write_allowed(dev))
+		return -EIO;
 	if (req->len == 0)
 		return 0;
 	if (!dev_aligned(dev, req->off) || !dev_aligned(dev, req->len) ||
@@ -1511,6 +1530,8 @@ int dev_zero_range(struct vmfs_dev *dev, uint64_t off, uint64_t len)
 
 	if (dev_readonly(dev))
 		return -EROFS;
+	if (!dev_write_allowed(dev))
+		return -EIO;
 	if (len == 0)
 		return 0;
 	if (!dev_aligned(dev, off) || !dev_aligned(dev, len) || off > INT64_MAX ||

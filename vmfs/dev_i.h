@@ -43,6 +43,14 @@ const char *dev_engine_name(const struct vmfs_dev *dev); /* "uring", "aio", "syn
 /* Grows a regular file to size bytes (sparse, ftruncate). -ENOTTY on a block device. */
 int dev_set_size(struct vmfs_dev *dev, uint64_t size);
 
+/*
+ * Fencing: once gate(arg) returns false, every write and zero-range fails with
+ * -EIO before it reaches the engine. gate is called before each submission, from
+ * any thread, and must be cheap (lk_write_ok: one clock read). Set it before the
+ * first write; NULL removes it.
+ */
+void dev_set_write_gate(struct vmfs_dev *dev, bool (*gate)(void *arg), void *arg);
+
 int dev_pread(struct vmfs_dev *dev, void *buf, size_t len, uint64_t off);
 int dev_pwrite(struct vmfs_dev *dev, const void *buf, size_t len, uint64_t off);
 /* Makes every completed write durable (fdatasync / IORING_OP_FSYNC). */

@@ -293,7 +293,9 @@ ssize_t vmfs_pread(struct vmfs *fs, uint64_t ino, void *buf, size_t len, uint64_
 	if (!vi)
 		return -ENOMEM;
 	pthread_rwlock_rdlock(&vi->iolock);
-	pthread_mutex_lock(&fs->lock);
+	ret = fs_enter(fs, false);
+	if (ret)
+		goto out;
 	ret = get_regular(fs, ino, &ib, true);
 	if (ret)
 		goto err_unlock;
@@ -429,8 +431,9 @@ again:
 		pthread_rwlock_wrlock(&vi->iolock);
 	else
 		pthread_rwlock_rdlock(&vi->iolock);
-	op_begin(fs);
-	ret = get_regular(fs, ino, &ib, internal);
+	ret = op_begin(fs);
+	if (!ret)
+		ret = get_regular(fs, ino, &ib, internal);
 	if (ret)
 		goto err_op;
 	if (!excl) {
@@ -472,8 +475,9 @@ again:
 	if (ret)
 		goto out;
 
-	op_begin(fs);
-	ret = inode_read(fs, ino, &ib);
+	ret = op_begin(fs);
+	if (!ret)
+		ret = inode_read(fs, ino, &ib);
 	if (!ret) {
 		struct vmfs_inode_disk *di = ib_inode(ib);
 		ret = meta_dirty(fs, ib);
@@ -749,8 +753,9 @@ int vmfs_fallocate(struct vmfs *fs, uint64_t ino, int mode, uint64_t off, uint64
 	if (!vi)
 		return -ENOMEM;
 	pthread_rwlock_wrlock(&vi->iolock);
-	op_begin(fs);
-	ret = get_regular(fs, ino, &ib, false);
+	ret = op_begin(fs);
+	if (!ret)
+		ret = get_regular(fs, ino, &ib, false);
 	if (!ret) {
 		ret = falloc_locked(fs, ib, mode, off, len);
 		if (!ret)
@@ -772,7 +777,9 @@ int vmfs_lseek(struct vmfs *fs, uint64_t ino, uint64_t off, int whence, uint64_t
 
 	if (whence != SEEK_DATA && whence != SEEK_HOLE)
 		return -EINVAL;
-	pthread_mutex_lock(&fs->lock);
+	ret = fs_enter(fs, false);
+	if (ret)
+		return ret;
 	ret = get_regular(fs, ino, &ib, false);
 	if (ret)
 		goto out;
@@ -961,9 +968,11 @@ int vmfs_aio_submit(struct vmfs_aio *q, struct vmfs_aio_req *r)
 	if (!vi)
 		return -ENOMEM;
 	pthread_rwlock_rdlock(&vi->iolock);
-	pthread_mutex_lock(&fs->lock);
-	async = aio_map(fs, r, &pl, &len);
-	pthread_mutex_unlock(&fs->lock);
+	async = false;
+	if (!fs_enter(fs, false)) { /* refused: the synchronous path below reports it */
+		async = aio_map(fs, r, &pl, &len);
+		fs_leave(fs);
+	}
 	if (!async || pl.n == 0) {
 		pthread_rwlock_unlock(&vi->iolock);
 		/*

@@ -1104,6 +1104,59 @@ static int check_superblocks(struct fsck *c)
 	return r;
 }
 
+/*
+ * No repair while a host uses the datastore: a slot that is not free is
+ * watched, long enough when repairing to tell a dead host from a live one
+ * (dead_ms), two heartbeats for a check. Read-only; joins nothing.
+ */
+static int check_hosts(struct fsck *c, char *errbuf, size_t errlen)
+{
+	struct vmfs *fs = c->fs;
+	struct lk_slot_info *s = NULL;
+	struct lk_geometry g;
+	struct lk_timing t;
+	struct lk_io io;
+	uint32_t watch;
+	size_t n = 0;
+	bool used = false;
+	int r;
+
+	vmfs_cluster_io(fs, &io, &g, &t);
+	fs->lkio = io;
+	r = lk_read_slots(&fs->lkio, &g, &s, &n);
+	if (r) {
+		snprintf(errbuf, errlen, "cannot read the heartbeat region: %s", strerror(-r));
+		return r;
+	}
+	for (size_t i = 0; i < n; i++)
+		used |= s[i].state != LK_SLOT_FREE;
+	free(s);
+	s = NULL;
+	if (!used)
+		return 0;
+	watch = repairing(c) ? t.dead_ms + t.interval_ms : 2 * t.interval_ms + 100;
+	if (c->o->progress)
+		c->o->progress(c->o->progress_ctx, "Watching host heartbeats", 0, 1);
+	r = lk_watch_slots(&fs->lkio, &g, watch, &s, &n);
+	if (c->o->progress)
+		c->o->progress(c->o->progress_ctx, "Watching host heartbeats", 1, 1);
+	if (r) {
+		snprintf(errbuf, errlen, "cannot read the heartbeat region: %s", strerror(-r));
+		return r;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (s[i].state == LK_SLOT_FREE || !s[i].alive)
+			continue;
+		if (!c->r->live_hosts++ && repairing(c) && !c->o->ignore_live_hosts) {
+			snprintf(errbuf, errlen, "host slot %u (%s) is alive: the datastore is in use; unmount it on "
+				 "every host first", s[i].slot, s[i].hostname[0] ? s[i].hostname : "unknown host");
+			r = -EBUSY;
+		}
+	}
+	free(s);
+	return r;
+}
+
 /* Reads every pool with one I/O each, so pass 2 finds its inodes and nodes cached. */
 static void prefetch_pools(struct fsck *c)
 {
@@ -1162,6 +1215,8 @@ int vmfs_fsck(const char *path, const struct vmfs_fsck_opts *o, struct vmfs_fsck
 	fs->mkfs_mode = true; /* repairs are written directly, at the end */
 	fs->commit_ms = ~0u;
 	r = fsck_open(&c, path, errbuf, errlen);
+	if (!r)
+		r = check_hosts(&c, errbuf, errlen);
 	if (r)
 		goto out_fs;
 	if (!o->force && all_clean(&c) && c.sb_pok && c.sb_bok && !memcmp(c.sb_p, c.sb_b, VMFS_UNIT)) {

@@ -256,8 +256,10 @@ int orphans_process(struct vmfs *fs)
 		if (ret)
 			break;
 		next = le64_to_cpu(ib_inode(ib)->i_orphan_next);
-		op_begin(fs);
-		if (ib_inode(ib)->i_nlink == 0) {
+		ret = op_begin(fs);
+		if (ret) {
+			/* the cluster refused: op_end() below reports it */
+		} else if (ib_inode(ib)->i_nlink == 0) {
 			ret = inode_drop(fs, ino);
 		} else {
 			ret = inode_release_space(fs, ib, le64_to_cpu(ib_inode(ib)->i_size));

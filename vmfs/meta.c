@@ -174,6 +174,23 @@ static struct vbuf *cache_add(struct vmfs *fs, uint64_t addr)
 	return b;
 }
 
+/* Forgets every cached block (another host may have changed them). None may be in use. */
+int cache_drop_all(struct vmfs *fs)
+{
+	for (size_t i = 0; i < fs->bhash_size; i++) {
+		for (struct vbuf *b = fs->bhash[i], *next; b; b = next) {
+			next = b->hnext;
+			if (b->refs || b->dirty || b->in_undo) {
+				fs_err(fs, "internal: block %llu is in use while the cache is dropped",
+				       (unsigned long long)b->addr);
+				return -EIO;
+			}
+			buf_unhash_free(fs, b);
+		}
+	}
+	return 0;
+}
+
 void cache_release(struct vmfs *fs)
 {
 	for (size_t i = 0; fs->bhash && i < fs->bhash_size; i++) {
@@ -348,10 +365,37 @@ int meta_new(struct vmfs *fs, uint64_t addr, uint32_t magic, uint64_t owner, str
 
 /* ---- operations ------------------------------------------------------------ */
 
-void op_begin(struct vmfs *fs)
+/*
+ * Takes fs->lock and makes sure this host may read (write: change) metadata:
+ * in a cluster, that it holds META in a good mode (cluster.c, C1). On failure
+ * fs->lock is not held.
+ */
+int fs_enter(struct vmfs *fs, bool write)
+{
+	int ret;
+
+	pthread_mutex_lock(&fs->lock);
+	ret = cluster_meta(fs, write);
+	if (ret)
+		pthread_mutex_unlock(&fs->lock);
+	return ret;
+}
+
+void fs_leave(struct vmfs *fs)
+{
+	pthread_mutex_unlock(&fs->lock);
+}
+
+/*
+ * Starts an operation that may change metadata. fs->lock is taken even when
+ * this fails (the cluster refused META): the caller treats the result as the
+ * operation's error and ends it with op_end() as always.
+ */
+int op_begin(struct vmfs *fs)
 {
 	pthread_mutex_lock(&fs->lock);
 	fs->op_active = true;
+	return cluster_meta(fs, true);
 }
 
 static void dirty_list_remove(struct vmfs *fs, struct vbuf *b)
@@ -573,6 +617,7 @@ int journal_commit(struct vmfs *fs)
 		return -EIO;
 	if (!n)
 		return 0;
+	fs->meta_changed = true; /* META goes with a version bump (cluster.c, C3) */
 	if (n > VMFS_JDESC_MAX || n + 2 > log_units(fs)) {
 		fatal(fs, -E2BIG, "journal commit (transaction too large)");
 		return -EIO;
@@ -878,8 +923,9 @@ static int journal_create(struct vmfs *fs, struct vmfs_hostrec_disk *rec)
 	struct vbuf *hs;
 	int ret;
 
-	op_begin(fs);
-	ret = alloc_extent(fs, nblk, VMFS_REF_JOURNAL, &unit);
+	ret = op_begin(fs);
+	if (!ret)
+		ret = alloc_extent(fs, nblk, VMFS_REF_JOURNAL, &unit);
 	if (ret) {
 		fs_err(fs, "cannot allocate a %llu-block journal for host slot %u: %s",
 		       (unsigned long long)nblk, fs->slot, strerror(-ret));
@@ -964,6 +1010,84 @@ int journal_join(struct vmfs *fs)
 	ret = journal_create(fs, &rec);
 	if (!ret)
 		fs->journal_state = "in use";
+	return ret;
+}
+
+/*
+ * Everything this host changed reaches its home blocks and leaves the journal
+ * (cluster.c, C2): commit, write in place, flush, tail = head. A no-op when the
+ * journal is already empty.
+ */
+int journal_checkpoint(struct vmfs *fs)
+{
+	int ret;
+
+	if (fs->ro || !fs->j_unit)
+		return 0;
+	ret = journal_commit(fs);
+	if (ret)
+		return ret;
+	if (fs->j_head == fs->j_tail) /* empty: tail and head are the same position */
+		return 0;
+	ret = journal_tail_advance(fs, false);
+	if (ret) {
+		fatal(fs, ret, "journal checkpoint");
+		return -EIO;
+	}
+	return 0;
+}
+
+/*
+ * Replays the journal of a dead host's slot in place (cluster.c: called by
+ * lockmgr while this host holds that slot's recovery lock and the dead host's
+ * locks still stand). This host's own journal is empty (C2) and set aside.
+ */
+int journal_recover(struct vmfs *fs, unsigned slot)
+{
+	unsigned my_slot = fs->slot;
+	uint64_t save[6] = { fs->j_unit, fs->j_units, fs->j_seq, fs->j_head, fs->j_tail_seq, fs->j_tail };
+	const char *state = fs->journal_state;
+	bool replayed = fs->j_replayed;
+	int ret;
+
+	fs->slot = slot;
+	fs->j_unit = 0;
+	ret = journal_open(fs);
+	fs->slot = my_slot;
+	fs->j_unit = save[0];
+	fs->j_units = save[1];
+	fs->j_seq = save[2];
+	fs->j_head = save[3];
+	fs->j_tail_seq = save[4];
+	fs->j_tail = save[5];
+	fs->journal_state = state;
+	fs->j_replayed = replayed;
+	return ret;
+}
+
+/*
+ * Read-only opens: every other slot's unfinished journal, applied in memory.
+ * By C2 (cluster.c) at most one host at a time has a non-empty journal: the
+ * last holder of META, if it died holding it.
+ */
+int journal_overlay_others(struct vmfs *fs)
+{
+	uint32_t ss = le32_to_cpu(fs->sb.sb_slot_size), slots = le32_to_cpu(fs->sb.sb_host_slots);
+	uint8_t *tab = dev_alloc_buf((size_t)slots * ss);
+	int ret;
+
+	if (!tab)
+		return -ENOMEM;
+	ret = dev_pread(fs->dev, tab, (size_t)slots * ss, le64_to_cpu(fs->sb.sb_hosttab_off));
+	for (unsigned s = 0; s < slots && !ret; s++) {
+		const struct vmfs_hostrec_disk *rec = (const void *)(tab + (size_t)s * ss);
+		if (s == fs->slot || le32_to_cpu(rec->hr_magic) != VMFS_MAGIC_HOSTREC || !rec->hr_journal)
+			continue;
+		ret = journal_recover(fs, s);
+		if (ret == -EUCLEAN || ret == -EBADMSG)
+			ret = 0; /* a damaged journal of another host: fsck reports it; the rest still reads */
+	}
+	free(tab);
 	return ret;
 }
 

@@ -79,7 +79,9 @@ int vmfs_getattr(struct vmfs *fs, uint64_t ino, struct vmfs_stat *st)
 	struct vbuf *ib;
 	int ret;
 
-	pthread_mutex_lock(&fs->lock);
+	ret = fs_enter(fs, false);
+	if (ret)
+		return ret;
 	ret = inode_read(fs, ino, &ib);
 	if (!ret) {
 		inode_to_stat(fs, ib, st);
@@ -99,7 +101,9 @@ int vmfs_lookup(struct vmfs *fs, uint64_t dir, const char *name, struct vmfs_sta
 
 	if (len > VMFS_NAME_MAX)
 		return -ENAMETOOLONG;
-	pthread_mutex_lock(&fs->lock);
+	ret = fs_enter(fs, false);
+	if (ret)
+		return ret;
 	ret = read_dir(fs, dir, &dib);
 	if (ret)
 		goto out;
@@ -127,7 +131,8 @@ void vmfs_forget(struct vmfs *fs, uint64_t ino, uint64_t n)
 	struct vinode *vi;
 	struct vbuf *ib;
 
-	op_begin(fs);
+	int refused = op_begin(fs); /* without META the count still drops; the inode waits for fsck */
+
 	vi = vinode_find(fs, ino);
 	if (!vi) {
 		op_end(fs, 0);
@@ -135,7 +140,7 @@ void vmfs_forget(struct vmfs *fs, uint64_t ino, uint64_t n)
 	}
 	vi->lookups -= base_min(n, vi->lookups);
 	vi->pins++;
-	if (!vi->lookups && vi->pins == 1 && !fs->ro && !inode_read(fs, ino, &ib)) {
+	if (!vi->lookups && vi->pins == 1 && !fs->ro && !refused && !inode_read(fs, ino, &ib)) {
 		bool gone = ib_inode(ib)->i_nlink == 0;
 		meta_put(fs, ib);
 		if (gone && inode_drop(fs, ino))
@@ -193,8 +198,9 @@ static int make_node(struct vmfs *fs, uint64_t dir, const char *name, uint32_t m
 	default:
 		return -EINVAL;
 	}
-	op_begin(fs);
-	ret = read_dir(fs, dir, &dib);
+	ret = op_begin(fs);
+	if (!ret)
+		ret = read_dir(fs, dir, &dib);
 	if (ret)
 		goto out;
 	if (S_ISDIR(mode) && le32_to_cpu(ib_inode(dib)->i_nlink) >= VMFS_LINK_MAX)
@@ -250,8 +256,9 @@ int vmfs_link(struct vmfs *fs, uint64_t ino, uint64_t newdir, const char *newnam
 		return ret == -EINVAL ? -EEXIST : ret;
 	if (fs->ro)
 		return -EROFS;
-	op_begin(fs);
-	ret = read_dir(fs, newdir, &dib);
+	ret = op_begin(fs);
+	if (!ret)
+		ret = read_dir(fs, newdir, &dib);
 	if (ret)
 		goto out;
 	ret = inode_read(fs, ino, &ib);
@@ -292,8 +299,9 @@ static int remove_name(struct vmfs *fs, uint64_t dir, const char *name, bool wan
 		return ret == -EINVAL && want_dir && !strcmp(name, "..") ? -ENOTEMPTY : ret;
 	if (fs->ro)
 		return -EROFS;
-	op_begin(fs);
-	ret = read_dir(fs, dir, &dib);
+	ret = op_begin(fs);
+	if (!ret)
+		ret = read_dir(fs, dir, &dib);
 	if (ret)
 		goto out;
 	ret = dir_lookup(fs, dib, name, len, &ino, &type);
@@ -389,8 +397,9 @@ int vmfs_rename(struct vmfs *fs, uint64_t dir, const char *name, uint64_t newdir
 		return ret == -EINVAL ? -EBUSY : ret;
 	if (fs->ro)
 		return -EROFS;
-	op_begin(fs);
-	ret = read_dir(fs, dir, &sd);
+	ret = op_begin(fs);
+	if (!ret)
+		ret = read_dir(fs, dir, &sd);
 	if (!ret)
 		ret = read_dir(fs, newdir, &dd);
 	if (!ret)
@@ -522,7 +531,9 @@ int vmfs_readdir(struct vmfs *fs, uint64_t dir, uint64_t cookie, vmfs_filldir_fn
 	uint64_t parent;
 	int ret;
 
-	pthread_mutex_lock(&fs->lock);
+	ret = fs_enter(fs, false);
+	if (ret)
+		return ret;
 	ret = read_dir(fs, dir, &dib);
 	if (ret)
 		goto out;
@@ -557,8 +568,9 @@ int vmfs_setattr(struct vmfs *fs, uint64_t ino, const struct vmfs_stat *in, unsi
 			return -ENOMEM;
 		pthread_rwlock_wrlock(&vi->iolock);
 	}
-	op_begin(fs);
-	ret = inode_read(fs, ino, &ib);
+	ret = op_begin(fs);
+	if (!ret)
+		ret = inode_read(fs, ino, &ib);
 	if (ret)
 		goto out;
 	d = ib_inode(ib);

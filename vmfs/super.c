@@ -20,7 +20,6 @@
 #include <sys/stat.h>
 
 #define DEFAULT_BLOCK_SIZE (1u << 20)
-#define LOCK_REGION_LEN (4ull << 20)
 
 static int set_err(char *errbuf, size_t errlen, int ret, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
@@ -59,7 +58,7 @@ static bool region_ok(uint64_t off, uint64_t len, uint64_t lo, uint64_t hi)
 }
 
 /* Every geometry rule of docs/FORMAT.md; on failure, why. */
-static const char *sb_geometry_error(const struct vmfs_sb_disk *sb)
+const char *sb_geometry_error(const struct vmfs_sb_disk *sb)
 {
 	uint32_t shift = le32_to_cpu(sb->sb_block_shift), slots = le32_to_cpu(sb->sb_host_slots);
 	uint32_t ss = le32_to_cpu(sb->sb_slot_size), rcb = le32_to_cpu(sb->sb_rc_blocks);
@@ -118,8 +117,9 @@ static int mkfs_tree(struct vmfs *fs)
 	struct vbuf *root, *lf;
 	int ret;
 
-	op_begin(fs);
-	ret = inode_new(fs, S_IFDIR | 0755, 0, 0, 0, &root);
+	ret = op_begin(fs);
+	if (!ret)
+		ret = inode_new(fs, S_IFDIR | 0755, 0, 0, 0, &root);
 	if (ret)
 		goto out;
 	ib_inode(root)->i_parent = cpu_to_le64(root->addr);
@@ -143,9 +143,10 @@ int vmfs_mkfs(const char *path, const struct vmfs_mkfs_opts *o, char *errbuf, si
 	struct vmfs *fs;
 	struct vmfs_sb_disk *sb;
 	struct vbuf *sbb;
-	uint64_t size, off, slotbytes, est, data, nblocks, jlen, seed;
-	uint32_t bs, slots, slot_size, rcb;
-	char what[64];
+	uint64_t size, off, slotbytes, est, data, nblocks, jlen, seed, locklen;
+	uint32_t bs, slots, slot_size, rcb, nbuckets;
+	struct lk_timing timing;
+	char what[128];
 	uint8_t *head = NULL;
 	int ret;
 
@@ -167,6 +168,7 @@ int vmfs_mkfs(const char *path, const struct vmfs_mkfs_opts *o, char *errbuf, si
 	if (!fs)
 		return -ENOMEM;
 	pthread_mutex_init(&fs->lock, NULL);
+	pthread_mutex_init(&fs->flock, NULL);
 	fs->errbuf = errbuf;
 	ret = dev_open(path, o->size ? DEV_CREATE : 0, NULL, &fs->dev);
 	if (ret) {
@@ -205,15 +207,35 @@ int vmfs_mkfs(const char *path, const struct vmfs_mkfs_opts *o, char *errbuf, si
 		goto err_close;
 	}
 
+	/* cluster timings: lockmgr's defaults unless chosen, and only safe ones */
+	lk_timing_default(&timing);
+	if (o->hb_interval_ms)
+		timing.interval_ms = o->hb_interval_ms;
+	if (o->hb_dead_ms)
+		timing.dead_ms = o->hb_dead_ms;
+	if (o->fence_ms)
+		timing.fence_ms = o->fence_ms;
+	if (o->io_timeout_ms)
+		timing.io_timeout_ms = o->io_timeout_ms;
+	if (lk_timing_check(&timing, what, sizeof(what))) {
+		ret = set_err(errbuf, errlen, -EINVAL, "cluster timings %u,%u,%u,%u ms: %s", timing.interval_ms,
+			      timing.dead_ms, timing.fence_ms, timing.io_timeout_ms, what);
+		goto err_close;
+	}
+
 	/* layout: header MiB, heartbeats, host table, locks, RC table, data */
 	slot_size = base_max(512u, dev_sector_size(fs->dev));
 	slotbytes = base_round_up((uint64_t)slots * slot_size, VMFS_REGION_ALIGN);
+	/* lock-table buckets: 64, fewer on a datastore too small to spare the room */
+	for (nbuckets = 64; nbuckets > 4 && lk_lock_region_size(slots, slot_size, nbuckets) > size / 32; nbuckets /= 2)
+		;
+	locklen = base_round_up(lk_lock_region_size(slots, slot_size, nbuckets), VMFS_REGION_ALIGN);
 	sb = &fs->sb;
 	sb->sb_hb_off = cpu_to_le64(VMFS_REGION_ALIGN);
 	sb->sb_hosttab_off = cpu_to_le64(VMFS_REGION_ALIGN + slotbytes);
 	sb->sb_lock_off = cpu_to_le64(VMFS_REGION_ALIGN + 2 * slotbytes);
-	sb->sb_lock_len = cpu_to_le64(LOCK_REGION_LEN);
-	off = VMFS_REGION_ALIGN + 2 * slotbytes + LOCK_REGION_LEN;
+	sb->sb_lock_len = cpu_to_le64(locklen);
+	off = VMFS_REGION_ALIGN + 2 * slotbytes + locklen;
 	est = (size - off) / bs;
 	for (rcb = VMFS_RC_MAX_BLOCKS; rcb > 16 && est / rcb < 8; rcb /= 2)
 		;
@@ -257,10 +279,10 @@ int vmfs_mkfs(const char *path, const struct vmfs_mkfs_opts *o, char *errbuf, si
 	else
 		base_random(&seed, sizeof(seed));
 	sb->sb_hash_seed = cpu_to_le64(seed);
-	sb->sb_hb_interval_ms = cpu_to_le32(1000);
-	sb->sb_hb_dead_ms = cpu_to_le32(8000);
-	sb->sb_fence_ms = cpu_to_le32(5000);
-	sb->sb_io_timeout_ms = cpu_to_le32(1000);
+	sb->sb_hb_interval_ms = cpu_to_le32(timing.interval_ms);
+	sb->sb_hb_dead_ms = cpu_to_le32(timing.dead_ms);
+	sb->sb_fence_ms = cpu_to_le32(timing.fence_ms);
+	sb->sb_io_timeout_ms = cpu_to_le32(timing.io_timeout_ms);
 	sb->sb_mkfs_time = cpu_to_le64((uint64_t)base_real_ns());
 	super_geometry(fs);
 	if (sb_geometry_error(sb)) {
@@ -270,6 +292,13 @@ int vmfs_mkfs(const char *path, const struct vmfs_mkfs_opts *o, char *errbuf, si
 
 	/* wipe the header area (old signatures, heartbeats, host records, locks) */
 	ret = dev_zero_range(fs->dev, 0, le64_to_cpu(sb->sb_rc_table_off));
+	if (!ret) {
+		struct lk_io io;
+		struct lk_geometry g;
+		vmfs_cluster_io(fs, &io, &g, &timing);
+		fs->lkio = io;
+		ret = lk_format(&fs->lkio, &g);
+	}
 	if (ret) {
 		set_err(errbuf, errlen, ret, "%s: cannot clear the header area: %s", path, strerror(-ret));
 		goto err_close;
@@ -283,8 +312,9 @@ int vmfs_mkfs(const char *path, const struct vmfs_mkfs_opts *o, char *errbuf, si
 		ret = alloc_init(fs);
 	if (ret)
 		goto err_cache;
-	op_begin(fs);
-	ret = meta_new(fs, 0, VMFS_MAGIC_SB, 0, &sbb);
+	ret = op_begin(fs); /* mkfs: no cluster, nothing to refuse */
+	if (!ret)
+		ret = meta_new(fs, 0, VMFS_MAGIC_SB, 0, &sbb);
 	if (!ret) {
 		memcpy(sbb->data, sb, sizeof(*sb));
 		meta_seal(fs, sbb->data);
@@ -314,6 +344,7 @@ err_close:
 	dev_close(fs->dev);
 err_free:
 	free(head);
+	pthread_mutex_destroy(&fs->flock);
 	pthread_mutex_destroy(&fs->lock);
 	free(fs);
 	return ret;
@@ -406,6 +437,7 @@ int vmfs_open(const char *path, const struct vmfs_open_opts *o, struct vmfs **ou
 	if (!fs)
 		return -ENOMEM;
 	pthread_mutex_init(&fs->lock, NULL);
+	pthread_mutex_init(&fs->flock, NULL);
 	{
 		pthread_condattr_t ca;
 		pthread_condattr_init(&ca);
@@ -478,7 +510,25 @@ int vmfs_open(const char *path, const struct vmfs_open_opts *o, struct vmfs **ou
 		ret = itab_init(fs);
 	if (ret)
 		goto err_cache;
+	if (!fs->ro && !o->standalone) {
+		/* a host: a heartbeat slot (its journal is ours), then META until the open is done */
+		char jwhy[200] = "";
+		ret = cluster_join(fs, o->hostname, jwhy, sizeof(jwhy));
+		if (ret) {
+			set_err(errbuf, errlen, ret, "%s: cannot join the cluster: %s", path, jwhy[0] ? jwhy : strerror(-ret));
+			goto err_cache;
+		}
+		pthread_mutex_lock(&fs->lock);
+		ret = cluster_meta(fs, true);
+		pthread_mutex_unlock(&fs->lock);
+		if (ret) {
+			set_err(errbuf, errlen, ret, "%s: %s", path, ebuf[0] ? ebuf : strerror(-ret));
+			goto err_alloc;
+		}
+	}
 	ret = journal_open(fs);
+	if (!ret && fs->ro)
+		ret = journal_overlay_others(fs);
 	if (!ret) /* the journal may have changed the superblock */
 		ret = meta_read(fs, 0, VMFS_MAGIC_SB, &sbb);
 	if (ret == -EBADMSG && primary_bad) { /* replay did not restore it */
@@ -494,8 +544,10 @@ int vmfs_open(const char *path, const struct vmfs_open_opts *o, struct vmfs **ou
 			ret = -EUCLEAN;
 		}
 	}
-	if (!ret)
+	if (!ret) {
+		alloc_release(fs); /* the cluster may have loaded it before replay */
 		ret = alloc_init(fs);
+	}
 	if (!ret)
 		ret = journal_join(fs);
 	if (!ret)
@@ -522,10 +574,24 @@ int vmfs_open(const char *path, const struct vmfs_open_opts *o, struct vmfs **ou
 		}
 		fs->committer_running = true;
 	}
+	ret = cluster_start(fs);
+	if (ret) {
+		ret = set_err(errbuf, errlen, ret, "%s: cannot start the lock poller", path);
+		goto err_alloc;
+	}
 	*out = fs;
 	return 0;
 
 err_alloc:
+	if (fs->committer_running) {
+		pthread_mutex_lock(&fs->lock);
+		fs->stopping = true;
+		pthread_cond_signal(&fs->commit_cond);
+		pthread_mutex_unlock(&fs->lock);
+		pthread_join(fs->committer, NULL);
+		fs->committer_running = false;
+	}
+	cluster_leave(fs);
 	alloc_release(fs);
 err_cache:
 	itab_release(fs);
@@ -534,6 +600,7 @@ err_close:
 	dev_close(fs->dev);
 err_free:
 	pthread_cond_destroy(&fs->commit_cond);
+	pthread_mutex_destroy(&fs->flock);
 	pthread_mutex_destroy(&fs->lock);
 	free(fs);
 	return ret;
@@ -557,9 +624,10 @@ int vmfs_close(struct vmfs *fs)
 		for (size_t i = 0; i < fs->ihash_size; i++)
 			for (struct vinode *vi = fs->ihash[i]; vi; vi = vi->hnext)
 				if (vi->lookups) {
-					op_begin(fs);
 					struct vbuf *ib;
-					int r = inode_read(fs, vi->ino, &ib);
+					int r = op_begin(fs);
+					if (!r)
+						r = inode_read(fs, vi->ino, &ib);
 					if (!r) {
 						bool gone = !ib_inode(ib)->i_nlink;
 						meta_put(fs, ib);
@@ -575,11 +643,13 @@ int vmfs_close(struct vmfs *fs)
 			ret = -EIO;
 		pthread_mutex_unlock(&fs->lock);
 	}
+	cluster_leave(fs); /* META goes (nothing left to write back), then the heartbeat slot */
 	alloc_release(fs);
 	itab_release(fs);
 	cache_release(fs);
 	dev_close(fs->dev);
 	pthread_cond_destroy(&fs->commit_cond);
+	pthread_mutex_destroy(&fs->flock);
 	pthread_mutex_destroy(&fs->lock);
 	free(fs);
 	return ret;

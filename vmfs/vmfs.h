@@ -28,6 +28,8 @@ struct vmfs_mkfs_opts {
 	uint64_t journal_size;    /* per-host journal bytes; 0: sized from the datastore */
 	bool force;               /* overwrite an existing filesystem signature */
 	const uint8_t *uuid;      /* 16 bytes, or NULL for a random one */
+	/* cluster timings in ms, stored in the superblock; 0: lockmgr's default (lk_timing_default) */
+	uint32_t hb_interval_ms, hb_dead_ms, fence_ms, io_timeout_ms;
 };
 
 /*
@@ -41,17 +43,27 @@ int vmfs_mkfs(const char *path, const struct vmfs_mkfs_opts *opts, char *errbuf,
 /* ---- opening -------------------------------------------------------------- */
 
 struct vmfs_open_opts {
-	bool readonly;            /* writes nothing to the device, ever */
+	bool readonly;            /* writes nothing to the device, ever; does not join the cluster */
 	unsigned commit_ms;       /* 0: commit at the end of every change; else at most this late */
-	unsigned slot;            /* host slot to use (the cluster layer picks it later) */
+	/*
+	 * standalone: do not join the cluster; use host slot `slot` and trust that no
+	 * other process has the datastore open (fsck after it saw no host alive, and
+	 * tests). Never for a datastore other hosts may use.
+	 */
+	bool standalone;
+	unsigned slot;
+	const char *hostname;     /* shown to other hosts (vmfsctl hosts); NULL: gethostname() */
 };
 
 /*
- * Opens the datastore at path. A read-write open replays an unfinished journal;
- * a read-only open applies it in memory only. Errors: -EUCLEAN / -EBADMSG for a
- * damaged or foreign superblock, -EPROTONOSUPPORT for an unknown incompat feature
- * (-EROFS for an unknown ro_compat feature on a read-write open), -EIO.
- * errbuf receives a one-line reason on failure. *out is owned by the caller.
+ * Opens the datastore at path. A read-write open joins the cluster (claims a
+ * heartbeat slot: about 2 s with default timings), then replays its slot's
+ * journal if unfinished; a read-only open applies slot 0's journal in memory
+ * only. Errors: -EUCLEAN / -EBADMSG for a damaged or foreign superblock,
+ * -EPROTONOSUPPORT for an unknown incompat feature (-EROFS for an unknown
+ * ro_compat feature on a read-write open), -ENOSPC when no heartbeat slot is
+ * free, -EIO. errbuf receives a one-line reason on failure. *out is owned by
+ * the caller.
  */
 int vmfs_open(const char *path, const struct vmfs_open_opts *opts, struct vmfs **out,
 	      char *errbuf, size_t errlen);
@@ -220,6 +232,7 @@ struct vmfs_fsck_opts {
 	enum vmfs_fsck_mode mode;
 	bool force;               /* check even when every journal is clean */
 	bool verbose;             /* name each pass */
+	bool ignore_live_hosts;   /* repair even while a host's heartbeat advances (dangerous) */
 	FILE *out;                /* one line per problem, in a fixed order; NULL: silent */
 	void (*progress)(void *ctx, const char *pass, uint64_t done, uint64_t total);
 	void *progress_ctx;
@@ -228,14 +241,41 @@ struct vmfs_fsck_result {
 	unsigned found, fixed, left;
 	uint64_t files, dirs, blocks_used;
 	bool skipped_clean;       /* clean and not forced: nothing was checked */
+	unsigned live_hosts;      /* hosts whose heartbeat advanced while fsck watched */
 };
 /*
  * Checks the datastore at path against every rule of docs/FORMAT.md and
  * repairs per mode. Returns 0 when the check ran (see *res), or -errno when it
- * could not (errbuf says why). The datastore must not be in use.
+ * could not (errbuf says why). The datastore must not be in use: a host slot
+ * that is not free is watched first (up to the dead time when repairing, two
+ * heartbeat intervals for -n), and a repair is refused with -EBUSY while any
+ * host's heartbeat advances, unless ignore_live_hosts.
  */
 int vmfs_fsck(const char *path, const struct vmfs_fsck_opts *o, struct vmfs_fsck_result *res, char *errbuf,
 	      size_t errlen);
+
+/* ---- cluster ------------------------------------------------------------------- */
+
+/*
+ * File locks, as VMs use them: exclusive to write, shared to read, multi-writer
+ * for cluster-aware guests. Per host, counted: each vmfs_file_lock() needs one
+ * vmfs_file_unlock(). A lock lives as long as this host's heartbeat. Returns 0,
+ * -EBUSY when another live host holds the file in a conflicting mode (who, if
+ * not NULL, names it in one line), -EIO when fenced. A no-op on read-only and
+ * standalone handles. May block for a few I/Os.
+ */
+enum vmfs_lock_mode { VMFS_LOCK_EX = 1, VMFS_LOCK_SH = 2, VMFS_LOCK_MW = 3 };
+int vmfs_file_lock(struct vmfs *fs, uint64_t ino, enum vmfs_lock_mode mode, char *who, size_t wholen);
+int vmfs_file_unlock(struct vmfs *fs, uint64_t ino);
+
+/* True once this host lost its lease: every write fails with -EIO from then on. */
+bool vmfs_fenced(struct vmfs *fs);
+
+/* This datastore's heartbeat and lock regions, for lockmgr's inspection calls (vmfsctl, fsck). */
+struct lk_io;
+struct lk_geometry;
+struct lk_timing;
+void vmfs_cluster_io(struct vmfs *fs, struct lk_io *io, struct lk_geometry *g, struct lk_timing *t);
 
 /* ---- paths (for tools and vmm) ----------------------------------------------- */
 

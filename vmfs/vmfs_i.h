@@ -23,6 +23,7 @@
 #include <stdlib.h>
 
 #include "base/base.h"
+#include "lockmgr/lockmgr.h"
 #include "vmfs/dev_i.h"
 #include "vmfs/vmfs.h"
 #include "vmfs/vmfs_format.h"
@@ -45,6 +46,8 @@ struct vinode {
 	uint64_t lookups;               /* references held by vmfs_lookup() callers */
 	unsigned pins;                  /* internal users, under fs->lock */
 	pthread_rwlock_t iolock;
+	unsigned lk_refs;               /* this host's file locks on it (cluster.c), under fs->flock */
+	enum lk_mode lk_mode;
 };
 
 struct pool_info {
@@ -107,6 +110,19 @@ struct vmfs {
 	pthread_cond_t commit_cond;
 	bool committer_running, stopping;
 	uint64_t last_commit_ns;
+
+	/* cluster (cluster.c); lk is NULL for read-only and standalone handles */
+	struct lk_host *lk;
+	struct lk_io lkio;
+	enum lk_mode meta_mode;         /* how META is held now; 0: not held */
+	uint64_t meta_version;          /* META's version the cache matches; 0: none */
+	uint64_t meta_since_ns;
+	bool meta_changed;              /* metadata changed under the META held now */
+	bool recovered;                 /* a dead host's journal was replayed since META was last taken */
+	pthread_mutex_t flock;          /* file-lock counts (vinode lk_*) */
+	pthread_t poll_thread;
+	pthread_cond_t poll_cond;
+	bool poll_running;
 };
 
 #define fs_err(fs, ...) vmfs_report((fs), __VA_ARGS__)
@@ -123,11 +139,17 @@ void meta_forget(struct vmfs *fs, uint64_t addr);
 int cache_init(struct vmfs *fs);
 void cache_release(struct vmfs *fs);
 
-void op_begin(struct vmfs *fs);
+int fs_enter(struct vmfs *fs, bool write);
+void fs_leave(struct vmfs *fs);
+int op_begin(struct vmfs *fs);
 int op_end(struct vmfs *fs, int err);
 int op_maybe_commit(struct vmfs *fs);
 
 int journal_commit(struct vmfs *fs);
+int journal_checkpoint(struct vmfs *fs);
+int journal_recover(struct vmfs *fs, unsigned slot);
+int journal_overlay_others(struct vmfs *fs);
+int cache_drop_all(struct vmfs *fs);
 int journal_open(struct vmfs *fs);
 int journal_join(struct vmfs *fs);
 int journal_close(struct vmfs *fs);
@@ -142,6 +164,14 @@ int meta_overlay_dirty(struct vmfs *fs, uint64_t addr, const void *image);
 
 /* ---- super.c ---- */
 void super_geometry(struct vmfs *fs);
+const char *sb_geometry_error(const struct vmfs_sb_disk *sb);
+
+/* ---- cluster.c ---- */
+int cluster_join(struct vmfs *fs, const char *hostname, char *errbuf, size_t errlen);
+int cluster_start(struct vmfs *fs);
+void cluster_leave(struct vmfs *fs);
+int cluster_meta(struct vmfs *fs, bool write);
+int cluster_meta_release(struct vmfs *fs);
 int sb_check(const struct vmfs_sb_disk *sb);
 
 /* ---- alloc.c ---- */

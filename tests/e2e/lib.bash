@@ -87,6 +87,17 @@ holders() {
 	{ find /proc/[0-9]*/fd -maxdepth 1 -lname "$f" 2>/dev/null || true; } | cut -d/ -f3 | sort -u
 }
 
+# The process holding file $1 that is not yet in PIDS (several mounts of one image).
+new_holder() {
+	local p q known
+	for p in $(holders "$1"); do
+		known=
+		for q in "${PIDS[@]}"; do [ "$p" = "$q" ] && known=1; done
+		[ -z "$known" ] && { echo "$p"; return 0; }
+	done
+	return 0
+}
+
 # True when no process holds file $1 open.
 released() { [ -z "$(holders "$1")" ]; }
 
@@ -105,8 +116,8 @@ vmfs_mount() {
 	MOUNTS+=("$mnt")
 	"$VMFS_BIN/vmfs-mount" "$@" "$img" "$mnt"
 	mountpoint -q "$mnt" || fail "vmfs-mount returned but $mnt is not mounted"
-	DAEMON_PID=$(holders "$img" | head -n1)
-	[ -n "$DAEMON_PID" ] || fail "no daemon holds $img"
+	DAEMON_PID=$(new_holder "$img")
+	[ -n "$DAEMON_PID" ] || fail "no new daemon holds $img"
 	PIDS+=("$DAEMON_PID")
 }
 
@@ -130,6 +141,14 @@ vmfs_umount() {
 	fusermount3 -u "$mnt"
 	not mountpoint -q "$mnt" || fail "$mnt still mounted"
 	wait_until 60 released "$img" || fail "daemon still holds $img 60 s after unmount"
+}
+
+# vmfs_umount_pid MNT PID: as vmfs_umount, for one of several daemons of one image.
+vmfs_umount_pid() {
+	local mnt=$1 pid=$2
+	fusermount3 -u "$mnt"
+	not mountpoint -q "$mnt" || fail "$mnt still mounted"
+	wait_until 60 not pid_alive "$pid" || fail "daemon $pid still runs 60 s after unmount"
 }
 
 # A tmpfs to run the same operations on, for reference.

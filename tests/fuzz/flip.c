@@ -342,7 +342,7 @@ static void edit_ptrs(uint8_t *u, const void *arg)
  */
 static int craft_shared_map(struct fz_image *img, bool fill)
 {
-	struct vmfs_open_opts oo = { 0 };
+	struct vmfs_open_opts oo = { .standalone = true };
 	static struct fz_layout lay;
 	uint64_t level[4] = { 0 };
 	struct vmfs_stat st;

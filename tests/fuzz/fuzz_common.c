@@ -240,7 +240,7 @@ int fz_image_build(enum fz_image_kind kind, const char *dir, struct fz_image *im
 {
 	struct vmfs_mkfs_opts mo = { .size = FZ_IMAGE_SIZE, .block_size = FZ_BLOCK_SIZE, .host_slots = 4,
 				     .force = true, .uuid = fz_uuid, .label = "fuzz-seed" };
-	struct vmfs_open_opts oo = { 0 };
+	struct vmfs_open_opts oo = { .standalone = true };
 	struct builder b = { .err = err, .errlen = errlen };
 	int ret;
 

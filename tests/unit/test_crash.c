@@ -1481,7 +1481,7 @@ static void run_release(struct run *r)
 static int workload(struct run *r, const char *img, uint64_t cut, uint64_t tear_seed)
 {
 	static const char *const modes[] = { "drop", "tear", "prefix", "reorder" };
-	struct vmfs_open_opts oo = { .commit_ms = r->cfg->commit_ms };
+	struct vmfs_open_opts oo = { .standalone = true, .commit_ms = r->cfg->commit_ms };
 	char err[256] = "", num[32];
 	struct vmfs_stat st;
 	int ret;
@@ -2073,7 +2073,7 @@ static uint64_t tear_seed(const struct config *cfg, uint64_t cut)
  */
 static int recover_and_check(struct run *r, const char *img, const char *log, bool fsck)
 {
-	struct vmfs_open_opts oo = { .commit_ms = 0 };
+	struct vmfs_open_opts oo = { .standalone = true, .commit_ms = 0 };
 	struct vmfs_statfs sf;
 	struct vmfs_info info;
 	struct space sp;
@@ -2275,7 +2275,7 @@ static unsigned jobs(void)
 
 static void compute_baseline(void)
 {
-	struct vmfs_open_opts oo = { .commit_ms = 0 };
+	struct vmfs_open_opts oo = { .standalone = true, .commit_ms = 0 };
 	struct vmfs_statfs sf;
 	char img[PATH_MAX + 32], err[256] = "";
 	struct vmfs *fs;
@@ -2483,7 +2483,7 @@ static void regress_teardown(void)
 
 static struct vmfs *ropen(unsigned commit_ms)
 {
-	struct vmfs_open_opts oo = { .commit_ms = commit_ms };
+	struct vmfs_open_opts oo = { .standalone = true, .commit_ms = commit_ms };
 	char err[256] = "";
 	struct vmfs *fs = NULL;
 	int ret = vmfs_open(rimg, &oo, &fs, err, sizeof(err));
@@ -2516,7 +2516,7 @@ static void cut_after(void (*body)(uint64_t *), uint64_t *shared)
 
 static struct vmfs *child_open(unsigned commit_ms)
 {
-	struct vmfs_open_opts oo = { .commit_ms = commit_ms };
+	struct vmfs_open_opts oo = { .standalone = true, .commit_ms = commit_ms };
 	char err[256];
 	struct vmfs *fs;
 
@@ -2640,7 +2640,7 @@ START_TEST(t_regress_torn_journal_superblock)
 	uint64_t last;
 
 	for (uint64_t seed = 0; seed <= 12; seed++) {
-		struct vmfs_open_opts oo = { .commit_ms = 0 };
+		struct vmfs_open_opts oo = { .standalone = true, .commit_ms = 0 };
 		char err[256] = "", num[32];
 		struct vmfs *fs;
 		struct vmfs_stat st;
@@ -2745,7 +2745,7 @@ START_TEST(t_checker_catches_damage)
 	static const char *const kinds[] = { "flipped byte", "lost name", "lost size" };
 
 	for (unsigned kind = 0; kind < 3; kind++) {
-		struct vmfs_open_opts oo = { .commit_ms = 0 };
+		struct vmfs_open_opts oo = { .standalone = true, .commit_ms = 0 };
 		char err[256] = "";
 		struct run r;
 		int victim = -1, d;

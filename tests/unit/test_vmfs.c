@@ -31,7 +31,7 @@ static void mk(uint64_t size, uint32_t bs)
 
 static struct vmfs *op(bool ro, unsigned commit_ms)
 {
-	struct vmfs_open_opts o = { .readonly = ro, .commit_ms = commit_ms };
+	struct vmfs_open_opts o = { .readonly = ro, .commit_ms = commit_ms, .standalone = true };
 	struct vmfs *fs = NULL;
 	char err[256] = "";
 	int ret = vmfs_open(img, &o, &fs, err, sizeof(err));

@@ -1,0 +1,406 @@
+/*
+ * vmfs as one host among many on a shared LUN. A read-write open joins the
+ * cluster through lockmgr (a heartbeat slot; its journal is that slot's), and
+ * every metadata access runs under the cluster-wide metadata lock META, which
+ * this host keeps cached until another host asks for it (docs/LOCKING.md,
+ * "vmfs on lockmgr"). Invariants:
+ *
+ *  C1. Metadata (every block in the buffer cache, the superblock copy and the
+ *      allocator's counters) is read only while this host holds META shared
+ *      or exclusive, and changed only while it holds META exclusive.
+ *  C2. META is let go only after the running transaction is committed, written
+ *      in place, flushed, and the journal tail moved past it: a host holding no
+ *      META has an empty journal. So a dead host's journal holds only
+ *      transactions made under a META it still held when it died, over blocks
+ *      nobody has changed since, and replaying it is safe.
+ *  C3. On taking META the cache is kept only if META's version is the one this
+ *      host saw when it last let go; otherwise every cached block and the
+ *      allocator summary are dropped and read again. A host that changed
+ *      metadata lets go with a version bump, and lockmgr bumps the version of
+ *      an exclusive lock it takes from a dead host.
+ *  C4. Every write to the device is submitted only while lk_write_ok() holds
+ *      (the device's write gate): a fenced host writes nothing.
+ *  C5. A file open for writing holds its inode's lock exclusive (or
+ *      multi-writer); open for reading, shared.
+ *
+ *   none --cluster_meta(read)--> SH --cluster_meta(write)--> [let go] --> EX
+ *   SH/EX --release poller sees another host waiting--> cluster_meta_release() --> none
+ */
+#include "vmfs/vmfs_i.h"
+
+#include <time.h>
+#include <unistd.h>
+
+#define META_RES LK_RES(LK_NS_META, 0)
+
+/* Set while this thread holds fs->lock inside lk_lock(META): a recovery it triggers must not take it again. */
+static __thread bool in_meta_lock;
+#define POLL_MS 20u             /* how often a holder looks for hosts waiting on its locks */
+#define MIN_HOLD_MS 5u          /* a fresh holder does some work before it yields */
+
+/* ---- lockmgr's view of the device -------------------------------------------------- */
+
+static int lkio_read(void *ctx, uint64_t off, void *buf, size_t len)
+{
+	return dev_pread(((struct vmfs *)ctx)->dev, buf, len, off);
+}
+
+static int lkio_write(void *ctx, uint64_t off, const void *buf, size_t len)
+{
+	return dev_pwrite(((struct vmfs *)ctx)->dev, buf, len, off);
+}
+
+static uint64_t lkio_now(void *ctx)
+{
+	(void)ctx;
+	return base_mono_ns();
+}
+
+static void lkio_sleep(void *ctx, uint64_t ns)
+{
+	struct timespec ts = { .tv_sec = (time_t)(ns / 1000000000u), .tv_nsec = (long)(ns % 1000000000u) };
+
+	(void)ctx;
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
+void vmfs_cluster_io(struct vmfs *fs, struct lk_io *io, struct lk_geometry *g, struct lk_timing *t)
+{
+	const struct vmfs_sb_disk *sb = &fs->sb;
+
+	*io = (struct lk_io){ .ctx = fs, .read = lkio_read, .write = lkio_write, .now_ns = lkio_now,
+			      .sleep_ns = lkio_sleep };
+	*g = (struct lk_geometry){
+		.sector_size = le32_to_cpu(sb->sb_slot_size),
+		.nslots = le32_to_cpu(sb->sb_host_slots),
+		.slot_size = le32_to_cpu(sb->sb_slot_size),
+		.hb_off = le64_to_cpu(sb->sb_hb_off),
+		.lock_off = le64_to_cpu(sb->sb_lock_off),
+		.lock_len = le64_to_cpu(sb->sb_lock_len),
+	};
+	*t = (struct lk_timing){
+		.interval_ms = le32_to_cpu(sb->sb_hb_interval_ms),
+		.dead_ms = le32_to_cpu(sb->sb_hb_dead_ms),
+		.fence_ms = le32_to_cpu(sb->sb_fence_ms),
+		.io_timeout_ms = le32_to_cpu(sb->sb_io_timeout_ms),
+	};
+}
+
+static bool write_gate(void *arg)
+{
+	struct vmfs *fs = arg;
+	return lk_write_ok(fs->lk);
+}
+
+/* ---- the cache under META (C3) -------------------------------------------------------- */
+
+/* Drops every cached block and reloads the superblock and the allocator. fs->lock held, no transaction. */
+static int cluster_invalidate(struct vmfs *fs)
+{
+	struct vbuf *sbb;
+	int ret;
+
+	if (fs->ndirty || fs->undo_list) {
+		fs_err(fs, "internal: metadata cache invalidated with a transaction running");
+		return -EIO;
+	}
+	ret = cache_drop_all(fs);
+	if (ret)
+		return ret;
+	ret = meta_read(fs, 0, VMFS_MAGIC_SB, &sbb);
+	if (ret)
+		return ret;
+	memcpy(&fs->sb, sbb->data, sizeof(fs->sb));
+	meta_put(fs, sbb);
+	if (sb_geometry_error(&fs->sb)) {
+		fs_err(fs, "superblock: %s", sb_geometry_error(&fs->sb));
+		return -EUCLEAN;
+	}
+	alloc_release(fs);
+	return alloc_init(fs);
+}
+
+/*
+ * Makes sure this host holds META in a mode good for write (exclusive) or
+ * read (shared or exclusive). Called with fs->lock held. Standalone and
+ * read-only handles have nothing to take.
+ */
+int cluster_meta(struct vmfs *fs, bool write)
+{
+	enum lk_mode want = write ? LK_EX : LK_SH;
+	struct lk_holder holder;
+	uint64_t version = 0;
+	int ret;
+
+	if (!fs->lk)
+		return 0;
+	if (!lk_write_ok(fs->lk)) { /* fenced: what the cache says may be stale, and nothing may be written */
+		fs_err(fs, "this host lost its heartbeat lease: the datastore is unavailable here");
+		return -EIO;
+	}
+	if (fs->meta_mode == LK_EX || (fs->meta_mode == LK_SH && !write))
+		return 0;
+	if (fs->meta_mode) { /* shared, exclusive wanted: let go first (nothing to write back) */
+		ret = cluster_meta_release(fs);
+		if (ret)
+			return ret;
+	}
+	in_meta_lock = true;
+	ret = lk_lock(fs->lk, META_RES, want, LK_WAIT, &version, &holder);
+	in_meta_lock = false;
+	if (ret) {
+		fs_err(fs, "cannot take the metadata lock: %s", ret == -ENOLCK ? "this host is fenced" : strerror(-ret));
+		return -EIO;
+	}
+	fs->meta_mode = want;
+	fs->meta_since_ns = base_mono_ns();
+	fs->meta_changed = fs->recovered; /* a replayed journal changed blocks: others must reread */
+	fs->recovered = false;
+	if (version != fs->meta_version || !version) {
+		ret = cluster_invalidate(fs);
+		if (ret) {
+			lk_unlock(fs->lk, META_RES, false, NULL);
+			fs->meta_mode = 0;
+			fs->meta_version = 0;
+			return ret;
+		}
+		fs->meta_version = version;
+	}
+	return 0;
+}
+
+/* C2: commit, write in place, flush, move the tail; then let META go. fs->lock held. */
+int cluster_meta_release(struct vmfs *fs)
+{
+	uint64_t version = fs->meta_version;
+	int ret = 0;
+
+	if (!fs->lk || !fs->meta_mode)
+		return 0;
+	if (fs->meta_mode == LK_EX) {
+		ret = journal_checkpoint(fs);
+		if (ret) /* keep the lock: what is not in place must not be seen (it goes with our heartbeat) */
+			return ret;
+	}
+	ret = lk_unlock(fs->lk, META_RES, fs->meta_changed, &version);
+	fs->meta_mode = 0;
+	fs->meta_version = ret ? 0 : version;
+	return ret;
+}
+
+/* ---- the poller: yield META to a host that waits for it --------------------------- */
+
+static void *poller(void *arg)
+{
+	struct vmfs *fs = arg;
+
+	pthread_mutex_lock(&fs->lock);
+	while (!fs->stopping) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_nsec += POLL_MS * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&fs->poll_cond, &fs->lock, &ts);
+		if (fs->stopping || !fs->meta_mode || lk_fenced(fs->lk))
+			continue;
+		if (base_mono_ns() - fs->meta_since_ns < MIN_HOLD_MS * 1000000ull)
+			continue;
+		pthread_mutex_unlock(&fs->lock); /* the check reads the disk: let operations run meanwhile */
+		bool wanted = lk_wanted(fs->lk, META_RES);
+		pthread_mutex_lock(&fs->lock);
+		if (wanted && fs->meta_mode && !fs->op_active)
+			cluster_meta_release(fs);
+	}
+	pthread_mutex_unlock(&fs->lock);
+	return NULL;
+}
+
+/* ---- recovery of a dead host (called by lockmgr inside lk_lock) ------------------- */
+
+/*
+ * The dead host's locks still stand while this runs, so by C2 whatever its
+ * journal holds covers blocks nobody changed since. fs->lock guards this
+ * host's journal state, which journal_recover() sets aside meanwhile; it is
+ * already held when the recovery comes from cluster_meta().
+ */
+static int recover_slot(void *arg, unsigned slot, uint64_t gen)
+{
+	struct vmfs *fs = arg;
+	bool take = !in_meta_lock;
+	int ret;
+
+	(void)gen;
+	if (take)
+		pthread_mutex_lock(&fs->lock);
+	ret = journal_recover(fs, slot);
+	fs->meta_version = 0; /* blocks changed under us: the cache goes (C3) */
+	fs->recovered = true;
+	if (take)
+		pthread_mutex_unlock(&fs->lock);
+	return ret;
+}
+
+/* ---- join and leave ----------------------------------------------------------------- */
+
+int cluster_join(struct vmfs *fs, const char *hostname, char *errbuf, size_t errlen)
+{
+	struct lk_join_opts jo = { .hostname = hostname, .recover = recover_slot, .recover_arg = fs };
+	struct lk_io io;
+	struct lk_geometry g;
+	struct lk_timing t;
+	char host[64];
+	int ret;
+
+	if (!hostname) {
+		if (gethostname(host, sizeof(host)))
+			snprintf(host, sizeof(host), "unknown");
+		host[sizeof(host) - 1] = 0;
+		jo.hostname = host;
+	}
+	vmfs_cluster_io(fs, &io, &g, &t);
+	fs->lkio = io;
+	ret = lk_join(&fs->lkio, &g, &t, &jo, &fs->lk, errbuf, errlen);
+	if (ret)
+		return ret;
+	dev_set_write_gate(fs->dev, write_gate, fs);
+	fs->slot = lk_host_slot(fs->lk);
+	pthread_cond_init(&fs->poll_cond, NULL);
+	return 0;
+}
+
+/* Starts yielding META to other hosts: the end of vmfs_open, which holds it until then. */
+int cluster_start(struct vmfs *fs)
+{
+	int ret;
+
+	if (!fs->lk)
+		return 0;
+	ret = pthread_create(&fs->poll_thread, NULL, poller, fs);
+	if (ret)
+		return -ret;
+	fs->poll_running = true;
+	return 0;
+}
+
+/* Stops the poller, lets META go (C2) and leaves the cluster. fs->stopping is set. */
+void cluster_leave(struct vmfs *fs)
+{
+	if (!fs->lk)
+		return;
+	if (fs->poll_running) {
+		pthread_mutex_lock(&fs->lock);
+		fs->stopping = true;
+		pthread_cond_broadcast(&fs->poll_cond);
+		pthread_mutex_unlock(&fs->lock);
+		pthread_join(fs->poll_thread, NULL);
+		fs->poll_running = false;
+	}
+	pthread_mutex_lock(&fs->lock);
+	cluster_meta_release(fs);
+	pthread_mutex_unlock(&fs->lock);
+	lk_leave(fs->lk);
+	fs->lk = NULL;
+	dev_set_write_gate(fs->dev, NULL, NULL);
+	pthread_cond_destroy(&fs->poll_cond);
+}
+
+/* ---- file locks (C5) ---------------------------------------------------------------- */
+
+static const enum lk_mode lk_modes[] = { [VMFS_LOCK_EX] = LK_EX, [VMFS_LOCK_SH] = LK_SH, [VMFS_LOCK_MW] = LK_MW };
+
+static void name_holder(const struct lk_holder *h, char *who, size_t wholen)
+{
+	if (who && wholen)
+		snprintf(who, wholen, "host slot %u (%s, generation %llu, %s)", h->slot,
+			 h->hostname[0] ? h->hostname : "unknown host", (unsigned long long)h->gen,
+			 h->mode == LK_EX ? "exclusive" : h->mode == LK_SH ? "read-only" : "multi-writer");
+}
+
+/*
+ * This host's opens of one inode share one cluster lock: vinode->lk_mode and
+ * lk_refs count them (under fs->flock), and each reference keeps the inode
+ * pinned. A stronger mode than the one held is taken by letting the weaker go
+ * first and taking it back if that fails.
+ */
+int vmfs_file_lock(struct vmfs *fs, uint64_t ino, enum vmfs_lock_mode mode, char *who, size_t wholen)
+{
+	struct lk_holder holder;
+	struct vinode *vi;
+	enum lk_mode want;
+	int ret = 0;
+
+	if (mode != VMFS_LOCK_EX && mode != VMFS_LOCK_SH && mode != VMFS_LOCK_MW)
+		return -EINVAL;
+	if (!fs->lk)
+		return 0;
+	want = lk_modes[mode];
+	vi = vinode_pin(fs, ino);
+	if (!vi)
+		return -ENOMEM;
+	pthread_mutex_lock(&fs->flock);
+	if (vi->lk_refs && (vi->lk_mode == want || vi->lk_mode == LK_EX)) {
+		vi->lk_refs++;
+		goto out;
+	}
+	if (vi->lk_refs && want != LK_EX) { /* shared and multi-writer do not mix, on one host either */
+		ret = -EBUSY;
+		if (who && wholen)
+			snprintf(who, wholen, "this host (%s)", vi->lk_mode == LK_SH ? "read-only" : "multi-writer");
+		goto out;
+	}
+	if (vi->lk_refs)
+		lk_unlock(fs->lk, LK_RES(LK_NS_INODE, ino), false, NULL);
+	memset(&holder, 0, sizeof(holder));
+	ret = lk_lock(fs->lk, LK_RES(LK_NS_INODE, ino), want, 0, NULL, &holder);
+	if (!ret) {
+		vi->lk_mode = want;
+		vi->lk_refs++;
+		goto out;
+	}
+	if (ret == -EBUSY)
+		name_holder(&holder, who, wholen);
+	else if (ret == -ENOLCK)
+		ret = -EIO;
+	if (vi->lk_refs && lk_lock(fs->lk, LK_RES(LK_NS_INODE, ino), vi->lk_mode, LK_WAIT, NULL, NULL))
+		fs_err(fs, "inode %llu: its %s lock is lost (fenced?)", (unsigned long long)ino,
+		       vi->lk_mode == LK_SH ? "read-only" : "multi-writer");
+out:
+	pthread_mutex_unlock(&fs->flock);
+	if (ret)
+		vinode_unpin(fs, vi);
+	return ret;
+}
+
+int vmfs_file_unlock(struct vmfs *fs, uint64_t ino)
+{
+	struct vinode *vi;
+	int ret = 0;
+
+	if (!fs->lk)
+		return 0;
+	pthread_mutex_lock(&fs->lock);
+	vi = vinode_find(fs, ino);
+	pthread_mutex_unlock(&fs->lock);
+	if (!vi)
+		return -ENOENT;
+	pthread_mutex_lock(&fs->flock);
+	if (!vi->lk_refs) {
+		pthread_mutex_unlock(&fs->flock);
+		return -ENOENT;
+	}
+	if (--vi->lk_refs == 0)
+		ret = lk_unlock(fs->lk, LK_RES(LK_NS_INODE, ino), false, NULL);
+	pthread_mutex_unlock(&fs->flock);
+	vinode_unpin(fs, vi); /* this reference's pin */
+	return ret == -ENOLCK ? -EIO : ret;
+}
+
+bool vmfs_fenced(struct vmfs *fs)
+{
+	return fs->lk && lk_fenced(fs->lk);
+}

@@ -16,7 +16,7 @@ LIB      := $(BUILD)/libvmfs.a
 
 TOOLS    := mkfs.vmfs fsck.vmfs vmfs-mount vmfsctl
 TOOL_BIN := $(addprefix $(BUILD)/bin/,$(TOOLS))
-BENCH_BIN := $(BUILD)/bin/vmfs-bench $(BUILD)/bin/vmfs-populate
+BENCH_BIN := $(BUILD)/bin/vmfs-bench $(BUILD)/bin/vmfs-populate $(BUILD)/bin/lk-bench
 UNIT_SRC := $(wildcard tests/unit/*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
@@ -40,6 +40,7 @@ $(BUILD)/bin/vmfs-mount: $(BUILD)/obj/tools/mount.o $(BUILD)/obj/tools/common.o 
 $(BUILD)/bin/vmfsctl: $(BUILD)/obj/tools/vmfsctl.o $(BUILD)/obj/tools/common.o $(LIB)
 $(BUILD)/bin/vmfs-bench: $(BUILD)/obj/bench/vmfs-bench.o $(BUILD)/obj/tools/common.o $(LIB)
 $(BUILD)/bin/vmfs-populate: $(BUILD)/obj/bench/vmfs-populate.o $(BUILD)/obj/tools/common.o $(LIB)
+$(BUILD)/bin/lk-bench: $(BUILD)/obj/bench/lk-bench.o $(LIB)
 $(BUILD)/bin/%:
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(EXTRA_CFLAGS) $^ -o $@ $(LDLIBS)
@@ -73,6 +74,7 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	@./bench/io
 	@./bench/fsck
+	@./bench/cluster
 
 # Fuzzing (tests/fuzz/): libFuzzer harnesses, one per on-disk parser, built with
 # clang and ASan/UBSan into build-fuzz/; `make fuzz` runs each for FUZZ_SECONDS

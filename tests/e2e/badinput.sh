@@ -133,6 +133,11 @@ usage_error any "$VMFS_BIN/mkfs.vmfs" --size banana "$T/new1.img"
 [ ! -e "$T/new1.img" ] || fail "mkfs.vmfs --size banana created a file"
 usage_error any "$VMFS_BIN/mkfs.vmfs" --size 1K "$T/new2.img"
 usage_error any "$VMFS_BIN/mkfs.vmfs" -b 3000 "$T/blank.img"
+usage_error 1 "$VMFS_BIN/mkfs.vmfs" -T 1000,2000,5000,1000 "$T/blank.img"   # fence after takeover: unsafe
+grep -q "unsafe\|fence" "$T/stderr" || fail "mkfs.vmfs -T with unsafe timings: $(cat "$T/stderr")"
+usage_error 1 "$VMFS_BIN/mkfs.vmfs" -T 100,200 "$T/blank.img"
+usage_error 1 "$VMFS_BIN/vmfsctl" locks "$good" /no/such/file
+usage_error 2 "$VMFS_BIN/vmfsctl" hosts
 usage_error any "$VMFS_BIN/mkfs.vmfs"
 usage_error 1 "$VMFS_BIN/vmfs-mount"
 usage_error 1 "$VMFS_BIN/vmfs-mount" "$good"

@@ -654,6 +654,35 @@ static void backoff_sleep(struct lk_host *h, struct backoff *bo)
 enum holder_state { HS_ALIVE, HS_DEAD, HS_STALE, HS_RECOVERING };
 
 /*
+ * Judges (slot, gen) from its record, read by an I/O submitted at t_sub and
+ * completed at t_done (this host's clock), and remembers the counter.
+ */
+static enum holder_state observe(struct lk_host *h, unsigned slot, uint64_t gen, const struct slot_rec *rec,
+				 uint64_t t_sub, uint64_t t_done)
+{
+	enum holder_state st;
+	struct slot_obs *o;
+
+	if (rec->state == LK_SLOT_FREE || rec->gen != gen)
+		return HS_STALE;
+	if (rec->state == LK_SLOT_RECOVERING)
+		return HS_RECOVERING;
+	pthread_mutex_lock(&h->mu);
+	o = &h->obs[slot];
+	if (!o->valid || o->gen != gen || o->counter != rec->counter) {
+		o->valid = true;
+		o->gen = gen;
+		o->counter = rec->counter;
+		o->seen_ns = t_done;
+		st = HS_ALIVE;
+	} else {
+		st = t_sub >= o->seen_ns + (uint64_t)h->t.dead_ms * NS_PER_MS ? HS_DEAD : HS_ALIVE;
+	}
+	pthread_mutex_unlock(&h->mu);
+	return st;
+}
+
+/*
  * Reads just slot's record and judges (slot, gen): STALE when the slot is free
  * or holds another generation, RECOVERING, DEAD when a read submitted at least
  * dead_ms after this host first saw the current counter (on its own clock)
@@ -663,7 +692,6 @@ enum holder_state { HS_ALIVE, HS_DEAD, HS_STALE, HS_RECOVERING };
 static int holder_state(struct lk_host *h, unsigned slot, uint64_t gen, enum holder_state *st, char *hostname)
 {
 	struct slot_rec rec;
-	struct slot_obs *o;
 	uint64_t t_sub, t_done;
 	void *buf;
 	int rc;
@@ -695,26 +723,7 @@ static int holder_state(struct lk_host *h, unsigned slot, uint64_t gen, enum hol
 	}
 	if (hostname)
 		memcpy(hostname, rec.hostname, 64);
-	if (rec.state == LK_SLOT_FREE || rec.gen != gen) {
-		*st = HS_STALE;
-		return 0;
-	}
-	if (rec.state == LK_SLOT_RECOVERING) {
-		*st = HS_RECOVERING;
-		return 0;
-	}
-	pthread_mutex_lock(&h->mu);
-	o = &h->obs[slot];
-	if (!o->valid || o->gen != gen || o->counter != rec.counter) {
-		o->valid = true;
-		o->gen = gen;
-		o->counter = rec.counter;
-		o->seen_ns = t_done;
-		*st = HS_ALIVE;
-	} else {
-		*st = t_sub >= o->seen_ns + (uint64_t)h->t.dead_ms * NS_PER_MS ? HS_DEAD : HS_ALIVE;
-	}
-	pthread_mutex_unlock(&h->mu);
+	*st = observe(h, slot, gen, &rec, t_sub, t_done);
 	return 0;
 }
 
@@ -1525,19 +1534,21 @@ int lk_lock(struct lk_host *h, uint64_t res, enum lk_mode mode, unsigned flags, 
 int lk_unlock(struct lk_host *h, uint64_t res, bool bump)
 {
 	unsigned b = lk_bucket_of(res, h->lay.nbuckets);
-	struct local_lock **pp, *loc;
+	struct local_lock *loc;
+	bool last = false;
 	int rc = 0;
 
 	pthread_mutex_lock(&h->bucket_mu[b]);
 	pthread_mutex_lock(&h->mu);
-	pp = local_slot(h, res);
-	loc = *pp;
+	loc = *local_slot(h, res);
 	if (loc && loc->refs > 1)
 		loc->refs--;
+	else if (loc)
+		last = true;
 	pthread_mutex_unlock(&h->mu);
 	if (!loc) {
 		rc = -ENOENT;
-	} else if (loc->refs == 1) {
+	} else if (last) {
 		rc = lk_write_ok(h) ? unlock_attempt(h, b, res, bump) : -ENOLCK;
 		if (rc == 0 || lk_fenced(h)) {
 			pthread_mutex_lock(&h->mu);
@@ -1548,6 +1559,43 @@ int lk_unlock(struct lk_host *h, uint64_t res, bool bump)
 	}
 	pthread_mutex_unlock(&h->bucket_mu[b]);
 	return rc;
+}
+
+int lk_recover_dead(struct lk_host *h)
+{
+	size_t rlen = (size_t)h->g.nslots * h->g.slot_size;
+	uint64_t t_sub, t_done;
+	uint8_t *region;
+	int rc, done = 0;
+
+	if (!lk_write_ok(h))
+		return -ENOLCK;
+	if (!h->recover)
+		return -EINVAL;
+	region = buf_alloc(rlen);
+	if (!region)
+		return -ENOMEM;
+	t_sub = host_now(h);
+	rc = host_read(h, h->g.hb_off, region, rlen);
+	t_done = host_now(h);
+	for (unsigned s = 0; !rc && s < h->g.nslots; s++) {
+		struct slot_rec rec;
+		enum holder_state st;
+
+		if (s == h->slot || hb_decode(region + (size_t)s * h->g.slot_size, s, &rec) < 0 ||
+		    rec.state == LK_SLOT_FREE)
+			continue;
+		st = observe(h, s, rec.gen, &rec, t_sub, t_done);
+		if (st != HS_DEAD && st != HS_RECOVERING)
+			continue;
+		rc = recover_slot(h, s, rec.gen);
+		if (rc == -EBUSY)
+			rc = 0;         /* another host or thread is at it */
+		else if (!rc)
+			done++;
+	}
+	free(region);
+	return rc < 0 ? rc : done;
 }
 
 /* ---- heartbeats: join, renew, leave (H1-H6) ---- */

@@ -207,6 +207,18 @@ int lk_lock(struct lk_host *h, uint64_t res, enum lk_mode mode, unsigned flags, 
  */
 int lk_unlock(struct lk_host *h, uint64_t res, bool bump);
 
+/*
+ * Recovers every other slot this host can prove dead: LIVE with a counter it
+ * has watched stand still for dead_ms (on its own clock, over calls: the first
+ * call only starts watching), or RECOVERING with nobody holding its recovery
+ * lock. A dead host holding no lock anybody needs is otherwise never recovered
+ * and its slot never freed: call this periodically (vmfs: housekeeping, or
+ * when a join elsewhere reports -ENOSPC). Reads the heartbeat region once,
+ * plus the recovery of each dead slot (see lk_recover_fn). Returns the number
+ * of slots recovered, -EINVAL without a recover callback, -ENOLCK if fenced.
+ */
+int lk_recover_dead(struct lk_host *h);
+
 /* ---- inspection without joining (vmfsctl, fsck) ---- */
 
 enum lk_slot_state {

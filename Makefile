@@ -20,9 +20,12 @@ TOOL_BIN := $(addprefix $(BUILD)/bin/,$(TOOLS))
 BENCH_BIN := $(BUILD)/bin/vmfs-bench $(BUILD)/bin/vmfs-populate
 UNIT_SRC := $(wildcard tests/unit/*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+# helper programs of the end-to-end tests (not Check suites: run-all.sh runs only files in tests/)
+TEST_TOOL_SRC := $(wildcard tests/tools/*.c)
+TEST_TOOL_BIN := $(TEST_TOOL_SRC:tests/tools/%.c=$(BUILD)/tests/tools/%)
 
 .PHONY: all deps test unit e2e check-asan crash-long demo bench clean
-all: $(TOOL_BIN) $(BENCH_BIN) $(UNIT_BIN)
+all: $(TOOL_BIN) $(BENCH_BIN) $(UNIT_BIN) $(TEST_TOOL_BIN)
 
 deps:
 	@./scripts/install-deps.sh
@@ -42,6 +45,10 @@ $(BUILD)/bin/vmfsctl: $(BUILD)/obj/tools/vmfsctl.o $(BUILD)/obj/tools/common.o $
 $(BUILD)/bin/vmfs-bench: $(BUILD)/obj/bench/vmfs-bench.o $(BUILD)/obj/tools/common.o $(LIB)
 $(BUILD)/bin/vmfs-populate: $(BUILD)/obj/bench/vmfs-populate.o $(BUILD)/obj/tools/common.o $(LIB)
 $(BUILD)/bin/%:
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(EXTRA_CFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/tests/tools/%: $(BUILD)/obj/tests/tools/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(EXTRA_CFLAGS) $^ -o $@ $(LDLIBS)
 

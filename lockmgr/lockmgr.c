@@ -330,7 +330,7 @@ static void dsect_get(const void *buf, unsigned idx, struct dblock *d)
 	d->has_inp = le32_to_cpu(dd.db_flags) & LK_DBLOCK_INP;
 }
 
-static void dsect_put(void *buf, uint32_t ss, unsigned slot, unsigned group, unsigned idx,
+static void dsect_put(void *buf, uint32_t ss, unsigned slot, uint64_t gen, unsigned group, unsigned idx,
 		      const struct dblock *d)
 {
 	struct lk_dsect_head hd = {
@@ -339,6 +339,7 @@ static void dsect_put(void *buf, uint32_t ss, unsigned slot, unsigned group, uns
 		.ds_count = cpu_to_le16((uint16_t)LK_DBLOCKS_PER_SECTOR(ss)),
 		.ds_slot = cpu_to_le32(slot),
 		.ds_group = cpu_to_le32(group),
+		.ds_gen = cpu_to_le64(gen),
 	};
 	struct lk_dblock_disk dd = {
 		.db_mbal = cpu_to_le64(d->mbal),
@@ -630,15 +631,22 @@ static int host_write(struct lk_host *h, uint64_t off, const void *buf, size_t l
 	return h->io.write(h->io.ctx, off, buf, len);
 }
 
-/* Randomized exponential backoff on the host's clock (the protocol's own waits). */
+/*
+ * Randomized exponential backoff on the host's clock (the protocol's own
+ * waits): a sleep of [cur/2, 3cur/2), cur growing by `grow` percent per wait
+ * up to max. Bucket mutexes are held for a few I/Os, so their waits start
+ * short and grow slowly; a lock may be held for long, its waits grow faster.
+ */
 struct backoff {
 	uint64_t cur, max;
+	unsigned grow;
 };
 
-static void backoff_init(struct lk_host *h, struct backoff *bo, uint64_t max_ms)
+static void backoff_init(struct lk_host *h, struct backoff *bo, uint64_t start_us, uint64_t max_ms, unsigned grow)
 {
-	bo->cur = NS_PER_MS / 2;
-	bo->max = base_max(NS_PER_MS, base_min(max_ms, (uint64_t)h->t.interval_ms / 4) * NS_PER_MS);
+	bo->cur = start_us * 1000;
+	bo->max = base_max(bo->cur, base_min(max_ms, (uint64_t)h->t.interval_ms / 4) * NS_PER_MS);
+	bo->grow = grow;
 }
 
 static void backoff_sleep(struct lk_host *h, struct backoff *bo)
@@ -646,7 +654,7 @@ static void backoff_sleep(struct lk_host *h, struct backoff *bo)
 	uint64_t ns = bo->cur / 2 + host_rand(h) % bo->cur;
 
 	h->io.sleep_ns(h->io.ctx, ns);
-	bo->cur = base_min(bo->cur * 2, bo->max);
+	bo->cur = base_min(bo->cur * bo->grow / 100, bo->max);
 }
 
 /* ---- liveness of other hosts (H6) ---- */
@@ -760,6 +768,18 @@ static int write_leader(struct lk_host *h, unsigned b, const struct leader *l)
 	return rc;
 }
 
+/* Whether our dblock of bucket b is in instance lver (we are one of its proposers). */
+static bool own_dblock_in(struct lk_host *h, unsigned b, uint64_t lver)
+{
+	unsigned grp = b / h->lay.per_sector;
+	struct dblock d;
+
+	pthread_mutex_lock(&h->group_mu[grp]);
+	dsect_get(h->dsect[grp], b % h->lay.per_sector, &d);
+	pthread_mutex_unlock(&h->group_mu[grp]);
+	return d.lver == lver;
+}
+
 /* M1: ballot numbers of slot s are s + 1 modulo nslots, so no two hosts share one. */
 static uint64_t next_mbal(struct lk_host *h, uint64_t above)
 {
@@ -776,19 +796,40 @@ static int write_dblock(struct lk_host *h, unsigned b, const struct dblock *d)
 	int rc;
 
 	pthread_mutex_lock(&h->group_mu[grp]);
-	dsect_put(h->dsect[grp], h->g.sector_size, h->slot, grp, b % h->lay.per_sector, d);
+	dsect_put(h->dsect[grp], h->g.sector_size, h->slot, h->gen, grp, b % h->lay.per_sector, d);
 	rc = host_write(h, off, h->dsect[grp], h->g.sector_size);
 	pthread_mutex_unlock(&h->group_mu[grp]);
 	return rc;
 }
 
+/* The hosts whose dblocks show the latest instance seen (rivals.lver), as (slot, gen) of their writers. */
+#define LK_MAX_RIVALS 8
+struct rivals {
+	uint64_t lver;
+	unsigned n;
+	struct owner who[LK_MAX_RIVALS];
+};
+
+static void rivals_note(struct rivals *r, uint64_t lver, unsigned slot, uint64_t gen)
+{
+	if (lver < r->lver)
+		return;
+	if (lver > r->lver) {
+		r->lver = lver;
+		r->n = 0;
+	}
+	if (r->n < LK_MAX_RIVALS)
+		r->who[r->n++] = (struct owner){ slot, gen };
+}
+
 /*
  * Reads every host's dblocks of bucket b (one I/O) and checks them against our
  * ballot: -EAGAIN if another host joined a later instance or a higher ballot of
- * this one (hints updated), else 0 with *best the vote of highest ballot.
+ * this one (hints and rivals updated), else 0 with *best the vote of highest
+ * ballot.
  */
 static int scan_dblocks(struct lk_host *h, unsigned b, void *gbuf, uint64_t lver, uint64_t mbal,
-			uint64_t *hint_lver, uint64_t *hint_mbal, struct dblock *best)
+			uint64_t *hint_lver, uint64_t *hint_mbal, struct rivals *riv, struct dblock *best)
 {
 	unsigned grp = b / h->lay.per_sector, idx = b % h->lay.per_sector;
 	uint32_t ss = h->g.sector_size;
@@ -809,6 +850,7 @@ static int scan_dblocks(struct lk_host *h, unsigned b, void *gbuf, uint64_t lver
 		dsect_get(sec, idx, &d);
 		if (all_zero(sec, ss) || d.lver < lver)
 			continue;
+		rivals_note(riv, d.lver, q, le64_to_cpu(((const struct lk_dsect_head *)sec)->ds_gen));
 		if (d.lver > lver) {
 			*hint_lver = base_max(*hint_lver, d.lver);
 			again = -EAGAIN;
@@ -834,7 +876,7 @@ static int scan_dblocks(struct lk_host *h, unsigned b, void *gbuf, uint64_t lver
  * there (M5).
  */
 static int ballot(struct lk_host *h, unsigned b, uint64_t lver, uint64_t *hint_lver, uint64_t *hint_mbal,
-		  struct owner *winner)
+		  struct rivals *riv, struct owner *winner)
 {
 	unsigned grp = b / h->lay.per_sector;
 	struct dblock mine, best;
@@ -861,7 +903,7 @@ static int ballot(struct lk_host *h, unsigned b, uint64_t lver, uint64_t *hint_l
 		rc = write_dblock(h, b, &mine);
 		if (rc < 0)
 			goto out;
-		rc = scan_dblocks(h, b, gbuf, lver, mine.mbal, hint_lver, hint_mbal, &best);
+		rc = scan_dblocks(h, b, gbuf, lver, mine.mbal, hint_lver, hint_mbal, riv, &best);
 		if (rc < 0)
 			goto out;
 	}
@@ -879,7 +921,7 @@ static int ballot(struct lk_host *h, unsigned b, uint64_t lver, uint64_t *hint_l
 	if (rc < 0)
 		goto out;
 	best.bal = 0;
-	rc = scan_dblocks(h, b, gbuf, lver, mine.mbal, hint_lver, hint_mbal, &best);
+	rc = scan_dblocks(h, b, gbuf, lver, mine.mbal, hint_lver, hint_mbal, riv, &best);
 	if (rc < 0)
 		goto out;
 	/* "When it completes phase 2, p has committed dblock[p].inp." */
@@ -910,9 +952,10 @@ static int mutex_acquire(struct lk_host *h, unsigned b, uint64_t *lver_out)
 {
 	uint64_t hint_lver = 0, hint_mbal = 0, over = 0, known = 0;
 	struct owner known_owner = { 0, 0 }, w;
+	struct rivals riv = { 0 };
+	struct backoff bo, duel;
 	bool voted = false;
 	enum holder_state st;
-	struct backoff bo;
 	struct leader L;
 	void *lbuf;
 	int rc;
@@ -920,7 +963,8 @@ static int mutex_acquire(struct lk_host *h, unsigned b, uint64_t *lver_out)
 	lbuf = buf_alloc(h->g.sector_size);
 	if (!lbuf)
 		return -ENOMEM;
-	backoff_init(h, &bo, 20);
+	backoff_init(h, &bo, 300, 20, 125);
+	backoff_init(h, &duel, 1000, 20, 150);
 	for (;;) {
 		uint64_t m, target;
 
@@ -964,12 +1008,35 @@ static int mutex_acquire(struct lk_host *h, unsigned b, uint64_t *lver_out)
 			}
 			target = m + 1;
 		} else {
-			target = m;     /* learn the value of instance m */
+			/*
+			 * Instance m is under way or its winner has not committed the
+			 * leader. A proposer of m keeps at it; anybody else waits while
+			 * a live host proposes in m (a ballot of ours would only abort
+			 * it) and runs a ballot to learn m's value once they are all dead.
+			 */
+			target = m;
+			if (!own_dblock_in(h, b, m) && riv.lver == m) {
+				bool waiting = false;
+
+				for (unsigned i = 0; i < riv.n && !waiting; i++) {
+					rc = holder_state(h, riv.who[i].slot, riv.who[i].gen, &st, NULL);
+					if (rc < 0)
+						break;
+					waiting = st == HS_ALIVE;
+				}
+				if (rc < 0)
+					break;
+				if (waiting) {
+					backoff_sleep(h, &bo);
+					continue;
+				}
+			}
 		}
-		rc = ballot(h, b, target, &hint_lver, &hint_mbal, &w);
+		rc = ballot(h, b, target, &hint_lver, &hint_mbal, &riv, &w);
 		voted = true;
 		if (rc == -EAGAIN) {
-			backoff_sleep(h, &bo);
+			/* outbid: give the rival time to finish its phases before bidding again */
+			backoff_sleep(h, &duel);
 			continue;
 		}
 		if (rc < 0)
@@ -1452,7 +1519,7 @@ static int lock_internal(struct lk_host *h, uint64_t res, enum lk_mode mode, uns
 	struct backoff bo;
 	int rc;
 
-	backoff_init(h, &bo, 50);
+	backoff_init(h, &bo, 500, 50, 150);
 	for (;;) {
 		struct local_lock **pp, *loc;
 		struct owner dead = { 0, 0 };

@@ -104,7 +104,7 @@ static_assert(sizeof(struct lk_dblock_disk) == 48, "");
 
 /*
  * One sector per (host slot, bucket group) holds that host's dblocks of the
- * group's buckets: a 16-byte header, LK_DBLOCKS_PER_SECTOR(sector_size)
+ * group's buckets: a 24-byte header, LK_DBLOCKS_PER_SECTOR(sector_size)
  * dblocks, zero, and a crc32c of the whole sector before its last 4 bytes.
  * Written only by the host holding the slot. All zero = every dblock empty.
  */
@@ -114,8 +114,9 @@ struct lk_dsect_head {
 	le16 ds_count;                  /* 0x06 dblocks in this sector */
 	le32 ds_slot;                   /* 0x08 own slot */
 	le32 ds_group;                  /* 0x0c own group */
+	le64 ds_gen;                    /* 0x10 generation of the slot's host that wrote it last */
 };
-static_assert(sizeof(struct lk_dsect_head) == 16, "");
+static_assert(sizeof(struct lk_dsect_head) == 24, "");
 #define LK_DBLOCKS_PER_SECTOR(ss) (((ss) - sizeof(struct lk_dsect_head) - 4) / sizeof(struct lk_dblock_disk))
 static_assert(LK_DBLOCKS_PER_SECTOR(512) == 10, "");
 static_assert(LK_DBLOCKS_PER_SECTOR(4096) == 84, "");

@@ -1531,7 +1531,7 @@ static void print_stats(const char *what, unsigned seeds, const struct sim_stats
 
 START_TEST(sim_many_seeds)
 {
-	unsigned seeds = env_uint("LK_SIM_SEEDS", 1500), failed = 0;
+	unsigned seeds = env_uint("LK_SIM_SEEDS", 1000), failed = 0;
 	const char *one = getenv("LK_SIM_SEED");
 	struct sim_stats tot = { 0 };
 	uint64_t t0 = base_mono_ns();

@@ -9,8 +9,9 @@ LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -laio -lpthread -lm
 ALL_CFLAGS = $(CPPFLAGS) $(WARN) $(CFLAGS) $(EXTRA_CFLAGS)
 
 BASE_SRC := $(wildcard base/*.c)
+LOCK_SRC := $(wildcard lockmgr/*.c)
 VMFS_SRC := $(wildcard vmfs/*.c)
-LIB_SRC  := $(BASE_SRC) $(VMFS_SRC)
+LIB_SRC  := $(BASE_SRC) $(LOCK_SRC) $(VMFS_SRC)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 LIB      := $(BUILD)/libvmfs.a
 
@@ -19,9 +20,12 @@ TOOL_BIN := $(addprefix $(BUILD)/bin/,$(TOOLS))
 BENCH_BIN := $(BUILD)/bin/vmfs-bench $(BUILD)/bin/vmfs-populate $(BUILD)/bin/lk-bench
 UNIT_SRC := $(wildcard tests/unit/*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+# helper programs of the end-to-end tests (not Check suites: run-all.sh runs only files in tests/)
+TEST_TOOL_SRC := $(wildcard tests/tools/*.c)
+TEST_TOOL_BIN := $(TEST_TOOL_SRC:tests/tools/%.c=$(BUILD)/tests/tools/%)
 
 .PHONY: all deps test unit e2e check-asan crash-long demo bench clean
-all: $(TOOL_BIN) $(BENCH_BIN) $(UNIT_BIN)
+all: $(TOOL_BIN) $(BENCH_BIN) $(UNIT_BIN) $(TEST_TOOL_BIN)
 
 deps:
 	@./scripts/install-deps.sh
@@ -42,6 +46,10 @@ $(BUILD)/bin/vmfs-bench: $(BUILD)/obj/bench/vmfs-bench.o $(BUILD)/obj/tools/comm
 $(BUILD)/bin/vmfs-populate: $(BUILD)/obj/bench/vmfs-populate.o $(BUILD)/obj/tools/common.o $(LIB)
 $(BUILD)/bin/lk-bench: $(BUILD)/obj/bench/lk-bench.o $(LIB)
 $(BUILD)/bin/%:
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(EXTRA_CFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/tests/tools/%: $(BUILD)/obj/tests/tools/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(EXTRA_CFLAGS) $^ -o $@ $(LDLIBS)
 

@@ -26,10 +26,14 @@
 
 /*
  * Storage and time, provided by the caller. read and write move whole sectors
- * (off and len multiples of lk_geometry.sector_size) and return 0 or a negative
- * errno; a write that returned 0 is visible to every host. now_ns is a
- * monotonic clock of this host only; sleep_ns sleeps on it. All four may block
- * and are called from any thread that calls into lockmgr.
+ * (off and len multiples of lk_geometry.sector_size, buf aligned to 4096 so
+ * O_DIRECT works) and return 0 or a negative errno; a write that returned 0 is
+ * visible to every host. A write must not still be in flight when it returns:
+ * an I/O that times out in the caller's layer returns an error only once the
+ * request is dead. now_ns is a monotonic clock of this host only; sleep_ns
+ * sleeps on it. All may block and are called from any thread that calls into
+ * lockmgr. random (may be NULL: getrandom(2)) fills buf; the simulator makes
+ * it deterministic.
  */
 struct lk_io {
 	void *ctx;
@@ -37,6 +41,7 @@ struct lk_io {
 	int (*write)(void *ctx, uint64_t off, const void *buf, size_t len);
 	uint64_t (*now_ns)(void *ctx);
 	void (*sleep_ns)(void *ctx, uint64_t ns);
+	void (*random)(void *ctx, void *buf, size_t len);
 };
 
 /* Where lockmgr's regions live on the LUN; fixed at mkfs. */
@@ -99,25 +104,56 @@ enum lk_ns { LK_NS_SLOT = 1, LK_NS_META = 2, LK_NS_INODE = 3, LK_NS_RC = 4, LK_N
  */
 typedef int (*lk_recover_fn)(void *arg, unsigned slot, uint64_t gen);
 
+/*
+ * Protocol events, for checkers (the simulator) and debugging: called in the
+ * thread making the transition, with no lockmgr lock other than the bucket's
+ * own local mutex held; must not call into lockmgr. MUTEX_ACQUIRED after the
+ * winning leader record is written, MUTEX_RELEASED just before the release is
+ * submitted, RECOVERED after a dead slot was freed (arg = its slot).
+ */
+enum lk_trace_event { LK_TRACE_MUTEX_ACQUIRED = 1, LK_TRACE_MUTEX_RELEASED = 2, LK_TRACE_RECOVERED = 3 };
+typedef void (*lk_trace_fn)(void *arg, enum lk_trace_event ev, unsigned bucket, uint64_t lver);
+
+/*
+ * Deliberate protocol breakage, for tests that prove the checkers can fail.
+ * Never set outside tests.
+ */
+enum lk_test_faults {
+	LK_FAULT_SKIP_DELTA_DELAY = 1u << 0,    /* join reads back at once */
+	LK_FAULT_SKIP_PHASE1 = 1u << 1,         /* Disk Paxos without phase 1 */
+};
+
 struct lk_join_opts {
 	const char *hostname;   /* shown by vmfsctl hosts; truncated to 63 bytes */
 	lk_recover_fn recover;  /* may be NULL: then a dead holder is reported as -EBUSY */
 	void *recover_arg;
 	bool no_renew_thread;   /* the caller calls lk_renew() itself (simulator) */
 	const char *watchdog;   /* path of a watchdog device to pet, or NULL */
+	lk_trace_fn trace;      /* may be NULL */
+	void *trace_arg;
+	unsigned test_faults;   /* enum lk_test_faults; 0 */
 };
 
 /*
  * Joins the cluster: claims a free heartbeat slot with a delta lease (takes
- * about 2 * io_timeout_ms), gives it a fresh host UUID and the next
- * generation, and starts the renewal thread. *out is the caller's until
- * lk_leave(). Errors: -ENOSPC (no free slot), -EIO, -EINVAL (bad geometry or
- * timings). errbuf gets one line on failure.
+ * lk_join_delay_ms() plus a few I/Os: 2.3 s with the default timings), gives
+ * it a fresh host UUID and the next generation, and starts the renewal
+ * thread. *out is the caller's until lk_leave(). Errors: -ENOSPC (no free
+ * slot), -EIO, -EINVAL (bad geometry, timings or unformatted region),
+ * -EUCLEAN (a corrupt record of ours). errbuf gets one line on failure.
  */
 int lk_join(const struct lk_io *io, const struct lk_geometry *g, const struct lk_timing *t,
 	    const struct lk_join_opts *o, struct lk_host **out, char *errbuf, size_t errlen);
-/* Releases every lock this host holds, marks the slot free, frees h. NULL is a no-op. */
+/*
+ * Releases every lock this host holds, stops renewing, marks the slot free
+ * (unless fenced: then nothing is written and the slot waits for recovery),
+ * closes the watchdog ('V' first unless fenced) and frees h. NULL is a no-op.
+ * No other call on h may run concurrently or follow.
+ */
 void lk_leave(struct lk_host *h);
+
+/* The wait between writing a slot claim and reading it back (from io_timeout_ms). */
+uint32_t lk_join_delay_ms(const struct lk_timing *t);
 
 unsigned lk_host_slot(const struct lk_host *h);
 uint64_t lk_host_gen(const struct lk_host *h);
@@ -152,7 +188,10 @@ enum lk_lock_flags {
 
 /*
  * Takes res in mode. Locks are per host, not per thread: a host that already
- * holds res in a compatible mode gets a reference (lk_unlock drops one).
+ * holds res in the same mode, or in LK_EX, gets a reference on what it holds
+ * (lk_unlock drops one); holding it in another mode is -EBUSY naming this host
+ * (there is no conversion: unlock first). Thread-safe; takes the bucket's
+ * local mutex, never across the recover callback.
  * *version (may be NULL) gets the resource's version: it changes whenever an
  * exclusive holder unlocks with bump, so a cache tagged with it stays valid
  * while it is unchanged. Errors: -EBUSY (held by a live host in a conflicting
@@ -164,15 +203,29 @@ int lk_lock(struct lk_host *h, uint64_t res, enum lk_mode mode, unsigned flags, 
 /*
  * Drops one reference; the last one removes the record, bumping the version if
  * bump. *version (may be NULL) gets the version the resource has afterwards.
+ * -ENOENT if this host does not hold res; -ENOLCK if fenced (the local
+ * reference is dropped anyway: the record on disk dies with the host's slot).
  */
 int lk_unlock(struct lk_host *h, uint64_t res, bool bump, uint64_t *version);
 
 /*
  * True when another live host waits for res (it called lk_lock with LK_WAIT
- * and found this host in the way). A holder that caches a lock polls this
- * and lets go. Reads res's bucket: one I/O.
+ * and found this host in the way: its want is recorded in the table). A
+ * holder that caches a lock polls this and lets go. Reads res's bucket.
  */
 bool lk_wanted(struct lk_host *h, uint64_t res);
+
+/*
+ * Recovers every other slot this host can prove dead: LIVE with a counter it
+ * has watched stand still for dead_ms (on its own clock, over calls: the first
+ * call only starts watching), or RECOVERING with nobody holding its recovery
+ * lock. A dead host holding no lock anybody needs is otherwise never recovered
+ * and its slot never freed: call this periodically (vmfs: housekeeping, or
+ * when a join elsewhere reports -ENOSPC). Reads the heartbeat region once,
+ * plus the recovery of each dead slot (see lk_recover_fn). Returns the number
+ * of slots recovered, -EINVAL without a recover callback, -ENOLCK if fenced.
+ */
+int lk_recover_dead(struct lk_host *h);
 
 /* ---- inspection without joining (vmfsctl, fsck) ---- */
 

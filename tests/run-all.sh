@@ -12,7 +12,7 @@ log=$(mktemp -d /tmp/vmfs-test-log.XXXXXX)
 filter=${TESTS:-}
 
 for t in "$BUILD"/tests/*; do
-	[ -x "$t" ] || continue
+	[ -f "$t" ] && [ -x "$t" ] || continue	# tests/tools/ holds helpers, not suites
 	name=unit/$(basename "$t")
 	[[ -n $filter && $name != *$filter* ]] && continue
 	out="$log/$(basename "$t").log"

@@ -2162,7 +2162,7 @@ void lk_leave(struct lk_host *h)
 
 /* ---- inspection without joining ---- */
 
-int lk_format(const struct lk_io *io, const struct lk_geometry *g)
+static int format(const struct lk_io *io, const struct lk_geometry *g, bool zeroed)
 {
 	const size_t chunk = 1 << 20;
 	struct lk_region_disk *rg;
@@ -2176,10 +2176,10 @@ int lk_format(const struct lk_io *io, const struct lk_geometry *g)
 	zero = buf_alloc(chunk);
 	if (!zero)
 		return -ENOMEM;
-	for (uint64_t off = 0; off < (uint64_t)g->nslots * g->slot_size && !rc; off += chunk)
+	for (uint64_t off = 0; !zeroed && off < (uint64_t)g->nslots * g->slot_size && !rc; off += chunk)
 		rc = io->write(io->ctx, g->hb_off + off, zero,
 			       base_min(chunk, (uint64_t)g->nslots * g->slot_size - off));
-	for (uint64_t off = 0; off < g->lock_len && !rc; off += chunk)
+	for (uint64_t off = 0; !zeroed && off < g->lock_len && !rc; off += chunk)
 		rc = io->write(io->ctx, g->lock_off + off, zero, base_min(chunk, g->lock_len - off));
 	if (!rc) {
 		rg = (struct lk_region_disk *)zero;
@@ -2196,6 +2196,16 @@ int lk_format(const struct lk_io *io, const struct lk_geometry *g)
 	}
 	free(zero);
 	return rc;
+}
+
+int lk_format(const struct lk_io *io, const struct lk_geometry *g)
+{
+	return format(io, g, false);
+}
+
+int lk_format_header(const struct lk_io *io, const struct lk_geometry *g)
+{
+	return format(io, g, true);
 }
 
 /* Reads the whole heartbeat region; each slot decoded with bounded re-reads. */

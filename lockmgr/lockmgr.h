@@ -74,6 +74,8 @@ int lk_timing_check(const struct lk_timing *t, char *errbuf, size_t errlen);
 uint64_t lk_lock_region_size(uint32_t nslots, uint32_t sector_size, uint32_t nbuckets);
 /* Writes the empty heartbeat and lock regions (mkfs). */
 int lk_format(const struct lk_io *io, const struct lk_geometry *g);
+/* As lk_format, for regions the caller has already zeroed (mkfs: a lazy format writes KiB, not MiB). */
+int lk_format_header(const struct lk_io *io, const struct lk_geometry *g);
 
 /* ---- joined hosts ---- */
 

@@ -21,7 +21,7 @@ static void usage(FILE *f)
 		   "  -f, --force              overwrite an existing filesystem\n"
 		   "  -U, --uuid UUID          datastore UUID (default: random)\n"
 		   "  -T, --timing I,D,F,IO    cluster timings in ms: heartbeat interval, dead after,\n"
-		   "                           fence after, I/O timeout (default 1000,8000,5000,1000)\n"
+		   "                           fence after, I/O timeout (default 1000,8000,5000,2000)\n"
 		   "  -q, --quiet              print nothing on success\n");
 }
 

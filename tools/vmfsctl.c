@@ -102,8 +102,8 @@ static int cmd_info(int argc, char **argv)
 		       (unsigned long long)in.free_blocks);
 		printf("free space:      %s\n", base_fmt_size(in.free_bytes, b, sizeof(b)));
 		printf("host slots:      %u\n", in.host_slots);
-		printf("journal:         %s per host; slot %u %s\n", base_fmt_size(in.journal_size, a, sizeof(a)),
-		       in.slot, in.journal_state);
+		printf("journal:         %s per host; %s\n", base_fmt_size(in.journal_size, a, sizeof(a)),
+		       in.journal_state);
 		printf("resource clusters: %llu (%llu in use)\n", (unsigned long long)in.rc_count,
 		       (unsigned long long)in.rc_inited);
 	}

@@ -37,6 +37,8 @@
 static __thread bool in_meta_lock;
 #define POLL_MS 20u             /* how often a holder looks for hosts waiting on its locks */
 #define MIN_HOLD_MS 5u          /* a fresh holder does some work before it yields */
+#define SWEEP_INTERVALS 2u      /* heartbeat intervals between sweeps for dead hosts */
+#define FILE_LOCK_PATIENCE_MS 1000u /* how long an open waits for another host's file lock to go */
 
 /* ---- lockmgr's view of the device -------------------------------------------------- */
 
@@ -191,13 +193,28 @@ int cluster_meta_release(struct vmfs *fs)
 
 /* ---- the poller: yield META to a host that waits for it --------------------------- */
 
+/*
+ * Also the sweep: every SWEEP_INTERVALS heartbeat intervals it asks lockmgr to
+ * recover hosts that died holding nothing anybody asked for (their slots and
+ * orphan lists would otherwise wait for the next host that needs them).
+ */
 static void *poller(void *arg)
 {
 	struct vmfs *fs = arg;
+	uint64_t next_sweep = 0;
 
 	pthread_mutex_lock(&fs->lock);
 	while (!fs->stopping) {
 		struct timespec ts;
+
+		if (base_mono_ns() >= next_sweep) {
+			next_sweep = base_mono_ns() + SWEEP_INTERVALS * 1000000ull *
+						  le32_to_cpu(fs->sb.sb_hb_interval_ms);
+			pthread_mutex_unlock(&fs->lock);
+			lk_recover_dead(fs->lk); /* errors: the next sweep tries again */
+			pthread_mutex_lock(&fs->lock);
+			continue;
+		}
 
 		clock_gettime(CLOCK_MONOTONIC, &ts);
 		ts.tv_nsec += POLL_MS * 1000000L;
@@ -355,8 +372,18 @@ int vmfs_file_lock(struct vmfs *fs, uint64_t ino, enum vmfs_lock_mode mode, char
 	}
 	if (vi->lk_refs)
 		lk_unlock(fs->lk, LK_RES(LK_NS_INODE, ino), false, NULL);
-	memset(&holder, 0, sizeof(holder));
-	ret = lk_lock(fs->lk, LK_RES(LK_NS_INODE, ino), want, 0, NULL, &holder);
+	/*
+	 * A holder that just closed the file lets go a moment later (FUSE sends
+	 * release after close returns): retry for up to FILE_LOCK_PATIENCE_MS
+	 * before calling the file busy.
+	 */
+	for (uint64_t until = base_mono_ns() + FILE_LOCK_PATIENCE_MS * 1000000ull, nap = 5;; nap = nap * 2 > 100 ? 100 : nap * 2) {
+		memset(&holder, 0, sizeof(holder));
+		ret = lk_lock(fs->lk, LK_RES(LK_NS_INODE, ino), want, 0, NULL, &holder);
+		if (ret != -EBUSY || base_mono_ns() + nap * 1000000ull > until || holder.slot == lk_host_slot(fs->lk))
+			break;
+		lkio_sleep(NULL, nap * 1000000ull);
+	}
 	if (!ret) {
 		vi->lk_mode = want;
 		vi->lk_refs++;

@@ -991,6 +991,8 @@ int journal_open(struct vmfs *fs)
 	if (ret < 0)
 		return ret;
 	fs->j_replayed = ret > 0;
+	if (fs->ro && !clean && !ret)
+		fs->journal_state = "in use"; /* nothing to replay: a live host's, or one that died idle */
 	if (fs->ro)
 		return 0;
 	/* the replayed images are written; make them durable, then start a fresh log */
@@ -1037,6 +1039,21 @@ int journal_checkpoint(struct vmfs *fs)
 	return 0;
 }
 
+/* The state to report for several journals: the one that needs the most attention. */
+static const char *journal_state_worse(const char *a, const char *b)
+{
+	static const char *const order[] = { "not allocated", "clean", "in use", "needs recovery" };
+	int ra = -1, rb = -1;
+
+	for (int i = 0; i < 4; i++) {
+		if (a && !strcmp(a, order[i]))
+			ra = i;
+		if (b && !strcmp(b, order[i]))
+			rb = i;
+	}
+	return ra > rb ? a : b;
+}
+
 /*
  * Replays the journal of a dead host's slot in place (cluster.c: called by
  * lockmgr while this host holds that slot's recovery lock and the dead host's
@@ -1060,7 +1077,7 @@ int journal_recover(struct vmfs *fs, unsigned slot)
 	fs->j_head = save[3];
 	fs->j_tail_seq = save[4];
 	fs->j_tail = save[5];
-	fs->journal_state = state;
+	fs->journal_state = journal_state_worse(fs->journal_state, state);
 	fs->j_replayed = replayed;
 	return ret;
 }

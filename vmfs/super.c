@@ -297,7 +297,7 @@ int vmfs_mkfs(const char *path, const struct vmfs_mkfs_opts *o, char *errbuf, si
 		struct lk_geometry g;
 		vmfs_cluster_io(fs, &io, &g, &timing);
 		fs->lkio = io;
-		ret = lk_format(&fs->lkio, &g);
+		ret = lk_format_header(&fs->lkio, &g); /* dev_zero_range made both regions zero */
 	}
 	if (ret) {
 		set_err(errbuf, errlen, ret, "%s: cannot clear the header area: %s", path, strerror(-ret));
@@ -510,6 +510,29 @@ int vmfs_open(const char *path, const struct vmfs_open_opts *o, struct vmfs **ou
 		ret = itab_init(fs);
 	if (ret)
 		goto err_cache;
+	if (!fs->ro && !o->standalone && primary_bad) {
+		/*
+		 * Joining writes (heartbeats, locks): only worth it when some host's
+		 * journal holds unit 0, so that recovering that host rewrites the
+		 * primary. Otherwise refuse now, having written nothing.
+		 */
+		unsigned slot = fs->slot;
+		fs->ro = true;
+		fs->slot = ~0u;
+		fs->j_sb_replayed = false;
+		ret = journal_overlay_others(fs);
+		fs->ro = false;
+		fs->slot = slot;
+		if (!ret)
+			ret = cache_drop_all(fs);
+		if (!ret && !fs->j_sb_replayed)
+			ret = -EBADMSG;
+		if (ret) {
+			set_err(errbuf, errlen, ret, "%s: %s (the backup superblock is intact: run fsck.vmfs)", path,
+				primary_bad);
+			goto err_cache;
+		}
+	}
 	if (!fs->ro && !o->standalone) {
 		/* a host: a heartbeat slot (its journal is ours), then META until the open is done */
 		char jwhy[200] = "";

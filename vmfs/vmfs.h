@@ -211,7 +211,8 @@ struct vmfs_info {
 	uint64_t free_bytes;      /* free file blocks plus free sub-blocks */
 	uint32_t host_slots, slot;
 	uint64_t journal_size;
-	const char *journal_state; /* "clean", "needs recovery", "not allocated" */
+	/* "not allocated", "clean", "in use", "needs recovery": read-only opens report the worst of every host's */
+	const char *journal_state;
 	uint64_t rc_count, rc_inited;
 	const char *io_engine;
 	int64_t mkfs_time_ns;

@@ -101,14 +101,13 @@ new_holder() {
 # True when no process holds file $1 open.
 released() { [ -z "$(holders "$1")" ]; }
 
-# Unless the caller sets -T, fast cluster timings: joining takes a fraction of
-# a second and a killed daemon's locks are taken over after one (the defaults,
-# 8 s, are for real LUNs; cluster.sh checks the protocol at these speeds).
+# The default cluster timings unless the caller sets -T (tests that kill
+# daemons do, to be taken over sooner). Shorter ones for every test would fence
+# daemons whose heartbeat write waits behind a long fsync of the backing file.
 vmfs_mkfs() { # IMAGE SIZE [mkfs.vmfs options...]
-	local img=$1 size=$2 timing=(-T 100,1000,600,200) a
+	local img=$1 size=$2
 	shift 2
-	for a in "$@"; do [[ $a == -T || $a == --timing* ]] && timing=(); done
-	"$VMFS_BIN/mkfs.vmfs" --size "$size" -f "${timing[@]}" "$@" "$img" >/dev/null
+	"$VMFS_BIN/mkfs.vmfs" --size "$size" -f "$@" "$img" >/dev/null
 }
 
 # vmfs_mount IMAGE MNT [vmfs-mount options...]: mounts as a daemon and records

@@ -1,11 +1,12 @@
 #!/bin/bash
-# Builds the datastore every fsck case starts from, the same way each time:
+# Builds the datastore every fsck case starts from, the same way each time
+# (one host slot, so the mount that fills it always journals in slot 0):
 # fixed UUID (so fixed name hashes), files of each layout, links, a symlink, a
 # directory big enough to be a tree, and a sparse file with a two-level map.
 # Usage: build-base.sh IMAGE MOUNTPOINT; writes IMAGE.sha256 (path and hash of every file).
 set -euo pipefail
 img=$1 mnt=$2
-"$VMFS_BIN/mkfs.vmfs" -q -f -U 0f5c0f5c-0000-4000-8000-000000000001 --size 1G "$img"
+"$VMFS_BIN/mkfs.vmfs" -q -f -H 1 -U 0f5c0f5c-0000-4000-8000-000000000001 --size 1G "$img"
 mkdir -p "$mnt"
 "$VMFS_BIN/vmfs-mount" -f -o commit=0 "$img" "$mnt" & daemon=$!
 for _ in $(seq 200); do mountpoint -q "$mnt" && break; sleep 0.05; done

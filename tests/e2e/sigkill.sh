@@ -8,7 +8,7 @@ e2e_init mkfs.vmfs vmfs-mount fsck.vmfs
 need_cmd python3
 ROUNDS=${SIGKILL_ROUNDS:-20}
 img=$T/ds.img
-vmfs_mkfs "$img" 2G -T 500,4000,2500,1000 # a killed host is taken over after 4 s
+vmfs_mkfs "$img" 2G -T 400,3200,2000,800 # a killed host is taken over after about 3 s
 mkdir -p "$T/m"
 
 # The workload: files of several shapes, written, renamed over, truncated and

@@ -692,6 +692,38 @@ START_TEST(threads_two_hosts)
 }
 END_TEST
 
+/* lk_watch_slots on a real clock: a renewing host is alive and recent, a left one is not listed alive. */
+START_TEST(watch_slots)
+{
+	struct lk_slot_info *si;
+	struct lk_host *a, *b;
+	unsigned sb;
+	size_t n;
+
+	md_setup(false, 4, 3);
+	a = md_join("alive", true);
+	b = md_join("gone", true);
+	sb = lk_host_slot(b);
+	lk_leave(b);
+	ck_assert_int_eq(lk_watch_slots(&md_io, &md_geo, 300, &si, &n), 0);
+	ck_assert_uint_eq(n, 2);
+	for (size_t i = 0; i < n; i++) {
+		if (si[i].slot == sb) {
+			ck_assert_int_eq(si[i].state, LK_SLOT_FREE);
+			ck_assert(!si[i].alive);
+			ck_assert(si[i].age_s >= 0.29);
+		} else {
+			ck_assert_str_eq(si[i].hostname, "alive");
+			ck_assert(si[i].alive);
+			ck_assert(si[i].age_s < 0.29);
+		}
+	}
+	free(si);
+	lk_leave(a);
+	md_teardown();
+}
+END_TEST
+
 /* ======================= the simulator ======================= */
 
 #define SIM_MAX_HOSTS 6
@@ -1611,6 +1643,7 @@ static Suite *lockmgr_suite(void)
 	tcase_add_test(tc, check_finds_damage);
 	tcase_add_test(tc, watchdog_pets);
 	tcase_add_test(tc, threads_two_hosts);
+	tcase_add_test(tc, watch_slots);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("sim");

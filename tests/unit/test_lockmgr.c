@@ -805,8 +805,9 @@ struct belief {
 struct shost {
 	struct sim *sim;
 	unsigned id;
-	int64_t clk_off;
-	int64_t ppm;
+	uint64_t clk_t0;        /* clock: local = clk_l0 + (T - clk_t0) * (1 + ppm / 1e6) */
+	uint64_t clk_l0;
+	int64_t ppm;            /* changes now and then, always within the drift bound */
 	struct lk_io io;
 	bool crashed;
 	uint64_t paused_until;
@@ -1076,11 +1077,21 @@ static void fiber_wait_until(struct sim *s, uint64_t t)
 	fiber_to_main(f, false);
 }
 
-/* ---- host clocks: local = off + T * (1 + ppm / 1e6) ---- */
+/* ---- host clocks ---- */
 
 static uint64_t host_clock(const struct shost *h, uint64_t t)
 {
-	return (uint64_t)((int64_t)t + h->clk_off + (int64_t)((__int128)t * h->ppm / 1000000));
+	uint64_t dt = t - h->clk_t0;
+
+	return h->clk_l0 + dt + (uint64_t)((__int128)dt * h->ppm / 1000000);
+}
+
+/* A new clock rate from now on; the clock stays continuous and monotonic. */
+static void host_set_rate(struct shost *h, uint64_t now, int64_t ppm)
+{
+	h->clk_l0 = host_clock(h, now);
+	h->clk_t0 = now;
+	h->ppm = ppm;
 }
 
 /* Real duration for a local duration on h's clock (rounded up). */
@@ -1126,7 +1137,7 @@ static uint64_t sim_latency(struct sim *s, struct shost *h)
 	if (r < 985)
 		return rng_range(&s->rng, 2 * MS, bound / 10);
 	(void)h;
-	return rng_range(&s->rng, bound / 10, bound - MS);
+	return rng_range(&s->rng, bound / 10, bound - bound / 40);     /* room for a rate change in flight */
 }
 
 static void op_part(struct sim *s, struct io_op *op, unsigned part)
@@ -1457,6 +1468,10 @@ static void sim_disturb(struct sim *s)
 	unsigned r = (unsigned)(rng_next(&s->rng) % 100000);
 	struct shost *h = &s->hosts[rng_next(&s->rng) % s->p.hosts];
 
+	if (r >= 99000) {               /* clock rates wander within the bound */
+		host_set_rate(h, s->now, (int64_t)rng_range(&s->rng, 0, 19800) - 9900);
+		return;
+	}
 	if (s->now >= s->p.run_ns || !h->lk || h->crashed || s->stopping)
 		return;
 	if (r < s->p.crash_permille) {
@@ -1545,7 +1560,8 @@ static void sim_setup(struct sim *s, uint64_t seed, const struct sim_params *p)
 
 		h->sim = s;
 		h->id = i;
-		h->clk_off = (int64_t)rng_range(&s->rng, 0, 1000) * (int64_t)SEC;
+		h->clk_l0 = rng_range(&s->rng, 0, 1000) * SEC;
+		h->clk_t0 = 0;
 		h->ppm = (int64_t)rng_range(&s->rng, 0, 19800) - 9900;
 		h->io = (struct lk_io){ h, sim_read, sim_write, sim_now, sim_sleep, sim_random };
 		h->rng = rng_next(&s->rng) | 1;

@@ -544,6 +544,112 @@ START_TEST(fence_and_recover)
 }
 END_TEST
 
+/* A heartbeat record built by hand from lockmgr_format.h reads back field by field: the format is pinned. */
+START_TEST(record_by_hand)
+{
+	struct lk_hb_disk rec;
+	struct lk_slot_info *si;
+	size_t n;
+
+	md_setup(true, 4, 3);
+	memset(&rec, 0, sizeof(rec));
+	rec.hb_magic = cpu_to_le32(0x42484b4c);         /* "LKHB" */
+	ck_assert_int_eq(memcmp(&rec.hb_magic, "LKHB", 4), 0);
+	rec.hb_version = cpu_to_le16(1);
+	rec.hb_state = cpu_to_le16(LK_SLOT_RECOVERING);
+	rec.hb_slot = cpu_to_le32(2);
+	rec.hb_gen = cpu_to_le64(77);
+	memset(rec.hb_uuid, 0xab, 16);
+	rec.hb_counter = cpu_to_le64(123456789);
+	strcpy(rec.hb_hostname, "by-hand");
+	rec.hb_crc = cpu_to_le32(base_crc32c(0, &rec, 0x1fc));
+	memcpy(md.data + md_geo.hb_off + 2 * 512, &rec, sizeof(rec));
+	ck_assert_int_eq(lk_read_slots(&md_io, &md_geo, &si, &n), 0);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_uint_eq(si[0].slot, 2);
+	ck_assert_int_eq(si[0].state, LK_SLOT_RECOVERING);
+	ck_assert_uint_eq(si[0].gen, 77);
+	ck_assert_uint_eq(si[0].uuid[15], 0xab);
+	ck_assert_uint_eq(si[0].counter, 123456789);
+	ck_assert_str_eq(si[0].hostname, "by-hand");
+	free(si);
+	problems = 0;
+	ck_assert_int_eq(lk_check(&md_io, &md_geo, note_problem, NULL), 0);
+	/* the same record in another slot's place is caught (it names its own slot) */
+	memcpy(md.data + md_geo.hb_off + 3 * 512, &rec, sizeof(rec));
+	ck_assert_int_eq(lk_check(&md_io, &md_geo, note_problem, NULL), -EUCLEAN);
+	ck_assert_int_eq(problems, 1);
+	ck_assert_msg(strstr(last_problem, "slot 3: malformed"), "%s", last_problem);
+	md_teardown();
+}
+END_TEST
+
+struct lock_seen {
+	unsigned n;
+	uint64_t res[4];
+};
+
+static int seen_lock(void *arg, uint64_t res, const struct lk_holder *h, uint64_t version)
+{
+	struct lock_seen *l = arg;
+
+	(void)h;
+	(void)version;
+	if (l->n < 4)
+		l->res[l->n] = res;
+	l->n++;
+	return 0;
+}
+
+/* T2: a torn newest table copy leaves the previous table in force, for readers and for the next writer. */
+START_TEST(torn_table_copy)
+{
+	struct lock_seen ls = { 0 };
+	struct lk_layout lay;
+	struct lk_host *a;
+	uint64_t r1 = LK_RES(LK_NS_USER, 5), r2 = LK_RES(LK_NS_USER, 6), off;
+	const struct lk_table_disk *c0, *c1;
+
+	md_setup(true, 4, 1);   /* one bucket: both resources in it */
+	ck_assert_int_eq(lk_layout_compute(4, 512, md_geo.lock_len, &lay), 0);
+	ck_assert_uint_eq(lay.nbuckets, 1);
+	off = md_geo.lock_off + lay.table_off;
+	a = md_join("alpha", false);
+	ck_assert_int_eq(lk_lock(a, r1, LK_EX, 0, NULL, NULL), 0);      /* seq 1 */
+	ck_assert_int_eq(lk_lock(a, r2, LK_SH, 0, NULL, NULL), 0);      /* seq 2, in the other copy */
+	c0 = (const void *)(md.data + off);
+	c1 = (const void *)(md.data + off + LK_TABLE_BYTES);
+	if (le64_to_cpu(c0->tb_seq) > le64_to_cpu(c1->tb_seq)) {       /* c1: the newest */
+		const struct lk_table_disk *t = c0;
+
+		c0 = c1;
+		c1 = t;
+	}
+	ck_assert_uint_eq(le64_to_cpu(c0->tb_seq), 1);
+	ck_assert_uint_eq(le64_to_cpu(c1->tb_seq), 2);
+	ck_assert_uint_eq(le16_to_cpu(c1->tb_nentries), 2);
+	/* tear the newest copy: its second half never landed */
+	memset((uint8_t *)c1 + 2048, 0x5a, 2048);
+	ck_assert_int_eq(lk_read_locks(&md_io, &md_geo, seen_lock, &ls), 0);
+	ck_assert_uint_eq(ls.n, 1);
+	ck_assert_uint_eq(ls.res[0], r1);
+	problems = 0;
+	ck_assert_int_eq(lk_check(&md_io, &md_geo, note_problem, NULL), 0);        /* one torn copy is no damage */
+	/* the next update builds on seq 1 and rewrites the torn copy */
+	ck_assert_int_eq(lk_unlock(a, r1, false), 0);
+	ck_assert_uint_eq(le64_to_cpu(c1->tb_seq), 2);
+	ck_assert_uint_eq(le16_to_cpu(c1->tb_nentries), 1);     /* r1's version record only */
+	ck_assert_uint_eq(c1->tb_entries[0].te_mode, 0);
+	/* both copies torn is damage */
+	memset((uint8_t *)c0 + 100, 0x5a, 8);
+	memset((uint8_t *)c1 + 100, 0x5a, 8);
+	ck_assert_int_eq(lk_check(&md_io, &md_geo, note_problem, NULL), -EUCLEAN);
+	ck_assert_int_eq(lk_lock(a, r1, LK_EX, 0, NULL, NULL), -EUCLEAN);
+	lk_leave(a);
+	md_teardown();
+}
+END_TEST
+
 /* A failed heartbeat write fences at once (no second write queued behind it). */
 START_TEST(failed_renewal_fences)
 {
@@ -1748,6 +1854,8 @@ static Suite *lockmgr_suite(void)
 	tcase_add_test(tc, table_full_and_gc);
 	tcase_add_test(tc, fence_and_recover);
 	tcase_add_test(tc, failed_renewal_fences);
+	tcase_add_test(tc, record_by_hand);
+	tcase_add_test(tc, torn_table_copy);
 	tcase_add_test(tc, check_finds_damage);
 	tcase_add_test(tc, watchdog_pets);
 	tcase_add_test(tc, threads_two_hosts);

@@ -26,8 +26,9 @@
  * crashed or fenced. Tests with a deliberately broken protocol (no delta
  * delay, no Disk Paxos phase 1) must make it report a violation.
  *
- * LK_SIM_SEEDS=N runs N seeds instead of the default; LK_SIM_SEED=S runs one
- * seed verbosely, for reproducing a failure.
+ * LK_SIM_SEEDS=N runs N seeds instead of the default 5000 (LK_SIM_FIRST=F
+ * starts at seed F instead of 0); LK_SIM_SEED=S runs one seed verbosely, for
+ * reproducing a failure.
  */
 #include "lockmgr/lockmgr.h"
 #include "lockmgr/lockmgr_format.h"
@@ -1777,7 +1778,7 @@ static void print_stats(const char *what, unsigned seeds, const struct sim_stats
 
 START_TEST(sim_many_seeds)
 {
-	unsigned seeds = env_uint("LK_SIM_SEEDS", 5000), failed = 0;
+	unsigned seeds = env_uint("LK_SIM_SEEDS", 5000), first = env_uint("LK_SIM_FIRST", 0), failed = 0;
 	const char *one = getenv("LK_SIM_SEED");
 	struct sim_stats tot = { 0 };
 	uint64_t t0 = base_mono_ns();
@@ -1792,8 +1793,8 @@ START_TEST(sim_many_seeds)
 		return;
 	}
 	for (unsigned i = 0; i < seeds; i++) {
-		default_params(&p, i);
-		if (!sim_seed(i, &p, false, &tot))
+		default_params(&p, first + i);
+		if (!sim_seed(first + i, &p, false, &tot))
 			failed++;
 	}
 	print_stats("sim", seeds, &tot, (double)(base_mono_ns() - t0) / 1e9);

@@ -28,7 +28,8 @@
  *
  * LK_SIM_SEEDS=N runs N seeds instead of the default 5000 (LK_SIM_FIRST=F
  * starts at seed F instead of 0); LK_SIM_SEED=S runs one seed verbosely, for
- * reproducing a failure.
+ * reproducing a failure; LK_SIM_IOERR=N fails one I/O in N (default 20000; a
+ * failed write may or may not have landed).
  */
 #include "lockmgr/lockmgr.h"
 #include "lockmgr/lockmgr_format.h"
@@ -893,6 +894,7 @@ struct io_op {
 	uint8_t *part_of;       /* per sector: which of the two instants moves it */
 	unsigned parts_left;
 	bool counter;           /* the workload's counter write */
+	bool failed;            /* lands, but its host is told -EIO */
 	uint64_t expect;        /* the value its host read */
 };
 
@@ -938,10 +940,11 @@ struct sim_params {
 	unsigned crash_permille, pause_permille;
 	unsigned faults;
 	bool joins_together;    /* all hosts join at once (the delta-lease race) */
+	unsigned ioerr_one_in;  /* one I/O in this many fails (LK_SIM_IOERR, default 20000) */
 };
 
 struct sim_stats {
-	uint64_t steps, events, ios, locks_ok, locks_busy, locks_fenced, unlocks, increments, joins, join_fail,
+	uint64_t steps, events, ios, io_errors, locks_ok, locks_busy, locks_fenced, unlocks, increments, joins, join_fail,
 		crashes, pauses, fenced_found, recoveries, mutexes, end_ns;
 };
 
@@ -1273,6 +1276,7 @@ static int sim_io(struct shost *h, bool write, uint64_t off, void *buf, size_t l
 	uint32_t ss = s->geo.sector_size;
 	uint64_t lat, t_end, t_at[2];
 	struct io_op *op;
+	bool failed;
 
 	REQUIRE(off % ss == 0 && len % ss == 0 && len);
 	REQUIRE((uintptr_t)buf % 4096 == 0);  /* the lk_io contract (O_DIRECT) */
@@ -1301,6 +1305,18 @@ static int sim_io(struct shost *h, bool write, uint64_t off, void *buf, size_t l
 	}
 	lat = host_to_real(h, sim_latency(s, h));
 	t_end = s->now + lat;
+	if (rng_next(&s->rng) % s->p.ioerr_one_in == 0) {
+		/* an I/O error: a read returns nothing, a write may or may not have landed */
+		s->st.io_errors++;
+		if (!write || rng_next(&s->rng) % 2) {
+			free(write ? op->buf : NULL);
+			free(op->part_of);
+			free(op);
+			fiber_wait_until(s, t_end);
+			return -EIO;
+		}
+		op->failed = true;
+	}
 	t_at[0] = rng_range(&s->rng, s->now, t_end);
 	t_at[1] = rng_range(&s->rng, s->now, t_end);
 	op->parts_left = len / ss > 1 ? 2 : 1;
@@ -1308,8 +1324,9 @@ static int sim_io(struct shost *h, bool write, uint64_t off, void *buf, size_t l
 		op->part_of[i] = op->parts_left == 2 ? (uint8_t)(rng_next(&s->rng) & 1) : 0;
 	for (unsigned p = 0; p < op->parts_left; p++)
 		ev_push(s, (struct event){ .t = t_at[p], .type = EV_PART, .op = op, .part = p });
+	failed = op->failed;    /* op may be freed by its last part before we resume */
 	fiber_wait_until(s, t_end);
-	return h->crashed ? -EIO : 0;
+	return h->crashed || failed ? -EIO : 0;
 }
 
 static int sim_read(void *ctx, uint64_t off, void *buf, size_t len)
@@ -1482,8 +1499,10 @@ static void incarnation(struct shost *h)
 
 		if (rng_next(&h->rng) % 4 == 0) {
 			rc = lk_recover_dead(h->lk);
-			if (h->crashed || rc == -ENOLCK)
+			if (h->crashed || rc == -ENOLCK || lk_fenced(h->lk))
 				break;
+			if (rc == -EIO)
+				continue;
 			if (rc < 0) {
 				sim_violation(s, "host %u: lk_recover_dead: %d", h->id, rc);
 				break;
@@ -1502,6 +1521,12 @@ static void incarnation(struct shost *h)
 		rc = lk_lock(h->lk, res, mode, flags, &ver, NULL);
 		if (h->crashed)
 			break;
+		if (rc == -EIO) {       /* an injected error: a host that wrote something fenced itself */
+			s->st.locks_fenced += lk_fenced(h->lk);
+			if (lk_fenced(h->lk))
+				break;
+			continue;
+		}
 		if (rc == -ENOLCK) {
 			s->st.locks_fenced++;
 			break;
@@ -1532,8 +1557,10 @@ static void incarnation(struct shost *h)
 		belief_del(h, res);
 		rc = lk_unlock(h->lk, res, rng_next(&h->rng) % 3 == 0);
 		s->st.unlocks++;
-		if (rc == -ENOLCK || h->crashed)
+		if (rc == -ENOLCK || h->crashed || lk_fenced(h->lk))
 			break;
+		if (rc == -EIO)
+			continue;       /* a read failed before anything was written: still held, lk_leave drops it */
 		if (rc) {
 			sim_violation(s, "host %u: lk_unlock: %d", h->id, rc);
 			break;
@@ -1741,6 +1768,13 @@ static bool sim_seed(uint64_t seed, const struct sim_params *p, bool verbose, st
 	return ok;
 }
 
+static unsigned env_uint(const char *name, unsigned def)
+{
+	const char *v = getenv(name);
+
+	return v && *v ? (unsigned)strtoul(v, NULL, 0) : def;
+}
+
 static void default_params(struct sim_params *p, uint64_t seed)
 {
 	uint64_t r = seed * 0x2545f4914f6cdd1dull + 7;
@@ -1755,23 +1789,18 @@ static void default_params(struct sim_params *p, uint64_t seed)
 	p->crash_permille = 15;         /* per 100000 steps */
 	p->pause_permille = 15;
 	p->joins_together = rng_next(&r) % 2;
+	p->ioerr_one_in = env_uint("LK_SIM_IOERR", 20000);
 }
 
-static unsigned env_uint(const char *name, unsigned def)
-{
-	const char *v = getenv(name);
-
-	return v && *v ? (unsigned)strtoul(v, NULL, 0) : def;
-}
 
 static void print_stats(const char *what, unsigned seeds, const struct sim_stats *t, double secs)
 {
 	fprintf(stderr,
-		"%s: %u seeds in %.1f s: %" PRIu64 " steps, %" PRIu64 " I/Os, %" PRIu64 " locks (%" PRIu64
+		"%s: %u seeds in %.1f s: %" PRIu64 " steps, %" PRIu64 " I/Os (%" PRIu64 " failed), %" PRIu64 " locks (%" PRIu64
 		" busy, %" PRIu64 " fenced), %" PRIu64 " increments, %" PRIu64 " joins (%" PRIu64
 		" failed), %" PRIu64 " mutex rounds, %" PRIu64 " crashes, %" PRIu64 " pauses, %" PRIu64
 		" fenced hosts found out, %" PRIu64 " recoveries, %.0f virtual s\n",
-		what, seeds, secs, t->steps, t->ios, t->locks_ok, t->locks_busy, t->locks_fenced, t->increments,
+		what, seeds, secs, t->steps, t->ios, t->io_errors, t->locks_ok, t->locks_busy, t->locks_fenced, t->increments,
 		t->joins, t->join_fail, t->mutexes, t->crashes, t->pauses, t->fenced_found, t->recoveries,
 		(double)t->end_ns / 1e9);
 }

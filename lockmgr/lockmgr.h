@@ -102,7 +102,11 @@ enum lk_ns { LK_NS_SLOT = 1, LK_NS_META = 2, LK_NS_INODE = 3, LK_NS_RC = 4, LK_N
  * negative errno to abandon the recovery (another host will retry). lockmgr
  * holds the slot's recovery lock around the call, so at most one live host
  * recovers a slot at a time; afterwards it drops every lock of (slot, gen)
- * and marks the slot free.
+ * and marks the slot free. Runs in the thread of the lk_lock or
+ * lk_recover_dead call, with no lockmgr mutex held: it may take other locks,
+ * but not one the dead host holds (those wait for this very recovery). It may
+ * run again for the same (slot, gen) if a recoverer dies: it must be
+ * idempotent (journal replay is).
  */
 typedef int (*lk_recover_fn)(void *arg, unsigned slot, uint64_t gen);
 

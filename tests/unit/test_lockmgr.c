@@ -26,8 +26,10 @@
  * crashed or fenced. Tests with a deliberately broken protocol (no delta
  * delay, no Disk Paxos phase 1) must make it report a violation.
  *
- * LK_SIM_SEEDS=N runs N seeds instead of the default; LK_SIM_SEED=S runs one
- * seed verbosely, for reproducing a failure.
+ * LK_SIM_SEEDS=N runs N seeds instead of the default 5000 (LK_SIM_FIRST=F
+ * starts at seed F instead of 0); LK_SIM_SEED=S runs one seed verbosely, for
+ * reproducing a failure; LK_SIM_IOERR=N fails one I/O in N (default 20000; a
+ * failed write may or may not have landed).
  */
 #include "lockmgr/lockmgr.h"
 #include "lockmgr/lockmgr_format.h"
@@ -59,6 +61,13 @@
 #endif
 
 #define MS ((uint64_t)1000000)
+
+/*
+ * For hot paths (the simulator, the memory disk): Check records the place of
+ * every ck_assert that passes with a write(2), which cost more than the
+ * simulation; this reaches Check only on failure.
+ */
+#define REQUIRE(cond) do { if (!(cond)) ck_abort_msg("%s:%d: %s", __FILE__, __LINE__, #cond); } while (0)
 #define SEC (1000 * MS)
 
 static uint64_t rng_next(uint64_t *s)
@@ -160,10 +169,10 @@ static int md_read(void *ctx, uint64_t off, void *buf, size_t len)
 {
 	struct memdisk *d = ctx;
 
-	ck_assert_uint_eq(off % d->ss, 0);
-	ck_assert_uint_eq(len % d->ss, 0);
-	ck_assert_uint_eq((uintptr_t)buf % 4096, 0);
-	ck_assert_uint_le(off + len, d->size);
+	REQUIRE((off % d->ss) == (0));
+	REQUIRE((len % d->ss) == (0));
+	REQUIRE(((uintptr_t)buf % 4096) == (0));
+	REQUIRE((off + len) <= (d->size));
 	pthread_mutex_lock(&d->mu);
 	memcpy(buf, d->data + off, len);
 	d->reads++;
@@ -176,9 +185,9 @@ static int md_write(void *ctx, uint64_t off, const void *buf, size_t len)
 	struct memdisk *d = ctx;
 	int rc = 0;
 
-	ck_assert_uint_eq(off % d->ss, 0);
-	ck_assert_uint_eq(len % d->ss, 0);
-	ck_assert_uint_le(off + len, d->size);
+	REQUIRE((off % d->ss) == (0));
+	REQUIRE((len % d->ss) == (0));
+	REQUIRE((off + len) <= (d->size));
 	pthread_mutex_lock(&d->mu);
 	if (d->fail_writes > 0) {
 		d->fail_writes--;
@@ -537,6 +546,112 @@ START_TEST(fence_and_recover)
 }
 END_TEST
 
+/* A heartbeat record built by hand from lockmgr_format.h reads back field by field: the format is pinned. */
+START_TEST(record_by_hand)
+{
+	struct lk_hb_disk rec;
+	struct lk_slot_info *si;
+	size_t n;
+
+	md_setup(true, 4, 3);
+	memset(&rec, 0, sizeof(rec));
+	rec.hb_magic = cpu_to_le32(0x42484b4c);         /* "LKHB" */
+	ck_assert_int_eq(memcmp(&rec.hb_magic, "LKHB", 4), 0);
+	rec.hb_version = cpu_to_le16(1);
+	rec.hb_state = cpu_to_le16(LK_SLOT_RECOVERING);
+	rec.hb_slot = cpu_to_le32(2);
+	rec.hb_gen = cpu_to_le64(77);
+	memset(rec.hb_uuid, 0xab, 16);
+	rec.hb_counter = cpu_to_le64(123456789);
+	strcpy(rec.hb_hostname, "by-hand");
+	rec.hb_crc = cpu_to_le32(base_crc32c(0, &rec, 0x1fc));
+	memcpy(md.data + md_geo.hb_off + 2 * 512, &rec, sizeof(rec));
+	ck_assert_int_eq(lk_read_slots(&md_io, &md_geo, &si, &n), 0);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_uint_eq(si[0].slot, 2);
+	ck_assert_int_eq(si[0].state, LK_SLOT_RECOVERING);
+	ck_assert_uint_eq(si[0].gen, 77);
+	ck_assert_uint_eq(si[0].uuid[15], 0xab);
+	ck_assert_uint_eq(si[0].counter, 123456789);
+	ck_assert_str_eq(si[0].hostname, "by-hand");
+	free(si);
+	problems = 0;
+	ck_assert_int_eq(lk_check(&md_io, &md_geo, note_problem, NULL), 0);
+	/* the same record in another slot's place is caught (it names its own slot) */
+	memcpy(md.data + md_geo.hb_off + 3 * 512, &rec, sizeof(rec));
+	ck_assert_int_eq(lk_check(&md_io, &md_geo, note_problem, NULL), -EUCLEAN);
+	ck_assert_int_eq(problems, 1);
+	ck_assert_msg(strstr(last_problem, "slot 3: malformed"), "%s", last_problem);
+	md_teardown();
+}
+END_TEST
+
+struct lock_seen {
+	unsigned n;
+	uint64_t res[4];
+};
+
+static int seen_lock(void *arg, uint64_t res, const struct lk_holder *h, uint64_t version)
+{
+	struct lock_seen *l = arg;
+
+	(void)h;
+	(void)version;
+	if (l->n < 4)
+		l->res[l->n] = res;
+	l->n++;
+	return 0;
+}
+
+/* T2: a torn newest table copy leaves the previous table in force, for readers and for the next writer. */
+START_TEST(torn_table_copy)
+{
+	struct lock_seen ls = { 0 };
+	struct lk_layout lay;
+	struct lk_host *a;
+	uint64_t r1 = LK_RES(LK_NS_USER, 5), r2 = LK_RES(LK_NS_USER, 6), off;
+	const struct lk_table_disk *c0, *c1;
+
+	md_setup(true, 4, 1);   /* one bucket: both resources in it */
+	ck_assert_int_eq(lk_layout_compute(4, 512, md_geo.lock_len, &lay), 0);
+	ck_assert_uint_eq(lay.nbuckets, 1);
+	off = md_geo.lock_off + lay.table_off;
+	a = md_join("alpha", false);
+	ck_assert_int_eq(lk_lock(a, r1, LK_EX, 0, NULL, NULL), 0);      /* seq 1 */
+	ck_assert_int_eq(lk_lock(a, r2, LK_SH, 0, NULL, NULL), 0);      /* seq 2, in the other copy */
+	c0 = (const void *)(md.data + off);
+	c1 = (const void *)(md.data + off + LK_TABLE_BYTES);
+	if (le64_to_cpu(c0->tb_seq) > le64_to_cpu(c1->tb_seq)) {       /* c1: the newest */
+		const struct lk_table_disk *t = c0;
+
+		c0 = c1;
+		c1 = t;
+	}
+	ck_assert_uint_eq(le64_to_cpu(c0->tb_seq), 1);
+	ck_assert_uint_eq(le64_to_cpu(c1->tb_seq), 2);
+	ck_assert_uint_eq(le16_to_cpu(c1->tb_nentries), 2);
+	/* tear the newest copy: its second half never landed */
+	memset((uint8_t *)c1 + 2048, 0x5a, 2048);
+	ck_assert_int_eq(lk_read_locks(&md_io, &md_geo, seen_lock, &ls), 0);
+	ck_assert_uint_eq(ls.n, 1);
+	ck_assert_uint_eq(ls.res[0], r1);
+	problems = 0;
+	ck_assert_int_eq(lk_check(&md_io, &md_geo, note_problem, NULL), 0);        /* one torn copy is no damage */
+	/* the next update builds on seq 1 and rewrites the torn copy */
+	ck_assert_int_eq(lk_unlock(a, r1, false), 0);
+	ck_assert_uint_eq(le64_to_cpu(c1->tb_seq), 2);
+	ck_assert_uint_eq(le16_to_cpu(c1->tb_nentries), 1);     /* r1's version record only */
+	ck_assert_uint_eq(c1->tb_entries[0].te_mode, 0);
+	/* both copies torn is damage */
+	memset((uint8_t *)c0 + 100, 0x5a, 8);
+	memset((uint8_t *)c1 + 100, 0x5a, 8);
+	ck_assert_int_eq(lk_check(&md_io, &md_geo, note_problem, NULL), -EUCLEAN);
+	ck_assert_int_eq(lk_lock(a, r1, LK_EX, 0, NULL, NULL), -EUCLEAN);
+	lk_leave(a);
+	md_teardown();
+}
+END_TEST
+
 /* A failed heartbeat write fences at once (no second write queued behind it). */
 START_TEST(failed_renewal_fences)
 {
@@ -692,6 +807,38 @@ START_TEST(threads_two_hosts)
 }
 END_TEST
 
+/* lk_watch_slots on a real clock: a renewing host is alive and recent, a left one is not listed alive. */
+START_TEST(watch_slots)
+{
+	struct lk_slot_info *si;
+	struct lk_host *a, *b;
+	unsigned sb;
+	size_t n;
+
+	md_setup(false, 4, 3);
+	a = md_join("alive", true);
+	b = md_join("gone", true);
+	sb = lk_host_slot(b);
+	lk_leave(b);
+	ck_assert_int_eq(lk_watch_slots(&md_io, &md_geo, 300, &si, &n), 0);
+	ck_assert_uint_eq(n, 2);
+	for (size_t i = 0; i < n; i++) {
+		if (si[i].slot == sb) {
+			ck_assert_int_eq(si[i].state, LK_SLOT_FREE);
+			ck_assert(!si[i].alive);
+			ck_assert(si[i].age_s >= 0.29);
+		} else {
+			ck_assert_str_eq(si[i].hostname, "alive");
+			ck_assert(si[i].alive);
+			ck_assert(si[i].age_s < 0.29);
+		}
+	}
+	free(si);
+	lk_leave(a);
+	md_teardown();
+}
+END_TEST
+
 /* ======================= the simulator ======================= */
 
 #define SIM_MAX_HOSTS 6
@@ -702,8 +849,33 @@ END_TEST
 struct sim;
 struct shost;
 
+/*
+ * Fiber switches: on x86-64 a few instructions saving the callee-saved
+ * registers and the stack pointer (swapcontext makes a sigprocmask system call
+ * at every switch, which was most of the simulator's run time); elsewhere
+ * ucontext.
+ */
+#if defined(__x86_64__) && !defined(SIM_UCONTEXT)
+#define SIM_ASM_SWITCH 1
+void sim_switch(void **save_sp, void *load_sp);
+__asm__(".text\n"
+	".globl sim_switch\n"
+	".type sim_switch, @function\n"
+	"sim_switch:\n"
+	"\tpushq %rbp\n\tpushq %rbx\n\tpushq %r12\n\tpushq %r13\n\tpushq %r14\n\tpushq %r15\n"
+	"\tmovq %rsp, (%rdi)\n"
+	"\tmovq %rsi, %rsp\n"
+	"\tpopq %r15\n\tpopq %r14\n\tpopq %r13\n\tpopq %r12\n\tpopq %rbx\n\tpopq %rbp\n"
+	"\tret\n"
+	".size sim_switch, .-sim_switch\n");
+#endif
+
 struct fiber {
+#ifdef SIM_ASM_SWITCH
+	void *sp;
+#else
 	ucontext_t ctx;
+#endif
 	void *stack;
 	bool done;
 	struct shost *host;
@@ -722,6 +894,7 @@ struct io_op {
 	uint8_t *part_of;       /* per sector: which of the two instants moves it */
 	unsigned parts_left;
 	bool counter;           /* the workload's counter write */
+	bool failed;            /* lands, but its host is told -EIO */
 	uint64_t expect;        /* the value its host read */
 };
 
@@ -741,8 +914,9 @@ struct belief {
 struct shost {
 	struct sim *sim;
 	unsigned id;
-	int64_t clk_off;
-	int64_t ppm;
+	uint64_t clk_t0;        /* clock: local = clk_l0 + (T - clk_t0) * (1 + ppm / 1e6) */
+	uint64_t clk_l0;
+	int64_t ppm;            /* changes now and then, always within the drift bound */
 	struct lk_io io;
 	bool crashed;
 	uint64_t paused_until;
@@ -766,10 +940,11 @@ struct sim_params {
 	unsigned crash_permille, pause_permille;
 	unsigned faults;
 	bool joins_together;    /* all hosts join at once (the delta-lease race) */
+	unsigned ioerr_one_in;  /* one I/O in this many fails (LK_SIM_IOERR, default 20000) */
 };
 
 struct sim_stats {
-	uint64_t steps, events, ios, locks_ok, locks_busy, locks_fenced, unlocks, increments, joins, join_fail,
+	uint64_t steps, events, ios, io_errors, locks_ok, locks_busy, locks_fenced, unlocks, increments, joins, join_fail,
 		crashes, pauses, fenced_found, recoveries, mutexes, end_ns;
 };
 
@@ -784,7 +959,11 @@ struct sim {
 	struct event *heap;
 	size_t nheap, capheap;
 	struct shost hosts[SIM_MAX_HOSTS];
+#ifdef SIM_ASM_SWITCH
+	void *main_sp;
+#else
 	ucontext_t main_ctx;
+#endif
 	const void *main_stack_bottom;
 	size_t main_stack_size;
 	struct fiber *cur;
@@ -836,7 +1015,7 @@ static void ev_push(struct sim *s, struct event e)
 	if (s->nheap == s->capheap) {
 		s->capheap = s->capheap ? 2 * s->capheap : 256;
 		s->heap = realloc(s->heap, s->capheap * sizeof(*s->heap));
-		ck_assert_ptr_nonnull(s->heap);
+		REQUIRE(s->heap);
 	}
 	e.seq = s->seq++;
 	i = s->nheap++;
@@ -871,6 +1050,8 @@ static struct event ev_pop(struct sim *s)
 
 /* ---- fibers ---- */
 
+static struct fiber *fiber_starting;   /* the fiber a first switch enters */
+
 static void fiber_to_main(struct fiber *f, bool dying)
 {
 	struct sim *s = f->host->sim;
@@ -878,7 +1059,11 @@ static void fiber_to_main(struct fiber *f, bool dying)
 	__sanitizer_start_switch_fiber(dying ? NULL : &f->fake_stack, s->main_stack_bottom, s->main_stack_size);
 #endif
 	(void)dying;
+#ifdef SIM_ASM_SWITCH
+	sim_switch(&f->sp, s->main_sp);
+#else
 	swapcontext(&f->ctx, &s->main_ctx);
+#endif
 #ifdef SIM_ASAN
 	__sanitizer_finish_switch_fiber(f->fake_stack, &s->main_stack_bottom, &s->main_stack_size);
 #endif
@@ -889,10 +1074,15 @@ static void fiber_run(struct sim *s, struct fiber *f)
 	void *fake = NULL;
 
 	s->cur = f;
+	fiber_starting = f;
 #ifdef SIM_ASAN
 	__sanitizer_start_switch_fiber(&fake, f->stack, SIM_STACK);
 #endif
+#ifdef SIM_ASM_SWITCH
+	sim_switch(&s->main_sp, f->sp);
+#else
 	swapcontext(&s->main_ctx, &f->ctx);
+#endif
 #ifdef SIM_ASAN
 	__sanitizer_finish_switch_fiber(fake, NULL, NULL);
 #endif
@@ -903,7 +1093,11 @@ static void fiber_run(struct sim *s, struct fiber *f)
 static void fiber_entry(unsigned lo, unsigned hi)
 {
 	struct fiber *f = (struct fiber *)(((uintptr_t)hi << 32) | lo);
-	struct sim *s = f->host->sim;
+	struct sim *s;
+
+	if (!f)
+		f = fiber_starting;
+	s = f->host->sim;
 
 #ifdef SIM_ASAN
 	__sanitizer_finish_switch_fiber(NULL, &s->main_stack_bottom, &s->main_stack_size);
@@ -915,21 +1109,62 @@ static void fiber_entry(unsigned lo, unsigned hi)
 	abort();        /* never resumed */
 }
 
+#ifdef SIM_ASM_SWITCH
+static void fiber_start(void)
+{
+	fiber_entry(0, 0);
+}
+#endif
+
+/* Fiber stacks are kept for reuse: mapping and unmapping one per fiber cost more than running it. */
+static void *stack_pool[32];
+static unsigned stack_pool_n;
+
+static void *stack_get(void)
+{
+	void *st;
+
+	if (stack_pool_n)
+		return stack_pool[--stack_pool_n];
+	st = mmap(NULL, SIM_STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	REQUIRE(st != MAP_FAILED);
+	return st;
+}
+
+static void stack_put(void *st)
+{
+	if (stack_pool_n < base_array_size(stack_pool))
+		stack_pool[stack_pool_n++] = st;
+	else
+		munmap(st, SIM_STACK);
+}
+
 static struct fiber *fiber_new(struct shost *h, void (*fn)(struct shost *), uint64_t start)
 {
 	struct fiber *f = calloc(1, sizeof(*f));
 	uintptr_t p = (uintptr_t)f;
 
-	ck_assert_ptr_nonnull(f);
+	REQUIRE(f);
 	f->host = h;
 	f->fn = fn;
-	f->stack = mmap(NULL, SIM_STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	ck_assert(f->stack != MAP_FAILED);
+	f->stack = stack_get();
+#ifdef SIM_ASM_SWITCH
+	{
+		/* six zeroed registers, then fiber_start as the return address, the entry aligned as after a call */
+		uintptr_t *top = (uintptr_t *)((uint8_t *)f->stack + SIM_STACK - 64);
+
+		top[6] = (uintptr_t)fiber_start;
+		f->sp = top;
+		memset(top, 0, 6 * sizeof(*top));
+		(void)p;
+	}
+#else
 	getcontext(&f->ctx);
 	f->ctx.uc_stack.ss_sp = f->stack;
 	f->ctx.uc_stack.ss_size = SIM_STACK;
 	f->ctx.uc_link = NULL;
 	makecontext(&f->ctx, (void (*)(void))fiber_entry, 2, (unsigned)(p & 0xffffffffu), (unsigned)(p >> 32));
+#endif
 	h->sim->live_fibers++;
 	ev_push(h->sim, (struct event){ .t = start, .type = EV_WAKE, .f = f });
 	return f;
@@ -939,7 +1174,7 @@ static void fiber_free(struct fiber *f)
 {
 	if (!f)
 		return;
-	munmap(f->stack, SIM_STACK);
+	stack_put(f->stack);
 	free(f);
 }
 
@@ -952,11 +1187,21 @@ static void fiber_wait_until(struct sim *s, uint64_t t)
 	fiber_to_main(f, false);
 }
 
-/* ---- host clocks: local = off + T * (1 + ppm / 1e6) ---- */
+/* ---- host clocks ---- */
 
 static uint64_t host_clock(const struct shost *h, uint64_t t)
 {
-	return (uint64_t)((int64_t)t + h->clk_off + (int64_t)((__int128)t * h->ppm / 1000000));
+	uint64_t dt = t - h->clk_t0;
+
+	return h->clk_l0 + dt + (uint64_t)((__int128)dt * h->ppm / 1000000);
+}
+
+/* A new clock rate from now on; the clock stays continuous and monotonic. */
+static void host_set_rate(struct shost *h, uint64_t now, int64_t ppm)
+{
+	h->clk_l0 = host_clock(h, now);
+	h->clk_t0 = now;
+	h->ppm = ppm;
 }
 
 /* Real duration for a local duration on h's clock (rounded up). */
@@ -1002,7 +1247,7 @@ static uint64_t sim_latency(struct sim *s, struct shost *h)
 	if (r < 985)
 		return rng_range(&s->rng, 2 * MS, bound / 10);
 	(void)h;
-	return rng_range(&s->rng, bound / 10, bound - MS);
+	return rng_range(&s->rng, bound / 10, bound - bound / 40);     /* room for a rate change in flight */
 }
 
 static void op_part(struct sim *s, struct io_op *op, unsigned part)
@@ -1031,24 +1276,25 @@ static int sim_io(struct shost *h, bool write, uint64_t off, void *buf, size_t l
 	uint32_t ss = s->geo.sector_size;
 	uint64_t lat, t_end, t_at[2];
 	struct io_op *op;
+	bool failed;
 
-	ck_assert_uint_eq(off % ss, 0);
-	ck_assert_uint_eq(len % ss, 0);
-	ck_assert_uint_le(off + len, s->disk_size);
+	REQUIRE(off % ss == 0 && len % ss == 0 && len);
+	REQUIRE((uintptr_t)buf % 4096 == 0);  /* the lk_io contract (O_DIRECT) */
+	REQUIRE(off + len <= s->disk_size);
 	if (h->crashed)
 		return -EIO;
 	s->st.ios++;
 	op = calloc(1, sizeof(*op));
-	ck_assert_ptr_nonnull(op);
+	REQUIRE(op);
 	op->host = h;
 	op->write = write;
 	op->off = off;
 	op->len = len;
 	op->part_of = malloc(len / ss);
-	ck_assert_ptr_nonnull(op->part_of);
+	REQUIRE(op->part_of);
 	if (write) {
 		op->buf = malloc(len);
-		ck_assert_ptr_nonnull(op->buf);
+		REQUIRE(op->buf);
 		memcpy(op->buf, buf, len);
 		if (off == s->counter_off) {
 			op->counter = true;
@@ -1059,6 +1305,18 @@ static int sim_io(struct shost *h, bool write, uint64_t off, void *buf, size_t l
 	}
 	lat = host_to_real(h, sim_latency(s, h));
 	t_end = s->now + lat;
+	if (rng_next(&s->rng) % s->p.ioerr_one_in == 0) {
+		/* an I/O error: a read returns nothing, a write may or may not have landed */
+		s->st.io_errors++;
+		if (!write || rng_next(&s->rng) % 2) {
+			free(write ? op->buf : NULL);
+			free(op->part_of);
+			free(op);
+			fiber_wait_until(s, t_end);
+			return -EIO;
+		}
+		op->failed = true;
+	}
 	t_at[0] = rng_range(&s->rng, s->now, t_end);
 	t_at[1] = rng_range(&s->rng, s->now, t_end);
 	op->parts_left = len / ss > 1 ? 2 : 1;
@@ -1066,8 +1324,9 @@ static int sim_io(struct shost *h, bool write, uint64_t off, void *buf, size_t l
 		op->part_of[i] = op->parts_left == 2 ? (uint8_t)(rng_next(&s->rng) & 1) : 0;
 	for (unsigned p = 0; p < op->parts_left; p++)
 		ev_push(s, (struct event){ .t = t_at[p], .type = EV_PART, .op = op, .part = p });
+	failed = op->failed;    /* op may be freed by its last part before we resume */
 	fiber_wait_until(s, t_end);
-	return h->crashed ? -EIO : 0;
+	return h->crashed || failed ? -EIO : 0;
 }
 
 static int sim_read(void *ctx, uint64_t off, void *buf, size_t len)
@@ -1125,7 +1384,7 @@ static void sim_trace(void *arg, enum lk_trace_event ev, unsigned bucket, uint64
 	struct shost *h = arg;
 
 	if (ev == LK_TRACE_MUTEX_ACQUIRED) {
-		ck_assert_uint_lt(bucket, SIM_MAX_BUCKETS);
+		REQUIRE((bucket) < (SIM_MAX_BUCKETS));
 		h->mutex[bucket] = true;
 		h->sim->st.mutexes++;
 		sim_check(h->sim);
@@ -1159,7 +1418,7 @@ static int sim_recover(void *arg, unsigned slot, uint64_t gen)
 
 static void belief_add(struct shost *h, uint64_t res, enum lk_mode mode)
 {
-	ck_assert_uint_lt(h->nbel, SIM_MAX_BELIEFS);
+	REQUIRE((h->nbel) < (SIM_MAX_BELIEFS));
 	h->bel[h->nbel++] = (struct belief){ res, mode };
 	sim_check(h->sim);
 }
@@ -1197,7 +1456,7 @@ static int counter_increment(struct shost *h)
 	uint64_t v;
 	int rc;
 
-	ck_assert_ptr_nonnull(buf);
+	REQUIRE(buf);
 	rc = sim_read(h, s->counter_off, buf, ss);
 	if (!rc) {
 		memcpy(&v, buf, 8);
@@ -1240,8 +1499,10 @@ static void incarnation(struct shost *h)
 
 		if (rng_next(&h->rng) % 4 == 0) {
 			rc = lk_recover_dead(h->lk);
-			if (h->crashed || rc == -ENOLCK)
+			if (h->crashed || rc == -ENOLCK || lk_fenced(h->lk))
 				break;
+			if (rc == -EIO)
+				continue;
 			if (rc < 0) {
 				sim_violation(s, "host %u: lk_recover_dead: %d", h->id, rc);
 				break;
@@ -1260,6 +1521,12 @@ static void incarnation(struct shost *h)
 		rc = lk_lock(h->lk, res, mode, flags, &ver, NULL);
 		if (h->crashed)
 			break;
+		if (rc == -EIO) {       /* an injected error: a host that wrote something fenced itself */
+			s->st.locks_fenced += lk_fenced(h->lk);
+			if (lk_fenced(h->lk))
+				break;
+			continue;
+		}
 		if (rc == -ENOLCK) {
 			s->st.locks_fenced++;
 			break;
@@ -1290,8 +1557,10 @@ static void incarnation(struct shost *h)
 		belief_del(h, res);
 		rc = lk_unlock(h->lk, res, rng_next(&h->rng) % 3 == 0, NULL);
 		s->st.unlocks++;
-		if (rc == -ENOLCK || h->crashed)
+		if (rc == -ENOLCK || h->crashed || lk_fenced(h->lk))
 			break;
+		if (rc == -EIO)
+			continue;       /* a read failed before anything was written: still held, lk_leave drops it */
 		if (rc) {
 			sim_violation(s, "host %u: lk_unlock: %d", h->id, rc);
 			break;
@@ -1333,6 +1602,10 @@ static void sim_disturb(struct sim *s)
 	unsigned r = (unsigned)(rng_next(&s->rng) % 100000);
 	struct shost *h = &s->hosts[rng_next(&s->rng) % s->p.hosts];
 
+	if (r >= 99000) {               /* clock rates wander within the bound */
+		host_set_rate(h, s->now, (int64_t)rng_range(&s->rng, 0, 19800) - 9900);
+		return;
+	}
 	if (s->now >= s->p.run_ns || !h->lk || h->crashed || s->stopping)
 		return;
 	if (r < s->p.crash_permille) {
@@ -1355,7 +1628,7 @@ static void sim_run(struct sim *s)
 	while (s->nheap) {
 		struct event e = ev_pop(s);
 
-		ck_assert_uint_ge(e.t, s->now);
+		REQUIRE((e.t) >= (s->now));
 		s->now = e.t;
 		s->st.events++;
 		if (s->now > stuck && !s->violation[0])
@@ -1405,8 +1678,8 @@ static void sim_setup(struct sim *s, uint64_t seed, const struct sim_params *p)
 	s->seed = seed;
 	s->rng = seed * 0x9e3779b97f4a7c15ull + 1;
 	s->p = *p;
-	ck_assert_uint_le(p->hosts, SIM_MAX_HOSTS);
-	ck_assert_uint_le(p->nbuckets, SIM_MAX_BUCKETS);
+	REQUIRE((p->hosts) <= (SIM_MAX_HOSTS));
+	REQUIRE((p->nbuckets) <= (SIM_MAX_BUCKETS));
 	lock_len = lk_lock_region_size(p->nslots, p->ss, p->nbuckets);
 	hb_len = base_round_up((uint64_t)p->nslots * base_max(512u, p->ss), 4096);
 	s->geo = (struct lk_geometry){ .sector_size = p->ss, .nslots = p->nslots,
@@ -1415,13 +1688,14 @@ static void sim_setup(struct sim *s, uint64_t seed, const struct sim_params *p)
 	s->counter_off = s->geo.lock_off + lock_len;
 	s->disk_size = s->counter_off + 4096;
 	s->disk = calloc(1, s->disk_size);
-	ck_assert_ptr_nonnull(s->disk);
+	REQUIRE(s->disk);
 	for (unsigned i = 0; i < p->hosts; i++) {
 		struct shost *h = &s->hosts[i];
 
 		h->sim = s;
 		h->id = i;
-		h->clk_off = (int64_t)rng_range(&s->rng, 0, 1000) * (int64_t)SEC;
+		h->clk_l0 = rng_range(&s->rng, 0, 1000) * SEC;
+		h->clk_t0 = 0;
 		h->ppm = (int64_t)rng_range(&s->rng, 0, 19800) - 9900;
 		h->io = (struct lk_io){ h, sim_read, sim_write, sim_now, sim_sleep, sim_random };
 		h->rng = rng_next(&s->rng) | 1;
@@ -1441,7 +1715,7 @@ static int direct_write(void *ctx, uint64_t off, const void *buf, size_t len)
 {
 	struct sim *s = ctx;
 
-	ck_assert_uint_le(off + len, s->disk_size);
+	REQUIRE((off + len) <= (s->disk_size));
 	memcpy(s->disk + off, buf, len);
 	return 0;
 }
@@ -1453,11 +1727,11 @@ static bool sim_seed(uint64_t seed, const struct sim_params *p, bool verbose, st
 	struct lk_io fmt_io = { .read = direct_read, .write = direct_write };
 	bool ok;
 
-	ck_assert_ptr_nonnull(s);
+	REQUIRE(s);
 	sim_setup(s, seed, p);
 	s->verbose = verbose;
 	fmt_io.ctx = s;
-	ck_assert_int_eq(lk_format(&fmt_io, &s->geo), 0);
+	REQUIRE(lk_format(&fmt_io, &s->geo) == 0);
 
 	for (unsigned i = 0; i < p->hosts; i++) {
 		uint64_t start = p->joins_together ? rng_range(&s->rng, 0, 3 * MS)
@@ -1486,12 +1760,19 @@ static bool sim_seed(uint64_t seed, const struct sim_params *p, bool verbose, st
 		if (!ok)
 			fprintf(stderr, "seed %" PRIu64 ": %s\n", seed, s->violation);
 	}
-	ck_assert_uint_eq(s->live_fibers, 0);
-	ck_assert_uint_eq(s->nheap, 0);
+	REQUIRE((s->live_fibers) == (0));
+	REQUIRE((s->nheap) == (0));
 	free(s->heap);
 	free(s->disk);
 	free(s);
 	return ok;
+}
+
+static unsigned env_uint(const char *name, unsigned def)
+{
+	const char *v = getenv(name);
+
+	return v && *v ? (unsigned)strtoul(v, NULL, 0) : def;
 }
 
 static void default_params(struct sim_params *p, uint64_t seed)
@@ -1508,30 +1789,25 @@ static void default_params(struct sim_params *p, uint64_t seed)
 	p->crash_permille = 15;         /* per 100000 steps */
 	p->pause_permille = 15;
 	p->joins_together = rng_next(&r) % 2;
+	p->ioerr_one_in = env_uint("LK_SIM_IOERR", 20000);
 }
 
-static unsigned env_uint(const char *name, unsigned def)
-{
-	const char *v = getenv(name);
-
-	return v && *v ? (unsigned)strtoul(v, NULL, 0) : def;
-}
 
 static void print_stats(const char *what, unsigned seeds, const struct sim_stats *t, double secs)
 {
 	fprintf(stderr,
-		"%s: %u seeds in %.1f s: %" PRIu64 " steps, %" PRIu64 " I/Os, %" PRIu64 " locks (%" PRIu64
+		"%s: %u seeds in %.1f s: %" PRIu64 " steps, %" PRIu64 " I/Os (%" PRIu64 " failed), %" PRIu64 " locks (%" PRIu64
 		" busy, %" PRIu64 " fenced), %" PRIu64 " increments, %" PRIu64 " joins (%" PRIu64
 		" failed), %" PRIu64 " mutex rounds, %" PRIu64 " crashes, %" PRIu64 " pauses, %" PRIu64
 		" fenced hosts found out, %" PRIu64 " recoveries, %.0f virtual s\n",
-		what, seeds, secs, t->steps, t->ios, t->locks_ok, t->locks_busy, t->locks_fenced, t->increments,
+		what, seeds, secs, t->steps, t->ios, t->io_errors, t->locks_ok, t->locks_busy, t->locks_fenced, t->increments,
 		t->joins, t->join_fail, t->mutexes, t->crashes, t->pauses, t->fenced_found, t->recoveries,
 		(double)t->end_ns / 1e9);
 }
 
 START_TEST(sim_many_seeds)
 {
-	unsigned seeds = env_uint("LK_SIM_SEEDS", 1000), failed = 0;
+	unsigned seeds = env_uint("LK_SIM_SEEDS", 5000), first = env_uint("LK_SIM_FIRST", 0), failed = 0;
 	const char *one = getenv("LK_SIM_SEED");
 	struct sim_stats tot = { 0 };
 	uint64_t t0 = base_mono_ns();
@@ -1546,8 +1822,8 @@ START_TEST(sim_many_seeds)
 		return;
 	}
 	for (unsigned i = 0; i < seeds; i++) {
-		default_params(&p, i);
-		if (!sim_seed(i, &p, false, &tot))
+		default_params(&p, first + i);
+		if (!sim_seed(first + i, &p, false, &tot))
 			failed++;
 	}
 	print_stats("sim", seeds, &tot, (double)(base_mono_ns() - t0) / 1e9);
@@ -1608,9 +1884,12 @@ static Suite *lockmgr_suite(void)
 	tcase_add_test(tc, table_full_and_gc);
 	tcase_add_test(tc, fence_and_recover);
 	tcase_add_test(tc, failed_renewal_fences);
+	tcase_add_test(tc, record_by_hand);
+	tcase_add_test(tc, torn_table_copy);
 	tcase_add_test(tc, check_finds_damage);
 	tcase_add_test(tc, watchdog_pets);
 	tcase_add_test(tc, threads_two_hosts);
+	tcase_add_test(tc, watch_slots);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("sim");

@@ -638,7 +638,7 @@ START_TEST(torn_table_copy)
 	problems = 0;
 	ck_assert_int_eq(lk_check(&md_io, &md_geo, note_problem, NULL), 0);        /* one torn copy is no damage */
 	/* the next update builds on seq 1 and rewrites the torn copy */
-	ck_assert_int_eq(lk_unlock(a, r1, false), 0);
+	ck_assert_int_eq(lk_unlock(a, r1, false, NULL), 0);
 	ck_assert_uint_eq(le64_to_cpu(c1->tb_seq), 2);
 	ck_assert_uint_eq(le16_to_cpu(c1->tb_nentries), 1);     /* r1's version record only */
 	ck_assert_uint_eq(c1->tb_entries[0].te_mode, 0);

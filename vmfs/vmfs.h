@@ -53,6 +53,7 @@ struct vmfs_open_opts {
 	bool standalone;
 	unsigned slot;
 	const char *hostname;     /* shown to other hosts (vmfsctl hosts); NULL: gethostname() */
+	const char *watchdog;     /* a watchdog device petted at each heartbeat, or NULL (lockmgr) */
 };
 
 /*

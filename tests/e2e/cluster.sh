@@ -154,6 +154,16 @@ exec 7>&-
 fusermount3 -u "$A" 2>/dev/null || umount -l "$A"
 wait_until 20 not pid_alive "$PA" || kill -9 "$PA"
 
+log "-o watchdog: petted at each heartbeat, closed with the magic 'V' on unmount; a missing one is refused"
+: >"$T/wd"
+vmfs_mount "$IMG" "$T/w" -o watchdog="$T/wd"; PW=$DAEMON_PID
+petted() { [ "$(stat -c %s "$T/wd")" -ge 3 ]; }
+wait_until 10 petted || fail "the watchdog is not petted"
+vmfs_umount_pid "$T/w" "$PW"
+[ "$(tail -c1 "$T/wd")" = V ] || fail "the watchdog was not closed with 'V'"
+rc=0; out=$("$VMFS_BIN/vmfs-mount" -o watchdog="$T/no/such/watchdog" "$IMG" "$T/w" 2>&1) || rc=$?
+[ $rc -eq 32 ] && grep -q watchdog <<<"$out" || fail "a mount with a missing watchdog: exit $rc: $out"
+
 log "unmount; fsck finds the datastore clean and no host left"
 vmfs_umount_pid "$B" "$PB"
 "$VMFS_BIN/fsck.vmfs" -fn "$IMG" || fail "fsck is not clean"

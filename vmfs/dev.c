@@ -1541,8 +1541,8 @@ void *dev_alloc_buf(size_t len)
 
 /*
  * A queue hands its prepared requests to the kernel in one batch at the next
- * dev_queue_reap. Each submitted request holds one of depth slots until reap
- * reports it; dev_queue_submit on a full queue returns -EBUSY.
+ * dev_queue_kick or dev_queue_reap. Each submitted request holds one of depth
+ * slots until reap reports it; dev_queue_submit on a full queue returns -EBUSY.
  */
 int dev_queue_new(struct vmfs_dev *dev, unsigned depth, struct dev_queue **out)
 {
@@ -1605,6 +1605,11 @@ int dev_queue_submit(struct dev_queue *q, struct dev_req *req)
 	}
 	ctx_queue(c, io);
 	return 0;
+}
+
+void dev_queue_kick(struct dev_queue *q)
+{
+	ctx_submit(q->ctx);
 }
 
 int dev_queue_reap(struct dev_queue *q, unsigned min, unsigned max, struct dev_req **out)

@@ -10,8 +10,8 @@
 e2e_init mkfs.vmfs fsck.vmfs vmfs-mount vmfsctl
 need_cmd python3
 IMG=$T/ds.img A=$T/a B=$T/b
-DEAD_MS=1600
-vmfs_mkfs "$IMG" 2G -H 16 -T 200,$DEAD_MS,1000,200
+DEAD_MS=3200
+vmfs_mkfs "$IMG" 2G -H 16 -T 400,$DEAD_MS,2000,800 # room for a loaded box: a 1 s fence was missed there
 
 vmfs_mount "$IMG" "$A"; PA=$DAEMON_PID
 vmfs_mount "$IMG" "$B"; PB=$DAEMON_PID

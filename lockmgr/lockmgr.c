@@ -739,6 +739,14 @@ static int holder_state(struct lk_host *h, unsigned slot, uint64_t gen, enum hol
 	return 0;
 }
 
+int lk_owner_stale(struct lk_host *h, unsigned slot, uint64_t gen)
+{
+	enum holder_state st;
+	int rc = holder_state(h, slot, gen, &st, NULL);
+
+	return rc < 0 ? rc : st == HS_STALE;
+}
+
 /* ---- bucket mutex: Disk Paxos (M1-M5) ---- */
 
 struct owner {

@@ -166,6 +166,15 @@ uint64_t lk_host_gen(const struct lk_host *h);
 void lk_host_uuid(const struct lk_host *h, uint8_t uuid[16]);
 
 /*
+ * Whether (slot, gen) is provably no longer a member: its slot is free, holds
+ * another generation, or lies beyond the region. Returns 1 if so, 0 if it may
+ * still live (a host that died but is not yet recovered counts as living), or
+ * -errno. Reads that one slot, not the region. For records outside lockmgr's
+ * tables that name a host (vmfs: the owner of a resource cluster).
+ */
+int lk_owner_stale(struct lk_host *h, unsigned slot, uint64_t gen);
+
+/*
  * One renewal: writes the heartbeat if its deadline allows (the renewal thread
  * calls this every interval_ms). Returns 0, or -ENOLCK once the host is fenced.
  */

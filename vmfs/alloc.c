@@ -11,9 +11,18 @@
  * reference count per sub-block.
  *
  * Invariants: rc_nfree equals the number of zero entries in rc_ref; the
- * in-memory counters (rc_free, pools, free_blocks) equal what the cached blocks
- * say (alloc_undo_hook keeps them so when an operation is undone); nothing freed
- * in the running transaction is handed out again (see meta.c, J5).
+ * in-memory counters (rc_free, rc_mine, pools, free_blocks) equal what the
+ * cached blocks say (alloc_undo_hook keeps them so when an operation is
+ * undone); nothing freed in the running transaction is handed out again (see
+ * meta.c, J5).
+ *
+ * Placement among hosts: a host allocates from the RCs whose owner record
+ * names it (slot and generation), then claims one whose owner is no longer a
+ * member (or the next fresh one), and only when every RC with room belongs to
+ * a living host does it take space from theirs. Safety does not rest on this:
+ * every allocation runs under META exclusive (cluster.c, C1), so two hosts
+ * never hand out one block; owning keeps each host's files and sub-block pools
+ * apart, as VMFS does, so that they do not interleave on disk.
  */
 #include "vmfs/vmfs_i.h"
 
@@ -28,6 +37,20 @@ static uint32_t rc_len(struct vmfs *fs, uint64_t rc)
 static uint64_t sb_rc_inited(struct vmfs *fs)
 {
 	return le64_to_cpu(fs->sb.sb_rc_inited);
+}
+
+#define CLAIM_RETRY_NS 1000000000ull /* after a claim pass found nothing, skip it this long */
+
+static bool owner_is_self(struct vmfs *fs, const struct vmfs_lockrec_disk *r)
+{
+	return fs->lk && le32_to_cpu(r->lr_slot1) == lk_host_slot(fs->lk) + 1 &&
+	       le64_to_cpu(r->lr_gen) == lk_host_gen(fs->lk);
+}
+
+/* Whether this host allocates from rc before any other: it owns it, or it is alone (no cluster). */
+static bool rc_is_mine(struct vmfs *fs, uint64_t rc)
+{
+	return !fs->lk || fs->rc_mine[rc];
 }
 
 bool addr_in_data(struct vmfs *fs, uint64_t unit)
@@ -116,7 +139,8 @@ int alloc_init(struct vmfs *fs)
 		return -EUCLEAN;
 	}
 	fs->rc_free = calloc(fs->rc_count, sizeof(*fs->rc_free));
-	if (!fs->rc_free)
+	fs->rc_mine = calloc(fs->rc_count, 1);
+	if (!fs->rc_free || !fs->rc_mine)
 		return -ENOMEM;
 	fs->free_blocks = 0;
 	for (uint64_t rc = 0; rc < fs->rc_count; rc++) {
@@ -133,6 +157,7 @@ int alloc_init(struct vmfs *fs)
 		if (ret)
 			return ret;
 		d = (struct vmfs_rc_disk *)b->data;
+		fs->rc_mine[rc] = owner_is_self(fs, &d->rc_lock);
 		for (uint32_t i = 0; i < n && !ret; i++) {
 			uint16_t ref = le16_to_cpu(d->rc_ref[i]);
 			uint64_t blk = rc * fs->rc_blocks + i;
@@ -167,9 +192,11 @@ int alloc_init(struct vmfs *fs)
 void alloc_release(struct vmfs *fs)
 {
 	free(fs->rc_free);
+	free(fs->rc_mine);
 	free(fs->pools);
 	free(fs->pending);
 	fs->rc_free = NULL;
+	fs->rc_mine = NULL;
 	fs->pools = NULL;
 	fs->pending = NULL;
 	fs->npools = fs->pools_cap = fs->pool_cur = 0;
@@ -190,6 +217,7 @@ void alloc_undo_hook(struct vmfs *fs, struct vbuf *b, const uint8_t *older)
 
 		fs->rc_free[rc] = (uint32_t)((int64_t)fs->rc_free[rc] + delta);
 		fs->free_blocks = (uint64_t)((int64_t)fs->free_blocks + delta);
+		fs->rc_mine[rc] = was && owner_is_self(fs, &was->rc_lock);
 	} else if (magic == VMFS_MAGIC_POOL) {
 		const struct vmfs_pool_disk *now = (const void *)b->data, *was = (const void *)older;
 		uint64_t blk = fs_unit_block(fs, b->addr);
@@ -243,67 +271,137 @@ static int rc_init_next(struct vmfs *fs)
 }
 
 /*
- * Finds n consecutive free blocks (not freed in the running transaction) in one
- * RC, sets their count to ref and returns the first block's unit address.
+ * Finds n consecutive free blocks (not freed in the running transaction) in
+ * RC rc, sets their count to ref and returns the first block's unit address;
+ * -ENOSPC if rc has no such run.
+ */
+static int rc_take(struct vmfs *fs, uint64_t rc, uint64_t n, uint16_t ref, uint64_t *unit)
+{
+	uint32_t len = rc_len(fs, rc), run = 0, start = 0;
+	struct vmfs_rc_disk *d;
+	struct vbuf *b;
+	int ret = rc_read(fs, rc, &b);
+
+	if (ret)
+		return ret;
+	d = (struct vmfs_rc_disk *)b->data;
+	for (uint32_t k = 0; k < len; k++) {
+		uint32_t i = n == 1 ? (fs->rc_rotor + k) % len : k;
+		uint64_t u = fs_block_unit(fs, rc * fs->rc_blocks + i);
+
+		if (d->rc_ref[i] != 0 || pending(fs, u)) {
+			run = 0;
+			continue;
+		}
+		if (run++ == 0)
+			start = i;
+		if (n == 1)
+			start = i;
+		if (run < n || (n > 1 && start + n - 1 != i))
+			continue;
+		ret = meta_dirty(fs, b);
+		if (ret) {
+			meta_put(fs, b);
+			return ret;
+		}
+		for (uint32_t j = start; j < start + n; j++)
+			d->rc_ref[j] = cpu_to_le16(ref);
+		d->rc_nfree = cpu_to_le32(le32_to_cpu(d->rc_nfree) - (uint32_t)n);
+		fs->rc_free[rc] -= (uint32_t)n;
+		fs->free_blocks -= n;
+		fs->rc_cur = rc;
+		if (n == 1)
+			fs->rc_rotor = start + 1;
+		*unit = fs_block_unit(fs, rc * fs->rc_blocks + start);
+		meta_put(fs, b);
+		return 0;
+	}
+	meta_put(fs, b);
+	return -ENOSPC;
+}
+
+/*
+ * Writes this host's owner record into rc in the running operation, unless a
+ * host that may still live owns it (-EBUSY). Its last owner's blocks stay
+ * where they are: only where new ones come from changes.
+ */
+static int rc_claim(struct vmfs *fs, uint64_t rc)
+{
+	struct vmfs_rc_disk *d;
+	struct vbuf *b;
+	int ret = rc_read(fs, rc, &b);
+
+	if (ret)
+		return ret;
+	d = (struct vmfs_rc_disk *)b->data;
+	if (le32_to_cpu(d->rc_lock.lr_slot1)) {
+		ret = lk_owner_stale(fs->lk, le32_to_cpu(d->rc_lock.lr_slot1) - 1, le64_to_cpu(d->rc_lock.lr_gen));
+		if (ret <= 0) {
+			meta_put(fs, b);
+			return ret ? ret : -EBUSY;
+		}
+	}
+	ret = meta_dirty(fs, b);
+	if (!ret) {
+		memset(&d->rc_lock, 0, sizeof(d->rc_lock));
+		d->rc_lock.lr_slot1 = cpu_to_le32(lk_host_slot(fs->lk) + 1);
+		d->rc_lock.lr_gen = cpu_to_le64(lk_host_gen(fs->lk));
+		fs->rc_mine[rc] = 1;
+	}
+	meta_put(fs, b);
+	return ret;
+}
+
+/*
+ * Finds n consecutive free blocks in one RC (see the placement rule above),
+ * sets their count to ref and returns the first block's unit address. Passes:
+ * this host's RCs; RCs it may claim (the next fresh one is created then);
+ * anybody's. Without a cluster the first pass covers every RC.
  */
 int alloc_extent(struct vmfs *fs, uint64_t n, uint16_t ref, uint64_t *unit)
 {
+	enum { PASS_MINE, PASS_CLAIM, PASS_ANY };
+
 	if (fs->fatal)
 		return -EIO;
 	if (n == 0 || n > fs->rc_blocks)
 		return -ENOSPC;
-	for (uint64_t tried = 0; tried < fs->rc_count; tried++) {
-		uint64_t rc = (fs->rc_cur + tried) % fs->rc_count;
-		struct vmfs_rc_disk *d;
-		struct vbuf *b;
-		uint32_t len = rc_len(fs, rc), run = 0, start = 0;
-		int ret;
+	for (int pass = PASS_MINE; pass <= PASS_ANY; pass++) {
+		bool claimed = false;
 
-		if (fs->rc_free[rc] < n)
+		if (pass == PASS_CLAIM && base_mono_ns() < fs->claim_after_ns)
 			continue;
-		if (rc >= sb_rc_inited(fs)) {
-			if (rc != sb_rc_inited(fs))
-				continue; /* descriptors are created in order */
-			ret = rc_init_next(fs);
-			if (ret)
-				return ret;
-		}
-		ret = rc_read(fs, rc, &b);
-		if (ret)
-			return ret;
-		d = (struct vmfs_rc_disk *)b->data;
-		for (uint32_t k = 0; k < len; k++) {
-			uint32_t i = n == 1 ? (fs->rc_rotor + k) % len : k;
-			uint64_t u = fs_block_unit(fs, rc * fs->rc_blocks + i);
+		for (uint64_t tried = 0; tried < fs->rc_count; tried++) {
+			uint64_t rc = (fs->rc_cur + tried) % fs->rc_count;
+			bool fresh = rc >= sb_rc_inited(fs);
+			int ret;
 
-			if (d->rc_ref[i] != 0 || pending(fs, u)) {
-				run = 0;
+			if (fs->rc_free[rc] < n || (fresh && rc != sb_rc_inited(fs)))
+				continue; /* descriptors are created in order */
+			if (pass == PASS_MINE ? !rc_is_mine(fs, rc) || (fresh && fs->lk)
+					      : rc_is_mine(fs, rc) || (fresh && pass == PASS_ANY))
 				continue;
+			if (fresh) {
+				ret = rc_init_next(fs);
+				if (ret)
+					return ret;
 			}
-			if (run++ == 0)
-				start = i;
-			if (n == 1)
-				start = i;
-			if (run < n || (n > 1 && start + n - 1 != i))
-				continue;
-			ret = meta_dirty(fs, b);
-			if (ret) {
-				meta_put(fs, b);
+			if (pass == PASS_CLAIM) {
+				ret = rc_claim(fs, rc);
+				if (ret == -EBUSY)
+					continue;
+				if (ret)
+					return ret;
+				claimed = true;
+			}
+			ret = rc_take(fs, rc, n, ref, unit);
+			if (ret != -ENOSPC)
 				return ret;
-			}
-			for (uint32_t j = start; j < start + n; j++)
-				d->rc_ref[j] = cpu_to_le16(ref);
-			d->rc_nfree = cpu_to_le32(le32_to_cpu(d->rc_nfree) - (uint32_t)n);
-			fs->rc_free[rc] -= (uint32_t)n;
-			fs->free_blocks -= n;
-			fs->rc_cur = rc;
-			if (n == 1)
-				fs->rc_rotor = start + 1;
-			*unit = fs_block_unit(fs, rc * fs->rc_blocks + start);
-			meta_put(fs, b);
-			return 0;
 		}
-		meta_put(fs, b);
+		if (!fs->lk)
+			break;
+		if (pass == PASS_CLAIM && !claimed)
+			fs->claim_after_ns = base_mono_ns() + CLAIM_RETRY_NS;
 	}
 	return -ENOSPC;
 }
@@ -357,6 +455,7 @@ int alloc_unit(struct vmfs *fs, uint64_t *unit)
 {
 	if (fs->fatal)
 		return -EIO;
+	/* round 0: pools in this host's RCs; then a new pool; round 1: any pool */
 	for (int round = 0; round < 2; round++) {
 		for (size_t k = 0; k < fs->npools; k++) {
 			size_t idx = (fs->pool_cur + k) % fs->npools;
@@ -365,7 +464,7 @@ int alloc_unit(struct vmfs *fs, uint64_t *unit)
 			struct vbuf *b;
 			int ret;
 
-			if (!pi->nfree)
+			if (!pi->nfree || (round == 0 && !rc_is_mine(fs, pi->block / fs->rc_blocks)))
 				continue;
 			ret = pool_read(fs, pi->block, &b);
 			if (ret)
@@ -393,7 +492,7 @@ int alloc_unit(struct vmfs *fs, uint64_t *unit)
 		}
 		if (round == 0) {
 			int ret = pool_new(fs);
-			if (ret)
+			if (ret && ret != -ENOSPC)
 				return ret;
 		}
 	}

@@ -839,6 +839,47 @@ out:
 	return ret;
 }
 
+int vmfs_bmap(struct vmfs *fs, uint64_t ino, uint64_t off, struct vmfs_bmap_info *out)
+{
+	struct vmfs_inode_disk *di;
+	struct vbuf *ib, *rb;
+	uint64_t p = 0;
+	int ret;
+
+	memset(out, 0, sizeof(*out));
+	ret = fs_enter(fs, false);
+	if (ret)
+		return ret;
+	ret = get_regular(fs, ino, &ib, false);
+	if (ret)
+		goto out;
+	di = ib_inode(ib);
+	if (off >= le64_to_cpu(di->i_size))
+		ret = -ENXIO;
+	else if (!(le32_to_cpu(di->i_flags) & VMFS_IF_INLINE))
+		ret = bmap_get(fs, di, off / blk_bytes(fs, di), &p);
+	meta_put(fs, ib);
+	p &= VMFS_PTR_ADDR_MASK;
+	out->hole = !p;
+	if (ret || !p)
+		goto out;
+	if (!addr_in_data(fs, p)) {
+		ret = -EUCLEAN;
+		goto out;
+	}
+	out->dev_off = p * VMFS_UNIT;
+	out->rc = fs_unit_block(fs, p) / fs->rc_blocks;
+	ret = meta_read(fs, fs->rc_table_unit + out->rc, VMFS_MAGIC_RC, &rb);
+	if (ret)
+		goto out;
+	out->rc_owner_slot1 = le32_to_cpu(((struct vmfs_rc_disk *)rb->data)->rc_lock.lr_slot1);
+	out->rc_owner_gen = le64_to_cpu(((struct vmfs_rc_disk *)rb->data)->rc_lock.lr_gen);
+	meta_put(fs, rb);
+out:
+	pthread_mutex_unlock(&fs->lock);
+	return ret;
+}
+
 /* ---- asynchronous I/O -------------------------------------------------------------------- */
 
 struct aio_sub {

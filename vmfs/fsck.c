@@ -79,6 +79,19 @@ static bool problem(struct fsck *c, bool safe, const char *fmt, ...)
 	return fix;
 }
 
+/* An RC's owner record: empty, or a slot that exists; the reserved bytes zero. */
+static bool rc_owner_ok(struct vmfs *fs, const struct vmfs_lockrec_disk *r)
+{
+	uint32_t slot1 = le32_to_cpu(r->lr_slot1);
+
+	if (slot1 > le32_to_cpu(fs->sb.sb_host_slots) || r->lr_reserved0 || (!slot1 && r->lr_gen))
+		return false;
+	for (size_t i = 0; i < sizeof(r->lr_reserved); i++)
+		if (r->lr_reserved[i])
+			return false;
+	return true;
+}
+
 static void progress(struct fsck *c, uint64_t step)
 {
 	c->done += step;
@@ -897,6 +910,12 @@ static int check_space(struct fsck *c)
 			    le32_to_cpu(d->rc_nfree), nfree)) {
 			r = fsck_dirty(c, rb);
 			d->rc_nfree = cpu_to_le32(nfree);
+		}
+		if (!r && !rc_owner_ok(fs, &d->rc_lock) &&
+		    problem(c, true, "resource cluster %llu: owner record is malformed (slot+1 %u of %u)",
+			    (unsigned long long)rc, le32_to_cpu(d->rc_lock.lr_slot1), le32_to_cpu(fs->sb.sb_host_slots))) {
+			r = fsck_dirty(c, rb); /* placement only (docs/FORMAT.md): no owner loses nothing */
+			memset(&d->rc_lock, 0, sizeof(d->rc_lock));
 		}
 		meta_put(fs, rb);
 		c->r->blocks_used += len - nfree;

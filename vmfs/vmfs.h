@@ -158,6 +158,21 @@ int vmfs_fallocate(struct vmfs *fs, uint64_t ino, int mode, uint64_t off, uint64
 /* whence is SEEK_DATA or SEEK_HOLE; -ENXIO past the end, as lseek(2). */
 int vmfs_lseek(struct vmfs *fs, uint64_t ino, uint64_t off, int whence, uint64_t *out);
 
+/*
+ * Where byte off of ino lives (FIBMAP, for tools and tests): the device byte
+ * offset of the block or sub-block holding it, the resource cluster that holds
+ * that, and the RC's owner record (the host that allocates from it: slot + 1,
+ * 0 for none; docs/FORMAT.md). A hole, or a byte kept in the inode, gives
+ * hole = true. off must lie below the size (-ENXIO).
+ */
+struct vmfs_bmap_info {
+	bool hole;
+	uint64_t dev_off, rc;
+	uint32_t rc_owner_slot1;
+	uint64_t rc_owner_gen;
+};
+int vmfs_bmap(struct vmfs *fs, uint64_t ino, uint64_t off, struct vmfs_bmap_info *out);
+
 /* ---- asynchronous data I/O ---------------------------------------------------
  * A queue belongs to one thread, which submits and reaps on it. Reads and
  * overwrites of allocated, sector-aligned ranges are queued on the device

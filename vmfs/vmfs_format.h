@@ -111,10 +111,20 @@ struct vmfs_sb_disk {
 static_assert(sizeof(struct vmfs_sb_disk) == 4096, "");
 static_assert(__builtin_offsetof(struct vmfs_sb_disk, sb_incompat) == 0x48, "");
 
-/* Lock record embedded in inodes and RC descriptors; defined by lockmgr, zero until then. */
+/*
+ * Owner record embedded in RC descriptors and inodes. In an RC descriptor it
+ * names the host that allocates from the cluster (placement only: every
+ * allocation runs under the cluster's metadata lock, docs/LOCKING.md); a record
+ * whose host is no longer a member (its slot is free or holds another
+ * generation) is void. Inodes keep it zero: file locks live in lockmgr's tables.
+ */
 struct vmfs_lockrec_disk {
-	uint8_t lr_bytes[64];
+	le32 lr_slot1;                  /* 0x00 owner's heartbeat slot + 1; 0: no owner */
+	le32 lr_reserved0;              /* 0x04 zero */
+	le64 lr_gen;                    /* 0x08 owner's heartbeat generation */
+	uint8_t lr_reserved[48];        /* 0x10 zero */
 };
+static_assert(sizeof(struct vmfs_lockrec_disk) == 64, "");
 
 /* Reference count values of a file block (RC descriptor) or a sub-block (pool). */
 #define VMFS_REF_FREE 0

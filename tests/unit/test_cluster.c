@@ -70,7 +70,7 @@ static size_t used_slots(bool alive_only)
 
 	ck_assert_int_eq(vmfs_open(img, &o, &fs, err, sizeof(err)), 0);
 	vmfs_cluster_io(fs, &io, &g, &t);
-	ck_assert_int_eq(alive_only ? lk_watch_slots(&io, &g, 3 * t.interval_ms, &s, &n)
+	ck_assert_int_eq(alive_only ? lk_watch_slots(&io, &g, t.dead_ms, &s, &n)
 				    : lk_read_slots(&io, &g, &s, &n), 0);
 	for (size_t i = 0; i < n; i++)
 		used += alive_only ? s[i].alive : s[i].state != LK_SLOT_FREE;
@@ -152,6 +152,97 @@ START_TEST(t_file_locks)
 }
 END_TEST
 
+/* Writes one byte at each MiB of a new file: one file block per MiB. Returns the inode. */
+static uint64_t spread_file(struct vmfs *fs, const char *name, unsigned mib)
+{
+	struct vmfs_stat st;
+
+	ck_assert_int_eq(vmfs_mknod(fs, root(fs), name, S_IFREG | 0644, 0, 0, &st), 0);
+	for (unsigned i = 0; i < mib; i++)
+		ck_assert_int_eq(vmfs_pwrite(fs, st.ino, "x", 1, (uint64_t)i << 20), 1);
+	vmfs_forget(fs, st.ino, 1);
+	return st.ino;
+}
+
+/* Marks in rcs[] the resource clusters that hold the file's blocks, checking each one's owner. */
+static void file_rcs(struct vmfs *fs, uint64_t ino, unsigned mib, uint32_t owner_slot1, bool *rcs, size_t nrc)
+{
+	for (unsigned i = 0; i < mib; i++) {
+		struct vmfs_bmap_info bi;
+
+		ck_assert_int_eq(vmfs_bmap(fs, ino, (uint64_t)i << 20, &bi), 0);
+		ck_assert(!bi.hole);
+		ck_assert_uint_lt(bi.rc, nrc);
+		ck_assert_msg(bi.rc_owner_slot1 == owner_slot1, "block %u of inode %llu: RC %llu is owned by slot+1 %u, not %u",
+			      i, (unsigned long long)ino, (unsigned long long)bi.rc, bi.rc_owner_slot1, owner_slot1);
+		rcs[bi.rc] = true;
+	}
+}
+
+/*
+ * Hosts allocate from resource clusters of their own (the owner record in the
+ * RC), a host that fills one claims another, and the RCs of a host that left
+ * are claimed again; fsck finds every count right afterwards.
+ */
+START_TEST(t_placement)
+{
+	struct vmfs_fsck_opts fo = { .mode = VMFS_FSCK_CHECK, .force = true };
+	struct vmfs_info ia, ib, ic;
+	struct vmfs_fsck_result res;
+	bool ra[64] = { 0 }, rb[64] = { 0 }, rcc[64] = { 0 };
+	struct vmfs *a, *b, *c;
+	uint64_t fa, fb, fc, small;
+	unsigned nb = 0;
+	char err[256] = "";
+
+	mk(8);
+	a = host("host-a");
+	b = host("host-b");
+	ck_assert_int_eq(vmfs_get_info(a, &ia), 0);
+	ck_assert_int_eq(vmfs_get_info(b, &ib), 0);
+	ck_assert_uint_le(ia.rc_count, 64);
+	fa = spread_file(a, "fa", 8);
+	fb = spread_file(b, "fb", 100); /* more than one RC of 64 blocks */
+	file_rcs(a, fa, 8, ia.slot + 1, ra, 64);
+	file_rcs(b, fb, 100, ib.slot + 1, rb, 64);
+	for (unsigned i = 0; i < 64; i++) {
+		ck_assert_msg(!(ra[i] && rb[i]), "RC %u holds blocks of both hosts", i);
+		nb += rb[i];
+	}
+	ck_assert_uint_ge(nb, 2);
+	/* sub-blocks (a small file's data) come from a pool in the writer's own RCs */
+	{
+		struct vmfs_bmap_info bi;
+		struct vmfs_stat st;
+		char data[6000];
+
+		memset(data, 's', sizeof(data));
+		ck_assert_int_eq(vmfs_mknod(b, root(b), "small", S_IFREG | 0644, 0, 0, &st), 0);
+		small = st.ino;
+		ck_assert_int_eq(vmfs_pwrite(b, small, data, sizeof(data), 0), (ssize_t)sizeof(data));
+		ck_assert_int_eq(vmfs_bmap(b, small, 0, &bi), 0);
+		ck_assert(!bi.hole && bi.rc_owner_slot1 == ib.slot + 1 && rb[bi.rc]);
+		vmfs_forget(b, small, 1);
+	}
+	ck_assert_int_eq(vmfs_close(a), 0);
+	/* a's owner records are void now: a new host claims its RCs again before fresh ones */
+	c = host("host-c");
+	ck_assert_int_eq(vmfs_get_info(c, &ic), 0);
+	fc = spread_file(c, "fc", 4);
+	file_rcs(c, fc, 4, ic.slot + 1, rcc, 64);
+	nb = 0;
+	for (unsigned i = 0; i < 64; i++) {
+		ck_assert_msg(!(rcc[i] && rb[i]), "RC %u holds blocks of b and c", i);
+		nb += rcc[i] && ra[i];
+	}
+	ck_assert_msg(nb > 0, "c claimed none of the RCs a left");
+	ck_assert_int_eq(vmfs_close(b), 0);
+	ck_assert_int_eq(vmfs_close(c), 0);
+	ck_assert_msg(vmfs_fsck(img, &fo, &res, err, sizeof(err)) == 0 && res.found == 0, "fsck: %u found: %s",
+		      res.found, err);
+}
+END_TEST
+
 /* A read-write open needs a free slot: with one slot, a second host is refused in one line. */
 START_TEST(t_no_free_slot)
 {
@@ -181,6 +272,7 @@ int main(void)
 	tcase_add_test(tc, t_coherence);
 	tcase_add_test(tc, t_file_locks);
 	tcase_add_test(tc, t_no_free_slot);
+	tcase_add_test(tc, t_placement);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

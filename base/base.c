@@ -89,6 +89,27 @@ uint64_t base_mono_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+int base_cond_init_mono(pthread_cond_t *c)
+{
+	pthread_condattr_t ca;
+	int ret = pthread_condattr_init(&ca);
+
+	if (ret)
+		return -ret;
+	ret = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	if (!ret)
+		ret = pthread_cond_init(c, &ca);
+	pthread_condattr_destroy(&ca);
+	return -ret;
+}
+
+struct timespec base_mono_deadline(uint64_t ms)
+{
+	uint64_t ns = base_mono_ns() + ms * 1000000ull;
+
+	return (struct timespec){ .tv_sec = (time_t)(ns / 1000000000ull), .tv_nsec = (long)(ns % 1000000000ull) };
+}
+
 int64_t base_real_ns(void)
 {
 	struct timespec ts;

@@ -39,6 +39,17 @@ uint32_t base_crc32c_sw(uint32_t crc, const void *buf, size_t len);
 
 /* Monotonic time in nanoseconds (CLOCK_MONOTONIC). */
 uint64_t base_mono_ns(void);
+
+/*
+ * Timed waits on the monotonic clock: base_cond_init_mono() makes a condition
+ * variable whose pthread_cond_timedwait() deadlines are CLOCK_MONOTONIC (the
+ * default, CLOCK_REALTIME, would take a monotonic deadline as long past and
+ * return at once), and base_mono_deadline() gives the deadline ms from now.
+ */
+#include <pthread.h>
+#include <time.h>
+int base_cond_init_mono(pthread_cond_t *c);
+struct timespec base_mono_deadline(uint64_t ms);
 /* Wall-clock time in nanoseconds since the epoch (CLOCK_REALTIME). */
 int64_t base_real_ns(void);
 

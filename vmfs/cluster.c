@@ -216,12 +216,7 @@ static void *poller(void *arg)
 			continue;
 		}
 
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_nsec += POLL_MS * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		ts = base_mono_deadline(POLL_MS);
 		pthread_cond_timedwait(&fs->poll_cond, &fs->lock, &ts);
 		if (fs->stopping || !fs->meta_mode || lk_fenced(fs->lk))
 			continue;
@@ -287,8 +282,13 @@ int cluster_join(struct vmfs *fs, const char *hostname, const char *watchdog, ch
 		return ret;
 	dev_set_write_gate(fs->dev, write_gate, fs);
 	fs->slot = lk_host_slot(fs->lk);
-	pthread_cond_init(&fs->poll_cond, NULL);
-	return 0;
+	ret = base_cond_init_mono(&fs->poll_cond); /* the poller's deadlines are monotonic */
+	if (ret) {
+		dev_set_write_gate(fs->dev, NULL, NULL);
+		lk_leave(fs->lk);
+		fs->lk = NULL;
+	}
+	return ret;
 }
 
 /* Starts yielding META to other hosts: the end of vmfs_open, which holds it until then. */

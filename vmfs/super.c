@@ -406,13 +406,7 @@ static void *committer(void *arg)
 
 	pthread_mutex_lock(&fs->lock);
 	while (!fs->stopping) {
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_sec += fs->commit_ms / 1000;
-		ts.tv_nsec += (long)(fs->commit_ms % 1000) * 1000000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
+		ts = base_mono_deadline(fs->commit_ms);
 		pthread_cond_timedwait(&fs->commit_cond, &fs->lock, &ts);
 		if (fs->ndirty && !fs->fatal)
 			journal_commit(fs);
@@ -438,12 +432,9 @@ int vmfs_open(const char *path, const struct vmfs_open_opts *o, struct vmfs **ou
 		return -ENOMEM;
 	pthread_mutex_init(&fs->lock, NULL);
 	pthread_mutex_init(&fs->flock, NULL);
-	{
-		pthread_condattr_t ca;
-		pthread_condattr_init(&ca);
-		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-		pthread_cond_init(&fs->commit_cond, &ca);
-		pthread_condattr_destroy(&ca);
+	if (base_cond_init_mono(&fs->commit_cond)) {
+		free(fs);
+		return -ENOMEM;
 	}
 	fs->ro = o->readonly;
 	fs->commit_ms = o->commit_ms;

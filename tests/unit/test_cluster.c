@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -243,6 +244,33 @@ START_TEST(t_placement)
 }
 END_TEST
 
+/*
+ * An idle host costs next to no CPU: it renews its heartbeat every interval and
+ * looks for waiting hosts every 20 ms. (The poller once took its monotonic
+ * deadlines on a CLOCK_REALTIME condition variable and spun.) A bound on CPU
+ * time, not on wall time: a loaded machine only lowers it.
+ */
+START_TEST(t_idle_host)
+{
+	struct timespec c0, c1, nap = { .tv_sec = 2 };
+	struct vmfs_stat st;
+	struct vmfs *a;
+	double used;
+
+	mk(8);
+	a = host("idle");
+	ck_assert_int_eq(vmfs_mkdir(a, root(a), "d", 0755, 0, 0, &st), 0); /* holds META now */
+	vmfs_forget(a, st.ino, 1);
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
+	while (nanosleep(&nap, &nap))
+		;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
+	used = (double)(c1.tv_sec - c0.tv_sec) + (double)(c1.tv_nsec - c0.tv_nsec) / 1e9;
+	ck_assert_msg(used < 0.25, "an idle host used %.2f s of CPU in 2 s", used);
+	ck_assert_int_eq(vmfs_close(a), 0);
+}
+END_TEST
+
 /* A read-write open needs a free slot: with one slot, a second host is refused in one line. */
 START_TEST(t_no_free_slot)
 {
@@ -273,6 +301,7 @@ int main(void)
 	tcase_add_test(tc, t_file_locks);
 	tcase_add_test(tc, t_no_free_slot);
 	tcase_add_test(tc, t_placement);
+	tcase_add_test(tc, t_idle_host);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <syslog.h>
 #include <unistd.h>
 
 /* Exit codes of mount(8). */
@@ -827,6 +828,20 @@ static void daemon_notify(int *notify_fd, unsigned char code)
 	*notify_fd = -1;
 }
 
+/*
+ * What goes wrong after the mount (a damaged block, the lost heartbeat lease):
+ * to stderr in the foreground, else to syslog, naming the device either way.
+ */
+static void report_line(void *ctx, const char *line)
+{
+	const struct mount_opts *mo = ctx;
+
+	if (mo->foreground)
+		fprintf(stderr, "vmfs-mount: %s: %s\n", mo->device, line);
+	else
+		syslog(LOG_ERR, "%s: %s", mo->device, line);
+}
+
 /* Opens, mounts and serves until unmounted or signalled; returns the exit code. */
 static int serve(struct vmount *vm, const struct mount_opts *mo, int *notify_fd)
 {
@@ -847,6 +862,9 @@ static int serve(struct vmount *vm, const struct mount_opts *mo, int *notify_fd)
 		return EXIT_MOUNT;
 	}
 	vm->root = vmfs_root_ino(vm->fs);
+	if (!mo->foreground)
+		openlog("vmfs-mount", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+	vmfs_set_report(vm->fs, report_line, (void *)mo);
 	if (fuse_session_mount(vm->se, mo->mountpoint)) {
 		code = EXIT_MOUNT;
 		goto err_close;

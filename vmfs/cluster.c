@@ -138,7 +138,9 @@ int cluster_meta(struct vmfs *fs, bool write)
 	if (!fs->lk)
 		return 0;
 	if (!lk_write_ok(fs->lk)) { /* fenced: what the cache says may be stale, and nothing may be written */
-		fs_err(fs, "this host lost its heartbeat lease: the datastore is unavailable here");
+		if (!fs->fence_reported || fs->errbuf)
+			fs_err(fs, "this host lost its heartbeat lease (fenced): the datastore is unavailable here until it is mounted again");
+		fs->fence_reported = true;
 		return -EIO;
 	}
 	if (fs->meta_mode == LK_EX || (fs->meta_mode == LK_SH && !write))

@@ -39,8 +39,18 @@ void vmfs_report(struct vmfs *fs, const char *fmt, ...)
 	va_end(ap);
 	if (fs && fs->errbuf)
 		memcpy(fs->errbuf, line, base_min(strlen(line) + 1, (size_t)256)), fs->errbuf[255] = 0;
+	else if (fs && fs->report)
+		fs->report(fs->report_ctx, line);
 	else
 		fprintf(stderr, "vmfs: %s\n", line);
+}
+
+void vmfs_set_report(struct vmfs *fs, void (*fn)(void *ctx, const char *line), void *ctx)
+{
+	pthread_mutex_lock(&fs->lock);
+	fs->report = fn;
+	fs->report_ctx = ctx;
+	pthread_mutex_unlock(&fs->lock);
 }
 
 /* ---- validation ---------------------------------------------------------- */
@@ -595,8 +605,13 @@ static int journal_tail_advance(struct vmfs *fs, bool clean)
 static void fatal(struct vmfs *fs, int err, const char *what)
 {
 	if (!fs->fatal) {
-		fs_err(fs, "%s failed (%s): the datastore is now read-only for this host", what,
-		       strerror(-err));
+		if (vmfs_fenced(fs)) /* the device's write gate refused it (cluster.c, C4) */
+			fs_err(fs, "%s refused: this host lost its heartbeat lease (fenced): the datastore is unavailable here until it is mounted again",
+			       what);
+		else
+			fs_err(fs, "%s failed (%s): the datastore is now read-only for this host", what,
+			       strerror(-err));
+		fs->fence_reported = vmfs_fenced(fs);
 		fs->fatal = err;
 	}
 }

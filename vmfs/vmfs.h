@@ -99,6 +99,14 @@ enum vmfs_set_flags {
 /* The root directory's inode number. */
 uint64_t vmfs_root_ino(struct vmfs *fs);
 
+/*
+ * Where an open datastore reports what goes wrong after vmfs_open() returned
+ * (a metadata block that fails its checksum, losing the heartbeat lease): one
+ * line, without a newline, to fn; NULL restores the default, stderr with a
+ * "vmfs: " prefix. A daemon whose stderr is gone sends them to syslog.
+ */
+void vmfs_set_report(struct vmfs *fs, void (*fn)(void *ctx, const char *line), void *ctx);
+
 int vmfs_getattr(struct vmfs *fs, uint64_t ino, struct vmfs_stat *st);
 /* Changes what flags name, taking values from in; returns the new attributes in out (may be NULL). */
 int vmfs_setattr(struct vmfs *fs, uint64_t ino, const struct vmfs_stat *in, unsigned flags,

@@ -60,6 +60,9 @@ struct vmfs {
 	bool ro;
 	pthread_mutex_t lock;
 	char *errbuf;                   /* where op errors are described (may be NULL) */
+	void (*report)(void *ctx, const char *line); /* else here (vmfs_set_report), else stderr */
+	void *report_ctx;
+	bool fence_reported;            /* the lost lease is reported once */
 
 	/* geometry, from the superblock */
 	struct vmfs_sb_disk sb;

@@ -10,7 +10,7 @@
 e2e_init mkfs.vmfs fsck.vmfs vmfs-mount vmfsctl
 need_cmd python3
 IMG=$T/ds.img
-vmfs_mkfs "$IMG" 2G -H 80 -J 4M -T 200,1600,1000,200
+vmfs_mkfs "$IMG" 2G -H 80 -J 4M -T 400,3200,2000,800
 
 # view MNT: every name under MNT with its type and content hash, sorted
 view() { (cd "$1" && find . -printf '%y %p\n' | sort && find . -type f -print0 | sort -z | xargs -0 -r sha256sum); }

@@ -116,7 +116,7 @@ assert all(b in (7, 8, 0) for b in d[1 << 20:]), "bytes never written"' "$B/k" |
 fusermount3 -u "$A" 2>/dev/null || umount -l "$A"
 
 log "SIGSTOP past the takeover time: the stopped host writes nothing after it"
-vmfs_mount "$IMG" "$A"; PA=$DAEMON_PID
+vmfs_mount_fg "$IMG" "$A" 2>"$T/a.err"; PA=$FG_PID
 python3 - "$A/s" "$T/writer.log" <<'PY' & writer=$!
 import os, sys, time
 fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -148,6 +148,8 @@ kill -CONT "$PA"
 wait_until 20 eval 'grep -q error "$T/writer.log"' || fail "the resumed host's writes did not fail"
 grep error "$T/writer.log"
 grep -q "error 5 " "$T/writer.log" || fail "the resumed host's write failed, but not with EIO"
+[ "$(grep -c "lost its heartbeat lease (fenced)" "$T/a.err")" = 1 ] ||
+	fail "the fenced host did not say so exactly once: $(head -c 600 "$T/a.err")"
 [ "$(sha256sum <"$B/s")" = "$before" ] || fail "a write from the stopped host landed after the takeover"
 tail -n1 "$B/s" | grep -q "B took over" || fail "B's own write is not the last one"
 exec 7>&-

@@ -413,6 +413,7 @@ int vmfs_file_unlock(struct vmfs *fs, uint64_t ino)
 
 	if (!fs->lk)
 		return 0;
+	times_flush(fs); /* the next holder sees this host's writes in the times; failing, the lock goes anyway */
 	pthread_mutex_lock(&fs->lock);
 	vi = vinode_find(fs, ino);
 	pthread_mutex_unlock(&fs->lock);

@@ -408,6 +408,62 @@ static int map_for_write(struct vmfs *fs, struct vbuf *ib, uint64_t off, size_t 
 
 static int zero_past_eof(struct vmfs *fs, struct vbuf *ib, uint64_t old, uint64_t new);
 
+/*
+ * A write that lands wholly on allocated, written blocks below the end of the
+ * file changes no metadata but the times: it maps under META shared, as a read
+ * does, and defers the times (inode.c). Under vi's iolock, shared. Returns 1 if
+ * it wrote everything, 0 if the write needs the full path, or -errno. Not with
+ * commit_ms = 0, where every write is durable when it returns (the full path
+ * commits, and so flushes, each one).
+ */
+static int write_in_place(struct vmfs *fs, uint64_t ino, const void *buf, size_t len, uint64_t off)
+{
+	struct plan pl = { 0 };
+	struct vbuf *ib;
+	uint64_t igen = 0;
+	bool need = true;
+	int ret;
+
+	if (!fs->commit_ms)
+		return 0;
+	ret = fs_enter(fs, false);
+	if (ret)
+		return ret;
+	ret = get_regular(fs, ino, &ib, false);
+	if (!ret) {
+		struct vmfs_inode_disk *di = ib_inode(ib);
+
+		if (off + len <= le64_to_cpu(di->i_size))
+			ret = needs_alloc(fs, di, off, len, &need);
+		if (!ret && !need)
+			ret = map_for_write(fs, ib, off, len, &pl); /* nothing to allocate: changes nothing */
+		igen = le64_to_cpu(di->i_igen);
+		meta_put(fs, ib);
+	}
+	fs_leave(fs);
+	if (!ret && !need)
+		ret = plan_run(fs, &pl, true, (uint8_t *)buf);
+	plan_release(&pl);
+	if (ret || need)
+		return ret;
+	pthread_mutex_lock(&fs->lock);
+	need = !times_defer(fs, ino, igen);
+	pthread_mutex_unlock(&fs->lock);
+	if (need) { /* no room to defer: write this inode's times now */
+		ret = op_begin(fs);
+		if (!ret)
+			ret = inode_read(fs, ino, &ib);
+		if (!ret) {
+			ret = meta_dirty(fs, ib);
+			if (!ret)
+				inode_touch(ib, true, true);
+			meta_put(fs, ib);
+		}
+		ret = op_end(fs, ret);
+	}
+	return ret ? ret : 1;
+}
+
 static ssize_t do_write(struct vmfs *fs, uint64_t ino, const void *buf, size_t len, uint64_t off, bool internal)
 {
 	unsigned ss = dev_sector_size(fs->dev);
@@ -431,6 +487,13 @@ again:
 		pthread_rwlock_wrlock(&vi->iolock);
 	else
 		pthread_rwlock_rdlock(&vi->iolock);
+	if (!excl && !internal) {
+		ret = write_in_place(fs, ino, buf, len, off);
+		if (ret) {
+			ret = ret < 0 ? ret : 0;
+			goto out;
+		}
+	}
 	ret = op_begin(fs);
 	if (!ret)
 		ret = get_regular(fs, ino, &ib, internal);
@@ -525,6 +588,9 @@ int vmfs_fsync(struct vmfs *fs, uint64_t ino, bool datasync)
 	(void)datasync;
 	if (fs->ro)
 		return 0;
+	ret = times_flush(fs);
+	if (ret)
+		return ret;
 	pthread_mutex_lock(&fs->lock);
 	ret = fs->ndirty ? journal_commit(fs) : fs->fatal ? -EIO : dev_flush(fs->dev);
 	pthread_mutex_unlock(&fs->lock);

@@ -111,6 +111,105 @@ void inode_to_stat(struct vmfs *fs, struct vbuf *ib, struct vmfs_stat *st)
 	st->mtime_ns = (int64_t)le64_to_cpu(di->i_mtime);
 	st->ctime_ns = (int64_t)le64_to_cpu(di->i_ctime);
 	st->btime_ns = (int64_t)le64_to_cpu(di->i_btime);
+	{
+		int64_t ns = times_pending(fs, ib->addr, le64_to_cpu(di->i_igen), false);
+		st->mtime_ns = ns > st->mtime_ns ? ns : st->mtime_ns;
+		st->ctime_ns = ns > st->ctime_ns ? ns : st->ctime_ns;
+	}
+}
+
+/*
+ * Deferred times. A write that only overwrites allocated blocks changes no
+ * metadata but mtime and ctime; writing the inode for each such write would
+ * take META exclusive per write (two hosts writing their own VM disks would
+ * pass it back and forth) and journal the inode each time. Instead the time is
+ * kept here, under fs->lock, shown by stat at once (inode_to_stat), and
+ * written by times_flush(): at fsync, at a file lock's last unlock, at close,
+ * and by the committer every commit_ms. The next change of the inode itself
+ * applies it too (times_apply). A power cut can lose a deferred time (ext4's
+ * lazytime does the same), never data: overwrites need no metadata.
+ * Entries name (ino, igen), so a freed and reused inode is left alone.
+ */
+static struct times_pending *times_find(struct vmfs *fs, uint64_t ino, uint64_t igen)
+{
+	for (unsigned i = 0; i < fs->ntimes; i++)
+		if (fs->times[i].ino == ino && fs->times[i].igen == igen)
+			return &fs->times[i];
+	return NULL;
+}
+
+/* Under fs->lock: ino's data changed now. false if the table is full (write the inode then). */
+bool times_defer(struct vmfs *fs, uint64_t ino, uint64_t igen)
+{
+	struct times_pending *t = times_find(fs, ino, igen);
+
+	if (!t) {
+		if (fs->ntimes == TIMES_PENDING_MAX)
+			return false;
+		t = &fs->times[fs->ntimes++];
+		*t = (struct times_pending){ .ino = ino, .igen = igen };
+	}
+	t->ns = base_real_ns();
+	return true;
+}
+
+/* Under fs->lock: ino's deferred time, 0 if none; take removes it. */
+int64_t times_pending(struct vmfs *fs, uint64_t ino, uint64_t igen, bool take)
+{
+	struct times_pending *t = times_find(fs, ino, igen);
+	int64_t ns;
+
+	if (!t)
+		return 0;
+	ns = t->ns;
+	if (take)
+		*t = fs->times[--fs->ntimes];
+	return ns;
+}
+
+/* In an operation, on a dirtied inode: folds its deferred time in (never moving a time back). */
+void times_apply(struct vmfs *fs, struct vbuf *ib)
+{
+	struct vmfs_inode_disk *di = ib_inode(ib);
+	int64_t ns = times_pending(fs, ib->addr, le64_to_cpu(di->i_igen), true);
+
+	if ((int64_t)le64_to_cpu(di->i_mtime) < ns)
+		di->i_mtime = cpu_to_le64((uint64_t)ns);
+	if ((int64_t)le64_to_cpu(di->i_ctime) < ns)
+		di->i_ctime = cpu_to_le64((uint64_t)ns);
+}
+
+/* Writes every deferred time into its inode, in one operation. Takes fs->lock. */
+int times_flush(struct vmfs *fs)
+{
+	int ret;
+
+	pthread_mutex_lock(&fs->lock);
+	if (!fs->ntimes || fs->ro) {
+		pthread_mutex_unlock(&fs->lock);
+		return 0;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	ret = op_begin(fs);
+	while (!ret && fs->ntimes) {
+		struct times_pending t = fs->times[fs->ntimes - 1];
+		struct vbuf *ib;
+		int r = inode_read(fs, t.ino, &ib);
+
+		if (r || le64_to_cpu(ib_inode(ib)->i_igen) != t.igen) { /* gone: nothing to keep */
+			if (!r)
+				meta_put(fs, ib);
+			if (r && r != -ESTALE && r != -ENOENT && r != -EUCLEAN)
+				ret = r;
+			times_pending(fs, t.ino, t.igen, true);
+			continue;
+		}
+		ret = meta_dirty(fs, ib);
+		if (!ret)
+			times_apply(fs, ib);
+		meta_put(fs, ib);
+	}
+	return op_end(fs, ret);
 }
 
 /* ---- orphans ---------------------------------------------------------------- */

@@ -575,6 +575,8 @@ int vmfs_setattr(struct vmfs *fs, uint64_t ino, const struct vmfs_stat *in, unsi
 		goto out;
 	d = ib_inode(ib);
 	ret = meta_dirty(fs, ib);
+	if (!ret)
+		times_apply(fs, ib); /* a deferred write time first: what is set here comes after it */
 	if (!ret && (flags & VMFS_SET_SIZE)) {
 		if (S_ISDIR(le32_to_cpu(d->i_mode)))
 			ret = -EISDIR;

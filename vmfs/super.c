@@ -408,6 +408,11 @@ static void *committer(void *arg)
 	while (!fs->stopping) {
 		ts = base_mono_deadline(fs->commit_ms);
 		pthread_cond_timedwait(&fs->commit_cond, &fs->lock, &ts);
+		if (fs->ntimes && !fs->fatal && !fs->stopping) {
+			pthread_mutex_unlock(&fs->lock);
+			times_flush(fs); /* errors: the next fsync or tick reports or retries */
+			pthread_mutex_lock(&fs->lock);
+		}
 		if (fs->ndirty && !fs->fatal)
 			journal_commit(fs);
 	}
@@ -634,6 +639,7 @@ int vmfs_close(struct vmfs *fs)
 		pthread_join(fs->committer, NULL);
 	}
 	if (!fs->ro) {
+		times_flush(fs);
 		/* names removed while held: nobody holds them any more */
 		for (size_t i = 0; i < fs->ihash_size; i++)
 			for (struct vinode *vi = fs->ihash[i]; vi; vi = vi->hnext)

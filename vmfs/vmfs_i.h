@@ -50,6 +50,13 @@ struct vinode {
 	enum lk_mode lk_mode;
 };
 
+/* A data write's mtime/ctime not yet in its inode (file.c, "deferred times"). */
+struct times_pending {
+	uint64_t ino, igen;
+	int64_t ns;
+};
+#define TIMES_PENDING_MAX 64
+
 struct pool_info {
 	uint64_t block;                 /* file block holding the pool */
 	uint32_t nfree;
@@ -63,6 +70,8 @@ struct vmfs {
 	void (*report)(void *ctx, const char *line); /* else here (vmfs_set_report), else stderr */
 	void *report_ctx;
 	bool fence_reported;            /* the lost lease is reported once */
+	struct times_pending times[TIMES_PENDING_MAX]; /* under lock */
+	unsigned ntimes;
 
 	/* geometry, from the superblock */
 	struct vmfs_sb_disk sb;
@@ -205,6 +214,10 @@ int inode_read(struct vmfs *fs, uint64_t ino, struct vbuf **out);
 int inode_new(struct vmfs *fs, uint32_t mode, uint32_t uid, uint32_t gid, uint64_t parent, struct vbuf **out);
 void inode_touch(struct vbuf *ib, bool m, bool c);
 void inode_to_stat(struct vmfs *fs, struct vbuf *ib, struct vmfs_stat *st);
+bool times_defer(struct vmfs *fs, uint64_t ino, uint64_t igen);
+int64_t times_pending(struct vmfs *fs, uint64_t ino, uint64_t igen, bool take);
+void times_apply(struct vmfs *fs, struct vbuf *ib);
+int times_flush(struct vmfs *fs);
 int inode_release_space(struct vmfs *fs, struct vbuf *ib, uint64_t from_byte);
 int inode_drop(struct vmfs *fs, uint64_t ino);
 int orphan_add(struct vmfs *fs, struct vbuf *ib);

@@ -271,6 +271,55 @@ START_TEST(t_idle_host)
 }
 END_TEST
 
+/*
+ * Deferred times: an overwrite of written blocks maps under META shared and
+ * keeps its mtime in memory (vmfs/inode.c). stat on the writer shows it at
+ * once, another host sees it after fsync, and a time set explicitly afterwards
+ * is not overwritten by the deferred one.
+ */
+START_TEST(t_deferred_times)
+{
+	struct vmfs_open_opts o = { .commit_ms = 60000 };
+	struct vmfs_stat st, sa, sb, set = { .mtime_ns = 1234567890 };
+	struct vmfs *a, *b;
+	static char buf[1 << 20];
+	char err[256] = "";
+	int64_t m0;
+
+	mk(8);
+	o.hostname = "writer";
+	ck_assert_msg(vmfs_open(img, &o, &a, err, sizeof(err)) == 0, "%s", err);
+	o.hostname = "reader";
+	ck_assert_msg(vmfs_open(img, &o, &b, err, sizeof(err)) == 0, "%s", err);
+	memset(buf, 'v', sizeof(buf));
+	ck_assert_int_eq(vmfs_mknod(a, root(a), "disk", S_IFREG | 0644, 0, 0, &st), 0);
+	ck_assert_int_eq(vmfs_pwrite(a, st.ino, buf, sizeof(buf), 0), (ssize_t)sizeof(buf)); /* allocates */
+	ck_assert_int_eq(vmfs_fsync(a, st.ino, false), 0);
+	ck_assert_int_eq(vmfs_getattr(a, st.ino, &sa), 0);
+	m0 = sa.mtime_ns;
+	memcpy(buf, "in place", 8);
+	ck_assert_int_eq(vmfs_pwrite(a, st.ino, buf, 4096, 4096), 4096); /* whole sectors: the deferred path */
+	ck_assert_int_eq(vmfs_getattr(a, st.ino, &sa), 0);
+	ck_assert_msg(sa.mtime_ns > m0 && sa.ctime_ns >= sa.mtime_ns, "the writer's stat: mtime %lld, was %lld",
+		      (long long)sa.mtime_ns, (long long)m0);
+	ck_assert_int_eq(vmfs_fsync(a, st.ino, false), 0);
+	ck_assert_int_eq(vmfs_getattr(b, st.ino, &sb), 0);
+	ck_assert_int_eq(sb.mtime_ns, sa.mtime_ns);
+	ck_assert_int_eq(vmfs_pread(b, st.ino, buf, 8, 4096), 8);
+	ck_assert(!memcmp(buf, "in place", 8));
+	ck_assert_int_eq(vmfs_pwrite(a, st.ino, buf, 4096, 8192), 4096);
+	ck_assert_int_eq(vmfs_setattr(a, st.ino, &set, VMFS_SET_MTIME, NULL), 0);
+	ck_assert_int_eq(vmfs_fsync(a, st.ino, false), 0);
+	ck_assert_int_eq(vmfs_getattr(a, st.ino, &sa), 0);
+	ck_assert_int_eq(sa.mtime_ns, 1234567890);
+	ck_assert_int_eq(vmfs_getattr(b, st.ino, &sb), 0);
+	ck_assert_int_eq(sb.mtime_ns, 1234567890);
+	vmfs_forget(a, st.ino, 1);
+	ck_assert_int_eq(vmfs_close(a), 0);
+	ck_assert_int_eq(vmfs_close(b), 0);
+}
+END_TEST
+
 /* A read-write open needs a free slot: with one slot, a second host is refused in one line. */
 START_TEST(t_no_free_slot)
 {
@@ -302,6 +351,7 @@ int main(void)
 	tcase_add_test(tc, t_no_free_slot);
 	tcase_add_test(tc, t_placement);
 	tcase_add_test(tc, t_idle_host);
+	tcase_add_test(tc, t_deferred_times);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -1,0 +1,282 @@
+/*
+ * The KVM side of vmm: opens /dev/kvm, creates the VM with its RAM (one
+ * anonymous mapping at guest physical 0), the in-kernel interrupt controller
+ * and the vCPUs, and runs the exit loop that hands port I/O to the devices.
+ * vCPU 0 runs on the caller's thread; the others wait in the kernel for the
+ * guest's startup IPI, each on its own thread. The guest powers off through
+ * the i8042 reset command (0xFE to port 0x64: Linux's reboot=k, the path
+ * Firecracker uses as well); vmm then exits 0. Every guest physical address
+ * is checked against RAM by vmm_gpa() before it is touched.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "vmm/vmm_i.h"
+
+#define PORT_COM1 0x3f8
+#define PORT_I8042_CMD 0x64
+#define I8042_CMD_RESET 0xfe
+#define TSS_ADDR 0xfffbd000ull
+
+void *vmm_gpa(struct vmm_vm *vm, uint64_t gpa, uint64_t len)
+{
+	if (gpa > vm->mem_size || len > vm->mem_size - gpa)
+		return NULL;
+	return vm->mem + gpa;
+}
+
+static int set_cpuid(struct vmm_vm *vm, int fd)
+{
+	unsigned n = 256;
+	struct kvm_cpuid2 *cpuid = calloc(1, sizeof(*cpuid) + n * sizeof(cpuid->entries[0]));
+	int ret = 0;
+
+	if (!cpuid)
+		return -ENOMEM;
+	cpuid->nent = n;
+	if (ioctl(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, cpuid) < 0 || ioctl(fd, KVM_SET_CPUID2, cpuid) < 0)
+		ret = -errno;
+	free(cpuid);
+	return ret;
+}
+
+int vmm_vm_init(struct vmm_vm *vm, uint64_t mem_mib, unsigned ncpus, char *err, size_t errlen)
+{
+	struct kvm_userspace_memory_region region = { 0 };
+	unsigned i;
+	int ret, mmap_size;
+
+	memset(vm, 0, sizeof(*vm));
+	vm->vm_fd = -1;
+	for (i = 0; i < VMM_MAX_CPUS; i++)
+		vm->cpu_fd[i] = -1;
+	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (vm->kvm_fd < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "/dev/kvm: %s", strerror(errno));
+		return ret;
+	}
+	if (ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0) != KVM_API_VERSION) {
+		snprintf(err, errlen, "/dev/kvm: KVM API version is not %d", KVM_API_VERSION);
+		ret = -ENOTSUP;
+		goto err_release;
+	}
+	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+	if (vm->vm_fd < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "KVM_CREATE_VM: %s", strerror(errno));
+		goto err_release;
+	}
+	vm->mem_size = mem_mib << 20;
+	vm->mem = mmap(NULL, vm->mem_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (vm->mem == MAP_FAILED) {
+		vm->mem = NULL;
+		ret = -errno;
+		snprintf(err, errlen, "guest memory of %llu MiB: %s", (unsigned long long)mem_mib, strerror(errno));
+		goto err_release;
+	}
+	region.memory_size = vm->mem_size;
+	region.userspace_addr = (uint64_t)(uintptr_t)vm->mem;
+	if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &region) < 0 ||
+	    ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, TSS_ADDR) < 0 || ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "setting up the VM: %s", strerror(errno));
+		goto err_release;
+	}
+	mmap_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (mmap_size < (int)sizeof(struct kvm_run)) {
+		ret = -EINVAL;
+		snprintf(err, errlen, "KVM_GET_VCPU_MMAP_SIZE: %s", strerror(errno));
+		goto err_release;
+	}
+	vm->run_size = (size_t)mmap_size;
+	for (i = 0; i < ncpus; i++) {
+		vm->cpu_fd[i] = ioctl(vm->vm_fd, KVM_CREATE_VCPU, (unsigned long)i);
+		if (vm->cpu_fd[i] < 0) {
+			ret = -errno;
+			snprintf(err, errlen, "vCPU %u: %s", i, strerror(errno));
+			goto err_release;
+		}
+		vm->ncpus = i + 1;
+		vm->run[i] = mmap(NULL, vm->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, vm->cpu_fd[i], 0);
+		if (vm->run[i] == MAP_FAILED) {
+			vm->run[i] = NULL;
+			ret = -errno;
+			snprintf(err, errlen, "vCPU %u: mmap: %s", i, strerror(errno));
+			goto err_release;
+		}
+		ret = set_cpuid(vm, vm->cpu_fd[i]);
+		if (ret) {
+			snprintf(err, errlen, "vCPU %u: CPUID: %s", i, strerror(-ret));
+			goto err_release;
+		}
+	}
+	ret = vmm_serial_new(STDOUT_FILENO, &vm->serial);
+	if (ret) {
+		snprintf(err, errlen, "serial port: %s", strerror(-ret));
+		goto err_release;
+	}
+	return 0;
+
+err_release:
+	vmm_vm_release(vm);
+	return ret;
+}
+
+void vmm_vm_release(struct vmm_vm *vm)
+{
+	unsigned i;
+
+	/*
+	 * Started vCPU threads may still be inside KVM_RUN, reading their run
+	 * page and guest memory: those stay mapped until the process exits.
+	 */
+	if (vm->aps_started)
+		return;
+	vmm_serial_free(vm->serial);
+	vm->serial = NULL;
+	for (i = 0; i < vm->ncpus; i++) {
+		if (vm->run[i])
+			munmap(vm->run[i], vm->run_size);
+		if (vm->cpu_fd[i] >= 0)
+			close(vm->cpu_fd[i]);
+		vm->run[i] = NULL;
+		vm->cpu_fd[i] = -1;
+	}
+	if (vm->mem)
+		munmap(vm->mem, vm->mem_size);
+	vm->mem = NULL;
+	if (vm->vm_fd >= 0)
+		close(vm->vm_fd);
+	if (vm->kvm_fd >= 0)
+		close(vm->kvm_fd);
+	vm->vm_fd = vm->kvm_fd = -1;
+}
+
+/* One port access of size bytes; reads of nothing return all ones, as on a PC. */
+static void port_io(struct vmm_vm *vm, uint16_t port, bool write, uint8_t *data, unsigned size)
+{
+	if (port >= PORT_COM1 && port < PORT_COM1 + 8) {
+		if (size == 1) {
+			vmm_serial_io(vm->serial, port - PORT_COM1, write, data);
+			return;
+		}
+	} else if (port == PORT_I8042_CMD && write && size == 1 && data[0] == I8042_CMD_RESET) {
+		vm->done = true;
+		vm->exit_code = 0;
+		return;
+	}
+	if (!write)
+		memset(data, 0xff, size);
+}
+
+static int handle_io(struct vmm_vm *vm, struct kvm_run *run, char *err, size_t errlen)
+{
+	unsigned size = run->io.size, i;
+	uint64_t bytes = (uint64_t)size * run->io.count;
+	uint8_t *data;
+
+	/* KVM fills these, but a bad offset would let us scribble past the mapping. */
+	if ((size != 1 && size != 2 && size != 4) || run->io.data_offset > vm->run_size ||
+	    bytes > vm->run_size - run->io.data_offset) {
+		snprintf(err, errlen, "bad port I/O exit (port 0x%x, size %u, count %u)", run->io.port, size,
+			 run->io.count);
+		return -EIO;
+	}
+	data = (uint8_t *)run + run->io.data_offset;
+	for (i = 0; i < run->io.count && !vm->done; i++)
+		port_io(vm, run->io.port, run->io.direction == KVM_EXIT_IO_OUT, data + (size_t)i * size, size);
+	return 0;
+}
+
+static int vcpu_loop(struct vmm_vm *vm, unsigned cpu, char *err, size_t errlen)
+{
+	struct kvm_run *run = vm->run[cpu];
+	int ret;
+
+	while (!vm->done) {
+		if (ioctl(vm->cpu_fd[cpu], KVM_RUN, 0) < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			snprintf(err, errlen, "vCPU %u: KVM_RUN: %s", cpu, strerror(errno));
+			return -errno;
+		}
+		switch (run->exit_reason) {
+		case KVM_EXIT_IO:
+			ret = handle_io(vm, run, err, errlen);
+			if (ret)
+				return ret;
+			break;
+		case KVM_EXIT_MMIO:
+			/* No MMIO devices yet: reads see all ones, writes vanish. */
+			if (!run->mmio.is_write)
+				memset(run->mmio.data, 0xff, sizeof(run->mmio.data));
+			break;
+		case KVM_EXIT_SHUTDOWN:
+			snprintf(err, errlen, "vCPU %u: triple fault (guest reset without the i8042 reset command)", cpu);
+			return -EIO;
+		case KVM_EXIT_HLT:
+			snprintf(err, errlen, "vCPU %u: halted", cpu);
+			return -EIO;
+		case KVM_EXIT_FAIL_ENTRY:
+			snprintf(err, errlen, "vCPU %u: entry failed (hardware reason 0x%llx)", cpu,
+				 (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
+			return -EIO;
+		case KVM_EXIT_INTERNAL_ERROR:
+			snprintf(err, errlen, "vCPU %u: KVM internal error %u", cpu, run->internal.suberror);
+			return -EIO;
+		default:
+			snprintf(err, errlen, "vCPU %u: unhandled exit reason %u", cpu, run->exit_reason);
+			return -EIO;
+		}
+	}
+	return 0;
+}
+
+struct ap_arg {
+	struct vmm_vm *vm;
+	unsigned cpu;
+	char err[200];
+	int ret;
+};
+
+static void *ap_thread(void *p)
+{
+	struct ap_arg *a = p;
+
+	a->ret = vcpu_loop(a->vm, a->cpu, a->err, sizeof(a->err));
+	if (a->ret)
+		fprintf(stderr, "vmm: %s\n", a->err);
+	return NULL;
+}
+
+int vmm_vm_run(struct vmm_vm *vm, char *err, size_t errlen)
+{
+	static struct ap_arg args[VMM_MAX_CPUS];
+	pthread_t t;
+	unsigned i;
+
+	/*
+	 * The other vCPUs sit in KVM_RUN until the guest starts them. They are
+	 * detached: when vCPU 0 sees the guest power off, main() returns and
+	 * the process exit ends them (see docs/VMM.md).
+	 */
+	for (i = 1; i < vm->ncpus; i++) {
+		args[i] = (struct ap_arg){ .vm = vm, .cpu = i };
+		if (pthread_create(&t, NULL, ap_thread, &args[i])) {
+			snprintf(err, errlen, "vCPU %u: cannot start its thread", i);
+			return -EAGAIN;
+		}
+		pthread_detach(t);
+		vm->aps_started = true;
+	}
+	return vcpu_loop(vm, 0, err, errlen);
+}

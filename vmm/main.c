@@ -50,12 +50,23 @@ static int open_store(const char *dev, bool readonly, struct vmfs **fs)
 	return ret;
 }
 
-/* Splits /PARENT/NAME; NAME must be a valid VM name. */
+/* An absolute path whose every component is a valid name (no ".", "..", empty or odd characters). */
 static bool vm_path_ok(const char *path)
 {
-	const char *slash = strrchr(path, '/');
+	char buf[4096], *p, *save = NULL;
+	bool any = false;
 
-	return path[0] == '/' && slash && vmm_name_ok(slash + 1);
+	if (path[0] != '/' || strlen(path) >= sizeof(buf))
+		return false;
+	strcpy(buf, path);
+	if (strstr(buf, "//") || buf[strlen(buf) - 1] == '/')
+		return false;
+	for (p = strtok_r(buf, "/", &save); p; p = strtok_r(NULL, "/", &save)) {
+		if (!vmm_name_ok(p))
+			return false;
+		any = true;
+	}
+	return any;
 }
 
 struct disk_arg {
@@ -131,7 +142,7 @@ static int cmd_create(int argc, char **argv)
 	dev = argv[optind];
 	path = argv[optind + 1];
 	if (!vm_path_ok(path)) {
-		tool_err("'%s': want /PATH/NAME, NAME of 1..63 letters, digits, '.', '_' or '-'", path);
+		tool_err("'%s': want /PATH/NAME, each part 1..63 letters, digits, '.', '_' or '-'", path);
 		return 2;
 	}
 	strcpy(c.name, strrchr(path, '/') + 1);
@@ -311,6 +322,10 @@ static int cmd_run(int argc, char **argv)
 		return 2;
 	}
 	path = argv[2];
+	if (!vm_path_ok(path)) {
+		tool_err("'%s': want /PATH/NAME, each part 1..63 letters, digits, '.', '_' or '-'", path);
+		return 2;
+	}
 	/* Fail on a missing /dev/kvm before spending 2 s joining the cluster. */
 	if (access("/dev/kvm", R_OK | W_OK)) {
 		tool_err("/dev/kvm: %s", strerror(errno));

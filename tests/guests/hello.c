@@ -3,10 +3,25 @@
  * checks that RSI points at a zero page carrying the command line and an e820
  * map, prints "hello" and the command line on the serial port, then powers
  * off. Any check that fails prints "FAIL: ..." instead, and still powers off.
+ * With "guest=hang" on the command line it prints "ready" and halts with
+ * interrupts off instead (a VM that keeps running, for the lock tests).
  */
 #include "guest.h"
 
 void guest_main(const uint8_t *zp);
+
+static int has(const char *s, const char *word)
+{
+	const char *p, *q;
+
+	for (; *s; s++) {
+		for (p = s, q = word; *q && *p == *q; p++, q++)
+			;
+		if (!*q)
+			return 1;
+	}
+	return 0;
+}
 
 void guest_main(const uint8_t *zp)
 {
@@ -21,5 +36,10 @@ void guest_main(const uint8_t *zp)
 	puts_serial("cmdline: ");
 	puts_serial((const char *)(uintptr_t)cmdline);
 	puts_serial("\n");
+	if (has((const char *)(uintptr_t)cmdline, "guest=hang")) {
+		puts_serial("ready\n");
+		for (;;)
+			__asm__ volatile("cli; hlt");
+	}
 	poweroff();
 }

@@ -1,0 +1,81 @@
+#!/bin/bash
+# vmm on a datastore: create a VM whose kernel is the freestanding hello guest
+# (tests/guests/hello.c, a bzImage-shaped binary) with a 64 MiB thin disk, list
+# it, run it on /dev/kvm and check its serial output and exit code (the guest
+# powers off through the i8042 reset command). While one run holds its disk's
+# cluster lock a second run fails naming the holder. Bad input gives one-line
+# errors: a missing kernel file, an existing VM, a bad vm.conf, no /dev/kvm.
+. "$(dirname "$0")/lib.bash"
+e2e_init mkfs.vmfs vmfs-mount vmm
+( exec 3<>/dev/kvm ) 2>/dev/null || skip "cannot open /dev/kvm"
+GUEST=$VMFS_BIN/../tests/guests/hello.bzImage
+[ -f "$GUEST" ] || fail "$GUEST not built"
+VMM=$VMFS_BIN/vmm
+D=$T/ds.img
+
+vmfs_mkfs "$D" 1G
+
+log "create and list"
+"$VMM" create "$D" /vms/hello --kernel "$GUEST" --cmdline "console=ttyS0 marker=42" --mem 64 --cpus 1 --disk 64M
+"$VMM" list "$D" | tee "$T/list"
+grep -Eq '^/vms/hello +64 MiB +1 vCPU +1 disk$' "$T/list" || fail "vmm list does not show /vms/hello"
+
+log "run: serial output and exit code"
+rc=0
+timeout 60 "$VMM" run "$D" /vms/hello >"$T/out" 2>"$T/err" || rc=$?
+cat "$T/out" "$T/err"
+[ "$rc" -eq 0 ] || fail "vmm run exited $rc"
+[ "$(cat "$T/out")" = $'hello\ncmdline: console=ttyS0 marker=42' ] || fail "unexpected serial output"
+[ ! -s "$T/err" ] || fail "vmm run wrote to stderr"
+
+log "the thin disk is 64 MiB and thin (at most 1 MiB allocated)"
+vmfs_mount "$D" "$T/m" -o ro
+[ "$(stat -c %s "$T/m/vms/hello/disk0.img")" -eq $((64 << 20)) ] || fail "disk0.img is not 64 MiB"
+[ "$(stat -c %b "$T/m/vms/hello/disk0.img")" -le 2048 ] || fail "disk0.img is not thin (more than 1 MiB allocated)"
+cmp "$GUEST" "$T/m/vms/hello/kernel" || fail "the kernel copy differs"
+grep -qx 'disk=disk0.img' "$T/m/vms/hello/vm.conf" || fail "vm.conf has no disk line"
+vmfs_umount "$T/m" "$D"
+
+log "a second run of a running VM fails naming the holder"
+"$VMM" create "$D" /vms/hang --kernel "$GUEST" --cmdline "guest=hang" --mem 32 --cpus 2 --disk 1M
+"$VMM" run "$D" /vms/hang >"$T/hang.out" 2>"$T/hang.err" &
+HANG_PID=$!
+PIDS+=("$HANG_PID")
+ready() { grep -qx ready "$T/hang.out"; }
+wait_until 60 ready || { cat "$T/hang.out" "$T/hang.err"; fail "the hang guest did not say ready"; }
+expect_one_line_failure "$VMM" run "$D" /vms/hang
+grep -q "/vms/hang/disk0.img: in use by .*vmm pid $HANG_PID" "$T/stderr" || fail "the holder is not named"
+kill "$HANG_PID"
+wait "$HANG_PID" || true
+
+log "one-line errors"
+expect_one_line_failure "$VMM" create "$D" /vms/x --kernel "$T/nonexistent" --mem 64 --cpus 1 --disk 1M
+grep -q "nonexistent" "$T/stderr" || fail "the missing kernel is not named"
+expect_one_line_failure "$VMM" create "$D" /vms/hello --kernel "$GUEST" --mem 64 --cpus 1 --disk 1M
+grep -q "already exists" "$T/stderr" || fail "an existing VM is not reported"
+expect_one_line_failure "$VMM" create "$D" /vms/x --kernel "$GUEST" --mem 1 --cpus 1 --disk 1M
+expect_one_line_failure "$VMM" create "$D" /vms/x --kernel "$GUEST" --mem 64 --cpus 0 --disk 1M
+expect_one_line_failure "$VMM" create "$D" /vms/x --kernel "$GUEST" --mem 64 --cpus 1 --disk 1Q
+expect_one_line_failure "$VMM" create "$D" /vms/x --kernel "$GUEST" --mem 64 --cpus 1
+expect_one_line_failure "$VMM" create "$D" /vms/../x --kernel "$GUEST" --mem 64 --cpus 1 --disk 1M
+expect_one_line_failure "$VMM" run "$D" /vms/nothere
+expect_one_line_failure "$VMM" frobnicate "$D"
+# a kernel that is not a bzImage
+"$VMM" create "$D" /vms/notbz --kernel "$D.nope" --mem 64 --cpus 1 --disk 1M 2>/dev/null && fail "created from a missing file"
+head -c 4096 /dev/urandom >"$T/junk"
+"$VMM" create "$D" /vms/junk --kernel "$T/junk" --mem 64 --cpus 1 --disk 1M
+expect_one_line_failure "$VMM" run "$D" /vms/junk
+grep -q "not a bzImage" "$T/stderr" || fail "a junk kernel is not reported as such"
+# a vm.conf with a bad line
+vmfs_mount "$D" "$T/m"
+printf 'name=junk\nmemory=lots\ncpus=1\nkernel=kernel\n' >"$T/m/vms/junk/vm.conf"
+vmfs_umount "$T/m" "$D"
+expect_one_line_failure "$VMM" run "$D" /vms/junk
+grep -q "vm.conf: line 2: memory 'lots'" "$T/stderr" || fail "the bad vm.conf line is not named"
+"$VMM" list "$D" | grep -q '^/vms/junk .*bad vm.conf: line 2' || fail "vmm list does not flag the bad vm.conf"
+# no /dev/kvm: a private mount namespace with an empty /dev
+if unshare -m true 2>/dev/null; then
+	expect_one_line_failure unshare -m sh -c 'mount -t tmpfs none /dev && exec "$0" run "$1" /vms/hello' "$VMM" "$D"
+	grep -q "/dev/kvm: No such file or directory" "$T/stderr" || fail "a missing /dev/kvm is not reported"
+fi
+log "ok"

@@ -169,6 +169,9 @@ static void port_io(struct vmm_vm *vm, uint16_t port, bool write, uint8_t *data,
 			vmm_serial_io(vm->serial, port - PORT_COM1, write, data);
 			return;
 		}
+	} else if (port == 0xcf8 || (port >= 0xcfc && port < 0xd00)) {
+		vmm_pci_io(&vm->pci, port, write, data, size);
+		return;
 	} else if (port == PORT_I8042_CMD && write && size == 1 && data[0] == I8042_CMD_RESET) {
 		vm->done = true;
 		vm->exit_code = 0;
@@ -216,9 +219,11 @@ static int vcpu_loop(struct vmm_vm *vm, unsigned cpu, char *err, size_t errlen)
 				return ret;
 			break;
 		case KVM_EXIT_MMIO:
-			/* No MMIO devices yet: reads see all ones, writes vanish. */
-			if (!run->mmio.is_write)
-				memset(run->mmio.data, 0xff, sizeof(run->mmio.data));
+			/* Outside a device's BAR reads see all ones, writes vanish. */
+			if (run->mmio.len > sizeof(run->mmio.data) ||
+			    !vmm_pci_mmio(&vm->pci, run->mmio.phys_addr, run->mmio.is_write, run->mmio.data, run->mmio.len))
+				if (!run->mmio.is_write)
+					memset(run->mmio.data, 0xff, sizeof(run->mmio.data));
 			break;
 		case KVM_EXIT_SHUTDOWN:
 			snprintf(err, errlen, "vCPU %u: triple fault (guest reset without the i8042 reset command)", cpu);

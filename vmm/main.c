@@ -312,7 +312,8 @@ static int cmd_run(int argc, char **argv)
 	struct vmm_vm vm;
 	bool vm_up = false;
 	uint64_t dir, disk_ino[VMM_MAX_DISKS];
-	unsigned locked = 0, i;
+	struct vmm_blk *blk[VMM_MAX_DISKS];
+	unsigned locked = 0, nblk = 0, i;
 	char err[300], who[200];
 	const char *path;
 	int ret, rc = 1;
@@ -386,6 +387,18 @@ static int cmd_run(int argc, char **argv)
 		goto out;
 	}
 	vm_up = true;
+	for (i = 0; i < c.ndisks; i++) {
+		struct vmfs_stat st;
+
+		ret = vmfs_getattr(fs, disk_ino[i], &st);
+		if (!ret)
+			ret = vmm_blk_new(&vm, &vm.pci, fs, disk_ino[i], st.size & ~511ull, c.disks[i].readonly, &blk[i]);
+		if (ret) {
+			tool_err("%s/%s: virtio-blk: %s", path, c.disks[i].file, strerror(-ret));
+			goto out;
+		}
+		nblk++;
+	}
 	ret = vmm_x86_boot(&vm, kernel, klen, initrd, ilen, c.cmdline, err, sizeof(err));
 	if (ret) {
 		tool_err("%s/%s: %s", path, c.kernel, err);
@@ -403,6 +416,9 @@ static int cmd_run(int argc, char **argv)
 out:
 	if (vm_up)
 		vmm_vm_release(&vm);
+	/* With vCPU threads left running, a device may still be in use: left to exit. */
+	for (i = 0; vm_up && !vm.aps_started && i < nblk; i++)
+		vmm_blk_free(blk[i]);
 	free(kernel);
 	free(initrd);
 	for (i = 0; i < locked; i++)

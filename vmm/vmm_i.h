@@ -75,6 +75,26 @@ int vmm_store_write(struct vmfs *fs, uint64_t dir, const char *name, const void 
 /* Creates name in dir with the contents of host file src_fd; sparse skips all-zero 1 MiB chunks. */
 int vmm_store_copy_in(struct vmfs *fs, uint64_t dir, const char *name, int src_fd, bool sparse);
 
+/* ---- PCI (vmm/devices/pci.c) ------------------------------------------------ */
+
+#define VMM_PCI_MAX_DEV 16
+#define VMM_PCI_MMIO_BASE 0xd0000000u
+#define VMM_PCI_BAR_SIZE 0x4000u
+
+struct vmm_pci_dev {
+	uint8_t cfg[256];         /* the type-0 header and capabilities, little-endian */
+	uint32_t bar_addr;        /* BAR0: 32-bit memory, VMM_PCI_BAR_SIZE bytes */
+	/* An access of len (1..8) bytes at off < VMM_PCI_BAR_SIZE, off + len inside the BAR. */
+	void (*mmio)(struct vmm_pci_dev *d, uint64_t off, bool write, uint8_t *data, unsigned len);
+	void *priv;
+};
+
+struct vmm_pci {
+	uint32_t addr;            /* the last value written to 0xCF8 */
+	unsigned ndev;
+	struct vmm_pci_dev *dev[VMM_PCI_MAX_DEV];
+};
+
 /* ---- guest memory and vCPUs (vmm/kvm.c) ------------------------------------ */
 
 struct vmm_vm {
@@ -86,6 +106,7 @@ struct vmm_vm {
 	struct kvm_run *run[VMM_MAX_CPUS];
 	size_t run_size;
 	struct vmm_serial *serial;
+	struct vmm_pci pci;
 	int exit_code;            /* set when the guest powers off or fails */
 	bool done;
 	bool aps_started;         /* vCPU threads run: release leaves mappings to exit */
@@ -126,5 +147,68 @@ int vmm_serial_new(int out_fd, struct vmm_serial **out);
 void vmm_serial_free(struct vmm_serial *s);
 /* Port access at offset 0..7 from 0x3F8; size is 1 (wider accesses read 0xff, ignore writes). */
 void vmm_serial_io(struct vmm_serial *s, unsigned off, bool write, uint8_t *data);
+
+/* Puts d (borrowed: it must outlive the bus) in the next free slot and gives BAR0 its address. */
+int vmm_pci_add(struct vmm_pci *bus, struct vmm_pci_dev *d);
+/* Port 0xCF8 (4 bytes) and 0xCFC..0xCFF (1, 2 or 4 bytes). */
+void vmm_pci_io(struct vmm_pci *bus, uint16_t port, bool write, uint8_t *data, unsigned size);
+/* An MMIO access: false when no enabled BAR holds it. */
+bool vmm_pci_mmio(struct vmm_pci *bus, uint64_t gpa, bool write, uint8_t *data, unsigned len);
+
+/* ---- virtio over PCI and virtio-blk (vmm/devices/virtio_pci.c, virtio_blk.c) ---- */
+
+struct vmm_virtq {
+	uint16_t size;
+	bool enabled;
+	uint64_t desc, driver, device;
+	uint16_t last_avail;
+};
+
+struct vmm_virtio;
+struct vmm_virtio_ops {
+	/* Handles every new available chain of queue q. */
+	void (*notify)(struct vmm_virtio *v, unsigned q);
+	/* Device-specific configuration (read only to the guest). */
+	void (*config)(struct vmm_virtio *v, uint64_t off, uint8_t *data, unsigned len);
+};
+
+struct vmm_virtio {
+	struct vmm_pci_dev pci;
+	struct vmm_vm *vm;
+	const struct vmm_virtio_ops *ops;
+	uint64_t features;        /* offered */
+	uint64_t driver_features;
+	uint32_t dfselect, gfselect;
+	uint8_t status;
+	uint16_t qselect;
+	unsigned nqueues;
+	struct vmm_virtq q[2];
+	void *priv;
+};
+
+/* Sets up v as a modern virtio-pci device of type (2: block) and adds it to bus. */
+int vmm_virtio_init(struct vmm_virtio *v, struct vmm_vm *vm, struct vmm_pci *bus, unsigned type,
+		    unsigned nqueues, uint64_t features, const struct vmm_virtio_ops *ops);
+
+/*
+ * One descriptor chain, checked: every buffer lies in guest RAM, the chain has
+ * at most the queue's size of descriptors, no loops, no indirect tables yet.
+ */
+struct vmm_virtio_buf {
+	uint8_t *p;
+	uint32_t len;
+	bool device_writes;
+};
+#define VMM_VIRTIO_MAX_BUFS 64
+/* Pops the next available chain of queue q into bufs: 1 with its head in *head, 0 when none, -EINVAL when malformed. */
+int vmm_virtq_pop(struct vmm_virtio *v, unsigned q, struct vmm_virtio_buf *bufs, unsigned *nbufs, uint16_t *head);
+/* Returns chain head to the used ring with written bytes. */
+void vmm_virtq_push(struct vmm_virtio *v, unsigned q, uint16_t head, uint32_t written);
+
+struct vmm_blk;
+/* A virtio-blk device on file ino of fs (borrowed), size bytes, read-only or not. */
+int vmm_blk_new(struct vmm_vm *vm, struct vmm_pci *bus, struct vmfs *fs, uint64_t ino, uint64_t size,
+		bool readonly, struct vmm_blk **out);
+void vmm_blk_free(struct vmm_blk *b);
 
 #endif

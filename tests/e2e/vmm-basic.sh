@@ -2,7 +2,9 @@
 # vmm on a datastore: create a VM whose kernel is the freestanding hello guest
 # (tests/guests/hello.c, a bzImage-shaped binary) with a 64 MiB thin disk, list
 # it, run it on /dev/kvm and check its serial output and exit code (the guest
-# powers off through the i8042 reset command). While one run holds its disk's
+# powers off through the i8042 reset command). The blk guest drives virtio-blk
+# over PCI: it reads data the host put in the image, writes a sector that is
+# then read back through libvmfs (vmfs-mount). While one run holds its disk's
 # cluster lock a second run fails naming the holder. Bad input gives one-line
 # errors: a missing kernel file, an existing VM, a bad vm.conf, no /dev/kvm.
 . "$(dirname "$0")/lib.bash"
@@ -34,6 +36,23 @@ vmfs_mount "$D" "$T/m" -o ro
 [ "$(stat -c %b "$T/m/vms/hello/disk0.img")" -le 2048 ] || fail "disk0.img is not thin (more than 1 MiB allocated)"
 cmp "$GUEST" "$T/m/vms/hello/kernel" || fail "the kernel copy differs"
 grep -qx 'disk=disk0.img' "$T/m/vms/hello/vm.conf" || fail "vm.conf has no disk line"
+vmfs_umount "$T/m" "$D"
+
+log "virtio-blk over PCI: the blk guest reads host data, writes sector 7, flushes, reads it back"
+BLK=$VMFS_BIN/../tests/guests/blk.bzImage
+{ printf 'from-the-host-ok'; head -c $((4 << 20)) /dev/zero; } >"$T/img"
+"$VMM" create "$D" /vms/blk --kernel "$BLK" --mem 32 --cpus 1 --disk-from "$T/img"
+rc=0
+timeout 60 "$VMM" run "$D" /vms/blk >"$T/out" 2>"$T/err" || rc=$?
+cat "$T/out" "$T/err"
+[ "$rc" -eq 0 ] || fail "vmm run of the blk guest exited $rc"
+grep -qx "blk: capacity $(( ((4 << 20) + 16) / 512 )) sectors" "$T/out" || fail "wrong capacity"
+grep -qx "blk: sector 0: from-the-host-ok" "$T/out" || fail "the guest did not read the host's data"
+grep -qx "blk ok" "$T/out" || fail "the blk guest did not finish"
+vmfs_mount "$D" "$T/m" -o ro
+cmp <(for i in $(seq 32); do printf 'vmm-blk-sector-7'; done) \
+	<(dd if="$T/m/vms/blk/disk0.img" bs=512 skip=7 count=1 status=none) || fail "sector 7 in the image is not what the guest wrote"
+cmp <(head -c 3584 "$T/img") <(head -c 3584 "$T/m/vms/blk/disk0.img") || fail "sectors 0-6 changed"
 vmfs_umount "$T/m" "$D"
 
 log "a second run of a running VM fails naming the holder"

@@ -1,0 +1,153 @@
+/*
+ * virtio-blk (virtio spec 5.2) backed by a file on the datastore, read and
+ * written through libvmfs: IN is vmfs_pread, OUT is vmfs_pwrite, FLUSH is
+ * vmfs_fsync. A read-only disk offers VIRTIO_BLK_F_RO and fails writes with
+ * VIRTIO_BLK_S_IOERR. Each request is checked before any I/O: a header of 16
+ * bytes the device reads, a status byte it writes last, data buffers in
+ * between, the sector range inside the disk.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/base.h"
+#include "vmm/vmm_i.h"
+
+#define VIRTIO_BLK_F_RO (1ull << 5)
+#define VIRTIO_BLK_F_BLK_SIZE (1ull << 6)
+#define VIRTIO_BLK_F_FLUSH (1ull << 9)
+#define VIRTIO_BLK_T_IN 0
+#define VIRTIO_BLK_T_OUT 1
+#define VIRTIO_BLK_T_FLUSH 4
+#define VIRTIO_BLK_T_GET_ID 8
+#define VIRTIO_BLK_S_OK 0
+#define VIRTIO_BLK_S_IOERR 1
+#define VIRTIO_BLK_S_UNSUPP 2
+
+struct vmm_blk {
+	struct vmm_virtio v;
+	struct vmfs *fs;
+	uint64_t ino, size;
+	bool readonly;
+};
+
+static uint8_t do_request(struct vmm_blk *b, struct vmm_virtio_buf *bufs, unsigned n, uint32_t *written)
+{
+	uint32_t type;
+	uint64_t sector, off, total = 0;
+	unsigned i;
+
+	memcpy(&type, bufs[0].p, 4);
+	memcpy(&sector, bufs[0].p + 8, 8);
+	type = le32_to_cpu(type);
+	sector = le64_to_cpu(sector);
+	for (i = 1; i + 1 < n; i++)
+		total += bufs[i].len;
+	if (type == VIRTIO_BLK_T_FLUSH)
+		return vmfs_fsync(b->fs, b->ino, false) ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
+	if (type == VIRTIO_BLK_T_GET_ID) {
+		if (n < 3 || !bufs[1].device_writes)
+			return VIRTIO_BLK_S_IOERR;
+		memset(bufs[1].p, 0, bufs[1].len);
+		memcpy(bufs[1].p, "vmfs-vmm", bufs[1].len < 8 ? bufs[1].len : 8);
+		*written = bufs[1].len < 20 ? bufs[1].len : 20;
+		return VIRTIO_BLK_S_OK;
+	}
+	if (type != VIRTIO_BLK_T_IN && type != VIRTIO_BLK_T_OUT)
+		return VIRTIO_BLK_S_UNSUPP;
+	if (type == VIRTIO_BLK_T_OUT && b->readonly)
+		return VIRTIO_BLK_S_IOERR;
+	if (sector > b->size / 512 || total > b->size - sector * 512)
+		return VIRTIO_BLK_S_IOERR;
+	off = sector * 512;
+	for (i = 1; i + 1 < n; i++) {
+		ssize_t r;
+
+		/* IN fills buffers the device writes; OUT reads ones it may not. */
+		if (bufs[i].device_writes != (type == VIRTIO_BLK_T_IN))
+			return VIRTIO_BLK_S_IOERR;
+		if (type == VIRTIO_BLK_T_IN)
+			r = vmfs_pread(b->fs, b->ino, bufs[i].p, bufs[i].len, off);
+		else
+			r = vmfs_pwrite(b->fs, b->ino, bufs[i].p, bufs[i].len, off);
+		if (r != (ssize_t)bufs[i].len) {
+			/* A read past a short file's end is zeros: the disk's size is what counts. */
+			if (type == VIRTIO_BLK_T_IN && r >= 0)
+				memset(bufs[i].p + r, 0, bufs[i].len - (size_t)r);
+			else
+				return VIRTIO_BLK_S_IOERR;
+		}
+		if (type == VIRTIO_BLK_T_IN)
+			*written += bufs[i].len;
+		off += bufs[i].len;
+	}
+	return VIRTIO_BLK_S_OK;
+}
+
+static void blk_notify(struct vmm_virtio *v, unsigned q)
+{
+	struct vmm_blk *b = v->priv;
+	struct vmm_virtio_buf bufs[VMM_VIRTIO_MAX_BUFS];
+	unsigned n;
+	uint16_t head;
+	int ret;
+
+	while ((ret = vmm_virtq_pop(v, q, bufs, &n, &head)) == 1) {
+		uint32_t written = 0;
+		struct vmm_virtio_buf *st = &bufs[n - 1];
+
+		if (n < 2 || bufs[0].len < 16 || bufs[0].device_writes || !st->device_writes || st->len < 1) {
+			/* Malformed: no status byte to report through, so it just completes. */
+			vmm_virtq_push(v, q, head, 0);
+			continue;
+		}
+		st->p[0] = do_request(b, bufs, n, &written);
+		vmm_virtq_push(v, q, head, written + 1);
+	}
+	if (ret < 0)
+		v->status |= 0x40;	/* DEVICE_NEEDS_RESET: the guest broke the ring */
+}
+
+static void blk_config(struct vmm_virtio *v, uint64_t off, uint8_t *data, unsigned len)
+{
+	struct vmm_blk *b = v->priv;
+	uint8_t cfg[64] = { 0 };
+	uint64_t cap = cpu_to_le64(b->size / 512);
+	uint32_t bs = cpu_to_le32(512);
+
+	memcpy(cfg, &cap, 8);		/* capacity in 512-byte sectors */
+	memcpy(cfg + 20, &bs, 4);	/* blk_size */
+	memset(data, 0, len);
+	if (off < sizeof(cfg))
+		memcpy(data, cfg + off, off + len <= sizeof(cfg) ? len : sizeof(cfg) - off);
+}
+
+static const struct vmm_virtio_ops blk_ops = { .notify = blk_notify, .config = blk_config };
+
+int vmm_blk_new(struct vmm_vm *vm, struct vmm_pci *bus, struct vmfs *fs, uint64_t ino, uint64_t size,
+		bool readonly, struct vmm_blk **out)
+{
+	struct vmm_blk *b = calloc(1, sizeof(*b));
+	int ret;
+
+	if (!b)
+		return -ENOMEM;
+	b->fs = fs;
+	b->ino = ino;
+	b->size = size;
+	b->readonly = readonly;
+	b->v.priv = b;
+	ret = vmm_virtio_init(&b->v, vm, bus, 2, 1,
+			      VIRTIO_BLK_F_FLUSH | VIRTIO_BLK_F_BLK_SIZE | (readonly ? VIRTIO_BLK_F_RO : 0), &blk_ops);
+	if (ret) {
+		free(b);
+		return ret;
+	}
+	*out = b;
+	return 0;
+}
+
+void vmm_blk_free(struct vmm_blk *b)
+{
+	free(b);
+}

@@ -1,0 +1,277 @@
+/*
+ * The virtio 1.x PCI transport ("modern" only, virtio spec 4.1) and the split
+ * virtqueue (spec 2.7). BAR0 holds, 4 KiB apart: the common configuration, the
+ * ISR byte, the device configuration and the notification area (multiplier
+ * 0: one doorbell for all queues). The guest owns every ring and descriptor,
+ * so every index is taken modulo the queue size and every buffer is checked
+ * against guest RAM by vmm_gpa() before use. No interrupts yet: drivers poll
+ * the used ring (see docs/VMM.md).
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "base/base.h"
+#include "vmm/vmm_i.h"
+
+#define CAP_COMMON 1
+#define CAP_NOTIFY 2
+#define CAP_ISR 3
+#define CAP_DEVICE 4
+#define OFF_COMMON 0x0000
+#define OFF_ISR 0x1000
+#define OFF_DEVICE 0x2000
+#define OFF_NOTIFY 0x3000
+#define QUEUE_MAX 256
+
+#define DESC_F_NEXT 1
+#define DESC_F_WRITE 2
+#define DESC_F_INDIRECT 4
+
+static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
+static void put32(uint8_t *p, uint32_t v) { put16(p, (uint16_t)v); put16(p + 2, (uint16_t)(v >> 16)); }
+
+static void add_cap(uint8_t *cfg, unsigned *at, uint8_t type, uint32_t off, uint32_t len, bool notify)
+{
+	uint8_t *c = cfg + *at, n = notify ? 20 : 16;
+
+	c[0] = 0x09;		/* vendor-specific */
+	c[1] = 0;		/* next: patched by the caller */
+	c[2] = n;
+	c[3] = type;
+	c[4] = 0;		/* BAR0 */
+	put32(c + 8, off);
+	put32(c + 12, len);
+	if (notify)
+		put32(c + 16, 0);	/* notify_off_multiplier */
+	*at += n;
+}
+
+/* The value of the common-configuration field at off (spec 4.1.4.3), and its width in *w. */
+static uint64_t common_get(struct vmm_virtio *v, unsigned off, unsigned *w)
+{
+	struct vmm_virtq *q = v->qselect < v->nqueues ? &v->q[v->qselect] : NULL;
+
+	*w = 4;
+	switch (off) {
+	case 0x00: return v->dfselect;
+	case 0x04: return v->dfselect < 2 ? (uint32_t)(v->features >> (32 * v->dfselect)) : 0;
+	case 0x08: return v->gfselect;
+	case 0x0c: return v->gfselect < 2 ? (uint32_t)(v->driver_features >> (32 * v->gfselect)) : 0;
+	case 0x10: *w = 2; return 0xffff;	/* no MSI-X */
+	case 0x12: *w = 2; return v->nqueues;
+	case 0x14: *w = 1; return v->status;
+	case 0x15: *w = 1; return 0;
+	case 0x16: *w = 2; return v->qselect;
+	case 0x18: *w = 2; return q ? q->size : 0;
+	case 0x1a: *w = 2; return 0xffff;
+	case 0x1c: *w = 2; return q ? q->enabled : 0;
+	case 0x1e: *w = 2; return 0;
+	case 0x20: *w = 8; return q ? q->desc : 0;
+	case 0x28: *w = 8; return q ? q->driver : 0;
+	case 0x30: *w = 8; return q ? q->device : 0;
+	default: *w = 0; return 0;
+	}
+}
+
+static void reset(struct vmm_virtio *v)
+{
+	unsigned i;
+
+	v->status = 0;
+	v->driver_features = 0;
+	v->dfselect = v->gfselect = 0;
+	v->qselect = 0;
+	for (i = 0; i < v->nqueues; i++)
+		v->q[i] = (struct vmm_virtq){ .size = QUEUE_MAX };
+}
+
+static void common_set(struct vmm_virtio *v, unsigned off, uint64_t val, unsigned len)
+{
+	struct vmm_virtq *q = v->qselect < v->nqueues ? &v->q[v->qselect] : NULL;
+	uint64_t *addr = NULL;
+
+	switch (off) {
+	case 0x00: v->dfselect = (uint32_t)val; return;
+	case 0x08: v->gfselect = (uint32_t)val; return;
+	case 0x0c:
+		if (v->gfselect < 2) {
+			uint64_t mask = 0xffffffffull << (32 * v->gfselect);
+			v->driver_features = (v->driver_features & ~mask) | ((val << (32 * v->gfselect)) & mask);
+			v->driver_features &= v->features;
+		}
+		return;
+	case 0x14:
+		if ((uint8_t)val == 0)
+			reset(v);
+		else
+			v->status = (uint8_t)val;
+		return;
+	case 0x16: v->qselect = (uint16_t)val; return;
+	case 0x18:
+		/* A power of two up to QUEUE_MAX, else the queue stays unusable. */
+		if (q && !q->enabled)
+			q->size = (val && val <= QUEUE_MAX && !(val & (val - 1))) ? (uint16_t)val : 0;
+		return;
+	case 0x1c:
+		if (q && val == 1)
+			q->enabled = q->size != 0;
+		return;
+	case 0x20: case 0x24: addr = q ? &q->desc : NULL; break;
+	case 0x28: case 0x2c: addr = q ? &q->driver : NULL; break;
+	case 0x30: case 0x34: addr = q ? &q->device : NULL; break;
+	default: return;
+	}
+	if (!addr || (q && q->enabled))
+		return;
+	if (len == 8)
+		*addr = val;
+	else if (off & 4)
+		*addr = (*addr & 0xffffffffull) | (val << 32);
+	else
+		*addr = (*addr & ~0xffffffffull) | (uint32_t)val;
+}
+
+static void mmio(struct vmm_pci_dev *d, uint64_t off, bool write, uint8_t *data, unsigned len)
+{
+	struct vmm_virtio *v = d->priv;
+	uint64_t val = 0;
+	unsigned w;
+
+	if (off >= OFF_NOTIFY && off < OFF_NOTIFY + 0x1000) {
+		if (write && len >= 2) {
+			uint16_t q = (uint16_t)(data[0] | data[1] << 8);
+			if (q < v->nqueues && v->q[q].enabled && (v->status & 4))	/* DRIVER_OK */
+				v->ops->notify(v, q);
+		}
+		if (!write)
+			memset(data, 0, len);
+		return;
+	}
+	if (off >= OFF_DEVICE && off < OFF_DEVICE + 0x1000) {
+		if (!write)
+			v->ops->config(v, off - OFF_DEVICE, data, len);
+		return;
+	}
+	if (off == OFF_ISR) {
+		if (!write)
+			memset(data, 0, len);
+		return;
+	}
+	if (off >= OFF_COMMON + 0x38) {
+		if (!write)
+			memset(data, 0, len);
+		return;
+	}
+	/* 64-bit fields may be written as two 32-bit halves. */
+	if (write) {
+		memcpy(&val, data, len);
+		val = le64_to_cpu(val);
+		common_set(v, (unsigned)off, val, len);
+		return;
+	}
+	val = common_get(v, (unsigned)off, &w);
+	if (!w && (off & 4)) {
+		val = common_get(v, (unsigned)off - 4, &w);
+		val = w == 8 ? val >> 32 : 0;
+	}
+	val = cpu_to_le64(val);
+	memset(data, 0, len);
+	memcpy(data, &val, len < 8 ? len : 8);
+}
+
+int vmm_virtio_init(struct vmm_virtio *v, struct vmm_vm *vm, struct vmm_pci *bus, unsigned type,
+		    unsigned nqueues, uint64_t features, const struct vmm_virtio_ops *ops)
+{
+	uint8_t *cfg = v->pci.cfg;
+	unsigned at = 0x40, prev;
+
+	if (nqueues > sizeof(v->q) / sizeof(v->q[0]))
+		return -EINVAL;
+	v->vm = vm;
+	v->ops = ops;
+	v->nqueues = nqueues;
+	v->features = features | (1ull << 32);	/* VIRTIO_F_VERSION_1 */
+	reset(v);
+	memset(cfg, 0, sizeof(v->pci.cfg));
+	put16(cfg + 0x00, 0x1af4);		/* vendor: Red Hat / virtio */
+	put16(cfg + 0x02, (uint16_t)(0x1040 + type));
+	put16(cfg + 0x06, 0x0010);		/* status: capability list */
+	cfg[0x08] = 1;				/* revision: modern */
+	cfg[0x0b] = type == 2 ? 0x01 : 0xff;	/* class: mass storage, or other */
+	put16(cfg + 0x2c, 0x1af4);
+	put16(cfg + 0x2e, (uint16_t)(0x40 + type));
+	cfg[0x34] = 0x40;
+	cfg[0x3d] = 1;				/* INTA# */
+	prev = at;
+	add_cap(cfg, &at, CAP_COMMON, OFF_COMMON, 0x38, false);
+	cfg[prev + 1] = (uint8_t)at, prev = at;
+	add_cap(cfg, &at, CAP_ISR, OFF_ISR, 1, false);
+	cfg[prev + 1] = (uint8_t)at, prev = at;
+	add_cap(cfg, &at, CAP_DEVICE, OFF_DEVICE, 0x1000, false);
+	cfg[prev + 1] = (uint8_t)at;
+	add_cap(cfg, &at, CAP_NOTIFY, OFF_NOTIFY, 0x1000, true);
+	v->pci.mmio = mmio;
+	v->pci.priv = v;
+	return vmm_pci_add(bus, &v->pci);
+}
+
+int vmm_virtq_pop(struct vmm_virtio *v, unsigned qi, struct vmm_virtio_buf *bufs, unsigned *nbufs, uint16_t *head)
+{
+	struct vmm_virtq *q = &v->q[qi];
+	uint8_t *avail = vmm_gpa(v->vm, q->driver, 4 + 2ull * q->size);
+	uint8_t *desc = vmm_gpa(v->vm, q->desc, 16ull * q->size);
+	uint16_t idx, i, n = 0;
+
+	if (!avail || !desc)
+		return -EINVAL;
+	idx = (uint16_t)(avail[2] | avail[3] << 8);
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	if (idx == q->last_avail)
+		return 0;
+	i = (uint16_t)(avail[4 + 2 * (q->last_avail % q->size)] | avail[5 + 2 * (q->last_avail % q->size)] << 8);
+	q->last_avail++;
+	*head = i;
+	for (;;) {
+		uint8_t *d;
+		uint64_t addr;
+		uint32_t len;
+		uint16_t flags;
+
+		if (i >= q->size || n >= q->size || n >= VMM_VIRTIO_MAX_BUFS)
+			return -EINVAL;	/* out of range, a loop, or too long */
+		d = desc + 16 * i;
+		memcpy(&addr, d, 8);
+		memcpy(&len, d + 8, 4);
+		addr = le64_to_cpu(addr);
+		len = le32_to_cpu(len);
+		flags = (uint16_t)(d[12] | d[13] << 8);
+		if (flags & DESC_F_INDIRECT)
+			return -EINVAL;
+		bufs[n].p = vmm_gpa(v->vm, addr, len);
+		if (!bufs[n].p)
+			return -EINVAL;
+		bufs[n].len = len;
+		bufs[n].device_writes = flags & DESC_F_WRITE;
+		n++;
+		if (!(flags & DESC_F_NEXT))
+			break;
+		i = (uint16_t)(d[14] | d[15] << 8);
+	}
+	*nbufs = n;
+	return 1;
+}
+
+void vmm_virtq_push(struct vmm_virtio *v, unsigned qi, uint16_t head, uint32_t written)
+{
+	struct vmm_virtq *q = &v->q[qi];
+	uint8_t *used = vmm_gpa(v->vm, q->device, 4 + 8ull * q->size);
+	uint16_t idx;
+
+	if (!used)
+		return;
+	idx = (uint16_t)(used[2] | used[3] << 8);
+	put32(used + 4 + 8 * (idx % q->size), head);
+	put32(used + 8 + 8 * (idx % q->size), written);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	put16(used + 2, (uint16_t)(idx + 1));
+}

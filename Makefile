@@ -22,7 +22,7 @@ VMM_OBJ  := $(VMM_SRC:%.c=$(BUILD)/obj/%.o)
 TOOL_BIN := $(addprefix $(BUILD)/bin/,$(TOOLS))
 BENCH_BIN := $(BUILD)/bin/vmfs-bench $(BUILD)/bin/vmfs-populate $(BUILD)/bin/lk-bench
 # freestanding test guests for vmm (tests/guests/): bzImage-shaped flat binaries
-GUEST_NAMES := hello blk
+GUEST_NAMES := hello blk rng
 GUEST_BIN := $(GUEST_NAMES:%=$(BUILD)/tests/guests/%.bzImage)
 GUEST_CFLAGS := -O2 -ffreestanding -fno-pic -fno-pie -fno-stack-protector -mno-red-zone -mgeneral-regs-only \
 	-fno-asynchronous-unwind-tables $(WARN) -std=gnu11
@@ -66,7 +66,7 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(EXTRA_CFLAGS) $^ -o $@ $(LDLIBS) $(shell pkg-config --libs check)
 
-$(BUILD)/tests/guests/%.elf: tests/guests/%.c tests/guests/head.S tests/guests/guest.h tests/guests/guest.ld
+$(BUILD)/tests/guests/%.elf: tests/guests/%.c tests/guests/head.S tests/guests/guest.h tests/guests/virtio.h tests/guests/guest.ld
 	@mkdir -p $(dir $@)
 	$(CC) $(GUEST_CFLAGS) -nostdlib -static -no-pie -Wl,-T,tests/guests/guest.ld -Wl,--build-id=none -Wl,--no-warn-rwx-segments \
 	  tests/guests/head.S $< -o $@

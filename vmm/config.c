@@ -1,7 +1,8 @@
 /*
  * vm.conf: the VM's configuration, a text file of key=value lines inside the
  * VM folder. Keys: name, memory (MiB), cpus, kernel, initrd, cmdline, disk
- * (repeated, "FILE" or "FILE:ro"). Blank lines and lines starting with '#' are
+ * (repeated, "FILE" or "FILE:ro"), devices (a comma-separated list of extra
+ * devices: "virtio-rng"; may be empty). Blank lines and lines starting with '#' are
  * skipped. The file is untrusted input: every value is checked here and a bad
  * one is refused with the line number, never guessed at.
  */
@@ -109,6 +110,18 @@ static int parse_line(struct vmm_conf *c, char *key, char *val, unsigned line, c
 		if (set_name(d->file, val, key, line, err, errlen))
 			return -EINVAL;
 		c->ndisks++;
+	} else if (!strcmp(key, "devices")) {
+		char *save = NULL, *d;
+
+		c->rng = false;
+		for (d = strtok_r(val, ",", &save); d; d = strtok_r(NULL, ",", &save)) {
+			if (!strcmp(d, "virtio-rng")) {
+				c->rng = true;
+			} else {
+				snprintf(err, errlen, "line %u: unknown device '%.32s' (want virtio-rng)", line, d);
+				return -EINVAL;
+			}
+		}
 	} else {
 		snprintf(err, errlen, "line %u: unknown key '%.32s'", line, key);
 		return -EINVAL;
@@ -165,8 +178,9 @@ int vmm_conf_format(const struct vmm_conf *c, char *buf, size_t len)
 	unsigned i;
 	int n;
 
-	n = snprintf(buf, len, "name=%s\nmemory=%llu\ncpus=%u\nkernel=%s\ninitrd=%s\ncmdline=%s\n", c->name,
-		     (unsigned long long)c->mem_mib, c->cpus, c->kernel, c->initrd, c->cmdline);
+	n = snprintf(buf, len, "name=%s\nmemory=%llu\ncpus=%u\nkernel=%s\ninitrd=%s\ncmdline=%s\ndevices=%s\n",
+		     c->name, (unsigned long long)c->mem_mib, c->cpus, c->kernel, c->initrd, c->cmdline,
+		     c->rng ? "virtio-rng" : "");
 	if (n < 0 || (size_t)n >= len)
 		return -ENAMETOOLONG;
 	pos = (size_t)n;

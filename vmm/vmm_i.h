@@ -37,6 +37,7 @@ struct vmm_conf {
 	char cmdline[VMM_CMDLINE_MAX];
 	unsigned ndisks;
 	struct vmm_disk_conf disks[VMM_MAX_DISKS];
+	bool rng;                 /* devices=virtio-rng */
 };
 
 /*
@@ -210,5 +211,8 @@ struct vmm_blk;
 int vmm_blk_new(struct vmm_vm *vm, struct vmm_pci *bus, struct vmfs *fs, uint64_t ino, uint64_t size,
 		bool readonly, struct vmm_blk **out);
 void vmm_blk_free(struct vmm_blk *b);
+
+/* A virtio-rng device fed by getrandom(2); *out is freed with free(). */
+int vmm_rng_new(struct vmm_vm *vm, struct vmm_pci *bus, struct vmm_virtio **out);
 
 #endif

@@ -36,6 +36,7 @@ vmfs_mount "$D" "$T/m" -o ro
 [ "$(stat -c %b "$T/m/vms/hello/disk0.img")" -le 2048 ] || fail "disk0.img is not thin (more than 1 MiB allocated)"
 cmp "$GUEST" "$T/m/vms/hello/kernel" || fail "the kernel copy differs"
 grep -qx 'disk=disk0.img' "$T/m/vms/hello/vm.conf" || fail "vm.conf has no disk line"
+grep -qx 'devices=virtio-rng' "$T/m/vms/hello/vm.conf" || fail "vm.conf has no devices line"
 vmfs_umount "$T/m" "$D"
 
 log "virtio-blk over PCI: the blk guest reads host data, writes sector 7, flushes, reads it back"
@@ -54,6 +55,13 @@ cmp <(for i in $(seq 32); do printf 'vmm-blk-sector-7'; done) \
 	<(dd if="$T/m/vms/blk/disk0.img" bs=512 skip=7 count=1 status=none) || fail "sector 7 in the image is not what the guest wrote"
 cmp <(head -c 3584 "$T/img") <(head -c 3584 "$T/m/vms/blk/disk0.img") || fail "sectors 0-6 changed"
 vmfs_umount "$T/m" "$D"
+
+log "virtio-rng: the rng guest draws twice from it"
+"$VMM" create "$D" /vms/rng --kernel "$VMFS_BIN/../tests/guests/rng.bzImage" --mem 32 --cpus 1 --disk 1M
+rc=0
+timeout 60 "$VMM" run "$D" /vms/rng >"$T/out" 2>"$T/err" || rc=$?
+cat "$T/out" "$T/err"
+[ "$rc" -eq 0 ] && [ "$(cat "$T/out")" = "rng ok" ] || fail "the rng guest failed (exit $rc)"
 
 log "a second run of a running VM fails naming the holder"
 "$VMM" create "$D" /vms/hang --kernel "$GUEST" --cmdline "guest=hang" --mem 32 --cpus 2 --disk 1M
@@ -88,9 +96,13 @@ grep -q "not a bzImage" "$T/stderr" || fail "a junk kernel is not reported as su
 # a vm.conf with a bad line
 vmfs_mount "$D" "$T/m"
 printf 'name=junk\nmemory=lots\ncpus=1\nkernel=kernel\n' >"$T/m/vms/junk/vm.conf"
+# the rng guest without virtio-rng in vm.conf finds no device
+sed -i 's/^devices=.*/devices=/' "$T/m/vms/rng/vm.conf"
 vmfs_umount "$T/m" "$D"
 expect_one_line_failure "$VMM" run "$D" /vms/junk
 grep -q "vm.conf: line 2: memory 'lots'" "$T/stderr" || fail "the bad vm.conf line is not named"
+timeout 60 "$VMM" run "$D" /vms/rng >"$T/out" 2>&1
+grep -qx "FAIL: no such virtio device on PCI bus 0" "$T/out" || fail "devices= did not drop virtio-rng"
 "$VMM" list "$D" | grep -q '^/vms/junk .*bad vm.conf: line 2' || fail "vmm list does not flag the bad vm.conf"
 # no /dev/kvm: a private mount namespace with an empty /dev
 if unshare -m true 2>/dev/null; then

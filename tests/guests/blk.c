@@ -8,149 +8,38 @@
  * one line per step and "blk ok", or "FAIL: ..."; then powers off. The e2e
  * test reads sector 7 back from the image through libvmfs.
  */
-#include "guest.h"
+#include "virtio.h"
 
 void guest_main(const uint8_t *zp);
 
-#define QSZ 8
-struct desc { uint64_t addr; uint32_t len; uint16_t flags, next; };
-
-static struct desc ring_desc[QSZ] __attribute__((aligned(4096)));
-static struct { uint16_t flags, idx, ring[QSZ]; } avail __attribute__((aligned(4096)));
-static volatile struct { uint16_t flags, idx; struct { uint32_t id, len; } ring[QSZ]; } used __attribute__((aligned(4096)));
 static struct { uint32_t type, reserved; uint64_t sector; } hdr;
 static uint8_t wbuf[512], rbuf[512];
 static volatile uint8_t status;
 
-static volatile uint8_t *common, *notify, *devcfg;
-
-static inline void outl(uint16_t port, uint32_t v) { __asm__ volatile("outl %0, %1" : : "a"(v), "Nd"(port)); }
-static inline uint32_t inl(uint16_t port)
-{
-	uint32_t v;
-	__asm__ volatile("inl %1, %0" : "=a"(v) : "Nd"(port));
-	return v;
-}
-static uint32_t cfg_read(unsigned slot, unsigned off)
-{
-	outl(0xcf8, 0x80000000u | slot << 11 | (off & 0xfc));
-	return inl(0xcfc);
-}
-static void cfg_write(unsigned slot, unsigned off, uint32_t v)
-{
-	outl(0xcf8, 0x80000000u | slot << 11 | (off & 0xfc));
-	outl(0xcfc, v);
-}
-
-static void put_dec(uint64_t v)
-{
-	char b[24];
-	int i = 23;
-
-	b[i] = 0;
-	do
-		b[--i] = (char)('0' + v % 10);
-	while ((v /= 10) && i > 0);
-	puts_serial(b + i);
-}
-
-static __attribute__((noreturn)) void fail(const char *why)
-{
-	puts_serial("FAIL: ");
-	puts_serial(why);
-	puts_serial("\n");
-	poweroff();
-}
-
-#define W8(p, o, v) (*(volatile uint8_t *)((p) + (o)) = (v))
-#define W16(p, o, v) (*(volatile uint16_t *)((p) + (o)) = (v))
-#define W32(p, o, v) (*(volatile uint32_t *)((p) + (o)) = (v))
-#define R8(p, o) (*(volatile uint8_t *)((p) + (o)))
-#define R16(p, o) (*(volatile uint16_t *)((p) + (o)))
-#define R32(p, o) (*(volatile uint32_t *)((p) + (o)))
-
-/* One request: header, optional data buffer, status. Returns the status byte. */
+/* One request: header, optional 512-byte data buffer, status. Returns the status byte. */
 static uint8_t request(uint32_t type, uint64_t sector, uint8_t *data, int device_writes)
 {
-	uint16_t n = 0, idx = used.idx;
+	unsigned n = 0;
 
 	hdr.type = type;
 	hdr.reserved = 0;
 	hdr.sector = sector;
-	ring_desc[n] = (struct desc){ (uint64_t)(uintptr_t)&hdr, 16, 1, (uint16_t)(n + 1) };
-	n++;
-	if (data) {
-		ring_desc[n] = (struct desc){ (uint64_t)(uintptr_t)data, 512, (uint16_t)(1 | (device_writes ? 2 : 0)),
-					      (uint16_t)(n + 1) };
-		n++;
-	}
+	ring_desc[n++] = (struct desc){ (uint64_t)(uintptr_t)&hdr, 16, 0, 0 };
+	if (data)
+		ring_desc[n++] = (struct desc){ (uint64_t)(uintptr_t)data, 512, (uint16_t)(device_writes ? 2 : 0), 0 };
 	status = 0xff;
-	ring_desc[n] = (struct desc){ (uint64_t)(uintptr_t)&status, 1, 2, 0 };
-	avail.ring[avail.idx % QSZ] = 0;
-	__sync_synchronize();
-	avail.idx++;
-	__sync_synchronize();
-	W16(notify, 0, 0);
-	while (used.idx == idx)
-		;	/* vmm completes the request inside the notify exit */
+	ring_desc[n++] = (struct desc){ (uint64_t)(uintptr_t)&status, 1, 2, 0 };
+	virtq_run(n);
 	return status;
 }
 
 void guest_main(const uint8_t *zp)
 {
-	unsigned slot, i, cap;
-	uint32_t bar = 0;
 	uint64_t capacity;
+	unsigned i;
 
 	(void)zp;
-	for (slot = 1; slot < 32; slot++)
-		if (cfg_read(slot, 0) == (0x1042u << 16 | 0x1af4))
-			break;
-	if (slot == 32)
-		fail("no virtio-blk on PCI bus 0");
-	bar = cfg_read(slot, 0x10) & ~0xfu;
-	cfg_write(slot, 0x04, cfg_read(slot, 0x04) | 0x6);	/* memory space, bus master */
-	for (cap = cfg_read(slot, 0x34) & 0xff; cap; cap = (cfg_read(slot, cap) >> 8) & 0xff) {
-		uint32_t head = cfg_read(slot, cap), off = cfg_read(slot, cap + 8);
-		volatile uint8_t *p = (volatile uint8_t *)(uintptr_t)(bar + off);
-
-		if ((head & 0xff) != 0x09)
-			continue;
-		switch ((head >> 24) & 0xff) {
-		case 1: common = p; break;
-		case 2: notify = p; break;	/* notify_off_multiplier is 0 here; queue 0 anyway */
-		case 4: devcfg = p; break;
-		}
-	}
-	if (!common || !notify || !devcfg)
-		fail("virtio capabilities missing");
-
-	W8(common, 0x14, 0);			/* reset */
-	W8(common, 0x14, 1);			/* ACKNOWLEDGE */
-	W8(common, 0x14, 3);			/* DRIVER */
-	W32(common, 0x00, 1);
-	if (!(R32(common, 0x04) & 1))
-		fail("no VIRTIO_F_VERSION_1");
-	W32(common, 0x08, 0);
-	W32(common, 0x0c, 0);
-	W32(common, 0x08, 1);
-	W32(common, 0x0c, 1);
-	W8(common, 0x14, 11);			/* FEATURES_OK */
-	if (!(R8(common, 0x14) & 8))
-		fail("FEATURES_OK not kept");
-	W16(common, 0x16, 0);
-	if (R16(common, 0x18) < QSZ)
-		fail("queue 0 too small");
-	W16(common, 0x18, QSZ);
-	W32(common, 0x20, (uint32_t)(uintptr_t)ring_desc);
-	W32(common, 0x24, 0);
-	W32(common, 0x28, (uint32_t)(uintptr_t)&avail);
-	W32(common, 0x2c, 0);
-	W32(common, 0x30, (uint32_t)(uintptr_t)&used);
-	W32(common, 0x34, 0);
-	W16(common, 0x1c, 1);
-	W8(common, 0x14, 15);			/* DRIVER_OK */
-
+	virtio_setup(2, 0);
 	capacity = R32(devcfg, 0) | (uint64_t)R32(devcfg, 4) << 32;
 	puts_serial("blk: capacity ");
 	put_dec(capacity);

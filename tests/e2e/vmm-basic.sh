@@ -4,7 +4,8 @@
 # it, run it on /dev/kvm and check its serial output and exit code (the guest
 # powers off through the i8042 reset command). The blk guest drives virtio-blk
 # over PCI: it reads data the host put in the image, writes a sector that is
-# then read back through libvmfs (vmfs-mount). While one run holds its disk's
+# then read back through libvmfs (vmfs-mount), and discards a block it wrote,
+# which must leave a hole. While one run holds its disk's
 # cluster lock a second run fails naming the holder. Bad input gives one-line
 # errors: a missing kernel file, an existing VM, a bad vm.conf, no /dev/kvm.
 . "$(dirname "$0")/lib.bash"
@@ -54,6 +55,11 @@ vmfs_mount "$D" "$T/m" -o ro
 cmp <(for i in $(seq 32); do printf 'vmm-blk-sector-7'; done) \
 	<(dd if="$T/m/vms/blk/disk0.img" bs=512 skip=7 count=1 status=none) || fail "sector 7 in the image is not what the guest wrote"
 cmp <(head -c 3584 "$T/img") <(head -c 3584 "$T/m/vms/blk/disk0.img") || fail "sectors 0-6 changed"
+grep -qx "blk: discarded sectors 2048-4095" "$T/out" || fail "the guest did not discard"
+cmp <(head -c 512 /dev/zero) <(dd if="$T/m/vms/blk/disk0.img" bs=512 skip=2048 count=1 status=none) || fail "sector 2048 is not zero after discard"
+alloc=$(( $(stat -c %b "$T/m/vms/blk/disk0.img") * 512 ))
+echo "   disk0.img: $alloc bytes allocated after the discard"
+[ "$alloc" -lt $((2 << 20)) ] || fail "the discard did not free the block (still $alloc bytes allocated)"
 vmfs_umount "$T/m" "$D"
 
 log "virtio-rng: the rng guest draws twice from it"
@@ -68,7 +74,7 @@ log "a second run of a running VM fails naming the holder"
 "$VMM" run "$D" /vms/hang >"$T/hang.out" 2>"$T/hang.err" &
 HANG_PID=$!
 PIDS+=("$HANG_PID")
-ready() { grep -qx ready "$T/hang.out"; }
+ready() { grep -qx ready "$T/hang.out" 2>/dev/null; }
 wait_until 60 ready || { cat "$T/hang.out" "$T/hang.err"; fail "the hang guest did not say ready"; }
 expect_one_line_failure "$VMM" run "$D" /vms/hang
 grep -q "/vms/hang/disk0.img: in use by .*vmm pid $HANG_PID" "$T/stderr" || fail "the holder is not named"

@@ -2,11 +2,13 @@
  * A vmm test guest that drives virtio-blk the way a driver does: finds the
  * device on PCI bus 0 through ports 0xCF8/0xCFC, walks its virtio
  * capabilities to the common, notify and device configuration in BAR0,
- * negotiates VIRTIO_F_VERSION_1, sets up queue 0 (split ring, polled), then
- * prints the first 16 bytes of sector 0, writes sector 7, flushes, reads it back and compares, and checks that a
- * read past the end fails with IOERR. It prints "blk: capacity N sectors",
- * one line per step and "blk ok", or "FAIL: ..."; then powers off. The e2e
- * test reads sector 7 back from the image through libvmfs.
+ * negotiates VIRTIO_F_VERSION_1 and VIRTIO_BLK_F_DISCARD, sets up queue 0
+ * (split ring, polled), then prints the first 16 bytes of sector 0, writes
+ * sector 7, flushes, reads it back and compares, checks that a read past the
+ * end fails with IOERR, and discards a whole 1 MiB it wrote into, which must
+ * then read as zeros. It prints one line per step and "blk ok", or
+ * "FAIL: ..."; then powers off. The e2e test checks sector 7 and the freed
+ * space from the host through libvmfs.
  */
 #include "virtio.h"
 
@@ -15,6 +17,7 @@ void guest_main(const uint8_t *zp);
 static struct { uint32_t type, reserved; uint64_t sector; } hdr;
 static uint8_t wbuf[512], rbuf[512];
 static volatile uint8_t status;
+static struct { uint64_t sector; uint32_t count, flags; } seg;
 
 /* One request: header, optional 512-byte data buffer, status. Returns the status byte. */
 static uint8_t request(uint32_t type, uint64_t sector, uint8_t *data, int device_writes)
@@ -39,7 +42,7 @@ void guest_main(const uint8_t *zp)
 	unsigned i;
 
 	(void)zp;
-	virtio_setup(2, 0);
+	virtio_setup(2, 1u << 13);	/* VIRTIO_BLK_F_DISCARD */
 	capacity = R32(devcfg, 0) | (uint64_t)R32(devcfg, 4) << 32;
 	puts_serial("blk: capacity ");
 	put_dec(capacity);
@@ -68,6 +71,30 @@ void guest_main(const uint8_t *zp)
 	if (request(0, capacity, rbuf, 1) != 1)
 		fail("a read past the end did not fail with IOERR");
 	puts_serial("blk: read past the end fails\n");
+
+	/* Discard: sector 2048 (file block 1 at 1 MiB blocks) written, then all of that block discarded. */
+	if (!(R32(common, 0x04) & (1u << 13)))	/* dfselect is still 0 */
+		fail("no VIRTIO_BLK_F_DISCARD");
+	if (request(1, 2048, wbuf, 0) != 0)
+		fail("write of sector 2048");
+	seg.sector = 2048;
+	seg.count = 2048;
+	seg.flags = 0;
+	ring_desc[0] = (struct desc){ (uint64_t)(uintptr_t)&hdr, 16, 0, 0 };
+	ring_desc[1] = (struct desc){ (uint64_t)(uintptr_t)&seg, 16, 0, 0 };
+	ring_desc[2] = (struct desc){ (uint64_t)(uintptr_t)&status, 1, 2, 0 };
+	hdr.type = 11;
+	hdr.sector = 0;
+	status = 0xff;
+	virtq_run(3);
+	if (status != 0)
+		fail("discard");
+	if (request(0, 2048, rbuf, 1) != 0)
+		fail("read of sector 2048");
+	for (i = 0; i < 512; i++)
+		if (rbuf[i])
+			fail("a discarded sector does not read as zeros");
+	puts_serial("blk: discarded sectors 2048-4095\n");
 	puts_serial("blk ok\n");
 	poweroff();
 }

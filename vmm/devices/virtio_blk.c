@@ -1,12 +1,15 @@
 /*
  * virtio-blk (virtio spec 5.2) backed by a file on the datastore, read and
  * written through libvmfs: IN is vmfs_pread, OUT is vmfs_pwrite, FLUSH is
- * vmfs_fsync. A read-only disk offers VIRTIO_BLK_F_RO and fails writes with
+ * vmfs_fsync, DISCARD punches a hole (vmfs_fallocate with FALLOC_FL_PUNCH_HOLE,
+ * which frees whole file blocks and zeroes partial ones). A read-only disk offers VIRTIO_BLK_F_RO and fails writes with
  * VIRTIO_BLK_S_IOERR. Each request is checked before any I/O: a header of 16
  * bytes the device reads, a status byte it writes last, data buffers in
  * between, the sector range inside the disk.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +19,10 @@
 #define VIRTIO_BLK_F_RO (1ull << 5)
 #define VIRTIO_BLK_F_BLK_SIZE (1ull << 6)
 #define VIRTIO_BLK_F_FLUSH (1ull << 9)
+#define VIRTIO_BLK_F_DISCARD (1ull << 13)
+#define VIRTIO_BLK_T_DISCARD 11
+#define DISCARD_MAX_SECTORS (1u << 22)	/* 2 GiB per segment */
+#define DISCARD_MAX_SEG 32
 #define VIRTIO_BLK_T_IN 0
 #define VIRTIO_BLK_T_OUT 1
 #define VIRTIO_BLK_T_FLUSH 4
@@ -30,6 +37,40 @@ struct vmm_blk {
 	uint64_t ino, size;
 	bool readonly;
 };
+
+/* DISCARD: segments of { le64 sector, le32 num_sectors, le32 flags }, each checked before any is punched. */
+static uint8_t discard(struct vmm_blk *b, struct vmm_virtio_buf *bufs, unsigned n)
+{
+	unsigned i, pass, nseg = 0;
+	uint32_t j;
+
+	if (b->readonly)
+		return VIRTIO_BLK_S_IOERR;
+	for (pass = 0; pass < 2; pass++) {
+		for (i = 1; i + 1 < n; i++) {
+			if (bufs[i].device_writes || bufs[i].len % 16)
+				return VIRTIO_BLK_S_IOERR;
+			for (j = 0; j < bufs[i].len; j += 16) {
+				uint64_t sector;
+				uint32_t count;
+
+				memcpy(&sector, bufs[i].p + j, 8);
+				memcpy(&count, bufs[i].p + j + 8, 4);
+				sector = le64_to_cpu(sector);
+				count = le32_to_cpu(count);
+				if (pass == 0) {
+					if (++nseg > DISCARD_MAX_SEG || count > DISCARD_MAX_SECTORS ||
+					    sector > b->size / 512 || count > b->size / 512 - sector)
+						return VIRTIO_BLK_S_IOERR;
+				} else if (count && vmfs_fallocate(b->fs, b->ino, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+								  sector * 512, (uint64_t)count * 512)) {
+					return VIRTIO_BLK_S_IOERR;
+				}
+			}
+		}
+	}
+	return VIRTIO_BLK_S_OK;
+}
 
 static uint8_t do_request(struct vmm_blk *b, struct vmm_virtio_buf *bufs, unsigned n, uint32_t *written)
 {
@@ -53,6 +94,8 @@ static uint8_t do_request(struct vmm_blk *b, struct vmm_virtio_buf *bufs, unsign
 		*written = bufs[1].len < 20 ? bufs[1].len : 20;
 		return VIRTIO_BLK_S_OK;
 	}
+	if (type == VIRTIO_BLK_T_DISCARD)
+		return discard(b, bufs, n);
 	if (type != VIRTIO_BLK_T_IN && type != VIRTIO_BLK_T_OUT)
 		return VIRTIO_BLK_S_UNSUPP;
 	if (type == VIRTIO_BLK_T_OUT && b->readonly)
@@ -113,10 +156,14 @@ static void blk_config(struct vmm_virtio *v, uint64_t off, uint8_t *data, unsign
 	struct vmm_blk *b = v->priv;
 	uint8_t cfg[64] = { 0 };
 	uint64_t cap = cpu_to_le64(b->size / 512);
-	uint32_t bs = cpu_to_le32(512);
+	uint32_t bs = cpu_to_le32(512), dmax = cpu_to_le32(DISCARD_MAX_SECTORS), dseg = cpu_to_le32(DISCARD_MAX_SEG);
+	uint32_t dalign = cpu_to_le32(1);
 
 	memcpy(cfg, &cap, 8);		/* capacity in 512-byte sectors */
 	memcpy(cfg + 20, &bs, 4);	/* blk_size */
+	memcpy(cfg + 36, &dmax, 4);	/* max_discard_sectors */
+	memcpy(cfg + 40, &dseg, 4);	/* max_discard_seg */
+	memcpy(cfg + 44, &dalign, 4);	/* discard_sector_alignment */
 	memset(data, 0, len);
 	if (off < sizeof(cfg))
 		memcpy(data, cfg + off, off + len <= sizeof(cfg) ? len : sizeof(cfg) - off);
@@ -138,7 +185,8 @@ int vmm_blk_new(struct vmm_vm *vm, struct vmm_pci *bus, struct vmfs *fs, uint64_
 	b->readonly = readonly;
 	b->v.priv = b;
 	ret = vmm_virtio_init(&b->v, vm, bus, 2, 1,
-			      VIRTIO_BLK_F_FLUSH | VIRTIO_BLK_F_BLK_SIZE | (readonly ? VIRTIO_BLK_F_RO : 0), &blk_ops);
+			      VIRTIO_BLK_F_FLUSH | VIRTIO_BLK_F_BLK_SIZE |
+				      (readonly ? VIRTIO_BLK_F_RO : VIRTIO_BLK_F_DISCARD), &blk_ops);
 	if (ret) {
 		free(b);
 		return ret;

@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <linux/kvm.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -200,12 +201,33 @@ static int handle_io(struct vmm_vm *vm, struct kvm_run *run, char *err, size_t e
 	return 0;
 }
 
+/*
+ * SIGTERM, SIGINT and SIGHUP stop the VM: the handler sets immediate_exit in
+ * vCPU 0's run page (KVM_RUN then returns EINTR at once, even when the signal
+ * came just before the ioctl) and vmm_vm_run returns with exit code 128 +
+ * signal, so main() unlocks the disks and closes the datastore cleanly.
+ */
+static struct vmm_vm *signal_vm;
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop_signal(int sig)
+{
+	stop_signal = sig;
+	if (signal_vm)
+		signal_vm->run[0]->immediate_exit = 1;
+}
+
 static int vcpu_loop(struct vmm_vm *vm, unsigned cpu, char *err, size_t errlen)
 {
 	struct kvm_run *run = vm->run[cpu];
 	int ret;
 
 	while (!vm->done) {
+		if (cpu == 0 && stop_signal) {
+			vm->done = true;
+			vm->exit_code = 128 + stop_signal;
+			break;
+		}
 		if (ioctl(vm->cpu_fd[cpu], KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;
@@ -266,8 +288,22 @@ static void *ap_thread(void *p)
 int vmm_vm_run(struct vmm_vm *vm, char *err, size_t errlen)
 {
 	static struct ap_arg args[VMM_MAX_CPUS];
+	struct sigaction sa = { .sa_handler = on_stop_signal };
+	sigset_t stop, old;
 	pthread_t t;
 	unsigned i;
+	int ret;
+
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGTERM);
+	sigaddset(&stop, SIGINT);
+	sigaddset(&stop, SIGHUP);
+	signal_vm = vm;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	/* The vCPU threads inherit a mask without the stop signals: only vCPU 0 takes them. */
+	pthread_sigmask(SIG_BLOCK, &stop, &old);
 
 	/*
 	 * The other vCPUs sit in KVM_RUN until the guest starts them. They are
@@ -277,11 +313,18 @@ int vmm_vm_run(struct vmm_vm *vm, char *err, size_t errlen)
 	for (i = 1; i < vm->ncpus; i++) {
 		args[i] = (struct ap_arg){ .vm = vm, .cpu = i };
 		if (pthread_create(&t, NULL, ap_thread, &args[i])) {
+			pthread_sigmask(SIG_SETMASK, &old, NULL);
 			snprintf(err, errlen, "vCPU %u: cannot start its thread", i);
 			return -EAGAIN;
 		}
 		pthread_detach(t);
 		vm->aps_started = true;
 	}
-	return vcpu_loop(vm, 0, err, errlen);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	ret = vcpu_loop(vm, 0, err, errlen);
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGINT, SIG_DFL);
+	signal(SIGHUP, SIG_DFL);
+	signal_vm = NULL;
+	return ret;
 }

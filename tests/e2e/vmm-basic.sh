@@ -78,8 +78,23 @@ ready() { grep -qx ready "$T/hang.out" 2>/dev/null; }
 wait_until 60 ready || { cat "$T/hang.out" "$T/hang.err"; fail "the hang guest did not say ready"; }
 expect_one_line_failure "$VMM" run "$D" /vms/hang
 grep -q "/vms/hang/disk0.img: in use by .*vmm pid $HANG_PID" "$T/stderr" || fail "the holder is not named"
-kill "$HANG_PID"
-wait "$HANG_PID" || true
+
+log "SIGTERM stops the VM cleanly: exit 143 and the lock is released at once"
+kill -TERM "$HANG_PID"
+rc=0
+wait "$HANG_PID" || rc=$?
+cat "$T/hang.err"
+[ "$rc" -eq 143 ] || fail "vmm run exited $rc on SIGTERM, want 143"
+[ ! -s "$T/hang.err" ] || fail "vmm run wrote to stderr on SIGTERM"
+# A lock left behind would be held until the dead host's heartbeat times out.
+"$VMM" run "$D" /vms/hang >"$T/hang.out" 2>"$T/hang.err" &
+HANG_PID=$!
+PIDS+=("$HANG_PID")
+wait_until 60 ready || { cat "$T/hang.out" "$T/hang.err"; fail "a second run after SIGTERM did not start"; }
+kill -INT "$HANG_PID"
+rc=0
+wait "$HANG_PID" || rc=$?
+[ "$rc" -eq 130 ] || fail "vmm run exited $rc on SIGINT, want 130"
 
 log "one-line errors"
 expect_one_line_failure "$VMM" create "$D" /vms/x --kernel "$T/nonexistent" --mem 64 --cpus 1 --disk 1M

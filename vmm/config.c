@@ -2,7 +2,7 @@
  * vm.conf: the VM's configuration, a text file of key=value lines inside the
  * VM folder. Keys: name, memory (MiB), cpus, kernel, initrd, cmdline, disk
  * (repeated, "FILE" or "FILE:ro"), devices (a comma-separated list of extra
- * devices: "virtio-rng"; may be empty). Blank lines and lines starting with '#' are
+ * devices: "virtio-rng", "virtio-balloon"; may be empty). Blank lines and lines starting with '#' are
  * skipped. The file is untrusted input: every value is checked here and a bad
  * one is refused with the line number, never guessed at.
  */
@@ -113,12 +113,15 @@ static int parse_line(struct vmm_conf *c, char *key, char *val, unsigned line, c
 	} else if (!strcmp(key, "devices")) {
 		char *save = NULL, *d;
 
-		c->rng = false;
+		c->rng = c->balloon = false;
 		for (d = strtok_r(val, ",", &save); d; d = strtok_r(NULL, ",", &save)) {
 			if (!strcmp(d, "virtio-rng")) {
 				c->rng = true;
+			} else if (!strcmp(d, "virtio-balloon")) {
+				c->balloon = true;
 			} else {
-				snprintf(err, errlen, "line %u: unknown device '%.32s' (want virtio-rng)", line, d);
+				snprintf(err, errlen, "line %u: unknown device '%.32s' (want virtio-rng, virtio-balloon)",
+					 line, d);
 				return -EINVAL;
 			}
 		}
@@ -180,7 +183,8 @@ int vmm_conf_format(const struct vmm_conf *c, char *buf, size_t len)
 
 	n = snprintf(buf, len, "name=%s\nmemory=%llu\ncpus=%u\nkernel=%s\ninitrd=%s\ncmdline=%s\ndevices=%s\n",
 		     c->name, (unsigned long long)c->mem_mib, c->cpus, c->kernel, c->initrd, c->cmdline,
-		     c->rng ? "virtio-rng" : "");
+		     c->rng && c->balloon ? "virtio-rng,virtio-balloon" : c->rng ? "virtio-rng" :
+		     c->balloon ? "virtio-balloon" : "");
 	if (n < 0 || (size_t)n >= len)
 		return -ENAMETOOLONG;
 	pos = (size_t)n;

@@ -147,7 +147,7 @@ static int cmd_create(int argc, char **argv)
 	}
 	strcpy(c.name, strrchr(path, '/') + 1);
 	strcpy(c.kernel, "kernel");
-	c.rng = true;	/* as kvmtool's --rng, on by default: vm.conf can drop it */
+	c.rng = c.balloon = true;	/* on by default: vm.conf can drop them */
 	if (initrd)
 		strcpy(c.initrd, "initrd");
 	for (i = 0; i < (int)c.ndisks; i++) {
@@ -314,7 +314,7 @@ static int cmd_run(int argc, char **argv)
 	bool vm_up = false;
 	uint64_t dir, disk_ino[VMM_MAX_DISKS];
 	struct vmm_blk *blk[VMM_MAX_DISKS];
-	struct vmm_virtio *rng = NULL;
+	struct vmm_virtio *rng = NULL, *balloon = NULL;
 	unsigned locked = 0, nblk = 0, i;
 	char err[300], who[200];
 	const char *path;
@@ -405,6 +405,10 @@ static int cmd_run(int argc, char **argv)
 		tool_err("virtio-rng: %s", strerror(-ret));
 		goto out;
 	}
+	if (c.balloon && (ret = vmm_balloon_new(&vm, &vm.pci, &balloon))) {
+		tool_err("virtio-balloon: %s", strerror(-ret));
+		goto out;
+	}
 	ret = vmm_x86_boot(&vm, kernel, klen, initrd, ilen, c.cmdline, err, sizeof(err));
 	if (ret) {
 		tool_err("%s/%s: %s", path, c.kernel, err);
@@ -425,8 +429,10 @@ out:
 	/* With vCPU threads left running, a device may still be in use: left to exit. */
 	for (i = 0; vm_up && !vm.aps_started && i < nblk; i++)
 		vmm_blk_free(blk[i]);
-	if (vm_up && !vm.aps_started)
+	if (vm_up && !vm.aps_started) {
 		free(rng);
+		free(balloon);
+	}
 	free(kernel);
 	free(initrd);
 	for (i = 0; i < locked; i++)

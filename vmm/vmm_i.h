@@ -38,6 +38,7 @@ struct vmm_conf {
 	unsigned ndisks;
 	struct vmm_disk_conf disks[VMM_MAX_DISKS];
 	bool rng;                 /* devices=virtio-rng */
+	bool balloon;             /* devices=virtio-balloon */
 };
 
 /*
@@ -191,6 +192,10 @@ struct vmm_virtio {
 int vmm_virtio_init(struct vmm_virtio *v, struct vmm_vm *vm, struct vmm_pci *bus, unsigned type,
 		    unsigned nqueues, uint64_t features, const struct vmm_virtio_ops *ops);
 
+/* Allocates and sets up a virtio-pci device without feature bits of its own; *out is freed with free(). */
+int vmm_virtio_new(struct vmm_vm *vm, struct vmm_pci *bus, unsigned type, unsigned nqueues,
+		   const struct vmm_virtio_ops *ops, struct vmm_virtio **out);
+
 /*
  * One descriptor chain, checked: every buffer lies in guest RAM, the chain has
  * at most the queue's size of descriptors, no loops, no indirect tables yet.
@@ -214,5 +219,7 @@ void vmm_blk_free(struct vmm_blk *b);
 
 /* A virtio-rng device fed by getrandom(2); *out is freed with free(). */
 int vmm_rng_new(struct vmm_vm *vm, struct vmm_pci *bus, struct vmm_virtio **out);
+/* A virtio-balloon device: inflated pages go back to the host (MADV_DONTNEED); *out is freed with free(). */
+int vmm_balloon_new(struct vmm_vm *vm, struct vmm_pci *bus, struct vmm_virtio **out);
 
 #endif

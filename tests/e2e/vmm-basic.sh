@@ -37,7 +37,7 @@ vmfs_mount "$D" "$T/m" -o ro
 [ "$(stat -c %b "$T/m/vms/hello/disk0.img")" -le 2048 ] || fail "disk0.img is not thin (more than 1 MiB allocated)"
 cmp "$GUEST" "$T/m/vms/hello/kernel" || fail "the kernel copy differs"
 grep -qx 'disk=disk0.img' "$T/m/vms/hello/vm.conf" || fail "vm.conf has no disk line"
-grep -qx 'devices=virtio-rng' "$T/m/vms/hello/vm.conf" || fail "vm.conf has no devices line"
+grep -qx 'devices=virtio-rng,virtio-balloon' "$T/m/vms/hello/vm.conf" || fail "vm.conf has no devices line"
 vmfs_umount "$T/m" "$D"
 
 log "virtio-blk over PCI: the blk guest reads host data, writes sector 7, flushes, reads it back"
@@ -62,12 +62,18 @@ echo "   disk0.img: $alloc bytes allocated after the discard"
 [ "$alloc" -lt $((2 << 20)) ] || fail "the discard did not free the block (still $alloc bytes allocated)"
 vmfs_umount "$T/m" "$D"
 
+# run_guest NAME: creates /vms/NAME with tests/guests/NAME.bzImage, runs it, expects "NAME ok" and exit 0.
+run_guest() {
+	local rc=0
+	"$VMM" create "$D" "/vms/$1" --kernel "$VMFS_BIN/../tests/guests/$1.bzImage" --mem 32 --cpus 1 --disk 1M
+	timeout 60 "$VMM" run "$D" "/vms/$1" >"$T/out" 2>"$T/err" || rc=$?
+	cat "$T/out" "$T/err"
+	[ "$rc" -eq 0 ] && [ "$(cat "$T/out")" = "$1 ok" ] || fail "the $1 guest failed (exit $rc)"
+}
 log "virtio-rng: the rng guest draws twice from it"
-"$VMM" create "$D" /vms/rng --kernel "$VMFS_BIN/../tests/guests/rng.bzImage" --mem 32 --cpus 1 --disk 1M
-rc=0
-timeout 60 "$VMM" run "$D" /vms/rng >"$T/out" 2>"$T/err" || rc=$?
-cat "$T/out" "$T/err"
-[ "$rc" -eq 0 ] && [ "$(cat "$T/out")" = "rng ok" ] || fail "the rng guest failed (exit $rc)"
+run_guest rng
+log "virtio-balloon: an inflated page goes back to the host and reads as zeros"
+run_guest balloon
 
 log "a second run of a running VM fails naming the holder"
 "$VMM" create "$D" /vms/hang --kernel "$GUEST" --cmdline "guest=hang" --mem 32 --cpus 2 --disk 1M

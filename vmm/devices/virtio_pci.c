@@ -8,6 +8,7 @@
  * the used ring (see docs/VMM.md).
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "base/base.h"
@@ -213,6 +214,23 @@ int vmm_virtio_init(struct vmm_virtio *v, struct vmm_vm *vm, struct vmm_pci *bus
 	v->pci.mmio = mmio;
 	v->pci.priv = v;
 	return vmm_pci_add(bus, &v->pci);
+}
+
+int vmm_virtio_new(struct vmm_vm *vm, struct vmm_pci *bus, unsigned type, unsigned nqueues,
+		   const struct vmm_virtio_ops *ops, struct vmm_virtio **out)
+{
+	struct vmm_virtio *v = calloc(1, sizeof(*v));
+	int ret;
+
+	if (!v)
+		return -ENOMEM;
+	ret = vmm_virtio_init(v, vm, bus, type, nqueues, 0, ops);
+	if (ret) {
+		free(v);
+		return ret;
+	}
+	*out = v;
+	return 0;
 }
 
 int vmm_virtq_pop(struct vmm_virtio *v, unsigned qi, struct vmm_virtio_buf *bufs, unsigned *nbufs, uint16_t *head)

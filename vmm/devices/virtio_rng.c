@@ -3,8 +3,6 @@
  * bytes from getrandom(2). Buffers the device may only read, or a chain the
  * guest broke, complete with nothing written.
  */
-#include <errno.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 
@@ -49,16 +47,5 @@ static const struct vmm_virtio_ops rng_ops = { .notify = rng_notify, .config = r
 
 int vmm_rng_new(struct vmm_vm *vm, struct vmm_pci *bus, struct vmm_virtio **out)
 {
-	struct vmm_virtio *v = calloc(1, sizeof(*v));
-	int ret;
-
-	if (!v)
-		return -ENOMEM;
-	ret = vmm_virtio_init(v, vm, bus, 4, 1, 0, &rng_ops);
-	if (ret) {
-		free(v);
-		return ret;
-	}
-	*out = v;
-	return 0;
+	return vmm_virtio_new(vm, bus, 4, 1, &rng_ops, out);
 }

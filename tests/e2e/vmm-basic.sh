@@ -125,7 +125,14 @@ vmfs_mount "$D" "$T/m"
 printf 'name=junk\nmemory=lots\ncpus=1\nkernel=kernel\n' >"$T/m/vms/junk/vm.conf"
 # the rng guest without virtio-rng in vm.conf finds no device
 sed -i 's/^devices=.*/devices=/' "$T/m/vms/rng/vm.conf"
+# a read-only disk (disk=FILE:ro): the blk guest's writes must fail
+"$VMM" create "$D" /vms/ro --kernel "$VMFS_BIN/../tests/guests/blk.bzImage" --cmdline blk=ro --mem 32 --cpus 1 --disk 1M
+sed -i 's/^disk=disk0.img$/disk=disk0.img:ro/' "$T/m/vms/ro/vm.conf"
 vmfs_umount "$T/m" "$D"
+rc=0
+timeout 60 "$VMM" run "$D" /vms/ro >"$T/out" 2>&1 || rc=$?
+cat "$T/out"
+[ "$rc" -eq 0 ] && grep -qx "blk ro ok" "$T/out" || fail "the read-only disk was writable or the guest failed (exit $rc)"
 expect_one_line_failure "$VMM" run "$D" /vms/junk
 grep -q "vm.conf: line 2: memory 'lots'" "$T/stderr" || fail "the bad vm.conf line is not named"
 timeout 60 "$VMM" run "$D" /vms/rng >"$T/out" 2>&1

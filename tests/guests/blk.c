@@ -8,7 +8,9 @@
  * end fails with IOERR, and discards a whole 1 MiB it wrote into, which must
  * then read as zeros. It prints one line per step and "blk ok", or
  * "FAIL: ..."; then powers off. The e2e test checks sector 7 and the freed
- * space from the host through libvmfs.
+ * space from the host through libvmfs. With "blk=ro" on the command line it
+ * expects a read-only disk instead: VIRTIO_BLK_F_RO, writes failing with
+ * IOERR, reads working; it then prints "blk ro ok".
  */
 #include "virtio.h"
 
@@ -41,7 +43,16 @@ void guest_main(const uint8_t *zp)
 	uint64_t capacity;
 	unsigned i;
 
-	(void)zp;
+	if (cmdline_has(zp, "blk=ro")) {
+		/* A read-only disk: VIRTIO_BLK_F_RO offered, no discard, writes fail. */
+		virtio_setup(2, 1u << 5);
+		if (request(1, 7, wbuf, 0) != 1)
+			fail("a write to a read-only disk did not fail with IOERR");
+		if (request(0, 7, rbuf, 1) != 0)
+			fail("a read from a read-only disk failed");
+		puts_serial("blk ro ok\n");
+		poweroff();
+	}
 	virtio_setup(2, 1u << 13);	/* VIRTIO_BLK_F_DISCARD */
 	capacity = R32(devcfg, 0) | (uint64_t)R32(devcfg, 4) << 32;
 	puts_serial("blk: capacity ");

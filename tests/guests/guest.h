@@ -31,6 +31,20 @@ static inline void puts_serial(const char *s)
 		putc_serial(*s++);
 }
 
+/* True when the command line the zero page points at contains word. */
+static inline int cmdline_has(const uint8_t *zp, const char *word)
+{
+	const char *s = (const char *)(uintptr_t)*(const uint32_t *)(zp + 0x228), *p, *q;
+
+	for (; s && *s; s++) {
+		for (p = s, q = word; *q && *p == *q; p++, q++)
+			;
+		if (!*q)
+			return 1;
+	}
+	return 0;
+}
+
 static inline __attribute__((noreturn)) void poweroff(void)
 {
 	for (;;) {

@@ -10,19 +10,6 @@
 
 void guest_main(const uint8_t *zp);
 
-static int has(const char *s, const char *word)
-{
-	const char *p, *q;
-
-	for (; *s; s++) {
-		for (p = s, q = word; *q && *p == *q; p++, q++)
-			;
-		if (!*q)
-			return 1;
-	}
-	return 0;
-}
-
 void guest_main(const uint8_t *zp)
 {
 	uint32_t cmdline = *(const uint32_t *)(zp + 0x228);
@@ -36,7 +23,7 @@ void guest_main(const uint8_t *zp)
 	puts_serial("cmdline: ");
 	puts_serial((const char *)(uintptr_t)cmdline);
 	puts_serial("\n");
-	if (has((const char *)(uintptr_t)cmdline, "guest=hang")) {
+	if (cmdline_has(zp, "guest=hang")) {
 		puts_serial("ready\n");
 		for (;;)
 			__asm__ volatile("cli; hlt");

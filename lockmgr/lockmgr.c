@@ -2023,16 +2023,18 @@ static int load_dsects(struct lk_host *h, char *err, size_t errlen)
 	return 0;
 }
 
-static void watchdog_open(struct lk_host *h, const char *path)
+/* 0, or -errno: a host asked to run with a watchdog does not run without one. */
+static int watchdog_open(struct lk_host *h, const char *path)
 {
 	int secs = (int)base_max(1u, h->t.fence_ms / 1000);
 
 	h->wd_fd = open(path, O_WRONLY | O_CLOEXEC);
 	if (h->wd_fd < 0)
-		return;
+		return -errno;
 	/* fire no later than the fence deadline after the last pet (best effort: a file has no ioctl) */
 	(void)ioctl(h->wd_fd, WDIOC_SETTIMEOUT, &secs);
 	watchdog_pet(h);
+	return 0;
 }
 
 int lk_join(const struct lk_io *io, const struct lk_geometry *g, const struct lk_timing *t,
@@ -2090,8 +2092,13 @@ int lk_join(const struct lk_io *io, const struct lk_geometry *g, const struct lk
 	rc = load_dsects(h, errbuf, errlen);
 	if (rc < 0)
 		goto err_free_slot;
-	if (o->watchdog)
-		watchdog_open(h, o->watchdog);
+	if (o->watchdog) {
+		rc = watchdog_open(h, o->watchdog);
+		if (rc < 0) {
+			set_err(errbuf, errlen, "lockmgr: watchdog %s: %s", o->watchdog, strerror(-rc));
+			goto err_free_slot;
+		}
+	}
 	rc = lk_renew(h);
 	if (rc < 0) {
 		set_err(errbuf, errlen, "lockmgr: slot %u: first renewal failed: %s", h->slot, strerror(-rc));

@@ -655,12 +655,15 @@ static void help(void)
 	       "  -o ro         mount read-only; nothing is written to DEVICE\n"
 	       "  -o allow_other  let other users in (POSIX permissions still apply)\n"
 	       "  -o commit=MS  commit metadata at most MS milliseconds late (default 1000)\n"
+	       "  -o watchdog=DEV  pet watchdog DEV (e.g. /dev/watchdog) at each heartbeat: a host\n"
+	       "                that cannot renew its heartbeat is reset before others take over\n"
 	       "  -o OPT        any other option goes to FUSE\n");
 }
 
 struct mount_opts {
 	bool foreground, debug, readonly;
 	unsigned commit_ms;
+	char *watchdog;           /* -o watchdog=DEV, or NULL */
 	char *fuse_opts;          /* comma-separated, for fuse_session_new() */
 	char *device;             /* absolute: the daemon runs in / */
 	const char *mountpoint;
@@ -683,6 +686,16 @@ static int opts_parse_list(struct mount_opts *mo, const char *list)
 				break;
 			}
 			mo->commit_ms = ms;
+			continue;
+		}
+		if (!strncmp(opt, "watchdog=", 9)) {
+			free(mo->watchdog);
+			mo->watchdog = strdup(opt + 9);
+			if (!mo->watchdog || !mo->watchdog[0]) {
+				tool_err("watchdog= needs a device path");
+				ret = -EINVAL;
+				break;
+			}
 			continue;
 		}
 		if (!strcmp(opt, "ro"))
@@ -817,7 +830,7 @@ static void daemon_notify(int *notify_fd, unsigned char code)
 /* Opens, mounts and serves until unmounted or signalled; returns the exit code. */
 static int serve(struct vmount *vm, const struct mount_opts *mo, int *notify_fd)
 {
-	struct vmfs_open_opts oo = { .readonly = mo->readonly, .commit_ms = mo->commit_ms };
+	struct vmfs_open_opts oo = { .readonly = mo->readonly, .commit_ms = mo->commit_ms, .watchdog = mo->watchdog };
 	struct fuse_loop_config *lc;
 	char errbuf[256] = "";
 	int ret, code = 0;

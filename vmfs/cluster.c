@@ -264,9 +264,10 @@ static int recover_slot(void *arg, unsigned slot, uint64_t gen)
 
 /* ---- join and leave ----------------------------------------------------------------- */
 
-int cluster_join(struct vmfs *fs, const char *hostname, char *errbuf, size_t errlen)
+int cluster_join(struct vmfs *fs, const char *hostname, const char *watchdog, char *errbuf, size_t errlen)
 {
-	struct lk_join_opts jo = { .hostname = hostname, .recover = recover_slot, .recover_arg = fs };
+	struct lk_join_opts jo = { .hostname = hostname, .recover = recover_slot, .recover_arg = fs,
+				   .watchdog = watchdog };
 	struct lk_io io;
 	struct lk_geometry g;
 	struct lk_timing t;

@@ -81,7 +81,9 @@ struct dev_ctx {
 /*
  * An engine. prep queues the rest of io (or, returning true, performs it at
  * once and sets io->res); submit hands up to n prepared I/Os to the kernel, in
- * the order they were prepared, and returns how many it took or -errno; reap
+ * the order they were prepared, and returns how many it took or -errno (with
+ * wait, the caller reaps next and needs a completion: an engine may wait for
+ * one in the same system call); reap
  * waits for at least min of the c->inflight I/Os, stores at most max of them
  * (with io->res set) in out and returns how many.
  */
@@ -91,7 +93,7 @@ struct dev_engine {
 	int (*ctx_init)(struct dev_ctx *c);
 	void (*ctx_release)(struct dev_ctx *c);
 	bool (*prep)(struct dev_ctx *c, struct dev_io *io);
-	int (*submit)(struct dev_ctx *c, unsigned n);
+	int (*submit)(struct dev_ctx *c, unsigned n, bool wait);
 	int (*reap)(struct dev_ctx *c, unsigned min, unsigned max, struct dev_io **out);
 };
 
@@ -213,10 +215,11 @@ static bool uring_prep(struct dev_ctx *c, struct dev_io *io)
 	return false;
 }
 
-static int uring_submit(struct dev_ctx *c, unsigned n)
+/* With wait, one io_uring_enter both submits and waits: the synchronous calls make one, not two. */
+static int uring_submit(struct dev_ctx *c, unsigned n, bool wait)
 {
 	(void)n;
-	return io_uring_submit(&c->u.ring);
+	return wait ? io_uring_submit_and_wait(&c->u.ring, 1) : io_uring_submit(&c->u.ring);
 }
 
 static int uring_reap(struct dev_ctx *c, unsigned min, unsigned max, struct dev_io **out)
@@ -297,10 +300,11 @@ static bool aio_prep(struct dev_ctx *c, struct dev_io *io)
 	return false;
 }
 
-static int aio_submit(struct dev_ctx *c, unsigned n)
+static int aio_submit(struct dev_ctx *c, unsigned n, bool wait)
 {
 	struct dev_io *io = c->queued.head;
 
+	(void)wait;   /* io_submit cannot wait */
 	for (unsigned i = 0; i < n; i++, io = io->next)
 		c->u.aio.iocbs[i] = &io->iocb;
 	return io_submit(c->u.aio.ctx, (long)n, c->u.aio.iocbs);
@@ -345,10 +349,11 @@ static bool sync_prep(struct dev_ctx *c, struct dev_io *io)
 	return true;
 }
 
-static int sync_submit(struct dev_ctx *c, unsigned n)
+static int sync_submit(struct dev_ctx *c, unsigned n, bool wait)
 {
 	(void)c;
 	(void)n;
+	(void)wait;
 	return 0;
 }
 
@@ -940,14 +945,16 @@ static void ctx_queue(struct dev_ctx *c, struct dev_io *io)
  * Hands everything prepared to the kernel. When the kernel refuses while other
  * I/O is in flight, the rest waits for the next call (after a reap); when
  * nothing is in flight it fails the prepared I/O, which then completes with the
- * error, and the context is not reused (its ring may still hold them).
+ * error, and the context is not reused (its ring may still hold them). wait:
+ * the caller reaps at least one completion next and none is waiting in
+ * c->done, so the engine may wait for one as it submits.
  */
-static void ctx_submit(struct dev_ctx *c)
+static void ctx_submit(struct dev_ctx *c, bool wait)
 {
 	unsigned tries = 0;
 
 	while (c->queued.n) {
-		int r = c->dev->eng->submit(c, c->queued.n);
+		int r = c->dev->eng->submit(c, c->queued.n, wait && !c->done.n);
 
 		if (r > 0) {
 			for (int i = 0; i < r; i++)
@@ -1048,7 +1055,7 @@ static int ctx_run(struct dev_ctx *c, struct dev_req *reqs, unsigned n, bool fsy
 			ctx_queue(c, ctx_slot_get(c, req, op));
 			busy++;
 		}
-		ctx_submit(c);
+		ctx_submit(c, true);
 		r = ctx_reap(c, 1);
 		if (r < 0)
 			goto err_fail_rest;
@@ -1562,8 +1569,8 @@ void *dev_alloc_buf(size_t len)
 
 /*
  * A queue hands its prepared requests to the kernel in one batch at the next
- * dev_queue_reap. Each submitted request holds one of depth slots until reap
- * reports it; dev_queue_submit on a full queue returns -EBUSY.
+ * dev_queue_kick or dev_queue_reap. Each submitted request holds one of depth
+ * slots until reap reports it; dev_queue_submit on a full queue returns -EBUSY.
  */
 int dev_queue_new(struct vmfs_dev *dev, unsigned depth, struct dev_queue **out)
 {
@@ -1596,7 +1603,7 @@ void dev_queue_free(struct dev_queue *q)
 		return;
 	c = q->ctx;
 	while (c->queued.n || c->inflight || c->done.n) {
-		ctx_submit(c);
+		ctx_submit(c, true);
 		if (ctx_reap(c, 1) < 0)
 			break;
 	}
@@ -1628,6 +1635,11 @@ int dev_queue_submit(struct dev_queue *q, struct dev_req *req)
 	return 0;
 }
 
+void dev_queue_kick(struct dev_queue *q)
+{
+	ctx_submit(q->ctx, false);
+}
+
 int dev_queue_reap(struct dev_queue *q, unsigned min, unsigned max, struct dev_req **out)
 {
 	struct dev_ctx *c = q->ctx;
@@ -1639,7 +1651,7 @@ int dev_queue_reap(struct dev_queue *q, unsigned min, unsigned max, struct dev_r
 	for (;;) {
 		int r;
 
-		ctx_submit(c);
+		ctx_submit(c, q->ready.n < min);
 		r = ctx_reap(c, q->ready.n < min ? min - q->ready.n : 0);
 		if (r < 0)
 			return r;
@@ -1649,7 +1661,7 @@ int dev_queue_reap(struct dev_queue *q, unsigned min, unsigned max, struct dev_r
 		if (q->ready.n >= min)
 			break;
 	}
-	ctx_submit(c);   /* the rest of short transfers goes out now */
+	ctx_submit(c, false);   /* the rest of short transfers goes out now */
 	while (n < max && q->ready.n) {
 		struct dev_io *io = list_pop(&q->ready);
 

@@ -79,14 +79,17 @@ int dev_submit_wait(struct vmfs_dev *dev, struct dev_req *reqs, unsigned n);
 /*
  * Asynchronous queue for callers that keep many I/Os in flight from one thread
  * (the bench tool, vmm). A queue belongs to one thread. dev_queue_submit queues a
- * request (the caller keeps req alive until it completes); dev_queue_reap waits
- * until at least min requests have completed, stores up to max completed request
- * pointers in out and returns how many (or -errno).
+ * request (the caller keeps req alive until it completes); dev_queue_kick hands
+ * everything queued to the kernel in one system call without waiting;
+ * dev_queue_reap does the same, then waits until at least min requests have
+ * completed, stores up to max completed request pointers in out and returns how
+ * many (or -errno). A kick's errors reach the requests and are reported by reap.
  */
 struct dev_queue;
 int dev_queue_new(struct vmfs_dev *dev, unsigned depth, struct dev_queue **out);
 void dev_queue_free(struct dev_queue *q);
 int dev_queue_submit(struct dev_queue *q, struct dev_req *req);
+void dev_queue_kick(struct dev_queue *q);
 int dev_queue_reap(struct dev_queue *q, unsigned min, unsigned max, struct dev_req **out);
 
 /* Allocates len bytes aligned for O_DIRECT (4096), zeroed. free() releases it. */

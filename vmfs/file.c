@@ -1026,6 +1026,8 @@ int vmfs_aio_submit(struct vmfs_aio *q, struct vmfs_aio_req *r)
 	plan_release(&pl);
 	if (!r->pending)
 		aio_done(q, r);
+	else
+		dev_queue_kick(q->dq);   /* start it now: see vmfs.h */
 	return 0;
 }
 

@@ -536,7 +536,7 @@ int vmfs_open(const char *path, const struct vmfs_open_opts *o, struct vmfs **ou
 	if (!fs->ro && !o->standalone) {
 		/* a host: a heartbeat slot (its journal is ours), then META until the open is done */
 		char jwhy[200] = "";
-		ret = cluster_join(fs, o->hostname, jwhy, sizeof(jwhy));
+		ret = cluster_join(fs, o->hostname, o->watchdog, jwhy, sizeof(jwhy));
 		if (ret) {
 			set_err(errbuf, errlen, ret, "%s: cannot join the cluster: %s", path, jwhy[0] ? jwhy : strerror(-ret));
 			goto err_cache;

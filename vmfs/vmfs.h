@@ -53,6 +53,7 @@ struct vmfs_open_opts {
 	bool standalone;
 	unsigned slot;
 	const char *hostname;     /* shown to other hosts (vmfsctl hosts); NULL: gethostname() */
+	const char *watchdog;     /* a watchdog device petted at each heartbeat, or NULL (lockmgr) */
 };
 
 /*
@@ -182,7 +183,14 @@ struct vmfs_aio_req {
 };
 int vmfs_aio_new(struct vmfs *fs, unsigned depth, struct vmfs_aio **out);
 void vmfs_aio_free(struct vmfs_aio *q);          /* waits for what is in flight */
-/* Returns 0 once the request is queued or done; the caller keeps req alive until reaped. */
+/*
+ * Returns 0 once the request is on its way to the device (handed to the kernel
+ * at once, one system call per request) or done; the caller keeps req alive
+ * until reaped. Starting each request at once rather than batching them until
+ * the next reap keeps the device busy: a caller that resubmits as completions
+ * arrive refills the device's queue one request at a time, as fio does, instead
+ * of letting it drain and refilling it in bursts (measured in docs/BENCHMARKS.md).
+ */
 int vmfs_aio_submit(struct vmfs_aio *q, struct vmfs_aio_req *req);
 /* Waits for at least min completed requests; returns how many were stored in out (<= max). */
 int vmfs_aio_reap(struct vmfs_aio *q, unsigned min, struct vmfs_aio_req **out, unsigned max);

@@ -167,7 +167,7 @@ void super_geometry(struct vmfs *fs);
 const char *sb_geometry_error(const struct vmfs_sb_disk *sb);
 
 /* ---- cluster.c ---- */
-int cluster_join(struct vmfs *fs, const char *hostname, char *errbuf, size_t errlen);
+int cluster_join(struct vmfs *fs, const char *hostname, const char *watchdog, char *errbuf, size_t errlen);
 int cluster_start(struct vmfs *fs);
 void cluster_leave(struct vmfs *fs);
 int cluster_meta(struct vmfs *fs, bool write);

@@ -10,8 +10,8 @@
 e2e_init mkfs.vmfs fsck.vmfs vmfs-mount vmfsctl
 need_cmd python3
 IMG=$T/ds.img A=$T/a B=$T/b
-DEAD_MS=1600
-vmfs_mkfs "$IMG" 2G -H 16 -T 200,$DEAD_MS,1000,200
+DEAD_MS=3200
+vmfs_mkfs "$IMG" 2G -H 16 -T 400,$DEAD_MS,2000,800 # room for a loaded box: a 1 s fence was missed there
 
 vmfs_mount "$IMG" "$A"; PA=$DAEMON_PID
 vmfs_mount "$IMG" "$B"; PB=$DAEMON_PID
@@ -153,6 +153,16 @@ tail -n1 "$B/s" | grep -q "B took over" || fail "B's own write is not the last o
 exec 7>&-
 fusermount3 -u "$A" 2>/dev/null || umount -l "$A"
 wait_until 20 not pid_alive "$PA" || kill -9 "$PA"
+
+log "-o watchdog: petted at each heartbeat, closed with the magic 'V' on unmount; a missing one is refused"
+: >"$T/wd"
+vmfs_mount "$IMG" "$T/w" -o watchdog="$T/wd"; PW=$DAEMON_PID
+petted() { [ "$(stat -c %s "$T/wd")" -ge 3 ]; }
+wait_until 10 petted || fail "the watchdog is not petted"
+vmfs_umount_pid "$T/w" "$PW"
+[ "$(tail -c1 "$T/wd")" = V ] || fail "the watchdog was not closed with 'V'"
+rc=0; out=$("$VMFS_BIN/vmfs-mount" -o watchdog="$T/no/such/watchdog" "$IMG" "$T/w" 2>&1) || rc=$?
+[ $rc -eq 32 ] && grep -q watchdog <<<"$out" || fail "a mount with a missing watchdog: exit $rc: $out"
 
 log "unmount; fsck finds the datastore clean and no host left"
 vmfs_umount_pid "$B" "$PB"

@@ -8,7 +8,7 @@ e2e_init mkfs.vmfs vmfs-mount fsck.vmfs
 need_cmd python3
 ROUNDS=${SIGKILL_ROUNDS:-20}
 img=$T/ds.img
-vmfs_mkfs "$img" 2G -T 400,3200,2000,800 # a killed host is taken over after about 3 s
+vmfs_mkfs "$img" 2G -H 64 -T 400,3200,2000,800 # taken over after about 3 s; 64 slots keep file locks cheap
 mkdir -p "$T/m"
 
 # The workload: files of several shapes, written, renamed over, truncated and

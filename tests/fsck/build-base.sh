@@ -6,7 +6,7 @@
 # Usage: build-base.sh IMAGE MOUNTPOINT; writes IMAGE.sha256 (path and hash of every file).
 set -euo pipefail
 img=$1 mnt=$2
-"$VMFS_BIN/mkfs.vmfs" -q -f -H 1 -T 200,2000,1200,400 -U 0f5c0f5c-0000-4000-8000-000000000001 --size 1G "$img"
+"$VMFS_BIN/mkfs.vmfs" -q -f -H 1 -T 500,4000,2500,1000 -U 0f5c0f5c-0000-4000-8000-000000000001 --size 1G "$img"
 mkdir -p "$mnt"
 "$VMFS_BIN/vmfs-mount" -f -o commit=0 "$img" "$mnt" & daemon=$!
 for _ in $(seq 200); do mountpoint -q "$mnt" && break; sleep 0.05; done

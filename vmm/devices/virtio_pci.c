@@ -82,6 +82,7 @@ static void reset(struct vmm_virtio *v)
 	unsigned i;
 
 	v->isr = 0;
+	v->resets++;
 	if (v->bus)
 		vmm_pci_set_irq(v->bus, &v->pci, false);
 	v->status = 0;
@@ -162,6 +163,8 @@ static void mmio_locked(struct vmm_virtio *v, uint64_t off, bool write, uint8_t 
 	if (off >= OFF_DEVICE && off < OFF_DEVICE + 0x1000) {
 		if (!write)
 			v->ops->config(v, off - OFF_DEVICE, data, len);
+		else if (v->ops->config_write)
+			v->ops->config_write(v, off - OFF_DEVICE, data, len);
 		return;
 	}
 	if (off == OFF_ISR) {

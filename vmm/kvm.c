@@ -78,6 +78,8 @@ int vmm_vm_init(struct vmm_vm *vm, uint64_t mem_mib, unsigned ncpus, char *err, 
 	memset(vm, 0, sizeof(*vm));
 	vm->vm_fd = -1;
 	vmm_pci_init(&vm->pci, vm);
+	pthread_mutex_init(&vm->state_lock, NULL);
+	pthread_cond_init(&vm->state_cond, NULL);
 	for (i = 0; i < VMM_MAX_CPUS; i++)
 		vm->cpu_fd[i] = -1;
 	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
@@ -239,6 +241,88 @@ static void on_stop_signal(int sig)
 		signal_vm->run[0]->immediate_exit = 1;
 }
 
+/*
+ * Pausing: vmm_vm_pause sets pause_req, then immediate_exit in every run page
+ * and SIGUSR1 to every vCPU thread (whose handler does nothing: the signal
+ * only breaks KVM_RUN with EINTR; immediate_exit covers a signal that lands
+ * just before the ioctl). Each vCPU parks in park() until resumed; the pauser
+ * waits until parked == live. Stopping is the same kick to vCPU 0, which
+ * then ends the VM.
+ */
+static void on_kick(int sig)
+{
+	(void)sig;
+}
+
+static void kick(struct vmm_vm *vm, unsigned cpu)
+{
+	vm->run[cpu]->immediate_exit = 1;
+	if (vm->has_thread[cpu])
+		pthread_kill(vm->thread[cpu], SIGUSR1);
+}
+
+void vmm_vm_pause(struct vmm_vm *vm)
+{
+	unsigned i;
+
+	pthread_mutex_lock(&vm->state_lock);
+	vm->pause_req = true;
+	for (i = 0; i < vm->ncpus; i++)
+		kick(vm, i);
+	while (vm->parked < vm->live && !vm->done)
+		pthread_cond_wait(&vm->state_cond, &vm->state_lock);
+	pthread_mutex_unlock(&vm->state_lock);
+}
+
+void vmm_vm_resume(struct vmm_vm *vm)
+{
+	pthread_mutex_lock(&vm->state_lock);
+	vm->pause_req = false;
+	pthread_cond_broadcast(&vm->state_cond);
+	pthread_mutex_unlock(&vm->state_lock);
+}
+
+void vmm_vm_stop(struct vmm_vm *vm)
+{
+	pthread_mutex_lock(&vm->state_lock);
+	vm->stop_req = true;
+	kick(vm, 0);
+	pthread_cond_broadcast(&vm->state_cond);
+	pthread_mutex_unlock(&vm->state_lock);
+}
+
+bool vmm_vm_paused(struct vmm_vm *vm)
+{
+	bool p;
+
+	pthread_mutex_lock(&vm->state_lock);
+	p = vm->pause_req;
+	pthread_mutex_unlock(&vm->state_lock);
+	return p;
+}
+
+static void park(struct vmm_vm *vm, unsigned cpu)
+{
+	pthread_mutex_lock(&vm->state_lock);
+	vm->parked++;
+	pthread_cond_broadcast(&vm->state_cond);
+	while (vm->pause_req && !vm->stop_req && !vm->done)
+		pthread_cond_wait(&vm->state_cond, &vm->state_lock);
+	vm->parked--;
+	/* A stop keeps vCPU 0's kick; anything else runs on. */
+	if (!(cpu == 0 && (stop_signal || vm->stop_req)))
+		vm->run[cpu]->immediate_exit = 0;
+	pthread_mutex_unlock(&vm->state_lock);
+}
+
+static void set_live(struct vmm_vm *vm, int delta)
+{
+	pthread_mutex_lock(&vm->state_lock);
+	vm->live = (unsigned)((int)vm->live + delta);
+	pthread_cond_broadcast(&vm->state_cond);
+	pthread_mutex_unlock(&vm->state_lock);
+}
+
 static int vcpu_loop(struct vmm_vm *vm, unsigned cpu, char *err, size_t errlen)
 {
 	struct kvm_run *run = vm->run[cpu];
@@ -249,6 +333,15 @@ static int vcpu_loop(struct vmm_vm *vm, unsigned cpu, char *err, size_t errlen)
 			vm->done = true;
 			vm->exit_code = 128 + stop_signal;
 			break;
+		}
+		if (cpu == 0 && vm->stop_req) {
+			vm->done = true;
+			vm->exit_code = 0;
+			break;
+		}
+		if (vm->pause_req) {
+			park(vm, cpu);
+			continue;
 		}
 		if (ioctl(vm->cpu_fd[cpu], KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN)
@@ -302,6 +395,7 @@ static void *ap_thread(void *p)
 	struct ap_arg *a = p;
 
 	a->ret = vcpu_loop(a->vm, a->cpu, a->err, sizeof(a->err));
+	set_live(a->vm, -1);
 	if (a->ret)
 		fprintf(stderr, "vmm: %s\n", a->err);
 	return NULL;
@@ -310,7 +404,7 @@ static void *ap_thread(void *p)
 int vmm_vm_run(struct vmm_vm *vm, char *err, size_t errlen)
 {
 	static struct ap_arg args[VMM_MAX_CPUS];
-	struct sigaction sa = { .sa_handler = on_stop_signal };
+	struct sigaction sa = { .sa_handler = on_stop_signal }, ka = { .sa_handler = on_kick };
 	sigset_t stop, old;
 	pthread_t t;
 	unsigned i;
@@ -324,6 +418,9 @@ int vmm_vm_run(struct vmm_vm *vm, char *err, size_t errlen)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGUSR1, &ka, NULL);	/* no SA_RESTART: it breaks KVM_RUN */
+	vm->thread[0] = pthread_self();
+	vm->has_thread[0] = true;
 	/* The vCPU threads inherit a mask without the stop signals: only vCPU 0 takes them. */
 	pthread_sigmask(SIG_BLOCK, &stop, &old);
 
@@ -332,9 +429,20 @@ int vmm_vm_run(struct vmm_vm *vm, char *err, size_t errlen)
 	 * detached: when vCPU 0 sees the guest power off, main() returns and
 	 * the process exit ends them (see docs/VMM.md).
 	 */
+	set_live(vm, 1);	/* vCPU 0, this thread */
 	for (i = 1; i < vm->ncpus; i++) {
 		args[i] = (struct ap_arg){ .vm = vm, .cpu = i };
-		if (pthread_create(&t, NULL, ap_thread, &args[i])) {
+		set_live(vm, 1);
+		pthread_mutex_lock(&vm->state_lock);
+		ret = pthread_create(&t, NULL, ap_thread, &args[i]);
+		if (!ret) {
+			vm->thread[i] = t;
+			vm->has_thread[i] = true;
+		}
+		pthread_mutex_unlock(&vm->state_lock);
+		if (ret) {
+			set_live(vm, -(int)i - 1);
+			vm->done = true;
 			pthread_sigmask(SIG_SETMASK, &old, NULL);
 			snprintf(err, errlen, "vCPU %u: cannot start its thread", i);
 			return -EAGAIN;
@@ -344,6 +452,11 @@ int vmm_vm_run(struct vmm_vm *vm, char *err, size_t errlen)
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	ret = vcpu_loop(vm, 0, err, errlen);
+	pthread_mutex_lock(&vm->state_lock);
+	vm->done = true;	/* also after an error: a pauser stops waiting */
+	vm->live--;
+	pthread_cond_broadcast(&vm->state_cond);
+	pthread_mutex_unlock(&vm->state_lock);
 	signal(SIGTERM, SIG_DFL);
 	signal(SIGINT, SIG_DFL);
 	signal(SIGHUP, SIG_DFL);

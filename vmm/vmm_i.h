@@ -127,6 +127,13 @@ struct vmm_vm {
 	int exit_code;            /* set when the guest powers off or fails */
 	bool done;
 	bool aps_started;         /* vCPU threads run: release leaves mappings to exit */
+	/* Pause, resume and stop from the control socket (under state_lock): */
+	pthread_mutex_t state_lock;
+	pthread_cond_t state_cond;
+	bool pause_req, stop_req;
+	unsigned live, parked;    /* vCPU threads in their loop, and of those parked */
+	pthread_t thread[VMM_MAX_CPUS];
+	bool has_thread[VMM_MAX_CPUS];
 };
 
 /* Opens /dev/kvm, creates the VM with mem_mib of RAM and ncpus vCPUs. err says why on failure. */
@@ -137,6 +144,17 @@ void vmm_vm_release(struct vmm_vm *vm);
  * something fails (-errno, err says why). vCPU 0 runs on the calling thread.
  */
 int vmm_vm_run(struct vmm_vm *vm, char *err, size_t errlen);
+
+/*
+ * Parks every vCPU outside KVM_RUN and returns once they all are (or the VM
+ * ended); vmm_vm_resume lets them go on. vmm_vm_stop ends the VM as a power
+ * off would (exit code 0). Any thread but a vCPU's; they may block.
+ */
+void vmm_vm_pause(struct vmm_vm *vm);
+void vmm_vm_resume(struct vmm_vm *vm);
+void vmm_vm_stop(struct vmm_vm *vm);
+/* True while paused. */
+bool vmm_vm_paused(struct vmm_vm *vm);
 
 /*
  * Sets the level of interrupt line gsi (0..23: ISA IRQs 0..15 reach the PIC
@@ -282,5 +300,30 @@ int vmm_balloon_new(struct vmm_vm *vm, struct vmm_pci *bus, struct vmm_virtio **
 void vmm_balloon_set_target(struct vmm_virtio *v, uint32_t pages);
 /* The target and the guest's "actual" (pages it says the balloon holds). */
 void vmm_balloon_get(struct vmm_virtio *v, uint32_t *target, uint32_t *actual);
+
+/* ---- the control socket (vmm/ctl.c) ---------------------------------------- */
+
+/* What the control socket acts on; all borrowed, and they must outlive it. */
+struct vmm_ctl_target {
+	struct vmm_vm *vm;
+	const struct vmm_conf *conf;
+	struct vmm_blk **blk;     /* one per vm.conf disk, in order */
+	unsigned nblk;
+	struct vmm_virtio *balloon;  /* NULL when the VM has none */
+};
+
+/*
+ * Listens on a new Unix socket at path (it must not exist) and serves JSON
+ * lines on a thread of its own. Returns 0, or -errno with err saying why.
+ */
+struct vmm_ctl;
+int vmm_ctl_new(const char *path, const struct vmm_ctl_target *t, struct vmm_ctl **out, char *err, size_t errlen);
+/* Stops the thread, removes the socket; NULL is a no-op. */
+void vmm_ctl_free(struct vmm_ctl *c);
+/*
+ * The client: sends one request line to the socket at path and puts the
+ * reply line (without its newline) in reply. Waits at most 30 s for it.
+ */
+int vmm_ctl_request(const char *path, const char *request, char *reply, size_t len, char *err, size_t errlen);
 
 #endif

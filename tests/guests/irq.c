@@ -47,9 +47,7 @@ struct mp_info {
 };
 static struct mp_info mp;
 
-static struct { uint32_t type, reserved; uint64_t sector; } hdr;
 static uint8_t buf[512];
-static volatile uint8_t status;
 
 struct interrupt_frame;
 
@@ -198,17 +196,6 @@ static void wait_irqs(volatile unsigned *count, unsigned n)
 		__asm__ volatile("sti; hlt; cli" ::: "memory");
 }
 
-static void blk_read(void)
-{
-	hdr.type = 0;
-	hdr.sector = 0;
-	status = 0xff;
-	ring_desc[0] = (struct desc){ (uint64_t)(uintptr_t)&hdr, 16, 0, 0 };
-	ring_desc[1] = (struct desc){ (uint64_t)(uintptr_t)buf, 512, 2, 0 };
-	ring_desc[2] = (struct desc){ (uint64_t)(uintptr_t)&status, 1, 2, 0 };
-	virtq_submit(3);
-}
-
 void guest_main(const uint8_t *zp)
 {
 	unsigned pin, flags, com_pin, com_flags, i;
@@ -251,11 +238,11 @@ void guest_main(const uint8_t *zp)
 	for (i = 1; i <= 2; i++) {
 		idx = used.idx;
 		blk_irqs = 0;
-		blk_read();
+		virtq_submit(blk_desc(0, 0, buf, 1));
 		/* Only interrupts wake the HLT: without one the guest would sleep until vmm's timeout. */
 		while (used.idx == idx || !blk_irqs)
 			__asm__ volatile("sti; hlt; cli" ::: "memory");
-		if (status != 0)
+		if (blk_status != 0)
 			fail("the read by interrupt failed");
 	}
 	if (R8(isr, 0) != 0)

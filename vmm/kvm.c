@@ -25,6 +25,7 @@
 #include "vmm/vmm_i.h"
 
 #define PORT_COM1 0x3f8
+#define PORT_CMOS 0x70
 #define PORT_I8042_CMD 0x64
 #define I8042_CMD_RESET 0xfe
 #define TSS_ADDR 0xfffbd000ull
@@ -149,6 +150,11 @@ int vmm_vm_init(struct vmm_vm *vm, uint64_t mem_mib, unsigned ncpus, char *err, 
 		snprintf(err, errlen, "serial port: %s", strerror(-ret));
 		goto err_release;
 	}
+	ret = vmm_rtc_new(&vm->rtc);
+	if (ret) {
+		snprintf(err, errlen, "CMOS clock: %s", strerror(-ret));
+		goto err_release;
+	}
 	return 0;
 
 err_release:
@@ -168,6 +174,8 @@ void vmm_vm_release(struct vmm_vm *vm)
 		return;
 	vmm_serial_free(vm->serial);
 	vm->serial = NULL;
+	vmm_rtc_free(vm->rtc);
+	vm->rtc = NULL;
 	for (i = 0; i < vm->ncpus; i++) {
 		if (vm->run[i])
 			munmap(vm->run[i], vm->run_size);
@@ -194,6 +202,9 @@ static void port_io(struct vmm_vm *vm, uint16_t port, bool write, uint8_t *data,
 			vmm_serial_io(vm->serial, port - PORT_COM1, write, data);
 			return;
 		}
+	} else if ((port == PORT_CMOS || port == PORT_CMOS + 1) && size == 1) {
+		vmm_rtc_io(vm->rtc, port - PORT_CMOS, write, data);
+		return;
 	} else if (port == 0xcf8 || (port >= 0xcfc && port < 0xd00)) {
 		vmm_pci_io(&vm->pci, port, write, data, size);
 		return;

@@ -123,6 +123,7 @@ struct vmm_vm {
 	struct kvm_run *run[VMM_MAX_CPUS];
 	size_t run_size;
 	struct vmm_serial *serial;
+	struct vmm_rtc *rtc;
 	struct vmm_pci pci;
 	int exit_code;            /* set when the guest powers off or fails */
 	bool done;
@@ -203,6 +204,13 @@ void vmm_serial_io(struct vmm_serial *s, unsigned off, bool write, uint8_t *data
 
 /* Sets up the bus of vm (no devices yet). */
 void vmm_pci_init(struct vmm_pci *bus, struct vmm_vm *vm);
+/* The CMOS clock at ports 0x70 (index) and 0x71 (data): the host's UTC time, no interrupts. */
+struct vmm_rtc;
+int vmm_rtc_new(struct vmm_rtc **out);
+void vmm_rtc_free(struct vmm_rtc *r);
+/* Port access at offset 0 or 1 from 0x70, one byte. */
+void vmm_rtc_io(struct vmm_rtc *r, unsigned off, bool write, uint8_t *data);
+
 /* Puts d (borrowed: it must outlive the bus) in the next free slot and gives BAR0 and INTA# their places. */
 int vmm_pci_add(struct vmm_pci *bus, struct vmm_pci_dev *d);
 /* Asserts or deasserts d's INTA#; the IOAPIC pin follows the OR of the devices on it. Any thread. */

@@ -11,6 +11,7 @@
 # The irq guest reads the MP table and takes virtio-blk and serial (stdin)
 # interrupts through the IOAPIC. The ctl guest is driven through the control
 # socket (vmm ctl): status, pause, resume, a balloon target, a rate limit, stop.
+# The smp guest starts the other vCPUs with INIT/SIPI.
 . "$(dirname "$0")/lib.bash"
 e2e_init mkfs.vmfs vmfs-mount vmm
 ( exec 3<>/dev/kvm ) 2>/dev/null || skip "cannot open /dev/kvm"
@@ -88,6 +89,13 @@ cat "$T/out" "$T/err"
 irq: virtio-blk completions by interrupt on IOAPIC pin 16
 irq: serial input by interrupt on IOAPIC pin 4: ping
 irq ok" ] || fail "the irq guest failed"
+
+log "several vCPUs: the smp guest starts its APs with INIT and SIPI through the in-kernel LAPIC"
+"$VMM" create "$D" /vms/smp --kernel "$VMFS_BIN/../tests/guests/smp.bzImage" --cmdline "cpus=3" --mem 32 --cpus 3 --disk 1M
+rc=0
+timeout 60 "$VMM" run "$D" /vms/smp >"$T/out" 2>"$T/err" || rc=$?
+cat "$T/out" "$T/err"
+[ "$rc" -eq 0 ] && [ "$(cat "$T/out")" = $'2 APs started\nsmp ok' ] || fail "the smp guest failed (exit $rc)"
 
 log "the control socket: status, pause, resume, balloon target, rate limit, stop"
 "$VMM" create "$D" /vms/ctl --kernel "$VMFS_BIN/../tests/guests/ctl.bzImage" --mem 32 --cpus 2 --disk 1M

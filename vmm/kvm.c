@@ -39,6 +39,15 @@ void vmm_vm_irq_line(struct vmm_vm *vm, unsigned gsi, bool level)
 		fprintf(stderr, "vmm: KVM_IRQ_LINE %u: %s\n", gsi, strerror(errno));
 }
 
+void vmm_vm_signal_msi(struct vmm_vm *vm, uint64_t addr, uint32_t data)
+{
+	struct kvm_msi msi = { .address_lo = (uint32_t)addr, .address_hi = (uint32_t)(addr >> 32), .data = data };
+
+	/* 0: the guest's LAPIC took nothing (a bad address); the guest just misses it. */
+	if (ioctl(vm->vm_fd, KVM_SIGNAL_MSI, &msi) < 0)
+		fprintf(stderr, "vmm: KVM_SIGNAL_MSI: %s\n", strerror(errno));
+}
+
 /* The console reads stdin unless it is a terminal owned by another process group (a background job). */
 static int console_input_fd(void)
 {

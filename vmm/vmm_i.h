@@ -92,6 +92,8 @@ struct vmm_pci_dev {
 	bool irq_level;           /* INTA# asserted; under the bus's irq_lock */
 	/* An access of len (1..8) bytes at off < VMM_PCI_BAR_SIZE, off + len inside the BAR. */
 	void (*mmio)(struct vmm_pci_dev *d, uint64_t off, bool write, uint8_t *data, unsigned len);
+	/* A configuration write of size bytes at off >= 0x40 (the capabilities); NULL: read-only. */
+	void (*cfg_write)(struct vmm_pci_dev *d, unsigned off, const uint8_t *data, unsigned size);
 	void *priv;
 };
 
@@ -163,6 +165,8 @@ bool vmm_vm_paused(struct vmm_vm *vm);
  * change from 0 to 1. Any thread may call it.
  */
 void vmm_vm_irq_line(struct vmm_vm *vm, unsigned gsi, bool level);
+/* Sends a message-signalled interrupt (KVM_SIGNAL_MSI); any thread. */
+void vmm_vm_signal_msi(struct vmm_vm *vm, uint64_t addr, uint32_t data);
 
 /*
  * Returns a pointer to guest physical [gpa, gpa + len) when that range is all
@@ -245,6 +249,11 @@ struct vmm_virtio {
 	/* Held around every register access and ops call: vCPUs may touch the device at once. */
 	pthread_mutex_t lock;
 	uint8_t isr;              /* bit 0: a used ring changed, bit 1: configuration changed */
+	/* MSI-X: vector 0..VMM_VIRTIO_MSIX-1 or 0xffff (none) for the configuration and each queue. */
+	unsigned msix_cap;        /* offset of the capability in pci.cfg */
+	uint16_t config_vec, queue_vec[2];
+	struct { uint32_t addr_lo, addr_hi, data, ctrl; } msix[3];
+	uint8_t msix_pending;     /* the PBA: bit n for vector n */
 	uint64_t resets;          /* counts device resets: work begun before one is dropped */
 	const struct vmm_virtio_ops *ops;
 	uint64_t features;        /* offered */
@@ -279,8 +288,13 @@ struct vmm_virtio_buf {
 int vmm_virtq_pop(struct vmm_virtio *v, unsigned q, struct vmm_virtio_buf *bufs, unsigned *nbufs, uint16_t *head);
 /* Returns chain head to the used ring with written bytes and interrupts the guest (ISR bit 0, INTA#). */
 void vmm_virtq_push(struct vmm_virtio *v, unsigned q, uint16_t head, uint32_t written);
-/* Sets bits in the ISR and asserts INTA#; it drops when the guest reads the ISR. Caller holds v->lock. */
-void vmm_virtio_interrupt(struct vmm_virtio *v, uint8_t isr_bits);
+/*
+ * Interrupts the driver for queue q, or for a configuration change when q is
+ * -1: through q's MSI-X vector when MSI-X is enabled (pending while masked,
+ * nothing for no vector), else ISR bit 0 (or 1) and INTA#, which drops when
+ * the guest reads the ISR. Caller holds v->lock.
+ */
+void vmm_virtio_interrupt(struct vmm_virtio *v, int q);
 
 /*
  * A virtio-blk device on file ino of fs (borrowed), size bytes, read-only or

@@ -79,7 +79,7 @@ run_guest rng
 log "virtio-balloon: an inflated page goes back to the host and reads as zeros"
 run_guest balloon
 
-log "interrupts: the irq guest checks the MP table, takes virtio-blk completions and serial input by interrupt"
+log "interrupts: the irq guest checks the MP table, takes virtio-blk completions (INTx, MSI-X) and serial input by interrupt"
 "$VMM" create "$D" /vms/irq --kernel "$VMFS_BIN/../tests/guests/irq.bzImage" --cmdline "cpus=3" --mem 32 --cpus 3 --disk 1M
 rc=0
 printf 'ping\n' | timeout 60 "$VMM" run "$D" /vms/irq >"$T/out" 2>"$T/err" || rc=$?
@@ -87,6 +87,7 @@ cat "$T/out" "$T/err"
 [ "$rc" -eq 0 ] || fail "vmm run of the irq guest exited $rc"
 [ "$(cat "$T/out")" = "irq: mp table ok, 3 cpus
 irq: virtio-blk completions by interrupt on IOAPIC pin 16
+irq: virtio-blk completions by MSI-X, a masked one held in the PBA
 irq: serial input by interrupt on IOAPIC pin 4: ping
 irq ok" ] || fail "the irq guest failed"
 

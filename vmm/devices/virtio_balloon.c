@@ -105,7 +105,7 @@ void vmm_balloon_set_target(struct vmm_virtio *v, uint32_t pages)
 	pthread_mutex_lock(&v->lock);
 	b->target = pages;
 	if (v->status & 4)	/* DRIVER_OK: tell the driver */
-		vmm_virtio_interrupt(v, 2);
+		vmm_virtio_interrupt(v, -1);
 	pthread_mutex_unlock(&v->lock);
 }
 

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -326,8 +327,21 @@ static void park(struct vmm_vm *vm, unsigned cpu)
 	pthread_mutex_lock(&vm->state_lock);
 	vm->parked++;
 	pthread_cond_broadcast(&vm->state_cond);
-	while (vm->pause_req && !vm->stop_req && !vm->done)
-		pthread_cond_wait(&vm->state_cond, &vm->state_lock);
+	while (vm->pause_req && !vm->stop_req && !vm->done && !(cpu == 0 && stop_signal)) {
+		struct timespec ts;
+
+		/*
+		 * A stop signal cannot wake a condition variable from its
+		 * handler, so vCPU 0 looks at stop_signal every 100 ms.
+		 */
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 100000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&vm->state_cond, &vm->state_lock, &ts);
+	}
 	vm->parked--;
 	/* A stop keeps vCPU 0's kick; anything else runs on. */
 	if (!(cpu == 0 && (stop_signal || vm->stop_req)))

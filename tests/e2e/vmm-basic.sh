@@ -146,7 +146,7 @@ wait_until 60 ready || { cat "$T/hang.out" "$T/hang.err"; fail "the hang guest d
 expect_one_line_failure "$VMM" run "$D" /vms/hang
 grep -q "/vms/hang/disk0.img: in use by .*vmm pid $HANG_PID" "$T/stderr" || fail "the holder is not named"
 
-log "SIGTERM stops the VM cleanly: exit 143 and the lock is released at once"
+log "SIGTERM stops the VM cleanly: exit 143 and the lock is released at once; SIGINT stops a paused VM"
 kill -TERM "$HANG_PID"
 rc=0
 wait "$HANG_PID" || rc=$?
@@ -154,11 +154,14 @@ cat "$T/hang.err"
 [ "$rc" -eq 143 ] || fail "vmm run exited $rc on SIGTERM, want 143"
 [ ! -s "$T/hang.err" ] || fail "vmm run wrote to stderr on SIGTERM"
 # A lock left behind would be held until the dead host's heartbeat times out.
-"$VMM" run "$D" /vms/hang >"$T/hang.out" 2>"$T/hang.err" &
+"$VMM" run "$D" /vms/hang --ctl "$T/hang.sock" >"$T/hang.out" 2>"$T/hang.err" &
 HANG_PID=$!
 PIDS+=("$HANG_PID")
 wait_until 60 ready || { cat "$T/hang.out" "$T/hang.err"; fail "a second run after SIGTERM did not start"; }
+# paused (both vCPUs parked) it must still stop on a signal
+"$VMM" ctl "$T/hang.sock" pause
 kill -INT "$HANG_PID"
+wait_until 30 not pid_alive "$HANG_PID" || fail "a paused VM did not stop on SIGINT"
 rc=0
 wait "$HANG_PID" || rc=$?
 [ "$rc" -eq 130 ] || fail "vmm run exited $rc on SIGINT, want 130"

@@ -16,8 +16,16 @@ LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 LIB      := $(BUILD)/libvmfs.a
 
 TOOLS    := mkfs.vmfs fsck.vmfs vmfs-mount vmfsctl
+# vmm, the KVM monitor: vmm/ and its subfolders (x86/, devices/)
+VMM_SRC  := $(wildcard vmm/*.c vmm/*/*.c)
+VMM_OBJ  := $(VMM_SRC:%.c=$(BUILD)/obj/%.o)
 TOOL_BIN := $(addprefix $(BUILD)/bin/,$(TOOLS))
 BENCH_BIN := $(BUILD)/bin/vmfs-bench $(BUILD)/bin/vmfs-populate $(BUILD)/bin/lk-bench
+# freestanding test guests for vmm (tests/guests/): bzImage-shaped flat binaries
+GUEST_NAMES := hello blk rng balloon irq ctl smp
+GUEST_BIN := $(GUEST_NAMES:%=$(BUILD)/tests/guests/%.bzImage)
+GUEST_CFLAGS := -O2 -ffreestanding -fno-pic -fno-pie -fno-stack-protector -mno-red-zone -mgeneral-regs-only \
+	-fno-asynchronous-unwind-tables $(WARN) -std=gnu11
 UNIT_SRC := $(wildcard tests/unit/*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 # helper programs of the end-to-end tests (not Check suites: run-all.sh runs only files in tests/)
@@ -25,7 +33,7 @@ TEST_TOOL_SRC := $(wildcard tests/tools/*.c)
 TEST_TOOL_BIN := $(TEST_TOOL_SRC:tests/tools/%.c=$(BUILD)/tests/tools/%)
 
 .PHONY: all deps test unit e2e check-asan crash-long demo bench clean
-all: $(TOOL_BIN) $(BENCH_BIN) $(UNIT_BIN) $(TEST_TOOL_BIN)
+all: $(TOOL_BIN) $(BUILD)/bin/vmm $(BENCH_BIN) $(UNIT_BIN) $(TEST_TOOL_BIN) $(GUEST_BIN)
 
 deps:
 	@./scripts/install-deps.sh
@@ -42,6 +50,7 @@ $(BUILD)/bin/mkfs.vmfs: $(BUILD)/obj/tools/mkfs.o $(BUILD)/obj/tools/common.o $(
 $(BUILD)/bin/fsck.vmfs: $(BUILD)/obj/tools/fsck.o $(BUILD)/obj/tools/common.o $(LIB)
 $(BUILD)/bin/vmfs-mount: $(BUILD)/obj/tools/mount.o $(BUILD)/obj/tools/common.o $(LIB)
 $(BUILD)/bin/vmfsctl: $(BUILD)/obj/tools/vmfsctl.o $(BUILD)/obj/tools/common.o $(LIB)
+$(BUILD)/bin/vmm: $(VMM_OBJ) $(BUILD)/obj/tools/common.o $(LIB)
 $(BUILD)/bin/vmfs-bench: $(BUILD)/obj/bench/vmfs-bench.o $(BUILD)/obj/tools/common.o $(LIB)
 $(BUILD)/bin/vmfs-populate: $(BUILD)/obj/bench/vmfs-populate.o $(BUILD)/obj/tools/common.o $(LIB)
 $(BUILD)/bin/lk-bench: $(BUILD)/obj/bench/lk-bench.o $(LIB)
@@ -53,9 +62,19 @@ $(BUILD)/tests/tools/%: $(BUILD)/obj/tests/tools/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(EXTRA_CFLAGS) $^ -o $@ $(LDLIBS)
 
+# the parts of vmm that need no /dev/kvm: token buckets, the control socket's parser
+$(BUILD)/tests/test_vmm: $(BUILD)/obj/vmm/ratelimit.o $(BUILD)/obj/vmm/jsonline.o
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(EXTRA_CFLAGS) $^ -o $@ $(LDLIBS) $(shell pkg-config --libs check)
+
+$(BUILD)/tests/guests/%.elf: tests/guests/%.c tests/guests/head.S tests/guests/guest.h tests/guests/virtio.h tests/guests/guest.ld
+	@mkdir -p $(dir $@)
+	$(CC) $(GUEST_CFLAGS) -nostdlib -static -no-pie -Wl,-T,tests/guests/guest.ld -Wl,--build-id=none -Wl,--no-warn-rwx-segments \
+	  tests/guests/head.S $< -o $@
+$(BUILD)/tests/guests/%.bzImage: $(BUILD)/tests/guests/%.elf
+	objcopy -O binary $< $@
+	chmod -x $@
 
 # The test runner installs what is missing, builds, runs unit and end-to-end
 # tests and prints one closing line "N passed, N failed".

@@ -1,0 +1,188 @@
+/*
+ * The VM folder on a datastore, through libvmfs only: creating the folder and
+ * its files (vm.conf, the kernel and initrd copied in, thin disk images) and
+ * reading them back. A VM folder is /PARENT/NAME holding vm.conf and the files
+ * vm.conf names; nothing outside the folder is ever referred to. Every name
+ * lookup takes a reference that is dropped before returning.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "vmm/vmm_i.h"
+
+#define CONF_MAX (64u << 10)
+#define COPY_CHUNK (1u << 20)
+
+static int lookup(struct vmfs *fs, uint64_t dir, const char *name, struct vmfs_stat *st)
+{
+	int ret = vmfs_lookup(fs, dir, name, st);
+
+	if (!ret)
+		vmfs_forget(fs, st->ino, 1);
+	return ret;
+}
+
+int vmm_store_read_file(struct vmfs *fs, uint64_t dir, const char *name, uint64_t max, void **buf,
+			size_t *len)
+{
+	struct vmfs_stat st;
+	uint8_t *p;
+	size_t done = 0;
+	int ret;
+
+	ret = lookup(fs, dir, name, &st);
+	if (ret)
+		return ret;
+	if (!S_ISREG(st.mode))
+		return -EISDIR;
+	if (st.size > max)
+		return -EFBIG;
+	p = malloc(st.size ? st.size : 1);
+	if (!p)
+		return -ENOMEM;
+	while (done < st.size) {
+		ssize_t n = vmfs_pread(fs, st.ino, p + done, st.size - done, done);
+		if (n < 0) {
+			free(p);
+			return (int)n;
+		}
+		if (n == 0)
+			break;	/* truncated under us: take what is there */
+		done += (size_t)n;
+	}
+	*buf = p;
+	*len = done;
+	return 0;
+}
+
+int vmm_store_read_conf(struct vmfs *fs, uint64_t dir, struct vmm_conf *c, char *err, size_t errlen)
+{
+	void *text;
+	size_t len;
+	int ret;
+
+	ret = vmm_store_read_file(fs, dir, "vm.conf", CONF_MAX, &text, &len);
+	if (ret)
+		return ret;
+	ret = vmm_conf_parse(c, text, len, err, errlen);
+	free(text);
+	return ret;
+}
+
+int vmm_store_mkdirs(struct vmfs *fs, const char *path, bool last_new, uint64_t *ino)
+{
+	char buf[4096], *p, *slash;
+	uint64_t dir = vmfs_root_ino(fs);
+	struct vmfs_stat st;
+	int ret;
+
+	if (path[0] != '/' || strlen(path) >= sizeof(buf))
+		return -EINVAL;
+	strcpy(buf, path);
+	for (p = buf + 1; *p; p = slash + 1) {
+		bool last;
+
+		slash = strchr(p, '/');
+		if (slash)
+			*slash = 0;
+		last = !slash || !slash[1];
+		if (*p) {
+			ret = lookup(fs, dir, p, &st);
+			if (ret == -ENOENT) {
+				ret = vmfs_mkdir(fs, dir, p, 0755, 0, 0, &st);
+				if (!ret)
+					vmfs_forget(fs, st.ino, 1);
+			} else if (!ret && last && last_new) {
+				return -EEXIST;
+			} else if (!ret && !S_ISDIR(st.mode)) {
+				return -ENOTDIR;
+			}
+			if (ret)
+				return ret;
+			dir = st.ino;
+		}
+		if (!slash)
+			break;
+	}
+	*ino = dir;
+	return 0;
+}
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+	return n == 0 || (p[0] == 0 && !memcmp(p, p + 1, n - 1));
+}
+
+int vmm_store_new_file(struct vmfs *fs, uint64_t dir, const char *name, uint64_t *ino)
+{
+	struct vmfs_stat st;
+	int ret = vmfs_mknod(fs, dir, name, S_IFREG | 0644, 0, 0, &st);
+
+	if (ret)
+		return ret;
+	vmfs_forget(fs, st.ino, 1);
+	*ino = st.ino;
+	return 0;
+}
+
+int vmm_store_set_size(struct vmfs *fs, uint64_t ino, uint64_t size)
+{
+	struct vmfs_stat st = { .size = size };
+
+	return vmfs_setattr(fs, ino, &st, VMFS_SET_SIZE, NULL);
+}
+
+int vmm_store_write(struct vmfs *fs, uint64_t dir, const char *name, const void *buf, size_t len)
+{
+	uint64_t ino;
+	ssize_t n;
+	int ret;
+
+	ret = vmm_store_new_file(fs, dir, name, &ino);
+	if (ret)
+		return ret;
+	n = vmfs_pwrite(fs, ino, buf, len, 0);
+	if (n < 0)
+		return (int)n;
+	return (size_t)n == len ? 0 : -EIO;
+}
+
+int vmm_store_copy_in(struct vmfs *fs, uint64_t dir, const char *name, int src_fd, bool sparse)
+{
+	uint8_t *buf;
+	uint64_t ino, off = 0;
+	int ret;
+
+	ret = vmm_store_new_file(fs, dir, name, &ino);
+	if (ret)
+		return ret;
+	buf = malloc(COPY_CHUNK);
+	if (!buf)
+		return -ENOMEM;
+	for (;;) {
+		ssize_t n = pread(src_fd, buf, COPY_CHUNK, (off_t)off), w;
+
+		if (n < 0) {
+			ret = -errno;
+			break;
+		}
+		if (n == 0)
+			break;
+		if (!sparse || !all_zero(buf, (size_t)n)) {
+			w = vmfs_pwrite(fs, ino, buf, (size_t)n, off);
+			if (w != n) {
+				ret = w < 0 ? (int)w : -EIO;
+				break;
+			}
+		}
+		off += (uint64_t)n;
+	}
+	free(buf);
+	if (!ret)
+		ret = vmm_store_set_size(fs, ino, off);
+	return ret;
+}

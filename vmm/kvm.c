@@ -23,6 +23,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "base/base.h"
 #include "vmm/vmm_i.h"
 
 #define PORT_COM1 0x3f8
@@ -90,7 +91,7 @@ int vmm_vm_init(struct vmm_vm *vm, uint64_t mem_mib, unsigned ncpus, char *err, 
 	vm->vm_fd = -1;
 	vmm_pci_init(&vm->pci, vm);
 	pthread_mutex_init(&vm->state_lock, NULL);
-	pthread_cond_init(&vm->state_cond, NULL);
+	base_cond_init_mono(&vm->state_cond);
 	for (i = 0; i < VMM_MAX_CPUS; i++)
 		vm->cpu_fd[i] = -1;
 	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
@@ -341,12 +342,7 @@ static void park(struct vmm_vm *vm, unsigned cpu)
 		 * A stop signal cannot wake a condition variable from its
 		 * handler, so vCPU 0 looks at stop_signal every 100 ms.
 		 */
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 100000000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
+		ts = base_mono_deadline(100);
 		pthread_cond_timedwait(&vm->state_cond, &vm->state_lock, &ts);
 	}
 	vm->parked--;

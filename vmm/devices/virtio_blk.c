@@ -286,7 +286,6 @@ int vmm_blk_new(struct vmm_vm *vm, struct vmm_pci *bus, struct vmfs *fs, uint64_
 		bool readonly, struct vmm_blk **out)
 {
 	struct vmm_blk *b = calloc(1, sizeof(*b));
-	pthread_condattr_t ca;
 	sigset_t all, old;
 	int ret;
 
@@ -304,10 +303,7 @@ int vmm_blk_new(struct vmm_vm *vm, struct vmm_pci *bus, struct vmfs *fs, uint64_
 		free(b);
 		return ret;
 	}
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&b->wake, &ca);
-	pthread_condattr_destroy(&ca);
+	base_cond_init_mono(&b->wake);
 	/* The I/O thread takes no signals: they are vCPU 0's (see kvm.c). */
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);

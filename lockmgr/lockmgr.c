@@ -1727,6 +1727,36 @@ bool lk_wanted(struct lk_host *h, uint64_t res)
 	return wanted;
 }
 
+int lk_held_elsewhere(struct lk_host *h, uint64_t res, struct lk_holder *holder)
+{
+	unsigned b = lk_bucket_of(res, h->lay.nbuckets);
+	struct table *t = malloc(sizeof(*t));
+	void *tbuf = buf_alloc(2 * LK_TABLE_BYTES);
+	int rc = t && tbuf ? 0 : -ENOMEM;
+
+	if (!rc)
+		rc = table_read(h, b, tbuf, t);
+	for (unsigned i = 0; !rc && i < t->n; i++) {
+		const struct entry *e = &t->e[i];
+		enum holder_state st;
+		char name[64];
+
+		if (e->res != res || e->want || !e->mode || (e->slot == h->slot && e->gen == h->gen))
+			continue;
+		rc = holder_state(h, e->slot, e->gen, &st, name);
+		if (rc || st == HS_STALE)
+			continue;
+		rc = 1;
+		if (holder) {
+			*holder = (struct lk_holder){ .slot = e->slot, .gen = e->gen, .mode = e->mode };
+			memcpy(holder->hostname, name, sizeof(holder->hostname));
+		}
+	}
+	free(tbuf);
+	free(t);
+	return rc;
+}
+
 int lk_recover_dead(struct lk_host *h)
 {
 	size_t rlen = (size_t)h->g.nslots * h->g.slot_size;

@@ -231,6 +231,14 @@ int lk_unlock(struct lk_host *h, uint64_t res, bool bump, uint64_t *version);
 bool lk_wanted(struct lk_host *h, uint64_t res);
 
 /*
+ * Whether another host that is not provably gone holds res (in any mode):
+ * 1 with *holder (may be NULL) naming one, 0 if none, or -errno. Reads res's
+ * bucket, takes nothing; a hint that holds while the holder keeps its lock
+ * (vmfs: a file in use elsewhere is not deleted).
+ */
+int lk_held_elsewhere(struct lk_host *h, uint64_t res, struct lk_holder *holder);
+
+/*
  * Recovers every other slot this host can prove dead: LIVE with a counter it
  * has watched stand still for dead_ms (on its own clock, over calls: the first
  * call only starts watching), or RECOVERING with nobody holding its recovery

@@ -22,6 +22,9 @@
  *      (the device's write gate): a fenced host writes nothing.
  *  C5. A file open for writing holds its inode's lock exclusive (or
  *      multi-writer); open for reading, shared.
+ *  C6. A file's last name is not removed (unlink, rename over it) while
+ *      another host holds a lock on it: EBUSY, as VMFS answers for a running
+ *      VM's disk. This host's own opens keep it as an orphan instead.
  *
  *   none --cluster_meta(read)--> SH --cluster_meta(write)--> [let go] --> EX
  *   SH/EX --release poller sees another host waiting--> cluster_meta_release() --> none
@@ -429,6 +432,12 @@ int vmfs_file_unlock(struct vmfs *fs, uint64_t ino)
 	pthread_mutex_unlock(&fs->flock);
 	vinode_unpin(fs, vi); /* this reference's pin */
 	return ret == -ENOLCK ? -EIO : ret;
+}
+
+/* Whether another host holds a file lock on ino (C6): its last name stays then. fs->lock held. */
+bool cluster_held_elsewhere(struct vmfs *fs, uint64_t ino)
+{
+	return fs->lk && lk_held_elsewhere(fs->lk, LK_RES(LK_NS_INODE, ino), NULL) != 0; /* an error counts as held */
 }
 
 bool vmfs_fenced(struct vmfs *fs)

@@ -64,6 +64,8 @@ static int unlinked(struct vmfs *fs, struct vbuf *ib)
 
 	if (ib_inode(ib)->i_nlink)
 		return 0;
+	if (cluster_held_elsewhere(fs, ib->addr)) /* a VM's disk in use on another host is not deleted under it */
+		return -EBUSY;
 	if (vi && (vi->lookups || vi->pins))
 		return orphan_add(fs, ib);
 	return inode_drop(fs, ib->addr);

@@ -185,6 +185,7 @@ int cluster_join(struct vmfs *fs, const char *hostname, const char *watchdog, ch
 int cluster_start(struct vmfs *fs);
 void cluster_leave(struct vmfs *fs);
 int cluster_meta(struct vmfs *fs, bool write);
+bool cluster_held_elsewhere(struct vmfs *fs, uint64_t ino);
 int cluster_meta_release(struct vmfs *fs);
 int sb_check(const struct vmfs_sb_disk *sb);
 

@@ -134,6 +134,16 @@ START_TEST(t_file_locks)
 	ck_assert_int_eq(vmfs_file_lock(b, st.ino, VMFS_LOCK_EX, who, sizeof(who)), -EBUSY);
 	ck_assert_msg(strstr(who, "host-a") && strstr(who, "exclusive"), "holder named as '%s'", who);
 	ck_assert_int_eq(vmfs_file_lock(b, st.ino, VMFS_LOCK_SH, NULL, 0), -EBUSY);
+	/* C6: its last name stays while a lives with it locked */
+	ck_assert_int_eq(vmfs_unlink(b, root(b), "disk"), -EBUSY);
+	{
+		struct vmfs_stat o;
+		ck_assert_int_eq(vmfs_mknod(b, root(b), "other", S_IFREG | 0644, 0, 0, &o), 0);
+		vmfs_forget(b, o.ino, 1);
+	}
+	ck_assert_int_eq(vmfs_rename(b, root(b), "other", root(b), "disk", 0), -EBUSY);
+	ck_assert_int_eq(vmfs_lookup(a, root(a), "disk", &st), 0);
+	vmfs_forget(a, st.ino, 1);
 	ck_assert_int_eq(vmfs_file_unlock(a, st.ino), 0);
 	ck_assert_int_eq(vmfs_file_lock(b, st.ino, VMFS_LOCK_SH, NULL, 0), -EBUSY); /* one reference left */
 	ck_assert_int_eq(vmfs_file_unlock(a, st.ino), 0);
@@ -147,6 +157,7 @@ START_TEST(t_file_locks)
 	ck_assert_int_eq(vmfs_file_lock(a, st.ino, VMFS_LOCK_SH, NULL, 0), -EBUSY);
 	ck_assert_int_eq(vmfs_file_unlock(a, st.ino), 0);
 	ck_assert_int_eq(vmfs_file_unlock(b, st.ino), 0);
+	ck_assert_int_eq(vmfs_rename(b, root(b), "other", root(b), "disk", 0), 0); /* nobody holds it now */
 	vmfs_forget(a, st.ino, 1);
 	ck_assert_int_eq(vmfs_close(a), 0);
 	ck_assert_int_eq(vmfs_close(b), 0);

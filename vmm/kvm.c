@@ -177,6 +177,12 @@ static void port_io(struct vmm_vm *vm, uint16_t port, bool write, uint8_t *data,
 		vm->done = true;
 		vm->exit_code = 0;
 		return;
+	} else if (port == PORT_I8042_CMD && !write) {
+		/* Status: both buffers empty. Linux's reboot=k polls this port for
+		 * "input buffer empty" up to 65536 times before it sends the reset
+		 * command; all ones would make it wait out every poll. */
+		memset(data, 0, size);
+		return;
 	}
 	if (!write)
 		memset(data, 0xff, size);

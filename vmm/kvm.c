@@ -1,7 +1,9 @@
 /*
  * The KVM side of vmm: opens /dev/kvm, creates the VM with its RAM (one
  * anonymous mapping at guest physical 0), the in-kernel interrupt controller
- * and the vCPUs, and runs the exit loop that hands port I/O to the devices.
+ * with the in-kernel PIT, and the vCPUs, and runs the exit loop that hands
+ * port I/O and MMIO to the devices; devices raise interrupts through
+ * vmm_vm_irq_line (KVM_IRQ_LINE into the in-kernel PIC and IOAPIC).
  * vCPU 0 runs on the caller's thread; the others wait in the kernel for the
  * guest's startup IPI, each on its own thread. The guest powers off through
  * the i8042 reset command (0xFE to port 0x64: Linux's reboot=k, the path
@@ -26,6 +28,23 @@
 #define PORT_I8042_CMD 0x64
 #define I8042_CMD_RESET 0xfe
 #define TSS_ADDR 0xfffbd000ull
+
+void vmm_vm_irq_line(struct vmm_vm *vm, unsigned gsi, bool level)
+{
+	struct kvm_irq_level irq = { .irq = gsi, .level = level };
+
+	/* Fails only for a GSI we never wire up; the guest just misses the interrupt. */
+	if (ioctl(vm->vm_fd, KVM_IRQ_LINE, &irq) < 0)
+		fprintf(stderr, "vmm: KVM_IRQ_LINE %u: %s\n", gsi, strerror(errno));
+}
+
+/* The console reads stdin unless it is a terminal owned by another process group (a background job). */
+static int console_input_fd(void)
+{
+	if (isatty(STDIN_FILENO) && tcgetpgrp(STDIN_FILENO) != getpgrp())
+		return -1;
+	return STDIN_FILENO;
+}
 
 void *vmm_gpa(struct vmm_vm *vm, uint64_t gpa, uint64_t len)
 {
@@ -52,11 +71,13 @@ static int set_cpuid(struct vmm_vm *vm, int fd)
 int vmm_vm_init(struct vmm_vm *vm, uint64_t mem_mib, unsigned ncpus, char *err, size_t errlen)
 {
 	struct kvm_userspace_memory_region region = { 0 };
+	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
 	unsigned i;
 	int ret, mmap_size;
 
 	memset(vm, 0, sizeof(*vm));
 	vm->vm_fd = -1;
+	vmm_pci_init(&vm->pci, vm);
 	for (i = 0; i < VMM_MAX_CPUS; i++)
 		vm->cpu_fd[i] = -1;
 	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
@@ -87,7 +108,8 @@ int vmm_vm_init(struct vmm_vm *vm, uint64_t mem_mib, unsigned ncpus, char *err, 
 	region.memory_size = vm->mem_size;
 	region.userspace_addr = (uint64_t)(uintptr_t)vm->mem;
 	if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &region) < 0 ||
-	    ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, TSS_ADDR) < 0 || ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0) {
+	    ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, TSS_ADDR) < 0 || ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0 ||
+	    ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0) {
 		ret = -errno;
 		snprintf(err, errlen, "setting up the VM: %s", strerror(errno));
 		goto err_release;
@@ -120,7 +142,7 @@ int vmm_vm_init(struct vmm_vm *vm, uint64_t mem_mib, unsigned ncpus, char *err, 
 			goto err_release;
 		}
 	}
-	ret = vmm_serial_new(STDOUT_FILENO, &vm->serial);
+	ret = vmm_serial_new(vm, STDOUT_FILENO, console_input_fd(), &vm->serial);
 	if (ret) {
 		snprintf(err, errlen, "serial port: %s", strerror(-ret));
 		goto err_release;

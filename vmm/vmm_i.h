@@ -7,6 +7,7 @@
 #ifndef VMM_VMM_I_H
 #define VMM_VMM_I_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -86,12 +87,26 @@ int vmm_store_copy_in(struct vmfs *fs, uint64_t dir, const char *name, int src_f
 struct vmm_pci_dev {
 	uint8_t cfg[256];         /* the type-0 header and capabilities, little-endian */
 	uint32_t bar_addr;        /* BAR0: 32-bit memory, VMM_PCI_BAR_SIZE bytes */
+	unsigned slot;            /* set by vmm_pci_add */
+	uint8_t gsi;              /* the IOAPIC pin its INTA# is wired to (VMM_PCI_GSI_BASE..) */
+	bool irq_level;           /* INTA# asserted; under the bus's irq_lock */
 	/* An access of len (1..8) bytes at off < VMM_PCI_BAR_SIZE, off + len inside the BAR. */
 	void (*mmio)(struct vmm_pci_dev *d, uint64_t off, bool write, uint8_t *data, unsigned len);
 	void *priv;
 };
 
+/*
+ * Slot 0 holds a host bridge (Linux's conf1 probe looks for one); devices sit
+ * in slots 1..VMM_PCI_MAX_DEV, INTA# of slot s wired to IOAPIC pin
+ * VMM_PCI_GSI_BASE + (s - 1) % 8, level-triggered, active high (the MP table
+ * says so). Devices on one pin share it: the pin is the OR of their lines.
+ */
+#define VMM_PCI_GSI_BASE 16
+#define VMM_PCI_NGSI 8
+
 struct vmm_pci {
+	struct vmm_vm *vm;        /* for KVM_IRQ_LINE */
+	pthread_mutex_t irq_lock;
 	uint32_t addr;            /* the last value written to 0xCF8 */
 	unsigned ndev;
 	struct vmm_pci_dev *dev[VMM_PCI_MAX_DEV];
@@ -124,6 +139,13 @@ void vmm_vm_release(struct vmm_vm *vm);
 int vmm_vm_run(struct vmm_vm *vm, char *err, size_t errlen);
 
 /*
+ * Sets the level of interrupt line gsi (0..23: ISA IRQs 0..15 reach the PIC
+ * and the IOAPIC, 16..23 the IOAPIC only) through KVM_IRQ_LINE. An edge is a
+ * change from 0 to 1. Any thread may call it.
+ */
+void vmm_vm_irq_line(struct vmm_vm *vm, unsigned gsi, bool level);
+
+/*
  * Returns a pointer to guest physical [gpa, gpa + len) when that range is all
  * RAM, else NULL. Every guest-supplied address goes through here.
  */
@@ -134,24 +156,39 @@ void *vmm_gpa(struct vmm_vm *vm, uint64_t gpa, uint64_t len);
 /*
  * Loads a bzImage (64-bit boot protocol, version 2.12 or later with
  * XLF_KERNEL_64) and an optional initrd into guest memory, writes the zero
- * page, command line, e820 map, GDT and identity page tables, and sets vCPU
+ * page, command line, e820 map, MP table, GDT and identity page tables, and sets vCPU
  * 0's registers to the 64-bit entry point. Returns 0, or -EINVAL / -E2BIG with
  * a one-line reason in err. The kernel and initrd buffers are borrowed.
  */
 int vmm_x86_boot(struct vmm_vm *vm, const void *kernel, size_t klen, const void *initrd, size_t ilen,
 		 const char *cmdline, char *err, size_t errlen);
 
+/*
+ * Writes the MP table (floating pointer at 0xF0000, reserved in e820) for
+ * vm's vCPUs and the PCI devices on vm->pci: add the devices first. Returns 0
+ * or -E2BIG with err saying why. Called by vmm_x86_boot.
+ */
+int vmm_x86_mptable(struct vmm_vm *vm, char *err, size_t errlen);
+
 /* ---- devices (vmm/devices/) ------------------------------------------------- */
 
-/* The 8250 UART at port 0x3F8 (COM1): output goes to fd. */
+/*
+ * The 8250 UART at port 0x3F8 (COM1) on ISA IRQ 4: output goes to out_fd,
+ * input comes from in_fd (-1: none) through a reader thread of its own. fd
+ * are borrowed. vmm_serial_free stops and joins the reader.
+ */
 struct vmm_serial;
-int vmm_serial_new(int out_fd, struct vmm_serial **out);
+int vmm_serial_new(struct vmm_vm *vm, int out_fd, int in_fd, struct vmm_serial **out);
 void vmm_serial_free(struct vmm_serial *s);
 /* Port access at offset 0..7 from 0x3F8; size is 1 (wider accesses read 0xff, ignore writes). */
 void vmm_serial_io(struct vmm_serial *s, unsigned off, bool write, uint8_t *data);
 
-/* Puts d (borrowed: it must outlive the bus) in the next free slot and gives BAR0 its address. */
+/* Sets up the bus of vm (no devices yet). */
+void vmm_pci_init(struct vmm_pci *bus, struct vmm_vm *vm);
+/* Puts d (borrowed: it must outlive the bus) in the next free slot and gives BAR0 and INTA# their places. */
 int vmm_pci_add(struct vmm_pci *bus, struct vmm_pci_dev *d);
+/* Asserts or deasserts d's INTA#; the IOAPIC pin follows the OR of the devices on it. Any thread. */
+void vmm_pci_set_irq(struct vmm_pci *bus, struct vmm_pci_dev *d, bool level);
 /* Port 0xCF8 (4 bytes) and 0xCFC..0xCFF (1, 2 or 4 bytes). */
 void vmm_pci_io(struct vmm_pci *bus, uint16_t port, bool write, uint8_t *data, unsigned size);
 /* An MMIO access: false when no enabled BAR holds it. */
@@ -177,6 +214,10 @@ struct vmm_virtio_ops {
 struct vmm_virtio {
 	struct vmm_pci_dev pci;
 	struct vmm_vm *vm;
+	struct vmm_pci *bus;
+	/* Held around every register access and ops call: vCPUs may touch the device at once. */
+	pthread_mutex_t lock;
+	uint8_t isr;              /* bit 0: a used ring changed, bit 1: configuration changed */
 	const struct vmm_virtio_ops *ops;
 	uint64_t features;        /* offered */
 	uint64_t driver_features;
@@ -208,8 +249,10 @@ struct vmm_virtio_buf {
 #define VMM_VIRTIO_MAX_BUFS 64
 /* Pops the next available chain of queue q into bufs: 1 with its head in *head, 0 when none, -EINVAL when malformed. */
 int vmm_virtq_pop(struct vmm_virtio *v, unsigned q, struct vmm_virtio_buf *bufs, unsigned *nbufs, uint16_t *head);
-/* Returns chain head to the used ring with written bytes. */
+/* Returns chain head to the used ring with written bytes and interrupts the guest (ISR bit 0, INTA#). */
 void vmm_virtq_push(struct vmm_virtio *v, unsigned q, uint16_t head, uint32_t written);
+/* Sets bits in the ISR and asserts INTA#; it drops when the guest reads the ISR. Caller holds v->lock. */
+void vmm_virtio_interrupt(struct vmm_virtio *v, uint8_t isr_bits);
 
 struct vmm_blk;
 /* A virtio-blk device on file ino of fs (borrowed), size bytes, read-only or not. */

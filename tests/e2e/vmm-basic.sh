@@ -8,6 +8,8 @@
 # which must leave a hole. While one run holds its disk's
 # cluster lock a second run fails naming the holder. Bad input gives one-line
 # errors: a missing kernel file, an existing VM, a bad vm.conf, no /dev/kvm.
+# The irq guest reads the MP table and takes virtio-blk and serial (stdin)
+# interrupts through the IOAPIC.
 . "$(dirname "$0")/lib.bash"
 e2e_init mkfs.vmfs vmfs-mount vmm
 ( exec 3<>/dev/kvm ) 2>/dev/null || skip "cannot open /dev/kvm"
@@ -74,6 +76,17 @@ log "virtio-rng: the rng guest draws twice from it"
 run_guest rng
 log "virtio-balloon: an inflated page goes back to the host and reads as zeros"
 run_guest balloon
+
+log "interrupts: the irq guest checks the MP table, takes virtio-blk completions and serial input by interrupt"
+"$VMM" create "$D" /vms/irq --kernel "$VMFS_BIN/../tests/guests/irq.bzImage" --cmdline "cpus=3" --mem 32 --cpus 3 --disk 1M
+rc=0
+printf 'ping\n' | timeout 60 "$VMM" run "$D" /vms/irq >"$T/out" 2>"$T/err" || rc=$?
+cat "$T/out" "$T/err"
+[ "$rc" -eq 0 ] || fail "vmm run of the irq guest exited $rc"
+[ "$(cat "$T/out")" = "irq: mp table ok, 3 cpus
+irq: virtio-blk completions by interrupt on IOAPIC pin 16
+irq: serial input by interrupt on IOAPIC pin 4: ping
+irq ok" ] || fail "the irq guest failed"
 
 log "a second run of a running VM fails naming the holder"
 "$VMM" create "$D" /vms/hang --kernel "$GUEST" --cmdline "guest=hang" --mem 32 --cpus 2 --disk 1M

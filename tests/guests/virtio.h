@@ -1,6 +1,7 @@
 /*
  * A minimal polled virtio-pci driver for vmm's test guests (one device, queue
- * 0, 8 entries, no interrupts): finds a device on PCI bus 0 by device ID
+ * 0, 8 entries; polled, or interrupt-driven by a guest that sets up its own
+ * IDT and APICs, as irq.c does): finds a device on PCI bus 0 by device ID
  * through ports 0xCF8/0xCFC, walks its virtio capabilities, negotiates
  * VIRTIO_F_VERSION_1 plus what the guest asks for, and submits one chain at a
  * time, spinning on the used ring (vmm completes requests inside the notify
@@ -17,7 +18,8 @@ struct desc { uint64_t addr; uint32_t len; uint16_t flags, next; };
 static struct desc ring_desc[QSZ] __attribute__((aligned(4096)));
 static struct { uint16_t flags, idx, ring[QSZ]; } avail __attribute__((aligned(4096)));
 static volatile struct { uint16_t flags, idx; struct { uint32_t id, len; } ring[QSZ]; } used __attribute__((aligned(4096)));
-static volatile uint8_t *common, *notify, *devcfg;
+static volatile uint8_t *common, *notify, *devcfg, *isr;
+static unsigned virtio_slot;	/* the device's PCI slot, once found */
 
 static inline void outl(uint16_t port, uint32_t v) { __asm__ volatile("outl %0, %1" : : "a"(v), "Nd"(port)); }
 static inline uint32_t inl(uint16_t port)
@@ -64,10 +66,9 @@ static __attribute__((noreturn)) void fail(const char *why)
 #define R16(p, o) (*(volatile uint16_t *)((p) + (o)))
 #define R32(p, o) (*(volatile uint32_t *)((p) + (o)))
 
-/* Submits the n descriptors at ring_desc[0..n) as one chain and waits for it; returns the bytes written. */
-static uint32_t virtq_run(unsigned n)
+/* Submits the n descriptors at ring_desc[0..n) as one chain and rings the doorbell. */
+static void virtq_submit(unsigned n)
 {
-	uint16_t idx = used.idx;
 	unsigned i;
 
 	for (i = 0; i + 1 < n; i++) {
@@ -79,6 +80,14 @@ static uint32_t virtq_run(unsigned n)
 	avail.idx++;
 	__sync_synchronize();
 	W16(notify, 0, 0);
+}
+
+/* Submits like virtq_submit and spins on the used ring; returns the bytes written. */
+static __attribute__((unused)) uint32_t virtq_run(unsigned n)
+{
+	uint16_t idx = used.idx;
+
+	virtq_submit(n);
 	while (used.idx == idx)
 		;
 	return used.ring[idx % QSZ].len;
@@ -95,6 +104,7 @@ static void virtio_setup(unsigned type, uint32_t features)
 			break;
 	if (slot == 32)
 		fail("no such virtio device on PCI bus 0");
+	virtio_slot = slot;
 	bar = cfg_read(slot, 0x10) & ~0xfu;
 	cfg_write(slot, 0x04, cfg_read(slot, 0x04) | 0x6);	/* memory space, bus master */
 	for (cap = cfg_read(slot, 0x34) & 0xff; cap; cap = (cfg_read(slot, cap) >> 8) & 0xff) {
@@ -106,6 +116,7 @@ static void virtio_setup(unsigned type, uint32_t features)
 		switch ((head >> 24) & 0xff) {
 		case 1: common = p; break;
 		case 2: notify = p; break;	/* notify_off_multiplier is 0 here; queue 0 anyway */
+		case 3: isr = p; break;
 		case 4: devcfg = p; break;
 		}
 	}

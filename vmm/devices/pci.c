@@ -4,9 +4,13 @@
  * 256-byte type-0 header that vmm fills in; the guest may write only the
  * command register and BAR0 (one 32-bit memory BAR, sized by writing all ones).
  * Memory accesses inside an enabled BAR0 go to the device's mmio handler with
- * the offset into the BAR; everything else on the bus reads all ones.
+ * the offset into the BAR; everything else on the bus reads all ones. Slot 0
+ * is a host bridge with no BAR (Linux's check of mechanism #1 wants a host
+ * bridge or an Intel device). INTA# of each device is a level-triggered line
+ * into the IOAPIC; devices that share a pin are ORed (irq_lock).
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,25 +19,64 @@
 #define PCI_COMMAND 0x04
 #define PCI_COMMAND_MEMORY 0x2
 #define PCI_BAR0 0x10
+#define PCI_INTERRUPT_LINE 0x3c
+#define PCI_INTERRUPT_PIN 0x3d
+
+/* The host bridge in slot 0: an Intel 440FX's IDs, class 06 00 00, nothing writable. */
+static const uint8_t host_bridge[64] = {
+	[0x00] = 0x86, [0x01] = 0x80, [0x02] = 0x37, [0x03] = 0x12,	/* 8086:1237 */
+	[0x0a] = 0x00, [0x0b] = 0x06,					/* host bridge */
+};
+
+void vmm_pci_init(struct vmm_pci *bus, struct vmm_vm *vm)
+{
+	memset(bus, 0, sizeof(*bus));
+	bus->vm = vm;
+	pthread_mutex_init(&bus->irq_lock, NULL);
+}
 
 int vmm_pci_add(struct vmm_pci *bus, struct vmm_pci_dev *d)
 {
 	if (bus->ndev == VMM_PCI_MAX_DEV)
 		return -ENOSPC;
-	/* Slot n + 1 (slot 0 is left empty); BARs 16 KiB apart from 0xd0000000. */
+	/* Slot n + 1 (slot 0 is the host bridge); BARs 16 KiB apart from 0xd0000000. */
+	d->slot = bus->ndev + 1;
 	d->bar_addr = VMM_PCI_MMIO_BASE + bus->ndev * VMM_PCI_BAR_SIZE;
+	d->gsi = (uint8_t)(VMM_PCI_GSI_BASE + bus->ndev % VMM_PCI_NGSI);
+	d->irq_level = false;
+	d->cfg[PCI_INTERRUPT_LINE] = d->gsi;
+	d->cfg[PCI_INTERRUPT_PIN] = 1;	/* INTA# */
 	bus->dev[bus->ndev++] = d;
 	return 0;
 }
 
-static struct vmm_pci_dev *addressed(struct vmm_pci *bus)
+void vmm_pci_set_irq(struct vmm_pci *bus, struct vmm_pci_dev *d, bool level)
+{
+	bool any = false;
+	unsigned i;
+
+	pthread_mutex_lock(&bus->irq_lock);
+	if (d->irq_level != level) {
+		d->irq_level = level;
+		for (i = 0; i < bus->ndev; i++)
+			any |= bus->dev[i]->gsi == d->gsi && bus->dev[i]->irq_level;
+		vmm_vm_irq_line(bus->vm, d->gsi, any);
+	}
+	pthread_mutex_unlock(&bus->irq_lock);
+}
+
+/* The addressed function: *d is NULL for the host bridge (slot 0). False when nothing is there. */
+static bool addressed(struct vmm_pci *bus, struct vmm_pci_dev **d)
 {
 	uint32_t a = bus->addr;
 	unsigned slot = (a >> 11) & 0x1f;
 
-	if (!(a & 0x80000000u) || ((a >> 16) & 0xff) || ((a >> 8) & 7) || slot == 0 || slot > bus->ndev)
-		return NULL;
-	return bus->dev[slot - 1];
+	*d = NULL;
+	if (!(a & 0x80000000u) || ((a >> 16) & 0xff) || ((a >> 8) & 7) || slot > bus->ndev)
+		return false;
+	if (slot)
+		*d = bus->dev[slot - 1];
+	return true;
 }
 
 static void cfg_write(struct vmm_pci_dev *d, unsigned off, const uint8_t *data, unsigned size)
@@ -45,6 +88,8 @@ static void cfg_write(struct vmm_pci_dev *d, unsigned off, const uint8_t *data, 
 
 		if (o == PCI_COMMAND)
 			d->cfg[o] = data[i] & 0x07;	/* I/O, memory, bus master */
+		else if (o == PCI_INTERRUPT_LINE)
+			d->cfg[o] = data[i];		/* a scratch byte for software; routing stays */
 	}
 	if (off >= PCI_BAR0 && off < PCI_BAR0 + 4) {
 		uint8_t bar[4];
@@ -74,11 +119,16 @@ void vmm_pci_io(struct vmm_pci *bus, uint16_t port, bool write, uint8_t *data, u
 			memcpy(data, &bus->addr, 4);
 		return;
 	}
-	d = addressed(bus);
 	off = (bus->addr & 0xfc) + (port - 0xcfc);
-	if (!d || off + size > 256) {
+	if (!addressed(bus, &d) || off + size > 256) {
 		if (!write)
 			memset(data, 0xff, size);
+		return;
+	}
+	if (!d) {
+		if (!write)
+			for (i = 0; i < size; i++)
+				data[i] = off + i < sizeof(host_bridge) ? host_bridge[off + i] : 0;
 		return;
 	}
 	if (write) {

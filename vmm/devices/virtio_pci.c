@@ -4,10 +4,13 @@
  * ISR byte, the device configuration and the notification area (multiplier
  * 0: one doorbell for all queues). The guest owns every ring and descriptor,
  * so every index is taken modulo the queue size and every buffer is checked
- * against guest RAM by vmm_gpa() before use. No interrupts yet: drivers poll
- * the used ring (see docs/VMM.md).
+ * against guest RAM by vmm_gpa() before use. Interrupts are INTx: a used
+ * buffer sets ISR bit 0 and asserts INTA# (level-triggered); the guest's read
+ * of the ISR returns and clears it and deasserts the line (spec 4.1.4.5). All
+ * of it runs under the device's lock, since several vCPUs may touch it.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -78,6 +81,9 @@ static void reset(struct vmm_virtio *v)
 {
 	unsigned i;
 
+	v->isr = 0;
+	if (v->bus)
+		vmm_pci_set_irq(v->bus, &v->pci, false);
 	v->status = 0;
 	v->driver_features = 0;
 	v->dfselect = v->gfselect = 0;
@@ -132,9 +138,14 @@ static void common_set(struct vmm_virtio *v, unsigned off, uint64_t val, unsigne
 		*addr = (*addr & ~0xffffffffull) | (uint32_t)val;
 }
 
-static void mmio(struct vmm_pci_dev *d, uint64_t off, bool write, uint8_t *data, unsigned len)
+void vmm_virtio_interrupt(struct vmm_virtio *v, uint8_t isr_bits)
 {
-	struct vmm_virtio *v = d->priv;
+	v->isr |= isr_bits;
+	vmm_pci_set_irq(v->bus, &v->pci, true);
+}
+
+static void mmio_locked(struct vmm_virtio *v, uint64_t off, bool write, uint8_t *data, unsigned len)
+{
 	uint64_t val = 0;
 	unsigned w;
 
@@ -154,8 +165,13 @@ static void mmio(struct vmm_pci_dev *d, uint64_t off, bool write, uint8_t *data,
 		return;
 	}
 	if (off == OFF_ISR) {
-		if (!write)
+		/* Reading the ISR acknowledges the interrupt. */
+		if (!write) {
 			memset(data, 0, len);
+			data[0] = v->isr;
+			v->isr = 0;
+			vmm_pci_set_irq(v->bus, &v->pci, false);
+		}
 		return;
 	}
 	if (off >= OFF_COMMON + 0x38) {
@@ -180,15 +196,27 @@ static void mmio(struct vmm_pci_dev *d, uint64_t off, bool write, uint8_t *data,
 	memcpy(data, &val, len < 8 ? len : 8);
 }
 
+static void mmio(struct vmm_pci_dev *d, uint64_t off, bool write, uint8_t *data, unsigned len)
+{
+	struct vmm_virtio *v = d->priv;
+
+	pthread_mutex_lock(&v->lock);
+	mmio_locked(v, off, write, data, len);
+	pthread_mutex_unlock(&v->lock);
+}
+
 int vmm_virtio_init(struct vmm_virtio *v, struct vmm_vm *vm, struct vmm_pci *bus, unsigned type,
 		    unsigned nqueues, uint64_t features, const struct vmm_virtio_ops *ops)
 {
 	uint8_t *cfg = v->pci.cfg;
 	unsigned at = 0x40, prev;
+	int ret;
 
 	if (nqueues > sizeof(v->q) / sizeof(v->q[0]))
 		return -EINVAL;
 	v->vm = vm;
+	v->bus = NULL;		/* no line to lower before vmm_pci_add */
+	pthread_mutex_init(&v->lock, NULL);
 	v->ops = ops;
 	v->nqueues = nqueues;
 	v->features = features | (1ull << 32);	/* VIRTIO_F_VERSION_1 */
@@ -202,7 +230,6 @@ int vmm_virtio_init(struct vmm_virtio *v, struct vmm_vm *vm, struct vmm_pci *bus
 	put16(cfg + 0x2c, 0x1af4);
 	put16(cfg + 0x2e, (uint16_t)(0x40 + type));
 	cfg[0x34] = 0x40;
-	cfg[0x3d] = 1;				/* INTA# */
 	prev = at;
 	add_cap(cfg, &at, CAP_COMMON, OFF_COMMON, 0x38, false);
 	cfg[prev + 1] = (uint8_t)at, prev = at;
@@ -213,7 +240,10 @@ int vmm_virtio_init(struct vmm_virtio *v, struct vmm_vm *vm, struct vmm_pci *bus
 	add_cap(cfg, &at, CAP_NOTIFY, OFF_NOTIFY, 0x1000, true);
 	v->pci.mmio = mmio;
 	v->pci.priv = v;
-	return vmm_pci_add(bus, &v->pci);
+	ret = vmm_pci_add(bus, &v->pci);
+	if (!ret)
+		v->bus = bus;
+	return ret;
 }
 
 int vmm_virtio_new(struct vmm_vm *vm, struct vmm_pci *bus, unsigned type, unsigned nqueues,
@@ -292,4 +322,5 @@ void vmm_virtq_push(struct vmm_virtio *v, unsigned qi, uint16_t head, uint32_t w
 	put32(used + 8 + 8 * (idx % q->size), written);
 	__atomic_thread_fence(__ATOMIC_RELEASE);
 	put16(used + 2, (uint16_t)(idx + 1));
+	vmm_virtio_interrupt(v, 1);
 }

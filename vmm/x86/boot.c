@@ -13,6 +13,7 @@
  *   0x09000  PML4               0x0a000  PDPT
  *   0x0b000  4 page directories (2 MiB pages, 4 GiB identity map)
  *   0x20000  command line       0x9fc00 .. 0x100000  reserved (EBDA, BIOS)
+ *   0xf0000  MP table (x86/mptable.c), inside the reserved BIOS area
  */
 #include <errno.h>
 #include <linux/kvm.h>
@@ -136,6 +137,7 @@ int vmm_x86_boot(struct vmm_vm *vm, const void *kernel, size_t klen, const void 
 	uint32_t cmdline_size, initrd_max;
 	uint16_t version;
 	size_t cl = strlen(cmdline);
+	int ret;
 
 	if (klen < BP_HEADER_MAX || get16(k + BP_BOOT_FLAG) != 0xaa55 || memcmp(k + BP_HEADER, "HdrS", 4)) {
 		snprintf(err, errlen, "not a bzImage (no boot flag 0xaa55 and \"HdrS\" header)");
@@ -198,5 +200,8 @@ int vmm_x86_boot(struct vmm_vm *vm, const void *kernel, size_t klen, const void 
 	e820_add(zp, 0, EBDA_START, E820_RAM);
 	e820_add(zp, EBDA_START, HIGH_MEM - EBDA_START, E820_RESERVED);
 	e820_add(zp, HIGH_MEM, vm->mem_size - HIGH_MEM, E820_RAM);
+	ret = vmm_x86_mptable(vm, err, errlen);
+	if (ret)
+		return ret;
 	return enter_long_mode(vm, KERNEL_ADDR + 0x200, err, errlen);
 }

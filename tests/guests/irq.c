@@ -1,0 +1,288 @@
+/*
+ * A vmm test guest for interrupts, which takes nothing on trust: it finds the
+ * MP table the way Linux does (the "_MP_" floating pointer on a 16-byte
+ * boundary in 0xF0000..0xFFFFF), checks both checksums, counts the enabled
+ * processors against "cpus=N" on the command line, and takes the IOAPIC's
+ * address and the pins of virtio-blk's INTA# and of ISA IRQ 4 from it. Then
+ * it enables its LAPIC, loads an IDT, programs those two IOAPIC pins as the
+ * table says (PCI: level, active high; ISA: edge) and:
+ *   - reads sector 0 of virtio-blk twice, each time waiting in HLT for the
+ *     interrupt: the handler must see ISR bit 0, one interrupt per request,
+ *     and the ISR reads 0 afterwards;
+ *   - enables the UART's receive interrupt and waits for "ping\n" from vmm's
+ *     stdin, then its "THR empty" interrupt.
+ * It prints one line per step and "irq ok", or "FAIL: ...", then powers off.
+ */
+#include "virtio.h"
+
+void guest_main(const uint8_t *zp);
+
+#define LAPIC ((volatile uint8_t *)0xfee00000ul)
+#define LAPIC_TPR 0x80
+#define LAPIC_EOI 0xb0
+#define LAPIC_SVR 0xf0
+#define VEC_BLK 0x30
+#define VEC_COM 0x24
+
+struct idt_gate {
+	uint16_t off0, sel;
+	uint8_t ist, type;
+	uint16_t off1;
+	uint32_t off2, zero;
+};
+static struct idt_gate idt[256] __attribute__((aligned(16)));
+static struct __attribute__((packed)) { uint16_t limit; uint64_t base; } idtr;
+
+static volatile unsigned blk_irqs, blk_spurious, com_irqs, thre_irqs, nrx;
+static volatile char rx[8];
+static volatile uint8_t *ioapic;
+
+struct mp_info {
+	unsigned cpus, bsp;
+	int isa_bus, pci_bus;
+	uint32_t ioapic_addr;
+	const uint8_t *intsrc[64];
+	unsigned nintsrc;
+};
+static struct mp_info mp;
+
+static struct { uint32_t type, reserved; uint64_t sector; } hdr;
+static uint8_t buf[512];
+static volatile uint8_t status;
+
+struct interrupt_frame;
+
+__attribute__((interrupt)) static void blk_handler(struct interrupt_frame *f)
+{
+	(void)f;
+	/* Reading the ISR acknowledges: vmm lowers INTA# here. */
+	if (!(R8(isr, 0) & 1))
+		blk_spurious++;
+	blk_irqs++;
+	W32(LAPIC, LAPIC_EOI, 0);
+}
+
+__attribute__((interrupt)) static void com_handler(struct interrupt_frame *f)
+{
+	uint8_t iir = inb(COM1 + 2);
+
+	(void)f;
+	com_irqs++;
+	if ((iir & 0x0f) == 0x02)
+		thre_irqs++;
+	while (inb(COM1 + 5) & 1) {
+		char c = (char)inb(COM1);
+
+		if (nrx < sizeof(rx))
+			rx[nrx++] = c;
+	}
+	W32(LAPIC, LAPIC_EOI, 0);
+}
+
+static uint8_t sum(const volatile uint8_t *p, unsigned len)
+{
+	uint8_t s = 0;
+
+	while (len--)
+		s = (uint8_t)(s + *p++);
+	return s;
+}
+
+static void parse_mp(void)
+{
+	const volatile uint8_t *f = 0, *t, *e;
+	uintptr_t a;
+	unsigned i, n, len;
+
+	for (a = 0xf0000; a < 0x100000 && !f; a += 16) {
+		const volatile uint8_t *p = (const volatile uint8_t *)a;
+
+		if (p[0] == '_' && p[1] == 'M' && p[2] == 'P' && p[3] == '_')
+			f = p;
+	}
+	if (!f)
+		fail("no MP floating pointer in 0xF0000..0xFFFFF");
+	if (f[8] != 1 || sum(f, 16) != 0)
+		fail("MP floating pointer: bad length or checksum");
+	if (f[11] != 0)
+		fail("MP floating pointer: a default configuration instead of a table");
+	t = (const volatile uint8_t *)(uintptr_t)R32(f, 4);
+	if (t[0] != 'P' || t[1] != 'C' || t[2] != 'M' || t[3] != 'P')
+		fail("MP configuration table: no PCMP signature");
+	len = R16(t, 4);
+	if (len < 44 || len > 4096 || sum(t, len) != 0)
+		fail("MP configuration table: bad length or checksum");
+	if (R32(t, 36) != 0xfee00000u)
+		fail("MP configuration table: LAPIC not at 0xFEE00000");
+	n = R16(t, 34);
+	mp.isa_bus = mp.pci_bus = -1;
+	for (i = 0, e = t + 44; i < n; i++) {
+		unsigned size = e[0] == 0 ? 20 : 8;
+
+		if (e + size > t + len || e[0] > 4)
+			fail("MP configuration table: an entry runs past the end or has an unknown type");
+		if (e[0] == 0 && (e[3] & 1)) {
+			mp.cpus++;
+			if (e[3] & 2)
+				mp.bsp++;
+		} else if (e[0] == 1 && e[2] == 'I' && e[3] == 'S' && e[4] == 'A') {
+			mp.isa_bus = e[1];
+		} else if (e[0] == 1 && e[2] == 'P' && e[3] == 'C' && e[4] == 'I') {
+			mp.pci_bus = e[1];
+		} else if (e[0] == 2 && (e[3] & 1)) {
+			mp.ioapic_addr = R32(e, 4);
+		} else if (e[0] == 3 && mp.nintsrc < 64) {
+			mp.intsrc[mp.nintsrc++] = (const uint8_t *)e;
+		}
+		e += size;
+	}
+	if (e != t + len)
+		fail("MP configuration table: entries do not fill the base table length");
+	if (mp.bsp != 1 || mp.isa_bus < 0 || mp.pci_bus < 0 || !mp.ioapic_addr)
+		fail("MP configuration table: no boot processor, ISA bus, PCI bus or IOAPIC");
+}
+
+/* The IOAPIC pin of source IRQ irq on bus; *flags gets the entry's polarity and trigger bits. */
+static unsigned mp_pin(int bus, unsigned irq, unsigned *flags)
+{
+	unsigned i;
+
+	for (i = 0; i < mp.nintsrc; i++) {
+		const uint8_t *e = mp.intsrc[i];
+
+		if (e[1] == 0 && e[4] == bus && e[5] == irq) {
+			*flags = e[2];
+			return e[7];
+		}
+	}
+	fail("MP configuration table: no I/O interrupt entry for a source");
+}
+
+static unsigned cmdline_cpus(const uint8_t *zp)
+{
+	const char *s = (const char *)(uintptr_t)*(const uint32_t *)(zp + 0x228);
+	unsigned n = 0;
+
+	for (; s && *s; s++)
+		if (s[0] == 'c' && s[1] == 'p' && s[2] == 'u' && s[3] == 's' && s[4] == '=')
+			for (s += 5; *s >= '0' && *s <= '9'; s++)
+				n = n * 10 + (unsigned)(*s - '0');
+	return n;
+}
+
+static void set_gate(unsigned vec, void (*h)(struct interrupt_frame *))
+{
+	uint64_t a = (uint64_t)(uintptr_t)h;
+
+	idt[vec] = (struct idt_gate){ (uint16_t)a, 0x10, 0, 0x8e, (uint16_t)(a >> 16), (uint32_t)(a >> 32), 0 };
+}
+
+static void ioapic_route(unsigned pin, unsigned vec, unsigned flags)
+{
+	uint32_t lo = vec;
+
+	if ((flags & 0x0c) == 0x0c)
+		lo |= 1u << 15;	/* level */
+	if ((flags & 0x03) == 0x03)
+		lo |= 1u << 13;	/* active low */
+	W32(ioapic, 0, 0x10 + 2 * pin + 1);
+	W32(ioapic, 0x10, 0);	/* destination: LAPIC 0 */
+	W32(ioapic, 0, 0x10 + 2 * pin);
+	W32(ioapic, 0x10, lo);
+}
+
+/* Waits with interrupts on, in HLT, until *count reaches n; interrupts are off again afterwards. */
+static void wait_irqs(volatile unsigned *count, unsigned n)
+{
+	while (*count < n)
+		__asm__ volatile("sti; hlt; cli" ::: "memory");
+}
+
+static void blk_read(void)
+{
+	hdr.type = 0;
+	hdr.sector = 0;
+	status = 0xff;
+	ring_desc[0] = (struct desc){ (uint64_t)(uintptr_t)&hdr, 16, 0, 0 };
+	ring_desc[1] = (struct desc){ (uint64_t)(uintptr_t)buf, 512, 2, 0 };
+	ring_desc[2] = (struct desc){ (uint64_t)(uintptr_t)&status, 1, 2, 0 };
+	virtq_submit(3);
+}
+
+void guest_main(const uint8_t *zp)
+{
+	unsigned pin, flags, com_pin, com_flags, i;
+	uint16_t idx;
+
+	parse_mp();
+	if (mp.cpus != cmdline_cpus(zp))
+		fail("MP table: the number of enabled processors is not cpus= from the command line");
+	puts_serial("irq: mp table ok, ");
+	put_dec(mp.cpus);
+	puts_serial(" cpus\n");
+	ioapic = (volatile uint8_t *)(uintptr_t)mp.ioapic_addr;
+
+	virtio_setup(2, 0);
+	if (!isr)
+		fail("no ISR capability");
+	pin = mp_pin(mp.pci_bus, virtio_slot << 2, &flags);
+	if ((flags & 0x0f) != 0x0d)
+		fail("virtio-blk's INTA# is not level-triggered, active high in the MP table");
+	if ((cfg_read(virtio_slot, 0x3c) & 0xffff) != (0x100 | pin))
+		fail("interrupt line/pin in PCI configuration space disagree with the MP table");
+	W32(ioapic, 0, 1);
+	if (((R32(ioapic, 0x10) >> 16) & 0xff) < pin)
+		fail("IOAPIC has fewer pins than the MP table uses");
+
+	for (i = 0; i < 256; i++)
+		idt[i] = (struct idt_gate){ 0 };
+	set_gate(VEC_BLK, blk_handler);
+	set_gate(VEC_COM, com_handler);
+	idtr.limit = sizeof(idt) - 1;
+	idtr.base = (uint64_t)(uintptr_t)idt;
+	__asm__ volatile("lidt %0" : : "m"(idtr));
+	/* KVM's PIC starts unmasked and LINT0 in ExtINT mode (a PC's virtual wire): mask the PIC, as Linux does. */
+	outb(0x21, 0xff);
+	outb(0xa1, 0xff);
+	W32(LAPIC, LAPIC_TPR, 0);
+	W32(LAPIC, LAPIC_SVR, 0x1ff);	/* software enable, spurious vector 0xff */
+	ioapic_route(pin, VEC_BLK, flags);
+
+	for (i = 1; i <= 2; i++) {
+		idx = used.idx;
+		blk_read();
+		wait_irqs(&blk_irqs, i);
+		if (used.idx == idx || status != 0)
+			fail("interrupt without the request completed");
+		/*
+		 * One interrupt per request, each with ISR bit 0. (Whether INTA#
+		 * drops at the ISR read is not visible here: /dev/kvm on the test
+		 * machines leaves the pin's Remote IRR set after the EOI, so a
+		 * line left high is not sent again. See docs/VMM.md.)
+		 */
+		if (blk_irqs != i || blk_spurious)
+			fail("not one interrupt with ISR bit 0 per request");
+	}
+	if (R8(isr, 0) != 0)
+		fail("ISR not cleared by the read");
+	puts_serial("irq: virtio-blk completions by interrupt on IOAPIC pin ");
+	put_dec(pin);
+	puts_serial("\n");
+
+	com_pin = mp_pin(mp.isa_bus, 4, &com_flags);
+	ioapic_route(com_pin, VEC_COM, com_flags);
+	outb(COM1 + 4, 0x0b);	/* DTR, RTS, OUT2 (gates the IRQ) */
+	outb(COM1 + 1, 0x01);	/* received data */
+	while (nrx < 5)
+		wait_irqs(&com_irqs, com_irqs + 1);
+	if (rx[0] != 'p' || rx[1] != 'i' || rx[2] != 'n' || rx[3] != 'g' || rx[4] != '\n')
+		fail("serial input is not \"ping\\n\"");
+	puts_serial("irq: serial input by interrupt on IOAPIC pin ");
+	put_dec(com_pin);
+	puts_serial(": ping\n");
+	outb(COM1 + 1, 0x03);	/* and transmitter empty: fires at once */
+	wait_irqs(&thre_irqs, 1);
+	outb(COM1 + 1, 0x00);
+	puts_serial("irq ok\n");
+	poweroff();
+}

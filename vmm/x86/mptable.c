@@ -31,8 +31,10 @@ enum mp_entry { MP_PROCESSOR = 0, MP_BUS = 1, MP_IOAPIC = 2, MP_INTSRC = 3, MP_L
 enum mp_irq_type { MP_INT = 0, MP_NMI = 1, MP_EXTINT = 3 };
 #define MP_IRQ_CONFORMS 0x0000		/* polarity and trigger of the bus */
 #define MP_IRQ_LEVEL_HIGH 0x000d	/* active high (01), level (11 << 2) */
-#define BUS_ISA 0
-#define BUS_PCI 1
+/* Linux takes a PCI bus's MP bus ID as its PCI bus number
+ * (IO_APIC_get_PCI_irq_vector compares them), so the PCI bus must be ID 0. */
+#define BUS_PCI 0
+#define BUS_ISA 1
 
 static uint8_t checksum(const uint8_t *p, size_t len)
 {

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -25,6 +26,7 @@
 #include "vmm/vmm_i.h"
 
 #define PORT_COM1 0x3f8
+#define PORT_CMOS 0x70
 #define PORT_I8042_CMD 0x64
 #define I8042_CMD_RESET 0xfe
 #define TSS_ADDR 0xfffbd000ull
@@ -36,6 +38,15 @@ void vmm_vm_irq_line(struct vmm_vm *vm, unsigned gsi, bool level)
 	/* Fails only for a GSI we never wire up; the guest just misses the interrupt. */
 	if (ioctl(vm->vm_fd, KVM_IRQ_LINE, &irq) < 0)
 		fprintf(stderr, "vmm: KVM_IRQ_LINE %u: %s\n", gsi, strerror(errno));
+}
+
+void vmm_vm_signal_msi(struct vmm_vm *vm, uint64_t addr, uint32_t data)
+{
+	struct kvm_msi msi = { .address_lo = (uint32_t)addr, .address_hi = (uint32_t)(addr >> 32), .data = data };
+
+	/* 0: the guest's LAPIC took nothing (a bad address); the guest just misses it. */
+	if (ioctl(vm->vm_fd, KVM_SIGNAL_MSI, &msi) < 0)
+		fprintf(stderr, "vmm: KVM_SIGNAL_MSI: %s\n", strerror(errno));
 }
 
 /* The console reads stdin unless it is a terminal owned by another process group (a background job). */
@@ -78,6 +89,8 @@ int vmm_vm_init(struct vmm_vm *vm, uint64_t mem_mib, unsigned ncpus, char *err, 
 	memset(vm, 0, sizeof(*vm));
 	vm->vm_fd = -1;
 	vmm_pci_init(&vm->pci, vm);
+	pthread_mutex_init(&vm->state_lock, NULL);
+	pthread_cond_init(&vm->state_cond, NULL);
 	for (i = 0; i < VMM_MAX_CPUS; i++)
 		vm->cpu_fd[i] = -1;
 	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
@@ -147,6 +160,11 @@ int vmm_vm_init(struct vmm_vm *vm, uint64_t mem_mib, unsigned ncpus, char *err, 
 		snprintf(err, errlen, "serial port: %s", strerror(-ret));
 		goto err_release;
 	}
+	ret = vmm_rtc_new(&vm->rtc);
+	if (ret) {
+		snprintf(err, errlen, "CMOS clock: %s", strerror(-ret));
+		goto err_release;
+	}
 	return 0;
 
 err_release:
@@ -166,6 +184,8 @@ void vmm_vm_release(struct vmm_vm *vm)
 		return;
 	vmm_serial_free(vm->serial);
 	vm->serial = NULL;
+	vmm_rtc_free(vm->rtc);
+	vm->rtc = NULL;
 	for (i = 0; i < vm->ncpus; i++) {
 		if (vm->run[i])
 			munmap(vm->run[i], vm->run_size);
@@ -192,6 +212,9 @@ static void port_io(struct vmm_vm *vm, uint16_t port, bool write, uint8_t *data,
 			vmm_serial_io(vm->serial, port - PORT_COM1, write, data);
 			return;
 		}
+	} else if ((port == PORT_CMOS || port == PORT_CMOS + 1) && size == 1) {
+		vmm_rtc_io(vm->rtc, port - PORT_CMOS, write, data);
+		return;
 	} else if (port == 0xcf8 || (port >= 0xcfc && port < 0xd00)) {
 		vmm_pci_io(&vm->pci, port, write, data, size);
 		return;
@@ -245,6 +268,101 @@ static void on_stop_signal(int sig)
 		signal_vm->run[0]->immediate_exit = 1;
 }
 
+/*
+ * Pausing: vmm_vm_pause sets pause_req, then immediate_exit in every run page
+ * and SIGUSR1 to every vCPU thread (whose handler does nothing: the signal
+ * only breaks KVM_RUN with EINTR; immediate_exit covers a signal that lands
+ * just before the ioctl). Each vCPU parks in park() until resumed; the pauser
+ * waits until parked == live. Stopping is the same kick to vCPU 0, which
+ * then ends the VM.
+ */
+static void on_kick(int sig)
+{
+	(void)sig;
+}
+
+static void kick(struct vmm_vm *vm, unsigned cpu)
+{
+	vm->run[cpu]->immediate_exit = 1;
+	if (vm->has_thread[cpu])
+		pthread_kill(vm->thread[cpu], SIGUSR1);
+}
+
+void vmm_vm_pause(struct vmm_vm *vm)
+{
+	unsigned i;
+
+	pthread_mutex_lock(&vm->state_lock);
+	vm->pause_req = true;
+	for (i = 0; i < vm->ncpus; i++)
+		kick(vm, i);
+	while (vm->parked < vm->live && !vm->done)
+		pthread_cond_wait(&vm->state_cond, &vm->state_lock);
+	pthread_mutex_unlock(&vm->state_lock);
+}
+
+void vmm_vm_resume(struct vmm_vm *vm)
+{
+	pthread_mutex_lock(&vm->state_lock);
+	vm->pause_req = false;
+	pthread_cond_broadcast(&vm->state_cond);
+	pthread_mutex_unlock(&vm->state_lock);
+}
+
+void vmm_vm_stop(struct vmm_vm *vm)
+{
+	pthread_mutex_lock(&vm->state_lock);
+	vm->stop_req = true;
+	kick(vm, 0);
+	pthread_cond_broadcast(&vm->state_cond);
+	pthread_mutex_unlock(&vm->state_lock);
+}
+
+bool vmm_vm_paused(struct vmm_vm *vm)
+{
+	bool p;
+
+	pthread_mutex_lock(&vm->state_lock);
+	p = vm->pause_req;
+	pthread_mutex_unlock(&vm->state_lock);
+	return p;
+}
+
+static void park(struct vmm_vm *vm, unsigned cpu)
+{
+	pthread_mutex_lock(&vm->state_lock);
+	vm->parked++;
+	pthread_cond_broadcast(&vm->state_cond);
+	while (vm->pause_req && !vm->stop_req && !vm->done && !(cpu == 0 && stop_signal)) {
+		struct timespec ts;
+
+		/*
+		 * A stop signal cannot wake a condition variable from its
+		 * handler, so vCPU 0 looks at stop_signal every 100 ms.
+		 */
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 100000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&vm->state_cond, &vm->state_lock, &ts);
+	}
+	vm->parked--;
+	/* A stop keeps vCPU 0's kick; anything else runs on. */
+	if (!(cpu == 0 && (stop_signal || vm->stop_req)))
+		vm->run[cpu]->immediate_exit = 0;
+	pthread_mutex_unlock(&vm->state_lock);
+}
+
+static void set_live(struct vmm_vm *vm, int delta)
+{
+	pthread_mutex_lock(&vm->state_lock);
+	vm->live = (unsigned)((int)vm->live + delta);
+	pthread_cond_broadcast(&vm->state_cond);
+	pthread_mutex_unlock(&vm->state_lock);
+}
+
 static int vcpu_loop(struct vmm_vm *vm, unsigned cpu, char *err, size_t errlen)
 {
 	struct kvm_run *run = vm->run[cpu];
@@ -255,6 +373,15 @@ static int vcpu_loop(struct vmm_vm *vm, unsigned cpu, char *err, size_t errlen)
 			vm->done = true;
 			vm->exit_code = 128 + stop_signal;
 			break;
+		}
+		if (cpu == 0 && vm->stop_req) {
+			vm->done = true;
+			vm->exit_code = 0;
+			break;
+		}
+		if (vm->pause_req) {
+			park(vm, cpu);
+			continue;
 		}
 		if (ioctl(vm->cpu_fd[cpu], KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN)
@@ -308,6 +435,7 @@ static void *ap_thread(void *p)
 	struct ap_arg *a = p;
 
 	a->ret = vcpu_loop(a->vm, a->cpu, a->err, sizeof(a->err));
+	set_live(a->vm, -1);
 	if (a->ret)
 		fprintf(stderr, "vmm: %s\n", a->err);
 	return NULL;
@@ -316,7 +444,7 @@ static void *ap_thread(void *p)
 int vmm_vm_run(struct vmm_vm *vm, char *err, size_t errlen)
 {
 	static struct ap_arg args[VMM_MAX_CPUS];
-	struct sigaction sa = { .sa_handler = on_stop_signal };
+	struct sigaction sa = { .sa_handler = on_stop_signal }, ka = { .sa_handler = on_kick };
 	sigset_t stop, old;
 	pthread_t t;
 	unsigned i;
@@ -330,6 +458,9 @@ int vmm_vm_run(struct vmm_vm *vm, char *err, size_t errlen)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGUSR1, &ka, NULL);	/* no SA_RESTART: it breaks KVM_RUN */
+	vm->thread[0] = pthread_self();
+	vm->has_thread[0] = true;
 	/* The vCPU threads inherit a mask without the stop signals: only vCPU 0 takes them. */
 	pthread_sigmask(SIG_BLOCK, &stop, &old);
 
@@ -338,9 +469,20 @@ int vmm_vm_run(struct vmm_vm *vm, char *err, size_t errlen)
 	 * detached: when vCPU 0 sees the guest power off, main() returns and
 	 * the process exit ends them (see docs/VMM.md).
 	 */
+	set_live(vm, 1);	/* vCPU 0, this thread */
 	for (i = 1; i < vm->ncpus; i++) {
 		args[i] = (struct ap_arg){ .vm = vm, .cpu = i };
-		if (pthread_create(&t, NULL, ap_thread, &args[i])) {
+		set_live(vm, 1);
+		pthread_mutex_lock(&vm->state_lock);
+		ret = pthread_create(&t, NULL, ap_thread, &args[i]);
+		if (!ret) {
+			vm->thread[i] = t;
+			vm->has_thread[i] = true;
+		}
+		pthread_mutex_unlock(&vm->state_lock);
+		if (ret) {
+			set_live(vm, -(int)i - 1);
+			vm->done = true;
 			pthread_sigmask(SIG_SETMASK, &old, NULL);
 			snprintf(err, errlen, "vCPU %u: cannot start its thread", i);
 			return -EAGAIN;
@@ -350,6 +492,11 @@ int vmm_vm_run(struct vmm_vm *vm, char *err, size_t errlen)
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	ret = vcpu_loop(vm, 0, err, errlen);
+	pthread_mutex_lock(&vm->state_lock);
+	vm->done = true;	/* also after an error: a pauser stops waiting */
+	vm->live--;
+	pthread_cond_broadcast(&vm->state_cond);
+	pthread_mutex_unlock(&vm->state_lock);
 	signal(SIGTERM, SIG_DFL);
 	signal(SIGINT, SIG_DFL);
 	signal(SIGHUP, SIG_DFL);

@@ -28,7 +28,9 @@ static void usage(FILE *f)
 	fprintf(f, "usage: vmm create DEVICE /PATH/NAME --kernel FILE [--initrd FILE] [--cmdline STR]\n"
 		   "                  --mem MiB --cpus N (--disk SIZE | --disk-from FILE)...\n"
 		   "       vmm list DEVICE\n"
-		   "       vmm run DEVICE /PATH/NAME\n");
+		   "       vmm run DEVICE /PATH/NAME [--ctl SOCKET]\n"
+		   "       vmm ctl SOCKET (status | pause | resume | stop | balloon PAGES |\n"
+		   "                       rate DISK BYTES_PER_S OPS_PER_S)\n");
 }
 
 static int open_store(const char *dev, bool readonly, struct vmfs **fs)
@@ -306,6 +308,9 @@ static int cmd_list(int argc, char **argv)
 
 static int cmd_run(int argc, char **argv)
 {
+	static const struct option lo[] = { { "ctl", required_argument, NULL, 'c' }, { NULL, 0, NULL, 0 } };
+	const char *ctl_path = NULL;
+	struct vmm_ctl *ctl = NULL;
 	void *kernel = NULL, *initrd = NULL;
 	size_t klen = 0, ilen = 0;
 	struct vmfs *fs = NULL;
@@ -318,12 +323,20 @@ static int cmd_run(int argc, char **argv)
 	unsigned locked = 0, nblk = 0, i;
 	char err[300], who[200];
 	const char *path;
-	int ret, rc = 1;
+	int ret, rc = 1, opt;
 
-	if (argc != 3) {
+	while ((opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		if (opt != 'c') {
+			usage(stderr);
+			return 2;
+		}
+		ctl_path = optarg;
+	}
+	if (argc - optind != 2) {
 		usage(stderr);
 		return 2;
 	}
+	argv += optind - 1;	/* argv[1] DEVICE, argv[2] /PATH/NAME as before */
 	path = argv[2];
 	if (!vm_path_ok(path)) {
 		tool_err("'%s': want /PATH/NAME, each part 1..63 letters, digits, '.', '_' or '-'", path);
@@ -417,6 +430,15 @@ static int cmd_run(int argc, char **argv)
 	free(kernel);
 	free(initrd);
 	kernel = initrd = NULL;
+	if (ctl_path) {
+		struct vmm_ctl_target t = { .vm = &vm, .conf = &c, .blk = blk, .nblk = nblk, .balloon = balloon };
+
+		ret = vmm_ctl_new(ctl_path, &t, &ctl, err, sizeof(err));
+		if (ret) {
+			tool_err("--ctl %s", err);
+			goto out;
+		}
+	}
 	ret = vmm_vm_run(&vm, err, sizeof(err));
 	if (ret) {
 		tool_err("%s: %s", c.name, err);
@@ -424,15 +446,19 @@ static int cmd_run(int argc, char **argv)
 	}
 	rc = vm.exit_code;
 out:
-	if (vm_up)
-		vmm_vm_release(&vm);
-	/* With vCPU threads left running, a device may still be in use: left to exit. */
+	vmm_ctl_free(ctl);
+	/*
+	 * The disks' I/O threads stop before guest memory goes. With vCPU
+	 * threads left running, a device may still be in use: left to exit.
+	 */
 	for (i = 0; vm_up && !vm.aps_started && i < nblk; i++)
 		vmm_blk_free(blk[i]);
 	if (vm_up && !vm.aps_started) {
 		free(rng);
 		free(balloon);
 	}
+	if (vm_up)
+		vmm_vm_release(&vm);
 	free(kernel);
 	free(initrd);
 	for (i = 0; i < locked; i++)
@@ -442,6 +468,51 @@ out:
 		rc = 1;
 	}
 	return rc;
+}
+
+/* vmm ctl SOCKET COMMAND [ARGS]: one request, the reply on stdout; exit 0 when it says "ok":true. */
+static int cmd_ctl(int argc, char **argv)
+{
+	char req[256], reply[8192], err[300];
+	uint64_t a, b, d;
+	const char *cmd;
+
+	if (argc < 3) {
+		usage(stderr);
+		return 2;
+	}
+	cmd = argv[2];
+	if (argc == 3 && (!strcmp(cmd, "status") || !strcmp(cmd, "pause") || !strcmp(cmd, "resume") ||
+			  !strcmp(cmd, "stop"))) {
+		snprintf(req, sizeof(req), "{\"cmd\":\"%s\"}", cmd);
+	} else if (argc == 4 && !strcmp(cmd, "balloon")) {
+		if (!tool_parse_u64(argv[3], &a)) {
+			tool_err("balloon '%s': want a number of 4 KiB pages", argv[3]);
+			return 2;
+		}
+		snprintf(req, sizeof(req), "{\"cmd\":\"balloon\",\"pages\":%llu}", (unsigned long long)a);
+	} else if (argc == 6 && !strcmp(cmd, "rate")) {
+		if (!tool_parse_u64(argv[3], &d) || !tool_parse_u64(argv[4], &a) || !tool_parse_u64(argv[5], &b)) {
+			tool_err("rate: want DISK BYTES_PER_S OPS_PER_S as numbers (0: unlimited)");
+			return 2;
+		}
+		snprintf(req, sizeof(req), "{\"cmd\":\"rate\",\"disk\":%llu,\"bytes_per_s\":%llu,\"ops_per_s\":%llu}",
+			 (unsigned long long)d, (unsigned long long)a, (unsigned long long)b);
+	} else {
+		tool_err("ctl: unknown command or wrong arguments '%s' (want status, pause, resume, stop, "
+			 "balloon PAGES or rate DISK BYTES_PER_S OPS_PER_S)", cmd);
+		return 2;
+	}
+	if (vmm_ctl_request(argv[1], req, reply, sizeof(reply), err, sizeof(err))) {
+		tool_err("%s", err);
+		return 1;
+	}
+	printf("%s\n", reply);
+	if (strncmp(reply, "{\"ok\":true", 10)) {
+		tool_err("ctl %s: refused: %s", cmd, reply);
+		return 1;
+	}
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -461,6 +532,8 @@ int main(int argc, char **argv)
 		return cmd_list(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "run"))
 		return cmd_run(argc - 1, argv + 1);
-	tool_err("unknown command '%s' (want create, list or run)", argv[1]);
+	if (!strcmp(argv[1], "ctl"))
+		return cmd_ctl(argc - 1, argv + 1);
+	tool_err("unknown command '%s' (want create, list, run or ctl)", argv[1]);
 	return 2;
 }

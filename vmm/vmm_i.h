@@ -92,6 +92,8 @@ struct vmm_pci_dev {
 	bool irq_level;           /* INTA# asserted; under the bus's irq_lock */
 	/* An access of len (1..8) bytes at off < VMM_PCI_BAR_SIZE, off + len inside the BAR. */
 	void (*mmio)(struct vmm_pci_dev *d, uint64_t off, bool write, uint8_t *data, unsigned len);
+	/* A configuration write of size bytes at off >= 0x40 (the capabilities); NULL: read-only. */
+	void (*cfg_write)(struct vmm_pci_dev *d, unsigned off, const uint8_t *data, unsigned size);
 	void *priv;
 };
 
@@ -123,10 +125,18 @@ struct vmm_vm {
 	struct kvm_run *run[VMM_MAX_CPUS];
 	size_t run_size;
 	struct vmm_serial *serial;
+	struct vmm_rtc *rtc;
 	struct vmm_pci pci;
 	int exit_code;            /* set when the guest powers off or fails */
 	bool done;
 	bool aps_started;         /* vCPU threads run: release leaves mappings to exit */
+	/* Pause, resume and stop from the control socket (under state_lock): */
+	pthread_mutex_t state_lock;
+	pthread_cond_t state_cond;
+	bool pause_req, stop_req;
+	unsigned live, parked;    /* vCPU threads in their loop, and of those parked */
+	pthread_t thread[VMM_MAX_CPUS];
+	bool has_thread[VMM_MAX_CPUS];
 };
 
 /* Opens /dev/kvm, creates the VM with mem_mib of RAM and ncpus vCPUs. err says why on failure. */
@@ -139,11 +149,24 @@ void vmm_vm_release(struct vmm_vm *vm);
 int vmm_vm_run(struct vmm_vm *vm, char *err, size_t errlen);
 
 /*
+ * Parks every vCPU outside KVM_RUN and returns once they all are (or the VM
+ * ended); vmm_vm_resume lets them go on. vmm_vm_stop ends the VM as a power
+ * off would (exit code 0). Any thread but a vCPU's; they may block.
+ */
+void vmm_vm_pause(struct vmm_vm *vm);
+void vmm_vm_resume(struct vmm_vm *vm);
+void vmm_vm_stop(struct vmm_vm *vm);
+/* True while paused. */
+bool vmm_vm_paused(struct vmm_vm *vm);
+
+/*
  * Sets the level of interrupt line gsi (0..23: ISA IRQs 0..15 reach the PIC
  * and the IOAPIC, 16..23 the IOAPIC only) through KVM_IRQ_LINE. An edge is a
  * change from 0 to 1. Any thread may call it.
  */
 void vmm_vm_irq_line(struct vmm_vm *vm, unsigned gsi, bool level);
+/* Sends a message-signalled interrupt (KVM_SIGNAL_MSI); any thread. */
+void vmm_vm_signal_msi(struct vmm_vm *vm, uint64_t addr, uint32_t data);
 
 /*
  * Returns a pointer to guest physical [gpa, gpa + len) when that range is all
@@ -185,6 +208,13 @@ void vmm_serial_io(struct vmm_serial *s, unsigned off, bool write, uint8_t *data
 
 /* Sets up the bus of vm (no devices yet). */
 void vmm_pci_init(struct vmm_pci *bus, struct vmm_vm *vm);
+/* The CMOS clock at ports 0x70 (index) and 0x71 (data): the host's UTC time, no interrupts. */
+struct vmm_rtc;
+int vmm_rtc_new(struct vmm_rtc **out);
+void vmm_rtc_free(struct vmm_rtc *r);
+/* Port access at offset 0 or 1 from 0x70, one byte. */
+void vmm_rtc_io(struct vmm_rtc *r, unsigned off, bool write, uint8_t *data);
+
 /* Puts d (borrowed: it must outlive the bus) in the next free slot and gives BAR0 and INTA# their places. */
 int vmm_pci_add(struct vmm_pci *bus, struct vmm_pci_dev *d);
 /* Asserts or deasserts d's INTA#; the IOAPIC pin follows the OR of the devices on it. Any thread. */
@@ -207,8 +237,9 @@ struct vmm_virtio;
 struct vmm_virtio_ops {
 	/* Handles every new available chain of queue q. */
 	void (*notify)(struct vmm_virtio *v, unsigned q);
-	/* Device-specific configuration (read only to the guest). */
+	/* Device-specific configuration: reads, and writes when config_write is set (else ignored). */
 	void (*config)(struct vmm_virtio *v, uint64_t off, uint8_t *data, unsigned len);
+	void (*config_write)(struct vmm_virtio *v, uint64_t off, const uint8_t *data, unsigned len);
 };
 
 struct vmm_virtio {
@@ -218,6 +249,12 @@ struct vmm_virtio {
 	/* Held around every register access and ops call: vCPUs may touch the device at once. */
 	pthread_mutex_t lock;
 	uint8_t isr;              /* bit 0: a used ring changed, bit 1: configuration changed */
+	/* MSI-X: vector 0..VMM_VIRTIO_MSIX-1 or 0xffff (none) for the configuration and each queue. */
+	unsigned msix_cap;        /* offset of the capability in pci.cfg */
+	uint16_t config_vec, queue_vec[2];
+	struct { uint32_t addr_lo, addr_hi, data, ctrl; } msix[3];
+	uint8_t msix_pending;     /* the PBA: bit n for vector n */
+	uint64_t resets;          /* counts device resets: work begun before one is dropped */
 	const struct vmm_virtio_ops *ops;
 	uint64_t features;        /* offered */
 	uint64_t driver_features;
@@ -251,18 +288,64 @@ struct vmm_virtio_buf {
 int vmm_virtq_pop(struct vmm_virtio *v, unsigned q, struct vmm_virtio_buf *bufs, unsigned *nbufs, uint16_t *head);
 /* Returns chain head to the used ring with written bytes and interrupts the guest (ISR bit 0, INTA#). */
 void vmm_virtq_push(struct vmm_virtio *v, unsigned q, uint16_t head, uint32_t written);
-/* Sets bits in the ISR and asserts INTA#; it drops when the guest reads the ISR. Caller holds v->lock. */
-void vmm_virtio_interrupt(struct vmm_virtio *v, uint8_t isr_bits);
+/*
+ * Interrupts the driver for queue q, or for a configuration change when q is
+ * -1: through q's MSI-X vector when MSI-X is enabled (pending while masked,
+ * nothing for no vector), else ISR bit 0 (or 1) and INTA#, which drops when
+ * the guest reads the ISR. Caller holds v->lock.
+ */
+void vmm_virtio_interrupt(struct vmm_virtio *v, int q);
 
+/*
+ * A virtio-blk device on file ino of fs (borrowed), size bytes, read-only or
+ * not. Requests run on an I/O thread of its own, which waits (not spins) while
+ * the disk's rate limit lacks tokens; the vCPU's notify only wakes it.
+ */
 struct vmm_blk;
-/* A virtio-blk device on file ino of fs (borrowed), size bytes, read-only or not. */
 int vmm_blk_new(struct vmm_vm *vm, struct vmm_pci *bus, struct vmfs *fs, uint64_t ino, uint64_t size,
 		bool readonly, struct vmm_blk **out);
+/* Stops and joins the I/O thread; NULL is a no-op. */
 void vmm_blk_free(struct vmm_blk *b);
+struct vmm_blk_stats {
+	uint64_t bytes_per_s, ops_per_s;      /* the limits, 0: none */
+	uint64_t reads, writes, read_bytes, written_bytes, throttled;
+};
+/* Sets the disk's limits (0: unlimited); any thread. */
+void vmm_blk_set_limit(struct vmm_blk *b, uint64_t bytes_per_s, uint64_t ops_per_s);
+void vmm_blk_get_stats(struct vmm_blk *b, struct vmm_blk_stats *st);
 
 /* A virtio-rng device fed by getrandom(2); *out is freed with free(). */
 int vmm_rng_new(struct vmm_vm *vm, struct vmm_pci *bus, struct vmm_virtio **out);
 /* A virtio-balloon device: inflated pages go back to the host (MADV_DONTNEED); *out is freed with free(). */
 int vmm_balloon_new(struct vmm_vm *vm, struct vmm_pci *bus, struct vmm_virtio **out);
+/* Asks the guest to hold pages 4 KiB pages in the balloon (a configuration change interrupt); any thread. */
+void vmm_balloon_set_target(struct vmm_virtio *v, uint32_t pages);
+/* The target and the guest's "actual" (pages it says the balloon holds). */
+void vmm_balloon_get(struct vmm_virtio *v, uint32_t *target, uint32_t *actual);
+
+/* ---- the control socket (vmm/ctl.c) ---------------------------------------- */
+
+/* What the control socket acts on; all borrowed, and they must outlive it. */
+struct vmm_ctl_target {
+	struct vmm_vm *vm;
+	const struct vmm_conf *conf;
+	struct vmm_blk **blk;     /* one per vm.conf disk, in order */
+	unsigned nblk;
+	struct vmm_virtio *balloon;  /* NULL when the VM has none */
+};
+
+/*
+ * Listens on a new Unix socket at path (it must not exist) and serves JSON
+ * lines on a thread of its own. Returns 0, or -errno with err saying why.
+ */
+struct vmm_ctl;
+int vmm_ctl_new(const char *path, const struct vmm_ctl_target *t, struct vmm_ctl **out, char *err, size_t errlen);
+/* Stops the thread, removes the socket; NULL is a no-op. */
+void vmm_ctl_free(struct vmm_ctl *c);
+/*
+ * The client: sends one request line to the socket at path and puts the
+ * reply line (without its newline) in reply. Waits at most 30 s for it.
+ */
+int vmm_ctl_request(const char *path, const char *request, char *reply, size_t len, char *err, size_t errlen);
 
 #endif

@@ -9,7 +9,9 @@
 # cluster lock a second run fails naming the holder. Bad input gives one-line
 # errors: a missing kernel file, an existing VM, a bad vm.conf, no /dev/kvm.
 # The irq guest reads the MP table and takes virtio-blk and serial (stdin)
-# interrupts through the IOAPIC.
+# interrupts through the IOAPIC. The ctl guest is driven through the control
+# socket (vmm ctl): status, pause, resume, a balloon target, a rate limit, stop.
+# The smp guest starts the other vCPUs with INIT/SIPI.
 . "$(dirname "$0")/lib.bash"
 e2e_init mkfs.vmfs vmfs-mount vmm
 ( exec 3<>/dev/kvm ) 2>/dev/null || skip "cannot open /dev/kvm"
@@ -77,7 +79,7 @@ run_guest rng
 log "virtio-balloon: an inflated page goes back to the host and reads as zeros"
 run_guest balloon
 
-log "interrupts: the irq guest checks the MP table, takes virtio-blk completions and serial input by interrupt"
+log "interrupts: the irq guest checks the MP table, takes virtio-blk completions (INTx, MSI-X) and serial input by interrupt"
 "$VMM" create "$D" /vms/irq --kernel "$VMFS_BIN/../tests/guests/irq.bzImage" --cmdline "cpus=3" --mem 32 --cpus 3 --disk 1M
 rc=0
 printf 'ping\n' | timeout 60 "$VMM" run "$D" /vms/irq >"$T/out" 2>"$T/err" || rc=$?
@@ -85,8 +87,54 @@ cat "$T/out" "$T/err"
 [ "$rc" -eq 0 ] || fail "vmm run of the irq guest exited $rc"
 [ "$(cat "$T/out")" = "irq: mp table ok, 3 cpus
 irq: virtio-blk completions by interrupt on IOAPIC pin 16
+irq: virtio-blk completions by MSI-X, a masked one held in the PBA
 irq: serial input by interrupt on IOAPIC pin 4: ping
 irq ok" ] || fail "the irq guest failed"
+
+log "several vCPUs: the smp guest starts its APs with INIT and SIPI through the in-kernel LAPIC"
+"$VMM" create "$D" /vms/smp --kernel "$VMFS_BIN/../tests/guests/smp.bzImage" --cmdline "cpus=3" --mem 32 --cpus 3 --disk 1M
+rc=0
+timeout 60 "$VMM" run "$D" /vms/smp >"$T/out" 2>"$T/err" || rc=$?
+cat "$T/out" "$T/err"
+[ "$rc" -eq 0 ] && [ "$(cat "$T/out")" = $'2 APs started\nsmp ok' ] || fail "the smp guest failed (exit $rc)"
+
+log "the control socket: status, pause, resume, balloon target, rate limit, stop"
+"$VMM" create "$D" /vms/ctl --kernel "$VMFS_BIN/../tests/guests/ctl.bzImage" --mem 32 --cpus 2 --disk 1M
+CTL=$T/ctl.sock
+"$VMM" run "$D" /vms/ctl --ctl "$CTL" >"$T/ctl.out" 2>"$T/ctl.err" &
+CTL_PID=$!
+PIDS+=("$CTL_PID")
+ctl_said() { grep -qx "$1" "$T/ctl.out" 2>/dev/null; }
+wait_until 60 ctl_said "ctl: ready" || { cat "$T/ctl.out" "$T/ctl.err"; fail "the ctl guest did not say ready"; }
+"$VMM" ctl "$CTL" status | tee "$T/status"
+grep -q '"ok":true,"name":"ctl","state":"running","vcpus":2,"memory_mib":32,"balloon":{"target_pages":0,"actual_pages":0}' "$T/status" || fail "status is wrong"
+grep -q '"disks":\[{"file":"disk0.img","readonly":false,"bytes_per_s":0,"ops_per_s":0,"reads":0,' "$T/status" || fail "status shows no disk"
+[ "$("$VMM" ctl "$CTL" pause)" = '{"ok":true,"state":"paused"}' ] || fail "pause failed"
+"$VMM" ctl "$CTL" status | grep -q '"state":"paused"' || fail "status does not say paused"
+[ "$("$VMM" ctl "$CTL" resume)" = '{"ok":true,"state":"running"}' ] || fail "resume failed"
+# requests the server refuses, and one the client refuses
+expect_one_line_failure "$VMM" ctl "$CTL" rate 1 0 0
+grep -q '"ok":false,"error":"want \\"disk\\"' "$T/stdout" || fail "a bad disk index is not refused"
+expect_one_line_failure "$VMM" ctl "$CTL" balloon 99999999
+expect_one_line_failure "$VMM" ctl "$CTL" frobnicate
+# one operation a second on disk 0, then the balloon target that lets the guest go on
+"$VMM" ctl "$CTL" rate 0 0 1
+"$VMM" ctl "$CTL" balloon 5
+wait_until 60 ctl_said "ctl: done" || { cat "$T/ctl.out" "$T/ctl.err"; fail "the ctl guest did not finish"; }
+ctl_said "ctl: balloon target 5" || fail "the guest did not see the balloon target"
+"$VMM" ctl "$CTL" status | tee "$T/status"
+grep -q '"balloon":{"target_pages":5,"actual_pages":5}' "$T/status" || fail "status does not show the guest's actual pages"
+grep -q '"bytes_per_s":0,"ops_per_s":1,"reads":4,"writes":0,"read_bytes":2048,' "$T/status" || fail "status does not show the limit and the 4 reads"
+# four reads at one a second with a burst of one: at least one of them waited (no timing asserted)
+grep -q '"throttled":0}' "$T/status" && fail "no request waited for the rate limit"
+[ "$("$VMM" ctl "$CTL" stop)" = '{"ok":true,"state":"stopping"}' ] || fail "stop failed"
+rc=0
+wait "$CTL_PID" || rc=$?
+cat "$T/ctl.err"
+[ "$rc" -eq 0 ] || fail "vmm run exited $rc after stop, want 0"
+[ ! -e "$CTL" ] || fail "the control socket is left behind"
+expect_one_line_failure "$VMM" ctl "$CTL" status
+grep -q "No such file or directory" "$T/stderr" || fail "a missing socket is not reported"
 
 log "a second run of a running VM fails naming the holder"
 "$VMM" create "$D" /vms/hang --kernel "$GUEST" --cmdline "guest=hang" --mem 32 --cpus 2 --disk 1M
@@ -98,7 +146,7 @@ wait_until 60 ready || { cat "$T/hang.out" "$T/hang.err"; fail "the hang guest d
 expect_one_line_failure "$VMM" run "$D" /vms/hang
 grep -q "/vms/hang/disk0.img: in use by .*vmm pid $HANG_PID" "$T/stderr" || fail "the holder is not named"
 
-log "SIGTERM stops the VM cleanly: exit 143 and the lock is released at once"
+log "SIGTERM stops the VM cleanly: exit 143 and the lock is released at once; SIGINT stops a paused VM"
 kill -TERM "$HANG_PID"
 rc=0
 wait "$HANG_PID" || rc=$?
@@ -106,11 +154,14 @@ cat "$T/hang.err"
 [ "$rc" -eq 143 ] || fail "vmm run exited $rc on SIGTERM, want 143"
 [ ! -s "$T/hang.err" ] || fail "vmm run wrote to stderr on SIGTERM"
 # A lock left behind would be held until the dead host's heartbeat times out.
-"$VMM" run "$D" /vms/hang >"$T/hang.out" 2>"$T/hang.err" &
+"$VMM" run "$D" /vms/hang --ctl "$T/hang.sock" >"$T/hang.out" 2>"$T/hang.err" &
 HANG_PID=$!
 PIDS+=("$HANG_PID")
 wait_until 60 ready || { cat "$T/hang.out" "$T/hang.err"; fail "a second run after SIGTERM did not start"; }
+# paused (both vCPUs parked) it must still stop on a signal
+"$VMM" ctl "$T/hang.sock" pause
 kill -INT "$HANG_PID"
+wait_until 30 not pid_alive "$HANG_PID" || fail "a paused VM did not stop on SIGINT"
 rc=0
 wait "$HANG_PID" || rc=$?
 [ "$rc" -eq 130 ] || fail "vmm run exited $rc on SIGINT, want 130"

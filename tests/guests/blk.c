@@ -16,26 +16,14 @@
 
 void guest_main(const uint8_t *zp);
 
-static struct { uint32_t type, reserved; uint64_t sector; } hdr;
 static uint8_t wbuf[512], rbuf[512];
-static volatile uint8_t status;
 static struct { uint64_t sector; uint32_t count, flags; } seg;
 
 /* One request: header, optional 512-byte data buffer, status. Returns the status byte. */
 static uint8_t request(uint32_t type, uint64_t sector, uint8_t *data, int device_writes)
 {
-	unsigned n = 0;
-
-	hdr.type = type;
-	hdr.reserved = 0;
-	hdr.sector = sector;
-	ring_desc[n++] = (struct desc){ (uint64_t)(uintptr_t)&hdr, 16, 0, 0 };
-	if (data)
-		ring_desc[n++] = (struct desc){ (uint64_t)(uintptr_t)data, 512, (uint16_t)(device_writes ? 2 : 0), 0 };
-	status = 0xff;
-	ring_desc[n++] = (struct desc){ (uint64_t)(uintptr_t)&status, 1, 2, 0 };
-	virtq_run(n);
-	return status;
+	virtq_run(blk_desc(type, sector, data, device_writes));
+	return blk_status;
 }
 
 void guest_main(const uint8_t *zp)
@@ -91,14 +79,11 @@ void guest_main(const uint8_t *zp)
 	seg.sector = 2048;
 	seg.count = 2048;
 	seg.flags = 0;
-	ring_desc[0] = (struct desc){ (uint64_t)(uintptr_t)&hdr, 16, 0, 0 };
+	blk_desc(11, 0, 0, 0);
+	ring_desc[2] = ring_desc[1];	/* status last, the segment between */
 	ring_desc[1] = (struct desc){ (uint64_t)(uintptr_t)&seg, 16, 0, 0 };
-	ring_desc[2] = (struct desc){ (uint64_t)(uintptr_t)&status, 1, 2, 0 };
-	hdr.type = 11;
-	hdr.sector = 0;
-	status = 0xff;
 	virtq_run(3);
-	if (status != 0)
+	if (blk_status != 0)
 		fail("discard");
 	if (request(0, 2048, rbuf, 1) != 0)
 		fail("read of sector 2048");

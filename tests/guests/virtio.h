@@ -93,6 +93,24 @@ static __attribute__((unused)) uint32_t virtq_run(unsigned n)
 	return used.ring[idx % QSZ].len;
 }
 
+/* virtio-blk: header, an optional 512-byte buffer and the status byte as ring_desc[0..n); returns n. */
+static struct { uint32_t type, reserved; uint64_t sector; } blk_hdr;
+static volatile uint8_t blk_status;
+static __attribute__((unused)) unsigned blk_desc(uint32_t type, uint64_t sector, uint8_t *data, int device_writes)
+{
+	unsigned n = 0;
+
+	blk_hdr.type = type;
+	blk_hdr.reserved = 0;
+	blk_hdr.sector = sector;
+	ring_desc[n++] = (struct desc){ (uint64_t)(uintptr_t)&blk_hdr, 16, 0, 0 };
+	if (data)
+		ring_desc[n++] = (struct desc){ (uint64_t)(uintptr_t)data, 512, (uint16_t)(device_writes ? 2 : 0), 0 };
+	blk_status = 0xff;
+	ring_desc[n++] = (struct desc){ (uint64_t)(uintptr_t)&blk_status, 1, 2, 0 };
+	return n;
+}
+
 /* Finds device 0x1040 + type, brings it to DRIVER_OK with queue 0 set up; features are bits 0..31 to accept. */
 static void virtio_setup(unsigned type, uint32_t features)
 {

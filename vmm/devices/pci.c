@@ -91,6 +91,10 @@ static void cfg_write(struct vmm_pci_dev *d, unsigned off, const uint8_t *data, 
 		else if (o == PCI_INTERRUPT_LINE)
 			d->cfg[o] = data[i];		/* a scratch byte for software; routing stays */
 	}
+	if (off >= 0x40 && d->cfg_write) {
+		d->cfg_write(d, off, data, size);
+		return;
+	}
 	if (off >= PCI_BAR0 && off < PCI_BAR0 + 4) {
 		uint8_t bar[4];
 		uint32_t v;

@@ -4,9 +4,13 @@
  * 4 KiB pages) is checked against guest RAM and given back to the host with
  * madvise(MADV_DONTNEED), so it reads as zeros when the guest touches it
  * again; deflated pages need nothing (they fault back in). The target
- * (num_pages) is 0 for now: there is no host-side control yet, and the
- * guest's writes to "actual" are not kept.
+ * (num_pages) comes from the host (vmm ctl balloon PAGES), announced by a
+ * configuration change interrupt (ISR bit 1); the guest's "actual" is kept
+ * for status. Both live under the device lock.
  */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -14,6 +18,11 @@
 #include "vmm/vmm_i.h"
 
 #define BALLOON_PAGE 4096u
+
+struct balloon {
+	struct vmm_virtio v;      /* first: free(&b->v) frees it all */
+	uint32_t target, actual;
+};
 
 static void balloon_notify(struct vmm_virtio *v, unsigned q)
 {
@@ -45,14 +54,67 @@ static void balloon_notify(struct vmm_virtio *v, unsigned q)
 
 static void balloon_config(struct vmm_virtio *v, uint64_t off, uint8_t *data, unsigned len)
 {
-	(void)v;
-	(void)off;
-	memset(data, 0, len);	/* num_pages = 0, actual = 0 */
+	struct balloon *b = v->priv;
+	uint8_t cfg[8];
+	uint32_t t = cpu_to_le32(b->target), a = cpu_to_le32(b->actual);
+
+	memcpy(cfg, &t, 4);	/* num_pages */
+	memcpy(cfg + 4, &a, 4);	/* actual */
+	memset(data, 0, len);
+	if (off < sizeof(cfg))
+		memcpy(data, cfg + off, off + len <= sizeof(cfg) ? len : sizeof(cfg) - off);
 }
 
-static const struct vmm_virtio_ops balloon_ops = { .notify = balloon_notify, .config = balloon_config };
+/* The driver writes "actual" (offset 4, le32); everything else is read-only. */
+static void balloon_config_write(struct vmm_virtio *v, uint64_t off, const uint8_t *data, unsigned len)
+{
+	struct balloon *b = v->priv;
+	uint32_t a;
+
+	if (off == 4 && len == 4) {
+		memcpy(&a, data, 4);
+		b->actual = le32_to_cpu(a);
+	}
+}
+
+static const struct vmm_virtio_ops balloon_ops = {
+	.notify = balloon_notify, .config = balloon_config, .config_write = balloon_config_write,
+};
 
 int vmm_balloon_new(struct vmm_vm *vm, struct vmm_pci *bus, struct vmm_virtio **out)
 {
-	return vmm_virtio_new(vm, bus, 5, 2, &balloon_ops, out);
+	struct balloon *b = calloc(1, sizeof(*b));
+	int ret;
+
+	if (!b)
+		return -ENOMEM;
+	b->v.priv = b;
+	ret = vmm_virtio_init(&b->v, vm, bus, 5, 2, 0, &balloon_ops);
+	if (ret) {
+		free(b);
+		return ret;
+	}
+	*out = &b->v;
+	return 0;
+}
+
+void vmm_balloon_set_target(struct vmm_virtio *v, uint32_t pages)
+{
+	struct balloon *b = v->priv;
+
+	pthread_mutex_lock(&v->lock);
+	b->target = pages;
+	if (v->status & 4)	/* DRIVER_OK: tell the driver */
+		vmm_virtio_interrupt(v, -1);
+	pthread_mutex_unlock(&v->lock);
+}
+
+void vmm_balloon_get(struct vmm_virtio *v, uint32_t *target, uint32_t *actual)
+{
+	struct balloon *b = v->priv;
+
+	pthread_mutex_lock(&v->lock);
+	*target = b->target;
+	*actual = b->actual;
+	pthread_mutex_unlock(&v->lock);
 }

@@ -6,14 +6,25 @@
  * VIRTIO_BLK_S_IOERR. Each request is checked before any I/O: a header of 16
  * bytes the device reads, a status byte it writes last, data buffers in
  * between, the sector range inside the disk.
+ *
+ * Requests run on the disk's own I/O thread: the vCPU's notify only wakes it.
+ * The thread holds the device lock (v->lock) while it pops, does the I/O and
+ * pushes, and drops it only to wait, either for a notify or, when the disk's
+ * token buckets (ratelimit.h) lack tokens for the request at hand, until they
+ * will have them (a timed wait, never a spin). A device reset during such a
+ * wait drops the request (v->resets changed).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "base/base.h"
+#include "vmm/ratelimit.h"
 #include "vmm/vmm_i.h"
 
 #define VIRTIO_BLK_F_RO (1ull << 5)
@@ -36,6 +47,12 @@ struct vmm_blk {
 	struct vmfs *fs;
 	uint64_t ino, size;
 	bool readonly;
+	/* Under v.lock: */
+	pthread_t thread;
+	pthread_cond_t wake;      /* CLOCK_MONOTONIC: a notify, a new limit, or stop */
+	bool thread_started, kicked, stopping;
+	struct vmm_limiter limit;
+	struct vmm_blk_stats stats;
 };
 
 /* DISCARD: segments of { le64 sector, le32 num_sectors, le32 flags }, each checked before any is punched. */
@@ -127,28 +144,120 @@ static uint8_t do_request(struct vmm_blk *b, struct vmm_virtio_buf *bufs, unsign
 	return VIRTIO_BLK_S_OK;
 }
 
-static void blk_notify(struct vmm_virtio *v, unsigned q)
+/* The bytes a request moves, for the byte bucket: its data buffers for IN and OUT, else 0. */
+static uint64_t request_bytes(struct vmm_virtio_buf *bufs, unsigned n)
 {
-	struct vmm_blk *b = v->priv;
+	uint32_t type;
+	uint64_t total = 0;
+	unsigned i;
+
+	memcpy(&type, bufs[0].p, 4);
+	type = le32_to_cpu(type);
+	if (type != VIRTIO_BLK_T_IN && type != VIRTIO_BLK_T_OUT)
+		return 0;
+	for (i = 1; i + 1 < n; i++)
+		total += bufs[i].len;
+	return total;
+}
+
+/* Waits on b->wake until deadline_ns (monotonic) or a wakeup. Caller holds v.lock. */
+static void wait_until(struct vmm_blk *b, uint64_t deadline_ns)
+{
+	struct timespec ts = { .tv_sec = (time_t)(deadline_ns / 1000000000ull),
+			       .tv_nsec = (long)(deadline_ns % 1000000000ull) };
+
+	pthread_cond_timedwait(&b->wake, &b->v.lock, &ts);
+}
+
+/* Runs every available request of queue 0; returns with v.lock held, as it was taken. */
+static void run_queue(struct vmm_blk *b)
+{
+	struct vmm_virtio *v = &b->v;
 	struct vmm_virtio_buf bufs[VMM_VIRTIO_MAX_BUFS];
 	unsigned n;
 	uint16_t head;
 	int ret;
 
-	while ((ret = vmm_virtq_pop(v, q, bufs, &n, &head)) == 1) {
+	while (!b->stopping && v->q[0].enabled && (v->status & 4) &&
+	       (ret = vmm_virtq_pop(v, 0, bufs, &n, &head)) != 0) {
 		uint32_t written = 0;
 		struct vmm_virtio_buf *st = &bufs[n - 1];
+		uint64_t resets = v->resets, len, wait;
 
+		if (ret < 0) {
+			v->status |= 0x40;	/* DEVICE_NEEDS_RESET: the guest broke the ring */
+			return;
+		}
 		if (n < 2 || bufs[0].len < 16 || bufs[0].device_writes || !st->device_writes || st->len < 1) {
 			/* Malformed: no status byte to report through, so it just completes. */
-			vmm_virtq_push(v, q, head, 0);
+			vmm_virtq_push(v, 0, head, 0);
 			continue;
 		}
+		len = request_bytes(bufs, n);
+		while (!b->stopping && (wait = vmm_limiter_take(&b->limit, len, base_mono_ns()))) {
+			b->stats.throttled++;
+			wait_until(b, base_mono_ns() + wait);
+		}
+		/* A reset while waiting took the ring away: the buffers may be reused. */
+		if (b->stopping || v->resets != resets)
+			return;
 		st->p[0] = do_request(b, bufs, n, &written);
-		vmm_virtq_push(v, q, head, written + 1);
+		if (bufs[0].p[0] == VIRTIO_BLK_T_IN) {
+			b->stats.reads++;
+			b->stats.read_bytes += len;
+		} else if (bufs[0].p[0] == VIRTIO_BLK_T_OUT) {
+			b->stats.writes++;
+			b->stats.written_bytes += len;
+		}
+		vmm_virtq_push(v, 0, head, written + 1);
 	}
-	if (ret < 0)
-		v->status |= 0x40;	/* DEVICE_NEEDS_RESET: the guest broke the ring */
+}
+
+static void *io_thread(void *arg)
+{
+	struct vmm_blk *b = arg;
+
+	pthread_mutex_lock(&b->v.lock);
+	while (!b->stopping) {
+		if (!b->kicked) {
+			pthread_cond_wait(&b->wake, &b->v.lock);
+			continue;
+		}
+		b->kicked = false;
+		run_queue(b);
+	}
+	pthread_mutex_unlock(&b->v.lock);
+	return NULL;
+}
+
+/* Called under v->lock from the vCPU's notify exit: only wakes the I/O thread. */
+static void blk_notify(struct vmm_virtio *v, unsigned q)
+{
+	struct vmm_blk *b = v->priv;
+
+	(void)q;
+	b->kicked = true;
+	pthread_cond_signal(&b->wake);
+}
+
+void vmm_blk_set_limit(struct vmm_blk *b, uint64_t bytes_per_s, uint64_t ops_per_s)
+{
+	uint64_t now = base_mono_ns();
+
+	pthread_mutex_lock(&b->v.lock);
+	vmm_bucket_set(&b->limit.bytes, bytes_per_s, now);
+	vmm_bucket_set(&b->limit.ops, ops_per_s, now);
+	b->stats.bytes_per_s = b->limit.bytes.rate;
+	b->stats.ops_per_s = b->limit.ops.rate;
+	pthread_cond_signal(&b->wake);	/* a waiting request re-checks at the new rate */
+	pthread_mutex_unlock(&b->v.lock);
+}
+
+void vmm_blk_get_stats(struct vmm_blk *b, struct vmm_blk_stats *st)
+{
+	pthread_mutex_lock(&b->v.lock);
+	*st = b->stats;
+	pthread_mutex_unlock(&b->v.lock);
 }
 
 static void blk_config(struct vmm_virtio *v, uint64_t off, uint8_t *data, unsigned len)
@@ -175,6 +284,8 @@ int vmm_blk_new(struct vmm_vm *vm, struct vmm_pci *bus, struct vmfs *fs, uint64_
 		bool readonly, struct vmm_blk **out)
 {
 	struct vmm_blk *b = calloc(1, sizeof(*b));
+	pthread_condattr_t ca;
+	sigset_t all, old;
 	int ret;
 
 	if (!b)
@@ -191,11 +302,36 @@ int vmm_blk_new(struct vmm_vm *vm, struct vmm_pci *bus, struct vmfs *fs, uint64_
 		free(b);
 		return ret;
 	}
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&b->wake, &ca);
+	pthread_condattr_destroy(&ca);
+	/* The I/O thread takes no signals: they are vCPU 0's (see kvm.c). */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	ret = pthread_create(&b->thread, NULL, io_thread, b);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (ret) {
+		pthread_cond_destroy(&b->wake);
+		free(b);
+		return -ret;
+	}
+	b->thread_started = true;
 	*out = b;
 	return 0;
 }
 
 void vmm_blk_free(struct vmm_blk *b)
 {
+	if (!b)
+		return;
+	if (b->thread_started) {
+		pthread_mutex_lock(&b->v.lock);
+		b->stopping = true;
+		pthread_cond_signal(&b->wake);
+		pthread_mutex_unlock(&b->v.lock);
+		pthread_join(b->thread, NULL);
+	}
+	pthread_cond_destroy(&b->wake);
 	free(b);
 }

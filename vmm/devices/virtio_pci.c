@@ -4,10 +4,13 @@
  * ISR byte, the device configuration and the notification area (multiplier
  * 0: one doorbell for all queues). The guest owns every ring and descriptor,
  * so every index is taken modulo the queue size and every buffer is checked
- * against guest RAM by vmm_gpa() before use. Interrupts are INTx: a used
- * buffer sets ISR bit 0 and asserts INTA# (level-triggered); the guest's read
- * of the ISR returns and clears it and deasserts the line (spec 4.1.4.5). All
- * of it runs under the device's lock, since several vCPUs may touch it.
+ * against guest RAM by vmm_gpa() before use. Interrupts are MSI-X when the
+ * driver enables it (spec 4.1.4.7: a vector for the configuration and one per
+ * queue; the table at BAR0 + 0x1800, the PBA at + 0x1C00; KVM_SIGNAL_MSI),
+ * else INTx: a used buffer sets ISR bit 0 and asserts INTA# (level-triggered);
+ * the guest's read of the ISR returns and clears it and deasserts the line
+ * (spec 4.1.4.5). All of it runs under the device's lock, since several vCPUs
+ * may touch it.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -25,6 +28,12 @@
 #define OFF_ISR 0x1000
 #define OFF_DEVICE 0x2000
 #define OFF_NOTIFY 0x3000
+#define OFF_MSIX_TABLE 0x1800
+#define OFF_MSIX_PBA 0x1c00
+#define NO_VECTOR 0xffff
+#define MSIX_CTRL_ENABLE 0x80	/* in the high byte of Message Control */
+#define MSIX_CTRL_MASKALL 0x40
+#define MSIX_ENTRY_MASKED 1u
 #define QUEUE_MAX 256
 
 #define DESC_F_NEXT 1
@@ -61,13 +70,13 @@ static uint64_t common_get(struct vmm_virtio *v, unsigned off, unsigned *w)
 	case 0x04: return v->dfselect < 2 ? (uint32_t)(v->features >> (32 * v->dfselect)) : 0;
 	case 0x08: return v->gfselect;
 	case 0x0c: return v->gfselect < 2 ? (uint32_t)(v->driver_features >> (32 * v->gfselect)) : 0;
-	case 0x10: *w = 2; return 0xffff;	/* no MSI-X */
+	case 0x10: *w = 2; return v->config_vec;
 	case 0x12: *w = 2; return v->nqueues;
 	case 0x14: *w = 1; return v->status;
 	case 0x15: *w = 1; return 0;
 	case 0x16: *w = 2; return v->qselect;
 	case 0x18: *w = 2; return q ? q->size : 0;
-	case 0x1a: *w = 2; return 0xffff;
+	case 0x1a: *w = 2; return q ? v->queue_vec[v->qselect] : NO_VECTOR;
 	case 0x1c: *w = 2; return q ? q->enabled : 0;
 	case 0x1e: *w = 2; return 0;
 	case 0x20: *w = 8; return q ? q->desc : 0;
@@ -82,6 +91,9 @@ static void reset(struct vmm_virtio *v)
 	unsigned i;
 
 	v->isr = 0;
+	v->resets++;
+	v->config_vec = NO_VECTOR;
+	v->queue_vec[0] = v->queue_vec[1] = NO_VECTOR;
 	if (v->bus)
 		vmm_pci_set_irq(v->bus, &v->pci, false);
 	v->status = 0;
@@ -100,6 +112,12 @@ static void common_set(struct vmm_virtio *v, unsigned off, uint64_t val, unsigne
 	switch (off) {
 	case 0x00: v->dfselect = (uint32_t)val; return;
 	case 0x08: v->gfselect = (uint32_t)val; return;
+	/* A vector the table does not have reads back as NO_VECTOR (spec 4.1.5.1.2). */
+	case 0x10: v->config_vec = val < v->nqueues + 1u ? (uint16_t)val : NO_VECTOR; return;
+	case 0x1a:
+		if (q)
+			v->queue_vec[v->qselect] = val < v->nqueues + 1u ? (uint16_t)val : NO_VECTOR;
+		return;
 	case 0x0c:
 		if (v->gfselect < 2) {
 			uint64_t mask = 0xffffffffull << (32 * v->gfselect);
@@ -138,10 +156,98 @@ static void common_set(struct vmm_virtio *v, unsigned off, uint64_t val, unsigne
 		*addr = (*addr & ~0xffffffffull) | (uint32_t)val;
 }
 
-void vmm_virtio_interrupt(struct vmm_virtio *v, uint8_t isr_bits)
+static bool msix_enabled(const struct vmm_virtio *v)
 {
-	v->isr |= isr_bits;
+	return v->pci.cfg[v->msix_cap + 3] & MSIX_CTRL_ENABLE;
+}
+
+/* Sends vector n, or leaves it pending in the PBA while it or the function is masked. */
+static void msix_send(struct vmm_virtio *v, unsigned n)
+{
+	if ((v->msix[n].ctrl & MSIX_ENTRY_MASKED) || (v->pci.cfg[v->msix_cap + 3] & MSIX_CTRL_MASKALL)) {
+		v->msix_pending |= (uint8_t)(1u << n);
+		return;
+	}
+	v->msix_pending &= (uint8_t)~(1u << n);
+	vmm_vm_signal_msi(v->vm, (uint64_t)v->msix[n].addr_hi << 32 | v->msix[n].addr_lo, v->msix[n].data);
+}
+
+/* After an unmask: what was held back goes now. */
+static void msix_flush(struct vmm_virtio *v)
+{
+	unsigned n;
+
+	for (n = 0; n < v->nqueues + 1u; n++)
+		if (v->msix_pending & (1u << n))
+			msix_send(v, n);
+}
+
+void vmm_virtio_interrupt(struct vmm_virtio *v, int q)
+{
+	uint16_t vec;
+
+	if (msix_enabled(v)) {
+		vec = q < 0 ? v->config_vec : v->queue_vec[q];
+		if (vec != NO_VECTOR)
+			msix_send(v, vec);
+		return;
+	}
+	v->isr |= q < 0 ? 2 : 1;
 	vmm_pci_set_irq(v->bus, &v->pci, true);
+}
+
+/* The MSI-X table (16 bytes an entry, dword access) and the PBA. */
+static void msix_mmio(struct vmm_virtio *v, uint64_t off, bool write, uint8_t *data, unsigned len)
+{
+	unsigned n = (unsigned)(off - OFF_MSIX_TABLE) / 16, f = (unsigned)(off % 16);
+	uint32_t val, *field;
+
+	if (off >= OFF_MSIX_PBA) {
+		if (!write) {
+			memset(data, 0, len);
+			if (off == OFF_MSIX_PBA)
+				data[0] = v->msix_pending;
+		}
+		return;
+	}
+	if (n >= v->nqueues + 1u || len != 4 || (f & 3)) {
+		if (!write)
+			memset(data, 0, len);
+		return;
+	}
+	field = f == 0 ? &v->msix[n].addr_lo : f == 4 ? &v->msix[n].addr_hi : f == 8 ? &v->msix[n].data : &v->msix[n].ctrl;
+	if (!write) {
+		val = cpu_to_le32(*field);
+		memcpy(data, &val, 4);
+		return;
+	}
+	memcpy(&val, data, 4);
+	*field = le32_to_cpu(val);
+	if (f == 12) {
+		v->msix[n].ctrl &= MSIX_ENTRY_MASKED;
+		msix_flush(v);
+	}
+}
+
+/* Configuration writes to the capabilities: only MSI-X's enable and function mask bits. */
+static void cfg_write(struct vmm_pci_dev *d, unsigned off, const uint8_t *data, unsigned size)
+{
+	struct vmm_virtio *v = d->priv;
+	unsigned i, hi = v->msix_cap + 3;
+
+	pthread_mutex_lock(&v->lock);
+	for (i = 0; i < size; i++) {
+		if (off + i == hi) {
+			d->cfg[hi] = (uint8_t)((d->cfg[hi] & 0x3f) | (data[i] & (MSIX_CTRL_ENABLE | MSIX_CTRL_MASKALL)));
+			/* INTx is off while MSI-X is on; a masked function may now send what it held. */
+			if (msix_enabled(v)) {
+				v->isr = 0;
+				vmm_pci_set_irq(v->bus, &v->pci, false);
+				msix_flush(v);
+			}
+		}
+	}
+	pthread_mutex_unlock(&v->lock);
 }
 
 static void mmio_locked(struct vmm_virtio *v, uint64_t off, bool write, uint8_t *data, unsigned len)
@@ -162,6 +268,12 @@ static void mmio_locked(struct vmm_virtio *v, uint64_t off, bool write, uint8_t 
 	if (off >= OFF_DEVICE && off < OFF_DEVICE + 0x1000) {
 		if (!write)
 			v->ops->config(v, off - OFF_DEVICE, data, len);
+		else if (v->ops->config_write)
+			v->ops->config_write(v, off - OFF_DEVICE, data, len);
+		return;
+	}
+	if (off >= OFF_MSIX_TABLE && off < OFF_MSIX_PBA + 0x400) {
+		msix_mmio(v, off, write, data, len);
 		return;
 	}
 	if (off == OFF_ISR) {
@@ -209,7 +321,7 @@ int vmm_virtio_init(struct vmm_virtio *v, struct vmm_vm *vm, struct vmm_pci *bus
 		    unsigned nqueues, uint64_t features, const struct vmm_virtio_ops *ops)
 {
 	uint8_t *cfg = v->pci.cfg;
-	unsigned at = 0x40, prev;
+	unsigned at = 0x40, prev, i;
 	int ret;
 
 	if (nqueues > sizeof(v->q) / sizeof(v->q[0]))
@@ -236,9 +348,21 @@ int vmm_virtio_init(struct vmm_virtio *v, struct vmm_vm *vm, struct vmm_pci *bus
 	add_cap(cfg, &at, CAP_ISR, OFF_ISR, 1, false);
 	cfg[prev + 1] = (uint8_t)at, prev = at;
 	add_cap(cfg, &at, CAP_DEVICE, OFF_DEVICE, 0x1000, false);
-	cfg[prev + 1] = (uint8_t)at;
+	cfg[prev + 1] = (uint8_t)at, prev = at;
 	add_cap(cfg, &at, CAP_NOTIFY, OFF_NOTIFY, 0x1000, true);
+	cfg[prev + 1] = (uint8_t)at;
+	/* MSI-X: one vector for the configuration and one per queue, table and PBA in BAR0. */
+	v->msix_cap = at;
+	cfg[at] = 0x11;
+	put16(cfg + at + 2, (uint16_t)nqueues);	/* table size - 1 */
+	put32(cfg + at + 4, OFF_MSIX_TABLE);	/* BIR 0 */
+	put32(cfg + at + 8, OFF_MSIX_PBA);
+	memset(v->msix, 0, sizeof(v->msix));
+	for (i = 0; i <= nqueues; i++)
+		v->msix[i].ctrl = MSIX_ENTRY_MASKED;	/* masked at reset, as PCI has it */
+	v->msix_pending = 0;
 	v->pci.mmio = mmio;
+	v->pci.cfg_write = cfg_write;
 	v->pci.priv = v;
 	ret = vmm_pci_add(bus, &v->pci);
 	if (!ret)
@@ -322,5 +446,5 @@ void vmm_virtq_push(struct vmm_virtio *v, unsigned qi, uint16_t head, uint32_t w
 	put32(used + 8 + 8 * (idx % q->size), written);
 	__atomic_thread_fence(__ATOMIC_RELEASE);
 	put16(used + 2, (uint16_t)(idx + 1));
-	vmm_virtio_interrupt(v, 1);
+	vmm_virtio_interrupt(v, (int)qi);
 }

@@ -1,0 +1,424 @@
+/*
+ * The control socket of `vmm run --ctl SOCKET`, and `vmm ctl`, its client.
+ * A Unix stream socket speaking JSON lines: each request is one flat object
+ * on one line, {"cmd":"NAME", ...} with string or unsigned integer values,
+ * and each gets one object back, {"ok":true, ...} or {"ok":false,"error":
+ * "..."}. Commands: status, pause, resume, stop, balloon (pages), rate (disk,
+ * bytes_per_s, ops_per_s). Requests are untrusted: a line is at most
+ * CTL_LINE_MAX bytes and the parser takes exactly that grammar, nothing more.
+ * One thread serves one connection at a time; vmm_ctl_free stops it through
+ * a pipe and removes the socket.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "vmm/vmm_i.h"
+
+#define CTL_LINE_MAX 1024
+#define CTL_REPLY_MAX 8192
+#define CTL_MAX_KEYS 8
+
+struct vmm_ctl {
+	struct vmm_ctl_target t;
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	int listen_fd, stop_pipe[2];
+	pthread_t thread;
+};
+
+/* ---- a flat JSON object: {"key": "string" | unsigned, ...} ------------------------ */
+
+struct kv {
+	char key[32];
+	char str[64];
+	uint64_t num;
+	bool is_num;
+};
+
+static const char *skip_ws(const char *p)
+{
+	while (*p == ' ' || *p == '\t' || *p == '\r')
+		p++;
+	return p;
+}
+
+/* A string without escapes into buf; NULL when malformed or too long. */
+static const char *parse_str(const char *p, char *buf, size_t len)
+{
+	size_t n = 0;
+
+	if (*p++ != '"')
+		return NULL;
+	for (; *p && *p != '"'; p++) {
+		if (*p == '\\' || (unsigned char)*p < 0x20 || n + 1 >= len)
+			return NULL;
+		buf[n++] = *p;
+	}
+	if (*p != '"')
+		return NULL;
+	buf[n] = 0;
+	return p + 1;
+}
+
+static int parse_obj(const char *p, struct kv *kv, unsigned *n)
+{
+	*n = 0;
+	p = skip_ws(p);
+	if (*p++ != '{')
+		return -EINVAL;
+	p = skip_ws(p);
+	if (*p == '}')
+		return *skip_ws(p + 1) ? -EINVAL : 0;
+	for (;;) {
+		struct kv *e = &kv[*n];
+
+		if (*n == CTL_MAX_KEYS)
+			return -EINVAL;
+		p = parse_str(p, e->key, sizeof(e->key));
+		if (!p)
+			return -EINVAL;
+		p = skip_ws(p);
+		if (*p++ != ':')
+			return -EINVAL;
+		p = skip_ws(p);
+		e->is_num = *p >= '0' && *p <= '9';
+		if (e->is_num) {
+			e->num = 0;
+			for (; *p >= '0' && *p <= '9'; p++) {
+				if (e->num > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
+					return -EINVAL;
+				e->num = e->num * 10 + (uint64_t)(*p - '0');
+			}
+		} else {
+			p = parse_str(p, e->str, sizeof(e->str));
+			if (!p)
+				return -EINVAL;
+		}
+		(*n)++;
+		p = skip_ws(p);
+		if (*p == '}')
+			return *skip_ws(p + 1) ? -EINVAL : 0;
+		if (*p++ != ',')
+			return -EINVAL;
+		p = skip_ws(p);
+	}
+}
+
+static const struct kv *find(const struct kv *kv, unsigned n, const char *key)
+{
+	unsigned i;
+
+	for (i = 0; i < n; i++)
+		if (!strcmp(kv[i].key, key))
+			return &kv[i];
+	return NULL;
+}
+
+/* ---- the commands ------------------------------------------------------------------ */
+
+struct reply {
+	char buf[CTL_REPLY_MAX];
+	size_t len;
+};
+
+static void add(struct reply *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void add(struct reply *r, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (r->len >= sizeof(r->buf))
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(r->buf + r->len, sizeof(r->buf) - r->len, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		r->len += (size_t)n;
+}
+
+static void status(struct vmm_ctl *c, struct reply *r)
+{
+	struct vmm_ctl_target *t = &c->t;
+	unsigned i;
+
+	add(r, "{\"ok\":true,\"name\":\"%s\",\"state\":\"%s\",\"vcpus\":%u,\"memory_mib\":%llu", t->conf->name,
+	    vmm_vm_paused(t->vm) ? "paused" : "running", t->vm->ncpus, (unsigned long long)t->conf->mem_mib);
+	if (t->balloon) {
+		uint32_t target, actual;
+
+		vmm_balloon_get(t->balloon, &target, &actual);
+		add(r, ",\"balloon\":{\"target_pages\":%u,\"actual_pages\":%u}", target, actual);
+	}
+	add(r, ",\"disks\":[");
+	for (i = 0; i < t->nblk; i++) {
+		struct vmm_blk_stats st;
+
+		vmm_blk_get_stats(t->blk[i], &st);
+		add(r, "%s{\"file\":\"%s\",\"readonly\":%s,\"bytes_per_s\":%llu,\"ops_per_s\":%llu,"
+		       "\"reads\":%llu,\"writes\":%llu,\"read_bytes\":%llu,\"written_bytes\":%llu,\"throttled\":%llu}",
+		    i ? "," : "", t->conf->disks[i].file, t->conf->disks[i].readonly ? "true" : "false",
+		    (unsigned long long)st.bytes_per_s, (unsigned long long)st.ops_per_s,
+		    (unsigned long long)st.reads, (unsigned long long)st.writes, (unsigned long long)st.read_bytes,
+		    (unsigned long long)st.written_bytes, (unsigned long long)st.throttled);
+	}
+	add(r, "]}");
+}
+
+static void reply_error(struct reply *r, const char *why)
+{
+	add(r, "{\"ok\":false,\"error\":\"%s\"}", why);
+}
+
+/* Handles one request line; sets *stop when the VM is to end after the reply. */
+static void handle(struct vmm_ctl *c, const char *line, struct reply *r, bool *stop)
+{
+	struct kv kv[CTL_MAX_KEYS];
+	const struct kv *cmd, *a, *b, *d;
+	unsigned n;
+
+	if (parse_obj(line, kv, &n)) {
+		reply_error(r, "want one flat JSON object of strings and unsigned integers per line");
+		return;
+	}
+	cmd = find(kv, n, "cmd");
+	if (!cmd || cmd->is_num) {
+		reply_error(r, "no \\\"cmd\\\"");
+		return;
+	}
+	if (!strcmp(cmd->str, "status")) {
+		status(c, r);
+	} else if (!strcmp(cmd->str, "pause")) {
+		vmm_vm_pause(c->t.vm);
+		add(r, "{\"ok\":true,\"state\":\"paused\"}");
+	} else if (!strcmp(cmd->str, "resume")) {
+		vmm_vm_resume(c->t.vm);
+		add(r, "{\"ok\":true,\"state\":\"running\"}");
+	} else if (!strcmp(cmd->str, "stop")) {
+		*stop = true;
+		add(r, "{\"ok\":true,\"state\":\"stopping\"}");
+	} else if (!strcmp(cmd->str, "balloon")) {
+		a = find(kv, n, "pages");
+		if (!c->t.balloon)
+			reply_error(r, "this VM has no virtio-balloon");
+		else if (!a || !a->is_num || a->num > c->t.vm->mem_size / 4096)
+			reply_error(r, "want \\\"pages\\\": 4 KiB pages, at most the VM's memory");
+		else {
+			vmm_balloon_set_target(c->t.balloon, (uint32_t)a->num);
+			add(r, "{\"ok\":true,\"target_pages\":%llu}", (unsigned long long)a->num);
+		}
+	} else if (!strcmp(cmd->str, "rate")) {
+		d = find(kv, n, "disk");
+		a = find(kv, n, "bytes_per_s");
+		b = find(kv, n, "ops_per_s");
+		if (!d || !d->is_num || d->num >= c->t.nblk)
+			reply_error(r, "want \\\"disk\\\": a disk index of this VM");
+		else if ((a && !a->is_num) || (b && !b->is_num))
+			reply_error(r, "want \\\"bytes_per_s\\\" and \\\"ops_per_s\\\" as unsigned integers (0: unlimited)");
+		else {
+			vmm_blk_set_limit(c->t.blk[d->num], a ? a->num : 0, b ? b->num : 0);
+			add(r, "{\"ok\":true}");
+		}
+	} else {
+		reply_error(r, "unknown cmd (want status, pause, resume, stop, balloon or rate)");
+	}
+}
+
+/* Waits for fd or the stop pipe; false when stopping or on error. */
+static bool wait_fd(struct vmm_ctl *c, int fd)
+{
+	struct pollfd p[2] = { { .fd = fd, .events = POLLIN }, { .fd = c->stop_pipe[0], .events = POLLIN } };
+
+	for (;;) {
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			return false;
+		}
+		return !p[1].revents;
+	}
+}
+
+static void serve(struct vmm_ctl *c, int fd)
+{
+	char line[CTL_LINE_MAX + 1];
+	size_t have = 0;
+	ssize_t n;
+
+	while (wait_fd(c, fd)) {
+		char *nl;
+
+		n = read(fd, line + have, sizeof(line) - 1 - have);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return;
+		have += (size_t)n;
+		line[have] = 0;
+		while ((nl = memchr(line, '\n', have))) {
+			struct reply r = { .len = 0 };
+			bool stop = false;
+
+			*nl = 0;
+			handle(c, line, &r, &stop);
+			add(&r, "\n");
+			if (write(fd, r.buf, r.len) != (ssize_t)r.len)
+				return;
+			if (stop)
+				vmm_vm_stop(c->t.vm);
+			have -= (size_t)(nl + 1 - line);
+			memmove(line, nl + 1, have);
+			line[have] = 0;
+		}
+		if (have == sizeof(line) - 1) {
+			const char *e = "{\"ok\":false,\"error\":\"line longer than 1024 bytes\"}\n";
+
+			if (write(fd, e, strlen(e)) < 0)
+				return;
+			return;
+		}
+	}
+}
+
+static void *ctl_thread(void *arg)
+{
+	struct vmm_ctl *c = arg;
+	int fd;
+
+	while (wait_fd(c, c->listen_fd)) {
+		fd = accept4(c->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0)
+			continue;
+		serve(c, fd);
+		close(fd);
+	}
+	return NULL;
+}
+
+int vmm_ctl_new(const char *path, const struct vmm_ctl_target *t, struct vmm_ctl **out, char *err, size_t errlen)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct vmm_ctl *c;
+	sigset_t all, old;
+	int ret;
+
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		snprintf(err, errlen, "%s: longer than %zu bytes", path, sizeof(sa.sun_path) - 1);
+		return -ENAMETOOLONG;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		snprintf(err, errlen, "%s: out of memory", path);
+		return -ENOMEM;
+	}
+	c->t = *t;
+	c->stop_pipe[0] = c->stop_pipe[1] = -1;
+	strcpy(c->path, path);
+	strcpy(sa.sun_path, path);
+	c->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (c->listen_fd < 0 || bind(c->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		goto err_free;
+	}
+	if (listen(c->listen_fd, 4) < 0 || pipe2(c->stop_pipe, O_CLOEXEC) < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		goto err_unlink;
+	}
+	/* The control thread takes no signals: they are vCPU 0's (see kvm.c). */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	ret = -pthread_create(&c->thread, NULL, ctl_thread, c);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (ret) {
+		snprintf(err, errlen, "%s: cannot start its thread", path);
+		goto err_unlink;
+	}
+	*out = c;
+	return 0;
+
+err_unlink:
+	unlink(c->path);
+err_free:
+	if (c->listen_fd >= 0)
+		close(c->listen_fd);
+	if (c->stop_pipe[0] >= 0)
+		close(c->stop_pipe[0]);
+	if (c->stop_pipe[1] >= 0)
+		close(c->stop_pipe[1]);
+	free(c);
+	return ret;
+}
+
+void vmm_ctl_free(struct vmm_ctl *c)
+{
+	if (!c)
+		return;
+	while (write(c->stop_pipe[1], "x", 1) < 0 && errno == EINTR)
+		;
+	pthread_join(c->thread, NULL);
+	unlink(c->path);
+	close(c->listen_fd);
+	close(c->stop_pipe[0]);
+	close(c->stop_pipe[1]);
+	free(c);
+}
+
+int vmm_ctl_request(const char *path, const char *request, char *reply, size_t len, char *err, size_t errlen)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct timeval tv = { .tv_sec = 30 };
+	size_t have = 0, rl = strlen(request);
+	ssize_t n;
+	int fd, ret = 0;
+
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		snprintf(err, errlen, "%s: longer than %zu bytes", path, sizeof(sa.sun_path) - 1);
+		return -ENAMETOOLONG;
+	}
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		goto out;
+	}
+	/* A vmm that stops answering is reported, not waited for forever. */
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (write(fd, request, rl) != (ssize_t)rl || write(fd, "\n", 1) != 1) {
+		ret = -EIO;
+		snprintf(err, errlen, "%s: sending the request: %s", path, strerror(errno));
+		goto out;
+	}
+	while (have + 1 < len) {
+		n = read(fd, reply + have, len - 1 - have);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			ret = n < 0 ? -errno : -EPIPE;
+			snprintf(err, errlen, "%s: no reply (%s)", path, n < 0 ? strerror(errno) : "connection closed");
+			goto out;
+		}
+		have += (size_t)n;
+		reply[have] = 0;
+		if (memchr(reply, '\n', have)) {
+			*strchr(reply, '\n') = 0;
+			goto out;
+		}
+	}
+	ret = -E2BIG;
+	snprintf(err, errlen, "%s: reply longer than %zu bytes", path, len - 1);
+out:
+	if (fd >= 0)
+		close(fd);
+	return ret;
+}

@@ -17,7 +17,7 @@ die() { echo "linux-kit: $*" >&2; exit 1; }
 for c in apt-get dpkg-deb; do
 	command -v "$c" >/dev/null || die "$c not found (a Debian host is needed to make the kit)"
 done
-mkdir -p "$DIR/debs"
+mkdir -p "$DIR/debs" 2>/dev/null || die "cannot make $DIR/debs"
 DIR=$(cd "$DIR" && pwd)
 rm -rf "$DIR/root" "$DIR/modules" "$DIR/vmlinuz" "$DIR/busybox" "$DIR/kver"
 
@@ -50,5 +50,6 @@ ln -s "root/boot/vmlinuz-$kver" "$DIR/vmlinuz"
 ln -s "root/lib/modules/$kver" "$DIR/modules"
 ln -s root/bin/busybox "$DIR/busybox"
 echo "$kver" >"$DIR/kver"
+rm -f "$DIR/apt.err"
 touch "$DIR/ready"
 echo "linux-kit: $DIR: kernel $kver, $(dpkg-deb -f "$DIR"/debs/busybox-static_*.deb Version | sed 's/^/busybox-static /')"

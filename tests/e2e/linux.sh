@@ -204,7 +204,12 @@ timeout --kill-after=5 "$QEMU_TIMEOUT" qemu-system-x86_64 -accel tcg -cpu max -m
 	-nographic -nodefaults -no-reboot -serial stdio -monitor none \
 	-kernel "$KIT/vmlinuz" -initrd "$T/outer.cpio" \
 	-append "console=ttyS0 quiet panic=-1 tsc_early_khz=$KHZ" \
-	-drive "file=$D,format=raw,if=virtio,cache=writeback" </dev/null >"$T/serial" 2>&1 || rc=$?
+	-drive "file=$D,format=raw,if=virtio,cache=writeback" </dev/null >"$T/serial" 2>&1 &
+# In the background so that a signal to this script runs the cleanup trap at
+# once (bash defers traps while a foreground child runs), which stops QEMU.
+QEMU_PID=$!
+PIDS+=("$QEMU_PID")
+wait "$QEMU_PID" || rc=$?
 tr -d '\r' <"$T/serial" >"$T/console"
 cat "$T/console"
 echo "qemu exit $rc after $(elapsed "$START")"

@@ -62,8 +62,8 @@ $(BUILD)/tests/tools/%: $(BUILD)/obj/tests/tools/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(EXTRA_CFLAGS) $^ -o $@ $(LDLIBS)
 
-# vmm's token buckets are tested on their own (no /dev/kvm needed)
-$(BUILD)/tests/test_ratelimit: $(BUILD)/obj/vmm/ratelimit.o
+# the parts of vmm that need no /dev/kvm: token buckets, the control socket's parser
+$(BUILD)/tests/test_vmm: $(BUILD)/obj/vmm/ratelimit.o $(BUILD)/obj/vmm/jsonline.o
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(EXTRA_CFLAGS) $^ -o $@ $(LDLIBS) $(shell pkg-config --libs check)

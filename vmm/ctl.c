@@ -5,7 +5,7 @@
  * and each gets one object back, {"ok":true, ...} or {"ok":false,"error":
  * "..."}. Commands: status, pause, resume, stop, balloon (pages), rate (disk,
  * bytes_per_s, ops_per_s). Requests are untrusted: a line is at most
- * CTL_LINE_MAX bytes and the parser takes exactly that grammar, nothing more.
+ * CTL_LINE_MAX bytes and the parser (jsonline.c) takes exactly that grammar.
  * One thread serves one connection at a time; vmm_ctl_free stops it through
  * a pipe and removes the socket.
  */
@@ -22,11 +22,11 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "vmm/jsonline.h"
 #include "vmm/vmm_i.h"
 
 #define CTL_LINE_MAX 1024
 #define CTL_REPLY_MAX 8192
-#define CTL_MAX_KEYS 8
 
 struct vmm_ctl {
 	struct vmm_ctl_target t;
@@ -34,94 +34,6 @@ struct vmm_ctl {
 	int listen_fd, stop_pipe[2];
 	pthread_t thread;
 };
-
-/* ---- a flat JSON object: {"key": "string" | unsigned, ...} ------------------------ */
-
-struct kv {
-	char key[32];
-	char str[64];
-	uint64_t num;
-	bool is_num;
-};
-
-static const char *skip_ws(const char *p)
-{
-	while (*p == ' ' || *p == '\t' || *p == '\r')
-		p++;
-	return p;
-}
-
-/* A string without escapes into buf; NULL when malformed or too long. */
-static const char *parse_str(const char *p, char *buf, size_t len)
-{
-	size_t n = 0;
-
-	if (*p++ != '"')
-		return NULL;
-	for (; *p && *p != '"'; p++) {
-		if (*p == '\\' || (unsigned char)*p < 0x20 || n + 1 >= len)
-			return NULL;
-		buf[n++] = *p;
-	}
-	if (*p != '"')
-		return NULL;
-	buf[n] = 0;
-	return p + 1;
-}
-
-static int parse_obj(const char *p, struct kv *kv, unsigned *n)
-{
-	*n = 0;
-	p = skip_ws(p);
-	if (*p++ != '{')
-		return -EINVAL;
-	p = skip_ws(p);
-	if (*p == '}')
-		return *skip_ws(p + 1) ? -EINVAL : 0;
-	for (;;) {
-		struct kv *e = &kv[*n];
-
-		if (*n == CTL_MAX_KEYS)
-			return -EINVAL;
-		p = parse_str(p, e->key, sizeof(e->key));
-		if (!p)
-			return -EINVAL;
-		p = skip_ws(p);
-		if (*p++ != ':')
-			return -EINVAL;
-		p = skip_ws(p);
-		e->is_num = *p >= '0' && *p <= '9';
-		if (e->is_num) {
-			e->num = 0;
-			for (; *p >= '0' && *p <= '9'; p++) {
-				if (e->num > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
-					return -EINVAL;
-				e->num = e->num * 10 + (uint64_t)(*p - '0');
-			}
-		} else {
-			p = parse_str(p, e->str, sizeof(e->str));
-			if (!p)
-				return -EINVAL;
-		}
-		(*n)++;
-		p = skip_ws(p);
-		if (*p == '}')
-			return *skip_ws(p + 1) ? -EINVAL : 0;
-		if (*p++ != ',')
-			return -EINVAL;
-		p = skip_ws(p);
-	}
-}
-
-static const struct kv *find(const struct kv *kv, unsigned n, const char *key)
-{
-	unsigned i;
-
-	for (i = 0; i < n; i++)
-		if (!strcmp(kv[i].key, key))
-			return &kv[i];
-	return NULL;
-}
 
 /* ---- the commands ------------------------------------------------------------------ */
 
@@ -181,15 +93,15 @@ static void reply_error(struct reply *r, const char *why)
 /* Handles one request line; sets *stop when the VM is to end after the reply. */
 static void handle(struct vmm_ctl *c, const char *line, struct reply *r, bool *stop)
 {
-	struct kv kv[CTL_MAX_KEYS];
-	const struct kv *cmd, *a, *b, *d;
+	struct vmm_json_kv kv[VMM_JSON_MAX_KEYS];
+	const struct vmm_json_kv *cmd, *a, *b, *d;
 	unsigned n;
 
-	if (parse_obj(line, kv, &n)) {
+	if (vmm_json_parse(line, kv, &n)) {
 		reply_error(r, "want one flat JSON object of strings and unsigned integers per line");
 		return;
 	}
-	cmd = find(kv, n, "cmd");
+	cmd = vmm_json_find(kv, n, "cmd");
 	if (!cmd || cmd->is_num) {
 		reply_error(r, "no \\\"cmd\\\"");
 		return;
@@ -206,7 +118,7 @@ static void handle(struct vmm_ctl *c, const char *line, struct reply *r, bool *s
 		*stop = true;
 		add(r, "{\"ok\":true,\"state\":\"stopping\"}");
 	} else if (!strcmp(cmd->str, "balloon")) {
-		a = find(kv, n, "pages");
+		a = vmm_json_find(kv, n, "pages");
 		if (!c->t.balloon)
 			reply_error(r, "this VM has no virtio-balloon");
 		else if (!a || !a->is_num || a->num > c->t.vm->mem_size / 4096)
@@ -216,9 +128,9 @@ static void handle(struct vmm_ctl *c, const char *line, struct reply *r, bool *s
 			add(r, "{\"ok\":true,\"target_pages\":%llu}", (unsigned long long)a->num);
 		}
 	} else if (!strcmp(cmd->str, "rate")) {
-		d = find(kv, n, "disk");
-		a = find(kv, n, "bytes_per_s");
-		b = find(kv, n, "ops_per_s");
+		d = vmm_json_find(kv, n, "disk");
+		a = vmm_json_find(kv, n, "bytes_per_s");
+		b = vmm_json_find(kv, n, "ops_per_s");
 		if (!d || !d->is_num || d->num >= c->t.nblk)
 			reply_error(r, "want \\\"disk\\\": a disk index of this VM");
 		else if ((a && !a->is_num) || (b && !b->is_num))

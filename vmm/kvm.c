@@ -177,8 +177,9 @@ void vmm_vm_release(struct vmm_vm *vm)
 	unsigned i;
 
 	/*
-	 * Started vCPU threads may still be inside KVM_RUN, reading their run
-	 * page and guest memory: those stay mapped until the process exits.
+	 * vCPU threads still running (vmm_vm_run failed to join them) may be
+	 * inside KVM_RUN, reading their run page and guest memory: those stay
+	 * mapped until the process exits.
 	 */
 	if (vm->aps_started)
 		return;
@@ -465,9 +466,8 @@ int vmm_vm_run(struct vmm_vm *vm, char *err, size_t errlen)
 	pthread_sigmask(SIG_BLOCK, &stop, &old);
 
 	/*
-	 * The other vCPUs sit in KVM_RUN until the guest starts them. They are
-	 * detached: when vCPU 0 sees the guest power off, main() returns and
-	 * the process exit ends them (see docs/VMM.md).
+	 * The other vCPUs sit in KVM_RUN until the guest starts them. When the
+	 * VM ends they are kicked out of KVM_RUN (they see done) and joined.
 	 */
 	set_live(vm, 1);	/* vCPU 0, this thread */
 	for (i = 1; i < vm->ncpus; i++) {
@@ -481,22 +481,31 @@ int vmm_vm_run(struct vmm_vm *vm, char *err, size_t errlen)
 		}
 		pthread_mutex_unlock(&vm->state_lock);
 		if (ret) {
-			set_live(vm, -(int)i - 1);
-			vm->done = true;
-			pthread_sigmask(SIG_SETMASK, &old, NULL);
+			set_live(vm, -1);
 			snprintf(err, errlen, "vCPU %u: cannot start its thread", i);
-			return -EAGAIN;
+			ret = -EAGAIN;
+			break;
 		}
-		pthread_detach(t);
 		vm->aps_started = true;
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	ret = vcpu_loop(vm, 0, err, errlen);
+	if (!ret)
+		ret = vcpu_loop(vm, 0, err, errlen);
 	pthread_mutex_lock(&vm->state_lock);
-	vm->done = true;	/* also after an error: a pauser stops waiting */
+	vm->done = true;	/* also after an error: a pauser stops waiting, the APs end */
 	vm->live--;
 	pthread_cond_broadcast(&vm->state_cond);
+	for (i = 1; i < vm->ncpus; i++)
+		if (vm->has_thread[i])
+			kick(vm, i);
 	pthread_mutex_unlock(&vm->state_lock);
+	for (i = 1; i < vm->ncpus; i++) {
+		if (vm->has_thread[i]) {
+			pthread_join(vm->thread[i], NULL);
+			vm->has_thread[i] = false;
+		}
+	}
+	vm->aps_started = false;
 	signal(SIGTERM, SIG_DFL);
 	signal(SIGINT, SIG_DFL);
 	signal(SIGHUP, SIG_DFL);

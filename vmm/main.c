@@ -448,8 +448,8 @@ static int cmd_run(int argc, char **argv)
 out:
 	vmm_ctl_free(ctl);
 	/*
-	 * The disks' I/O threads stop before guest memory goes. With vCPU
-	 * threads left running, a device may still be in use: left to exit.
+	 * The disks' I/O threads stop before guest memory goes (vmm_vm_run
+	 * has joined the vCPU threads; aps_started is only a safety net).
 	 */
 	for (i = 0; vm_up && !vm.aps_started && i < nblk; i++)
 		vmm_blk_free(blk[i]);

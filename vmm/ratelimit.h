@@ -2,7 +2,7 @@
  * Token buckets for per-disk I/O rate limits, as Firecracker has them: one
  * bucket for bytes per second and one for operations per second. The clock
  * is the caller's (nanoseconds, monotonic), so the logic is tested with a
- * fake one (tests/unit/test_ratelimit.c). Not thread-safe: the caller locks.
+ * fake one (tests/unit/test_vmm.c). Not thread-safe: the caller locks.
  */
 #ifndef VMM_RATELIMIT_H
 #define VMM_RATELIMIT_H

@@ -129,7 +129,7 @@ struct vmm_vm {
 	struct vmm_pci pci;
 	int exit_code;            /* set when the guest powers off or fails */
 	bool done;
-	bool aps_started;         /* vCPU threads run: release leaves mappings to exit */
+	bool aps_started;         /* AP threads exist (vmm_vm_run joins them before it returns) */
 	/* Pause, resume and stop from the control socket (under state_lock): */
 	pthread_mutex_t state_lock;
 	pthread_cond_t state_cond;

@@ -146,6 +146,9 @@ static void parse_mp(void)
 		fail("MP configuration table: entries do not fill the base table length");
 	if (mp.bsp != 1 || mp.isa_bus < 0 || mp.pci_bus < 0 || !mp.ioapic_addr)
 		fail("MP configuration table: no boot processor, ISA bus, PCI bus or IOAPIC");
+	/* Linux matches a PCI bus entry's ID against the PCI bus number: ours is bus 0. */
+	if (mp.pci_bus != 0)
+		fail("MP configuration table: the PCI bus is not bus ID 0");
 }
 
 /* The IOAPIC pin of source IRQ irq on bus; *flags gets the entry's polarity and trigger bits. */

@@ -89,15 +89,14 @@ static uint8_t discard(struct vmm_blk *b, struct vmm_virtio_buf *bufs, unsigned 
 	return VIRTIO_BLK_S_OK;
 }
 
-static uint8_t do_request(struct vmm_blk *b, struct vmm_virtio_buf *bufs, unsigned n, uint32_t *written)
+/* type was read once by the caller: the guest may rewrite its header meanwhile. */
+static uint8_t do_request(struct vmm_blk *b, uint32_t type, struct vmm_virtio_buf *bufs, unsigned n,
+			  uint32_t *written)
 {
-	uint32_t type;
 	uint64_t sector, off, total = 0;
 	unsigned i;
 
-	memcpy(&type, bufs[0].p, 4);
 	memcpy(&sector, bufs[0].p + 8, 8);
-	type = le32_to_cpu(type);
 	sector = le64_to_cpu(sector);
 	for (i = 1; i + 1 < n; i++)
 		total += bufs[i].len;
@@ -144,15 +143,12 @@ static uint8_t do_request(struct vmm_blk *b, struct vmm_virtio_buf *bufs, unsign
 	return VIRTIO_BLK_S_OK;
 }
 
-/* The bytes a request moves, for the byte bucket: its data buffers for IN and OUT, else 0. */
-static uint64_t request_bytes(struct vmm_virtio_buf *bufs, unsigned n)
+/* The bytes a request of type moves, for the byte bucket: its data buffers for IN and OUT, else 0. */
+static uint64_t request_bytes(uint32_t type, struct vmm_virtio_buf *bufs, unsigned n)
 {
-	uint32_t type;
 	uint64_t total = 0;
 	unsigned i;
 
-	memcpy(&type, bufs[0].p, 4);
-	type = le32_to_cpu(type);
 	if (type != VIRTIO_BLK_T_IN && type != VIRTIO_BLK_T_OUT)
 		return 0;
 	for (i = 1; i + 1 < n; i++)
@@ -183,6 +179,7 @@ static void run_queue(struct vmm_blk *b)
 		uint32_t written = 0;
 		struct vmm_virtio_buf *st = &bufs[n - 1];
 		uint64_t resets = v->resets, len, wait;
+		uint32_t type;
 
 		if (ret < 0) {
 			v->status |= 0x40;	/* DEVICE_NEEDS_RESET: the guest broke the ring */
@@ -193,7 +190,10 @@ static void run_queue(struct vmm_blk *b)
 			vmm_virtq_push(v, 0, head, 0);
 			continue;
 		}
-		len = request_bytes(bufs, n);
+		/* Read once: tokens, stats and the request itself all go by this type. */
+		memcpy(&type, bufs[0].p, 4);
+		type = le32_to_cpu(type);
+		len = request_bytes(type, bufs, n);
 		while (!b->stopping && (wait = vmm_limiter_take(&b->limit, len, base_mono_ns()))) {
 			b->stats.throttled++;
 			wait_until(b, base_mono_ns() + wait);
@@ -201,11 +201,11 @@ static void run_queue(struct vmm_blk *b)
 		/* A reset while waiting took the ring away: the buffers may be reused. */
 		if (b->stopping || v->resets != resets)
 			return;
-		st->p[0] = do_request(b, bufs, n, &written);
-		if (bufs[0].p[0] == VIRTIO_BLK_T_IN) {
+		st->p[0] = do_request(b, type, bufs, n, &written);
+		if (type == VIRTIO_BLK_T_IN) {
 			b->stats.reads++;
 			b->stats.read_bytes += len;
-		} else if (bufs[0].p[0] == VIRTIO_BLK_T_OUT) {
+		} else if (type == VIRTIO_BLK_T_OUT) {
 			b->stats.writes++;
 			b->stats.written_bytes += len;
 		}

@@ -61,10 +61,11 @@
 #define E820_RAM 1
 #define E820_RESERVED 2
 
-static uint32_t get32(const uint8_t *p) { return le32_to_cpu(*(const uint32_t *)(const void *)p); }
-static uint16_t get16(const uint8_t *p) { return le16_to_cpu(*(const uint16_t *)(const void *)p); }
-static void put32(uint8_t *p, uint32_t v) { *(uint32_t *)(void *)p = cpu_to_le32(v); }
-static void put64(uint8_t *p, uint64_t v) { *(uint64_t *)(void *)p = cpu_to_le64(v); }
+/* memcpy: e820 entries are 20 bytes, so their fields are not aligned. */
+static uint32_t get32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return le32_to_cpu(v); }
+static uint16_t get16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return le16_to_cpu(v); }
+static void put32(uint8_t *p, uint32_t v) { v = cpu_to_le32(v); memcpy(p, &v, 4); }
+static void put64(uint8_t *p, uint64_t v) { v = cpu_to_le64(v); memcpy(p, &v, 8); }
 
 static void e820_add(uint8_t *zp, uint64_t addr, uint64_t size, uint32_t type)
 {
@@ -179,7 +180,8 @@ int vmm_x86_boot(struct vmm_vm *vm, const void *kernel, size_t klen, const void 
 	memcpy(zp + BP_SETUP_SECTS, k + BP_SETUP_SECTS, hdr_end - BP_SETUP_SECTS);
 	zp[BP_TYPE_OF_LOADER] = 0xff;
 	zp[BP_LOADFLAGS] |= CAN_USE_HEAP;
-	*(uint16_t *)(void *)(zp + BP_HEAP_END_PTR) = cpu_to_le16(0xfe00);
+	zp[BP_HEAP_END_PTR] = 0x00;	/* heap_end_ptr 0xfe00, little-endian */
+	zp[BP_HEAP_END_PTR + 1] = 0xfe;
 	memcpy(vmm_gpa(vm, CMDLINE_ADDR, cl + 1), cmdline, cl + 1);
 	put32(zp + BP_CMD_LINE_PTR, (uint32_t)CMDLINE_ADDR);
 

@@ -4,7 +4,8 @@
  * arch/x86/kernel/mpparse.c). The floating pointer sits at 0xF0000, in the
  * BIOS area the e820 map reserves, with the configuration table right after
  * it: one processor entry per vCPU (LAPIC ID = vCPU index, vCPU 0 the boot
- * processor), an ISA bus and a PCI bus, the IOAPIC (ID = number of vCPUs) at
+ * processor), the PCI bus (ID 0: Linux takes the ID as the PCI bus number)
+ * and an ISA bus (ID 1), the IOAPIC (ID = number of vCPUs) at
  * 0xFEC00000, ISA IRQs 0..15 on IOAPIC pins 0..15 (KVM's default routing:
  * GSI n is pin n), INTA# of each PCI slot on its pin (level, active high; see
  * vmm_pci_add), and LINT0 as ExtINT, LINT1 as NMI. Both checksums make their

@@ -1,14 +1,19 @@
 /*
- * Unit tests for vmm's token buckets (vmm/ratelimit.h) on a fake clock: the
- * first second's burst, waits computed to the nanosecond, refill capped at one
- * second's worth, a request larger than the bucket going into debt, both
- * buckets taken or neither, unlimited buckets, and slow rates that keep the
- * time of partial tokens. Every expected value is written out.
+ * Unit tests for the parts of vmm that need no /dev/kvm: the token buckets
+ * (vmm/ratelimit.h) on a fake clock (the first second's burst, waits computed
+ * to the nanosecond, refill capped at one second's worth, a request larger
+ * than the bucket going into debt, both buckets taken or neither, unlimited
+ * buckets, slow rates that keep the time of partial tokens) and the control
+ * socket's line parser (vmm/jsonline.h: what it takes, and the hostile lines
+ * it refuses). Every expected value is written out.
  */
+#include "vmm/jsonline.h"
 #include "vmm/ratelimit.h"
 
 #include <check.h>
+#include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define MS 1000000ull
 #define S 1000000000ull
@@ -97,10 +102,53 @@ START_TEST(slow_rate_keeps_partial_time)
 }
 END_TEST
 
-static Suite *ratelimit_suite(void)
+START_TEST(json_takes_flat_objects)
 {
-	Suite *s = suite_create("ratelimit");
+	struct vmm_json_kv kv[VMM_JSON_MAX_KEYS];
+	unsigned n;
+
+	ck_assert_int_eq(vmm_json_parse("{\"cmd\":\"rate\",\"disk\":0,\"bytes_per_s\":18446744073709551615}", kv, &n), 0);
+	ck_assert_uint_eq(n, 3);
+	ck_assert_str_eq(vmm_json_find(kv, n, "cmd")->str, "rate");
+	ck_assert(!vmm_json_find(kv, n, "cmd")->is_num);
+	ck_assert(vmm_json_find(kv, n, "disk")->is_num);
+	ck_assert_uint_eq(vmm_json_find(kv, n, "disk")->num, 0);
+	ck_assert_uint_eq(vmm_json_find(kv, n, "bytes_per_s")->num, UINT64_MAX);
+	ck_assert_ptr_null(vmm_json_find(kv, n, "ops_per_s"));
+	ck_assert_int_eq(vmm_json_parse("  { \"cmd\" : \"status\" }\r", kv, &n), 0);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_int_eq(vmm_json_parse("{}", kv, &n), 0);
+	ck_assert_uint_eq(n, 0);
+}
+END_TEST
+
+START_TEST(json_refuses_the_rest)
+{
+	static const char *const bad[] = {
+		"", "{", "}", "[]", "\"cmd\"", "{\"cmd\"}", "{\"cmd\":}", "{\"cmd\":\"a\",}", "{,}",
+		"{\"cmd\":\"a\"} x", "{\"cmd\":\"a\"}{}", "{\"a\":-1}", "{\"a\":1.5}", "{\"a\":1e3}",
+		"{\"a\":18446744073709551616}", "{\"a\":true}", "{\"a\":null}", "{\"a\":{\"b\":1}}",
+		"{\"a\":[1]}", "{\"a\":\"x\\\"y\"}", "{\"a\":\"tab\there\"}", "{\"a\":\"open}",
+		"{\"0123456789012345678901234567890123\":1}",
+		"{\"a\":\"0123456789012345678901234567890123456789012345678901234567890123456789\"}",
+		"{\"a\":1,\"b\":2,\"c\":3,\"d\":4,\"e\":5,\"f\":6,\"g\":7,\"h\":8,\"i\":9}",
+	};
+	struct vmm_json_kv kv[VMM_JSON_MAX_KEYS];
+	unsigned i, n;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		ck_assert_msg(vmm_json_parse(bad[i], kv, &n) == -EINVAL, "took %s", bad[i]);
+	/* exactly VMM_JSON_MAX_KEYS pairs still go */
+	ck_assert_int_eq(vmm_json_parse("{\"a\":1,\"b\":2,\"c\":3,\"d\":4,\"e\":5,\"f\":6,\"g\":7,\"h\":8}", kv, &n), 0);
+	ck_assert_uint_eq(n, 8);
+}
+END_TEST
+
+static Suite *vmm_suite(void)
+{
+	Suite *s = suite_create("vmm");
 	TCase *tc = tcase_create("bucket");
+	TCase *tj = tcase_create("jsonline");
 
 	tcase_add_test(tc, bytes_burst_then_wait);
 	tcase_add_test(tc, large_request_borrows);
@@ -108,12 +156,15 @@ static Suite *ratelimit_suite(void)
 	tcase_add_test(tc, unlimited);
 	tcase_add_test(tc, slow_rate_keeps_partial_time);
 	suite_add_tcase(s, tc);
+	tcase_add_test(tj, json_takes_flat_objects);
+	tcase_add_test(tj, json_refuses_the_rest);
+	suite_add_tcase(s, tj);
 	return s;
 }
 
 int main(void)
 {
-	SRunner *sr = srunner_create(ratelimit_suite());
+	SRunner *sr = srunner_create(vmm_suite());
 	int failed;
 
 	srunner_run_all(sr, CK_NORMAL);

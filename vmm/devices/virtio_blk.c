@@ -55,37 +55,39 @@ struct vmm_blk {
 	struct vmm_blk_stats stats;
 };
 
-/* DISCARD: segments of { le64 sector, le32 num_sectors, le32 flags }, each checked before any is punched. */
+/*
+ * DISCARD: segments of { le64 sector, le32 num_sectors, le32 flags }, copied
+ * out of guest memory and all checked before any is punched (the guest may
+ * rewrite its buffer meanwhile: only the copy counts).
+ */
 static uint8_t discard(struct vmm_blk *b, struct vmm_virtio_buf *bufs, unsigned n)
 {
-	unsigned i, pass, nseg = 0;
+	struct { uint64_t sector; uint32_t count; } seg[DISCARD_MAX_SEG];
+	unsigned i, k, nseg = 0;
 	uint32_t j;
 
 	if (b->readonly)
 		return VIRTIO_BLK_S_IOERR;
-	for (pass = 0; pass < 2; pass++) {
-		for (i = 1; i + 1 < n; i++) {
-			if (bufs[i].device_writes || bufs[i].len % 16)
+	for (i = 1; i + 1 < n; i++) {
+		if (bufs[i].device_writes || bufs[i].len % 16)
+			return VIRTIO_BLK_S_IOERR;
+		for (j = 0; j < bufs[i].len; j += 16) {
+			if (nseg == DISCARD_MAX_SEG)
 				return VIRTIO_BLK_S_IOERR;
-			for (j = 0; j < bufs[i].len; j += 16) {
-				uint64_t sector;
-				uint32_t count;
-
-				memcpy(&sector, bufs[i].p + j, 8);
-				memcpy(&count, bufs[i].p + j + 8, 4);
-				sector = le64_to_cpu(sector);
-				count = le32_to_cpu(count);
-				if (pass == 0) {
-					if (++nseg > DISCARD_MAX_SEG || count > DISCARD_MAX_SECTORS ||
-					    sector > b->size / 512 || count > b->size / 512 - sector)
-						return VIRTIO_BLK_S_IOERR;
-				} else if (count && vmfs_fallocate(b->fs, b->ino, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-								  sector * 512, (uint64_t)count * 512)) {
-					return VIRTIO_BLK_S_IOERR;
-				}
-			}
+			memcpy(&seg[nseg].sector, bufs[i].p + j, 8);
+			memcpy(&seg[nseg].count, bufs[i].p + j + 8, 4);
+			seg[nseg].sector = le64_to_cpu(seg[nseg].sector);
+			seg[nseg].count = le32_to_cpu(seg[nseg].count);
+			if (seg[nseg].count > DISCARD_MAX_SECTORS || seg[nseg].sector > b->size / 512 ||
+			    seg[nseg].count > b->size / 512 - seg[nseg].sector)
+				return VIRTIO_BLK_S_IOERR;
+			nseg++;
 		}
 	}
+	for (k = 0; k < nseg; k++)
+		if (seg[k].count && vmfs_fallocate(b->fs, b->ino, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+						   seg[k].sector * 512, (uint64_t)seg[k].count * 512))
+			return VIRTIO_BLK_S_IOERR;
 	return VIRTIO_BLK_S_OK;
 }
 

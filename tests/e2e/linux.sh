@@ -30,7 +30,7 @@ START=$EPOCHREALTIME
 # (QEMU's TCG passes the host's TSC through, and so does KVM one level down).
 KHZ=$(awk '/^cpu MHz/ { printf "%d", $4 * 1000; exit }' /proc/cpuinfo)
 [ -n "$KHZ" ] || fail "no cpu MHz in /proc/cpuinfo"
-QEMU_TIMEOUT=${LINUX_QEMU_TIMEOUT:-240}
+QEMU_TIMEOUT=${LINUX_QEMU_TIMEOUT:-300}
 
 # mod_order NAME...: the module files (paths under $MODS) that load NAME and
 # its dependencies, dependencies first, each once, from modules.dep.

@@ -32,7 +32,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TEST_TOOL_SRC := $(wildcard tests/tools/*.c)
 TEST_TOOL_BIN := $(TEST_TOOL_SRC:tests/tools/%.c=$(BUILD)/tests/tools/%)
 
-.PHONY: all deps test unit e2e check-asan crash-long demo bench clean
+.PHONY: all deps kit test unit e2e check-asan crash-long demo bench clean
 all: $(TOOL_BIN) $(BUILD)/bin/vmm $(BENCH_BIN) $(UNIT_BIN) $(TEST_TOOL_BIN) $(GUEST_BIN)
 
 deps:
@@ -75,6 +75,12 @@ $(BUILD)/tests/guests/%.elf: tests/guests/%.c tests/guests/head.S tests/guests/g
 $(BUILD)/tests/guests/%.bzImage: $(BUILD)/tests/guests/%.elf
 	objcopy -O binary $< $@
 	chmod -x $@
+
+# The Linux test kit (tests/e2e/linux.sh): Debian's kernel, its modules and
+# busybox-static, downloaded with apt-get and extracted (not installed) into
+# $(BUILD)/kit once; later runs reuse it. The test makes it too when missing.
+kit:
+	@./scripts/linux-kit.sh $(BUILD)/kit
 
 # The test runner installs what is missing, builds, runs unit and end-to-end
 # tests and prints one closing line "N passed, N failed".

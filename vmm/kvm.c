@@ -65,7 +65,13 @@ void *vmm_gpa(struct vmm_vm *vm, uint64_t gpa, uint64_t len)
 	return vm->mem + gpa;
 }
 
-static int set_cpuid(struct vmm_vm *vm, int fd)
+/*
+ * What KVM supports, with what a guest expects of its own vCPU: leaf 1 names
+ * its initial APIC ID and sets the hypervisor bit (so Linux finds KVM's leaves
+ * at 0x40000000 and uses kvmclock instead of calibrating the TSC), and the
+ * topology leaves 0xB/0x1F name its x2APIC ID.
+ */
+static int set_cpuid(struct vmm_vm *vm, int fd, unsigned id)
 {
 	unsigned n = 256;
 	struct kvm_cpuid2 *cpuid = calloc(1, sizeof(*cpuid) + n * sizeof(cpuid->entries[0]));
@@ -74,8 +80,23 @@ static int set_cpuid(struct vmm_vm *vm, int fd)
 	if (!cpuid)
 		return -ENOMEM;
 	cpuid->nent = n;
-	if (ioctl(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, cpuid) < 0 || ioctl(fd, KVM_SET_CPUID2, cpuid) < 0)
+	if (ioctl(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, cpuid) < 0) {
 		ret = -errno;
+		goto out;
+	}
+	for (unsigned i = 0; i < cpuid->nent; i++) {
+		struct kvm_cpuid_entry2 *e = &cpuid->entries[i];
+
+		if (e->function == 1) {
+			e->ebx = (e->ebx & 0x00ffffffu) | id << 24;
+			e->ecx |= 1u << 31;
+		} else if (e->function == 0xb || e->function == 0x1f) {
+			e->edx = id;
+		}
+	}
+	if (ioctl(fd, KVM_SET_CPUID2, cpuid) < 0)
+		ret = -errno;
+out:
 	free(cpuid);
 	return ret;
 }
@@ -150,7 +171,7 @@ int vmm_vm_init(struct vmm_vm *vm, uint64_t mem_mib, unsigned ncpus, char *err, 
 			snprintf(err, errlen, "vCPU %u: mmap: %s", i, strerror(errno));
 			goto err_release;
 		}
-		ret = set_cpuid(vm, vm->cpu_fd[i]);
+		ret = set_cpuid(vm, vm->cpu_fd[i], i);
 		if (ret) {
 			snprintf(err, errlen, "vCPU %u: CPUID: %s", i, strerror(-ret));
 			goto err_release;

@@ -8,6 +8,7 @@
  */
 #include <check.h>
 #include <errno.h>
+#include <glob.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,8 @@ static void mk(uint32_t slots)
 	char err[256] = "";
 	int fd;
 
-	strcpy(img, "/var/tmp/vmfs-cluster-XXXXXX");
+	/* named after the runner (the parent), whose unchecked teardown removes what a failed test left */
+	snprintf(img, sizeof(img), "/var/tmp/vmfs-cluster-%d-XXXXXX", (int)getppid());
 	fd = mkstemp(img);
 	ck_assert_int_ge(fd, 0);
 	close(fd);
@@ -49,6 +51,19 @@ static struct vmfs *host(const char *name)
 static void teardown(void)
 {
 	unlink(img);
+}
+
+/* Runs in the runner after the tests: a failed check ends its forked test before teardown(). */
+static void remove_leftovers(void)
+{
+	char pat[64];
+	glob_t g;
+
+	snprintf(pat, sizeof(pat), "/var/tmp/vmfs-cluster-%d-*", (int)getpid());
+	if (glob(pat, 0, NULL, &g) == 0)
+		for (size_t i = 0; i < g.gl_pathc; i++)
+			unlink(g.gl_pathv[i]);
+	globfree(&g);
 }
 
 static uint64_t root(struct vmfs *fs)
@@ -356,6 +371,7 @@ int main(void)
 	int failed;
 
 	tcase_add_checked_fixture(tc, NULL, teardown);
+	tcase_add_unchecked_fixture(tc, NULL, remove_leftovers);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, t_coherence);
 	tcase_add_test(tc, t_file_locks);

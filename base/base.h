@@ -39,6 +39,8 @@ uint32_t base_crc32c_sw(uint32_t crc, const void *buf, size_t len);
 
 /* Monotonic time in nanoseconds (CLOCK_MONOTONIC). */
 uint64_t base_mono_ns(void);
+/* Sleeps ns nanoseconds, through interrupting signals. */
+void base_sleep_ns(uint64_t ns);
 
 /*
  * Timed waits on the monotonic clock: base_cond_init_mono() makes a condition

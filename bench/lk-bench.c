@@ -40,10 +40,8 @@ static uint64_t now(void *ctx)
 
 static void nap(void *ctx, uint64_t ns)
 {
-	struct timespec ts = { .tv_sec = (time_t)(ns / 1000000000u), .tv_nsec = (long)(ns % 1000000000u) };
 	(void)ctx;
-	while (nanosleep(&ts, &ts) && errno == EINTR)
-		;
+	base_sleep_ns(ns);
 }
 
 static int cmp_u64(const void *a, const void *b)

@@ -55,23 +55,33 @@ static void json_str(const char *s)
 	putchar('"');
 }
 
-static int cmd_info(int argc, char **argv)
+/* Opens DEVICE read-only (no cluster join, nothing written); NULL after saying why. */
+static struct vmfs *open_readonly(const char *dev)
 {
 	struct vmfs_open_opts oo = { .readonly = true };
+	struct vmfs *fs = NULL;
+	char err[256];
+
+	if (vmfs_open(dev, &oo, &fs, err, sizeof(err))) {
+		tool_err("%s", err);
+		return NULL;
+	}
+	return fs;
+}
+
+static int cmd_info(int argc, char **argv)
+{
 	struct vmfs_info in;
 	struct vmfs *fs;
 	const char *dev = NULL;
 	bool json = false;
-	char err[256], uuid[37], a[32], b[32], feat[3][64];
-	int ret;
+	char uuid[37], a[32], b[32], feat[3][64];
 
 	if (parse_args(argc, argv, &json, &dev, NULL, false))
 		return 2;
-	ret = vmfs_open(dev, &oo, &fs, err, sizeof(err));
-	if (ret) {
-		tool_err("%s", err);
+	fs = open_readonly(dev);
+	if (!fs)
 		return 1;
-	}
 	vmfs_get_info(fs, &in);
 	base_uuid_fmt(in.uuid, uuid);
 	vmfs_feature_names(0, in.compat, feat[0], sizeof(feat[0]));
@@ -124,7 +134,6 @@ static const char *state_name(enum lk_slot_state s, bool alive)
 /* Read-only: watches the heartbeat region for two intervals, then lists every used slot. */
 static int cmd_hosts(int argc, char **argv)
 {
-	struct vmfs_open_opts oo = { .readonly = true };
 	const char *dev = NULL;
 	struct lk_slot_info *s = NULL;
 	struct lk_geometry g;
@@ -132,17 +141,15 @@ static int cmd_hosts(int argc, char **argv)
 	struct lk_io io;
 	struct vmfs *fs;
 	bool json = false;
-	char err[256], uuid[37];
+	char uuid[37];
 	size_t n = 0;
 	int ret;
 
 	if (parse_args(argc, argv, &json, &dev, NULL, false))
 		return 2;
-	ret = vmfs_open(dev, &oo, &fs, err, sizeof(err));
-	if (ret) {
-		tool_err("%s", err);
+	fs = open_readonly(dev);
+	if (!fs)
 		return 1;
-	}
 	vmfs_cluster_io(fs, &io, &g, &t);
 	ret = lk_watch_slots(&io, &g, 2 * t.interval_ms + 100, &s, &n);
 	if (ret) {
@@ -221,24 +228,20 @@ static int print_lock(void *arg, uint64_t res, const struct lk_holder *h, uint64
 /* Read-only: every lock record, or those of PATH. A lock of a dead host is listed until it is recovered. */
 static int cmd_locks(int argc, char **argv)
 {
-	struct vmfs_open_opts oo = { .readonly = true };
 	struct locks_ctx c = { 0 };
 	const char *dev = NULL, *path = NULL;
 	struct lk_geometry g;
 	struct lk_timing t;
 	struct lk_io io;
 	struct vmfs *fs;
-	char err[256];
 	uint64_t ino;
 	int ret;
 
 	if (parse_args(argc, argv, &c.json, &dev, &path, true))
 		return 2;
-	ret = vmfs_open(dev, &oo, &fs, err, sizeof(err));
-	if (ret) {
-		tool_err("%s", err);
+	fs = open_readonly(dev);
+	if (!fs)
 		return 1;
-	}
 	if (path) {
 		ret = vmfs_resolve(fs, path, &ino);
 		if (ret) {

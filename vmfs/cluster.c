@@ -63,11 +63,8 @@ static uint64_t lkio_now(void *ctx)
 
 static void lkio_sleep(void *ctx, uint64_t ns)
 {
-	struct timespec ts = { .tv_sec = (time_t)(ns / 1000000000u), .tv_nsec = (long)(ns % 1000000000u) };
-
 	(void)ctx;
-	while (nanosleep(&ts, &ts) && errno == EINTR)
-		;
+	base_sleep_ns(ns);
 }
 
 void vmfs_cluster_io(struct vmfs *fs, struct lk_io *io, struct lk_geometry *g, struct lk_timing *t)

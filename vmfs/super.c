@@ -399,6 +399,19 @@ static int read_sb(struct vmfs *fs, uint64_t off, struct vmfs_sb_disk *out, cons
 	return ret;
 }
 
+/* Stops the commit thread (sets fs->stopping, which the poller reads too). */
+static void committer_stop(struct vmfs *fs)
+{
+	if (!fs->committer_running)
+		return;
+	pthread_mutex_lock(&fs->lock);
+	fs->stopping = true;
+	pthread_cond_signal(&fs->commit_cond);
+	pthread_mutex_unlock(&fs->lock);
+	pthread_join(fs->committer, NULL);
+	fs->committer_running = false;
+}
+
 static void *committer(void *arg)
 {
 	struct vmfs *fs = arg;
@@ -602,14 +615,7 @@ int vmfs_open(const char *path, const struct vmfs_open_opts *o, struct vmfs **ou
 	return 0;
 
 err_alloc:
-	if (fs->committer_running) {
-		pthread_mutex_lock(&fs->lock);
-		fs->stopping = true;
-		pthread_cond_signal(&fs->commit_cond);
-		pthread_mutex_unlock(&fs->lock);
-		pthread_join(fs->committer, NULL);
-		fs->committer_running = false;
-	}
+	committer_stop(fs);
 	cluster_leave(fs);
 	alloc_release(fs);
 err_cache:
@@ -631,13 +637,7 @@ int vmfs_close(struct vmfs *fs)
 
 	if (!fs)
 		return 0;
-	if (fs->committer_running) {
-		pthread_mutex_lock(&fs->lock);
-		fs->stopping = true;
-		pthread_cond_signal(&fs->commit_cond);
-		pthread_mutex_unlock(&fs->lock);
-		pthread_join(fs->committer, NULL);
-	}
+	committer_stop(fs);
 	if (!fs->ro) {
 		times_flush(fs);
 		/* names removed while held: nobody holds them any more */

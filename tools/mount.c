@@ -9,6 +9,7 @@
 #define FUSE_USE_VERSION 314
 
 #include "tools/common.h"
+#include "tools/fuse_ring.h"
 #include "vmfs/vmfs.h"
 
 #include <dirent.h>
@@ -40,6 +41,7 @@ struct vmount {
 	struct fuse_session *se;
 	struct vmfs *fs;
 	uint64_t root;
+	struct fuse_ring *ring;   /* FUSE over io_uring, when the kernel has it */
 };
 
 static struct vmount *vm_of(fuse_req_t req)
@@ -158,7 +160,10 @@ static int new_owner(fuse_req_t req, uint64_t dir, uint32_t *mode, uint32_t *uid
 
 static void vm_init(void *userdata, struct fuse_conn_info *conn)
 {
-	(void)userdata;
+	struct vmount *vm = userdata;
+
+	if (vm->ring)
+		fuse_ring_init_pending();
 	if (conn->max_write > MAX_WRITE)
 		conn->max_write = MAX_WRITE;
 	/*
@@ -687,11 +692,13 @@ static void help(void)
 	       "  -o commit=MS  commit metadata at most MS milliseconds late (default 1000)\n"
 	       "  -o watchdog=DEV  pet watchdog DEV (e.g. /dev/watchdog) at each heartbeat: a host\n"
 	       "                that cannot renew its heartbeat is reset before others take over\n"
+	       "  -o no_uring   serve through /dev/fuse reads and writes even where the kernel\n"
+	       "                offers FUSE over io_uring (fuse module parameter enable_uring=Y)\n"
 	       "  -o OPT        any other option goes to FUSE\n");
 }
 
 struct mount_opts {
-	bool foreground, debug, readonly;
+	bool foreground, debug, readonly, no_uring;
 	unsigned commit_ms;
 	char *watchdog;           /* -o watchdog=DEV, or NULL */
 	char *fuse_opts;          /* comma-separated, for fuse_session_new() */
@@ -726,6 +733,10 @@ static int opts_parse_list(struct mount_opts *mo, const char *list)
 				ret = -EINVAL;
 				break;
 			}
+			continue;
+		}
+		if (!strcmp(opt, "no_uring")) {
+			mo->no_uring = true;
 			continue;
 		}
 		if (!strcmp(opt, "ro"))
@@ -861,14 +872,17 @@ static void daemon_notify(int *notify_fd, unsigned char code)
  * What goes wrong after the mount (a damaged block, the lost heartbeat lease):
  * to stderr in the foreground, else to syslog, naming the device either way.
  */
-static void report_line(void *ctx, const char *line)
+static void report_at(const struct mount_opts *mo, int prio, const char *line)
 {
-	const struct mount_opts *mo = ctx;
-
 	if (mo->foreground)
 		fprintf(stderr, "vmfs-mount: %s: %s\n", mo->device, line);
 	else
-		syslog(LOG_ERR, "%s: %s", mo->device, line);
+		syslog(prio, "%s: %s", mo->device, line);
+}
+
+static void report_line(void *ctx, const char *line)
+{
+	report_at(ctx, LOG_ERR, line);
 }
 
 /* Opens, mounts and serves until unmounted or signalled; returns the exit code. */
@@ -902,13 +916,18 @@ static int serve(struct vmount *vm, const struct mount_opts *mo, int *notify_fd)
 		code = EXIT_SYSTEM;
 		goto err_unmount;
 	}
+	if (!mo->no_uring && fuse_ring_available()) {
+		vm->ring = fuse_ring_attach(vm->se, vm->fs, vm->root);
+		if (vm->ring)
+			report_at(mo, LOG_INFO, "FUSE over io_uring");
+	}
 	lc = fuse_loop_cfg_create();
 	if (!lc) {
 		code = EXIT_SYSTEM;
 		goto err_signals;
 	}
 	fuse_loop_cfg_set_clone_fd(lc, 1);
-	fuse_loop_cfg_set_max_threads(lc, 64);
+	fuse_loop_cfg_set_max_threads(lc, getenv("VMFS_FUSE_THREADS") ? atoi(getenv("VMFS_FUSE_THREADS")) : 64);
 	daemon_notify(notify_fd, 0);
 
 	/* 0 after fusermount3 -u, the signal number after SIGTERM and friends. */
@@ -922,6 +941,14 @@ err_signals:
 	fuse_remove_signal_handlers(vm->se);
 err_unmount:
 	fuse_session_unmount(vm->se);
+	if (vm->ring) {
+		char line[64];
+
+		snprintf(line, sizeof(line), "FUSE over io_uring served %llu requests",
+			 (unsigned long long)fuse_ring_stop(vm->ring));
+		report_at(mo, LOG_INFO, line);
+		vm->ring = NULL;
+	}
 err_close:
 	/* Destroying the session here runs vm_destroy() while fs is still open. */
 	fuse_session_destroy(vm->se);

@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -68,6 +69,7 @@ struct dev_ctx {
 	struct dev_io_list queued;     /* prepared, not yet handed to the kernel */
 	struct dev_io_list done;       /* completed without the kernel's queue (sync, failed submit) */
 	struct dev_io **out;           /* depth completions, for ctx_reap */
+	int evfd;                      /* dev_queue_eventfd's, or -1 */
 	union {
 		struct io_uring ring;
 		struct {
@@ -95,6 +97,7 @@ struct dev_engine {
 	bool (*prep)(struct dev_ctx *c, struct dev_io *io);
 	int (*submit)(struct dev_ctx *c, unsigned n, bool wait);
 	int (*reap)(struct dev_ctx *c, unsigned min, unsigned max, struct dev_io **out);
+	int (*notify)(struct dev_ctx *c, int evfd);  /* signal evfd at each completion (optional) */
 };
 
 struct dev_crash;
@@ -187,6 +190,11 @@ static int uring_ctx_init(struct dev_ctx *c)
 static void uring_ctx_release(struct dev_ctx *c)
 {
 	io_uring_queue_exit(&c->u.ring);
+}
+
+static int uring_notify(struct dev_ctx *c, int evfd)
+{
+	return io_uring_register_eventfd(&c->u.ring, evfd);
 }
 
 static bool uring_prep(struct dev_ctx *c, struct dev_io *io)
@@ -855,6 +863,7 @@ static const struct dev_engine uring_engine = {
 	.prep = uring_prep,
 	.submit = uring_submit,
 	.reap = uring_reap,
+	.notify = uring_notify,
 };
 
 static const struct dev_engine *const engines[] = { &uring_engine, &aio_engine, &sync_engine,
@@ -867,6 +876,8 @@ static void ctx_free(struct dev_ctx *c)
 	if (!c)
 		return;
 	c->dev->eng->ctx_release(c);
+	if (c->evfd >= 0)
+		close(c->evfd);
 	free(c->out);
 	free(c->ios);
 	free(c);
@@ -882,6 +893,7 @@ static int ctx_new(struct vmfs_dev *dev, unsigned depth, struct dev_ctx **out)
 		return -ENOMEM;
 	c->dev = dev;
 	c->depth = depth;
+	c->evfd = -1;
 	c->ios = calloc(depth, sizeof(*c->ios));
 	c->out = calloc(depth, sizeof(*c->out));
 	if (!c->ios || !c->out) {
@@ -1633,6 +1645,27 @@ int dev_queue_submit(struct dev_queue *q, struct dev_req *req)
 	}
 	ctx_queue(c, io);
 	return 0;
+}
+
+int dev_queue_eventfd(struct dev_queue *q)
+{
+	struct dev_ctx *c = q->ctx;
+	int fd, r;
+
+	if (c->evfd >= 0)
+		return c->evfd;
+	if (!c->dev->eng->notify)
+		return -EOPNOTSUPP;
+	fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (fd < 0)
+		return -errno;
+	r = c->dev->eng->notify(c, fd);
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	c->evfd = fd;
+	return fd;
 }
 
 void dev_queue_kick(struct dev_queue *q)

@@ -91,6 +91,12 @@ void dev_queue_free(struct dev_queue *q);
 int dev_queue_submit(struct dev_queue *q, struct dev_req *req);
 void dev_queue_kick(struct dev_queue *q);
 int dev_queue_reap(struct dev_queue *q, unsigned min, unsigned max, struct dev_req **out);
+/*
+ * An eventfd (non-blocking, owned by q) the engine signals as requests of q
+ * complete, for callers that wait on other things too; -EOPNOTSUPP when the
+ * engine cannot (only io_uring can).
+ */
+int dev_queue_eventfd(struct dev_queue *q);
 
 /* Allocates len bytes aligned for O_DIRECT (4096), zeroed. free() releases it. */
 void *dev_alloc_buf(size_t len);

@@ -958,6 +958,7 @@ struct vmfs_aio {
 	struct vmfs *fs;
 	struct dev_queue *dq;
 	unsigned depth, inflight;
+	bool batch;                     /* vmfs_aio_set_batch */
 	struct aio_sub *free_subs;
 	struct vmfs_aio_req *done_head, *done_tail;
 	struct dev_req **reaped;
@@ -1002,7 +1003,12 @@ static void aio_done(struct vmfs_aio *q, struct vmfs_aio_req *r)
 	q->done_tail = r;
 }
 
-/* Maps a read, or an overwrite of allocated blocks, into the plan; false: take the synchronous path. */
+/*
+ * Maps a read, or an overwrite of allocated blocks, into the plan; false: take
+ * the synchronous path. An overwrite defers the file's times as
+ * write_in_place() does, and goes the synchronous way with commit_ms = 0
+ * (every write durable on return) or when there is no room to defer them.
+ */
 static bool aio_map(struct vmfs *fs, struct vmfs_aio_req *r, struct plan *pl, size_t *len)
 {
 	unsigned ss = dev_sector_size(fs->dev);
@@ -1011,7 +1017,8 @@ static bool aio_map(struct vmfs *fs, struct vmfs_aio_req *r, struct plan *pl, si
 	uint64_t size, bb;
 	bool ok = false;
 
-	if ((r->off | r->len | (uintptr_t)r->buf) % ss || get_regular(fs, r->ino, &ib, false))
+	if ((r->off | r->len | (uintptr_t)r->buf) % ss || (r->write && !fs->commit_ms) ||
+	    get_regular(fs, r->ino, &ib, false))
 		return false;
 	di = ib_inode(ib);
 	size = le64_to_cpu(di->i_size);
@@ -1033,14 +1040,17 @@ static bool aio_map(struct vmfs *fs, struct vmfs_aio_req *r, struct plan *pl, si
 		done += n;
 	}
 	ok = true;
+	if (r->write) /* under fs->lock (fs_enter) */
+		ok = times_defer(fs, r->ino, le64_to_cpu(di->i_igen));
 out:
 	meta_put(fs, ib);
 	return ok;
 }
 
-static int aio_complete_some(struct vmfs_aio *q)
+/* Collects what the device finished: at least one request, or with wait = false whatever has. */
+static int aio_complete_some(struct vmfs_aio *q, bool wait)
 {
-	int got = dev_queue_reap(q->dq, 1, q->depth * 4, q->reaped);
+	int got = dev_queue_reap(q->dq, wait, q->depth * 4, q->reaped);
 
 	for (int i = 0; i < got; i++) {
 		struct aio_sub *s = (struct aio_sub *)q->reaped[i];
@@ -1087,7 +1097,7 @@ int vmfs_aio_submit(struct vmfs_aio *q, struct vmfs_aio_req *r)
 		 * queue's own requests in flight hold shared: finish them first.
 		 */
 		while (!async && q->inflight) {
-			int ret = aio_complete_some(q);
+			int ret = aio_complete_some(q, true);
 			if (ret) {
 				vinode_unpin(fs, vi);
 				plan_release(&pl);
@@ -1133,7 +1143,7 @@ int vmfs_aio_submit(struct vmfs_aio *q, struct vmfs_aio_req *r)
 	plan_release(&pl);
 	if (!r->pending)
 		aio_done(q, r);
-	else
+	else if (!q->batch)
 		dev_queue_kick(q->dq);   /* start it now: see vmfs.h */
 	return 0;
 }
@@ -1142,6 +1152,11 @@ int vmfs_aio_reap(struct vmfs_aio *q, unsigned min, struct vmfs_aio_req **out, u
 {
 	unsigned n = 0;
 
+	if (!min && q->inflight) {
+		int ret = aio_complete_some(q, false);
+		if (ret)
+			return ret;
+	}
 	for (;;) {
 		while (q->done_head && n < max) {
 			struct vmfs_aio_req *r = q->done_head;
@@ -1152,10 +1167,20 @@ int vmfs_aio_reap(struct vmfs_aio *q, unsigned min, struct vmfs_aio_req **out, u
 		}
 		if (n >= min || n == max || !q->inflight)
 			return (int)n;
-		int ret = aio_complete_some(q);
+		int ret = aio_complete_some(q, true);
 		if (ret)
 			return ret;
 	}
+}
+
+void vmfs_aio_set_batch(struct vmfs_aio *q, bool batch)
+{
+	q->batch = batch;
+}
+
+int vmfs_aio_eventfd(struct vmfs_aio *q)
+{
+	return dev_queue_eventfd(q->dq);
 }
 
 void vmfs_aio_free(struct vmfs_aio *q)

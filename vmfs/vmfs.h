@@ -215,8 +215,26 @@ void vmfs_aio_free(struct vmfs_aio *q);          /* waits for what is in flight 
  * of letting it drain and refilling it in bursts (measured in docs/BENCHMARKS.md).
  */
 int vmfs_aio_submit(struct vmfs_aio *q, struct vmfs_aio_req *req);
-/* Waits for at least min completed requests; returns how many were stored in out (<= max). */
+/*
+ * Waits for at least min completed requests; returns how many were stored in
+ * out (<= max). With min = 0 it collects what has completed without waiting.
+ */
 int vmfs_aio_reap(struct vmfs_aio *q, unsigned min, struct vmfs_aio_req **out, unsigned max);
+/*
+ * An eventfd, owned by q, that the device signals as q's requests complete,
+ * for a caller that also waits on other things (poll, its own io_uring): read
+ * it, then vmfs_aio_reap(q, 0, ...). -EOPNOTSUPP unless the I/O engine is
+ * io_uring. Requests done synchronously inside vmfs_aio_submit do not signal
+ * it: reap after each submit too.
+ */
+int vmfs_aio_eventfd(struct vmfs_aio *q);
+/*
+ * With batch on, vmfs_aio_submit only queues a request for the device; the
+ * next vmfs_aio_reap hands all that is queued over in one system call (one
+ * doorbell for the burst). For callers that take requests in bursts and reap
+ * after each, as vmfs-mount's io_uring queues do.
+ */
+void vmfs_aio_set_batch(struct vmfs_aio *q, bool batch);
 
 /* ---- whole datastore -------------------------------------------------------- */
 

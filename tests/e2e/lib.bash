@@ -17,6 +17,7 @@ e2e_err() {
 VMFS_BIN=${VMFS_BIN:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/build/bin}
 MOUNTS=()	# mount points to undo, in order of mounting
 PIDS=()		# daemons to stop
+AT_EXIT=()	# commands (strings, eval'd) the cleanup runs last, in order
 
 log() { echo "== $*"; }
 fail() { echo "FAIL: $*" >&2; exit 1; }
@@ -43,6 +44,7 @@ e2e_cleanup() {
 		wait_until 10 not pid_alive "$p" || kill -9 "$p" 2>/dev/null
 	done
 	[ -n "${T:-}" ] && rm -rf --one-file-system "$T"
+	for m in "${AT_EXIT[@]}"; do eval "$m"; done
 	exit "$rc"
 }
 

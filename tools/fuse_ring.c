@@ -1,0 +1,592 @@
+/*
+ * FUSE over io_uring (Documentation/filesystems/fuse-io-uring.rst): instead of
+ * a read(2) on /dev/fuse per request and a writev(2) per reply, each CPU's
+ * queue of the connection gets ENTRIES ring entries (a header buffer and a
+ * payload buffer each) registered with IORING_OP_URING_CMD; the kernel fills
+ * an entry with a request and completes its command; the reply goes back in
+ * the same buffers with COMMIT_AND_FETCH, which also re-arms the entry. One
+ * thread per queue owns its io_uring.
+ *
+ * Reads and writes (the VM disks' I/O) never block that thread: they go to
+ * the device through the thread's own vmfs_aio queue, straight from and into
+ * the page-aligned payload buffer, and the reply is committed when the device
+ * completes (the queue's eventfd is polled on the same ring). Every other
+ * request is handed to libfuse as if it had come from /dev/fuse
+ * (fuse_session_process_buf) after the thread's I/O in flight has drained,
+ * and its reply is caught in the session's custom writev and copied into the
+ * entry. Forgets and interrupts still come through /dev/fuse, which the
+ * classic loop keeps serving; so does everything until all queues are armed.
+ *
+ * The wire structures below are the kernel's (include/uapi/linux/fuse.h,
+ * protocol 7.42), spelled out because Debian 12's headers predate them.
+ */
+#define FUSE_USE_VERSION 314
+
+#include "tools/fuse_ring.h"
+#include "tools/common.h"
+#include "vmfs/vmfs.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <linux/fuse.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
+#include <sys/sysinfo.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define ENTRIES 64                 /* per queue: a queue depth of 32 and metadata besides */
+#define PAYLOAD (1u << 20)         /* >= the kernel's max_payload_sz: max_write, max_pages (vm_init) */
+#define ENABLE_PARAM "/sys/module/fuse/parameters/enable_uring"
+
+enum { RING_CMD_REGISTER = 1, RING_CMD_COMMIT_AND_FETCH = 2 };
+
+struct ring_ent_in_out {
+	uint64_t flags;
+	uint64_t commit_id;
+	uint32_t payload_sz;
+	uint32_t padding;
+	uint64_t reserved;
+};
+
+struct ring_header {
+	char in_out[128];          /* fuse_in_header in, fuse_out_header out */
+	char op_in[128];           /* the request's first argument */
+	struct ring_ent_in_out ent;
+};
+
+struct ring_cmd {                  /* the SQE's 80-byte command area */
+	uint64_t flags;
+	uint64_t commit_id;
+	uint16_t qid;
+	uint8_t padding[6];
+};
+
+/* user_data of the two polls; ring entries are tagged with their address */
+enum { TAG_AIO = 1, TAG_STOP = 2 };
+
+struct ring_queue;
+
+struct ring_ent {
+	struct ring_queue *q;
+	struct ring_header *hdr;
+	uint8_t *payload;
+	struct iovec iov[2];
+	struct vmfs_aio_req aio;
+	uint64_t unique;           /* the request being served */
+	bool armed;                /* its command is with the kernel */
+	bool caught;               /* the libfuse reply landed here */
+};
+
+struct ring_queue {
+	struct fuse_ring *fr;
+	unsigned qid;
+	struct io_uring ring;
+	struct vmfs_aio *aio;
+	int aio_fd;
+	unsigned inflight;         /* aio requests not yet reaped */
+	unsigned armed;            /* entries with the kernel */
+	bool stopping;
+	uint8_t *scratch;          /* a request rebuilt for libfuse */
+	struct ring_ent ents[ENTRIES];
+	pthread_t thread;
+	bool started;
+};
+
+struct fuse_ring {
+	struct fuse_session *se;
+	struct vmfs *fs;
+	uint64_t root;
+	int fd;
+	int stop_fd;
+	unsigned nq;
+	struct ring_queue *qs;
+	_Atomic uint64_t served;
+	bool running;
+};
+
+/* One session per process: the custom writev finds the ring here. */
+static struct fuse_ring *the_ring;
+static __thread struct ring_ent *tl_ent;        /* the entry a libfuse call serves */
+static __thread bool tl_init_pending;
+
+static void start_all(struct fuse_ring *fr);
+
+bool fuse_ring_available(void)
+{
+	char c = 'N';
+	int fd = open(ENABLE_PARAM, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return false;
+	if (read(fd, &c, 1) != 1)
+		c = 'N';
+	close(fd);
+	return c == 'Y' || c == '1';
+}
+
+void fuse_ring_init_pending(void)
+{
+	tl_init_pending = true;
+}
+
+/* ---- the ring's commands -------------------------------------------------------- */
+
+static struct io_uring_sqe *sqe_get(struct ring_queue *q)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&q->ring);
+
+	if (!sqe) { /* the SQ is full: hand it to the kernel and try again */
+		io_uring_submit(&q->ring);
+		sqe = io_uring_get_sqe(&q->ring);
+	}
+	return sqe;
+}
+
+static int ent_cmd(struct ring_ent *e, uint32_t op)
+{
+	struct ring_queue *q = e->q;
+	struct io_uring_sqe *sqe = sqe_get(q);
+	struct ring_cmd *cmd;
+
+	if (!sqe)
+		return -EBUSY;
+	memset(sqe, 0, 2 * sizeof(*sqe)); /* SQE128: the command area runs into the second half */
+	sqe->opcode = IORING_OP_URING_CMD;
+	sqe->fd = q->fr->fd;
+	sqe->cmd_op = op;
+	sqe->addr = (uintptr_t)e->iov;
+	sqe->len = 2;
+	cmd = (struct ring_cmd *)sqe->cmd;
+	cmd->commit_id = op == RING_CMD_COMMIT_AND_FETCH ? e->hdr->ent.commit_id : 0;
+	cmd->qid = (uint16_t)q->qid;
+	io_uring_sqe_set_data(sqe, e);
+	e->armed = true;
+	q->armed++;
+	return 0;
+}
+
+static int poll_arm(struct ring_queue *q, int fd, uint64_t tag)
+{
+	struct io_uring_sqe *sqe = sqe_get(q);
+
+	if (!sqe)
+		return -EBUSY;
+	io_uring_prep_poll_multishot(sqe, fd, POLLIN);
+	sqe->user_data = tag;
+	return 0;
+}
+
+/* Replies with the out header and len payload bytes already in place, and re-arms the entry. */
+static void ent_reply(struct ring_ent *e, int error, uint32_t len)
+{
+	struct fuse_out_header oh = { .len = (uint32_t)sizeof(oh) + (error ? 0 : len),
+				      .error = error ? -error : 0, .unique = e->unique };
+
+	memcpy(e->hdr->in_out, &oh, sizeof(oh));
+	e->hdr->ent.payload_sz = error ? 0 : len;
+	atomic_fetch_add_explicit(&e->q->fr->served, 1, memory_order_relaxed);
+	ent_cmd(e, RING_CMD_COMMIT_AND_FETCH);
+}
+
+/* ---- serving a request ------------------------------------------------------------- */
+
+static uint64_t to_vmfs(struct fuse_ring *fr, uint64_t nodeid)
+{
+	return nodeid == FUSE_ROOT_ID ? fr->root : nodeid;
+}
+
+static void aio_done(struct ring_queue *q, struct vmfs_aio_req *r)
+{
+	struct ring_ent *e = r->priv;
+
+	q->inflight--;
+	if (r->res < 0) {
+		ent_reply(e, (int)-r->res, 0);
+	} else if (r->write) {
+		struct fuse_write_out wo = { .size = (uint32_t)r->res };
+
+		memcpy(e->payload, &wo, sizeof(wo));
+		ent_reply(e, 0, sizeof(wo));
+	} else {
+		ent_reply(e, 0, (uint32_t)r->res);
+	}
+}
+
+static void aio_collect(struct ring_queue *q)
+{
+	struct vmfs_aio_req *done[ENTRIES];
+	int n;
+
+	while (q->inflight && (n = vmfs_aio_reap(q->aio, 0, done, ENTRIES)) > 0)
+		for (int i = 0; i < n; i++)
+			aio_done(q, done[i]);
+}
+
+/* Waits for all of this queue's I/O: a synchronous request may need the iolocks it holds. */
+static void aio_drain(struct ring_queue *q)
+{
+	struct vmfs_aio_req *done[ENTRIES];
+
+	while (q->inflight) {
+		int n = vmfs_aio_reap(q->aio, 1, done, ENTRIES);
+
+		if (n < 0)
+			break;
+		for (int i = 0; i < n; i++)
+			aio_done(q, done[i]);
+	}
+}
+
+static void serve_io(struct ring_ent *e, const struct fuse_in_header *ih, bool write)
+{
+	struct ring_queue *q = e->q;
+	uint64_t off;
+	uint32_t size;
+	int ret;
+
+	if (write) {
+		struct fuse_write_in wi;
+
+		memcpy(&wi, e->hdr->op_in, sizeof(wi));
+		off = wi.offset;
+		size = wi.size;
+		if (size > e->hdr->ent.payload_sz) {
+			ent_reply(e, EINVAL, 0);
+			return;
+		}
+	} else {
+		struct fuse_read_in ri;
+
+		memcpy(&ri, e->hdr->op_in, sizeof(ri));
+		off = ri.offset;
+		size = ri.size;
+	}
+	if (size > PAYLOAD || off > INT64_MAX) {
+		ent_reply(e, EINVAL, 0);
+		return;
+	}
+	e->aio = (struct vmfs_aio_req){ .ino = to_vmfs(q->fr, ih->nodeid), .write = write,
+					.buf = e->payload, .len = size, .off = off, .priv = e };
+	ret = vmfs_aio_submit(q->aio, &e->aio);
+	if (ret < 0) {
+		ent_reply(e, -ret, 0);
+		return;
+	}
+	q->inflight++;
+}
+
+/* Anything else: libfuse serves it as if it came from /dev/fuse; ring_writev catches the reply. */
+static void serve_other(struct ring_ent *e, const struct fuse_in_header *ih)
+{
+	struct ring_queue *q = e->q;
+	uint32_t pay = e->hdr->ent.payload_sz, first;
+	struct fuse_buf fb = { 0 };
+
+	if (ih->len < sizeof(*ih) + pay || ih->len - sizeof(*ih) - pay > sizeof(e->hdr->op_in) ||
+	    pay > PAYLOAD) {
+		ent_reply(e, EINVAL, 0);
+		return;
+	}
+	first = ih->len - (uint32_t)sizeof(*ih) - pay;
+	memcpy(q->scratch, ih, sizeof(*ih));
+	memcpy(q->scratch + sizeof(*ih), e->hdr->op_in, first);
+	memcpy(q->scratch + sizeof(*ih) + first, e->payload, pay);
+	fb.mem = q->scratch;
+	fb.size = ih->len;
+	aio_drain(q);
+	e->caught = false;
+	tl_ent = e;
+	fuse_session_process_buf(q->fr->se, &fb);
+	tl_ent = NULL;
+	if (!e->caught) /* no reply (a forget): the entry still goes back */
+		ent_reply(e, 0, 0);
+}
+
+static void serve(struct ring_ent *e)
+{
+	struct fuse_in_header ih;
+
+	e->armed = false;
+	e->q->armed--;
+	memcpy(&ih, e->hdr->in_out, sizeof(ih));
+	e->unique = ih.unique;
+	if (ih.opcode == FUSE_WRITE || ih.opcode == FUSE_READ)
+		serve_io(e, &ih, ih.opcode == FUSE_WRITE);
+	else
+		serve_other(e, &ih);
+}
+
+/* The session's writev: a reply for the entry this thread serves goes into it, the rest to the fd. */
+static ssize_t ring_writev(int fd, struct iovec *iov, int count, void *userdata)
+{
+	struct ring_ent *e = tl_ent;
+	ssize_t n;
+
+	(void)userdata;
+	if (e && count >= 1 && iov[0].iov_len == sizeof(struct fuse_out_header)) {
+		struct fuse_out_header oh;
+		size_t len = 0;
+
+		memcpy(&oh, iov[0].iov_base, sizeof(oh));
+		if (oh.unique == e->unique) {
+			for (int i = 1; i < count; i++) {
+				if (len + iov[i].iov_len > PAYLOAD) {
+					errno = EINVAL;
+					return -1;
+				}
+				memcpy(e->payload + len, iov[i].iov_base, iov[i].iov_len);
+				len += iov[i].iov_len;
+			}
+			e->caught = true;
+			ent_reply(e, -oh.error, (uint32_t)len);
+			return (ssize_t)(sizeof(oh) + len);
+		}
+	}
+	n = writev(fd, iov, count);
+	if (n >= 0 && tl_init_pending) {
+		int saved = errno;
+
+		tl_init_pending = false;
+		if (the_ring && !the_ring->running)
+			start_all(the_ring);
+		errno = saved;
+	}
+	return n;
+}
+
+static ssize_t ring_read(int fd, void *buf, size_t len, void *userdata)
+{
+	(void)userdata;
+	return read(fd, buf, len);
+}
+
+/* ---- the queues' threads ------------------------------------------------------------ */
+
+static void queue_cqe(struct ring_queue *q, struct io_uring_cqe *cqe)
+{
+	uint64_t tag = cqe->user_data, v;
+
+	if (tag == TAG_AIO || tag == TAG_STOP) {
+		if (tag == TAG_STOP)
+			q->stopping = true;
+		else if (read(q->aio_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+			q->stopping = true;
+		if (!(cqe->flags & IORING_CQE_F_MORE) && !q->stopping)
+			poll_arm(q, tag == TAG_AIO ? q->aio_fd : q->fr->stop_fd, tag);
+		return;
+	}
+	struct ring_ent *e = (struct ring_ent *)(uintptr_t)tag;
+
+	if (cqe->res < 0) { /* unmounted (ENOTCONN), cancelled, or refused at registration */
+		e->armed = false;
+		q->armed--;
+		if (cqe->res != -ENOTCONN && cqe->res != -ECANCELED && !q->stopping)
+			tool_err("FUSE over io_uring, queue %u: %s", q->qid, strerror(-cqe->res));
+		return;
+	}
+	serve(e);
+}
+
+static void *queue_main(void *arg)
+{
+	struct ring_queue *q = arg;
+	char name[16];
+
+	snprintf(name, sizeof(name), "vmfs-ring%u", q->qid);
+	pthread_setname_np(pthread_self(), name);
+	/* io_uring_enable_rings(), which Debian 12's liburing declares but does not export */
+	if (syscall(__NR_io_uring_register, q->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0) {
+		tool_err("FUSE over io_uring, queue %u: %s", q->qid, strerror(errno));
+		return NULL;
+	}
+	for (unsigned i = 0; i < ENTRIES; i++)
+		ent_cmd(&q->ents[i], RING_CMD_REGISTER);
+	poll_arm(q, q->aio_fd, TAG_AIO);
+	poll_arm(q, q->fr->stop_fd, TAG_STOP);
+	for (;;) {
+		struct io_uring_cqe *cqe;
+		unsigned head, seen = 0;
+		int ret = io_uring_submit_and_wait(&q->ring, 1);
+
+		if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
+			tool_err("FUSE over io_uring, queue %u: %s", q->qid, strerror(-ret));
+			break;
+		}
+		io_uring_for_each_cqe(&q->ring, head, cqe) {
+			queue_cqe(q, cqe);
+			seen++;
+		}
+		io_uring_cq_advance(&q->ring, seen);
+		aio_collect(q);
+		if (q->stopping || !q->armed) {
+			aio_drain(q);
+			io_uring_submit(&q->ring); /* the last replies */
+			break;
+		}
+	}
+	return NULL;
+}
+
+static void queue_release(struct ring_queue *q)
+{
+	if (q->aio)
+		vmfs_aio_free(q->aio);
+	if (q->ring.ring_fd > 0)
+		io_uring_queue_exit(&q->ring);
+	for (unsigned i = 0; i < ENTRIES; i++) {
+		free(q->ents[i].hdr);
+		free(q->ents[i].payload);
+	}
+	free(q->scratch);
+}
+
+static int queue_setup(struct fuse_ring *fr, struct ring_queue *q, unsigned qid)
+{
+	/*
+	 * The queue's thread alone submits, and the kernel runs the ring's task
+	 * work (handing us requests) only when that thread asks for completions,
+	 * not by interrupting it: the ring is enabled in that thread.
+	 */
+	struct io_uring_params p = { .flags = IORING_SETUP_SQE128 | IORING_SETUP_SINGLE_ISSUER |
+					      IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED };
+	int ret;
+
+	q->fr = fr;
+	q->qid = qid;
+	ret = io_uring_queue_init_params(2 * ENTRIES + 8, &q->ring, &p);
+	if (ret == -EINVAL) { /* before Linux 6.1; FUSE over io_uring came in 6.14 anyway */
+		p = (struct io_uring_params){ .flags = IORING_SETUP_SQE128 | IORING_SETUP_R_DISABLED };
+		ret = io_uring_queue_init_params(2 * ENTRIES + 8, &q->ring, &p);
+	}
+	if (ret < 0) {
+		q->ring.ring_fd = -1;
+		return ret;
+	}
+	ret = vmfs_aio_new(fr->fs, ENTRIES, &q->aio);
+	if (ret < 0)
+		return ret;
+	vmfs_aio_set_batch(q->aio, true); /* one doorbell per burst: aio_collect hands them over */
+	q->aio_fd = vmfs_aio_eventfd(q->aio);
+	if (q->aio_fd < 0)
+		return q->aio_fd;
+	if (posix_memalign((void **)&q->scratch, 4096, PAYLOAD + 512))
+		return -ENOMEM;
+	for (unsigned i = 0; i < ENTRIES; i++) {
+		struct ring_ent *e = &q->ents[i];
+
+		e->q = q;
+		if (posix_memalign((void **)&e->hdr, 64, sizeof(*e->hdr)) ||
+		    posix_memalign((void **)&e->payload, 4096, PAYLOAD))
+			return -ENOMEM;
+		memset(e->hdr, 0, sizeof(*e->hdr));
+		e->iov[0] = (struct iovec){ e->hdr, sizeof(*e->hdr) };
+		e->iov[1] = (struct iovec){ e->payload, PAYLOAD };
+	}
+	return 0;
+}
+
+/* After the INIT reply (the kernel refuses registrations before it). */
+static void start_all(struct fuse_ring *fr)
+{
+	fr->running = true;
+	for (unsigned i = 0; i < fr->nq; i++) {
+		struct ring_queue *q = &fr->qs[i];
+
+		if (pthread_create(&q->thread, NULL, queue_main, q)) {
+			tool_err("FUSE over io_uring: cannot start queue %u: %s", i, strerror(errno));
+			break;
+		}
+		q->started = true;
+	}
+}
+
+/* The kernel's num_possible_cpus(): one more than the last CPU in /sys/devices/system/cpu/possible. */
+static unsigned possible_cpus(void)
+{
+	char buf[256];
+	unsigned last = 0;
+	FILE *f = fopen("/sys/devices/system/cpu/possible", "re");
+
+	if (f && fgets(buf, sizeof(buf), f)) {
+		char *p = buf + strcspn(buf, "\n");
+
+		while (p > buf && (p[-1] >= '0' && p[-1] <= '9'))
+			p--;
+		last = (unsigned)strtoul(p, NULL, 10);
+	} else {
+		last = (unsigned)get_nprocs_conf() - 1;
+	}
+	if (f)
+		fclose(f);
+	return last + 1;
+}
+
+struct fuse_ring *fuse_ring_attach(struct fuse_session *se, struct vmfs *fs, uint64_t root)
+{
+	static const struct fuse_custom_io io = { .writev = ring_writev, .read = ring_read };
+	struct fuse_ring *fr = calloc(1, sizeof(*fr));
+	int ret = -ENOMEM;
+
+	if (!fr)
+		goto err;
+	fr->se = se;
+	fr->fs = fs;
+	fr->root = root;
+	fr->fd = fuse_session_fd(se);
+	fr->nq = possible_cpus(); /* the kernel makes a queue per possible CPU */
+	fr->stop_fd = eventfd(0, EFD_CLOEXEC);
+	fr->qs = calloc(fr->nq, sizeof(*fr->qs));
+	if (fr->stop_fd < 0 || !fr->qs)
+		goto err;
+	for (unsigned i = 0; i < fr->nq; i++) {
+		ret = queue_setup(fr, &fr->qs[i], i);
+		if (ret < 0)
+			goto err;
+	}
+	if (fuse_session_custom_io(se, &io, fr->fd)) {
+		ret = -EINVAL;
+		goto err;
+	}
+	the_ring = fr;
+	return fr;
+err:
+	tool_err("FUSE over io_uring not used: %s", strerror(-ret));
+	if (fr) {
+		for (unsigned i = 0; fr->qs && i < fr->nq; i++)
+			queue_release(&fr->qs[i]);
+		if (fr->stop_fd >= 0)
+			close(fr->stop_fd);
+		free(fr->qs);
+		free(fr);
+	}
+	return NULL;
+}
+
+uint64_t fuse_ring_stop(struct fuse_ring *fr)
+{
+	uint64_t one = 1, served;
+
+	if (!fr)
+		return 0;
+	if (write(fr->stop_fd, &one, sizeof(one)) < 0)
+		tool_err("FUSE over io_uring: stop: %s", strerror(errno));
+	for (unsigned i = 0; i < fr->nq; i++) {
+		if (fr->qs[i].started)
+			pthread_join(fr->qs[i].thread, NULL);
+		queue_release(&fr->qs[i]);
+	}
+	served = atomic_load(&fr->served);
+	close(fr->stop_fd);
+	free(fr->qs);
+	free(fr);
+	the_ring = NULL;
+	return served;
+}

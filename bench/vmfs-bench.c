@@ -4,10 +4,13 @@
  * and prints one JSON line: {"mode":..., "bs":..., "qd":..., "mbps":..., "iops":...}.
  *
  *   vmfs-bench DEVICE PATH MODE BS QD SIZE SECONDS
- *   MODE: prefill | seqwrite | seqread | randread | randwrite | thinwrite
+ *   MODE: prefill | seqwrite | seqread | randread | randwrite | thinwrite | extent
  *
  * prefill writes PATH whole (1 MiB at a time); thinwrite creates PATH anew as a
- * sparse file of SIZE and writes each BS block once in random order.
+ * sparse file of SIZE and writes each BS block once in random order. extent
+ * opens the datastore read-only and prints where PATH's first SIZE bytes lie on
+ * the device: {"dev_off":..., "contiguous":true|false} (bench/io then measures
+ * the raw file on those very bytes).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -28,6 +31,27 @@ static uint64_t next_rand(void)
 	rng ^= rng >> 7;
 	rng ^= rng << 17;
 	return rng;
+}
+
+/* Prints where [0, size) of ino lies on the device, checked BS at a time. */
+static int print_extent(struct vmfs *fs, uint64_t ino, uint64_t bs, uint64_t size)
+{
+	struct vmfs_bmap_info first, b;
+	bool contiguous = true;
+	int ret = vmfs_bmap(fs, ino, 0, &first);
+
+	if (ret)
+		return ret;
+	contiguous = !first.hole;
+	for (uint64_t off = bs; contiguous && off < size; off += bs) {
+		ret = vmfs_bmap(fs, ino, off, &b);
+		if (ret)
+			return ret;
+		contiguous = !b.hole && b.dev_off == first.dev_off + off;
+	}
+	printf("{\"mode\":\"extent\",\"dev_off\":%llu,\"contiguous\":%s}\n",
+	       (unsigned long long)first.dev_off, contiguous ? "true" : "false");
+	return 0;
 }
 
 static int open_file(struct vmfs *fs, const char *path, bool fresh, uint64_t size, uint64_t *ino)
@@ -87,7 +111,8 @@ int main(int argc, char **argv)
 	thin = !strcmp(mode, "thinwrite");
 	write = prefill || thin || !strcmp(mode, "seqwrite") || !strcmp(mode, "randwrite");
 	seq = prefill || !strncmp(mode, "seq", 3);
-	if (!write && strcmp(mode, "seqread") && strcmp(mode, "randread")) {
+	oo.readonly = !strcmp(mode, "extent");
+	if (!write && strcmp(mode, "seqread") && strcmp(mode, "randread") && !oo.readonly) {
 		tool_err("unknown mode '%s'", mode);
 		return 2;
 	}
@@ -102,6 +127,13 @@ int main(int argc, char **argv)
 	if (ret) {
 		tool_err("%s: %s", argv[2], strerror(-ret));
 		return 1;
+	}
+	if (oo.readonly) {
+		ret = print_extent(fs, ino, bs, size);
+		if (ret)
+			tool_err("%s: %s", argv[2], strerror(-ret));
+		vmfs_close(fs);
+		return ret ? 1 : 0;
 	}
 	nblk = size / bs;
 	if (thin) {

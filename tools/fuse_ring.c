@@ -17,6 +17,14 @@
  * entry. Forgets and interrupts still come through /dev/fuse, which the
  * classic loop keeps serving; so does everything until all queues are armed.
  *
+ * The INIT reply (built by libfuse 3.14, which predates all this) gets the
+ * FUSE_OVER_IO_URING flag added on its way out: the connection is then bound
+ * to the rings for good, so switching the module parameter off later cannot
+ * strand the requests the rings hold (the kernel checks the parameter at every
+ * command of a connection without the flag). Should the rings not come up, a
+ * registration the kernel must refuse turns io_uring off for the connection
+ * and the classic loop serves alone.
+ *
  * The wire structures below are the kernel's (include/uapi/linux/fuse.h,
  * protocol 7.42), spelled out because Debian 12's headers predate them.
  */
@@ -31,6 +39,7 @@
 #include <liburing.h>
 #include <linux/fuse.h>
 #include <poll.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -45,6 +54,7 @@
 #define ENTRIES 64                 /* per queue: a queue depth of 32 and metadata besides */
 #define PAYLOAD (1u << 20)         /* >= the kernel's max_payload_sz: max_write, max_pages (vm_init) */
 #define ENABLE_PARAM "/sys/module/fuse/parameters/enable_uring"
+#define OVER_IO_URING_FLAGS2 (1u << (41 - 32))   /* FUSE_OVER_IO_URING, in fuse_init_out.flags2 */
 
 enum { RING_CMD_REGISTER = 1, RING_CMD_COMMIT_AND_FETCH = 2 };
 
@@ -324,6 +334,56 @@ static void serve(struct ring_ent *e)
 		serve_other(e, &ih);
 }
 
+/*
+ * Tells the kernel to give up on io_uring for this connection: it must refuse
+ * a registration for a queue that does not exist, and then clears the
+ * connection's io_uring flag and wakes the requests waiting for the rings.
+ */
+static void kernel_ring_off(struct fuse_ring *fr)
+{
+	struct io_uring_params p = { .flags = IORING_SETUP_SQE128 };
+	struct ring_header hdr = { 0 };
+	struct iovec iov[2] = { { &hdr, sizeof(hdr) }, { NULL, 0 } };
+	struct io_uring ring;
+	struct io_uring_sqe *sqe;
+	struct io_uring_cqe *cqe;
+
+	tool_err("FUSE over io_uring: the rings did not come up; serving through /dev/fuse");
+	if (io_uring_queue_init_params(4, &ring, &p) < 0)
+		return;
+	sqe = io_uring_get_sqe(&ring);
+	if (sqe) {
+		memset(sqe, 0, 2 * sizeof(*sqe));
+		sqe->opcode = IORING_OP_URING_CMD;
+		sqe->fd = fr->fd;
+		sqe->cmd_op = RING_CMD_REGISTER;
+		sqe->addr = (uintptr_t)iov;
+		sqe->len = 2;
+		((struct ring_cmd *)sqe->cmd)->qid = UINT16_MAX;
+		if (io_uring_submit_and_wait(&ring, 1) >= 0 && !io_uring_peek_cqe(&ring, &cqe))
+			io_uring_cqe_seen(&ring, cqe);
+	}
+	io_uring_queue_exit(&ring);
+}
+
+/* The INIT reply, with FUSE_OVER_IO_URING added (and FUSE_INIT_EXT, which makes flags2 count). */
+static ssize_t writev_init(int fd, struct iovec *iov, int count)
+{
+	struct fuse_init_out io;
+	struct iovec v[2];
+
+	if (count != 2 || iov[1].iov_len < offsetof(struct fuse_init_out, flags2) + sizeof(io.flags2) ||
+	    iov[1].iov_len > sizeof(io))
+		return writev(fd, iov, count);
+	memset(&io, 0, sizeof(io));
+	memcpy(&io, iov[1].iov_base, iov[1].iov_len);
+	io.flags |= FUSE_INIT_EXT;
+	io.flags2 |= OVER_IO_URING_FLAGS2;
+	v[0] = iov[0];
+	v[1] = (struct iovec){ &io, iov[1].iov_len };
+	return writev(fd, v, 2);
+}
+
 /* The session's writev: a reply for the entry this thread serves goes into it, the rest to the fd. */
 static ssize_t ring_writev(int fd, struct iovec *iov, int count, void *userdata)
 {
@@ -350,13 +410,14 @@ static ssize_t ring_writev(int fd, struct iovec *iov, int count, void *userdata)
 			return (ssize_t)(sizeof(oh) + len);
 		}
 	}
-	n = writev(fd, iov, count);
-	if (n >= 0 && tl_init_pending) {
+	if (!tl_init_pending || !the_ring || the_ring->running)
+		return writev(fd, iov, count);
+	tl_init_pending = false;
+	n = writev_init(fd, iov, count);
+	if (n >= 0) {
 		int saved = errno;
 
-		tl_init_pending = false;
-		if (the_ring && !the_ring->running)
-			start_all(the_ring);
+		start_all(the_ring);
 		errno = saved;
 	}
 	return n;
@@ -405,6 +466,7 @@ static void *queue_main(void *arg)
 	/* io_uring_enable_rings(), which Debian 12's liburing declares but does not export */
 	if (syscall(__NR_io_uring_register, q->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0) {
 		tool_err("FUSE over io_uring, queue %u: %s", q->qid, strerror(errno));
+		kernel_ring_off(q->fr);
 		return NULL;
 	}
 	for (unsigned i = 0; i < ENTRIES; i++)
@@ -500,8 +562,11 @@ static void start_all(struct fuse_ring *fr)
 	for (unsigned i = 0; i < fr->nq; i++) {
 		struct ring_queue *q = &fr->qs[i];
 
-		if (pthread_create(&q->thread, NULL, queue_main, q)) {
-			tool_err("FUSE over io_uring: cannot start queue %u: %s", i, strerror(errno));
+		int ret = pthread_create(&q->thread, NULL, queue_main, q);
+
+		if (ret) {
+			tool_err("FUSE over io_uring: cannot start queue %u: %s", i, strerror(ret));
+			kernel_ring_off(fr);
 			break;
 		}
 		q->started = true;

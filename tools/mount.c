@@ -19,6 +19,7 @@
 #include <linux/fuse.h>
 #include <getopt.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,7 +43,12 @@ struct vmount {
 	struct vmfs *fs;
 	uint64_t root;
 	struct fuse_ring *ring;   /* FUSE over io_uring, when the kernel has it */
+	const struct mount_opts *mo;
 };
+
+struct mount_opts;
+static void report_at(const struct mount_opts *mo, int prio, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 static struct vmount *vm_of(fuse_req_t req)
 {
@@ -376,8 +382,8 @@ static int open_lock(struct vmount *vm, uint64_t ino, struct fuse_file_info *fi)
 	int ret = vmfs_file_lock(vm->fs, ino, (fi->flags & O_ACCMODE) == O_RDONLY ? VMFS_LOCK_SH : VMFS_LOCK_EX,
 				 who, sizeof(who));
 
-	if (ret == -EBUSY)
-		tool_err("inode %llu: locked by %s", (unsigned long long)ino, who);
+	if (ret == -EBUSY) /* to syslog once daemonized: stderr is /dev/null then */
+		report_at(vm->mo, LOG_WARNING, "inode %llu: locked by %s", (unsigned long long)ino, who);
 	fi->fh = ret ? 0 : 1;
 	return ret;
 }
@@ -872,8 +878,14 @@ static void daemon_notify(int *notify_fd, unsigned char code)
  * What goes wrong after the mount (a damaged block, the lost heartbeat lease):
  * to stderr in the foreground, else to syslog, naming the device either way.
  */
-static void report_at(const struct mount_opts *mo, int prio, const char *line)
+static void report_at(const struct mount_opts *mo, int prio, const char *fmt, ...)
 {
+	char line[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
 	if (mo->foreground)
 		fprintf(stderr, "vmfs-mount: %s: %s\n", mo->device, line);
 	else
@@ -882,7 +894,7 @@ static void report_at(const struct mount_opts *mo, int prio, const char *line)
 
 static void report_line(void *ctx, const char *line)
 {
-	report_at(ctx, LOG_ERR, line);
+	report_at(ctx, LOG_ERR, "%s", line);
 }
 
 /* Opens, mounts and serves until unmounted or signalled; returns the exit code. */
@@ -933,7 +945,7 @@ static int serve(struct vmount *vm, const struct mount_opts *mo, int *notify_fd)
 	/* 0 after fusermount3 -u, the signal number after SIGTERM and friends. */
 	ret = fuse_session_loop_mt(vm->se, lc);
 	if (ret < 0) {
-		tool_err("%s: %s", mo->mountpoint, strerror(-ret));
+		report_at(mo, LOG_ERR, "%s: %s", mo->mountpoint, strerror(-ret));
 		code = EXIT_SYSTEM;
 	}
 	fuse_loop_cfg_destroy(lc);
@@ -942,11 +954,8 @@ err_signals:
 err_unmount:
 	fuse_session_unmount(vm->se);
 	if (vm->ring) {
-		char line[64];
-
-		snprintf(line, sizeof(line), "FUSE over io_uring served %llu requests",
-			 (unsigned long long)fuse_ring_stop(vm->ring));
-		report_at(mo, LOG_INFO, line);
+		report_at(mo, LOG_INFO, "FUSE over io_uring served %llu requests",
+			  (unsigned long long)fuse_ring_stop(vm->ring));
 		vm->ring = NULL;
 	}
 err_close:
@@ -955,7 +964,7 @@ err_close:
 	vm->se = NULL;
 	ret = vmfs_close(vm->fs);
 	if (ret < 0) {
-		tool_err("%s: close: %s", mo->device, strerror(-ret));
+		report_at(mo, LOG_ERR, "close: %s", strerror(-ret));
 		if (!code)
 			code = EXIT_SYSTEM;
 	}
@@ -995,6 +1004,7 @@ int main(int argc, char **argv)
 			goto out_args;
 		}
 	}
+	vm.mo = &mo;
 	code = serve(&vm, &mo, &notify_fd);
 	daemon_notify(&notify_fd, code);
 out_args:

@@ -14,7 +14,7 @@ DEAD_MS=3200
 vmfs_mkfs "$IMG" 2G -H 16 -T 400,$DEAD_MS,2000,800 # room for a loaded box: a 1 s fence was missed there
 
 vmfs_mount "$IMG" "$A"; PA=$DAEMON_PID
-vmfs_mount "$IMG" "$B"; PB=$DAEMON_PID
+vmfs_mount_fg "$IMG" "$B" 2>"$T/b.err"; PB=$FG_PID # in the foreground: its complaints on stderr
 
 log "vmfsctl hosts lists both hosts alive"
 out=$("$VMFS_BIN/vmfsctl" hosts "$IMG")
@@ -64,6 +64,7 @@ except OSError as e:
 [ "$(try_open "$B/d/h" w)" = EBUSY ] || fail "B opened for writing a file A has open for writing"
 [ "$(try_open "$B/d/h" r)" = EBUSY ] || fail "B opened for reading a file A has open for writing"
 [ "$(try_open "$A/d/h" w)" = ok ] || fail "A cannot open its own locked file again"
+grep -q "inode [0-9]*: locked by .*slot" "$T/b.err" || fail "B did not say who holds the lock: $(head -c 400 "$T/b.err")"
 out=$("$VMFS_BIN/vmfsctl" locks "$IMG" /d/h)
 echo "$out"
 slot_a=$("$VMFS_BIN/vmfsctl" hosts --json "$IMG" | python3 -c '

@@ -22,7 +22,7 @@ VMM_OBJ  := $(VMM_SRC:%.c=$(BUILD)/obj/%.o)
 TOOL_BIN := $(addprefix $(BUILD)/bin/,$(TOOLS))
 BENCH_BIN := $(BUILD)/bin/vmfs-bench $(BUILD)/bin/vmfs-populate $(BUILD)/bin/lk-bench
 # freestanding test guests for vmm (tests/guests/): bzImage-shaped flat binaries
-GUEST_NAMES := hello blk rng balloon irq ctl smp
+GUEST_NAMES := hello blk rng balloon irq ctl smp acpi
 GUEST_BIN := $(GUEST_NAMES:%=$(BUILD)/tests/guests/%.bzImage)
 GUEST_CFLAGS := -O2 -ffreestanding -fno-pic -fno-pie -fno-stack-protector -mno-red-zone -mgeneral-regs-only \
 	-fno-asynchronous-unwind-tables $(WARN) -std=gnu11

@@ -11,7 +11,9 @@
 # The irq guest reads the MP table and takes virtio-blk and serial (stdin)
 # interrupts through the IOAPIC. The ctl guest is driven through the control
 # socket (vmm ctl): status, pause, resume, a balloon target, a rate limit, stop.
-# The smp guest starts the other vCPUs with INIT/SIPI.
+# The smp guest starts the other vCPUs with INIT/SIPI. The acpi guest checks
+# the ACPI tables byte by byte and powers off through PM1a_CNT (S5), then
+# resets through the FADT's reset register.
 . "$(dirname "$0")/lib.bash"
 e2e_init mkfs.vmfs vmfs-mount vmm
 ( exec 3<>/dev/kvm ) 2>/dev/null || skip "cannot open /dev/kvm"
@@ -97,6 +99,26 @@ rc=0
 timeout 60 "$VMM" run "$D" /vms/smp >"$T/out" 2>"$T/err" || rc=$?
 cat "$T/out" "$T/err"
 [ "$rc" -eq 0 ] && [ "$(cat "$T/out")" = $'2 APs started\nsmp ok' ] || fail "the smp guest failed (exit $rc)"
+
+log "ACPI: the acpi guest walks RSDP, XSDT, FADT, MADT and DSDT and powers off through PM1a_CNT (S5), or resets"
+"$VMM" create "$D" /vms/acpi --kernel "$VMFS_BIN/../tests/guests/acpi.bzImage" --cmdline "cpus=3" --mem 32 --cpus 3 --disk 1M
+ACPI_TABLES="acpi: RSDP, XSDT, RSDT, FADT, FACS, DSDT and MADT ok
+acpi: MADT: 3 cpus, IOAPIC id 3 at 0xfec00000
+acpi: _PRT matches 3 PCI slots"
+rc=0
+timeout 60 "$VMM" run "$D" /vms/acpi >"$T/out" 2>"$T/err" || rc=$?
+cat "$T/out" "$T/err"
+[ "$rc" -eq 0 ] && [ "$(cat "$T/out")" = "$ACPI_TABLES
+acpi: S5 is SLP_TYP 5, powering off through PM1a_CNT" ] || fail "the acpi guest failed (exit $rc)"
+[ ! -s "$T/err" ] || fail "vmm run wrote to stderr on an ACPI power-off"
+vmfs_mount "$D" "$T/m"
+sed -i 's/^cmdline=.*/cmdline=cpus=3 acpi=reset/' "$T/m/vms/acpi/vm.conf"
+vmfs_umount "$T/m" "$D"
+rc=0
+timeout 60 "$VMM" run "$D" /vms/acpi >"$T/out" 2>"$T/err" || rc=$?
+cat "$T/out" "$T/err"
+[ "$rc" -eq 0 ] && [ "$(cat "$T/out")" = "$ACPI_TABLES
+acpi: resetting through RESET_REG" ] || fail "the acpi guest's reset through RESET_REG failed (exit $rc)"
 
 log "the control socket: status, pause, resume, balloon target, rate limit, stop"
 "$VMM" create "$D" /vms/ctl --kernel "$VMFS_BIN/../tests/guests/ctl.bzImage" --mem 32 --cpus 2 --disk 1M

@@ -18,6 +18,7 @@
 #define VMM_MAX_CPUS 32
 #define VMM_NAME_MAX 64
 #define VMM_CMDLINE_MAX 2048
+#define VMM_CTL_PATH_MAX 108      /* sizeof(sockaddr_un.sun_path), with its NUL */
 /* Guest RAM lies below the 32-bit PCI hole for now (see docs/VMM.md). */
 #define VMM_MEM_MIN_MIB 16
 #define VMM_MEM_MAX_MIB 3072
@@ -40,6 +41,7 @@ struct vmm_conf {
 	struct vmm_disk_conf disks[VMM_MAX_DISKS];
 	bool rng;                 /* devices=virtio-rng */
 	bool balloon;             /* devices=virtio-balloon */
+	char ctl[VMM_CTL_PATH_MAX];  /* ctl=: the control socket's host path, "" when none */
 };
 
 /*
@@ -51,6 +53,8 @@ int vmm_conf_parse(struct vmm_conf *c, const char *text, size_t len, char *err, 
 int vmm_conf_format(const struct vmm_conf *c, char *buf, size_t len);
 /* Checks a name for a VM or a file in its folder: 1..63 bytes of [A-Za-z0-9._-], not "." or "..". */
 bool vmm_name_ok(const char *name);
+/* Checks a control socket path: absolute, under VMM_CTL_PATH_MAX bytes, each component a vmm_name_ok name. */
+bool vmm_ctl_path_ok(const char *path);
 
 /* ---- the VM folder on a datastore (vmm/store.c) ---------------------------- */
 

@@ -143,6 +143,12 @@ int vmm_vm_init(struct vmm_vm *vm, uint64_t mem_mib, unsigned ncpus, char *err, 
 		snprintf(err, errlen, "guest memory of %llu MiB: %s", (unsigned long long)mem_mib, strerror(errno));
 		goto err_release;
 	}
+	/*
+	 * No child ever needs guest RAM (and KVM's pages must not go
+	 * copy-on-write); it also keeps the RAM its own mapping in
+	 * /proc/PID/smaps, which bench/vmm reads to tell vmm's memory from the guest's.
+	 */
+	madvise(vm->mem, vm->mem_size, MADV_DONTFORK);
 	region.memory_size = vm->mem_size;
 	region.userspace_addr = (uint64_t)(uintptr_t)vm->mem;
 	if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &region) < 0 ||

@@ -27,6 +27,7 @@
 #include "vmm/ratelimit.h"
 #include "vmm/vmm_i.h"
 
+#define VIRTIO_BLK_F_SEG_MAX (1ull << 2)
 #define VIRTIO_BLK_F_RO (1ull << 5)
 #define VIRTIO_BLK_F_BLK_SIZE (1ull << 6)
 #define VIRTIO_BLK_F_FLUSH (1ull << 9)
@@ -41,6 +42,12 @@
 #define VIRTIO_BLK_S_OK 0
 #define VIRTIO_BLK_S_IOERR 1
 #define VIRTIO_BLK_S_UNSUPP 2
+/*
+ * Data buffers per request: a chain holds the header, these and the status
+ * byte, at most VMM_VIRTIO_MAX_BUFS in all. Without SEG_MAX Linux sends one
+ * segment (a 4 KiB page) per request, each an exit and an I/O of its own.
+ */
+#define BLK_SEG_MAX (VMM_VIRTIO_MAX_BUFS - 2)
 
 struct vmm_blk {
 	struct vmm_virtio v;
@@ -268,9 +275,10 @@ static void blk_config(struct vmm_virtio *v, uint64_t off, uint8_t *data, unsign
 	uint8_t cfg[64] = { 0 };
 	uint64_t cap = cpu_to_le64(b->size / 512);
 	uint32_t bs = cpu_to_le32(512), dmax = cpu_to_le32(DISCARD_MAX_SECTORS), dseg = cpu_to_le32(DISCARD_MAX_SEG);
-	uint32_t dalign = cpu_to_le32(1);
+	uint32_t dalign = cpu_to_le32(1), seg_max = cpu_to_le32(BLK_SEG_MAX);
 
 	memcpy(cfg, &cap, 8);		/* capacity in 512-byte sectors */
+	memcpy(cfg + 12, &seg_max, 4);	/* seg_max */
 	memcpy(cfg + 20, &bs, 4);	/* blk_size */
 	memcpy(cfg + 36, &dmax, 4);	/* max_discard_sectors */
 	memcpy(cfg + 40, &dseg, 4);	/* max_discard_seg */
@@ -297,7 +305,7 @@ int vmm_blk_new(struct vmm_vm *vm, struct vmm_pci *bus, struct vmfs *fs, uint64_
 	b->readonly = readonly;
 	b->v.priv = b;
 	ret = vmm_virtio_init(&b->v, vm, bus, 2, 1,
-			      VIRTIO_BLK_F_FLUSH | VIRTIO_BLK_F_BLK_SIZE |
+			      VIRTIO_BLK_F_FLUSH | VIRTIO_BLK_F_BLK_SIZE | VIRTIO_BLK_F_SEG_MAX |
 				      (readonly ? VIRTIO_BLK_F_RO : VIRTIO_BLK_F_DISCARD), &blk_ops);
 	if (ret) {
 		free(b);

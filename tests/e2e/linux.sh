@@ -18,74 +18,14 @@
 # (kernel, modules, busybox) comes from scripts/linux-kit.sh; a kit that
 # cannot be made fails the test, it is never skipped. docs/VMM.md, "Linux tests".
 . "$(dirname "$0")/lib.bash"
+. "$(dirname "$0")/linux-lib.bash"
 e2e_init mkfs.vmfs vmfs-mount vmm
 need_cmd cpio timeout
-command -v qemu-system-x86_64 >/dev/null || fail "qemu-system-x86_64 not installed (make deps installs qemu-system-x86)"
-TOP=${VMFS_TOP:-$(cd "$(dirname "$0")/../.." && pwd)}
-KIT=${VMFS_KIT:-$TOP/build/kit}
-"$TOP/scripts/linux-kit.sh" "$KIT" || fail "the Linux test kit could not be made in $KIT (see the linux-kit line above)"
-KVER=$(cat "$KIT/kver")
-MODS=$KIT/modules
+linux_kit
 VMM=$VMFS_BIN/vmm
 D=$T/ds.img
 START=$EPOCHREALTIME
-# Under TCG the kernel may hang calibrating its clock: tell it the TSC rate
-# (QEMU's TCG passes the host's TSC through, and so does KVM one level down).
-KHZ=$(awk '/^cpu MHz/ { printf "%d", $4 * 1000; exit }' /proc/cpuinfo)
-[ -n "$KHZ" ] || fail "no cpu MHz in /proc/cpuinfo"
 QEMU_TIMEOUT=${LINUX_QEMU_TIMEOUT:-300}
-
-# mod_order NAME...: the module files (paths under $MODS) that load NAME and
-# its dependencies, dependencies first, each once, from modules.dep.
-declare -A MOD_SEEN
-mod_order() {
-	local name path deps d
-	for name in "$@"; do
-		path=$(grep -E "(^|/)${name//_/[_-]}\.ko(\.[a-z]+)?:" "$MODS/modules.dep" | head -n1 | cut -d: -f1)
-		[ -n "$path" ] || fail "module $name is not in $KVER's modules.dep"
-		[ -n "${MOD_SEEN[$path]:-}" ] && continue
-		MOD_SEEN[$path]=1
-		deps=$(grep -E "^$path:" "$MODS/modules.dep" | cut -d: -f2)
-		for d in $deps; do
-			d=${d##*/}
-			mod_order "${d%%.ko*}"
-		done
-		echo "$path"
-	done
-}
-
-# mk_initramfs DIR OUT MODULE...: busybox, the modules in load order
-# (/modules.list), DIR's init, as an uncompressed newc cpio (no decompression
-# under TCG).
-mk_initramfs() {
-	local dir=$1 out=$2 m
-	shift 2
-	mkdir -p "$dir"/{bin,dev,proc,sys,mnt,lib/modules}
-	cp "$KIT/busybox" "$dir/bin/busybox"
-	ln -sf busybox "$dir/bin/sh"
-	MOD_SEEN=()
-	mod_order "$@" >"$T/order"
-	: >"$dir/modules.list"
-	while read -r m; do
-		cp "$MODS/$m" "$dir/lib/modules/"
-		echo "${m##*/}" >>"$dir/modules.list"
-	done <"$T/order"
-	chmod +x "$dir/init"
-	(cd "$dir" && find . | cpio -o -H newc -R 0:0 --quiet) >"$out"
-}
-
-# The init scripts share their start: mounts, the console, the modules.
-INIT_HEAD='#!/bin/busybox sh
-/bin/busybox --install -s /bin
-export PATH=/bin
-mount -t devtmpfs dev /dev
-exec </dev/console >/dev/console 2>&1
-mount -t proc proc /proc
-mount -t sysfs sys /sys
-for m in $(cat /modules.list); do
-	insmod /lib/modules/$m || echo "$WHO: insmod $m failed"
-done
-'
 
 log "inner initramfs (the VM's initrd): virtio-blk, virtio-balloon and ext4; an init that writes a file and powers off"
 mkdir -p "$T/inner"
@@ -136,12 +76,7 @@ EOF
 mk_initramfs "$T/inner" "$T/inner.cpio" virtio_pci virtio_blk virtio_balloon crc32c_generic ext4
 
 log "outer initramfs: busybox, kvm-amd, virtio-blk, vmm and its libraries"
-mkdir -p "$T/outer/bin"
-cp "$VMM" "$T/outer/bin/vmm"
-for lib in $(ldd "$VMM" | grep -o '/[^ ]*'); do
-	mkdir -p "$T/outer$(dirname "$lib")"
-	cp -L "$lib" "$T/outer$lib"
-done
+outer_add_bin "$T/outer" "$VMM" /bin/vmm
 {
 	echo "$INIT_HEAD" | sed 's/^#!.*/&\nWHO=outer/'
 	cat <<'EOF'
@@ -211,19 +146,8 @@ CMDLINE="console=ttyS0 quiet initcall_blacklist=i8042_init no_timer_check pci=no
 	--cmdline "$CMDLINE" --mem 128 --cpus 2 --disk-from "$T/ext4.img"
 
 log "outer QEMU (TCG, -cpu max), at most $QEMU_TIMEOUT s"
-rc=0
-timeout --kill-after=5 "$QEMU_TIMEOUT" qemu-system-x86_64 -accel tcg -cpu max -m 512 -smp 1 \
-	-nographic -nodefaults -no-reboot -serial stdio -monitor none \
-	-kernel "$KIT/vmlinuz" -initrd "$T/outer.cpio" \
-	-append "console=ttyS0 quiet panic=-1 tsc_early_khz=$KHZ" \
-	-drive "file=$D,format=raw,if=virtio,cache=writeback" </dev/null >"$T/serial" 2>&1 &
-# In the background so that a signal to this script runs the cleanup trap at
-# once (bash defers traps while a foreground child runs), which stops QEMU.
-QEMU_PID=$!
-PIDS+=("$QEMU_PID")
-wait "$QEMU_PID" || rc=$?
-tr -d '\r' <"$T/serial" >"$T/console"
-cat "$T/console"
+outer_qemu "$QEMU_TIMEOUT" "$T/outer.cpio" 512 "" -drive "file=$D,format=raw,if=virtio,cache=writeback"
+rc=$QEMU_RC
 echo "qemu exit $rc after $(elapsed "$START")"
 if [ "$rc" -eq 124 ]; then
 	grep -q 'inner: init ' "$T/console" ||

@@ -108,6 +108,7 @@ bench: deps
 	@./bench/io
 	@./bench/fsck
 	@./bench/cluster
+	@./bench/vmm
 
 # Fuzzing (tests/fuzz/): libFuzzer harnesses, one per on-disk parser, built with
 # clang and ASan/UBSan into build-fuzz/; `make fuzz` runs each for FUZZ_SECONDS

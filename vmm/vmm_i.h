@@ -330,7 +330,7 @@ struct vmm_virtio_buf {
 	uint32_t len;
 	bool device_writes;
 };
-#define VMM_VIRTIO_MAX_BUFS 64
+#define VMM_VIRTIO_MAX_BUFS 128
 /* Pops the next available chain of queue q into bufs: 1 with its head in *head, 0 when none, -EINVAL when malformed. */
 int vmm_virtq_pop(struct vmm_virtio *v, unsigned q, struct vmm_virtio_buf *bufs, unsigned *nbufs, uint16_t *head);
 /* Returns chain head to the used ring with written bytes and interrupts the guest (ISR bit 0, INTA#). */

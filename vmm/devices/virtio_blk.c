@@ -8,6 +8,10 @@
  * between, the sector range inside the disk.
  *
  * Requests run on the disk's own I/O thread: the vCPU's notify only wakes it.
+ * A read or write goes to libvmfs as one asynchronous request per data buffer
+ * (buffers that follow each other in guest memory merged), all in flight at
+ * once on the disk's vmfs_aio queue and all reaped before the status is
+ * written: requests are still served one at a time, their segments not.
  * The thread holds the device lock (v->lock) while it pops, does the I/O and
  * pushes, and drops it only to wait, either for a notify or, when the disk's
  * token buckets (ratelimit.h) lack tokens for the request at hand, until they
@@ -54,6 +58,9 @@ struct vmm_blk {
 	struct vmfs *fs;
 	uint64_t ino, size;
 	bool readonly;
+	struct vmfs_aio *aio;     /* the I/O thread's; BLK_SEG_MAX deep */
+	struct vmfs_aio_req reqs[BLK_SEG_MAX];
+	bool aio_failed;          /* a reap failed: requests may be in flight, reqs is not free */
 	/* Under v.lock: */
 	pthread_t thread;
 	pthread_cond_t wake;      /* CLOCK_MONOTONIC: a notify, a new limit, or stop */
@@ -98,12 +105,57 @@ static uint8_t discard(struct vmm_blk *b, struct vmm_virtio_buf *bufs, unsigned 
 	return VIRTIO_BLK_S_OK;
 }
 
+/*
+ * Submits b->reqs[0..k) and reaps them all, even after a failure (their
+ * buffers are the guest's, their structs the disk's: nothing may be in
+ * flight once this returns). A short read (past a short file's end) reads
+ * as zeros: the disk's size is what counts.
+ */
+static uint8_t run_aio(struct vmm_blk *b, unsigned k, bool in, uint64_t total, uint32_t *written)
+{
+	struct vmfs_aio_req *done[BLK_SEG_MAX];
+	unsigned i, submitted = 0, reaped = 0;
+	bool ok = !b->aio_failed;
+	int r;
+
+	for (i = 0; i < k && ok; i++) {
+		ok = !vmfs_aio_submit(b->aio, &b->reqs[i]);
+		submitted += ok;
+	}
+	while (reaped < submitted) {
+		r = vmfs_aio_reap(b->aio, 1, done, BLK_SEG_MAX);
+		if (r < 0) {
+			if (r == -EINTR)
+				continue;
+			/* The queue failed: every later read and write fails; vmfs_aio_free waits for the rest. */
+			b->aio_failed = true;
+			return VIRTIO_BLK_S_IOERR;
+		}
+		for (i = 0; i < (unsigned)r; i++) {
+			struct vmfs_aio_req *q = done[i];
+
+			if (q->res == (ssize_t)q->len)
+				continue;
+			if (in && q->res >= 0)
+				memset((uint8_t *)q->buf + q->res, 0, q->len - (size_t)q->res);
+			else
+				ok = false;
+		}
+		reaped += (unsigned)r;
+	}
+	if (!ok)
+		return VIRTIO_BLK_S_IOERR;
+	if (in)
+		*written += (uint32_t)total;
+	return VIRTIO_BLK_S_OK;
+}
+
 /* type was read once by the caller: the guest may rewrite its header meanwhile. */
 static uint8_t do_request(struct vmm_blk *b, uint32_t type, struct vmm_virtio_buf *bufs, unsigned n,
 			  uint32_t *written)
 {
 	uint64_t sector, off, total = 0;
-	unsigned i;
+	unsigned i, k = 0;
 
 	memcpy(&sector, bufs[0].p + 8, 8);
 	sector = le64_to_cpu(sector);
@@ -129,27 +181,18 @@ static uint8_t do_request(struct vmm_blk *b, uint32_t type, struct vmm_virtio_bu
 		return VIRTIO_BLK_S_IOERR;
 	off = sector * 512;
 	for (i = 1; i + 1 < n; i++) {
-		ssize_t r;
-
 		/* IN fills buffers the device writes; OUT reads ones it may not. */
 		if (bufs[i].device_writes != (type == VIRTIO_BLK_T_IN))
 			return VIRTIO_BLK_S_IOERR;
-		if (type == VIRTIO_BLK_T_IN)
-			r = vmfs_pread(b->fs, b->ino, bufs[i].p, bufs[i].len, off);
-		else
-			r = vmfs_pwrite(b->fs, b->ino, bufs[i].p, bufs[i].len, off);
-		if (r != (ssize_t)bufs[i].len) {
-			/* A read past a short file's end is zeros: the disk's size is what counts. */
-			if (type == VIRTIO_BLK_T_IN && r >= 0)
-				memset(bufs[i].p + r, 0, bufs[i].len - (size_t)r);
-			else
-				return VIRTIO_BLK_S_IOERR;
+		if (k && (uint8_t *)b->reqs[k - 1].buf + b->reqs[k - 1].len == bufs[i].p) {
+			b->reqs[k - 1].len += bufs[i].len;
+		} else {
+			b->reqs[k++] = (struct vmfs_aio_req){ .ino = b->ino, .write = type == VIRTIO_BLK_T_OUT,
+							      .buf = bufs[i].p, .len = bufs[i].len, .off = off };
 		}
-		if (type == VIRTIO_BLK_T_IN)
-			*written += bufs[i].len;
 		off += bufs[i].len;
 	}
-	return VIRTIO_BLK_S_OK;
+	return run_aio(b, k, type == VIRTIO_BLK_T_IN, total, written);
 }
 
 /* The bytes a request of type moves, for the byte bucket: its data buffers for IN and OUT, else 0. */
@@ -311,6 +354,11 @@ int vmm_blk_new(struct vmm_vm *vm, struct vmm_pci *bus, struct vmfs *fs, uint64_
 		free(b);
 		return ret;
 	}
+	ret = vmfs_aio_new(fs, BLK_SEG_MAX, &b->aio);
+	if (ret) {
+		free(b);
+		return ret;
+	}
 	base_cond_init_mono(&b->wake);
 	/* The I/O thread takes no signals: they are vCPU 0's (see kvm.c). */
 	sigfillset(&all);
@@ -319,6 +367,7 @@ int vmm_blk_new(struct vmm_vm *vm, struct vmm_pci *bus, struct vmfs *fs, uint64_
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (ret) {
 		pthread_cond_destroy(&b->wake);
+		vmfs_aio_free(b->aio);
 		free(b);
 		return -ret;
 	}
@@ -339,5 +388,6 @@ void vmm_blk_free(struct vmm_blk *b)
 		pthread_join(b->thread, NULL);
 	}
 	pthread_cond_destroy(&b->wake);
+	vmfs_aio_free(b->aio);
 	free(b);
 }

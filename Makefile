@@ -62,8 +62,10 @@ $(BUILD)/tests/tools/%: $(BUILD)/obj/tests/tools/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(EXTRA_CFLAGS) $^ -o $@ $(LDLIBS)
 
-# the parts of vmm that need no /dev/kvm: token buckets, the control socket's parser
-$(BUILD)/tests/test_vmm: $(BUILD)/obj/vmm/ratelimit.o $(BUILD)/obj/vmm/jsonline.o
+# the parts of vmm that need no /dev/kvm: token buckets, the control socket's parser,
+# vm.conf's parser, the ACPI PM ports
+$(BUILD)/tests/test_vmm: $(BUILD)/obj/vmm/ratelimit.o $(BUILD)/obj/vmm/jsonline.o $(BUILD)/obj/vmm/config.o \
+	$(BUILD)/obj/vmm/devices/acpi_pm.o
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(EXTRA_CFLAGS) $^ -o $@ $(LDLIBS) $(shell pkg-config --libs check)

@@ -12,11 +12,11 @@
  * (buffers that follow each other in guest memory merged), all in flight at
  * once on the disk's vmfs_aio queue and all reaped before the status is
  * written: requests are still served one at a time, their segments not.
- * The thread holds the device lock (v->lock) while it pops, does the I/O and
- * pushes, and drops it only to wait, either for a notify or, when the disk's
+ * The thread holds the device lock (v->lock) while it pops and pushes, and
+ * drops it to do the I/O and to wait, either for a notify or, when the disk's
  * token buckets (ratelimit.h) lack tokens for the request at hand, until they
- * will have them (a timed wait, never a spin). A device reset during such a
- * wait drops the request (v->resets changed).
+ * will have them (a timed wait, never a spin). A device reset during the I/O
+ * or such a wait drops the request (v->resets changed).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -253,7 +253,18 @@ static void run_queue(struct vmm_blk *b)
 		/* A reset while waiting took the ring away: the buffers may be reused. */
 		if (b->stopping || v->resets != resets)
 			return;
+		/*
+		 * The I/O runs without the lock, so vCPUs may notify, take
+		 * interrupts and read the ISR meanwhile. The buffers are guest
+		 * memory, mapped for the VM's life; the chain was checked and
+		 * copied out by the pop; nothing else pops this queue.
+		 */
+		pthread_mutex_unlock(&v->lock);
 		st->p[0] = do_request(b, type, bufs, n, &written);
+		pthread_mutex_lock(&v->lock);
+		/* A reset during the I/O took the ring away: the completion is dropped. */
+		if (b->stopping || v->resets != resets)
+			return;
 		if (type == VIRTIO_BLK_T_IN) {
 			b->stats.reads++;
 			b->stats.read_bytes += len;

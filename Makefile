@@ -119,7 +119,7 @@ bench: deps
 FUZZ_CC      ?= clang
 FUZZ_BUILD   := build-fuzz
 FUZZ_SECONDS ?= 60
-FUZZ_NAMES   := superblock inode dir bmap journal
+FUZZ_NAMES   := superblock inode dir bmap journal vmconf
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_CFLAGS  := $(CPPFLAGS) $(WARN) -O1 -g $(FUZZ_SAN)
 FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o) $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_common.o
@@ -135,6 +135,11 @@ $(FUZZ_BUILD)/obj/%.o: %.c
 $(FUZZ_BUILD)/bin/fuzz_%: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_%.o $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_harness.o $(FUZZ_LIB_OBJ)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer $^ -o $@ $(LDLIBS)
+
+# vm.conf's parser (vmm/config.c) needs no image: no fuzz_harness.o, no libvmfs
+$(FUZZ_BUILD)/bin/fuzz_vmconf: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_vmconf.o $(FUZZ_BUILD)/obj/vmm/config.o
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer $^ -o $@
 
 $(FUZZ_BUILD)/bin/vmfs-flip: $(FUZZ_BUILD)/obj/tests/fuzz/flip.o $(FUZZ_LIB_OBJ)
 $(FUZZ_BUILD)/bin/fuzz-mkseeds: $(FUZZ_BUILD)/obj/tests/fuzz/mkseeds.o $(FUZZ_LIB_OBJ)

@@ -22,7 +22,7 @@ VMM_OBJ  := $(VMM_SRC:%.c=$(BUILD)/obj/%.o)
 TOOL_BIN := $(addprefix $(BUILD)/bin/,$(TOOLS))
 BENCH_BIN := $(BUILD)/bin/vmfs-bench $(BUILD)/bin/vmfs-populate $(BUILD)/bin/lk-bench
 # freestanding test guests for vmm (tests/guests/): bzImage-shaped flat binaries
-GUEST_NAMES := hello blk rng balloon irq ctl smp
+GUEST_NAMES := hello blk rng balloon irq ctl smp acpi
 GUEST_BIN := $(GUEST_NAMES:%=$(BUILD)/tests/guests/%.bzImage)
 GUEST_CFLAGS := -O2 -ffreestanding -fno-pic -fno-pie -fno-stack-protector -mno-red-zone -mgeneral-regs-only \
 	-fno-asynchronous-unwind-tables $(WARN) -std=gnu11
@@ -62,8 +62,10 @@ $(BUILD)/tests/tools/%: $(BUILD)/obj/tests/tools/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(EXTRA_CFLAGS) $^ -o $@ $(LDLIBS)
 
-# the parts of vmm that need no /dev/kvm: token buckets, the control socket's parser
-$(BUILD)/tests/test_vmm: $(BUILD)/obj/vmm/ratelimit.o $(BUILD)/obj/vmm/jsonline.o
+# the parts of vmm that need no /dev/kvm: token buckets, the control socket's parser,
+# vm.conf's parser, the ACPI PM ports
+$(BUILD)/tests/test_vmm: $(BUILD)/obj/vmm/ratelimit.o $(BUILD)/obj/vmm/jsonline.o $(BUILD)/obj/vmm/config.o \
+	$(BUILD)/obj/vmm/devices/acpi_pm.o
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(EXTRA_CFLAGS) $^ -o $@ $(LDLIBS) $(shell pkg-config --libs check)
@@ -108,6 +110,7 @@ bench: deps
 	@./bench/io
 	@./bench/fsck
 	@./bench/cluster
+	@./bench/vmm
 
 # Fuzzing (tests/fuzz/): libFuzzer harnesses, one per on-disk parser, built with
 # clang and ASan/UBSan into build-fuzz/; `make fuzz` runs each for FUZZ_SECONDS
@@ -116,7 +119,7 @@ bench: deps
 FUZZ_CC      ?= clang
 FUZZ_BUILD   := build-fuzz
 FUZZ_SECONDS ?= 60
-FUZZ_NAMES   := superblock inode dir bmap journal
+FUZZ_NAMES   := superblock inode dir bmap journal vmconf
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_CFLAGS  := $(CPPFLAGS) $(WARN) -O1 -g $(FUZZ_SAN)
 FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o) $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_common.o
@@ -132,6 +135,11 @@ $(FUZZ_BUILD)/obj/%.o: %.c
 $(FUZZ_BUILD)/bin/fuzz_%: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_%.o $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_harness.o $(FUZZ_LIB_OBJ)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer $^ -o $@ $(LDLIBS)
+
+# vm.conf's parser (vmm/config.c) needs no image: no fuzz_harness.o, no libvmfs
+$(FUZZ_BUILD)/bin/fuzz_vmconf: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_vmconf.o $(FUZZ_BUILD)/obj/vmm/config.o
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer $^ -o $@
 
 $(FUZZ_BUILD)/bin/vmfs-flip: $(FUZZ_BUILD)/obj/tests/fuzz/flip.o $(FUZZ_LIB_OBJ)
 $(FUZZ_BUILD)/bin/fuzz-mkseeds: $(FUZZ_BUILD)/obj/tests/fuzz/mkseeds.o $(FUZZ_LIB_OBJ)

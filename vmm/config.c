@@ -2,7 +2,8 @@
  * vm.conf: the VM's configuration, a text file of key=value lines inside the
  * VM folder. Keys: name, memory (MiB), cpus, kernel, initrd, cmdline, disk
  * (repeated, "FILE" or "FILE:ro"), devices (a comma-separated list of extra
- * devices: "virtio-rng", "virtio-balloon"; may be empty). Blank lines and lines starting with '#' are
+ * devices: "virtio-rng", "virtio-balloon"; may be empty), ctl (the control
+ * socket's host path; empty for none). Blank lines and lines starting with '#' are
  * skipped. The file is untrusted input: every value is checked here and a bad
  * one is refused with the line number, never guessed at.
  */
@@ -26,6 +27,20 @@ bool vmm_name_ok(const char *name)
 			return false;
 	}
 	return true;
+}
+
+bool vmm_ctl_path_ok(const char *path)
+{
+	char buf[VMM_CTL_PATH_MAX], *p, *save = NULL;
+
+	/* Another host may have written vm.conf: no relative path, no "..", no odd bytes. */
+	if (path[0] != '/' || strlen(path) >= sizeof(buf))
+		return false;
+	strcpy(buf, path);
+	for (p = strtok_r(buf, "/", &save); p; p = strtok_r(NULL, "/", &save))
+		if (!vmm_name_ok(p))
+			return false;
+	return path[strlen(path) - 1] != '/' && !strstr(path, "//");
 }
 
 static int parse_u64(const char *s, uint64_t *out)
@@ -125,6 +140,13 @@ static int parse_line(struct vmm_conf *c, char *key, char *val, unsigned line, c
 				return -EINVAL;
 			}
 		}
+	} else if (!strcmp(key, "ctl")) {
+		if (*val && !vmm_ctl_path_ok(val)) {
+			snprintf(err, errlen, "line %u: ctl '%.64s' (want an absolute path under %u bytes, "
+				 "parts of [A-Za-z0-9._-], no '..')", line, val, VMM_CTL_PATH_MAX);
+			return -EINVAL;
+		}
+		strcpy(c->ctl, val);
 	} else {
 		snprintf(err, errlen, "line %u: unknown key '%.32s'", line, key);
 		return -EINVAL;
@@ -188,6 +210,12 @@ int vmm_conf_format(const struct vmm_conf *c, char *buf, size_t len)
 	if (n < 0 || (size_t)n >= len)
 		return -ENAMETOOLONG;
 	pos = (size_t)n;
+	if (c->ctl[0]) {
+		n = snprintf(buf + pos, len - pos, "ctl=%s\n", c->ctl);
+		if (n < 0 || (size_t)n >= len - pos)
+			return -ENAMETOOLONG;
+		pos += (size_t)n;
+	}
 	for (i = 0; i < c->ndisks; i++) {
 		n = snprintf(buf + pos, len - pos, "disk=%s%s\n", c->disks[i].file, c->disks[i].readonly ? ":ro" : "");
 		if (n < 0 || (size_t)n >= len - pos)

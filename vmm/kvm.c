@@ -6,9 +6,11 @@
  * vmm_vm_irq_line (KVM_IRQ_LINE into the in-kernel PIC and IOAPIC).
  * vCPU 0 runs on the caller's thread; the others wait in the kernel for the
  * guest's startup IPI, each on its own thread. The guest powers off through
- * the i8042 reset command (0xFE to port 0x64: Linux's reboot=k, the path
- * Firecracker uses as well); vmm then exits 0. Every guest physical address
- * is checked against RAM by vmm_gpa() before it is touched.
+ * ACPI (SLP_TYP S5 with SLP_EN into PM1a_CNT, devices/acpi_pm.c), or resets
+ * through the FADT's reset register or the i8042 reset command (0xFE to port
+ * 0x64: Linux's reboot=k, the path Firecracker uses); vmm takes each as the
+ * VM's end and exits 0. Every guest physical address is checked against RAM
+ * by vmm_gpa() before it is touched.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -111,6 +113,7 @@ int vmm_vm_init(struct vmm_vm *vm, uint64_t mem_mib, unsigned ncpus, char *err, 
 	memset(vm, 0, sizeof(*vm));
 	vm->vm_fd = -1;
 	vmm_pci_init(&vm->pci, vm);
+	vmm_pm_init(&vm->pm);
 	pthread_mutex_init(&vm->state_lock, NULL);
 	base_cond_init_mono(&vm->state_cond);
 	for (i = 0; i < VMM_MAX_CPUS; i++)
@@ -140,6 +143,12 @@ int vmm_vm_init(struct vmm_vm *vm, uint64_t mem_mib, unsigned ncpus, char *err, 
 		snprintf(err, errlen, "guest memory of %llu MiB: %s", (unsigned long long)mem_mib, strerror(errno));
 		goto err_release;
 	}
+	/*
+	 * No child ever needs guest RAM (and KVM's pages must not go
+	 * copy-on-write); it also keeps the RAM its own mapping in
+	 * /proc/PID/smaps, which bench/vmm reads to tell vmm's memory from the guest's.
+	 */
+	madvise(vm->mem, vm->mem_size, MADV_DONTFORK);
 	region.memory_size = vm->mem_size;
 	region.userspace_addr = (uint64_t)(uintptr_t)vm->mem;
 	if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &region) < 0 ||
@@ -227,9 +236,31 @@ void vmm_vm_release(struct vmm_vm *vm)
 	vm->vm_fd = vm->kvm_fd = -1;
 }
 
+static void kick(struct vmm_vm *vm, unsigned cpu);
+
+/*
+ * The guest powered off or reset itself (vmm has no reboot: either ends the
+ * VM, exit code 0). Any vCPU's thread: vCPU 0 may be halted inside KVM_RUN
+ * when an AP does it, so it is kicked out to see done.
+ */
+static void guest_off(struct vmm_vm *vm)
+{
+	pthread_mutex_lock(&vm->state_lock);
+	vm->exit_code = 0;
+	vm->done = true;
+	kick(vm, 0);
+	pthread_cond_broadcast(&vm->state_cond);
+	pthread_mutex_unlock(&vm->state_lock);
+}
+
 /* One port access of size bytes; reads of nothing return all ones, as on a PC. */
 static void port_io(struct vmm_vm *vm, uint16_t port, bool write, uint8_t *data, unsigned size)
 {
+	if (vmm_pm_port(port, size)) {
+		if (vmm_pm_io(&vm->pm, port, write, data, size) != VMM_PM_NONE)
+			guest_off(vm);
+		return;
+	}
 	if (port >= PORT_COM1 && port < PORT_COM1 + 8) {
 		if (size == 1) {
 			vmm_serial_io(vm->serial, port - PORT_COM1, write, data);
@@ -242,8 +273,7 @@ static void port_io(struct vmm_vm *vm, uint16_t port, bool write, uint8_t *data,
 		vmm_pci_io(&vm->pci, port, write, data, size);
 		return;
 	} else if (port == PORT_I8042_CMD && write && size == 1 && data[0] == I8042_CMD_RESET) {
-		vm->done = true;
-		vm->exit_code = 0;
+		guest_off(vm);
 		return;
 	} else if (port == PORT_I8042_CMD && !write) {
 		/* Status: both buffers empty. Linux's reboot=k polls this port for

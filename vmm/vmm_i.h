@@ -18,6 +18,7 @@
 #define VMM_MAX_CPUS 32
 #define VMM_NAME_MAX 64
 #define VMM_CMDLINE_MAX 2048
+#define VMM_CTL_PATH_MAX 108      /* sizeof(sockaddr_un.sun_path), with its NUL */
 /* Guest RAM lies below the 32-bit PCI hole for now (see docs/VMM.md). */
 #define VMM_MEM_MIN_MIB 16
 #define VMM_MEM_MAX_MIB 3072
@@ -40,6 +41,7 @@ struct vmm_conf {
 	struct vmm_disk_conf disks[VMM_MAX_DISKS];
 	bool rng;                 /* devices=virtio-rng */
 	bool balloon;             /* devices=virtio-balloon */
+	char ctl[VMM_CTL_PATH_MAX];  /* ctl=: the control socket's host path, "" when none */
 };
 
 /*
@@ -51,6 +53,8 @@ int vmm_conf_parse(struct vmm_conf *c, const char *text, size_t len, char *err, 
 int vmm_conf_format(const struct vmm_conf *c, char *buf, size_t len);
 /* Checks a name for a VM or a file in its folder: 1..63 bytes of [A-Za-z0-9._-], not "." or "..". */
 bool vmm_name_ok(const char *name);
+/* Checks a control socket path: absolute, under VMM_CTL_PATH_MAX bytes, each component a vmm_name_ok name. */
+bool vmm_ctl_path_ok(const char *path);
 
 /* ---- the VM folder on a datastore (vmm/store.c) ---------------------------- */
 
@@ -114,6 +118,41 @@ struct vmm_pci {
 	struct vmm_pci_dev *dev[VMM_PCI_MAX_DEV];
 };
 
+/* ---- ACPI power management ports (vmm/devices/acpi_pm.c) ------------------- */
+
+/*
+ * The FADT's fixed-hardware registers (x86/acpi.c describes them): PM1a_EVT
+ * (status and enable, 2 bytes each) and PM1a_CNT (2 bytes) in ports
+ * VMM_PM1A_EVT..+5, and the reset register (the PC's 0xCF9). The SCI is ISA
+ * IRQ 9; nothing raises it (there are no fixed events to report).
+ */
+#define VMM_PM1A_EVT 0x600
+#define VMM_PM1A_CNT 0x604
+#define VMM_PM_NPORTS 6
+#define VMM_PM_SCI_IRQ 9
+#define VMM_PM_RESET_PORT 0xcf9
+#define VMM_PM_RESET_VALUE 0x06
+#define VMM_PM_SLP_TYP_S5 5       /* \_S5 in the DSDT */
+
+struct vmm_pm {
+	pthread_mutex_t lock;     /* vCPUs may touch the registers at once */
+	uint16_t sts, en, cnt;
+	uint8_t reset;            /* the last byte written to the reset register */
+};
+
+enum vmm_pm_event { VMM_PM_NONE, VMM_PM_POWER_OFF, VMM_PM_RESET };
+
+void vmm_pm_init(struct vmm_pm *pm);
+/* True when an access of size bytes at port touches the PM1a blocks or the reset register. */
+bool vmm_pm_port(uint16_t port, unsigned size);
+/*
+ * One port access (size 1, 2 or 4 bytes, guest-chosen; bytes outside the
+ * registers read all ones and ignore writes). Returns VMM_PM_POWER_OFF when
+ * the guest wrote SLP_EN with SLP_TYP S5 into PM1a_CNT, VMM_PM_RESET when it
+ * wrote the reset value's RST_CPU bit to the reset register, else VMM_PM_NONE.
+ */
+enum vmm_pm_event vmm_pm_io(struct vmm_pm *pm, uint16_t port, bool write, uint8_t *data, unsigned size);
+
 /* ---- guest memory and vCPUs (vmm/kvm.c) ------------------------------------ */
 
 struct vmm_vm {
@@ -127,6 +166,7 @@ struct vmm_vm {
 	struct vmm_serial *serial;
 	struct vmm_rtc *rtc;
 	struct vmm_pci pci;
+	struct vmm_pm pm;
 	int exit_code;            /* set when the guest powers off or fails */
 	bool done;
 	bool aps_started;         /* AP threads exist (vmm_vm_run joins them before it returns) */
@@ -192,6 +232,13 @@ int vmm_x86_boot(struct vmm_vm *vm, const void *kernel, size_t klen, const void 
  * or -E2BIG with err saying why. Called by vmm_x86_boot.
  */
 int vmm_x86_mptable(struct vmm_vm *vm, char *err, size_t errlen);
+
+/*
+ * Writes the ACPI tables (RSDP at 0xE0000, reserved in e820; XSDT, RSDT, FADT,
+ * FACS, MADT, DSDT) for vm's vCPUs and PCI devices: add the devices first.
+ * Returns 0 or -E2BIG with err saying why. Called by vmm_x86_boot.
+ */
+int vmm_x86_acpi(struct vmm_vm *vm, char *err, size_t errlen);
 
 /* ---- devices (vmm/devices/) ------------------------------------------------- */
 
@@ -283,7 +330,7 @@ struct vmm_virtio_buf {
 	uint32_t len;
 	bool device_writes;
 };
-#define VMM_VIRTIO_MAX_BUFS 64
+#define VMM_VIRTIO_MAX_BUFS 128
 /* Pops the next available chain of queue q into bufs: 1 with its head in *head, 0 when none, -EINVAL when malformed. */
 int vmm_virtq_pop(struct vmm_virtio *v, unsigned q, struct vmm_virtio_buf *bufs, unsigned *nbufs, uint16_t *head);
 /* Returns chain head to the used ring with written bytes and interrupts the guest (ISR bit 0, INTA#). */

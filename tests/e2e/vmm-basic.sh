@@ -11,7 +11,10 @@
 # The irq guest reads the MP table and takes virtio-blk and serial (stdin)
 # interrupts through the IOAPIC. The ctl guest is driven through the control
 # socket (vmm ctl): status, pause, resume, a balloon target, a rate limit, stop.
-# The smp guest starts the other vCPUs with INIT/SIPI.
+# The smp guest starts the other vCPUs with INIT/SIPI. The acpi guest checks
+# the ACPI tables byte by byte and powers off through PM1a_CNT (S5), then
+# resets through the FADT's reset register. A ctl= line in vm.conf opens the
+# control socket without --ctl; a relative one is refused.
 . "$(dirname "$0")/lib.bash"
 e2e_init mkfs.vmfs vmfs-mount vmm
 ( exec 3<>/dev/kvm ) 2>/dev/null || skip "cannot open /dev/kvm"
@@ -97,6 +100,26 @@ rc=0
 timeout 60 "$VMM" run "$D" /vms/smp >"$T/out" 2>"$T/err" || rc=$?
 cat "$T/out" "$T/err"
 [ "$rc" -eq 0 ] && [ "$(cat "$T/out")" = $'2 APs started\nsmp ok' ] || fail "the smp guest failed (exit $rc)"
+
+log "ACPI: the acpi guest walks RSDP, XSDT, FADT, MADT and DSDT and powers off through PM1a_CNT (S5), or resets"
+"$VMM" create "$D" /vms/acpi --kernel "$VMFS_BIN/../tests/guests/acpi.bzImage" --cmdline "cpus=3" --mem 32 --cpus 3 --disk 1M
+ACPI_TABLES="acpi: RSDP, XSDT, RSDT, FADT, FACS, DSDT and MADT ok
+acpi: MADT: 3 cpus, IOAPIC id 3 at 0xfec00000
+acpi: _PRT matches 3 PCI slots"
+rc=0
+timeout 60 "$VMM" run "$D" /vms/acpi >"$T/out" 2>"$T/err" || rc=$?
+cat "$T/out" "$T/err"
+[ "$rc" -eq 0 ] && [ "$(cat "$T/out")" = "$ACPI_TABLES
+acpi: S5 is SLP_TYP 5, powering off through PM1a_CNT" ] || fail "the acpi guest failed (exit $rc)"
+[ ! -s "$T/err" ] || fail "vmm run wrote to stderr on an ACPI power-off"
+vmfs_mount "$D" "$T/m"
+sed -i 's/^cmdline=.*/cmdline=cpus=3 acpi=reset/' "$T/m/vms/acpi/vm.conf"
+vmfs_umount "$T/m" "$D"
+rc=0
+timeout 60 "$VMM" run "$D" /vms/acpi >"$T/out" 2>"$T/err" || rc=$?
+cat "$T/out" "$T/err"
+[ "$rc" -eq 0 ] && [ "$(cat "$T/out")" = "$ACPI_TABLES
+acpi: resetting through RESET_REG" ] || fail "the acpi guest's reset through RESET_REG failed (exit $rc)"
 
 log "the control socket: status, pause, resume, balloon target, rate limit, stop"
 "$VMM" create "$D" /vms/ctl --kernel "$VMFS_BIN/../tests/guests/ctl.bzImage" --mem 32 --cpus 2 --disk 1M
@@ -192,6 +215,9 @@ sed -i 's/^devices=.*/devices=/' "$T/m/vms/rng/vm.conf"
 # a read-only disk (disk=FILE:ro): the blk guest's writes must fail
 "$VMM" create "$D" /vms/ro --kernel "$VMFS_BIN/../tests/guests/blk.bzImage" --cmdline blk=ro --mem 32 --cpus 1 --disk 1M
 sed -i 's/^disk=disk0.img$/disk=disk0.img:ro/' "$T/m/vms/ro/vm.conf"
+# the control socket named in vm.conf (ctl=), and a ctl= that is refused
+echo "ctl=$T/conf.sock" >>"$T/m/vms/hang/vm.conf"
+echo "ctl=../conf.sock" >>"$T/m/vms/smp/vm.conf"
 vmfs_umount "$T/m" "$D"
 rc=0
 timeout 60 "$VMM" run "$D" /vms/ro >"$T/out" 2>&1 || rc=$?
@@ -199,6 +225,19 @@ cat "$T/out"
 [ "$rc" -eq 0 ] && grep -qx "blk ro ok" "$T/out" || fail "the read-only disk was writable or the guest failed (exit $rc)"
 expect_one_line_failure "$VMM" run "$D" /vms/junk
 grep -q "vm.conf: line 2: memory 'lots'" "$T/stderr" || fail "the bad vm.conf line is not named"
+expect_one_line_failure "$VMM" run "$D" /vms/smp
+grep -q "vm.conf: line [0-9]*: ctl '../conf.sock' (want an absolute path" "$T/stderr" || fail "a relative ctl= is not refused"
+"$VMM" run "$D" /vms/hang >"$T/hang.out" 2>"$T/hang.err" &
+HANG_PID=$!
+PIDS+=("$HANG_PID")
+conf_sock() { "$VMM" ctl "$T/conf.sock" status >"$T/status" 2>/dev/null; }
+wait_until 60 conf_sock || { cat "$T/hang.out" "$T/hang.err"; fail "no control socket from vm.conf's ctl="; }
+grep -q '"ok":true,"name":"hang","state":"running"' "$T/status" || fail "status through vm.conf's ctl= is wrong"
+"$VMM" ctl "$T/conf.sock" stop >/dev/null
+rc=0
+wait "$HANG_PID" || rc=$?
+[ "$rc" -eq 0 ] || fail "vmm run exited $rc after stop through vm.conf's ctl=, want 0"
+[ ! -e "$T/conf.sock" ] || fail "the control socket from vm.conf's ctl= is left behind"
 timeout 60 "$VMM" run "$D" /vms/rng >"$T/out" 2>&1
 grep -qx "FAIL: no such virtio device on PCI bus 0" "$T/out" || fail "devices= did not drop virtio-rng"
 "$VMM" list "$D" | grep -q '^/vms/junk .*bad vm.conf: line 2' || fail "vmm list does not flag the bad vm.conf"

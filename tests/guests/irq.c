@@ -85,15 +85,6 @@ __attribute__((interrupt)) static void com_handler(struct interrupt_frame *f)
 	W32(LAPIC, LAPIC_EOI, 0);
 }
 
-static uint8_t sum(const volatile uint8_t *p, unsigned len)
-{
-	uint8_t s = 0;
-
-	while (len--)
-		s = (uint8_t)(s + *p++);
-	return s;
-}
-
 static void parse_mp(void)
 {
 	const volatile uint8_t *f = 0, *t, *e;
@@ -165,18 +156,6 @@ static unsigned mp_pin(int bus, unsigned irq, unsigned *flags)
 		}
 	}
 	fail("MP configuration table: no I/O interrupt entry for a source");
-}
-
-static unsigned cmdline_cpus(const uint8_t *zp)
-{
-	const char *s = (const char *)(uintptr_t)*(const uint32_t *)(zp + 0x228);
-	unsigned n = 0;
-
-	for (; s && *s; s++)
-		if (s[0] == 'c' && s[1] == 'p' && s[2] == 'u' && s[3] == 's' && s[4] == '=')
-			for (s += 5; *s >= '0' && *s <= '9'; s++)
-				n = n * 10 + (unsigned)(*s - '0');
-	return n;
 }
 
 static void set_gate(unsigned vec, void (*h)(struct interrupt_frame *))

@@ -20,18 +20,6 @@ void guest_main(const uint8_t *zp);
 /* 16-bit code, CS = 0x0800, DS = 0: lock incw [0x8100]; cli; 1: hlt; jmp 1b */
 static const uint8_t trampoline[] = { 0xf0, 0xff, 0x06, 0x00, 0x81, 0xfa, 0xf4, 0xeb, 0xfd };
 
-static void put_dec(unsigned v)
-{
-	char b[12];
-	int i = 11;
-
-	b[i] = 0;
-	do
-		b[--i] = (char)('0' + v % 10);
-	while ((v /= 10) && i > 0);
-	puts_serial(b + i);
-}
-
 static void ipi(uint32_t lo)
 {
 	LAPIC[ICR_HI] = 0;

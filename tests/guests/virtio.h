@@ -21,44 +21,6 @@ static volatile struct { uint16_t flags, idx; struct { uint32_t id, len; } ring[
 static volatile uint8_t *common, *notify, *devcfg, *isr;
 static unsigned virtio_slot;	/* the device's PCI slot, once found */
 
-static inline void outl(uint16_t port, uint32_t v) { __asm__ volatile("outl %0, %1" : : "a"(v), "Nd"(port)); }
-static inline uint32_t inl(uint16_t port)
-{
-	uint32_t v;
-	__asm__ volatile("inl %1, %0" : "=a"(v) : "Nd"(port));
-	return v;
-}
-static uint32_t cfg_read(unsigned slot, unsigned off)
-{
-	outl(0xcf8, 0x80000000u | slot << 11 | (off & 0xfc));
-	return inl(0xcfc);
-}
-static void cfg_write(unsigned slot, unsigned off, uint32_t v)
-{
-	outl(0xcf8, 0x80000000u | slot << 11 | (off & 0xfc));
-	outl(0xcfc, v);
-}
-
-static inline void put_dec(uint64_t v)
-{
-	char b[24];
-	int i = 23;
-
-	b[i] = 0;
-	do
-		b[--i] = (char)('0' + v % 10);
-	while ((v /= 10) && i > 0);
-	puts_serial(b + i);
-}
-
-static __attribute__((noreturn)) void fail(const char *why)
-{
-	puts_serial("FAIL: ");
-	puts_serial(why);
-	puts_serial("\n");
-	poweroff();
-}
-
 #define W8(p, o, v) (*(volatile uint8_t *)((p) + (o)) = (v))
 #define W16(p, o, v) (*(volatile uint16_t *)((p) + (o)) = (v))
 #define W32(p, o, v) (*(volatile uint32_t *)((p) + (o)) = (v))

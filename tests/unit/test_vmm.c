@@ -5,10 +5,13 @@
  * than the bucket going into debt, both buckets taken or neither, unlimited
  * buckets, slow rates that keep the time of partial tokens) and the control
  * socket's line parser (vmm/jsonline.h: what it takes, and the hostile lines
- * it refuses). Every expected value is written out.
+ * it refuses), vm.conf's ctl= line (vmm/config.c) and the ACPI PM ports
+ * (vmm/devices/acpi_pm.c: S5 by any access width, what must not power off,
+ * the reset register). Every expected value is written out.
  */
 #include "vmm/jsonline.h"
 #include "vmm/ratelimit.h"
+#include "vmm/vmm_i.h"
 
 #include <check.h>
 #include <errno.h>
@@ -144,11 +147,107 @@ START_TEST(json_refuses_the_rest)
 }
 END_TEST
 
+static int conf(const char *extra, struct vmm_conf *c, char *err, size_t errlen)
+{
+	char text[4096];
+
+	snprintf(text, sizeof(text), "name=t\nmemory=64\ncpus=1\nkernel=kernel\n%s", extra);
+	return vmm_conf_parse(c, text, strlen(text), err, errlen);
+}
+
+START_TEST(conf_ctl)
+{
+	static const char *bad[] = {
+		"ctl=relative.sock\n", "ctl=/run/../etc/x\n", "ctl=/run/./x\n", "ctl=/run//x\n", "ctl=/run/x/\n",
+		"ctl=/\n", "ctl=/run/a b\n", "ctl=/run/x;rm\n", "ctl=/run/\x01\n",
+		/* 108 bytes: one too many for sun_path with its NUL */
+		"ctl=/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n",
+	};
+	struct vmm_conf c;
+	char err[200], text[4096];
+	int len;
+
+	ck_assert_int_eq(conf("", &c, err, sizeof(err)), 0);
+	ck_assert_str_eq(c.ctl, "");
+	ck_assert_int_eq(conf("ctl=/run/vmm/t.sock\n", &c, err, sizeof(err)), 0);
+	ck_assert_str_eq(c.ctl, "/run/vmm/t.sock");
+	/* formatted back, and the same again */
+	len = vmm_conf_format(&c, text, sizeof(text));
+	ck_assert_int_gt(len, 0);
+	ck_assert_ptr_nonnull(strstr(text, "\nctl=/run/vmm/t.sock\n"));
+	ck_assert_int_eq(vmm_conf_parse(&c, text, (size_t)len, err, sizeof(err)), 0);
+	ck_assert_str_eq(c.ctl, "/run/vmm/t.sock");
+	/* empty: none, and not written */
+	ck_assert_int_eq(conf("ctl=\n", &c, err, sizeof(err)), 0);
+	len = vmm_conf_format(&c, text, sizeof(text));
+	ck_assert_ptr_null(strstr(text, "ctl="));
+	/* 107 bytes is the longest that fits */
+	ck_assert_int_eq(conf("ctl=/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa/"
+			      "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n", &c, err, sizeof(err)), 0);
+	ck_assert_uint_eq(strlen(c.ctl), 107);
+	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ck_assert_msg(conf(bad[i], &c, err, sizeof(err)) == -EINVAL, "took %s", bad[i]);
+		ck_assert_msg(strstr(err, "line 5: ctl '") == err, "%s: %s", bad[i], err);
+	}
+}
+END_TEST
+
+/* One port access of size bytes of v (little-endian) at port; returns the event. */
+static enum vmm_pm_event pm_out(struct vmm_pm *pm, uint16_t port, unsigned size, uint32_t v)
+{
+	uint8_t d[4] = { (uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24) };
+
+	ck_assert(vmm_pm_port(port, size));
+	return vmm_pm_io(pm, port, true, d, size);
+}
+
+static uint32_t pm_in(struct vmm_pm *pm, uint16_t port, unsigned size)
+{
+	uint8_t d[4] = { 0 };
+
+	vmm_pm_io(pm, port, false, d, size);
+	return d[0] | (uint32_t)d[1] << 8 | (uint32_t)d[2] << 16 | (uint32_t)d[3] << 24;
+}
+
+START_TEST(pm_ports)
+{
+	struct vmm_pm pm;
+
+	vmm_pm_init(&pm);
+	ck_assert(!vmm_pm_port(0x5fc, 4));
+	ck_assert(vmm_pm_port(0x5fe, 4));		/* overlaps PM1a_EVT */
+	ck_assert(!vmm_pm_port(0x606, 2));
+	ck_assert(!vmm_pm_port(0xcf9, 2));		/* the reset register is one byte */
+	/* SCI_EN reads set; SLP_EN reads 0 */
+	ck_assert_uint_eq(pm_in(&pm, 0x604, 2), 0x0001);
+	/* S1 (not offered), S5 without SLP_EN: nothing */
+	ck_assert_int_eq(pm_out(&pm, 0x604, 2, 1u << 10 | 1u << 13), VMM_PM_NONE);
+	ck_assert_uint_eq(pm_in(&pm, 0x604, 2), 0x0401);
+	ck_assert_int_eq(pm_out(&pm, 0x604, 2, 5u << 10), VMM_PM_NONE);
+	ck_assert_uint_eq(pm_in(&pm, 0x604, 2), 0x1401);
+	/* a 4-byte write from 0x602: enable gets 0xffff, PM1 control SLP_TYP 7 with SLP_EN: nothing */
+	ck_assert_int_eq(pm_out(&pm, 0x602, 4, 0xffffffffu), VMM_PM_NONE);
+	ck_assert_uint_eq(pm_in(&pm, 0x602, 2), 0xffff);
+	ck_assert_uint_eq(pm_in(&pm, 0x604, 4), 0xffff0000u | 0xdfff);	/* past 0x605: all ones */
+	/* status is write 1 to clear; nothing set it */
+	ck_assert_uint_eq(pm_in(&pm, 0x600, 2), 0);
+	/* S5 | SLP_EN in one 16-bit write, then byte by byte (the high byte carries both) */
+	ck_assert_int_eq(pm_out(&pm, 0x604, 2, 5u << 10 | 1u << 13), VMM_PM_POWER_OFF);
+	ck_assert_int_eq(pm_out(&pm, 0x604, 1, 0x00), VMM_PM_NONE);
+	ck_assert_int_eq(pm_out(&pm, 0x605, 1, (5u << 10 | 1u << 13) >> 8), VMM_PM_POWER_OFF);
+	/* reset register: RST_CPU (bit 2) resets, other bits are kept and read back */
+	ck_assert_int_eq(pm_out(&pm, 0xcf9, 1, 0x02), VMM_PM_NONE);
+	ck_assert_uint_eq(pm_in(&pm, 0xcf9, 1), 0x02);
+	ck_assert_int_eq(pm_out(&pm, 0xcf9, 1, 0x06), VMM_PM_RESET);
+}
+END_TEST
+
 static Suite *vmm_suite(void)
 {
 	Suite *s = suite_create("vmm");
 	TCase *tc = tcase_create("bucket");
 	TCase *tj = tcase_create("jsonline");
+	TCase *tp = tcase_create("conf_pm");
 
 	tcase_add_test(tc, bytes_burst_then_wait);
 	tcase_add_test(tc, large_request_borrows);
@@ -159,6 +258,9 @@ static Suite *vmm_suite(void)
 	tcase_add_test(tj, json_takes_flat_objects);
 	tcase_add_test(tj, json_refuses_the_rest);
 	suite_add_tcase(s, tj);
+	tcase_add_test(tp, conf_ctl);
+	tcase_add_test(tp, pm_ports);
+	suite_add_tcase(s, tp);
 	return s;
 }
 

@@ -8,11 +8,15 @@
  * between, the sector range inside the disk.
  *
  * Requests run on the disk's own I/O thread: the vCPU's notify only wakes it.
- * The thread holds the device lock (v->lock) while it pops, does the I/O and
- * pushes, and drops it only to wait, either for a notify or, when the disk's
+ * A read or write goes to libvmfs as one asynchronous request per data buffer
+ * (buffers that follow each other in guest memory merged), all in flight at
+ * once on the disk's vmfs_aio queue and all reaped before the status is
+ * written: requests are still served one at a time, their segments not.
+ * The thread holds the device lock (v->lock) while it pops and pushes, and
+ * drops it to do the I/O and to wait, either for a notify or, when the disk's
  * token buckets (ratelimit.h) lack tokens for the request at hand, until they
- * will have them (a timed wait, never a spin). A device reset during such a
- * wait drops the request (v->resets changed).
+ * will have them (a timed wait, never a spin). A device reset during the I/O
+ * or such a wait drops the request (v->resets changed).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,6 +31,7 @@
 #include "vmm/ratelimit.h"
 #include "vmm/vmm_i.h"
 
+#define VIRTIO_BLK_F_SEG_MAX (1ull << 2)
 #define VIRTIO_BLK_F_RO (1ull << 5)
 #define VIRTIO_BLK_F_BLK_SIZE (1ull << 6)
 #define VIRTIO_BLK_F_FLUSH (1ull << 9)
@@ -41,12 +46,21 @@
 #define VIRTIO_BLK_S_OK 0
 #define VIRTIO_BLK_S_IOERR 1
 #define VIRTIO_BLK_S_UNSUPP 2
+/*
+ * Data buffers per request: a chain holds the header, these and the status
+ * byte, at most VMM_VIRTIO_MAX_BUFS in all. Without SEG_MAX Linux sends one
+ * segment (a 4 KiB page) per request, each an exit and an I/O of its own.
+ */
+#define BLK_SEG_MAX (VMM_VIRTIO_MAX_BUFS - 2)
 
 struct vmm_blk {
 	struct vmm_virtio v;
 	struct vmfs *fs;
 	uint64_t ino, size;
 	bool readonly;
+	struct vmfs_aio *aio;     /* the I/O thread's; BLK_SEG_MAX deep */
+	struct vmfs_aio_req reqs[BLK_SEG_MAX];
+	bool aio_failed;          /* a reap failed: requests may be in flight, reqs is not free */
 	/* Under v.lock: */
 	pthread_t thread;
 	pthread_cond_t wake;      /* CLOCK_MONOTONIC: a notify, a new limit, or stop */
@@ -91,12 +105,57 @@ static uint8_t discard(struct vmm_blk *b, struct vmm_virtio_buf *bufs, unsigned 
 	return VIRTIO_BLK_S_OK;
 }
 
+/*
+ * Submits b->reqs[0..k) and reaps them all, even after a failure (their
+ * buffers are the guest's, their structs the disk's: nothing may be in
+ * flight once this returns). A short read (past a short file's end) reads
+ * as zeros: the disk's size is what counts.
+ */
+static uint8_t run_aio(struct vmm_blk *b, unsigned k, bool in, uint64_t total, uint32_t *written)
+{
+	struct vmfs_aio_req *done[BLK_SEG_MAX];
+	unsigned i, submitted = 0, reaped = 0;
+	bool ok = !b->aio_failed;
+	int r;
+
+	for (i = 0; i < k && ok; i++) {
+		ok = !vmfs_aio_submit(b->aio, &b->reqs[i]);
+		submitted += ok;
+	}
+	while (reaped < submitted) {
+		r = vmfs_aio_reap(b->aio, 1, done, BLK_SEG_MAX);
+		if (r < 0) {
+			if (r == -EINTR)
+				continue;
+			/* The queue failed: every later read and write fails; vmfs_aio_free waits for the rest. */
+			b->aio_failed = true;
+			return VIRTIO_BLK_S_IOERR;
+		}
+		for (i = 0; i < (unsigned)r; i++) {
+			struct vmfs_aio_req *q = done[i];
+
+			if (q->res == (ssize_t)q->len)
+				continue;
+			if (in && q->res >= 0)
+				memset((uint8_t *)q->buf + q->res, 0, q->len - (size_t)q->res);
+			else
+				ok = false;
+		}
+		reaped += (unsigned)r;
+	}
+	if (!ok)
+		return VIRTIO_BLK_S_IOERR;
+	if (in)
+		*written += (uint32_t)total;
+	return VIRTIO_BLK_S_OK;
+}
+
 /* type was read once by the caller: the guest may rewrite its header meanwhile. */
 static uint8_t do_request(struct vmm_blk *b, uint32_t type, struct vmm_virtio_buf *bufs, unsigned n,
 			  uint32_t *written)
 {
 	uint64_t sector, off, total = 0;
-	unsigned i;
+	unsigned i, k = 0;
 
 	memcpy(&sector, bufs[0].p + 8, 8);
 	sector = le64_to_cpu(sector);
@@ -122,27 +181,18 @@ static uint8_t do_request(struct vmm_blk *b, uint32_t type, struct vmm_virtio_bu
 		return VIRTIO_BLK_S_IOERR;
 	off = sector * 512;
 	for (i = 1; i + 1 < n; i++) {
-		ssize_t r;
-
 		/* IN fills buffers the device writes; OUT reads ones it may not. */
 		if (bufs[i].device_writes != (type == VIRTIO_BLK_T_IN))
 			return VIRTIO_BLK_S_IOERR;
-		if (type == VIRTIO_BLK_T_IN)
-			r = vmfs_pread(b->fs, b->ino, bufs[i].p, bufs[i].len, off);
-		else
-			r = vmfs_pwrite(b->fs, b->ino, bufs[i].p, bufs[i].len, off);
-		if (r != (ssize_t)bufs[i].len) {
-			/* A read past a short file's end is zeros: the disk's size is what counts. */
-			if (type == VIRTIO_BLK_T_IN && r >= 0)
-				memset(bufs[i].p + r, 0, bufs[i].len - (size_t)r);
-			else
-				return VIRTIO_BLK_S_IOERR;
+		if (k && (uint8_t *)b->reqs[k - 1].buf + b->reqs[k - 1].len == bufs[i].p) {
+			b->reqs[k - 1].len += bufs[i].len;
+		} else {
+			b->reqs[k++] = (struct vmfs_aio_req){ .ino = b->ino, .write = type == VIRTIO_BLK_T_OUT,
+							      .buf = bufs[i].p, .len = bufs[i].len, .off = off };
 		}
-		if (type == VIRTIO_BLK_T_IN)
-			*written += bufs[i].len;
 		off += bufs[i].len;
 	}
-	return VIRTIO_BLK_S_OK;
+	return run_aio(b, k, type == VIRTIO_BLK_T_IN, total, written);
 }
 
 /* The bytes a request of type moves, for the byte bucket: its data buffers for IN and OUT, else 0. */
@@ -203,7 +253,18 @@ static void run_queue(struct vmm_blk *b)
 		/* A reset while waiting took the ring away: the buffers may be reused. */
 		if (b->stopping || v->resets != resets)
 			return;
+		/*
+		 * The I/O runs without the lock, so vCPUs may notify, take
+		 * interrupts and read the ISR meanwhile. The buffers are guest
+		 * memory, mapped for the VM's life; the chain was checked and
+		 * copied out by the pop; nothing else pops this queue.
+		 */
+		pthread_mutex_unlock(&v->lock);
 		st->p[0] = do_request(b, type, bufs, n, &written);
+		pthread_mutex_lock(&v->lock);
+		/* A reset during the I/O took the ring away: the completion is dropped. */
+		if (b->stopping || v->resets != resets)
+			return;
 		if (type == VIRTIO_BLK_T_IN) {
 			b->stats.reads++;
 			b->stats.read_bytes += len;
@@ -268,9 +329,10 @@ static void blk_config(struct vmm_virtio *v, uint64_t off, uint8_t *data, unsign
 	uint8_t cfg[64] = { 0 };
 	uint64_t cap = cpu_to_le64(b->size / 512);
 	uint32_t bs = cpu_to_le32(512), dmax = cpu_to_le32(DISCARD_MAX_SECTORS), dseg = cpu_to_le32(DISCARD_MAX_SEG);
-	uint32_t dalign = cpu_to_le32(1);
+	uint32_t dalign = cpu_to_le32(1), seg_max = cpu_to_le32(BLK_SEG_MAX);
 
 	memcpy(cfg, &cap, 8);		/* capacity in 512-byte sectors */
+	memcpy(cfg + 12, &seg_max, 4);	/* seg_max */
 	memcpy(cfg + 20, &bs, 4);	/* blk_size */
 	memcpy(cfg + 36, &dmax, 4);	/* max_discard_sectors */
 	memcpy(cfg + 40, &dseg, 4);	/* max_discard_seg */
@@ -297,8 +359,13 @@ int vmm_blk_new(struct vmm_vm *vm, struct vmm_pci *bus, struct vmfs *fs, uint64_
 	b->readonly = readonly;
 	b->v.priv = b;
 	ret = vmm_virtio_init(&b->v, vm, bus, 2, 1,
-			      VIRTIO_BLK_F_FLUSH | VIRTIO_BLK_F_BLK_SIZE |
+			      VIRTIO_BLK_F_FLUSH | VIRTIO_BLK_F_BLK_SIZE | VIRTIO_BLK_F_SEG_MAX |
 				      (readonly ? VIRTIO_BLK_F_RO : VIRTIO_BLK_F_DISCARD), &blk_ops);
+	if (ret) {
+		free(b);
+		return ret;
+	}
+	ret = vmfs_aio_new(fs, BLK_SEG_MAX, &b->aio);
 	if (ret) {
 		free(b);
 		return ret;
@@ -311,6 +378,7 @@ int vmm_blk_new(struct vmm_vm *vm, struct vmm_pci *bus, struct vmfs *fs, uint64_
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (ret) {
 		pthread_cond_destroy(&b->wake);
+		vmfs_aio_free(b->aio);
 		free(b);
 		return -ret;
 	}
@@ -331,5 +399,6 @@ void vmm_blk_free(struct vmm_blk *b)
 		pthread_join(b->thread, NULL);
 	}
 	pthread_cond_destroy(&b->wake);
+	vmfs_aio_free(b->aio);
 	free(b);
 }

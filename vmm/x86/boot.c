@@ -13,7 +13,8 @@
  *   0x09000  PML4               0x0a000  PDPT
  *   0x0b000  4 page directories (2 MiB pages, 4 GiB identity map)
  *   0x20000  command line       0x9fc00 .. 0x100000  reserved (EBDA, BIOS)
- *   0xf0000  MP table (x86/mptable.c), inside the reserved BIOS area
+ *   0xe0000  ACPI tables (x86/acpi.c), inside the reserved BIOS area
+ *   0xf0000  MP table (x86/mptable.c), likewise
  */
 #include <errno.h>
 #include <linux/kvm.h>
@@ -203,6 +204,8 @@ int vmm_x86_boot(struct vmm_vm *vm, const void *kernel, size_t klen, const void 
 	e820_add(zp, EBDA_START, HIGH_MEM - EBDA_START, E820_RESERVED);
 	e820_add(zp, HIGH_MEM, vm->mem_size - HIGH_MEM, E820_RAM);
 	ret = vmm_x86_mptable(vm, err, errlen);
+	if (!ret)
+		ret = vmm_x86_acpi(vm, err, errlen);
 	if (ret)
 		return ret;
 	return enter_long_mode(vm, KERNEL_ADDR + 0x200, err, errlen);

@@ -41,6 +41,7 @@
 #include <poll.h>
 #include <stddef.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,6 +112,8 @@ struct ring_queue {
 };
 
 struct fuse_ring {
+	void (*report)(void *ctx, const char *line);   /* where complaints go: syslog for a daemon */
+	void *report_ctx;
 	struct fuse_session *se;
 	struct vmfs *fs;
 	uint64_t root;
@@ -128,6 +131,21 @@ static __thread struct ring_ent *tl_ent;        /* the entry a libfuse call serv
 static __thread bool tl_init_pending;
 
 static void start_all(struct fuse_ring *fr);
+
+static void ring_err(struct fuse_ring *fr, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void ring_err(struct fuse_ring *fr, const char *fmt, ...)
+{
+	char line[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (fr && fr->report)
+		fr->report(fr->report_ctx, line);
+	else
+		tool_err("%s", line);
+}
 
 bool fuse_ring_available(void)
 {
@@ -348,7 +366,7 @@ static void kernel_ring_off(struct fuse_ring *fr)
 	struct io_uring_sqe *sqe;
 	struct io_uring_cqe *cqe;
 
-	tool_err("FUSE over io_uring: the rings did not come up; serving through /dev/fuse");
+	ring_err(fr, "FUSE over io_uring: the rings did not come up; serving through /dev/fuse");
 	if (io_uring_queue_init_params(4, &ring, &p) < 0)
 		return;
 	sqe = io_uring_get_sqe(&ring);
@@ -450,7 +468,7 @@ static void queue_cqe(struct ring_queue *q, struct io_uring_cqe *cqe)
 		e->armed = false;
 		q->armed--;
 		if (cqe->res != -ENOTCONN && cqe->res != -ECANCELED && !q->stopping)
-			tool_err("FUSE over io_uring, queue %u: %s", q->qid, strerror(-cqe->res));
+			ring_err(q->fr, "FUSE over io_uring, queue %u: %s", q->qid, strerror(-cqe->res));
 		return;
 	}
 	serve(e);
@@ -465,7 +483,7 @@ static void *queue_main(void *arg)
 	pthread_setname_np(pthread_self(), name);
 	/* io_uring_enable_rings(), which Debian 12's liburing declares but does not export */
 	if (syscall(__NR_io_uring_register, q->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0) {
-		tool_err("FUSE over io_uring, queue %u: %s", q->qid, strerror(errno));
+		ring_err(q->fr, "FUSE over io_uring, queue %u: %s", q->qid, strerror(errno));
 		kernel_ring_off(q->fr);
 		return NULL;
 	}
@@ -479,7 +497,7 @@ static void *queue_main(void *arg)
 		int ret = io_uring_submit_and_wait(&q->ring, 1);
 
 		if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
-			tool_err("FUSE over io_uring, queue %u: %s", q->qid, strerror(-ret));
+			ring_err(q->fr, "FUSE over io_uring, queue %u: %s", q->qid, strerror(-ret));
 			break;
 		}
 		io_uring_for_each_cqe(&q->ring, head, cqe) {
@@ -565,7 +583,7 @@ static void start_all(struct fuse_ring *fr)
 		int ret = pthread_create(&q->thread, NULL, queue_main, q);
 
 		if (ret) {
-			tool_err("FUSE over io_uring: cannot start queue %u: %s", i, strerror(ret));
+			ring_err(fr, "FUSE over io_uring: cannot start queue %u: %s", i, strerror(ret));
 			kernel_ring_off(fr);
 			break;
 		}
@@ -594,7 +612,8 @@ static unsigned possible_cpus(void)
 	return last + 1;
 }
 
-struct fuse_ring *fuse_ring_attach(struct fuse_session *se, struct vmfs *fs, uint64_t root)
+struct fuse_ring *fuse_ring_attach(struct fuse_session *se, struct vmfs *fs, uint64_t root,
+				   void (*report)(void *ctx, const char *line), void *report_ctx)
 {
 	static const struct fuse_custom_io io = { .writev = ring_writev, .read = ring_read };
 	struct fuse_ring *fr = calloc(1, sizeof(*fr));
@@ -602,6 +621,8 @@ struct fuse_ring *fuse_ring_attach(struct fuse_session *se, struct vmfs *fs, uin
 
 	if (!fr)
 		goto err;
+	fr->report = report;
+	fr->report_ctx = report_ctx;
 	fr->se = se;
 	fr->fs = fs;
 	fr->root = root;
@@ -623,7 +644,14 @@ struct fuse_ring *fuse_ring_attach(struct fuse_session *se, struct vmfs *fs, uin
 	the_ring = fr;
 	return fr;
 err:
-	tool_err("FUSE over io_uring not used: %s", strerror(-ret));
+	if (report) {
+		char line[128];
+
+		snprintf(line, sizeof(line), "FUSE over io_uring not used: %s", strerror(-ret));
+		report(report_ctx, line);
+	} else {
+		tool_err("FUSE over io_uring not used: %s", strerror(-ret));
+	}
 	if (fr) {
 		for (unsigned i = 0; fr->qs && i < fr->nq; i++)
 			queue_release(&fr->qs[i]);
@@ -642,7 +670,7 @@ uint64_t fuse_ring_stop(struct fuse_ring *fr)
 	if (!fr)
 		return 0;
 	if (write(fr->stop_fd, &one, sizeof(one)) < 0)
-		tool_err("FUSE over io_uring: stop: %s", strerror(errno));
+		ring_err(fr, "FUSE over io_uring: stop: %s", strerror(errno));
 	for (unsigned i = 0; i < fr->nq; i++) {
 		if (fr->qs[i].started)
 			pthread_join(fr->qs[i].thread, NULL);

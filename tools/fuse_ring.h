@@ -18,10 +18,12 @@ bool fuse_ring_available(void);
 /*
  * Takes over the session's replies (fuse_session_custom_io) right after
  * fuse_session_mount; the rings start once the kernel has the INIT reply.
- * root is the vmfs inode FUSE_ROOT_ID stands for. NULL when the session's
- * I/O cannot be taken over: the classic /dev/fuse loop then serves alone.
+ * root is the vmfs inode FUSE_ROOT_ID stands for; the rings' complaints go to
+ * report (stderr when NULL). NULL when the session's I/O cannot be taken
+ * over: the classic /dev/fuse loop then serves alone.
  */
-struct fuse_ring *fuse_ring_attach(struct fuse_session *se, struct vmfs *fs, uint64_t root);
+struct fuse_ring *fuse_ring_attach(struct fuse_session *se, struct vmfs *fs, uint64_t root,
+				   void (*report)(void *ctx, const char *line), void *report_ctx);
 
 /* Call from the init callback: the next reply this thread sends is INIT's. */
 void fuse_ring_init_pending(void);

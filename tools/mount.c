@@ -929,7 +929,7 @@ static int serve(struct vmount *vm, const struct mount_opts *mo, int *notify_fd)
 		goto err_unmount;
 	}
 	if (!mo->no_uring && fuse_ring_available()) {
-		vm->ring = fuse_ring_attach(vm->se, vm->fs, vm->root);
+		vm->ring = fuse_ring_attach(vm->se, vm->fs, vm->root, report_line, (void *)mo);
 		if (vm->ring)
 			report_at(mo, LOG_INFO, "FUSE over io_uring");
 	}

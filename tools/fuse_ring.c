@@ -92,7 +92,6 @@ struct ring_ent {
 	struct iovec iov[2];
 	struct vmfs_aio_req aio;
 	uint64_t unique;           /* the request being served */
-	bool armed;                /* its command is with the kernel */
 	bool caught;               /* the libfuse reply landed here */
 };
 
@@ -196,7 +195,6 @@ static int ent_cmd(struct ring_ent *e, uint32_t op)
 	cmd->commit_id = op == RING_CMD_COMMIT_AND_FETCH ? e->hdr->ent.commit_id : 0;
 	cmd->qid = (uint16_t)q->qid;
 	io_uring_sqe_set_data(sqe, e);
-	e->armed = true;
 	q->armed++;
 	return 0;
 }
@@ -248,29 +246,18 @@ static void aio_done(struct ring_queue *q, struct vmfs_aio_req *r)
 	}
 }
 
-static void aio_collect(struct ring_queue *q)
+/*
+ * Replies to what the device has finished; with drain, waits until all of this
+ * queue's I/O has (a synchronous request may need the iolocks it holds).
+ */
+static void aio_collect(struct ring_queue *q, bool drain)
 {
 	struct vmfs_aio_req *done[ENTRIES];
 	int n;
 
-	while (q->inflight && (n = vmfs_aio_reap(q->aio, 0, done, ENTRIES)) > 0)
+	while (q->inflight && (n = vmfs_aio_reap(q->aio, drain, done, ENTRIES)) > 0)
 		for (int i = 0; i < n; i++)
 			aio_done(q, done[i]);
-}
-
-/* Waits for all of this queue's I/O: a synchronous request may need the iolocks it holds. */
-static void aio_drain(struct ring_queue *q)
-{
-	struct vmfs_aio_req *done[ENTRIES];
-
-	while (q->inflight) {
-		int n = vmfs_aio_reap(q->aio, 1, done, ENTRIES);
-
-		if (n < 0)
-			break;
-		for (int i = 0; i < n; i++)
-			aio_done(q, done[i]);
-	}
 }
 
 static void serve_io(struct ring_ent *e, const struct fuse_in_header *ih, bool write)
@@ -329,7 +316,7 @@ static void serve_other(struct ring_ent *e, const struct fuse_in_header *ih)
 	memcpy(q->scratch + sizeof(*ih) + first, e->payload, pay);
 	fb.mem = q->scratch;
 	fb.size = ih->len;
-	aio_drain(q);
+	aio_collect(q, true);
 	e->caught = false;
 	tl_ent = e;
 	fuse_session_process_buf(q->fr->se, &fb);
@@ -342,7 +329,6 @@ static void serve(struct ring_ent *e)
 {
 	struct fuse_in_header ih;
 
-	e->armed = false;
 	e->q->armed--;
 	memcpy(&ih, e->hdr->in_out, sizeof(ih));
 	e->unique = ih.unique;
@@ -465,7 +451,6 @@ static void queue_cqe(struct ring_queue *q, struct io_uring_cqe *cqe)
 	struct ring_ent *e = (struct ring_ent *)(uintptr_t)tag;
 
 	if (cqe->res < 0) { /* unmounted (ENOTCONN), cancelled, or refused at registration */
-		e->armed = false;
 		q->armed--;
 		if (cqe->res != -ENOTCONN && cqe->res != -ECANCELED && !q->stopping)
 			ring_err(q->fr, "FUSE over io_uring, queue %u: %s", q->qid, strerror(-cqe->res));
@@ -505,9 +490,9 @@ static void *queue_main(void *arg)
 			seen++;
 		}
 		io_uring_cq_advance(&q->ring, seen);
-		aio_collect(q);
+		aio_collect(q, false);
 		if (q->stopping || !q->armed) {
-			aio_drain(q);
+			aio_collect(q, true);
 			io_uring_submit(&q->ring); /* the last replies */
 			break;
 		}

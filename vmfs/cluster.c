@@ -312,14 +312,7 @@ void cluster_leave(struct vmfs *fs)
 {
 	if (!fs->lk)
 		return;
-	if (fs->poll_running) {
-		pthread_mutex_lock(&fs->lock);
-		fs->stopping = true;
-		pthread_cond_broadcast(&fs->poll_cond);
-		pthread_mutex_unlock(&fs->lock);
-		pthread_join(fs->poll_thread, NULL);
-		fs->poll_running = false;
-	}
+	fs_thread_stop(fs, &fs->poll_cond, fs->poll_thread, &fs->poll_running);
 	pthread_mutex_lock(&fs->lock);
 	cluster_meta_release(fs);
 	pthread_mutex_unlock(&fs->lock);

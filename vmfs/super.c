@@ -399,17 +399,25 @@ static int read_sb(struct vmfs *fs, uint64_t off, struct vmfs_sb_disk *out, cons
 	return ret;
 }
 
-/* Stops the commit thread (sets fs->stopping, which the poller reads too). */
-static void committer_stop(struct vmfs *fs)
+/*
+ * Stops one of fs's threads (the committer, the META poller): sets
+ * fs->stopping, which both read, wakes the thread's condition and joins it.
+ */
+void fs_thread_stop(struct vmfs *fs, pthread_cond_t *wake, pthread_t thread, bool *running)
 {
-	if (!fs->committer_running)
+	if (!*running)
 		return;
 	pthread_mutex_lock(&fs->lock);
 	fs->stopping = true;
-	pthread_cond_signal(&fs->commit_cond);
+	pthread_cond_broadcast(wake);
 	pthread_mutex_unlock(&fs->lock);
-	pthread_join(fs->committer, NULL);
-	fs->committer_running = false;
+	pthread_join(thread, NULL);
+	*running = false;
+}
+
+static void committer_stop(struct vmfs *fs)
+{
+	fs_thread_stop(fs, &fs->commit_cond, fs->committer, &fs->committer_running);
 }
 
 static void *committer(void *arg)

@@ -154,6 +154,7 @@ int cache_init(struct vmfs *fs);
 void cache_release(struct vmfs *fs);
 
 int fs_enter(struct vmfs *fs, bool write);
+void fs_thread_stop(struct vmfs *fs, pthread_cond_t *wake, pthread_t thread, bool *running);
 void fs_leave(struct vmfs *fs);
 int op_begin(struct vmfs *fs);
 int op_end(struct vmfs *fs, int err);

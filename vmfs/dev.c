@@ -182,9 +182,20 @@ static long io_sync(int fd, struct dev_io *io)
 
 /* ---- engine: io_uring --------------------------------------------------- */
 
+/*
+ * COOP_TASKRUN: a completion is handed to the submitting thread at its next
+ * entry into the kernel (or wakes it where it sleeps) instead of by an
+ * interrupt that stops it wherever it runs. Every thread here that submits also
+ * reaps, in the kernel or through uring_reap (which enters when TASKRUN_FLAG
+ * says work waits), so nothing waits on a thread that is away. The interrupts
+ * cost a third of the 4 KiB random-write rate on a fast device. Kernels before
+ * 5.19 refuse the flags: plain rings there.
+ */
 static int uring_ctx_init(struct dev_ctx *c)
 {
-	return io_uring_queue_init(c->depth, &c->u.ring, 0);
+	int ret = io_uring_queue_init(c->depth, &c->u.ring, IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG);
+
+	return ret == -EINVAL ? io_uring_queue_init(c->depth, &c->u.ring, 0) : ret;
 }
 
 static void uring_ctx_release(struct dev_ctx *c)
@@ -236,6 +247,8 @@ static int uring_reap(struct dev_ctx *c, unsigned min, unsigned max, struct dev_
 	unsigned n = 0;
 	int r;
 
+	bool flushed = false;
+
 	for (;;) {
 		unsigned head, seen = 0;
 
@@ -250,11 +263,17 @@ static int uring_reap(struct dev_ctx *c, unsigned min, unsigned max, struct dev_
 			seen++;
 		}
 		io_uring_cq_advance(&c->u.ring, seen);
+		if (!seen && !flushed && n < max && (IO_URING_READ_ONCE(*c->u.ring.sq.kflags) & IORING_SQ_TASKRUN)) {
+			io_uring_get_events(&c->u.ring); /* completions wait in task work: post them */
+			flushed = true;
+			continue;
+		}
 		if (n >= min)
 			return (int)n;
 		r = io_uring_wait_cqe(&c->u.ring, &cqe);
 		if (r < 0 && r != -EINTR && r != -EAGAIN)
 			return n ? (int)n : r;
+		flushed = false;
 	}
 }
 

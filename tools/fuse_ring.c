@@ -110,9 +110,14 @@ struct ring_queue {
 	bool started;
 };
 
+/* Where the rings' complaints go: vmfs-mount's report path (syslog for a daemon), or stderr. */
+struct ring_report {
+	void (*fn)(void *ctx, const char *line);
+	void *ctx;
+};
+
 struct fuse_ring {
-	void (*report)(void *ctx, const char *line);   /* where complaints go: syslog for a daemon */
-	void *report_ctx;
+	struct ring_report rep;
 	struct fuse_session *se;
 	struct vmfs *fs;
 	uint64_t root;
@@ -131,8 +136,8 @@ static __thread bool tl_init_pending;
 
 static void start_all(struct fuse_ring *fr);
 
-static void ring_err(struct fuse_ring *fr, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void ring_err(struct fuse_ring *fr, const char *fmt, ...)
+static void report_err(const struct ring_report *rep, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void report_err(const struct ring_report *rep, const char *fmt, ...)
 {
 	char line[256];
 	va_list ap;
@@ -140,8 +145,8 @@ static void ring_err(struct fuse_ring *fr, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
-	if (fr && fr->report)
-		fr->report(fr->report_ctx, line);
+	if (rep->fn)
+		rep->fn(rep->ctx, line);
 	else
 		tool_err("%s", line);
 }
@@ -352,7 +357,7 @@ static void kernel_ring_off(struct fuse_ring *fr)
 	struct io_uring_sqe *sqe;
 	struct io_uring_cqe *cqe;
 
-	ring_err(fr, "FUSE over io_uring: the rings did not come up; serving through /dev/fuse");
+	report_err(&fr->rep, "FUSE over io_uring: the rings did not come up; serving through /dev/fuse");
 	if (io_uring_queue_init_params(4, &ring, &p) < 0)
 		return;
 	sqe = io_uring_get_sqe(&ring);
@@ -453,7 +458,7 @@ static void queue_cqe(struct ring_queue *q, struct io_uring_cqe *cqe)
 	if (cqe->res < 0) { /* unmounted (ENOTCONN), cancelled, or refused at registration */
 		q->armed--;
 		if (cqe->res != -ENOTCONN && cqe->res != -ECANCELED && !q->stopping)
-			ring_err(q->fr, "FUSE over io_uring, queue %u: %s", q->qid, strerror(-cqe->res));
+			report_err(&q->fr->rep, "FUSE over io_uring, queue %u: %s", q->qid, strerror(-cqe->res));
 		return;
 	}
 	serve(e);
@@ -468,7 +473,7 @@ static void *queue_main(void *arg)
 	pthread_setname_np(pthread_self(), name);
 	/* io_uring_enable_rings(), which Debian 12's liburing declares but does not export */
 	if (syscall(__NR_io_uring_register, q->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0) {
-		ring_err(q->fr, "FUSE over io_uring, queue %u: %s", q->qid, strerror(errno));
+		report_err(&q->fr->rep, "FUSE over io_uring, queue %u: %s", q->qid, strerror(errno));
 		kernel_ring_off(q->fr);
 		return NULL;
 	}
@@ -482,7 +487,7 @@ static void *queue_main(void *arg)
 		int ret = io_uring_submit_and_wait(&q->ring, 1);
 
 		if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
-			ring_err(q->fr, "FUSE over io_uring, queue %u: %s", q->qid, strerror(-ret));
+			report_err(&q->fr->rep, "FUSE over io_uring, queue %u: %s", q->qid, strerror(-ret));
 			break;
 		}
 		io_uring_for_each_cqe(&q->ring, head, cqe) {
@@ -568,7 +573,7 @@ static void start_all(struct fuse_ring *fr)
 		int ret = pthread_create(&q->thread, NULL, queue_main, q);
 
 		if (ret) {
-			ring_err(fr, "FUSE over io_uring: cannot start queue %u: %s", i, strerror(ret));
+			report_err(&fr->rep, "FUSE over io_uring: cannot start queue %u: %s", i, strerror(ret));
 			kernel_ring_off(fr);
 			break;
 		}
@@ -601,13 +606,13 @@ struct fuse_ring *fuse_ring_attach(struct fuse_session *se, struct vmfs *fs, uin
 				   void (*report)(void *ctx, const char *line), void *report_ctx)
 {
 	static const struct fuse_custom_io io = { .writev = ring_writev, .read = ring_read };
+	struct ring_report rep = { report, report_ctx };
 	struct fuse_ring *fr = calloc(1, sizeof(*fr));
 	int ret = -ENOMEM;
 
 	if (!fr)
 		goto err;
-	fr->report = report;
-	fr->report_ctx = report_ctx;
+	fr->rep = rep;
 	fr->se = se;
 	fr->fs = fs;
 	fr->root = root;
@@ -629,14 +634,7 @@ struct fuse_ring *fuse_ring_attach(struct fuse_session *se, struct vmfs *fs, uin
 	the_ring = fr;
 	return fr;
 err:
-	if (report) {
-		char line[128];
-
-		snprintf(line, sizeof(line), "FUSE over io_uring not used: %s", strerror(-ret));
-		report(report_ctx, line);
-	} else {
-		tool_err("FUSE over io_uring not used: %s", strerror(-ret));
-	}
+	report_err(&rep, "FUSE over io_uring not used: %s", strerror(-ret));
 	if (fr) {
 		for (unsigned i = 0; fr->qs && i < fr->nq; i++)
 			queue_release(&fr->qs[i]);
@@ -655,7 +653,7 @@ uint64_t fuse_ring_stop(struct fuse_ring *fr)
 	if (!fr)
 		return 0;
 	if (write(fr->stop_fd, &one, sizeof(one)) < 0)
-		ring_err(fr, "FUSE over io_uring: stop: %s", strerror(errno));
+		report_err(&fr->rep, "FUSE over io_uring: stop: %s", strerror(errno));
 	for (unsigned i = 0; i < fr->nq; i++) {
 		if (fr->qs[i].started)
 			pthread_join(fr->qs[i].thread, NULL);

@@ -10,11 +10,15 @@
  * Reads and writes (the VM disks' I/O) never block that thread: they go to
  * the device through the thread's own vmfs_aio queue, straight from and into
  * the page-aligned payload buffer, and the reply is committed when the device
- * completes (the queue's eventfd is polled on the same ring). Every other
+ * completes (the queue's eventfd is polled on the same ring). A queue's payload
+ * buffers are one block of memory the kernel is asked to back with huge pages:
+ * a 1 MiB transfer then goes to the device as one request, where scattered
+ * 4 KiB pages would be 256 segments, which virtio-blk (254 at most) splits in
+ * two. Every other
  * request is handed to libfuse as if it had come from /dev/fuse
- * (fuse_session_process_buf) after the thread's I/O in flight has drained,
- * and its reply is caught in the session's custom writev and copied into the
- * entry. Forgets and interrupts still come through /dev/fuse, which the
+ * (fuse_session_process_buf), after the thread's I/O in flight has drained
+ * unless the request takes no inode's iolock (lockless_op), and its reply is
+ * caught in the session's custom writev and copied into the entry. Forgets and interrupts still come through /dev/fuse, which the
  * classic loop keeps serving; so does everything until all queues are armed.
  *
  * The INIT reply (built by libfuse 3.14, which predates all this) gets the
@@ -47,6 +51,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/sysinfo.h>
 #include <sys/uio.h>
@@ -54,6 +59,7 @@
 
 #define ENTRIES 64                 /* per queue: a queue depth of 32 and metadata besides */
 #define PAYLOAD (1u << 20)         /* >= the kernel's max_payload_sz: max_write, max_pages (vm_init) */
+#define HUGE_PAGE (2u << 20)       /* x86-64's transparent huge page */
 #define ENABLE_PARAM "/sys/module/fuse/parameters/enable_uring"
 #define OVER_IO_URING_FLAGS2 (1u << (41 - 32))   /* FUSE_OVER_IO_URING, in fuse_init_out.flags2 */
 
@@ -105,6 +111,7 @@ struct ring_queue {
 	unsigned armed;            /* entries with the kernel */
 	bool stopping;
 	uint8_t *scratch;          /* a request rebuilt for libfuse */
+	uint8_t *payloads;         /* ENTRIES * PAYLOAD, huge-page aligned */
 	struct ring_ent ents[ENTRIES];
 	pthread_t thread;
 	bool started;
@@ -303,6 +310,28 @@ static void serve_io(struct ring_ent *e, const struct fuse_in_header *ih, bool w
 	q->inflight++;
 }
 
+/*
+ * Requests whose handlers take no inode's iolock: they may run while this
+ * queue's reads and writes, which hold iolocks shared, are in flight. The
+ * kernel sends a GETATTR before each read once the attributes' timeout has
+ * passed; waiting for the queue to drain first held the next read back until
+ * the device had finished all the others, one request in flight at a time.
+ * Everything else (SETATTR and FALLOCATE take an iolock exclusive; FSYNC and
+ * RELEASE stay ordered after the I/O too) waits for the drain.
+ */
+static bool lockless_op(uint32_t opcode)
+{
+	switch (opcode) {
+	case FUSE_GETATTR: case FUSE_LOOKUP: case FUSE_STATFS: case FUSE_ACCESS:
+	case FUSE_READLINK: case FUSE_OPENDIR: case FUSE_READDIR: case FUSE_READDIRPLUS:
+	case FUSE_RELEASEDIR: case FUSE_FLUSH: case FUSE_LSEEK: case FUSE_GETXATTR:
+	case FUSE_LISTXATTR:
+		return true;
+	default:
+		return false;
+	}
+}
+
 /* Anything else: libfuse serves it as if it came from /dev/fuse; ring_writev catches the reply. */
 static void serve_other(struct ring_ent *e, const struct fuse_in_header *ih)
 {
@@ -321,7 +350,7 @@ static void serve_other(struct ring_ent *e, const struct fuse_in_header *ih)
 	memcpy(q->scratch + sizeof(*ih) + first, e->payload, pay);
 	fb.mem = q->scratch;
 	fb.size = ih->len;
-	aio_collect(q, true);
+	aio_collect(q, !lockless_op(ih->opcode));
 	e->caught = false;
 	tl_ent = e;
 	fuse_session_process_buf(q->fr->se, &fb);
@@ -511,10 +540,9 @@ static void queue_release(struct ring_queue *q)
 		vmfs_aio_free(q->aio);
 	if (q->ring.ring_fd > 0)
 		io_uring_queue_exit(&q->ring);
-	for (unsigned i = 0; i < ENTRIES; i++) {
+	for (unsigned i = 0; i < ENTRIES; i++)
 		free(q->ents[i].hdr);
-		free(q->ents[i].payload);
-	}
+	free(q->payloads);
 	free(q->scratch);
 }
 
@@ -547,14 +575,20 @@ static int queue_setup(struct fuse_ring *fr, struct ring_queue *q, unsigned qid)
 	q->aio_fd = vmfs_aio_eventfd(q->aio);
 	if (q->aio_fd < 0)
 		return q->aio_fd;
-	if (posix_memalign((void **)&q->scratch, 4096, PAYLOAD + 512))
+	if (posix_memalign((void **)&q->scratch, 4096, PAYLOAD + 512) ||
+	    posix_memalign((void **)&q->payloads, HUGE_PAGE, (size_t)ENTRIES * PAYLOAD))
 		return -ENOMEM;
+	/*
+	 * Only advice: without transparent huge pages (or with none free) the
+	 * buffers are 4 KiB pages and a 1 MiB transfer may take two requests.
+	 */
+	madvise(q->payloads, (size_t)ENTRIES * PAYLOAD, MADV_HUGEPAGE);
 	for (unsigned i = 0; i < ENTRIES; i++) {
 		struct ring_ent *e = &q->ents[i];
 
 		e->q = q;
-		if (posix_memalign((void **)&e->hdr, 64, sizeof(*e->hdr)) ||
-		    posix_memalign((void **)&e->payload, 4096, PAYLOAD))
+		e->payload = q->payloads + (size_t)i * PAYLOAD;
+		if (posix_memalign((void **)&e->hdr, 64, sizeof(*e->hdr)))
 			return -ENOMEM;
 		memset(e->hdr, 0, sizeof(*e->hdr));
 		e->iov[0] = (struct iovec){ e->hdr, sizeof(*e->hdr) };

@@ -3,7 +3,11 @@
 # with the parameter on for this test (put back at exit), vmfs-mount serves
 # through one ring per CPU. (a) shapes.sh and posix.sh pass over the rings.
 # (b) 8 threads write 4 KiB blocks at random offsets of a file with O_DIRECT
-# and read it back through a foreground mount: the bytes match a model, mtime
+# and read it back through a foreground mount, while a ninth thread stats the
+# file, lists its folder, seeks for data, and fallocates and truncates another
+# file and the file itself to the sizes they have (requests served beside the
+# I/O in flight, and requests that must wait for it to drain): the sizes are
+# right, nothing hangs, the bytes match a model, mtime
 # moved, the mount names io_uring, runs its ring threads and says it served at
 # least as many requests as there were writes, and it goes on serving after the
 # module parameter is switched off under it; remounted with -o no_uring (the
@@ -62,9 +66,40 @@ elif mode == "write":
                 assert os.pwritev(fd, [buf], i * BS) == BS
         except Exception as e:
             errs.append(e)
-    th = [threading.Thread(target=work, args=(t,)) for t in range(NT)]
+    def meta():     # requests served beside the writes in flight: stat, readdir, lseek, and
+        try:        # fallocate and truncate of another file, which wait for the queue to drain
+            d, name = os.path.split(path)
+            other = os.path.join(d, "other")
+            ofd = os.open(other, os.O_RDWR | os.O_CREAT, 0o644)
+            for k in range(200):
+                assert os.stat(path).st_size == NB * BS, "stat: size %d" % os.stat(path).st_size
+                assert name in os.listdir(d), "readdir: no %s" % name
+                assert os.lseek(fd, 0, os.SEEK_DATA) == 0
+                os.posix_fallocate(ofd, 0, (k + 1) * BS)
+                os.ftruncate(ofd, k * BS // 2)
+                os.truncate(path, NB * BS)          # the file under I/O: sizes as they are,
+                os.posix_fallocate(fd, 0, BS)       # but each takes its iolock exclusive
+            os.close(ofd)
+            os.unlink(other)
+        except Exception as e:
+            errs.append(e)
+    done = threading.Event()
+    def read(t):    # reads in flight beside the truncates (the kernel lets them overlap; not writes)
+        try:
+            rfd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+            buf, r = mmap.mmap(-1, 1 << 20), random.Random(100 + t)
+            while not done.is_set():
+                assert os.preadv(rfd, [buf], r.randrange(NB * BS >> 20) << 20) == 1 << 20
+            os.close(rfd)
+        except Exception as e:
+            errs.append(e)
+    rd = [threading.Thread(target=read, args=(t,)) for t in range(2)]
+    for x in rd: x.start()
+    th = [threading.Thread(target=work, args=(t,)) for t in range(NT)] + [threading.Thread(target=meta)]
     for x in th: x.start()
     for x in th: x.join()
+    done.set()
+    for x in rd: x.join()
     os.close(fd)
     if errs:
         sys.exit("write: %r" % errs[0])
@@ -82,7 +117,7 @@ elif mode == "check":
 PY
 python3 "$T/io.py" "$T/m/disk" layout
 m0=$(stat -c %Y.%y "$T/m/disk")
-python3 "$T/io.py" "$T/m/disk" write
+timeout -k 5 60 python3 "$T/io.py" "$T/m/disk" write || fail "writes over the rings, with stat, readdir, fallocate and truncate beside them, hang or fail"
 # the connection keeps its rings when the parameter goes off (it told the
 # kernel so at INIT); without that every reply would be refused and I/O hang
 echo N >"$PARAM"

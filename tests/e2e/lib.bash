@@ -30,18 +30,27 @@ need_cmd() {
 	done
 }
 
+# mounted DIR: DIR is a mount point, read from the mount table (a stat of a
+# FUSE mount whose daemon is stuck would hang, as mountpoint(1) and umount(8) do)
+mounted() {
+	awk -v m="$1" '$5 == m {f = 1} END {exit !f}' /proc/self/mountinfo
+}
+
+# Unmounts what it can, stops the processes (a stuck FUSE daemon's death fails
+# its requests), and only then lets go of the mounts that were still busy.
 e2e_cleanup() {
 	local rc=$? i m p
 	set +e
 	trap - ERR
 	for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do
-		m=${MOUNTS[i]}
-		mountpoint -q "$m" || continue
-		fusermount3 -u "$m" 2>/dev/null || umount "$m" 2>/dev/null || umount -l "$m"
+		mounted "${MOUNTS[i]}" && timeout 10 fusermount3 -u "${MOUNTS[i]}" 2>/dev/null
 	done
 	for p in "${PIDS[@]}"; do
 		kill "$p" 2>/dev/null || continue
 		wait_until 10 not pid_alive "$p" || kill -9 "$p" 2>/dev/null
+	done
+	for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do
+		mounted "${MOUNTS[i]}" && umount -l "${MOUNTS[i]}"
 	done
 	[ -n "${T:-}" ] && rm -rf --one-file-system "$T"
 	for m in "${AT_EXIT[@]}"; do eval "$m"; done

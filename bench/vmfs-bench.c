@@ -108,6 +108,8 @@ static uint8_t *bufs_alloc(size_t len, bool huge)
 
 static void bufs_free(uint8_t *p, size_t len, bool huge)
 {
+	if (!p)
+		return;
 	if (huge)
 		munmap(p, base_round_up(len, HUGE_BYTES));
 	else
@@ -148,26 +150,44 @@ int main(int argc, char **argv)
 	}
 	if (prefill)
 		bs = 1 << 20;
+	/* before the datastore is opened: a run that cannot start leaves it untouched */
+	reqs = calloc(qd, sizeof(*reqs));
+	done = calloc(qd, sizeof(*done));
+	freeslots = calloc(qd, sizeof(*freeslots));
+	bufs = bufs_alloc(qd * bs, huge);
+	if (!bufs || !reqs || !done || !freeslots) {
+		if (!bufs)
+			tool_err(huge ? "no huge pages for %llu bytes of buffers (/proc/sys/vm/nr_hugepages)"
+				      : "out of memory for %llu bytes of buffers", (unsigned long long)(qd * bs));
+		else
+			tool_err("out of memory");
+		goto err_free;
+	}
 	ret = vmfs_open(argv[1], &oo, &fs, err, sizeof(err));
 	if (ret) {
 		tool_err("%s", err);
-		return 1;
+		goto err_free;
 	}
 	ret = open_file(fs, argv[2], thin || prefill, size, &ino);
 	if (ret) {
 		tool_err("%s: %s", argv[2], strerror(-ret));
-		return 1;
+		goto err_close;
 	}
 	if (oo.readonly) {
 		ret = print_extent(fs, ino, bs, size);
-		if (ret)
+		if (ret) {
 			tool_err("%s: %s", argv[2], strerror(-ret));
-		vmfs_close(fs);
-		return ret ? 1 : 0;
+			goto err_close;
+		}
+		goto out_close;
 	}
 	nblk = size / bs;
 	if (thin) {
 		perm = malloc(nblk * sizeof(*perm));
+		if (!perm) {
+			tool_err("out of memory");
+			goto err_close;
+		}
 		for (uint64_t i = 0; i < nblk; i++)
 			perm[i] = i;
 		for (uint64_t i = nblk - 1; i > 0; i--) {
@@ -175,19 +195,6 @@ int main(int argc, char **argv)
 			perm[i] = perm[j];
 			perm[j] = t;
 		}
-	}
-	reqs = calloc(qd, sizeof(*reqs));
-	done = calloc(qd, sizeof(*done));
-	freeslots = calloc(qd, sizeof(*freeslots));
-	bufs = bufs_alloc(qd * bs, huge);
-	if (!bufs) {
-		tool_err(huge ? "no huge pages for %llu bytes of buffers (/proc/sys/vm/nr_hugepages)"
-			      : "out of memory for %llu bytes of buffers", (unsigned long long)(qd * bs));
-		return 1;
-	}
-	if (!reqs || !done || !freeslots) {
-		tool_err("out of memory");
-		return 1;
 	}
 	for (uint64_t i = 0; i < qd * bs; i++)
 		bufs[i] = (uint8_t)(next_rand() | 1);
@@ -197,7 +204,7 @@ int main(int argc, char **argv)
 	ret = vmfs_aio_new(fs, (unsigned)qd, &q);
 	if (ret) {
 		tool_err("aio queue: %s", strerror(-ret));
-		return 1;
+		goto err_close;
 	}
 	t0 = (double)base_mono_ns() / 1e9;
 	for (;;) {
@@ -211,7 +218,7 @@ int main(int argc, char **argv)
 			ret = vmfs_aio_submit(q, &reqs[s]);
 			if (ret) {
 				tool_err("submit: %s", strerror(-ret));
-				return 1;
+				goto err_aio;
 			}
 			issued++;
 			more = (prefill || thin) ? issued < nblk : true;
@@ -221,13 +228,13 @@ int main(int argc, char **argv)
 		int n = vmfs_aio_reap(q, 1, done, (unsigned)qd);
 		if (n < 0) {
 			tool_err("reap: %s", strerror(-n));
-			return 1;
+			goto err_aio;
 		}
 		for (int i = 0; i < n; i++) {
 			if (done[i]->res != (ssize_t)bs) {
 				tool_err("I/O at %llu: %s", (unsigned long long)done[i]->off,
 					 done[i]->res < 0 ? strerror((int)-done[i]->res) : "short");
-				return 1;
+				goto err_aio;
 			}
 			bytes += bs;
 			freeslots[nfree++] = (unsigned)(done[i] - reqs);
@@ -243,13 +250,23 @@ int main(int argc, char **argv)
 	if (write)
 		vmfs_fsync(fs, ino, false);
 	vmfs_aio_free(q);
-	ret = vmfs_close(fs);
 	printf("{\"mode\":\"%s\",\"bs\":%llu,\"qd\":%llu,\"seconds\":%.2f,\"mbps\":%.1f,\"iops\":%.0f}\n", mode,
 	       (unsigned long long)bs, (unsigned long long)qd, el, (double)bytes / el / 1e6, (double)completed / el);
+out_close:
+	ret = vmfs_close(fs) ? 1 : 0;
+	goto out_free;
+
+err_aio:
+	vmfs_aio_free(q); /* waits for what is in flight: no buffer is written after it is freed */
+err_close:
+	vmfs_close(fs);
+err_free:
+	ret = 1;
+out_free:
 	bufs_free(bufs, qd * bs, huge);
 	free(reqs);
 	free(done);
 	free(freeslots);
 	free(perm);
-	return ret ? 1 : 0;
+	return ret;
 }

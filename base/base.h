@@ -15,6 +15,7 @@
 #define base_array_size(a) (sizeof(a) / sizeof((a)[0]))
 #define base_min(a, b) ((a) < (b) ? (a) : (b))
 #define base_max(a, b) ((a) > (b) ? (a) : (b))
+#define BASE_HUGE_PAGE (2u << 20) /* x86-64's huge page: hugetlbfs default and THP */
 
 typedef uint16_t le16;
 typedef uint32_t le32;

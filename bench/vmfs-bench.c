@@ -91,15 +91,13 @@ static int open_file(struct vmfs *fs, const char *path, bool fresh, uint64_t siz
 	return ret;
 }
 
-#define HUGE_BYTES (2u << 20) /* x86-64's default huge page */
-
 /* I/O buffers of len bytes, page-aligned; from huge pages when asked to. NULL: none to be had. */
 static uint8_t *bufs_alloc(size_t len, bool huge)
 {
 	void *p;
 
 	if (huge) {
-		p = mmap(NULL, base_round_up(len, HUGE_BYTES), PROT_READ | PROT_WRITE,
+		p = mmap(NULL, base_round_up(len, BASE_HUGE_PAGE), PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
 		return p == MAP_FAILED ? NULL : p;
 	}
@@ -111,7 +109,7 @@ static void bufs_free(uint8_t *p, size_t len, bool huge)
 	if (!p)
 		return;
 	if (huge)
-		munmap(p, base_round_up(len, HUGE_BYTES));
+		munmap(p, base_round_up(len, BASE_HUGE_PAGE));
 	else
 		free(p);
 }

@@ -14,12 +14,12 @@
  * buffers are one block of memory the kernel is asked to back with huge pages:
  * a 1 MiB transfer then goes to the device as one request, where scattered
  * 4 KiB pages would be 256 segments, which virtio-blk (254 at most) splits in
- * two. Every other
- * request is handed to libfuse as if it had come from /dev/fuse
- * (fuse_session_process_buf), after the thread's I/O in flight has drained
- * unless the request takes no inode's iolock (lockless_op), and its reply is
- * caught in the session's custom writev and copied into the entry. Forgets and interrupts still come through /dev/fuse, which the
- * classic loop keeps serving; so does everything until all queues are armed.
+ * two. Every other request is handed to libfuse as if it had come from
+ * /dev/fuse (fuse_session_process_buf), after the thread's I/O in flight has
+ * drained unless the request takes no inode's iolock (lockless_op), and its
+ * reply is caught in the session's custom writev and copied into the entry.
+ * Forgets and interrupts still come through /dev/fuse, which the classic loop
+ * keeps serving; so does everything until all queues are armed.
  *
  * The INIT reply (built by libfuse 3.14, which predates all this) gets the
  * FUSE_OVER_IO_URING flag added on its way out: the connection is then bound
@@ -35,6 +35,8 @@
 #define FUSE_USE_VERSION 314
 
 #include "tools/fuse_ring.h"
+
+#include "base/base.h"
 #include "tools/common.h"
 #include "vmfs/vmfs.h"
 
@@ -59,7 +61,6 @@
 
 #define ENTRIES 64                 /* per queue: a queue depth of 32 and metadata besides */
 #define PAYLOAD (1u << 20)         /* >= the kernel's max_payload_sz: max_write, max_pages (vm_init) */
-#define HUGE_PAGE (2u << 20)       /* x86-64's transparent huge page */
 #define ENABLE_PARAM "/sys/module/fuse/parameters/enable_uring"
 #define OVER_IO_URING_FLAGS2 (1u << (41 - 32))   /* FUSE_OVER_IO_URING, in fuse_init_out.flags2 */
 
@@ -576,7 +577,7 @@ static int queue_setup(struct fuse_ring *fr, struct ring_queue *q, unsigned qid)
 	if (q->aio_fd < 0)
 		return q->aio_fd;
 	if (posix_memalign((void **)&q->scratch, 4096, PAYLOAD + 512) ||
-	    posix_memalign((void **)&q->payloads, HUGE_PAGE, (size_t)ENTRIES * PAYLOAD))
+	    posix_memalign((void **)&q->payloads, BASE_HUGE_PAGE, (size_t)ENTRIES * PAYLOAD))
 		return -ENOMEM;
 	/*
 	 * Only advice: without transparent huge pages (or with none free) the

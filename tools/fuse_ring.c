@@ -109,7 +109,7 @@ struct ring_queue {
 	struct vmfs_aio *aio;
 	int aio_fd;
 	unsigned inflight;         /* aio requests not yet reaped */
-	unsigned armed;            /* entries with the kernel */
+	unsigned live;             /* entries registered and not returned with an error */
 	bool stopping;
 	uint8_t *scratch;          /* a request rebuilt for libfuse */
 	uint8_t *payloads;         /* ENTRIES * PAYLOAD, huge-page aligned */
@@ -208,7 +208,8 @@ static int ent_cmd(struct ring_ent *e, uint32_t op)
 	cmd->commit_id = op == RING_CMD_COMMIT_AND_FETCH ? e->hdr->ent.commit_id : 0;
 	cmd->qid = (uint16_t)q->qid;
 	io_uring_sqe_set_data(sqe, e);
-	q->armed++;
+	if (op == RING_CMD_REGISTER)
+		q->live++;
 	return 0;
 }
 
@@ -364,7 +365,6 @@ static void serve(struct ring_ent *e)
 {
 	struct fuse_in_header ih;
 
-	e->q->armed--;
 	memcpy(&ih, e->hdr->in_out, sizeof(ih));
 	e->unique = ih.unique;
 	if (ih.opcode == FUSE_WRITE || ih.opcode == FUSE_READ)
@@ -486,7 +486,7 @@ static void queue_cqe(struct ring_queue *q, struct io_uring_cqe *cqe)
 	struct ring_ent *e = (struct ring_ent *)(uintptr_t)tag;
 
 	if (cqe->res < 0) { /* unmounted (ENOTCONN), cancelled, or refused at registration */
-		q->armed--;
+		q->live--;
 		if (cqe->res != -ENOTCONN && cqe->res != -ECANCELED && !q->stopping)
 			report_err(&q->fr->rep, "FUSE over io_uring, queue %u: %s", q->qid, strerror(-cqe->res));
 		return;
@@ -526,7 +526,11 @@ static void *queue_main(void *arg)
 		}
 		io_uring_cq_advance(&q->ring, seen);
 		aio_collect(q, false);
-		if (q->stopping || !q->armed) {
+		/*
+		 * Not "no entry is with the kernel": under a deep queue every entry
+		 * can be ours at once, each waiting for the device.
+		 */
+		if (q->stopping || !q->live) {
 			aio_collect(q, true);
 			io_uring_submit(&q->ring); /* the last replies */
 			break;

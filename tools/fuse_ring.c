@@ -1,17 +1,27 @@
 /*
  * FUSE over io_uring (Documentation/filesystems/fuse-io-uring.rst): instead of
- * a read(2) on /dev/fuse per request and a writev(2) per reply, each CPU's
- * queue of the connection gets ENTRIES ring entries (a header buffer and a
- * payload buffer each) registered with IORING_OP_URING_CMD; the kernel fills
- * an entry with a request and completes its command; the reply goes back in
- * the same buffers with COMMIT_AND_FETCH, which also re-arms the entry. One
- * thread per queue owns its io_uring.
+ * a read(2) on /dev/fuse per request and a writev(2) per reply, the kernel has
+ * a queue per CPU, and ring entries (a header buffer and a payload buffer each)
+ * are registered with its queues by IORING_OP_URING_CMD; the kernel fills an
+ * entry with a request from that CPU and completes its command; the reply goes
+ * back in the same buffers with COMMIT_AND_FETCH, which also re-arms the entry.
+ *
+ * Who serves which queue: the kernel copies a request into its entry (a write's
+ * whole payload) in the task that registered the entry, and hands the next
+ * request to the entry re-armed last. One thread per queue did every copy of a
+ * CPU's burst in turn (16 writes of 1 MiB from one fio: 1.9 ms of each write's
+ * wait), and with more entries per thread than the burst, the entries in use
+ * stay those of the thread that took the first burst. So there are two threads
+ * per CPU, each with its own io_uring, and each registers SHARE entries on its
+ * CPU's queue and SHARE on the next CPU's: a queue has 4 * SHARE entries from
+ * four threads, no thread more than SHARE of them, and a burst from one CPU is
+ * copied by several threads at once.
  *
  * Reads and writes (the VM disks' I/O) never block that thread: they go to
  * the device through the thread's own vmfs_aio queue, straight from and into
  * the page-aligned payload buffer, and the reply is committed when the device
- * completes (the queue's eventfd is polled on the same ring). A queue's payload
- * buffers are one block of memory the kernel is asked to back with huge pages:
+ * completes (that queue's eventfd is polled on the same ring). A thread's
+ * payload buffers are one block of memory the kernel is asked to back with huge pages:
  * a 1 MiB transfer then goes to the device as one request, where scattered
  * 4 KiB pages would be 256 segments, which virtio-blk (254 at most) splits in
  * two. Every other request is handed to libfuse as if it had come from
@@ -59,7 +69,9 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define ENTRIES 64                 /* per queue: a queue depth of 32 and metadata besides */
+#define SHARE 8                    /* entries a thread registers on each of its two queues */
+#define ENTRIES (2 * SHARE)        /* a thread's */
+#define THREADS_PER_CPU 2
 #define PAYLOAD (1u << 20)         /* >= the kernel's max_payload_sz: max_write, max_pages (vm_init) */
 #define ENABLE_PARAM "/sys/module/fuse/parameters/enable_uring"
 #define OVER_IO_URING_FLAGS2 (1u << (41 - 32))   /* FUSE_OVER_IO_URING, in fuse_init_out.flags2 */
@@ -90,21 +102,22 @@ struct ring_cmd {                  /* the SQE's 80-byte command area */
 /* user_data of the two polls; ring entries are tagged with their address */
 enum { TAG_AIO = 1, TAG_STOP = 2 };
 
-struct ring_queue;
+struct ring_thread;
 
 struct ring_ent {
-	struct ring_queue *q;
+	struct ring_thread *t;
 	struct ring_header *hdr;
 	uint8_t *payload;
 	struct iovec iov[2];
 	struct vmfs_aio_req aio;
 	uint64_t unique;           /* the request being served */
+	uint16_t qid;              /* the kernel's queue (a CPU) the entry is registered with */
 	bool caught;               /* the libfuse reply landed here */
 };
 
-struct ring_queue {
+struct ring_thread {
 	struct fuse_ring *fr;
-	unsigned qid;
+	unsigned idx;
 	struct io_uring ring;
 	struct vmfs_aio *aio;
 	int aio_fd;
@@ -131,8 +144,9 @@ struct fuse_ring {
 	uint64_t root;
 	int fd;
 	int stop_fd;
-	unsigned nq;
-	struct ring_queue *qs;
+	unsigned nq;               /* the kernel's queues */
+	unsigned nt;               /* threads: THREADS_PER_CPU * nq */
+	struct ring_thread *ts;
 	_Atomic uint64_t served;
 	bool running;
 };
@@ -179,43 +193,43 @@ void fuse_ring_init_pending(void)
 
 /* ---- the ring's commands -------------------------------------------------------- */
 
-static struct io_uring_sqe *sqe_get(struct ring_queue *q)
+static struct io_uring_sqe *sqe_get(struct ring_thread *t)
 {
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&q->ring);
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&t->ring);
 
 	if (!sqe) { /* the SQ is full: hand it to the kernel and try again */
-		io_uring_submit(&q->ring);
-		sqe = io_uring_get_sqe(&q->ring);
+		io_uring_submit(&t->ring);
+		sqe = io_uring_get_sqe(&t->ring);
 	}
 	return sqe;
 }
 
 static int ent_cmd(struct ring_ent *e, uint32_t op)
 {
-	struct ring_queue *q = e->q;
-	struct io_uring_sqe *sqe = sqe_get(q);
+	struct ring_thread *t = e->t;
+	struct io_uring_sqe *sqe = sqe_get(t);
 	struct ring_cmd *cmd;
 
 	if (!sqe)
 		return -EBUSY;
 	memset(sqe, 0, 2 * sizeof(*sqe)); /* SQE128: the command area runs into the second half */
 	sqe->opcode = IORING_OP_URING_CMD;
-	sqe->fd = q->fr->fd;
+	sqe->fd = t->fr->fd;
 	sqe->cmd_op = op;
 	sqe->addr = (uintptr_t)e->iov;
 	sqe->len = 2;
 	cmd = (struct ring_cmd *)sqe->cmd;
 	cmd->commit_id = op == RING_CMD_COMMIT_AND_FETCH ? e->hdr->ent.commit_id : 0;
-	cmd->qid = (uint16_t)q->qid;
+	cmd->qid = e->qid;
 	io_uring_sqe_set_data(sqe, e);
 	if (op == RING_CMD_REGISTER)
-		q->live++;
+		t->live++;
 	return 0;
 }
 
-static int poll_arm(struct ring_queue *q, int fd, uint64_t tag)
+static int poll_arm(struct ring_thread *t, int fd, uint64_t tag)
 {
-	struct io_uring_sqe *sqe = sqe_get(q);
+	struct io_uring_sqe *sqe = sqe_get(t);
 
 	if (!sqe)
 		return -EBUSY;
@@ -232,7 +246,7 @@ static void ent_reply(struct ring_ent *e, int error, uint32_t len)
 
 	memcpy(e->hdr->in_out, &oh, sizeof(oh));
 	e->hdr->ent.payload_sz = error ? 0 : len;
-	atomic_fetch_add_explicit(&e->q->fr->served, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&e->t->fr->served, 1, memory_order_relaxed);
 	ent_cmd(e, RING_CMD_COMMIT_AND_FETCH);
 }
 
@@ -243,11 +257,11 @@ static uint64_t to_vmfs(struct fuse_ring *fr, uint64_t nodeid)
 	return nodeid == FUSE_ROOT_ID ? fr->root : nodeid;
 }
 
-static void aio_done(struct ring_queue *q, struct vmfs_aio_req *r)
+static void aio_done(struct ring_thread *t, struct vmfs_aio_req *r)
 {
 	struct ring_ent *e = r->priv;
 
-	q->inflight--;
+	t->inflight--;
 	if (r->res < 0) {
 		ent_reply(e, (int)-r->res, 0);
 	} else if (r->write) {
@@ -262,21 +276,21 @@ static void aio_done(struct ring_queue *q, struct vmfs_aio_req *r)
 
 /*
  * Replies to what the device has finished; with drain, waits until all of this
- * queue's I/O has (a synchronous request may need the iolocks it holds).
+ * thread's I/O has (a synchronous request may need the iolocks it holds).
  */
-static void aio_collect(struct ring_queue *q, bool drain)
+static void aio_collect(struct ring_thread *t, bool drain)
 {
 	struct vmfs_aio_req *done[ENTRIES];
 	int n;
 
-	while (q->inflight && (n = vmfs_aio_reap(q->aio, drain, done, ENTRIES)) > 0)
+	while (t->inflight && (n = vmfs_aio_reap(t->aio, drain, done, ENTRIES)) > 0)
 		for (int i = 0; i < n; i++)
-			aio_done(q, done[i]);
+			aio_done(t, done[i]);
 }
 
 static void serve_io(struct ring_ent *e, const struct fuse_in_header *ih, bool write)
 {
-	struct ring_queue *q = e->q;
+	struct ring_thread *t = e->t;
 	uint64_t off;
 	uint32_t size;
 	int ret;
@@ -302,21 +316,21 @@ static void serve_io(struct ring_ent *e, const struct fuse_in_header *ih, bool w
 		ent_reply(e, EINVAL, 0);
 		return;
 	}
-	e->aio = (struct vmfs_aio_req){ .ino = to_vmfs(q->fr, ih->nodeid), .write = write,
+	e->aio = (struct vmfs_aio_req){ .ino = to_vmfs(t->fr, ih->nodeid), .write = write,
 					.buf = e->payload, .len = size, .off = off, .priv = e };
-	ret = vmfs_aio_submit(q->aio, &e->aio);
+	ret = vmfs_aio_submit(t->aio, &e->aio);
 	if (ret < 0) {
 		ent_reply(e, -ret, 0);
 		return;
 	}
-	q->inflight++;
+	t->inflight++;
 }
 
 /*
  * Requests whose handlers take no inode's iolock: they may run while this
- * queue's reads and writes, which hold iolocks shared, are in flight. The
+ * thread's reads and writes, which hold iolocks shared, are in flight. The
  * kernel sends a GETATTR before each read once the attributes' timeout has
- * passed; waiting for the queue to drain first held the next read back until
+ * passed; waiting for the thread's I/O to drain first held the next read back until
  * the device had finished all the others, one request in flight at a time.
  * Everything else (SETATTR and FALLOCATE take an iolock exclusive; FSYNC and
  * RELEASE stay ordered after the I/O too) waits for the drain.
@@ -337,7 +351,7 @@ static bool lockless_op(uint32_t opcode)
 /* Anything else: libfuse serves it as if it came from /dev/fuse; ring_writev catches the reply. */
 static void serve_other(struct ring_ent *e, const struct fuse_in_header *ih)
 {
-	struct ring_queue *q = e->q;
+	struct ring_thread *t = e->t;
 	uint32_t pay = e->hdr->ent.payload_sz, first;
 	struct fuse_buf fb = { 0 };
 
@@ -347,15 +361,15 @@ static void serve_other(struct ring_ent *e, const struct fuse_in_header *ih)
 		return;
 	}
 	first = ih->len - (uint32_t)sizeof(*ih) - pay;
-	memcpy(q->scratch, ih, sizeof(*ih));
-	memcpy(q->scratch + sizeof(*ih), e->hdr->op_in, first);
-	memcpy(q->scratch + sizeof(*ih) + first, e->payload, pay);
-	fb.mem = q->scratch;
+	memcpy(t->scratch, ih, sizeof(*ih));
+	memcpy(t->scratch + sizeof(*ih), e->hdr->op_in, first);
+	memcpy(t->scratch + sizeof(*ih) + first, e->payload, pay);
+	fb.mem = t->scratch;
 	fb.size = ih->len;
-	aio_collect(q, !lockless_op(ih->opcode));
+	aio_collect(t, !lockless_op(ih->opcode));
 	e->caught = false;
 	tl_ent = e;
-	fuse_session_process_buf(q->fr->se, &fb);
+	fuse_session_process_buf(t->fr->se, &fb);
 	tl_ent = NULL;
 	if (!e->caught) /* no reply (a forget): the entry still goes back */
 		ent_reply(e, 0, 0);
@@ -468,93 +482,94 @@ static ssize_t ring_read(int fd, void *buf, size_t len, void *userdata)
 	return read(fd, buf, len);
 }
 
-/* ---- the queues' threads ------------------------------------------------------------ */
+/* ---- the threads ------------------------------------------------------------------- */
 
-static void queue_cqe(struct ring_queue *q, struct io_uring_cqe *cqe)
+static void thread_cqe(struct ring_thread *t, struct io_uring_cqe *cqe)
 {
 	uint64_t tag = cqe->user_data, v;
 
 	if (tag == TAG_AIO || tag == TAG_STOP) {
 		if (tag == TAG_STOP)
-			q->stopping = true;
-		else if (read(q->aio_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-			q->stopping = true;
-		if (!(cqe->flags & IORING_CQE_F_MORE) && !q->stopping)
-			poll_arm(q, tag == TAG_AIO ? q->aio_fd : q->fr->stop_fd, tag);
+			t->stopping = true;
+		else if (read(t->aio_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+			t->stopping = true;
+		if (!(cqe->flags & IORING_CQE_F_MORE) && !t->stopping)
+			poll_arm(t, tag == TAG_AIO ? t->aio_fd : t->fr->stop_fd, tag);
 		return;
 	}
 	struct ring_ent *e = (struct ring_ent *)(uintptr_t)tag;
 
 	if (cqe->res < 0) { /* unmounted (ENOTCONN), cancelled, or refused at registration */
-		q->live--;
-		if (cqe->res != -ENOTCONN && cqe->res != -ECANCELED && !q->stopping)
-			report_err(&q->fr->rep, "FUSE over io_uring, queue %u: %s", q->qid, strerror(-cqe->res));
+		t->live--;
+		if (cqe->res != -ENOTCONN && cqe->res != -ECANCELED && !t->stopping)
+			report_err(&t->fr->rep, "FUSE over io_uring, thread %u: %s", t->idx, strerror(-cqe->res));
 		return;
 	}
 	serve(e);
 }
 
-static void *queue_main(void *arg)
+static void *thread_main(void *arg)
 {
-	struct ring_queue *q = arg;
+	struct ring_thread *t = arg;
 	char name[16];
 
-	snprintf(name, sizeof(name), "vmfs-ring%u", q->qid);
+	snprintf(name, sizeof(name), "vmfs-ring%u", t->idx);
 	pthread_setname_np(pthread_self(), name);
 	/* io_uring_enable_rings(), which Debian 12's liburing declares but does not export */
-	if (syscall(__NR_io_uring_register, q->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0) {
-		report_err(&q->fr->rep, "FUSE over io_uring, queue %u: %s", q->qid, strerror(errno));
-		kernel_ring_off(q->fr);
+	if (syscall(__NR_io_uring_register, t->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0) {
+		report_err(&t->fr->rep, "FUSE over io_uring, thread %u: %s", t->idx, strerror(errno));
+		kernel_ring_off(t->fr);
 		return NULL;
 	}
 	for (unsigned i = 0; i < ENTRIES; i++)
-		ent_cmd(&q->ents[i], RING_CMD_REGISTER);
-	poll_arm(q, q->aio_fd, TAG_AIO);
-	poll_arm(q, q->fr->stop_fd, TAG_STOP);
+		ent_cmd(&t->ents[i], RING_CMD_REGISTER);
+	poll_arm(t, t->aio_fd, TAG_AIO);
+	poll_arm(t, t->fr->stop_fd, TAG_STOP);
 	for (;;) {
 		struct io_uring_cqe *cqe;
 		unsigned head, seen = 0;
-		int ret = io_uring_submit_and_wait(&q->ring, 1);
+		int ret = io_uring_submit_and_wait(&t->ring, 1);
 
 		if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
-			report_err(&q->fr->rep, "FUSE over io_uring, queue %u: %s", q->qid, strerror(-ret));
+			report_err(&t->fr->rep, "FUSE over io_uring, thread %u: %s", t->idx, strerror(-ret));
 			break;
 		}
-		io_uring_for_each_cqe(&q->ring, head, cqe) {
-			queue_cqe(q, cqe);
+		io_uring_for_each_cqe(&t->ring, head, cqe) {
+			thread_cqe(t, cqe);
 			seen++;
 		}
-		io_uring_cq_advance(&q->ring, seen);
-		aio_collect(q, false);
+		io_uring_cq_advance(&t->ring, seen);
+		aio_collect(t, false);
 		/*
 		 * Not "no entry is with the kernel": under a deep queue every entry
 		 * can be ours at once, each waiting for the device.
 		 */
-		if (q->stopping || !q->live) {
-			aio_collect(q, true);
-			io_uring_submit(&q->ring); /* the last replies */
+		if (t->stopping || !t->live) {
+			aio_collect(t, true);
+			io_uring_submit(&t->ring); /* the last replies */
 			break;
 		}
 	}
 	return NULL;
 }
 
-static void queue_release(struct ring_queue *q)
+static void thread_release(struct ring_thread *t)
 {
-	if (q->aio)
-		vmfs_aio_free(q->aio);
-	if (q->ring.ring_fd > 0)
-		io_uring_queue_exit(&q->ring);
+	if (t->aio)
+		vmfs_aio_free(t->aio);
+	if (t->ring.ring_fd > 0)
+		io_uring_queue_exit(&t->ring);
 	for (unsigned i = 0; i < ENTRIES; i++)
-		free(q->ents[i].hdr);
-	free(q->payloads);
-	free(q->scratch);
+		free(t->ents[i].hdr);
+	free(t->payloads);
+	free(t->scratch);
 }
 
-static int queue_setup(struct fuse_ring *fr, struct ring_queue *q, unsigned qid)
+/* Thread idx serves queue idx % nq and the one after it. */
+static int thread_setup(struct fuse_ring *fr, struct ring_thread *t, unsigned idx)
 {
 	/*
-	 * The queue's thread alone submits, and the kernel runs the ring's task
+	 * The thread alone submits, and the kernel runs the ring's task
 	 * work (handing us requests) only when that thread asks for completions,
 	 * not by interrupting it: the ring is enabled in that thread.
 	 */
@@ -562,37 +577,38 @@ static int queue_setup(struct fuse_ring *fr, struct ring_queue *q, unsigned qid)
 					      IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED };
 	int ret;
 
-	q->fr = fr;
-	q->qid = qid;
-	ret = io_uring_queue_init_params(2 * ENTRIES + 8, &q->ring, &p);
+	t->fr = fr;
+	t->idx = idx;
+	ret = io_uring_queue_init_params(2 * ENTRIES + 8, &t->ring, &p);
 	if (ret == -EINVAL) { /* before Linux 6.1; FUSE over io_uring came in 6.14 anyway */
 		p = (struct io_uring_params){ .flags = IORING_SETUP_SQE128 | IORING_SETUP_R_DISABLED };
-		ret = io_uring_queue_init_params(2 * ENTRIES + 8, &q->ring, &p);
+		ret = io_uring_queue_init_params(2 * ENTRIES + 8, &t->ring, &p);
 	}
 	if (ret < 0) {
-		q->ring.ring_fd = -1;
+		t->ring.ring_fd = -1;
 		return ret;
 	}
-	ret = vmfs_aio_new(fr->fs, ENTRIES, &q->aio);
+	ret = vmfs_aio_new(fr->fs, ENTRIES, &t->aio);
 	if (ret < 0)
 		return ret;
-	vmfs_aio_set_batch(q->aio, true); /* one doorbell per burst: aio_collect hands them over */
-	q->aio_fd = vmfs_aio_eventfd(q->aio);
-	if (q->aio_fd < 0)
-		return q->aio_fd;
-	if (posix_memalign((void **)&q->scratch, 4096, PAYLOAD + 512) ||
-	    posix_memalign((void **)&q->payloads, BASE_HUGE_PAGE, (size_t)ENTRIES * PAYLOAD))
+	vmfs_aio_set_batch(t->aio, true); /* one doorbell per burst: aio_collect hands them over */
+	t->aio_fd = vmfs_aio_eventfd(t->aio);
+	if (t->aio_fd < 0)
+		return t->aio_fd;
+	if (posix_memalign((void **)&t->scratch, 4096, PAYLOAD + 512) ||
+	    posix_memalign((void **)&t->payloads, BASE_HUGE_PAGE, (size_t)ENTRIES * PAYLOAD))
 		return -ENOMEM;
 	/*
 	 * Only advice: without transparent huge pages (or with none free) the
 	 * buffers are 4 KiB pages and a 1 MiB transfer may take two requests.
 	 */
-	madvise(q->payloads, (size_t)ENTRIES * PAYLOAD, MADV_HUGEPAGE);
+	madvise(t->payloads, (size_t)ENTRIES * PAYLOAD, MADV_HUGEPAGE);
 	for (unsigned i = 0; i < ENTRIES; i++) {
-		struct ring_ent *e = &q->ents[i];
+		struct ring_ent *e = &t->ents[i];
 
-		e->q = q;
-		e->payload = q->payloads + (size_t)i * PAYLOAD;
+		e->t = t;
+		e->qid = (uint16_t)((idx + (i < SHARE ? 0 : 1)) % fr->nq);
+		e->payload = t->payloads + (size_t)i * PAYLOAD;
 		if (posix_memalign((void **)&e->hdr, 64, sizeof(*e->hdr)))
 			return -ENOMEM;
 		memset(e->hdr, 0, sizeof(*e->hdr));
@@ -606,17 +622,17 @@ static int queue_setup(struct fuse_ring *fr, struct ring_queue *q, unsigned qid)
 static void start_all(struct fuse_ring *fr)
 {
 	fr->running = true;
-	for (unsigned i = 0; i < fr->nq; i++) {
-		struct ring_queue *q = &fr->qs[i];
+	for (unsigned i = 0; i < fr->nt; i++) {
+		struct ring_thread *t = &fr->ts[i];
 
-		int ret = pthread_create(&q->thread, NULL, queue_main, q);
+		int ret = pthread_create(&t->thread, NULL, thread_main, t);
 
 		if (ret) {
-			report_err(&fr->rep, "FUSE over io_uring: cannot start queue %u: %s", i, strerror(ret));
+			report_err(&fr->rep, "FUSE over io_uring: cannot start thread %u: %s", i, strerror(ret));
 			kernel_ring_off(fr);
 			break;
 		}
-		q->started = true;
+		t->started = true;
 	}
 }
 
@@ -658,11 +674,12 @@ struct fuse_ring *fuse_ring_attach(struct fuse_session *se, struct vmfs *fs, uin
 	fr->fd = fuse_session_fd(se);
 	fr->nq = possible_cpus(); /* the kernel makes a queue per possible CPU */
 	fr->stop_fd = eventfd(0, EFD_CLOEXEC);
-	fr->qs = calloc(fr->nq, sizeof(*fr->qs));
-	if (fr->stop_fd < 0 || !fr->qs)
+	fr->nt = THREADS_PER_CPU * fr->nq;
+	fr->ts = calloc(fr->nt, sizeof(*fr->ts));
+	if (fr->stop_fd < 0 || !fr->ts)
 		goto err;
-	for (unsigned i = 0; i < fr->nq; i++) {
-		ret = queue_setup(fr, &fr->qs[i], i);
+	for (unsigned i = 0; i < fr->nt; i++) {
+		ret = thread_setup(fr, &fr->ts[i], i);
 		if (ret < 0)
 			goto err;
 	}
@@ -675,11 +692,11 @@ struct fuse_ring *fuse_ring_attach(struct fuse_session *se, struct vmfs *fs, uin
 err:
 	report_err(&rep, "FUSE over io_uring not used: %s", strerror(-ret));
 	if (fr) {
-		for (unsigned i = 0; fr->qs && i < fr->nq; i++)
-			queue_release(&fr->qs[i]);
+		for (unsigned i = 0; fr->ts && i < fr->nt; i++)
+			thread_release(&fr->ts[i]);
 		if (fr->stop_fd >= 0)
 			close(fr->stop_fd);
-		free(fr->qs);
+		free(fr->ts);
 		free(fr);
 	}
 	return NULL;
@@ -693,14 +710,14 @@ uint64_t fuse_ring_stop(struct fuse_ring *fr)
 		return 0;
 	if (write(fr->stop_fd, &one, sizeof(one)) < 0)
 		report_err(&fr->rep, "FUSE over io_uring: stop: %s", strerror(errno));
-	for (unsigned i = 0; i < fr->nq; i++) {
-		if (fr->qs[i].started)
-			pthread_join(fr->qs[i].thread, NULL);
-		queue_release(&fr->qs[i]);
+	for (unsigned i = 0; i < fr->nt; i++) {
+		if (fr->ts[i].started)
+			pthread_join(fr->ts[i].thread, NULL);
+		thread_release(&fr->ts[i]);
 	}
 	served = atomic_load(&fr->served);
 	close(fr->stop_fd);
-	free(fr->qs);
+	free(fr->ts);
 	free(fr);
 	the_ring = NULL;
 	return served;

@@ -14,8 +14,9 @@
 # classic /dev/fuse loop), it says nothing of io_uring and the same bytes read
 # back. (c) A queue deeper than a ring's entries: fio, pinned to one CPU so
 # that every request goes to that CPU's queue, writes 1 MiB blocks with 128 in
-# flight (the kernel lets 64 through, all of that queue's entries at once) and
-# verifies them: it ends, the bytes check, every ring thread still runs.
+# flight (the kernel lets 64 through, more than that queue has entries, so
+# every entry a thread has there is out at once) and verifies them: it ends,
+# the bytes check, every ring thread still runs.
 # Skipped where the kernel has no FUSE over io_uring.
 . "$(dirname "$0")/lib.bash"
 e2e_init mkfs.vmfs vmfs-mount fsck.vmfs

@@ -21,10 +21,10 @@
  * the device through the thread's own vmfs_aio queue, straight from and into
  * the page-aligned payload buffer, and the reply is committed when the device
  * completes (that queue's eventfd is polled on the same ring). A thread's
- * payload buffers are one block of memory the kernel is asked to back with huge pages:
- * a 1 MiB transfer then goes to the device as one request, where scattered
- * 4 KiB pages would be 256 segments, which virtio-blk (254 at most) splits in
- * two. Every other request is handed to libfuse as if it had come from
+ * payload buffers are one block of memory the kernel is asked to back with
+ * huge pages: a 1 MiB transfer then goes to the device as one request, where
+ * scattered 4 KiB pages would be 256 segments, which virtio-blk (254 at most)
+ * splits in two. Every other request is handed to libfuse as if it had come from
  * /dev/fuse (fuse_session_process_buf), after the thread's I/O in flight has
  * drained unless the request takes no inode's iolock (lockless_op), and its
  * reply is caught in the session's custom writev and copied into the entry.
@@ -144,8 +144,7 @@ struct fuse_ring {
 	uint64_t root;
 	int fd;
 	int stop_fd;
-	unsigned nq;               /* the kernel's queues */
-	unsigned nt;               /* threads: THREADS_PER_CPU * nq */
+	unsigned nq;               /* the kernel's queues; THREADS_PER_CPU * nq threads */
 	struct ring_thread *ts;
 	_Atomic uint64_t served;
 	bool running;
@@ -622,7 +621,7 @@ static int thread_setup(struct fuse_ring *fr, struct ring_thread *t, unsigned id
 static void start_all(struct fuse_ring *fr)
 {
 	fr->running = true;
-	for (unsigned i = 0; i < fr->nt; i++) {
+	for (unsigned i = 0; i < THREADS_PER_CPU * fr->nq; i++) {
 		struct ring_thread *t = &fr->ts[i];
 
 		int ret = pthread_create(&t->thread, NULL, thread_main, t);
@@ -674,11 +673,10 @@ struct fuse_ring *fuse_ring_attach(struct fuse_session *se, struct vmfs *fs, uin
 	fr->fd = fuse_session_fd(se);
 	fr->nq = possible_cpus(); /* the kernel makes a queue per possible CPU */
 	fr->stop_fd = eventfd(0, EFD_CLOEXEC);
-	fr->nt = THREADS_PER_CPU * fr->nq;
-	fr->ts = calloc(fr->nt, sizeof(*fr->ts));
+	fr->ts = calloc(THREADS_PER_CPU * fr->nq, sizeof(*fr->ts));
 	if (fr->stop_fd < 0 || !fr->ts)
 		goto err;
-	for (unsigned i = 0; i < fr->nt; i++) {
+	for (unsigned i = 0; i < THREADS_PER_CPU * fr->nq; i++) {
 		ret = thread_setup(fr, &fr->ts[i], i);
 		if (ret < 0)
 			goto err;
@@ -692,7 +690,7 @@ struct fuse_ring *fuse_ring_attach(struct fuse_session *se, struct vmfs *fs, uin
 err:
 	report_err(&rep, "FUSE over io_uring not used: %s", strerror(-ret));
 	if (fr) {
-		for (unsigned i = 0; fr->ts && i < fr->nt; i++)
+		for (unsigned i = 0; fr->ts && i < THREADS_PER_CPU * fr->nq; i++)
 			thread_release(&fr->ts[i]);
 		if (fr->stop_fd >= 0)
 			close(fr->stop_fd);
@@ -710,7 +708,7 @@ uint64_t fuse_ring_stop(struct fuse_ring *fr)
 		return 0;
 	if (write(fr->stop_fd, &one, sizeof(one)) < 0)
 		report_err(&fr->rep, "FUSE over io_uring: stop: %s", strerror(errno));
-	for (unsigned i = 0; i < fr->nt; i++) {
+	for (unsigned i = 0; i < THREADS_PER_CPU * fr->nq; i++) {
 		if (fr->ts[i].started)
 			pthread_join(fr->ts[i].thread, NULL);
 		thread_release(&fr->ts[i]);

@@ -12,11 +12,13 @@
 # least as many requests as there were writes, and it goes on serving after the
 # module parameter is switched off under it; remounted with -o no_uring (the
 # classic /dev/fuse loop), it says nothing of io_uring and the same bytes read
-# back. (c) A queue deeper than a ring's entries: fio, pinned to one CPU so
-# that every request goes to that CPU's queue, writes 1 MiB blocks with 128 in
-# flight (the kernel lets 64 through, more than that queue has entries, so
-# every entry a thread has there is out at once) and verifies them: it ends,
-# the bytes check, every ring thread still runs.
+# back. (c) More requests than the rings have entries: fio pinned to CPU 0
+# writes 1 MiB blocks with 128 in flight through libaio (the kernel lets its
+# 64 background requests through, more than that CPU's queue has entries);
+# then 48 fio threads pinned to each CPU write 1 MiB blocks with O_DIRECT (a
+# queue has 32 entries, so every entry of every thread is out at the device at
+# once). Both verify what they wrote: fio ends, the bytes check, every ring
+# thread still runs.
 # Skipped where the kernel has no FUSE over io_uring.
 . "$(dirname "$0")/lib.bash"
 e2e_init mkfs.vmfs vmfs-mount fsck.vmfs
@@ -144,20 +146,30 @@ wait "$FG_PID" || fail "the classic mount exited $?"
 ! grep -q io_uring "$T/classic.err" || { cat "$T/classic.err"; fail "-o no_uring still used io_uring"; }
 "$VMFS_BIN/fsck.vmfs" -fn "$IMG" >/dev/null || fail "fsck is not clean"
 
-log "(c) a queue as deep as a ring's entries, from one CPU"
+log "(c) more requests than the rings have entries, from every CPU"
 echo Y >"$PARAM"
 vmfs_mount_fg "$IMG" "$T/m" 2>"$T/deep.err"
 rings() { cat /proc/"$FG_PID"/task/*/comm 2>/dev/null | grep -c '^vmfs-ring' || true; }
 nrings=$(rings)
 [ "$nrings" -ge 1 ] || fail "no ring threads in the daemon"
-fio --name=deep --filename="$T/m/deep" --rw=write --bs=1M --size=256M --iodepth=128 --ioengine=libaio \
-    --direct=1 --cpus_allowed=0 --verify=crc32c --do_verify=1 --verify_state_save=0 --output="$T/deep.fio" &
+fio --name=deep --filename="$T/m/deep.1" --rw=write --bs=1M --size=256M --iodepth=128 --ioengine=libaio \
+    --direct=1 --cpus_allowed=0 --verify=crc32c --do_verify=1 --verify_state_save=0 --output="$T/deep1.fio" &
 FIO_PID=$!
 PIDS+=("$FIO_PID")   # after the daemon's: killing it first lets a stuck fio's requests end
-wait_until 120 not pid_alive "$FIO_PID" || fail "fio with 128 writes in flight from one CPU still runs after 120 s (a ring thread gone: $(rings) of $nrings left)"
-wait "$FIO_PID" || { cat "$T/deep.fio"; fail "fio with 128 writes in flight from one CPU failed or did not verify"; }
-[ "$(rings)" = "$nrings" ] || fail "$nrings ring threads before the deep queue, $(rings) after"
-echo "   256 MiB written with 128 in flight from CPU 0 and verified; $nrings ring threads still run"
+wait_until 120 not pid_alive "$FIO_PID" || fail "fio with 128 writes in flight from CPU 0 still runs after 120 s (ring threads: $(rings) of $nrings left)"
+wait "$FIO_PID" || { cat "$T/deep1.fio"; fail "fio with 128 writes in flight from CPU 0 failed or did not verify"; }
+echo "   256 MiB written with 128 in flight from CPU 0 and verified"
+percpu=()
+for ((c = 0; c < $(nproc); c++)); do percpu+=(--name="cpu$c" --cpus_allowed="$c"); done
+mkdir "$T/m/deep"
+fio --thread --directory="$T/m/deep" --rw=write --bs=1M --size=4M --numjobs=48 --ioengine=psync --direct=1 \
+    --verify=crc32c --do_verify=1 --verify_state_save=0 --output="$T/deep.fio" "${percpu[@]}" &
+FIO_PID=$!
+PIDS+=("$FIO_PID")
+wait_until 120 not pid_alive "$FIO_PID" || fail "fio's $((48 * $(nproc))) writers still run after 120 s (ring threads: $(rings) of $nrings left)"
+wait "$FIO_PID" || { cat "$T/deep.fio"; fail "fio's $((48 * $(nproc))) writers failed or did not verify"; }
+[ "$(rings)" = "$nrings" ] || fail "$nrings ring threads before, $(rings) after"
+echo "   $((48 * $(nproc))) writers, 48 a CPU, wrote and verified $((4 * 48 * $(nproc))) MiB; $nrings ring threads still run"
 vmfs_umount "$T/m" "$IMG"
 wait "$FG_PID" || fail "the ring mount exited $?"
-"$VMFS_BIN/fsck.vmfs" -fn "$IMG" >/dev/null || fail "fsck is not clean after the deep queue"
+"$VMFS_BIN/fsck.vmfs" -fn "$IMG" >/dev/null || fail "fsck is not clean after the many writers"

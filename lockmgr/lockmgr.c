@@ -1884,7 +1884,7 @@ static void *renew_main(void *arg)
  * after our own claim completed: a racing claim that read the slot free before
  * ours landed has landed by then, and the read-back sees it.
  */
-static int claim_slot(struct lk_host *h, char *err, size_t errlen)
+static int claim_slot(struct lk_host *h, const uint8_t *prefer, char *err, size_t errlen)
 {
 	const uint64_t eps = join_eps_ms(&h->t) * NS_PER_MS, io = (uint64_t)h->t.io_timeout_ms * NS_PER_MS;
 	size_t rlen = (size_t)h->g.nslots * h->g.slot_size;
@@ -1903,12 +1903,18 @@ static int claim_slot(struct lk_host *h, char *err, size_t errlen)
 		set_err(err, errlen, "lockmgr: reading the heartbeat region: %s", strerror(-rc));
 		goto out;
 	}
+	/*
+	 * Two rounds: the preferred slots, then the others. Each starts at a random
+	 * slot, so hosts joining at once seldom race for the same one.
+	 */
 	start = (unsigned)(host_rand(h) % h->g.nslots);
-	for (unsigned i = 0; i < h->g.nslots; i++) {
+	for (unsigned i = 0; i < 2 * h->g.nslots; i++) {
 		unsigned s = (start + i) % h->g.nslots;
+		bool preferred = prefer && (prefer[s / 8] >> (s % 8)) & 1;
 		struct slot_rec rec, claim;
 
-		if (hb_decode(region + (size_t)s * h->g.slot_size, s, &rec) < 0 || rec.state != LK_SLOT_FREE)
+		if (preferred != (i < h->g.nslots) ||
+		    hb_decode(region + (size_t)s * h->g.slot_size, s, &rec) < 0 || rec.state != LK_SLOT_FREE)
 			continue;
 		for (int tries = 0; tries < LK_REREAD_TRIES; tries++) {
 			uint64_t t0, t1, t2;
@@ -2124,7 +2130,7 @@ int lk_join(const struct lk_io *io, const struct lk_geometry *g, const struct lk
 	rc = region_decode(rbuf, g, &lay, errbuf, errlen);
 	if (rc < 0)
 		goto err_free;
-	rc = claim_slot(h, errbuf, errlen);
+	rc = claim_slot(h, o->prefer, errbuf, errlen);
 	if (rc < 0)
 		goto err_free;
 	rc = load_dsects(h, errbuf, errlen);

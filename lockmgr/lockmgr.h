@@ -138,11 +138,18 @@ struct lk_join_opts {
 	lk_trace_fn trace;      /* may be NULL */
 	void *trace_arg;
 	unsigned test_faults;   /* enum lk_test_faults; 0 */
+	/*
+	 * Free slots to claim first, a bit per slot (bit s of byte s / 8), or NULL.
+	 * Borrowed for the call. vmfs names the slots that already have a journal,
+	 * so that joining reuses one instead of allocating another.
+	 */
+	const uint8_t *prefer;
 };
 
 /*
  * Joins the cluster: claims a free heartbeat slot with a delta lease (takes
- * lk_join_delay_ms() plus a few I/Os: 2.3 s with the default timings), gives
+ * lk_join_delay_ms() plus a few I/Os: 2.3 s with the default timings), a
+ * preferred one (o->prefer) when one is free, gives
  * it a fresh host UUID and the next generation, and starts the renewal
  * thread. *out is the caller's until lk_leave(). Errors: -ENOSPC (no free
  * slot), -EIO, -EINVAL (bad geometry, timings or unformatted region),

@@ -639,7 +639,7 @@ static void vm_statfs(fuse_req_t req, fuse_ino_t ino)
 	st.f_frsize = vst.bsize;
 	st.f_blocks = vst.blocks;
 	st.f_bfree = vst.bfree;
-	st.f_bavail = vst.bfree;
+	st.f_bavail = vst.bavail;
 	st.f_files = vst.files;
 	st.f_ffree = vst.ffree;
 	st.f_favail = vst.ffree;

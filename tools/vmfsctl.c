@@ -92,14 +92,19 @@ static int cmd_info(int argc, char **argv)
 		json_str(in.label);
 		printf(",\"uuid\":\"%s\",\"version\":\"%u.%u\",\"features\":{\"compat\":%llu,\"ro_compat\":%llu,"
 		       "\"incompat\":%llu},\"size\":%llu,\"block_size\":%u,\"sector_size\":%u,\"data_blocks\":%llu,"
-		       "\"free_blocks\":%llu,\"free_bytes\":%llu,\"host_slots\":%u,\"journal_size\":%llu,"
+		       "\"free_blocks\":%llu,\"free_bytes\":%llu,\"reserved_blocks\":%llu,\"pools\":%llu,"
+		       "\"pool_free_units\":%llu,\"host_slots\":%u,"
+		       "\"journal_size\":%llu,\"journals\":%llu,\"journal_bytes\":%llu,"
 		       "\"journal_state\":\"%s\",\"resource_clusters\":%llu,\"resource_clusters_used\":%llu,"
 		       "\"created_ns\":%lld}\n",
 		       uuid, in.version_major, in.version_minor, (unsigned long long)in.compat,
 		       (unsigned long long)in.ro_compat, (unsigned long long)in.incompat, (unsigned long long)in.size,
 		       in.block_size, in.sector_size, (unsigned long long)in.data_blocks,
-		       (unsigned long long)in.free_blocks, (unsigned long long)in.free_bytes, in.host_slots,
-		       (unsigned long long)in.journal_size, in.journal_state, (unsigned long long)in.rc_count,
+		       (unsigned long long)in.free_blocks, (unsigned long long)in.free_bytes,
+		       (unsigned long long)in.reserved_blocks, (unsigned long long)in.pools,
+		       (unsigned long long)in.pool_free_units, in.host_slots, (unsigned long long)in.journal_size,
+		       (unsigned long long)in.journals, (unsigned long long)in.journal_bytes, in.journal_state,
+		       (unsigned long long)in.rc_count,
 		       (unsigned long long)in.rc_inited, (long long)in.mkfs_time_ns);
 	} else {
 		printf("label:           %s\n", in.label[0] ? in.label : "(none)");
@@ -108,11 +113,13 @@ static int cmd_info(int argc, char **argv)
 		printf("features:        compat %s, ro_compat %s, incompat %s\n", feat[0], feat[1], feat[2]);
 		printf("size:            %s (%llu bytes)\n", base_fmt_size(in.size, a, sizeof(a)), (unsigned long long)in.size);
 		printf("block size:      %u KiB (sector %u)\n", in.block_size >> 10, in.sector_size);
-		printf("data blocks:     %llu, %llu free\n", (unsigned long long)in.data_blocks,
-		       (unsigned long long)in.free_blocks);
-		printf("free space:      %s\n", base_fmt_size(in.free_bytes, b, sizeof(b)));
+		printf("data blocks:     %llu, %llu free (%llu of them reserved)\n", (unsigned long long)in.data_blocks,
+		       (unsigned long long)in.free_blocks, (unsigned long long)in.reserved_blocks);
+		printf("free space:      %s (%llu free sub-blocks in %llu pools)\n", base_fmt_size(in.free_bytes, b, sizeof(b)),
+		       (unsigned long long)in.pool_free_units, (unsigned long long)in.pools);
 		printf("host slots:      %u\n", in.host_slots);
-		printf("journal:         %s per host; %s\n", base_fmt_size(in.journal_size, a, sizeof(a)),
+		printf("journals:        %llu, %s in all (%s for a new host); %s\n", (unsigned long long)in.journals,
+		       base_fmt_size(in.journal_bytes, b, sizeof(b)), base_fmt_size(in.journal_size, a, sizeof(a)),
 		       in.journal_state);
 		printf("resource clusters: %llu (%llu in use)\n", (unsigned long long)in.rc_count,
 		       (unsigned long long)in.rc_inited);

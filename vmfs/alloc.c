@@ -352,19 +352,31 @@ static int rc_claim(struct vmfs *fs, uint64_t rc)
 	return ret;
 }
 
+/* Units of metadata (inodes, directory nodes, pointer blocks) the reserve keeps for deletes and renames. */
+#define RESERVE_META_UNITS 64u
+
+uint64_t alloc_reserve(struct vmfs *fs, enum alloc_kind kind)
+{
+	uint64_t journal = base_div_round_up(le64_to_cpu(fs->sb.sb_journal_len), fs->block_size);
+	uint64_t meta = base_div_round_up(RESERVE_META_UNITS, fs->upb);
+
+	return kind == ALLOC_JOURNAL ? 0 : kind == ALLOC_META ? journal : journal + meta;
+}
+
 /*
  * Finds n consecutive free blocks in one RC (see the placement rule above),
  * sets their count to ref and returns the first block's unit address. Passes:
  * this host's RCs; RCs it may claim (the next fresh one is created then);
- * anybody's. Without a cluster the first pass covers every RC.
+ * anybody's. Without a cluster the first pass covers every RC. The reserve
+ * for kind stays free (-ENOSPC).
  */
-int alloc_extent(struct vmfs *fs, uint64_t n, uint16_t ref, uint64_t *unit)
+static int extent_take(struct vmfs *fs, uint64_t n, uint16_t ref, enum alloc_kind kind, uint64_t *unit)
 {
 	enum { PASS_MINE, PASS_CLAIM, PASS_ANY };
 
 	if (fs->fatal)
 		return -EIO;
-	if (n == 0 || n > fs->rc_blocks)
+	if (n == 0 || n > fs->rc_blocks || fs->free_blocks < n + alloc_reserve(fs, kind))
 		return -ENOSPC;
 	for (int pass = PASS_MINE; pass <= PASS_ANY; pass++) {
 		bool claimed = false;
@@ -406,17 +418,22 @@ int alloc_extent(struct vmfs *fs, uint64_t n, uint16_t ref, uint64_t *unit)
 	return -ENOSPC;
 }
 
-int alloc_block(struct vmfs *fs, uint64_t *unit)
+int alloc_extent(struct vmfs *fs, uint64_t n, uint16_t ref, uint64_t *unit)
 {
-	return alloc_extent(fs, 1, 1, unit);
+	return extent_take(fs, n, ref, ref == VMFS_REF_JOURNAL ? ALLOC_JOURNAL : ALLOC_DATA, unit);
 }
 
-static int pool_new(struct vmfs *fs)
+int alloc_block(struct vmfs *fs, uint64_t *unit)
+{
+	return extent_take(fs, 1, 1, ALLOC_DATA, unit);
+}
+
+static int pool_new(struct vmfs *fs, enum alloc_kind kind)
 {
 	struct vmfs_pool_disk *p;
 	struct vbuf *b;
 	uint64_t unit;
-	int ret = alloc_extent(fs, 1, VMFS_REF_POOL, &unit);
+	int ret = extent_take(fs, 1, VMFS_REF_POOL, kind, &unit);
 
 	if (ret)
 		return ret;
@@ -451,49 +468,76 @@ static int pool_read(struct vmfs *fs, uint64_t block, struct vbuf **out)
 	return 0;
 }
 
-int alloc_unit(struct vmfs *fs, uint64_t *unit)
+/* Takes a free sub-block of pool pools[idx]: 0, -ENOSPC when every free one is pending (J6), -errno. */
+static int pool_take(struct vmfs *fs, size_t idx, uint64_t *unit)
 {
+	struct pool_info *pi = &fs->pools[idx];
+	struct vmfs_pool_disk *p;
+	struct vbuf *b;
+	int ret = pool_read(fs, pi->block, &b);
+
+	if (ret)
+		return ret;
+	p = (struct vmfs_pool_disk *)b->data;
+	for (uint32_t i = 1; i < fs->upb; i++) {
+		uint64_t u = fs_block_unit(fs, pi->block) + i;
+		if (p->pl_ref[i] != 0 || pending(fs, u))
+			continue;
+		ret = meta_dirty(fs, b);
+		if (!ret) {
+			p->pl_ref[i] = cpu_to_le16(1);
+			p->pl_nfree = cpu_to_le32(le32_to_cpu(p->pl_nfree) - 1);
+			pi->nfree--;
+			fs->free_units_in_pools--;
+			fs->pool_cur = idx;
+			*unit = u;
+		}
+		meta_put(fs, b);
+		return ret;
+	}
+	meta_put(fs, b);
+	return -ENOSPC;
+}
+
+/*
+ * A sub-block, from (in this order) a pool in this host's RCs; a pool in an
+ * RC this host may claim (its owner is gone: the pools of hosts that came and
+ * went are filled before new ones are cut, or every short-lived host would
+ * leave a pool behind); a new pool; any pool.
+ */
+int alloc_unit(struct vmfs *fs, enum alloc_kind kind, uint64_t *unit)
+{
+	enum { ROUND_MINE, ROUND_CLAIM, ROUND_ANY };
+
 	if (fs->fatal)
 		return -EIO;
-	/* round 0: pools in this host's RCs; then a new pool; round 1: any pool */
-	for (int round = 0; round < 2; round++) {
-		for (size_t k = 0; k < fs->npools; k++) {
+	for (int round = ROUND_MINE; round <= ROUND_ANY; round++) {
+		bool skip = round == ROUND_CLAIM && (!fs->lk || base_mono_ns() < fs->claim_after_ns);
+
+		for (size_t k = 0; k < fs->npools && !skip; k++) {
 			size_t idx = (fs->pool_cur + k) % fs->npools;
-			struct pool_info *pi = &fs->pools[idx];
-			struct vmfs_pool_disk *p;
-			struct vbuf *b;
+			uint64_t rc = fs->pools[idx].block / fs->rc_blocks;
 			int ret;
 
-			if (!pi->nfree || (round == 0 && !rc_is_mine(fs, pi->block / fs->rc_blocks)))
+			if (!fs->pools[idx].nfree || (round != ROUND_ANY && rc_is_mine(fs, rc) != (round == ROUND_MINE)))
 				continue;
-			ret = pool_read(fs, pi->block, &b);
-			if (ret)
-				return ret;
-			p = (struct vmfs_pool_disk *)b->data;
-			for (uint32_t i = 1; i < fs->upb; i++) {
-				uint64_t u = fs_block_unit(fs, pi->block) + i;
-				if (p->pl_ref[i] != 0 || pending(fs, u))
+			if (round == ROUND_CLAIM) {
+				ret = rc_claim(fs, rc);
+				if (ret == -EBUSY)
 					continue;
-				ret = meta_dirty(fs, b);
-				if (ret) {
-					meta_put(fs, b);
+				if (ret)
 					return ret;
-				}
-				p->pl_ref[i] = cpu_to_le16(1);
-				p->pl_nfree = cpu_to_le32(le32_to_cpu(p->pl_nfree) - 1);
-				pi->nfree--;
-				fs->free_units_in_pools--;
-				fs->pool_cur = idx;
-				*unit = u;
-				meta_put(fs, b);
-				return 0;
 			}
-			meta_put(fs, b); /* every free one is pending */
+			ret = pool_take(fs, idx, unit);
+			if (ret != -ENOSPC)
+				return ret;
 		}
-		if (round == 0) {
-			int ret = pool_new(fs);
+		if (round == ROUND_CLAIM) {
+			int ret = pool_new(fs, kind);
 			if (ret && ret != -ENOSPC)
 				return ret;
+			if (!ret)
+				return pool_take(fs, fs->npools - 1, unit);
 		}
 	}
 	return -ENOSPC;

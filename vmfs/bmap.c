@@ -106,7 +106,7 @@ static int new_ptr_block(struct vmfs *fs, struct vbuf *ib, unsigned level, struc
 {
 	struct vmfs_inode_disk *di = ib_inode(ib);
 	uint64_t unit;
-	int ret = alloc_unit(fs, &unit);
+	int ret = alloc_unit(fs, ALLOC_DATA, &unit);
 
 	if (ret)
 		return ret;

@@ -268,6 +268,8 @@ int cluster_join(struct vmfs *fs, const char *hostname, const char *watchdog, ch
 	struct lk_io io;
 	struct lk_geometry g;
 	struct lk_timing t;
+	uint64_t njournals, junits;
+	uint8_t *prefer;
 	char host[64];
 	int ret;
 
@@ -279,7 +281,15 @@ int cluster_join(struct vmfs *fs, const char *hostname, const char *watchdog, ch
 	}
 	vmfs_cluster_io(fs, &io, &g, &t);
 	fs->lkio = io;
+	/* a free slot that has a journal first: journals follow the hosts present, not those ever seen */
+	prefer = calloc(1, (g.nslots + 7) / 8);
+	if (!prefer)
+		return -ENOMEM;
+	ret = journal_slots(fs, prefer, &njournals, &junits);
+	if (!ret)
+		jo.prefer = prefer;
 	ret = lk_join(&fs->lkio, &g, &t, &jo, &fs->lk, errbuf, errlen);
+	free(prefer);
 	if (ret)
 		return ret;
 	dev_set_write_gate(fs->dev, write_gate, fs);

@@ -167,7 +167,7 @@ static int node_read(struct vmfs *fs, struct vbuf *dib, uint64_t addr, struct nr
 static int node_new(struct vmfs *fs, struct vbuf *dib, struct nref *n)
 {
 	uint64_t unit;
-	int ret = alloc_unit(fs, &unit);
+	int ret = alloc_unit(fs, ALLOC_META, &unit);
 
 	if (ret)
 		return ret;

@@ -116,7 +116,7 @@ static int alloc_for(struct vmfs *fs, struct vmfs_inode_disk *di, uint64_t *unit
 	if (le32_to_cpu(di->i_flags) & VMFS_IF_LARGE)
 		ret = alloc_block(fs, unit);
 	else
-		ret = alloc_unit(fs, unit);
+		ret = alloc_unit(fs, ALLOC_DATA, unit);
 	if (!ret)
 		di->i_units = cpu_to_le64(le64_to_cpu(di->i_units) + (uint64_t)inode_layout_blkunits(fs, di));
 	return ret;
@@ -774,7 +774,8 @@ static int falloc_locked(struct vmfs *fs, struct vbuf *ib, int mode, uint64_t of
 		last = l - 1;
 	}
 	if (!ret) {
-		uint64_t holes, avail = fs->free_blocks * fs->upb + fs->free_units_in_pools;
+		uint64_t holes, avail = (fs->free_blocks - base_min(fs->free_blocks, alloc_reserve(fs, ALLOC_DATA))) * fs->upb +
+					 fs->free_units_in_pools;
 		ret = count_holes(fs, di, first, last, &holes);
 		if (!ret && holes * (uint64_t)inode_layout_blkunits(fs, di) > avail)
 			ret = -ENOSPC;

@@ -70,7 +70,7 @@ int inode_new(struct vmfs *fs, uint32_t mode, uint32_t uid, uint32_t gid, uint64
 	struct vmfs_inode_disk *di;
 	uint64_t unit, igen;
 	le64 now = cpu_to_le64((uint64_t)base_real_ns());
-	int ret = alloc_unit(fs, &unit);
+	int ret = alloc_unit(fs, ALLOC_DATA, &unit);
 
 	if (ret)
 		return ret;

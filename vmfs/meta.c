@@ -496,6 +496,17 @@ int op_maybe_commit(struct vmfs *fs)
 
 /* ---- host table ------------------------------------------------------------ */
 
+/* 0, -ENOENT for a record never written (no journal yet), -EUCLEAN for a damaged one. */
+static int hostrec_check(struct vmfs *fs, unsigned slot, const struct vmfs_hostrec_disk *rec)
+{
+	if (le32_to_cpu(rec->hr_magic) != VMFS_MAGIC_HOSTREC)
+		return -ENOENT;
+	if (base_crc32c(0, rec, 0x1fc) != le32_to_cpu(rec->hr_crc) || memcmp(rec->hr_uuid, fs->sb.sb_uuid, 16) ||
+	    le64_to_cpu(rec->hr_slot) != slot)
+		return -EUCLEAN;
+	return 0;
+}
+
 int hostrec_read(struct vmfs *fs, unsigned slot, struct vmfs_hostrec_disk *rec)
 {
 	uint32_t ss = le32_to_cpu(fs->sb.sb_slot_size);
@@ -507,13 +518,55 @@ int hostrec_read(struct vmfs *fs, unsigned slot, struct vmfs_hostrec_disk *rec)
 	ret = dev_pread(fs->dev, buf, ss, le64_to_cpu(fs->sb.sb_hosttab_off) + (uint64_t)slot * ss);
 	if (!ret) {
 		memcpy(rec, buf, sizeof(*rec));
-		if (le32_to_cpu(rec->hr_magic) != VMFS_MAGIC_HOSTREC)
-			ret = -ENOENT; /* never written: no journal yet */
-		else if (base_crc32c(0, rec, 0x1fc) != le32_to_cpu(rec->hr_crc) ||
-			 memcmp(rec->hr_uuid, fs->sb.sb_uuid, 16) || le64_to_cpu(rec->hr_slot) != slot)
-			ret = -EUCLEAN;
+		ret = hostrec_check(fs, slot, rec);
 	}
 	free(buf);
+	return ret;
+}
+
+/* The whole host table in one read; *tab is the caller's to free (also on error: NULL then). */
+static int hosttab_read(struct vmfs *fs, uint8_t **tab)
+{
+	size_t len = (size_t)le32_to_cpu(fs->sb.sb_host_slots) * le32_to_cpu(fs->sb.sb_slot_size);
+	int ret;
+
+	*tab = dev_alloc_buf(len);
+	if (!*tab)
+		return -ENOMEM;
+	ret = dev_pread(fs->dev, *tab, len, le64_to_cpu(fs->sb.sb_hosttab_off));
+	if (ret) {
+		free(*tab);
+		*tab = NULL;
+	}
+	return ret;
+}
+
+/*
+ * The journals the host table points at: sets bit s of bits (when not NULL,
+ * host_slots bits, cleared first) for each slot whose record is intact and has
+ * a journal, and counts them and their units. A damaged record counts as none
+ * (fsck reports it).
+ */
+int journal_slots(struct vmfs *fs, uint8_t *bits, uint64_t *count, uint64_t *units)
+{
+	uint32_t ss = le32_to_cpu(fs->sb.sb_slot_size), slots = le32_to_cpu(fs->sb.sb_host_slots);
+	uint8_t *tab;
+	int ret = hosttab_read(fs, &tab);
+
+	*count = *units = 0;
+	if (bits)
+		memset(bits, 0, (slots + 7) / 8);
+	for (unsigned s = 0; s < slots && !ret; s++) {
+		const struct vmfs_hostrec_disk *rec = (const void *)(tab + (size_t)s * ss);
+
+		if (hostrec_check(fs, s, rec) || !rec->hr_journal)
+			continue;
+		if (bits)
+			bits[s / 8] |= (uint8_t)(1u << (s % 8));
+		++*count;
+		*units += le64_to_cpu(rec->hr_journal_units);
+	}
+	free(tab);
 	return ret;
 }
 
@@ -935,12 +988,23 @@ static int journal_create(struct vmfs *fs, struct vmfs_hostrec_disk *rec)
 {
 	uint64_t len = le64_to_cpu(fs->sb.sb_journal_len);
 	uint64_t nblk = base_div_round_up(len, fs->block_size), unit;
+	uint64_t least = base_div_round_up(VMFS_JOURNAL_MIN, fs->block_size);
 	struct vbuf *hs;
 	int ret;
 
 	ret = op_begin(fs);
-	if (!ret)
+	/*
+	 * The reserve keeps a journal's worth of blocks free, not one extent: on a
+	 * full, fragmented datastore take a shorter journal (down to the least a
+	 * journal may be) rather than leave the host out.
+	 */
+	while (!ret) {
 		ret = alloc_extent(fs, nblk, VMFS_REF_JOURNAL, &unit);
+		if (ret != -ENOSPC || nblk <= least)
+			break;
+		nblk = base_max(least, nblk / 2);
+		ret = 0;
+	}
 	if (ret) {
 		fs_err(fs, "cannot allocate a %llu-block journal for host slot %u: %s",
 		       (unsigned long long)nblk, fs->slot, strerror(-ret));
@@ -1105,12 +1169,9 @@ int journal_recover(struct vmfs *fs, unsigned slot)
 int journal_overlay_others(struct vmfs *fs)
 {
 	uint32_t ss = le32_to_cpu(fs->sb.sb_slot_size), slots = le32_to_cpu(fs->sb.sb_host_slots);
-	uint8_t *tab = dev_alloc_buf((size_t)slots * ss);
-	int ret;
+	uint8_t *tab;
+	int ret = hosttab_read(fs, &tab);
 
-	if (!tab)
-		return -ENOMEM;
-	ret = dev_pread(fs->dev, tab, (size_t)slots * ss, le64_to_cpu(fs->sb.sb_hosttab_off));
 	for (unsigned s = 0; s < slots && !ret; s++) {
 		const struct vmfs_hostrec_disk *rec = (const void *)(tab + (size_t)s * ss);
 		if (s == fs->slot || le32_to_cpu(rec->hr_magic) != VMFS_MAGIC_HOSTREC || !rec->hr_journal)

@@ -170,7 +170,7 @@ static int set_target(struct vmfs *fs, struct vbuf *ib, const char *target, size
 		return -ENOMEM;
 	memcpy(blk, target, len);
 	di->i_flags = cpu_to_le32((le32_to_cpu(di->i_flags) & ~VMFS_IF_LAYOUT) | VMFS_IF_SMALL);
-	ret = alloc_unit(fs, &unit);
+	ret = alloc_unit(fs, ALLOC_DATA, &unit);
 	if (!ret) {
 		di->i_units = cpu_to_le64(le64_to_cpu(di->i_units) + 1);
 		ret = dev_pwrite(fs->dev, blk, VMFS_UNIT, unit * VMFS_UNIT);

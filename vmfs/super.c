@@ -83,7 +83,7 @@ const char *sb_geometry_error(const struct vmfs_sb_disk *sb)
 		return "data area does not match the size";
 	if (rcc != base_div_round_up(nblocks, rcb) || le64_to_cpu(sb->sb_rc_inited) > rcc)
 		return "resource cluster count does not match";
-	if (le64_to_cpu(sb->sb_journal_len) < (4ull << 20) || le64_to_cpu(sb->sb_journal_len) > (uint64_t)rcb << shift)
+	if (le64_to_cpu(sb->sb_journal_len) < VMFS_JOURNAL_MIN || le64_to_cpu(sb->sb_journal_len) > (uint64_t)rcb << shift)
 		return "journal size out of range";
 	return NULL;
 }
@@ -243,9 +243,9 @@ int vmfs_mkfs(const char *path, const struct vmfs_mkfs_opts *o, char *errbuf, si
 	off += base_round_up(base_div_round_up(est, rcb) * VMFS_UNIT, VMFS_REGION_ALIGN);
 	data = base_round_up(off, base_max((uint64_t)bs, VMFS_REGION_ALIGN));
 	nblocks = data < size ? (size - data) / bs : 0;
-	jlen = o->journal_size ? o->journal_size : base_min(base_max(size / 64, 4ull << 20), 32ull << 20);
+	jlen = o->journal_size ? o->journal_size : base_min(base_max(size / 64, VMFS_JOURNAL_MIN), 32ull << 20);
 	jlen = base_round_up(jlen, bs);
-	if (jlen < (4ull << 20) || jlen > (uint64_t)rcb * bs) {
+	if (jlen < VMFS_JOURNAL_MIN || jlen > (uint64_t)rcb * bs) {
 		ret = set_err(errbuf, errlen, -EINVAL, "journal size %llu: must be from 4 MiB to %llu bytes",
 			      (unsigned long long)jlen, (unsigned long long)rcb * bs);
 		goto err_close;
@@ -694,7 +694,8 @@ int vmfs_statfs(struct vmfs *fs, struct vmfs_statfs *st)
 	st->bsize = VMFS_UNIT;
 	st->blocks = fs->nblocks * fs->upb;
 	st->bfree = fs->free_blocks * fs->upb + fs->free_units_in_pools;
-	st->ffree = st->bfree;
+	st->bavail = st->bfree - base_min(fs->free_blocks, alloc_reserve(fs, ALLOC_DATA)) * fs->upb;
+	st->ffree = st->bavail;
 	st->files = st->blocks;
 	st->namemax = VMFS_NAME_MAX;
 	pthread_mutex_unlock(&fs->lock);
@@ -732,6 +733,11 @@ int vmfs_get_info(struct vmfs *fs, struct vmfs_info *in)
 	in->host_slots = le32_to_cpu(sb->sb_host_slots);
 	in->slot = fs->slot;
 	in->journal_size = le64_to_cpu(sb->sb_journal_len);
+	in->reserved_blocks = base_min(fs->free_blocks, alloc_reserve(fs, ALLOC_DATA));
+	in->pools = fs->npools;
+	in->pool_free_units = fs->free_units_in_pools;
+	if (!journal_slots(fs, NULL, &in->journals, &in->journal_bytes))
+		in->journal_bytes *= VMFS_UNIT;
 	in->journal_state = fs->journal_state ? fs->journal_state : "unknown";
 	in->rc_count = fs->rc_count;
 	in->rc_inited = le64_to_cpu(sb->sb_rc_inited);

@@ -241,6 +241,7 @@ void vmfs_aio_set_batch(struct vmfs_aio *q, bool batch);
 struct vmfs_statfs {
 	uint64_t bsize;           /* unit of the counts below (4096) */
 	uint64_t blocks, bfree;   /* capacity for file data and free units */
+	uint64_t bavail;          /* free units file data may still take: bfree less the reserve */
 	uint64_t files, ffree;    /* inodes that fit in all (an inode is one unit) and how many more fit now */
 	uint32_t namemax;
 };
@@ -259,7 +260,10 @@ struct vmfs_info {
 	uint64_t data_blocks, free_blocks;
 	uint64_t free_bytes;      /* free file blocks plus free sub-blocks */
 	uint32_t host_slots, slot;
-	uint64_t journal_size;
+	uint64_t journal_size;    /* bytes of a new host's journal */
+	uint64_t journals, journal_bytes; /* journals allocated (at most one per slot ever used at once) and their space */
+	uint64_t reserved_blocks; /* free blocks kept for one more host's journal and directory changes */
+	uint64_t pools, pool_free_units; /* file blocks cut into 4 KiB sub-blocks, and their free sub-blocks */
 	/* "not allocated", "clean", "in use", "needs recovery": read-only opens report the worst of every host's */
 	const char *journal_state;
 	uint64_t rc_count, rc_inited;

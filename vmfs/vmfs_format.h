@@ -279,6 +279,7 @@ static_assert(sizeof(struct vmfs_hostrec_disk) == 512, "");
  * is a descriptor, the block images it lists, then a commit block.
  */
 #define VMFS_JOURNAL_LOG_START 2u
+#define VMFS_JOURNAL_MIN (4ull << 20) /* bytes: a log that holds the largest transaction twice */
 enum vmfs_jsb_flags { VMFS_JSB_CLEAN = 1u << 0 };
 struct vmfs_jsb_disk {
 	struct vmfs_mhdr js_hdr;        /* 0x000 magic VMJS, owner = slot */

@@ -164,6 +164,7 @@ int journal_commit(struct vmfs *fs);
 int journal_checkpoint(struct vmfs *fs);
 int journal_recover(struct vmfs *fs, unsigned slot);
 int journal_overlay_others(struct vmfs *fs);
+int journal_slots(struct vmfs *fs, uint8_t *bits, uint64_t *count, uint64_t *units);
 int cache_drop_all(struct vmfs *fs);
 int journal_open(struct vmfs *fs);
 int journal_join(struct vmfs *fs);
@@ -193,9 +194,17 @@ int sb_check(const struct vmfs_sb_disk *sb);
 /* ---- alloc.c ---- */
 int alloc_init(struct vmfs *fs);
 void alloc_release(struct vmfs *fs);
+/*
+ * What an allocation is for decides how much of the reserve it may use
+ * (docs/FORMAT.md, "Reserve"): file data, new inodes and block maps none;
+ * directory nodes (a rename or a delete may rebalance a directory) all but
+ * one journal's worth; a journal all of it.
+ */
+enum alloc_kind { ALLOC_DATA, ALLOC_META, ALLOC_JOURNAL };
+uint64_t alloc_reserve(struct vmfs *fs, enum alloc_kind kind);
 int alloc_block(struct vmfs *fs, uint64_t *unit);
 int alloc_extent(struct vmfs *fs, uint64_t nblocks, uint16_t ref, uint64_t *unit);
-int alloc_unit(struct vmfs *fs, uint64_t *unit);
+int alloc_unit(struct vmfs *fs, enum alloc_kind kind, uint64_t *unit);
 int free_block(struct vmfs *fs, uint64_t unit);
 int free_unit(struct vmfs *fs, uint64_t unit);
 bool unit_is_block(struct vmfs *fs, uint64_t unit);

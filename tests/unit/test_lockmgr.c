@@ -369,6 +369,39 @@ START_TEST(format_join_leave)
 }
 END_TEST
 
+/* A preferred free slot is claimed before any other; one in use is passed over; with none free, any slot. */
+START_TEST(join_prefers_slots)
+{
+	struct lk_join_opts o = { .hostname = "p", .recover = count_recover, .no_renew_thread = true };
+	struct lk_host *a, *b, *c, *d;
+	uint8_t prefer[1] = { 0 };
+	char err[256] = "";
+
+	md_setup(true, 4, 3);
+	/* slot 2: every join takes it while it is free, whatever slot the random start picks */
+	prefer[0] = 1u << 2;
+	o.prefer = prefer;
+	for (int i = 0; i < 8; i++) {
+		ck_assert_int_eq(lk_join(&md_io, &md_geo, &md_tim, &o, &a, err, sizeof(err)), 0);
+		ck_assert_uint_eq(lk_host_slot(a), 2);
+		lk_leave(a);
+	}
+	/* slots 1 and 3 preferred: the first two joins get them, the next ones the others */
+	prefer[0] = (1u << 1) | (1u << 3);
+	ck_assert_int_eq(lk_join(&md_io, &md_geo, &md_tim, &o, &a, err, sizeof(err)), 0);
+	ck_assert_int_eq(lk_join(&md_io, &md_geo, &md_tim, &o, &b, err, sizeof(err)), 0);
+	ck_assert_uint_eq((1u << lk_host_slot(a)) | (1u << lk_host_slot(b)), prefer[0]);
+	ck_assert_int_eq(lk_join(&md_io, &md_geo, &md_tim, &o, &c, err, sizeof(err)), 0);
+	ck_assert_int_eq(lk_join(&md_io, &md_geo, &md_tim, &o, &d, err, sizeof(err)), 0);
+	ck_assert_uint_eq((1u << lk_host_slot(c)) | (1u << lk_host_slot(d)), 0xfu & ~prefer[0]);
+	lk_leave(a);
+	lk_leave(b);
+	lk_leave(c);
+	lk_leave(d);
+	md_teardown();
+}
+END_TEST
+
 START_TEST(lock_modes_and_versions)
 {
 	struct lk_host *a, *b;
@@ -1880,6 +1913,7 @@ static Suite *lockmgr_suite(void)
 	tc = tcase_create("api");
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, format_join_leave);
+	tcase_add_test(tc, join_prefers_slots);
 	tcase_add_test(tc, lock_modes_and_versions);
 	tcase_add_test(tc, table_full_and_gc);
 	tcase_add_test(tc, fence_and_recover);

@@ -177,6 +177,19 @@ char *base_fmt_size(uint64_t bytes, char *buf, size_t len)
 	return buf;
 }
 
+char *base_fmt_size_exact(uint64_t bytes, char *buf, size_t len)
+{
+	static const char *u[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
+	unsigned i = 0;
+
+	while (bytes && bytes % 1024 == 0 && i + 1 < base_array_size(u)) {
+		bytes /= 1024;
+		i++;
+	}
+	snprintf(buf, len, "%llu %s", (unsigned long long)bytes, u[i]);
+	return buf;
+}
+
 int base_random(void *buf, size_t len)
 {
 	uint8_t *p = buf;

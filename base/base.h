@@ -65,6 +65,12 @@ int base_parse_size(const char *s, uint64_t *out);
 
 /* Formats bytes as "1.5 GiB" into buf. Returns buf. */
 char *base_fmt_size(uint64_t bytes, char *buf, size_t len);
+/*
+ * Formats bytes exactly, in the largest binary unit that divides them ("10 MiB",
+ * "3000 MiB", "1536 KiB", "4097 B"): what a user typed with a K/M/G/T/P
+ * suffix comes back in that unit. Returns buf.
+ */
+char *base_fmt_size_exact(uint64_t bytes, char *buf, size_t len);
 
 /* Fills buf with len random bytes from getrandom(2). Returns 0 or -errno. */
 int base_random(void *buf, size_t len);

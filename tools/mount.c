@@ -902,9 +902,15 @@ static int serve(struct vmount *vm, const struct mount_opts *mo, int *notify_fd)
 {
 	struct vmfs_open_opts oo = { .readonly = mo->readonly, .commit_ms = mo->commit_ms, .watchdog = mo->watchdog };
 	struct fuse_loop_config *lc;
-	char errbuf[256] = "";
+	char errbuf[256] = "", name[64], peer[64];
+	unsigned peer_slot;
 	int ret, code = 0;
 
+	char *where = realpath(mo->mountpoint, NULL);
+
+	vmfs_host_name(name, sizeof(name), where ? where : mo->mountpoint); /* tells it from other mounts here */
+	free(where);
+	oo.hostname = name;
 	ret = vmfs_open(mo->device, &oo, &vm->fs, errbuf, sizeof(errbuf));
 	if (ret < 0) {
 		/* libvmfs's reason names the device already. */
@@ -917,6 +923,9 @@ static int serve(struct vmount *vm, const struct mount_opts *mo, int *notify_fd)
 		return EXIT_MOUNT;
 	}
 	vm->root = vmfs_root_ino(vm->fs);
+	if (!mo->readonly && vmfs_peers_here(vm->fs, &peer_slot, peer, sizeof(peer)) > 0)
+		tool_err("warning: %s is already open on this machine (slot %u: %s); this mount is another host of "
+			 "the cluster, with its own journal and locks", mo->device, peer_slot, peer);
 	if (!mo->foreground)
 		openlog("vmfs-mount", LOG_PID | LOG_NDELAY, LOG_DAEMON);
 	vmfs_set_report(vm->fs, report_line, (void *)mo);

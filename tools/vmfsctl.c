@@ -15,16 +15,20 @@
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: vmfsctl info [--json] DEVICE\n"
-		   "       vmfsctl hosts [--json] DEVICE         hosts in the cluster (watches their heartbeats)\n"
-		   "       vmfsctl locks [--json] DEVICE [PATH]  lock holders, of every lock or of PATH\n");
+		   "       vmfsctl hosts [--json] [--all] DEVICE hosts in the cluster (watches their heartbeats);\n"
+		   "                                             --all: free slots too\n"
+		   "       vmfsctl locks [--json] DEVICE [PATH]  lock holders, of every lock or of PATH (from the\n"
+		   "                                             datastore's root, with or without a leading /)\n");
 }
 
-/* [--json] DEVICE [PATH]: 0, or 2 for bad usage (said). */
-static int parse_args(int argc, char **argv, bool *json, const char **dev, const char **path, bool path_ok)
+/* [--json] [--all] DEVICE [PATH]: 0, or 2 for bad usage (said). all: NULL where --all is not an option. */
+static int parse_args(int argc, char **argv, bool *json, bool *all, const char **dev, const char **path, bool path_ok)
 {
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--json"))
 			*json = true;
+		else if (all && !strcmp(argv[i], "--all"))
+			*all = true;
 		else if (argv[i][0] == '-' && argv[i][1])
 			goto bad;
 		else if (!*dev)
@@ -77,7 +81,7 @@ static int cmd_info(int argc, char **argv)
 	bool json = false;
 	char uuid[37], a[32], b[32], feat[3][64];
 
-	if (parse_args(argc, argv, &json, &dev, NULL, false))
+	if (parse_args(argc, argv, &json, NULL, &dev, NULL, false))
 		return 2;
 	fs = open_readonly(dev);
 	if (!fs)
@@ -147,12 +151,12 @@ static int cmd_hosts(int argc, char **argv)
 	struct lk_timing t;
 	struct lk_io io;
 	struct vmfs *fs;
-	bool json = false;
+	bool json = false, all = false;
 	char uuid[37];
-	size_t n = 0;
+	size_t n = 0, shown = 0;
 	int ret;
 
-	if (parse_args(argc, argv, &json, &dev, NULL, false))
+	if (parse_args(argc, argv, &json, &all, &dev, NULL, false))
 		return 2;
 	fs = open_readonly(dev);
 	if (!fs)
@@ -167,11 +171,13 @@ static int cmd_hosts(int argc, char **argv)
 	if (json)
 		printf("[");
 	else
-		printf("%-5s %-36s %-20s %6s %10s %s\n", "SLOT", "HOST UUID", "HOSTNAME", "GEN", "HEARTBEAT", "STATE");
+		printf("%-5s %-36s %6s %10s %-10s %s\n", "SLOT", "HOST UUID", "GEN", "HEARTBEAT", "STATE", "HOST");
 	for (size_t i = 0; i < n; i++) {
+		if (s[i].state == LK_SLOT_FREE && !all)
+			continue; /* a host that left: its slot waits for the next one */
 		base_uuid_fmt(s[i].uuid, uuid);
 		if (json) {
-			printf("%s{\"slot\":%u,\"uuid\":\"%s\",\"hostname\":", i ? "," : "", s[i].slot, uuid);
+			printf("%s{\"slot\":%u,\"uuid\":\"%s\",\"hostname\":", shown++ ? "," : "", s[i].slot, uuid);
 			json_str(s[i].hostname);
 			printf(",\"generation\":%llu,\"heartbeat_age_s\":%.1f,\"heartbeat_age_at_least\":%s,"
 			       "\"state\":\"%s\"}",
@@ -180,8 +186,8 @@ static int cmd_hosts(int argc, char **argv)
 		} else {
 			char age[32];
 			snprintf(age, sizeof(age), "%s%.1fs", s[i].alive ? "" : ">=", s[i].age_s);
-			printf("%-5u %-36s %-20.20s %6llu %10s %s\n", s[i].slot, uuid, s[i].hostname[0] ? s[i].hostname : "-",
-			       (unsigned long long)s[i].gen, age, state_name(s[i].state, s[i].alive));
+			printf("%-5u %-36s %6llu %10s %-10s %s\n", s[i].slot, uuid, (unsigned long long)s[i].gen, age,
+			       state_name(s[i].state, s[i].alive), s[i].hostname[0] ? s[i].hostname : "-");
 		}
 	}
 	if (json)
@@ -192,6 +198,7 @@ static int cmd_hosts(int argc, char **argv)
 }
 
 struct locks_ctx {
+	struct vmfs *fs;
 	bool json, filter;
 	uint64_t res;
 	unsigned n;
@@ -207,26 +214,34 @@ static int print_lock(void *arg, uint64_t res, const struct lk_holder *h, uint64
 	struct locks_ctx *c = arg;
 	unsigned ns = (unsigned)(res >> 56);
 	unsigned long long id = res & ((1ull << 56) - 1);
-	char what[64];
+	char what[4200], path[4096];
 
 	if (c->filter && res != c->res)
 		return 0;
 	switch (ns) {
-	case LK_NS_INODE: snprintf(what, sizeof(what), "inode %llu", id); break;
+	case LK_NS_INODE:
+		if (!vmfs_path(c->fs, id, path, sizeof(path)))
+			snprintf(what, sizeof(what), "%s", path);
+		else
+			snprintf(what, sizeof(what), "inode %llu (no name)", id);
+		break;
 	case LK_NS_META: snprintf(what, sizeof(what), "metadata"); break;
 	case LK_NS_RC: snprintf(what, sizeof(what), "resource cluster %llu", id); break;
 	case LK_NS_SLOT: snprintf(what, sizeof(what), "recovery of slot %llu", id); break;
 	default: snprintf(what, sizeof(what), "resource 0x%llx", (unsigned long long)res); break;
 	}
 	if (c->json) {
-		printf("%s{\"resource\":\"%s\",\"mode\":\"%s\",\"slot\":%u,\"hostname\":", c->n ? "," : "", what,
-		       mode_name(h->mode), h->slot);
+		printf("%s{\"resource\":", c->n ? "," : "");
+		json_str(what);
+		if (ns == LK_NS_INODE)
+			printf(",\"inode\":%llu", id);
+		printf(",\"mode\":\"%s\",\"slot\":%u,\"hostname\":", mode_name(h->mode), h->slot);
 		json_str(h->hostname);
 		printf(",\"generation\":%llu,\"version\":%llu}", (unsigned long long)h->gen,
 		       (unsigned long long)version);
 	} else {
-		printf("%-24s %-12s slot %-5u %-20.20s gen %llu\n", what, mode_name(h->mode), h->slot,
-		       h->hostname[0] ? h->hostname : "-", (unsigned long long)h->gen);
+		printf("%-12s slot %-5u gen %-6llu %-40s %s\n", mode_name(h->mode), h->slot, (unsigned long long)h->gen,
+		       what, h->hostname[0] ? h->hostname : "-");
 	}
 	c->n++;
 	return 0;
@@ -244,11 +259,12 @@ static int cmd_locks(int argc, char **argv)
 	uint64_t ino;
 	int ret;
 
-	if (parse_args(argc, argv, &c.json, &dev, &path, true))
+	if (parse_args(argc, argv, &c.json, NULL, &dev, &path, true))
 		return 2;
 	fs = open_readonly(dev);
 	if (!fs)
 		return 1;
+	c.fs = fs;
 	if (path) {
 		ret = vmfs_resolve(fs, path, &ino);
 		if (ret) {
@@ -263,7 +279,7 @@ static int cmd_locks(int argc, char **argv)
 	if (c.json)
 		printf("[");
 	else
-		printf("%-24s %-12s %-10s %-20s %s\n", "RESOURCE", "MODE", "OWNER", "HOSTNAME", "GENERATION");
+		printf("%-12s %-10s %-10s %-40s %s\n", "MODE", "OWNER", "GEN", "RESOURCE", "HOST");
 	ret = lk_read_locks(&io, &g, print_lock, &c);
 	if (c.json)
 		printf("]\n");

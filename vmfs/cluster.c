@@ -31,6 +31,8 @@
  */
 #include "vmfs/vmfs_i.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -261,6 +263,70 @@ static int recover_slot(void *arg, unsigned slot, uint64_t gen)
 
 /* ---- join and leave ----------------------------------------------------------------- */
 
+/* This machine's name: its host name, or where there is none (an initramfs says "(none)") its machine id. */
+static void machine_name(char *buf, size_t len)
+{
+	char id[64];
+	FILE *f;
+
+	if (gethostname(buf, len))
+		buf[0] = 0;
+	buf[len - 1] = 0;
+	if (buf[0] && strcmp(buf, "(none)"))
+		return;
+	snprintf(buf, len, "localhost");
+	f = fopen("/etc/machine-id", "re");
+	if (!f)
+		return;
+	if (fgets(id, sizeof(id), f) && strspn(id, "0123456789abcdef") >= 12)
+		snprintf(buf, len, "machine-%.12s", id);
+	fclose(f);
+}
+
+void vmfs_host_name(char *buf, size_t len, const char *detail)
+{
+	char machine[64];
+	int n;
+
+	machine_name(machine, sizeof(machine));
+	if (detail)
+		n = snprintf(buf, len, "%s (%s pid %d, %s)", machine, program_invocation_short_name, (int)getpid(),
+			     detail);
+	else
+		n = snprintf(buf, len, "%s (%s pid %d)", machine, program_invocation_short_name, (int)getpid());
+	if (n >= (int)len && len > 4) /* cut: say so */
+		memcpy(buf + len - 4, "...", 4);
+}
+
+int vmfs_peers_here(struct vmfs *fs, unsigned *slot, char *name, size_t len)
+{
+	struct lk_slot_info *si = NULL;
+	struct lk_geometry g;
+	struct lk_timing t;
+	struct lk_io io;
+	char machine[64];
+	size_t n = 0, mlen;
+	int ret, found = 0;
+
+	machine_name(machine, sizeof(machine));
+	mlen = strlen(machine);
+	vmfs_cluster_io(fs, &io, &g, &t);
+	ret = lk_read_slots(&io, &g, &si, &n);
+	if (ret)
+		return ret;
+	for (size_t i = 0; i < n; i++) {
+		if (si[i].state != LK_SLOT_LIVE || (fs->lk && si[i].slot == lk_host_slot(fs->lk)) ||
+		    strncmp(si[i].hostname, machine, mlen) || si[i].hostname[mlen] != ' ')
+			continue;
+		if (!found++) {
+			*slot = si[i].slot;
+			snprintf(name, len, "%s", si[i].hostname);
+		}
+	}
+	free(si);
+	return found;
+}
+
 int cluster_join(struct vmfs *fs, const char *hostname, const char *watchdog, char *errbuf, size_t errlen)
 {
 	struct lk_join_opts jo = { .hostname = hostname, .recover = recover_slot, .recover_arg = fs,
@@ -274,9 +340,7 @@ int cluster_join(struct vmfs *fs, const char *hostname, const char *watchdog, ch
 	int ret;
 
 	if (!hostname) {
-		if (gethostname(host, sizeof(host)))
-			snprintf(host, sizeof(host), "unknown");
-		host[sizeof(host) - 1] = 0;
+		vmfs_host_name(host, sizeof(host), NULL);
 		jo.hostname = host;
 	}
 	vmfs_cluster_io(fs, &io, &g, &t);

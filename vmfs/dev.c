@@ -1240,6 +1240,11 @@ static int dev_learn_geometry(struct vmfs_dev *dev, const struct stat *st)
 	return 0;
 }
 
+const char *dev_strerror(int err)
+{
+	return err == -ENOTBLK ? "not a regular file or block device" : strerror(-err);
+}
+
 int dev_open(const char *path, unsigned flags, const char *engine, struct vmfs_dev **out)
 {
 	const struct dev_engine *eng;
@@ -1255,7 +1260,7 @@ int dev_open(const char *path, unsigned flags, const char *engine, struct vmfs_d
 	/* refuse directories, character devices and FIFOs before open can block on them */
 	if (stat(path, &st) == 0) {
 		if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
-			return -EINVAL;
+			return -ENOTBLK;
 	} else if (errno != ENOENT || !(flags & DEV_CREATE)) {
 		return -errno;
 	}
@@ -1282,7 +1287,7 @@ int dev_open(const char *path, unsigned flags, const char *engine, struct vmfs_d
 		goto err_close_fd;
 	}
 	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
-		r = -EINVAL;
+		r = -ENOTBLK;
 		goto err_close_fd;
 	}
 	r = dev_learn_geometry(dev, &st);

@@ -28,10 +28,13 @@ enum dev_open_flags {
 /*
  * Opens path. engine NULL means $VMFS_IO_ENGINE, then "uring"; when io_uring is
  * unavailable (ENOSYS, EPERM) it falls back to aio, then sync, and says so once
- * on stderr. Errors: -ENOENT, -EACCES, -EINVAL (unknown engine name, or a path
- * that is neither a regular file nor a block device), -errno from open.
+ * on stderr. Errors: -ENOENT, -EACCES, -EINVAL (unknown engine name), -ENOTBLK
+ * (a path that is neither a regular file nor a block device: a directory,
+ * /dev/null, a FIFO), -errno from open.
  */
 int dev_open(const char *path, unsigned flags, const char *engine, struct vmfs_dev **out);
+/* What went wrong in dev_open, for a message: ENOTBLK is said as "not a regular file or block device". */
+const char *dev_strerror(int err);
 void dev_close(struct vmfs_dev *dev);  /* NULL is a no-op */
 
 uint64_t dev_size(const struct vmfs_dev *dev);        /* bytes (file size or BLKGETSIZE64) */

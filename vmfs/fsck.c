@@ -1048,7 +1048,7 @@ static int fsck_open(struct fsck *c, const char *path, char *errbuf, size_t errl
 	}
 	r = dev_open(path, repairing(c) ? 0 : DEV_RDONLY, NULL, &fs->dev);
 	if (r) {
-		snprintf(errbuf, errlen, "%s: %s", path, strerror(-r));
+		snprintf(errbuf, errlen, "%s: %s", path, dev_strerror(r));
 		goto out;
 	}
 	if (dev_size(fs->dev) < VMFS_SB_BACKUP_OFF + VMFS_UNIT) {

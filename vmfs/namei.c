@@ -622,7 +622,7 @@ int vmfs_resolve(struct vmfs *fs, const char *path, uint64_t *ino)
 	uint64_t cur = fs->root_ino;
 	const char *p = path;
 
-	if (!path || *path != '/')
+	if (!path || !*path)
 		return -EINVAL;
 	while (*p) {
 		struct vmfs_stat st;
@@ -646,5 +646,78 @@ int vmfs_resolve(struct vmfs *fs, const char *path, uint64_t *ino)
 		cur = st.ino;
 	}
 	*ino = cur;
+	return 0;
+}
+
+/* ---- naming an inode (vmfsctl locks) ------------------------------------------------- */
+
+struct name_find {
+	uint64_t ino;
+	char name[VMFS_NAME_MAX + 1];
+	bool found;
+};
+
+static int name_find_fill(void *ctx, const char *name, size_t namelen, uint64_t ino, uint32_t dtype,
+			  uint64_t next_cookie)
+{
+	struct name_find *f = ctx;
+
+	(void)dtype;
+	(void)next_cookie;
+	if (ino != f->ino || (namelen <= 2 && name[0] == '.' && (namelen == 1 || name[1] == '.')))
+		return 0;
+	memcpy(f->name, name, namelen);
+	f->name[namelen] = 0;
+	f->found = true;
+	return 1;
+}
+
+/* The directory an inode was created in or moved to (docs/FORMAT.md, i_parent). */
+static int parent_of(struct vmfs *fs, uint64_t ino, uint64_t *parent)
+{
+	struct vbuf *ib;
+	int ret = fs_enter(fs, false);
+
+	if (ret)
+		return ret;
+	ret = inode_read(fs, ino, &ib);
+	if (!ret) {
+		*parent = le64_to_cpu(ib_inode(ib)->i_parent);
+		meta_put(fs, ib);
+	}
+	pthread_mutex_unlock(&fs->lock);
+	return ret;
+}
+
+int vmfs_path(struct vmfs *fs, uint64_t ino, char *buf, size_t len)
+{
+	char *end = buf + len, *p = end;
+
+	if (len < 2)
+		return -ENAMETOOLONG;
+	*--p = 0;
+	for (unsigned depth = 0; ino != fs->root_ino; depth++) {
+		struct name_find f = { .ino = ino };
+		uint64_t parent;
+		size_t n;
+		int ret = depth < 4096 ? parent_of(fs, ino, &parent) : -ELOOP;
+
+		if (!ret)
+			ret = vmfs_readdir(fs, parent, 0, name_find_fill, &f);
+		if (ret)
+			return ret;
+		if (!f.found)
+			return -ENOENT; /* unlinked, or its only name is elsewhere: a hard link moved away */
+		n = strlen(f.name);
+		if ((size_t)(p - buf) < n + 2)
+			return -ENAMETOOLONG;
+		p -= n;
+		memcpy(p, f.name, n);
+		*--p = '/';
+		ino = parent;
+	}
+	if (p == end - 1)
+		*--p = '/';
+	memmove(buf, p, (size_t)(end - p));
 	return 0;
 }

@@ -146,7 +146,7 @@ int vmfs_mkfs(const char *path, const struct vmfs_mkfs_opts *o, char *errbuf, si
 	uint64_t size, off, slotbytes, est, data, nblocks, jlen, seed, locklen;
 	uint32_t bs, slots, slot_size, rcb, nbuckets;
 	struct lk_timing timing;
-	char what[128];
+	char what[128], sz[32], sz2[32];
 	uint8_t *head = NULL;
 	int ret;
 
@@ -155,14 +155,15 @@ int vmfs_mkfs(const char *path, const struct vmfs_mkfs_opts *o, char *errbuf, si
 	bs = o->block_size ? o->block_size : DEFAULT_BLOCK_SIZE;
 	slots = o->host_slots ? o->host_slots : VMFS_MAX_HOSTS;
 	if (!base_is_pow2(bs) || bs < VMFS_MIN_BLOCK_SIZE || bs > VMFS_MAX_BLOCK_SIZE)
-		return set_err(errbuf, errlen, -EINVAL, "block size %u: must be a power of two from 64 KiB to 4 MiB", bs);
+		return set_err(errbuf, errlen, -EINVAL, "block size %s: must be a power of two from 64 KiB to 4 MiB",
+			       base_fmt_size_exact(bs, sz, sizeof(sz)));
 	if (slots > VMFS_MAX_HOSTS)
 		return set_err(errbuf, errlen, -EINVAL, "host slots %u: at most %u", slots, VMFS_MAX_HOSTS);
 	if (o->label && strlen(o->label) > 63)
 		return set_err(errbuf, errlen, -EINVAL, "label is longer than 63 bytes");
 	if (o->size && (o->size < VMFS_MIN_SIZE || o->size > VMFS_MAX_SIZE))
-		return set_err(errbuf, errlen, -EINVAL, "size %llu: must be from 64 MiB to 64 PiB",
-			       (unsigned long long)o->size);
+		return set_err(errbuf, errlen, -EINVAL, "size %s: must be from 64 MiB to 64 PiB",
+			       base_fmt_size_exact(o->size, sz, sizeof(sz)));
 
 	fs = calloc(1, sizeof(*fs));
 	if (!fs)
@@ -172,7 +173,7 @@ int vmfs_mkfs(const char *path, const struct vmfs_mkfs_opts *o, char *errbuf, si
 	fs->errbuf = errbuf;
 	ret = dev_open(path, o->size ? DEV_CREATE : 0, NULL, &fs->dev);
 	if (ret) {
-		set_err(errbuf, errlen, ret, "%s: %s", path, strerror(-ret));
+		set_err(errbuf, errlen, ret, "%s: %s", path, dev_strerror(ret));
 		goto err_free;
 	}
 	if (!o->force) {
@@ -196,14 +197,14 @@ int vmfs_mkfs(const char *path, const struct vmfs_mkfs_opts *o, char *errbuf, si
 	if (o->size && dev_size(fs->dev) < size) {
 		ret = dev_set_size(fs->dev, size);
 		if (ret) {
-			set_err(errbuf, errlen, ret, "%s: cannot grow it to %llu bytes: %s", path,
-				(unsigned long long)size, ret == -ENOTTY ? "it is a block device smaller than that" : strerror(-ret));
+			set_err(errbuf, errlen, ret, "%s: cannot grow it to %s: %s", path,
+				base_fmt_size_exact(size, sz, sizeof(sz)), ret == -ENOTTY ? "it is a block device smaller than that" : strerror(-ret));
 			goto err_close;
 		}
 	}
 	if (size < VMFS_MIN_SIZE || size > VMFS_MAX_SIZE) {
-		ret = set_err(errbuf, errlen, -ENOSPC, "%s: %llu bytes is outside 64 MiB .. 64 PiB", path,
-			      (unsigned long long)size);
+		ret = set_err(errbuf, errlen, -ENOSPC, "%s: its size, %s, is outside 64 MiB .. 64 PiB", path,
+			      base_fmt_size_exact(size, sz, sizeof(sz)));
 		goto err_close;
 	}
 
@@ -246,8 +247,8 @@ int vmfs_mkfs(const char *path, const struct vmfs_mkfs_opts *o, char *errbuf, si
 	jlen = o->journal_size ? o->journal_size : base_min(base_max(size / 64, VMFS_JOURNAL_MIN), 32ull << 20);
 	jlen = base_round_up(jlen, bs);
 	if (jlen < VMFS_JOURNAL_MIN || jlen > (uint64_t)rcb * bs) {
-		ret = set_err(errbuf, errlen, -EINVAL, "journal size %llu: must be from 4 MiB to %llu bytes",
-			      (unsigned long long)jlen, (unsigned long long)rcb * bs);
+		ret = set_err(errbuf, errlen, -EINVAL, "journal size %s: must be from 4 MiB to %s",
+			      base_fmt_size_exact(jlen, sz, sizeof(sz)), base_fmt_size_exact((uint64_t)rcb * bs, sz2, sizeof(sz2)));
 		goto err_close;
 	}
 	if (nblocks < jlen / bs + 4) {
@@ -467,7 +468,7 @@ int vmfs_open(const char *path, const struct vmfs_open_opts *o, struct vmfs **ou
 	fs->errbuf = ebuf;
 	ret = dev_open(path, fs->ro ? DEV_RDONLY : 0, NULL, &fs->dev);
 	if (ret) {
-		set_err(errbuf, errlen, ret, "%s: %s", path, strerror(-ret));
+		set_err(errbuf, errlen, ret, "%s: %s", path, dev_strerror(ret));
 		goto err_free;
 	}
 	if (dev_size(fs->dev) < VMFS_UNIT) {

@@ -325,6 +325,22 @@ int vmfs_file_unlock(struct vmfs *fs, uint64_t ino);
 /* True once this host lost its lease: every write fails with -EIO from then on. */
 bool vmfs_fenced(struct vmfs *fs);
 
+/*
+ * The name a host shows other hosts (vmfsctl hosts, lock holders): "MACHINE
+ * (PROGRAM pid PID)" or, with detail, "MACHINE (PROGRAM pid PID, DETAIL)"
+ * (vmfs-mount: its mountpoint), cut to fit len; MACHINE is the host name, or
+ * "machine-" and the start of /etc/machine-id where there is none. What
+ * vmfs_open uses when opts->hostname is NULL (without detail).
+ */
+void vmfs_host_name(char *buf, size_t len, const char *detail);
+/*
+ * Other hosts in a live slot whose name says they run on this machine (a
+ * second mount of the same datastore here is a second host, with its own
+ * journal and locks). Returns how many, and the first one's slot and name
+ * (name: len bytes, cut), or -errno. Reads the heartbeat region once.
+ */
+int vmfs_peers_here(struct vmfs *fs, unsigned *slot, char *name, size_t len);
+
 /* This datastore's heartbeat and lock regions, for lockmgr's inspection calls (vmfsctl, fsck). */
 struct lk_io;
 struct lk_geometry;
@@ -333,7 +349,19 @@ void vmfs_cluster_io(struct vmfs *fs, struct lk_io *io, struct lk_geometry *g, s
 
 /* ---- paths (for tools and vmm) ----------------------------------------------- */
 
-/* Resolves an absolute path (symlinks in the last component are not followed). No reference is taken. */
+/*
+ * Resolves a path from the datastore's root; a leading '/' is optional, so
+ * "vms/a/disk0.img" and "/vms/a/disk0.img" name the same file. Symlinks are
+ * not followed. No reference is taken. -EINVAL for an empty path.
+ */
 int vmfs_resolve(struct vmfs *fs, const char *path, uint64_t *ino);
+/*
+ * Writes a path of inode ino from the root into buf ("/" for the root),
+ * walking i_parent upwards and finding each name in its directory: for a file
+ * with several links, the one in the directory it was created in (or last
+ * renamed into). -ENOENT when it has no name there (unlinked, still open),
+ * -ENAMETOOLONG when buf is too small. Takes fs->lock per step.
+ */
+int vmfs_path(struct vmfs *fs, uint64_t ino, char *buf, size_t len);
 
 #endif

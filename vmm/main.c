@@ -34,30 +34,6 @@ static void usage(FILE *f)
 		   "                       rate DISK BYTES_PER_S OPS_PER_S)\n");
 }
 
-/*
- * The name lock holders are shown by: the host name, or where there is none
- * (an initramfs says "(none)") "machine-" and the start of /etc/machine-id,
- * or "localhost"; the pid is added by the caller.
- */
-static void host_name(char *host, size_t len)
-{
-	char id[64];
-	FILE *f;
-
-	if (gethostname(host, len))
-		host[0] = 0;
-	host[len - 1] = 0;
-	if (host[0] && strcmp(host, "(none)"))
-		return;
-	snprintf(host, len, "localhost");
-	f = fopen("/etc/machine-id", "re");
-	if (!f)
-		return;
-	if (fgets(id, sizeof(id), f) && strspn(id, "0123456789abcdef") >= 12)
-		snprintf(host, len, "machine-%.12s", id);
-	fclose(f);
-}
-
 static int open_store(const char *dev, bool readonly, struct vmfs **fs)
 {
 	/*
@@ -66,18 +42,13 @@ static int open_store(const char *dev, bool readonly, struct vmfs **fs)
 	 * cache promises. With 0 every allocating write committed and flushed
 	 * the journal on its own (2 MB/s of first writes in bench/vmm).
 	 */
-	struct vmfs_open_opts oo = { .readonly = readonly, .commit_ms = 1000 };
-	char err[256], host[128], name[200];
+	struct vmfs_open_opts oo = { .readonly = readonly, .commit_ms = 1000 }; /* named "MACHINE (vmm pid N)" */
+	char err[256];
 	int ret;
 
-	if (!readonly) {
-		host_name(host, sizeof(host));
-		snprintf(name, sizeof(name), "%s (vmm pid %d)", host, (int)getpid());
-		oo.hostname = name;
-	}
 	ret = vmfs_open(dev, &oo, fs, err, sizeof(err));
 	if (ret)
-		tool_err("%s: %s", dev, err);
+		tool_err("%s", err); /* libvmfs's reason names the device */
 	return ret;
 }
 

@@ -91,7 +91,7 @@ vmfs_mkfs "$IMG" 2G -H 80 -J 4M -T 1000,8000,5000,2000
 t0=$EPOCHREALTIME
 mount_many 64 g
 echo "   64 mounts in $(elapsed "$t0")"
-[ "$("$VMFS_BIN/vmfsctl" hosts "$IMG" | grep -c ' alive$')" -eq 64 ] || fail "vmfsctl hosts does not list 64 live hosts"
+[ "$("$VMFS_BIN/vmfsctl" hosts "$IMG" | grep -c ' alive ')" -eq 64 ] || fail "vmfsctl hosts does not list 64 live hosts"
 mkdir "$T/g0/all"
 wait_until 5 eval '[ -d "$T/g63/all" ]' || fail "mkdir on host 0 does not show on host 63"
 t0=$EPOCHREALTIME

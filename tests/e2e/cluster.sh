@@ -19,7 +19,7 @@ vmfs_mount_fg "$IMG" "$B" 2>"$T/b.err"; PB=$FG_PID # in the foreground: its comp
 log "vmfsctl hosts lists both hosts alive"
 out=$("$VMFS_BIN/vmfsctl" hosts "$IMG")
 echo "$out"
-[ "$(grep -c ' alive$' <<<"$out")" -eq 2 ] || fail "vmfsctl hosts: want 2 alive hosts"
+[ "$(grep -c ' alive ' <<<"$out")" -eq 2 ] || fail "vmfsctl hosts: want 2 alive hosts"
 "$VMFS_BIN/vmfsctl" hosts --json "$IMG" | python3 -c '
 import json, sys
 h = json.load(sys.stdin)

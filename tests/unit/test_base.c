@@ -163,6 +163,15 @@ START_TEST(fmt_size)
 	memset(buf, 'x', sizeof(buf));
 	ck_assert_str_eq(base_fmt_size(1536, buf, 4), "1.5");
 	ck_assert_int_eq(buf[4], 'x');
+	/* exact: the largest unit that divides, as a user types it */
+	ck_assert_str_eq(base_fmt_size_exact(0, buf, sizeof(buf)), "0 B");
+	ck_assert_str_eq(base_fmt_size_exact(4097, buf, sizeof(buf)), "4097 B");
+	ck_assert_str_eq(base_fmt_size_exact(1536, buf, sizeof(buf)), "1536 B");
+	ck_assert_str_eq(base_fmt_size_exact(10ull << 20, buf, sizeof(buf)), "10 MiB");
+	ck_assert_str_eq(base_fmt_size_exact(3000ull << 20, buf, sizeof(buf)), "3000 MiB");
+	ck_assert_str_eq(base_fmt_size_exact(3ull << 29, buf, sizeof(buf)), "1536 MiB");
+	ck_assert_str_eq(base_fmt_size_exact(100ull << 50, buf, sizeof(buf)), "100 PiB");
+	ck_assert_str_eq(base_fmt_size_exact(1ull << 63, buf, sizeof(buf)), "8 EiB");
 }
 END_TEST
 

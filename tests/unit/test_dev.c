@@ -803,11 +803,11 @@ START_TEST(open_errors)
 	close(fd);
 	snprintf(missing, sizeof(missing), "%s/missing", tmpdir);
 
-	ck_assert_int_eq(dev_open(tmpdir, 0, NULL, &dev), -EINVAL);
-	ck_assert_int_eq(dev_open(tmpdir, DEV_RDONLY, NULL, &dev), -EINVAL);
-	ck_assert_int_eq(dev_open(tmpdir, DEV_CREATE, NULL, &dev), -EINVAL);
-	ck_assert_int_eq(dev_open("/dev/null", 0, NULL, &dev), -EINVAL);
-	ck_assert_int_eq(dev_open("/dev/null", DEV_RDONLY, "sync", &dev), -EINVAL);
+	ck_assert_int_eq(dev_open(tmpdir, 0, NULL, &dev), -ENOTBLK);
+	ck_assert_int_eq(dev_open(tmpdir, DEV_RDONLY, NULL, &dev), -ENOTBLK);
+	ck_assert_int_eq(dev_open(tmpdir, DEV_CREATE, NULL, &dev), -ENOTBLK);
+	ck_assert_int_eq(dev_open("/dev/null", 0, NULL, &dev), -ENOTBLK);
+	ck_assert_int_eq(dev_open("/dev/null", DEV_RDONLY, "sync", &dev), -ENOTBLK);
 	ck_assert_int_eq(dev_open(missing, 0, NULL, &dev), -ENOENT);
 	ck_assert_int_eq(dev_open(missing, DEV_RDONLY, "aio", &dev), -ENOENT);
 	ck_assert_int_eq(dev_open(path, 0, "bogus", &dev), -EINVAL);

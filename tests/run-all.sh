@@ -3,50 +3,109 @@
 # Unit tests: each Check binary in $BUILD/tests (every Check test counts once).
 # End-to-end: each tests/e2e/*.sh (one test each, run in its own temp dir with a
 # timeout; a script that exits 77 is skipped). TESTS=pattern runs a subset.
+#
+# Tests run TEST_JOBS at a time (default 2: most of them wait on joins, fsyncs
+# and guests rather than compute). A test whose script or source has a line
+# "# test: alone" runs with nothing beside it: it changes machine-wide state
+# (the fuse module's enable_uring), or its timings or its emulated guest need
+# the machine to themselves. Each result line appears when its test ends.
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
+JOBS=${TEST_JOBS:-2}
 export VMFS_BIN="$PWD/$BUILD/bin" VMFS_TOP="$PWD"
-pass=0 fail=0 skip=0 failed=()
 log=$(mktemp -d /tmp/vmfs-test-log.XXXXXX)
 filter=${TESTS:-}
+start_all=$(date +%s)
 
+# The list: kind name command-file source (unit tests first: the longest ones start early).
+tests=()
 for t in "$BUILD"/tests/*; do
 	[ -f "$t" ] && [ -x "$t" ] || continue	# tests/tools/ holds helpers, not suites
 	name=unit/$(basename "$t")
 	[[ -n $filter && $name != *$filter* ]] && continue
-	out="$log/$(basename "$t").log"
-	CK_FORK=yes timeout 600 "$t" >"$out" 2>&1
-	rc=$?
-	line=$(grep -E '^[0-9]+%: Checks: [0-9]+' "$out" | tail -n1)
-	if [[ $line =~ Checks:\ ([0-9]+),\ Failures:\ ([0-9]+),\ Errors:\ ([0-9]+) ]]; then
-		n=${BASH_REMATCH[1]} f=$((BASH_REMATCH[2] + BASH_REMATCH[3]))
-		pass=$((pass + n - f)) fail=$((fail + f))
-		((f)) && failed+=("$name") && grep -E ':[EF]:' "$out" | head -n 20
-		[[ $rc -ne 0 && $f -eq 0 ]] && fail=$((fail + 1)) && failed+=("$name (exit $rc)")
-	else
-		fail=$((fail + 1)); failed+=("$name (exit $rc, no Check summary)"); tail -n 20 "$out"
-	fi
-	echo "$name: ${line:-exit $rc}"
+	tests+=("unit $name $t tests/unit/$(basename "$t").c")
 done
-
 for t in tests/e2e/*.sh; do
 	[ -f "$t" ] || continue
 	name=e2e/$(basename "$t" .sh)
 	[[ -n $filter && $name != *$filter* ]] && continue
-	out="$log/$(basename "$t").log"
+	tests+=("e2e $name $t $t")
+done
+
+# Runs one test; its result goes to $log/NAME.res as "pass fail skip|line to print".
+run_one() {
+	local kind=$1 name=$2 t=$3 base out res rc start secs line n f
+	base=${name//\//_}
+	out=$log/$base.log res=$log/$base.res
 	start=$(date +%s)
+	if [ "$kind" = unit ]; then
+		CK_FORK=yes timeout 600 "$t" >"$out" 2>&1
+		rc=$?
+		line=$(grep -E '^[0-9]+%: Checks: [0-9]+' "$out" | tail -n1)
+		if [[ $line =~ Checks:\ ([0-9]+),\ Failures:\ ([0-9]+),\ Errors:\ ([0-9]+) ]]; then
+			n=${BASH_REMATCH[1]} f=$((BASH_REMATCH[2] + BASH_REMATCH[3]))
+			((rc != 0 && f == 0)) && f=1
+			{
+				echo "$((n - f)) $f 0"
+				echo "$name: $line ($(( $(date +%s) - start ))s)"
+				((f)) && grep -E ':[EF]:' "$out" | head -n 20
+				((rc != 0)) && echo "$name: exit $rc"
+			} >"$res"
+		else
+			{ echo "0 1 0"; echo "$name: exit $rc, no Check summary"; tail -n 20 "$out"; } >"$res"
+		fi
+		return
+	fi
 	timeout --kill-after=10 "${E2E_TIMEOUT:-900}" bash "$t" >"$out" 2>&1
 	rc=$?
 	secs=$(( $(date +%s) - start ))
 	case $rc in
-	0) pass=$((pass + 1)); echo "$name: ok (${secs}s)" ;;
-	77) skip=$((skip + 1)); echo "$name: skipped ($(tail -n1 "$out"))" ;;
-	*) fail=$((fail + 1)); failed+=("$name"); echo "$name: FAILED (exit $rc, ${secs}s)"; tail -n 30 "$out" | sed 's/^/    /' ;;
+	0) { echo "1 0 0"; echo "$name: ok (${secs}s)"; } >"$res" ;;
+	77) { echo "0 0 1"; echo "$name: skipped ($(tail -n1 "$out"))"; } >"$res" ;;
+	*) { echo "0 1 0"; echo "$name: FAILED (exit $rc, ${secs}s)"; tail -n 30 "$out" | sed 's/^/    /'; } >"$res" ;;
 	esac
+}
+
+pass=0 fail=0 skip=0 failed=()
+declare -A running=()	# pid -> name
+collect() { # waits for one test to end and prints its result
+	local pid name base r
+	wait -n -p pid "${!running[@]}" 2>/dev/null || true
+	[ -n "${pid:-}" ] || return 0
+	name=${running[$pid]}
+	unset "running[$pid]"
+	base=${name//\//_}
+	if [ -f "$log/$base.res" ]; then
+		read -r r <"$log/$base.res"
+		set -- $r
+		pass=$((pass + $1)) fail=$((fail + $2)) skip=$((skip + $3))
+		(($2)) && failed+=("$name")
+		tail -n +2 "$log/$base.res"
+	else
+		fail=$((fail + 1)) failed+=("$name")
+		echo "$name: FAILED (no result)"
+	fi
+}
+
+for entry in "${tests[@]}"; do
+	set -- $entry
+	alone=0
+	grep -q '^# test: alone' "$4" 2>/dev/null && alone=1
+	if ((alone)); then
+		while ((${#running[@]})); do collect; done
+	else
+		while ((${#running[@]} >= JOBS)); do collect; done
+	fi
+	run_one "$1" "$2" "$3" &
+	running[$!]=$2
+	if ((alone)); then
+		while ((${#running[@]})); do collect; done
+	fi
 done
+while ((${#running[@]})); do collect; done
 
 [ ${#failed[@]} -gt 0 ] && printf 'failed: %s\n' "${failed[@]}"
-echo "logs: $log"
+echo "logs: $log ($(( ($(date +%s) - start_all) / 60 )) min $(( ($(date +%s) - start_all) % 60 )) s)"
 if ((skip)); then echo "$pass passed, $fail failed, $skip skipped"; else echo "$pass passed, $fail failed"; fi
 [ "$fail" -eq 0 ]

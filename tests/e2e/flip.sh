@@ -29,7 +29,7 @@ T=$(mktemp -d "$base/vmfs-flip.XXXXXX")
 trap 'rm -rf --one-file-system "$T"' EXIT
 
 log "make fuzz-build"
-make -C "$TOP" --no-print-directory fuzz-build >"$T/build.log" 2>&1 || { tail -n 30 "$T/build.log"; fail "make fuzz-build"; }
+flock /tmp/vmfs-fuzz-build.lock make -C "$TOP" --no-print-directory fuzz-build >"$T/build.log" 2>&1 || { tail -n 30 "$T/build.log"; fail "make fuzz-build"; }
 
 "$TOP/build-fuzz/bin/vmfs-flip" -c "$T" || fail "crafted damage"
 

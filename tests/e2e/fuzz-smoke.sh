@@ -17,7 +17,7 @@ clang -fsanitize=fuzzer,address,undefined "$T/probe.c" -o "$T/probe" 2>"$T/probe
 	skip "clang cannot link -fsanitize=fuzzer (libclang-rt-dev missing?): $(head -n1 "$T/probe.log")"
 
 log "make fuzz-build"
-make -C "$TOP" --no-print-directory fuzz-build >"$T/build.log" 2>&1 || { tail -n 30 "$T/build.log"; fail "make fuzz-build"; }
+flock /tmp/vmfs-fuzz-build.lock make -C "$TOP" --no-print-directory fuzz-build >"$T/build.log" 2>&1 || { tail -n 30 "$T/build.log"; fail "make fuzz-build"; }
 
 for n in superblock inode dir bmap journal vmconf; do
 	h=$TOP/build-fuzz/bin/fuzz_$n

@@ -17,6 +17,7 @@
 # debugfs). The kit
 # (kernel, modules, busybox) comes from scripts/linux-kit.sh; a kit that
 # cannot be made fails the test, it is never skipped. docs/VMM.md, "Linux tests".
+# test: alone (QEMU TCG emulates a machine that boots Linux under vmm: its timeouts assume both cores)
 . "$(dirname "$0")/lib.bash"
 . "$(dirname "$0")/linux-lib.bash"
 e2e_init mkfs.vmfs vmfs-mount vmm

@@ -382,7 +382,8 @@ struct vmm_ctl_target {
 };
 
 /*
- * Listens on a new Unix socket at path (it must not exist) and serves JSON
+ * Listens on a new Unix socket at path (it must not exist, or be a stale socket
+ * that refuses connections, left by a killed vmm: that one is replaced) and serves JSON
  * lines on a thread of its own. Returns 0, or -errno with err saying why.
  */
 struct vmm_ctl;

@@ -100,6 +100,33 @@ static bool vm_path_ok(const char *path)
 	return any;
 }
 
+/*
+ * Undoes a create that failed half-way: the files it made in the new folder
+ * dir (those c names), then the folder and the parents it made (made of
+ * them). A file or folder that cannot be removed is named on stderr.
+ */
+static void create_undo(struct vmfs *fs, const char *path, uint64_t dir, const struct vmm_conf *c, unsigned made)
+{
+	const char *names[VMM_MAX_DISKS + 3] = { "vm.conf", c->kernel, c->initrd };
+	unsigned n = 3, i;
+	int ret;
+
+	for (i = 0; i < c->ndisks; i++)
+		names[n++] = c->disks[i].file;
+	for (i = 0; i < n; i++) {
+		if (!names[i][0])
+			continue;
+		ret = vmfs_unlink(fs, dir, names[i]);
+		if (ret && ret != -ENOENT)
+			tool_err("%s/%s: cannot remove it after the failure: %s", path, names[i], strerror(-ret));
+	}
+	ret = vmm_store_rmdirs(fs, path, made);
+	if (!ret)
+		ret = vmfs_sync(fs);
+	if (ret)
+		tool_err("%s: cannot remove the folders made before the failure: %s", path, strerror(-ret));
+}
+
 struct disk_arg {
 	const char *from;         /* host file, or NULL for a new thin disk */
 	uint64_t size;
@@ -120,6 +147,7 @@ static int cmd_create(int argc, char **argv)
 	struct vmfs *fs = NULL;
 	char conf[VMM_CMDLINE_MAX + 1024];
 	uint64_t v, dir, ino;
+	unsigned made = 0;
 
 	while ((opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (opt) {
@@ -210,9 +238,11 @@ static int cmd_create(int argc, char **argv)
 
 	if (open_store(dev, false, &fs))
 		goto out;
-	ret = vmm_store_mkdirs(fs, path, true, &dir);
+	ret = vmm_store_mkdirs(fs, path, true, &dir, &made);
 	if (ret) {
 		tool_err("%s: %s", path, ret == -EEXIST ? "already exists" : strerror(-ret));
+		if (made)
+			tool_err("%s: cannot remove the folders made before the failure", path);
 		ret = 1;
 		goto out;
 	}
@@ -234,6 +264,7 @@ static int cmd_create(int argc, char **argv)
 		ret = vmfs_sync(fs);
 	if (ret) {
 		tool_err("%s: creating the VM folder: %s", path, strerror(-ret));
+		create_undo(fs, path, dir, &c, made);
 		ret = 1;
 		goto out;
 	}

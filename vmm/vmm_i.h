@@ -70,9 +70,14 @@ int vmm_store_read_file(struct vmfs *fs, uint64_t dir, const char *name, uint64_
 
 /*
  * Resolves an absolute path, making missing directories. With last_new the
- * last component must not exist yet (-EEXIST). *ino is the last directory.
+ * last component must not exist yet (-EEXIST). *ino is the last directory;
+ * *made counts the directories it made (the last *made components of path),
+ * for vmm_store_rmdirs to undo; on failure it removes them itself (*made is
+ * then 0, or what it could not remove).
  */
-int vmm_store_mkdirs(struct vmfs *fs, const char *path, bool last_new, uint64_t *ino);
+int vmm_store_mkdirs(struct vmfs *fs, const char *path, bool last_new, uint64_t *ino, unsigned *made);
+/* Removes the last n components of path, deepest first; each must be an empty directory. */
+int vmm_store_rmdirs(struct vmfs *fs, const char *path, unsigned n);
 /* Creates an empty regular file name in dir (-EEXIST if it is there). */
 int vmm_store_new_file(struct vmfs *fs, uint64_t dir, const char *name, uint64_t *ino);
 /* Sets a file's size: growing leaves a hole (a thin disk). */

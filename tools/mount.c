@@ -811,6 +811,40 @@ static int opts_parse(struct mount_opts *mo, int argc, char **argv)
 }
 
 /*
+ * What can be checked before the datastore is opened (a read-write open joins
+ * the cluster: it writes a heartbeat claim): the mountpoint is a directory and
+ * not the datastore itself, and the watchdog device exists and is writable.
+ * The watchdog is not opened here: opening one arms it. Returns 0, or an exit
+ * code with the reason printed.
+ */
+static int mount_preflight(const struct mount_opts *mo)
+{
+	struct stat mst, dst, wst;
+
+	if (stat(mo->mountpoint, &mst)) {
+		tool_err("%s: %s (want a directory to mount on)", mo->mountpoint, strerror(errno));
+		return EXIT_MOUNT;
+	}
+	if (!stat(mo->device, &dst) && dst.st_dev == mst.st_dev && dst.st_ino == mst.st_ino) {
+		tool_err("%s: the mountpoint is the datastore itself (want a directory)", mo->mountpoint);
+		return EXIT_MOUNT;
+	}
+	if (!S_ISDIR(mst.st_mode)) {
+		tool_err("%s: not a directory", mo->mountpoint);
+		return EXIT_MOUNT;
+	}
+	if (mo->watchdog && (stat(mo->watchdog, &wst) || access(mo->watchdog, W_OK))) {
+		tool_err("watchdog %s: %s", mo->watchdog, strerror(errno));
+		return EXIT_MOUNT;
+	}
+	if (mo->watchdog && S_ISDIR(wst.st_mode)) {
+		tool_err("watchdog %s: is a directory (want a watchdog device)", mo->watchdog);
+		return EXIT_MOUNT;
+	}
+	return 0;
+}
+
+/*
  * Forks into the background before anything starts a thread: libvmfs starts
  * its commit thread in vmfs_open(), and threads do not survive fork(), which
  * rules out fuse_daemonize() after the open. The parent waits for one status
@@ -994,6 +1028,11 @@ int main(int argc, char **argv)
 	if (!vm.se) {
 		usage(stderr);
 		code = EXIT_USAGE;
+		goto out_args;
+	}
+	code = mount_preflight(&mo);
+	if (code) {
+		fuse_session_destroy(vm.se);
 		goto out_args;
 	}
 	if (!mo.foreground) {

@@ -222,6 +222,17 @@ void *vmm_gpa(struct vmm_vm *vm, uint64_t gpa, uint64_t len);
 /* ---- x86 boot (vmm/x86/boot.c) --------------------------------------------- */
 
 /*
+ * Checks a kernel before anything is written for it: a bzImage (boot flag and
+ * "HdrS" at 0x202), boot protocol 2.12 or later with XLF_KERNEL_64, a setup
+ * that leaves a kernel in its klen bytes, and a command line it takes. head
+ * holds the file's first hlen bytes (VMM_BZ_HEADER_LEN are enough). Returns 0
+ * or -EINVAL with a one-line reason in err. vmm_x86_boot checks the same.
+ */
+#define VMM_BZ_HEADER_LEN 0x290
+int vmm_x86_check_kernel(const void *head, size_t hlen, uint64_t klen, const char *cmdline, char *err,
+			 size_t errlen);
+
+/*
  * Loads a bzImage (64-bit boot protocol, version 2.12 or later with
  * XLF_KERNEL_64) and an optional initrd into guest memory, writes the zero
  * page, command line, e820 map, MP table, GDT and identity page tables, and sets vCPU

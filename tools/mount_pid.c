@@ -18,6 +18,7 @@
  *   daemon: mount_pid_claim (open, LOCK_EX|LOCK_NB, same inode?) --> serve -->
  *           vmfs_close --> mount_pid_release (unlink) --> exit (lock dropped)
  *   vmfs-mount -u: open the run file --> umount --> flock(LOCK_SH) waits --> 0
+ *                  (a stale run file: locked at once, umount, unlink --> 0)
  */
 #include "tools/mount_pid.h"
 #include "tools/common.h"
@@ -211,10 +212,10 @@ int mount_pid_unmount(const char *mountpoint)
 		close(mp.fd);
 		return EXIT_MOUNT;
 	}
-	live = flock(mp.fd, LOCK_SH | LOCK_NB) != 0;   /* P2: nobody holds it: the daemon was killed */
-	if (!live)
-		flock(mp.fd, LOCK_UN);
+	live = flock(mp.fd, LOCK_EX | LOCK_NB) != 0;   /* P2: nobody holds it: the daemon was killed */
 	ret = do_unmount(mp.mnt);
+	if (!live && !ret)
+		unlink(mp.path);        /* P3: as the lock's holder */
 	/* P1: the daemon drops its lock only on exit, after closing the datastore */
 	while (!ret && live && flock(mp.fd, LOCK_SH))
 		if (errno != EINTR) {

@@ -5,8 +5,8 @@
 # right after it the daemon is gone, the image hashes the same before and
 # after an fsck -n that finds it clean, the journal is clean, and the data is
 # there at the next mount. The same for a foreground mount. A run file left
-# by a SIGKILLed daemon is stale: -u unmounts the dead mount without waiting,
-# and the next mount takes the file over. A second daemon on a served
+# by a SIGKILLed daemon is stale: -u unmounts the dead mount without waiting
+# and removes the file. A second daemon on a served
 # mountpoint is refused before it writes anything; -u of a busy mount or of
 # a directory nobody serves fails with one line.
 . "$(dirname "$0")/lib.bash"
@@ -78,13 +78,15 @@ wait "$busy" 2>/dev/null || true
 "$MOUNT" -u "$T/m"
 settled_after_unmount "$pid"
 
-log "a SIGKILLed daemon's run file is stale: -u unmounts the dead mount at once, the next mount takes it over"
+log "a SIGKILLed daemon's run file is stale: -u unmounts the dead mount at once and removes the file"
 vmfs_mount_fg "$D" "$T/m"
 kill -9 "$FG_PID"
 wait "$FG_PID" 2>/dev/null || true
 mounted "$T/m" || fail "the killed daemon's mount is gone (the test would prove nothing)"
+runfile=$(grep -lx "$FG_PID .*" /run/vmfs-mount/*.pid) || fail "no run file names the killed daemon $FG_PID"
 "$MOUNT" -u "$T/m"
 not mounted "$T/m" || fail "-u left the dead mount"
+[ ! -e "$runfile" ] || fail "-u left the stale run file $runfile"
 vmfs_mount "$D" "$T/m"
 "$MOUNT" -u "$T/m"
 settled_after_unmount "$DAEMON_PID" killed

@@ -8,7 +8,11 @@
 # socket are never removed, and a live holder is refused at once. Then a
 # vmfs-mount holding a file open for writing is SIGKILLed and the file is
 # opened for writing again through a new mount, and by `vmm run` (vmfsctl has
-# no command that opens a file: info, hosts and locks are read-only). Each
+# no command that opens a file: info, hosts and locks are read-only). In these
+# two, and in one vmm case, another host takes the metadata lock before the
+# kill, so the killed host holds only the file's lock: the new opener must
+# prove the death itself (LK_WAIT_DEAD) instead of finding it recovered while
+# it waited for the metadata lock. Each
 # restart time is measured from the start of the new command and logged; the
 # bound is the dead time plus 4 s, generous for a loaded 2-core machine.
 . "$(dirname "$0")/lib.bash"
@@ -47,6 +51,16 @@ vmfs_mount "$D" "$T/m"
 echo "ctl=$T/conf.sock" >>"$T/m/vms/c/vm.conf"
 vmfs_umount "$T/m" "$D"
 
+# steal_meta: another host takes the metadata lock (META) and leaves, so that
+# a host killed afterwards holds only its file locks. A killed host that held
+# META is recovered by the next host's open, which waits for META (LK_WAIT):
+# that path never reached the file lock of a dead host.
+steal_meta() {
+	vmfs_mount "$D" "$T/meta"
+	touch "$T/meta/stolen-$RANDOM"
+	vmfs_umount_pid "$T/meta" "$DAEMON_PID"	# vmm holds the image too
+}
+
 # kill_restart NAME SOCKET [--ctl SOCKET]: SIGKILLs a running vmm of NAME, restarts it at once
 kill_restart() {
 	local name=$1 sock=$2 start
@@ -54,6 +68,7 @@ kill_restart() {
 	start_vm "$name" "$T/$name.out" "$@"
 	wait_until 60 said_ready "$T/$name.out" || { cat "$T/$name.out"*; fail "$name did not say ready"; }
 	"$VMM" ctl "$sock" status | grep -q '"state":"running"' || fail "$name: no status through $sock"
+	[ -z "${STEAL:-}" ] || steal_meta
 	kill -9 "$VM_PID"
 	wait "$VM_PID" 2>/dev/null || true
 	[ -S "$sock" ] || fail "$name: the killed vmm's socket is gone (the test would prove nothing)"
@@ -89,6 +104,11 @@ kill_restart c "$T/conf.sock"
 "$VMM" ctl "$T/conf.sock" stop >/dev/null
 wait "$VM_PID" || fail "vmm of c did not exit 0 after stop"
 
+log "the same when the killed vmm held only its disk's lock (another host took META before the kill)"
+STEAL=1 kill_restart c "$T/conf.sock"
+"$VMM" ctl "$T/conf.sock" stop >/dev/null
+wait "$VM_PID" || fail "vmm of c did not exit 0 after stop"
+
 # hold_open FILE: a process holding FILE open for writing; sets HOLD_PID once it is open
 hold_open() {
 	python3 -c 'import os, signal, sys; os.open(sys.argv[1], os.O_RDWR); print("open", flush=True); signal.pause()' \
@@ -108,6 +128,7 @@ kill_mount() {
 log "SIGKILL a vmfs-mount holding a file open for writing; a new mount opens it for writing"
 vmfs_mount_fg "$D" "$T/m"
 hold_open "$T/m/vms/k/disk0.img"
+steal_meta
 kill_mount
 start=$EPOCHREALTIME
 vmfs_mount_fg "$D" "$T/m"
@@ -120,6 +141,7 @@ wait "$FG_PID" || fail "the second mount did not exit 0"
 log "SIGKILL a vmfs-mount holding a VM's disk open for writing; vmm run takes it"
 vmfs_mount_fg "$D" "$T/m"
 hold_open "$T/m/vms/k/disk0.img"
+steal_meta
 kill_mount
 start=$EPOCHREALTIME
 start_vm k "$T/k.out3"

@@ -48,7 +48,8 @@ $(LIB): $(LIB_OBJ)
 
 $(BUILD)/bin/mkfs.vmfs: $(BUILD)/obj/tools/mkfs.o $(BUILD)/obj/tools/common.o $(LIB)
 $(BUILD)/bin/fsck.vmfs: $(BUILD)/obj/tools/fsck.o $(BUILD)/obj/tools/common.o $(LIB)
-$(BUILD)/bin/vmfs-mount: $(BUILD)/obj/tools/mount.o $(BUILD)/obj/tools/fuse_ring.o $(BUILD)/obj/tools/common.o $(LIB)
+$(BUILD)/bin/vmfs-mount: $(BUILD)/obj/tools/mount.o $(BUILD)/obj/tools/mount_pid.o $(BUILD)/obj/tools/fuse_ring.o \
+	$(BUILD)/obj/tools/common.o $(LIB)
 $(BUILD)/bin/vmfsctl: $(BUILD)/obj/tools/vmfsctl.o $(BUILD)/obj/tools/common.o $(LIB)
 $(BUILD)/bin/vmm: $(VMM_OBJ) $(BUILD)/obj/tools/common.o $(LIB)
 $(BUILD)/bin/vmfs-bench: $(BUILD)/obj/bench/vmfs-bench.o $(BUILD)/obj/tools/common.o $(LIB)

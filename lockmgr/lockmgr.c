@@ -1567,10 +1567,48 @@ unlock:
 
 /* ---- lk_lock / lk_unlock ---- */
 
+/*
+ * LK_WAIT_DEAD: the busy holder one lk_lock call watches. from_ns is when the
+ * call first found it in the way, after the read that judged it completed, so
+ * a counter first seen later (obs seen_ns > from_ns) is a renewal made while
+ * we watched: the holder lives. Until then it may be a host killed a moment
+ * ago, which H6 proves dead after dead_ms.
+ */
+struct dead_watch {
+	unsigned slot;
+	uint64_t gen;
+	uint64_t from_ns, until_ns;
+	bool on;
+};
+
+/* True while hold may still be proven dead within the watch: the caller polls again. */
+static bool watch_holder(struct lk_host *h, const struct lk_holder *hold, struct dead_watch *w)
+{
+	uint64_t now = host_now(h);
+	const struct slot_obs *o;
+	bool renewed;
+
+	if (hold->slot == h->slot && hold->gen == h->gen)
+		return false;   /* this host, in another mode: no waiting changes that */
+	if (!w->on || w->slot != hold->slot || w->gen != hold->gen) {
+		uint64_t span_ms = (uint64_t)h->t.dead_ms + 2ull * h->t.interval_ms + h->t.io_timeout_ms;
+
+		*w = (struct dead_watch){ .slot = hold->slot, .gen = hold->gen, .from_ns = now,
+					  .until_ns = now + span_ms * NS_PER_MS, .on = true };
+		return true;
+	}
+	pthread_mutex_lock(&h->mu);
+	o = &h->obs[hold->slot];
+	renewed = o->valid && o->gen == hold->gen && o->seen_ns > w->from_ns;
+	pthread_mutex_unlock(&h->mu);
+	return !renewed && now < w->until_ns;
+}
+
 static int lock_internal(struct lk_host *h, uint64_t res, enum lk_mode mode, unsigned flags, bool fresh,
 			 uint64_t *version, struct lk_holder *holder)
 {
 	unsigned b = lk_bucket_of(res, h->lay.nbuckets);
+	struct dead_watch watch = { .on = false };
 	struct lk_holder hold;
 	struct backoff bo;
 	int rc;
@@ -1639,6 +1677,10 @@ static int lock_internal(struct lk_host *h, uint64_t res, enum lk_mode mode, uns
 		if (rc == -EBUSY && (flags & LK_WAIT)) {
 			backoff_sleep(h, &bo);
 			continue;
+		}
+		if (rc == -EBUSY && (flags & LK_WAIT_DEAD) && watch_holder(h, &hold, &watch)) {
+			h->io.sleep_ns(h->io.ctx, (uint64_t)h->t.interval_ms * NS_PER_MS / 2);
+			continue;       /* the protocol's own poll of the holder's heartbeat (H6) */
 		}
 		if (rc == -EBUSY && holder)
 			*holder = hold;
@@ -1757,17 +1799,19 @@ int lk_held_elsewhere(struct lk_host *h, uint64_t res, struct lk_holder *holder)
 	return rc;
 }
 
-int lk_recover_dead(struct lk_host *h)
+/*
+ * Reads the heartbeat region once and observes every other used slot (H6:
+ * starts or goes on watching its counter on this host's clock). With recover,
+ * recovers the slots proven dead and returns how many; without (a host still
+ * joining, whose own slot is not known yet), only watches.
+ */
+static int observe_region(struct lk_host *h, bool recover)
 {
 	size_t rlen = (size_t)h->g.nslots * h->g.slot_size;
 	uint64_t t_sub, t_done;
 	uint8_t *region;
 	int rc, done = 0;
 
-	if (!lk_write_ok(h))
-		return -ENOLCK;
-	if (!h->recover)
-		return -EINVAL;
 	region = buf_alloc(rlen);
 	if (!region)
 		return -ENOMEM;
@@ -1778,11 +1822,11 @@ int lk_recover_dead(struct lk_host *h)
 		struct slot_rec rec;
 		enum holder_state st;
 
-		if (s == h->slot || hb_decode(region + (size_t)s * h->g.slot_size, s, &rec) < 0 ||
+		if ((recover && s == h->slot) || hb_decode(region + (size_t)s * h->g.slot_size, s, &rec) < 0 ||
 		    rec.state == LK_SLOT_FREE)
 			continue;
 		st = observe(h, s, rec.gen, &rec, t_sub, t_done);
-		if (st != HS_DEAD && st != HS_RECOVERING)
+		if (!recover || (st != HS_DEAD && st != HS_RECOVERING))
 			continue;
 		rc = recover_slot(h, s, rec.gen);
 		if (rc == -EBUSY)
@@ -1792,6 +1836,15 @@ int lk_recover_dead(struct lk_host *h)
 	}
 	free(region);
 	return rc < 0 ? rc : done;
+}
+
+int lk_recover_dead(struct lk_host *h)
+{
+	if (!lk_write_ok(h))
+		return -ENOLCK;
+	if (!h->recover)
+		return -EINVAL;
+	return observe_region(h, true);
 }
 
 /* ---- heartbeats: join, renew, leave (H1-H6) ---- */
@@ -2130,6 +2183,16 @@ int lk_join(const struct lk_io *io, const struct lk_geometry *g, const struct lk
 	rc = region_decode(rbuf, g, &lay, errbuf, errlen);
 	if (rc < 0)
 		goto err_free;
+	/*
+	 * Start watching the other hosts now: a host killed just before we
+	 * started is then proven dead (H6) dead_ms after this read, and the
+	 * join's delta-lease wait counts toward it (LK_WAIT_DEAD).
+	 */
+	rc = observe_region(h, false);
+	if (rc < 0) {
+		set_err(errbuf, errlen, "lockmgr: reading the heartbeat region: %s", strerror(-rc));
+		goto err_free;
+	}
 	rc = claim_slot(h, o->prefer, errbuf, errlen);
 	if (rc < 0)
 		goto err_free;

@@ -206,6 +206,16 @@ struct lk_holder {
 
 enum lk_lock_flags {
 	LK_WAIT = 1u << 0,      /* wait for a live holder to let go, or to die (then recover) */
+	/*
+	 * Wait only for a holder that may be dead: one whose heartbeat this call
+	 * has not seen change. It is watched on this host's clock, polled every
+	 * half heartbeat interval, for up to dead_ms plus two intervals and an
+	 * I/O timeout, until it is proven dead (then recovered, and the lock
+	 * taken) or seen to renew (then -EBUSY at once). A process that starts
+	 * just after another host was killed gets its locks without waiting for
+	 * a bystander to prove the death. Ignored with LK_WAIT.
+	 */
+	LK_WAIT_DEAD = 1u << 1,
 };
 
 /*
@@ -218,7 +228,8 @@ enum lk_lock_flags {
  * exclusive holder unlocks with bump, so a cache tagged with it stays valid
  * while it is unchanged. Errors: -EBUSY (held by a live host in a conflicting
  * mode; *holder, may be NULL, names one), -ENOLCK (fenced), -ENOSPC (bucket
- * full), -EIO. May block for I/O; with LK_WAIT for as long as it takes.
+ * full), -EIO. May block for I/O; with LK_WAIT for as long as it takes,
+ * with LK_WAIT_DEAD for up to about dead_ms + 2 * interval_ms + io_timeout_ms.
  */
 int lk_lock(struct lk_host *h, uint64_t res, enum lk_mode mode, unsigned flags, uint64_t *version,
 	    struct lk_holder *holder);

@@ -50,7 +50,7 @@ step "df $MNT"
 df -h "$MNT"
 
 step "unmount, then vmfsctl info"
-fusermount3 -u "$MNT"
+"$BIN/vmfs-mount" -u "$MNT"
 wait "$DAEMON"; DAEMON=
 "$BIN/vmfsctl" info "$IMG"
 rm -f "$DIR/payload"

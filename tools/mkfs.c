@@ -2,9 +2,13 @@
  * mkfs.vmfs: creates a vmfs datastore on a block device or a regular file.
  * Exit codes as mkfs(8): 0 success, 1 anything else (bad usage included).
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "base/base.h"
 #include "tools/common.h"
@@ -48,6 +52,37 @@ static bool parse_uuid(const char *s, uint8_t out[16])
 	return n == 32 && !*s;
 }
 
+/*
+ * --size makes a missing file: it is made here (O_EXCL), and its device and
+ * inode kept in *made, so that a mkfs that fails afterwards removes that file
+ * and nothing else; a file that was there before is never removed. Returns
+ * 1 made, 0 already there (or not asked to make it), -1 with a message.
+ */
+static int make_file(const char *path, struct stat *made)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+
+	if (fd < 0 && errno == EEXIST)
+		return 0;
+	if (fd < 0 || fstat(fd, made)) {
+		tool_err("%s: cannot create it: %s", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	close(fd);
+	return 1;
+}
+
+/* Removes the file make_file made, if path still names it. */
+static void unmake_file(const char *path, const struct stat *made)
+{
+	struct stat st;
+
+	if (!lstat(path, &st) && st.st_dev == made->st_dev && st.st_ino == made->st_ino && unlink(path))
+		tool_err("%s: cannot remove the file made for the datastore: %s", path, strerror(errno));
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -65,8 +100,9 @@ int main(int argc, char **argv)
 	char err[256] = "", sz[32], uuid[37];
 	bool quiet = false;
 	uint8_t uuid_bytes[16];
+	struct stat made_st;
 	uint64_t v;
-	int c, ret;
+	int c, ret, made;
 
 	tool_name = "mkfs.vmfs";
 	while ((c = getopt_long(argc, argv, "s:L:b:H:J:U:T:fqh", longopts, NULL)) != -1) {
@@ -140,9 +176,14 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 1;
 	}
+	made = o.size ? make_file(argv[optind], &made_st) : 0;
+	if (made < 0)
+		return 1;
 	ret = vmfs_mkfs(argv[optind], &o, err, sizeof(err));
 	if (ret) {
 		tool_err("%s", err[0] ? err : strerror(-ret));
+		if (made)
+			unmake_file(argv[optind], &made_st);
 		return 1;
 	}
 	if (quiet)

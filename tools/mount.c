@@ -10,6 +10,7 @@
 
 #include "tools/common.h"
 #include "tools/fuse_ring.h"
+#include "tools/mount_pid.h"
 #include "vmfs/vmfs.h"
 
 #include <dirent.h>
@@ -684,7 +685,8 @@ static const struct fuse_lowlevel_ops vm_ops = {
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: %s [-f] [-d] [-o OPT[,OPT...]] DEVICE MOUNTPOINT\n", tool_name);
+	fprintf(f, "usage: %s [-f] [-d] [-o OPT[,OPT...]] DEVICE MOUNTPOINT\n"
+		   "       %s -u MOUNTPOINT\n", tool_name, tool_name);
 }
 
 static void help(void)
@@ -693,6 +695,8 @@ static void help(void)
 	printf("\n"
 	       "  -f            stay in the foreground\n"
 	       "  -d            print FUSE requests (implies -f)\n"
+	       "  -u            unmount MOUNTPOINT and wait until its daemon has written\n"
+	       "                everything, left the cluster and exited\n"
 	       "  -o ro         mount read-only; nothing is written to DEVICE\n"
 	       "  -o allow_other  let other users in (POSIX permissions still apply)\n"
 	       "  -o commit=MS  commit metadata at most MS milliseconds late (default 1000)\n"
@@ -704,12 +708,13 @@ static void help(void)
 }
 
 struct mount_opts {
-	bool foreground, debug, readonly, no_uring;
+	bool foreground, debug, readonly, no_uring, unmount;
 	unsigned commit_ms;
 	char *watchdog;           /* -o watchdog=DEV, or NULL */
 	char *fuse_opts;          /* comma-separated, for fuse_session_new() */
 	char *device;             /* absolute: the daemon runs in / */
 	const char *mountpoint;
+	struct mount_pid pidf;    /* the run file, held from before the open until exit */
 };
 
 /* Splits one -o list: ours are taken out (ro and allow_other go to FUSE too). */
@@ -769,8 +774,11 @@ static int opts_parse(struct mount_opts *mo, int argc, char **argv)
 	int c;
 
 	mo->commit_ms = 1000;
-	while ((c = getopt_long(argc, argv, "fdo:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "fdo:hu", longopts, NULL)) != -1) {
 		switch (c) {
+		case 'u':
+			mo->unmount = true;
+			break;
 		case 'f':
 			mo->foreground = true;
 			break;
@@ -788,6 +796,15 @@ static int opts_parse(struct mount_opts *mo, int argc, char **argv)
 			usage(stderr);
 			return EXIT_USAGE;
 		}
+	}
+	if (mo->unmount) {
+		if (argc - optind != 1) {
+			tool_err("-u: want MOUNTPOINT only");
+			usage(stderr);
+			return EXIT_USAGE;
+		}
+		mo->mountpoint = argv[optind];
+		return 0;
 	}
 	if (argc - optind != 2) {
 		tool_err(argc - optind < 2 ? "missing DEVICE or MOUNTPOINT" : "too many arguments");
@@ -808,6 +825,41 @@ static int opts_parse(struct mount_opts *mo, int argc, char **argv)
 	    fuse_opt_add_opt_escaped(&mo->fuse_opts, fsname);
 	free(fsname);
 	return c ? EXIT_SYSTEM : 0;
+}
+
+/*
+ * What can be checked before the datastore is opened (a read-write open joins
+ * the cluster: it writes a heartbeat claim): the mountpoint is a directory and
+ * not the datastore itself, and the watchdog device exists and is writable.
+ * The watchdog is not opened here: opening one arms it. Then it takes the
+ * run file (mount_pid.c), which refuses a mountpoint another live vmfs-mount
+ * serves. Returns 0, or an exit code with the reason printed.
+ */
+static int mount_preflight(struct mount_opts *mo)
+{
+	struct stat mst, dst, wst;
+
+	if (stat(mo->mountpoint, &mst)) {
+		tool_err("%s: %s (want a directory to mount on)", mo->mountpoint, strerror(errno));
+		return EXIT_MOUNT;
+	}
+	if (!stat(mo->device, &dst) && dst.st_dev == mst.st_dev && dst.st_ino == mst.st_ino) {
+		tool_err("%s: the mountpoint is the datastore itself (want a directory)", mo->mountpoint);
+		return EXIT_MOUNT;
+	}
+	if (!S_ISDIR(mst.st_mode)) {
+		tool_err("%s: not a directory", mo->mountpoint);
+		return EXIT_MOUNT;
+	}
+	if (mo->watchdog && (stat(mo->watchdog, &wst) || access(mo->watchdog, W_OK))) {
+		tool_err("watchdog %s: %s", mo->watchdog, strerror(errno));
+		return EXIT_MOUNT;
+	}
+	if (mo->watchdog && S_ISDIR(wst.st_mode)) {
+		tool_err("watchdog %s: is a directory (want a watchdog device)", mo->watchdog);
+		return EXIT_MOUNT;
+	}
+	return mount_pid_claim(mo->mountpoint, &mo->pidf) ? EXIT_MOUNT : 0;
 }
 
 /*
@@ -908,6 +960,7 @@ static int serve(struct vmount *vm, const struct mount_opts *mo, int *notify_fd)
 
 	char *where = realpath(mo->mountpoint, NULL);
 
+	mount_pid_write(&mo->pidf);
 	vmfs_host_name(name, sizeof(name), where ? where : mo->mountpoint); /* tells it from other mounts here */
 	free(where);
 	oo.hostname = name;
@@ -988,9 +1041,14 @@ int main(int argc, char **argv)
 	int notify_fd = -1, code;
 
 	tool_name = "vmfs-mount";
+	mo.pidf.fd = -1;
 	code = opts_parse(&mo, argc, argv);
 	if (code)
 		goto out_opts;
+	if (mo.unmount) {
+		code = mount_pid_unmount(mo.mountpoint);
+		goto out_opts;
+	}
 
 	/* The session checks the FUSE options; it starts nothing yet. */
 	if (fuse_opt_add_arg(&args, argv[0]) ||
@@ -1005,6 +1063,11 @@ int main(int argc, char **argv)
 		code = EXIT_USAGE;
 		goto out_args;
 	}
+	code = mount_preflight(&mo);
+	if (code) {
+		fuse_session_destroy(vm.se);
+		goto out_args;
+	}
 	if (!mo.foreground) {
 		code = daemon_fork(&notify_fd);
 		if (code >= 0) {
@@ -1015,6 +1078,8 @@ int main(int argc, char **argv)
 	}
 	vm.mo = &mo;
 	code = serve(&vm, &mo, &notify_fd);
+	/* after vmfs_close: `vmfs-mount -u`, waiting on the run file's lock, returns now (P1) */
+	mount_pid_release(&mo.pidf);
 	daemon_notify(&notify_fd, code);
 out_args:
 	fuse_opt_free_args(&args);

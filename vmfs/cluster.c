@@ -445,11 +445,14 @@ int vmfs_file_lock(struct vmfs *fs, uint64_t ino, enum vmfs_lock_mode mode, char
 	/*
 	 * A holder that just closed the file lets go a moment later (FUSE sends
 	 * release after close returns): retry for up to FILE_LOCK_PATIENCE_MS
-	 * before calling the file busy.
+	 * before calling the file busy. A holder whose heartbeat does not move
+	 * may have been killed a moment ago: LK_WAIT_DEAD watches it for up to
+	 * the dead time, recovers it and takes the lock, with no other host
+	 * needed to prove the death first.
 	 */
 	for (uint64_t until = base_mono_ns() + FILE_LOCK_PATIENCE_MS * 1000000ull, nap = 5;; nap = nap * 2 > 100 ? 100 : nap * 2) {
 		memset(&holder, 0, sizeof(holder));
-		ret = lk_lock(fs->lk, LK_RES(LK_NS_INODE, ino), want, 0, NULL, &holder);
+		ret = lk_lock(fs->lk, LK_RES(LK_NS_INODE, ino), want, LK_WAIT_DEAD, NULL, &holder);
 		if (ret != -EBUSY || base_mono_ns() + nap * 1000000ull > until || holder.slot == lk_host_slot(fs->lk))
 			break;
 		lkio_sleep(NULL, nap * 1000000ull);

@@ -316,7 +316,11 @@ int vmfs_fsck(const char *path, const struct vmfs_fsck_opts *o, struct vmfs_fsck
  * vmfs_file_unlock(). A lock lives as long as this host's heartbeat. Returns 0,
  * -EBUSY when another live host holds the file in a conflicting mode (who, if
  * not NULL, names it in one line), -EIO when fenced. A no-op on read-only and
- * standalone handles. May block for a few I/Os.
+ * standalone handles. May block for a few I/Os; when the holder's heartbeat is
+ * not seen to change (a host killed a moment ago), it watches the holder for up
+ * to the dead time plus two heartbeat intervals and an I/O timeout (11 s with
+ * the default timings), then recovers that host and takes the lock: a live
+ * holder is -EBUSY after about one heartbeat interval.
  */
 enum vmfs_lock_mode { VMFS_LOCK_EX = 1, VMFS_LOCK_SH = 2, VMFS_LOCK_MW = 3 };
 int vmfs_file_lock(struct vmfs *fs, uint64_t ino, enum vmfs_lock_mode mode, char *who, size_t wholen);

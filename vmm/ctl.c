@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -215,6 +216,37 @@ static void *ctl_thread(void *arg)
 	return NULL;
 }
 
+/*
+ * bind(2), replacing a stale socket: a socket file that refuses connections
+ * was left by a vmm that died (kill -9) and is removed; a live vmm's socket
+ * (it answers) and anything that is not a socket are left alone (EADDRINUSE).
+ */
+static int bind_replacing_stale(int fd, const struct sockaddr_un *sa)
+{
+	struct stat st;
+	int probe, rc, e;
+
+	if (!bind(fd, (const struct sockaddr *)sa, sizeof(*sa)))
+		return 0;
+	if (errno != EADDRINUSE || lstat(sa->sun_path, &st) || !S_ISSOCK(st.st_mode)) {
+		errno = errno == ENOENT ? EADDRINUSE : errno;
+		return -1;
+	}
+	probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (probe < 0)
+		return -1;
+	rc = connect(probe, (const struct sockaddr *)sa, sizeof(*sa));
+	e = errno;
+	close(probe);
+	if (!rc || e != ECONNREFUSED) {
+		errno = EADDRINUSE;
+		return -1;
+	}
+	if (unlink(sa->sun_path) && errno != ENOENT)
+		return -1;
+	return bind(fd, (const struct sockaddr *)sa, sizeof(*sa));
+}
+
 int vmm_ctl_new(const char *path, const struct vmm_ctl_target *t, struct vmm_ctl **out, char *err, size_t errlen)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -236,7 +268,7 @@ int vmm_ctl_new(const char *path, const struct vmm_ctl_target *t, struct vmm_ctl
 	strcpy(c->path, path);
 	strcpy(sa.sun_path, path);
 	c->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (c->listen_fd < 0 || bind(c->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+	if (c->listen_fd < 0 || bind_replacing_stale(c->listen_fd, &sa) < 0) {
 		ret = -errno;
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		goto err_free;

@@ -71,6 +71,56 @@ static bool vm_path_ok(const char *path)
 	return any;
 }
 
+/*
+ * Undoes a create that failed half-way: the files it made in the new folder
+ * dir (those c names), then the folder and the parents it made (made of
+ * them). A file or folder that cannot be removed is named on stderr.
+ */
+static void create_undo(struct vmfs *fs, const char *path, uint64_t dir, const struct vmm_conf *c, unsigned made)
+{
+	const char *names[VMM_MAX_DISKS + 3] = { "vm.conf", c->kernel, c->initrd };
+	unsigned n = 3, i;
+	int ret;
+
+	for (i = 0; i < c->ndisks; i++)
+		names[n++] = c->disks[i].file;
+	for (i = 0; i < n; i++) {
+		if (!names[i][0])
+			continue;
+		ret = vmfs_unlink(fs, dir, names[i]);
+		if (ret && ret != -ENOENT)
+			tool_err("%s/%s: cannot remove it after the failure: %s", path, names[i], strerror(-ret));
+	}
+	ret = vmm_store_rmdirs(fs, path, made);
+	if (!ret)
+		ret = vmfs_sync(fs);
+	if (ret)
+		tool_err("%s: cannot remove the folders made before the failure: %s", path, strerror(-ret));
+}
+
+/* vmm create's --kernel: a bzImage that takes the command line (its header is read, not the file). */
+static int check_kernel_file(int kfd, const char *name, const char *cmdline)
+{
+	uint8_t head[VMM_BZ_HEADER_LEN];
+	char err[200];
+	struct stat st;
+	ssize_t n;
+
+	if (fstat(kfd, &st) || (n = pread(kfd, head, sizeof(head), 0)) < 0) {
+		tool_err("--kernel '%s': %s", name, strerror(errno));
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size > KERNEL_MAX) {
+		tool_err("--kernel '%s': want a regular file of at most %llu MiB", name, KERNEL_MAX >> 20);
+		return -1;
+	}
+	if (vmm_x86_check_kernel(head, (size_t)n, (uint64_t)st.st_size, cmdline, err, sizeof(err))) {
+		tool_err("--kernel '%s': %s", name, err);
+		return -1;
+	}
+	return 0;
+}
+
 struct disk_arg {
 	const char *from;         /* host file, or NULL for a new thin disk */
 	uint64_t size;
@@ -91,6 +141,7 @@ static int cmd_create(int argc, char **argv)
 	struct vmfs *fs = NULL;
 	char conf[VMM_CMDLINE_MAX + 1024];
 	uint64_t v, dir, ino;
+	unsigned made = 0;
 
 	while ((opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (opt) {
@@ -173,6 +224,8 @@ static int cmd_create(int argc, char **argv)
 			goto out;
 		}
 	}
+	if (check_kernel_file(kfd, kernel, c.cmdline))
+		goto out;
 	n = vmm_conf_format(&c, conf, sizeof(conf));
 	if (n < 0) {
 		tool_err("vm.conf does not fit in %zu bytes", sizeof(conf));
@@ -181,9 +234,11 @@ static int cmd_create(int argc, char **argv)
 
 	if (open_store(dev, false, &fs))
 		goto out;
-	ret = vmm_store_mkdirs(fs, path, true, &dir);
+	ret = vmm_store_mkdirs(fs, path, true, &dir, &made);
 	if (ret) {
 		tool_err("%s: %s", path, ret == -EEXIST ? "already exists" : strerror(-ret));
+		if (made)
+			tool_err("%s: cannot remove the folders made before the failure", path);
 		ret = 1;
 		goto out;
 	}
@@ -205,6 +260,7 @@ static int cmd_create(int argc, char **argv)
 		ret = vmfs_sync(fs);
 	if (ret) {
 		tool_err("%s: creating the VM folder: %s", path, strerror(-ret));
+		create_undo(fs, path, dir, &c, made);
 		ret = 1;
 		goto out;
 	}
@@ -306,6 +362,69 @@ static int cmd_list(int argc, char **argv)
 	return ret ? 1 : 0;
 }
 
+/*
+ * What vmm run needs from the VM folder, read through a read-only open (it
+ * joins nothing and writes nothing), so that a missing folder, a bad vm.conf,
+ * a missing disk or a kernel that is not a bzImage is refused before the
+ * cluster is joined. The kernel and initrd (caller frees) are the ones booted.
+ * Returns 0, or 1 with the reason printed.
+ */
+static int run_preflight(const char *dev, const char *path, struct vmm_conf *c, void **kernel, size_t *klen,
+			 void **initrd, size_t *ilen)
+{
+	char err[300], p[4200];
+	struct vmfs_stat st;
+	struct vmfs *fs;
+	uint64_t dir, ino;
+	unsigned i;
+	int ret;
+
+	if (open_store(dev, true, &fs))
+		return 1;
+	ret = vmfs_resolve(fs, path, &dir);
+	if (ret) {
+		tool_err("%s: %s", path, strerror(-ret));
+		goto out;
+	}
+	ret = vmm_store_read_conf(fs, dir, c, err, sizeof(err));
+	if (ret) {
+		tool_err("%s/vm.conf: %s", path, ret == -EINVAL ? err : strerror(-ret));
+		goto out;
+	}
+	for (i = 0; i < c->ndisks; i++) {
+		snprintf(p, sizeof(p), "%s/%s", path, c->disks[i].file);
+		ret = vmfs_resolve(fs, p, &ino);
+		if (!ret)
+			ret = vmfs_getattr(fs, ino, &st);
+		if (!ret && !S_ISREG(st.mode))
+			ret = -EISDIR;
+		if (ret) {
+			tool_err("%s: %s", p, strerror(-ret));
+			goto out;
+		}
+	}
+	ret = vmm_store_read_file(fs, dir, c->kernel, KERNEL_MAX, kernel, klen);
+	if (ret) {
+		tool_err("%s/%s: %s", path, c->kernel, strerror(-ret));
+		goto out;
+	}
+	ret = vmm_x86_check_kernel(*kernel, *klen, *klen, c->cmdline, err, sizeof(err));
+	if (ret) {
+		tool_err("%s/%s: %s", path, c->kernel, err);
+		goto out;
+	}
+	if (c->initrd[0]) {
+		ret = vmm_store_read_file(fs, dir, c->initrd, INITRD_MAX, initrd, ilen);
+		if (ret) {
+			tool_err("%s/%s: %s", path, c->initrd, strerror(-ret));
+			goto out;
+		}
+	}
+out:
+	vmfs_close(fs);
+	return ret ? 1 : 0;
+}
+
 static int cmd_run(int argc, char **argv)
 {
 	static const struct option lo[] = { { "ctl", required_argument, NULL, 'c' }, { NULL, 0, NULL, 0 } };
@@ -347,19 +466,13 @@ static int cmd_run(int argc, char **argv)
 		tool_err("/dev/kvm: %s", strerror(errno));
 		return 1;
 	}
+	if (run_preflight(argv[1], path, &c, &kernel, &klen, &initrd, &ilen))
+		goto out;
 	if (open_store(argv[1], false, &fs))
-		return 1;
+		goto out;
 	ret = vmfs_resolve(fs, path, &dir);
 	if (ret) {
 		tool_err("%s: %s", path, strerror(-ret));
-		goto out;
-	}
-	ret = vmm_store_read_conf(fs, dir, &c, err, sizeof(err));
-	if (ret) {
-		if (ret == -EINVAL)
-			tool_err("%s/vm.conf: %s", path, err);
-		else
-			tool_err("%s/vm.conf: %s", path, strerror(-ret));
 		goto out;
 	}
 	for (i = 0; i < c.ndisks; i++) {
@@ -383,18 +496,6 @@ static int cmd_run(int argc, char **argv)
 			goto out;
 		}
 		locked++;
-	}
-	ret = vmm_store_read_file(fs, dir, c.kernel, KERNEL_MAX, &kernel, &klen);
-	if (ret) {
-		tool_err("%s/%s: %s", path, c.kernel, strerror(-ret));
-		goto out;
-	}
-	if (c.initrd[0]) {
-		ret = vmm_store_read_file(fs, dir, c.initrd, INITRD_MAX, &initrd, &ilen);
-		if (ret) {
-			tool_err("%s/%s: %s", path, c.initrd, strerror(-ret));
-			goto out;
-		}
 	}
 	ret = vmm_vm_init(&vm, c.mem_mib, c.cpus, err, sizeof(err));
 	if (ret) {
@@ -471,7 +572,7 @@ out:
 	free(initrd);
 	for (i = 0; i < locked; i++)
 		vmfs_file_unlock(fs, disk_ino[i]);
-	if (vmfs_close(fs) && rc == 0) {
+	if (fs && vmfs_close(fs) && rc == 0) {
 		tool_err("%s: close failed", argv[1]);
 		rc = 1;
 	}

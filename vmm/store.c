@@ -73,13 +73,14 @@ int vmm_store_read_conf(struct vmfs *fs, uint64_t dir, struct vmm_conf *c, char 
 	return ret;
 }
 
-int vmm_store_mkdirs(struct vmfs *fs, const char *path, bool last_new, uint64_t *ino)
+int vmm_store_mkdirs(struct vmfs *fs, const char *path, bool last_new, uint64_t *ino, unsigned *made)
 {
 	char buf[4096], *p, *slash;
 	uint64_t dir = vmfs_root_ino(fs);
 	struct vmfs_stat st;
-	int ret;
+	int ret = 0;
 
+	*made = 0;
 	if (path[0] != '/' || strlen(path) >= sizeof(buf))
 		return -EINVAL;
 	strcpy(buf, path);
@@ -94,21 +95,57 @@ int vmm_store_mkdirs(struct vmfs *fs, const char *path, bool last_new, uint64_t 
 			ret = lookup(fs, dir, p, &st);
 			if (ret == -ENOENT) {
 				ret = vmfs_mkdir(fs, dir, p, 0755, 0, 0, &st);
-				if (!ret)
+				if (!ret) {
 					vmfs_forget(fs, st.ino, 1);
+					(*made)++;
+				}
 			} else if (!ret && last && last_new) {
-				return -EEXIST;
+				ret = -EEXIST;
 			} else if (!ret && !S_ISDIR(st.mode)) {
-				return -ENOTDIR;
+				ret = -ENOTDIR;
 			}
 			if (ret)
-				return ret;
+				goto err_undo;
 			dir = st.ino;
 		}
 		if (!slash)
 			break;
 	}
 	*ino = dir;
+	return 0;
+
+err_undo:	/* the directories made so far are the last *made components of path before p */
+	if (*made) {
+		size_t len = (size_t)(p - 1 - buf);
+
+		memcpy(buf, path, len);
+		buf[len] = 0;
+		if (!vmm_store_rmdirs(fs, buf, *made))
+			*made = 0;
+	}
+	return ret;
+}
+
+int vmm_store_rmdirs(struct vmfs *fs, const char *path, unsigned n)
+{
+	char buf[4096], *slash;
+	uint64_t parent;
+	int ret;
+
+	if (path[0] != '/' || strlen(path) >= sizeof(buf))
+		return -EINVAL;
+	strcpy(buf, path);
+	for (; n; n--) {
+		slash = strrchr(buf, '/');
+		if (!slash || !slash[1])
+			return -EINVAL;
+		*slash = 0;
+		ret = vmfs_resolve(fs, buf[0] ? buf : "/", &parent);
+		if (!ret)
+			ret = vmfs_rmdir(fs, parent, slash + 1);
+		if (ret)
+			return ret;
+	}
 	return 0;
 }
 

@@ -70,9 +70,14 @@ int vmm_store_read_file(struct vmfs *fs, uint64_t dir, const char *name, uint64_
 
 /*
  * Resolves an absolute path, making missing directories. With last_new the
- * last component must not exist yet (-EEXIST). *ino is the last directory.
+ * last component must not exist yet (-EEXIST). *ino is the last directory;
+ * *made counts the directories it made (the last *made components of path),
+ * for vmm_store_rmdirs to undo; on failure it removes them itself (*made is
+ * then 0, or what it could not remove).
  */
-int vmm_store_mkdirs(struct vmfs *fs, const char *path, bool last_new, uint64_t *ino);
+int vmm_store_mkdirs(struct vmfs *fs, const char *path, bool last_new, uint64_t *ino, unsigned *made);
+/* Removes the last n components of path, deepest first; each must be an empty directory. */
+int vmm_store_rmdirs(struct vmfs *fs, const char *path, unsigned n);
 /* Creates an empty regular file name in dir (-EEXIST if it is there). */
 int vmm_store_new_file(struct vmfs *fs, uint64_t dir, const char *name, uint64_t *ino);
 /* Sets a file's size: growing leaves a hole (a thin disk). */
@@ -215,6 +220,17 @@ void vmm_vm_signal_msi(struct vmm_vm *vm, uint64_t addr, uint32_t data);
 void *vmm_gpa(struct vmm_vm *vm, uint64_t gpa, uint64_t len);
 
 /* ---- x86 boot (vmm/x86/boot.c) --------------------------------------------- */
+
+/*
+ * Checks a kernel before anything is written for it: a bzImage (boot flag and
+ * "HdrS" at 0x202), boot protocol 2.12 or later with XLF_KERNEL_64, a setup
+ * that leaves a kernel in its klen bytes, and a command line it takes. head
+ * holds the file's first hlen bytes (VMM_BZ_HEADER_LEN are enough). Returns 0
+ * or -EINVAL with a one-line reason in err. vmm_x86_boot checks the same.
+ */
+#define VMM_BZ_HEADER_LEN 0x290
+int vmm_x86_check_kernel(const void *head, size_t hlen, uint64_t klen, const char *cmdline, char *err,
+			 size_t errlen);
 
 /*
  * Loads a bzImage (64-bit boot protocol, version 2.12 or later with
@@ -382,7 +398,8 @@ struct vmm_ctl_target {
 };
 
 /*
- * Listens on a new Unix socket at path (it must not exist) and serves JSON
+ * Listens on a new Unix socket at path (it must not exist, or be a stale socket
+ * that refuses connections, left by a killed vmm: that one is replaced) and serves JSON
  * lines on a thread of its own. Returns 0, or -errno with err saying why.
  */
 struct vmm_ctl;

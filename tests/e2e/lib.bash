@@ -149,20 +149,21 @@ vmfs_mount_fg() {
 	wait_until 10 mountpoint -q "$mnt" || fail "$mnt not mounted after 10 s"
 }
 
-# vmfs_umount MNT IMAGE: fusermount3 -u, then waits for the daemon to let go of IMAGE.
+# vmfs_umount MNT IMAGE: vmfs-mount -u, which returns once the daemon has
+# written everything and exited: nothing may hold IMAGE then.
 vmfs_umount() {
 	local mnt=$1 img=$2
-	fusermount3 -u "$mnt"
+	"$VMFS_BIN/vmfs-mount" -u "$mnt" || fail "vmfs-mount -u $mnt failed"
 	not mountpoint -q "$mnt" || fail "$mnt still mounted"
-	wait_until 60 released "$img" || fail "daemon still holds $img 60 s after unmount"
+	released "$img" || fail "something still holds $img after vmfs-mount -u returned"
 }
 
 # vmfs_umount_pid MNT PID: as vmfs_umount, for one of several daemons of one image.
 vmfs_umount_pid() {
 	local mnt=$1 pid=$2
-	fusermount3 -u "$mnt"
+	"$VMFS_BIN/vmfs-mount" -u "$mnt" || fail "vmfs-mount -u $mnt failed"
 	not mountpoint -q "$mnt" || fail "$mnt still mounted"
-	wait_until 60 not pid_alive "$pid" || fail "daemon $pid still runs 60 s after unmount"
+	not pid_alive "$pid" || fail "daemon $pid still runs after vmfs-mount -u returned"
 }
 
 # A tmpfs to run the same operations on, for reference.

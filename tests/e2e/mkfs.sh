@@ -3,6 +3,9 @@
 # tmpfs, whose files may be that large), each formatted writing only a few MiB,
 # readable by vmfsctl info (text and --json) and mountable; block sizes and
 # host counts from the command line are what info reports; 4 KiB sectors work.
+# A --size that cannot be had (a file larger than ext4 allows, a tmpfs with
+# no room for the metadata) fails and leaves no file behind, but never removes
+# a file that was there before.
 . "$(dirname "$0")/lib.bash"
 e2e_init mkfs.vmfs vmfs-mount vmfsctl
 need_cmd python3
@@ -49,4 +52,18 @@ VMFS_SECTOR_SIZE=4096 "$VMFS_BIN/mkfs.vmfs" -q --size 1G "$T/s4k.img"
 VMFS_SECTOR_SIZE=4096 vmfs_mount "$T/s4k.img" "$T/m4"
 printf 'odd-sized %s\n' {1..999} >"$T/m4/odd"
 printf 'odd-sized %s\n' {1..999} | cmp - "$T/m4/odd" || fail "4k-sector read back differs"
+log "a failed mkfs --size removes the file it made, and only that"
+expect_one_line_failure "$VMFS_BIN/mkfs.vmfs" --size 17T "$T/toolarge.img"	# ext4 under /var/tmp: at most 16 TiB
+grep -q "File too large" "$T/stderr" || fail "EFBIG not reported"
+[ ! -e "$T/toolarge.img" ] || fail "a failed mkfs --size 17T left its file"
+mkdir "$T/tiny"
+mount -t tmpfs -o size=8k tmpfs "$T/tiny"
+MOUNTS+=("$T/tiny")
+expect_one_line_failure "$VMFS_BIN/mkfs.vmfs" --size 256M "$T/tiny/ds.img"
+grep -q "No space left on device" "$T/stderr" || fail "ENOSPC not reported"
+[ ! -e "$T/tiny/ds.img" ] || fail "a failed mkfs --size on a full tmpfs left its file"
+head -c 1M /dev/urandom >"$T/before.img"
+sum=$(sha256sum <"$T/before.img")
+expect_one_line_failure "$VMFS_BIN/mkfs.vmfs" -f --size 17T "$T/before.img"
+[ "$(sha256sum <"$T/before.img")" = "$sum" ] || fail "a failed mkfs removed or changed a file that was there before"
 echo "ok"

@@ -204,9 +204,9 @@ expect_one_line_failure "$VMM" frobnicate "$D"
 # a kernel that is not a bzImage
 "$VMM" create "$D" /vms/notbz --kernel "$D.nope" --mem 64 --cpus 1 --disk 1M 2>/dev/null && fail "created from a missing file"
 head -c 4096 /dev/urandom >"$T/junk"
-"$VMM" create "$D" /vms/junk --kernel "$T/junk" --mem 64 --cpus 1 --disk 1M
-expect_one_line_failure "$VMM" run "$D" /vms/junk
+expect_one_line_failure "$VMM" create "$D" /vms/junk --kernel "$T/junk" --mem 64 --cpus 1 --disk 1M
 grep -q "not a bzImage" "$T/stderr" || fail "a junk kernel is not reported as such"
+"$VMM" create "$D" /vms/junk --kernel "$GUEST" --mem 64 --cpus 1 --disk 1M
 # a vm.conf with a bad line
 vmfs_mount "$D" "$T/m"
 printf 'name=junk\nmemory=lots\ncpus=1\nkernel=kernel\n' >"$T/m/vms/junk/vm.conf"

@@ -163,6 +163,7 @@ struct memdisk {
 	uint64_t rng;
 	unsigned reads, writes;
 	int fail_writes;        /* fail the next N writes with -EIO */
+	struct lk_host *tick[2]; /* fake clock: renewed whenever it moves, as their renewal threads would */
 };
 
 static int md_read(void *ctx, uint64_t off, void *buf, size_t len)
@@ -225,6 +226,9 @@ static void md_sleep(void *ctx, uint64_t ns)
 	pthread_mutex_lock(&d->mu);
 	d->fake_now += ns;      /* the fake clock moves only when someone waits */
 	pthread_mutex_unlock(&d->mu);
+	for (unsigned i = 0; i < 2; i++)
+		if (d->tick[i])
+			REQUIRE(lk_renew(d->tick[i]) == 0);     /* lk_renew never sleeps */
 }
 
 static void md_random(void *ctx, void *buf, size_t len)
@@ -575,6 +579,65 @@ START_TEST(fence_and_recover)
 	lk_leave(b);
 	problems = 0;
 	ck_assert_int_eq(lk_check(&md_io, &md_geo, note_problem, NULL), 0);
+	md_teardown();
+}
+END_TEST
+
+/*
+ * LK_WAIT_DEAD: a host that joins just after the holder of a lock was killed
+ * watches the holder on its own clock from the start of its join and takes
+ * the lock once H6 proves the death (no sooner than dead_ms after the join
+ * began, no later than dead_ms + 2 intervals + io_timeout after lk_lock
+ * began); a holder that renews meanwhile is -EBUSY after about one interval.
+ */
+START_TEST(wait_dead_holder)
+{
+	uint64_t r = LK_RES(LK_NS_INODE, 5), t0, t_join, took;
+	struct lk_holder who;
+	struct lk_host *a, *b, *c;
+
+	md_setup(true, 4, 3);
+	a = md_join("alpha", false);
+	md.tick[0] = a;
+	c = md_join("gamma", false);
+	md.tick[1] = c;
+	ck_assert_int_eq(lk_lock(a, r, LK_EX, 0, NULL, NULL), 0);
+	ck_assert_int_eq(lk_lock(a, r + 1, LK_EX, 0, NULL, NULL), 0);
+	md.tick[0] = NULL;      /* alpha is killed holding r and r + 1 */
+	t_join = md_now(&md);
+	b = md_join("beta", false);     /* a fresh process: it starts watching alpha as it joins */
+	md.tick[0] = b;
+
+	/* without the flag: busy at once (what vmm run saw) */
+	ck_assert_int_eq(lk_lock(b, r, LK_EX, 0, NULL, NULL), -EBUSY);
+	recover_count = 0;
+	t0 = md_now(&md);
+	ck_assert_int_eq(lk_lock(b, r, LK_EX, LK_WAIT_DEAD, NULL, &who), 0);
+	took = md_now(&md) - t0;
+	ck_assert_int_eq(recover_count, 1);
+	ck_assert_uint_ge(md_now(&md) - t_join, (uint64_t)md_tim.dead_ms * MS);    /* H6 */
+	ck_assert_uint_le(took, (uint64_t)(md_tim.dead_ms + 2 * md_tim.interval_ms + md_tim.io_timeout_ms) * MS);
+	/* the recovery freed alpha's other lock too */
+	ck_assert_int_eq(lk_lock(b, r + 1, LK_EX, 0, NULL, NULL), 0);
+
+	/* a live holder (gamma renews): busy, named, after about one interval, not the dead time */
+	ck_assert_int_eq(lk_lock(c, r + 2, LK_SH, 0, NULL, NULL), 0);
+	t0 = md_now(&md);
+	memset(&who, 0, sizeof(who));
+	ck_assert_int_eq(lk_lock(b, r + 2, LK_EX, LK_WAIT_DEAD, NULL, &who), -EBUSY);
+	took = md_now(&md) - t0;
+	ck_assert_uint_eq(who.slot, lk_host_slot(c));
+	ck_assert_str_eq(who.hostname, "gamma");
+	ck_assert_uint_le(took, 2 * (uint64_t)md_tim.interval_ms * MS);
+	ck_assert_int_eq(recover_count, 1);
+
+	md.tick[0] = md.tick[1] = NULL;
+	ck_assert_int_eq(lk_unlock(b, r, false, NULL), 0);
+	ck_assert_int_eq(lk_unlock(b, r + 1, false, NULL), 0);
+	ck_assert_int_eq(lk_unlock(c, r + 2, false, NULL), 0);
+	lk_leave(b);
+	lk_leave(c);
+	lk_leave(a);
 	md_teardown();
 }
 END_TEST
@@ -1541,7 +1604,8 @@ static void incarnation(struct shost *h)
 				break;
 			}
 		}
-		unsigned flags = rng_next(&h->rng) % 10 < 7 ? LK_WAIT : 0;
+		unsigned pick = (unsigned)(rng_next(&h->rng) % 20);
+		unsigned flags = pick < 14 ? LK_WAIT : pick < 17 ? LK_WAIT_DEAD : 0;
 		enum lk_mode mode;
 
 		if (rng_next(&h->rng) % 2) {
@@ -1917,6 +1981,7 @@ static Suite *lockmgr_suite(void)
 	tcase_add_test(tc, lock_modes_and_versions);
 	tcase_add_test(tc, table_full_and_gc);
 	tcase_add_test(tc, fence_and_recover);
+	tcase_add_test(tc, wait_dead_holder);
 	tcase_add_test(tc, failed_renewal_fences);
 	tcase_add_test(tc, record_by_hand);
 	tcase_add_test(tc, torn_table_copy);

@@ -130,18 +130,17 @@ static int enter_long_mode(struct vmm_vm *vm, uint64_t entry, char *err, size_t 
 	return 0;
 }
 
-int vmm_x86_boot(struct vmm_vm *vm, const void *kernel, size_t klen, const void *initrd, size_t ilen,
-		 const char *cmdline, char *err, size_t errlen)
+int vmm_x86_check_kernel(const void *head, size_t hlen, uint64_t klen, const char *cmdline, char *err,
+			 size_t errlen)
 {
-	const uint8_t *k = kernel;
-	uint8_t *zp, *dst;
-	uint64_t setup_len, pm_len, need, hdr_end, top;
-	uint32_t cmdline_size, initrd_max;
+	const uint8_t *k = head;
+	uint32_t cmdline_size;
+	uint64_t setup_len;
 	uint16_t version;
 	size_t cl = strlen(cmdline);
-	int ret;
 
-	if (klen < BP_HEADER_MAX || get16(k + BP_BOOT_FLAG) != 0xaa55 || memcmp(k + BP_HEADER, "HdrS", 4)) {
+	if (hlen < BP_HEADER_MAX || klen < BP_HEADER_MAX || get16(k + BP_BOOT_FLAG) != 0xaa55 ||
+	    memcmp(k + BP_HEADER, "HdrS", 4)) {
 		snprintf(err, errlen, "not a bzImage (no boot flag 0xaa55 and \"HdrS\" header)");
 		return -EINVAL;
 	}
@@ -153,22 +152,39 @@ int vmm_x86_boot(struct vmm_vm *vm, const void *kernel, size_t klen, const void 
 	}
 	setup_len = ((uint64_t)(k[BP_SETUP_SECTS] ? k[BP_SETUP_SECTS] : 4) + 1) * 512;
 	if (setup_len >= klen) {
-		snprintf(err, errlen, "setup of %llu bytes leaves no kernel in %zu bytes",
-			 (unsigned long long)setup_len, klen);
+		snprintf(err, errlen, "setup of %llu bytes leaves no kernel in %llu bytes",
+			 (unsigned long long)setup_len, (unsigned long long)klen);
 		return -EINVAL;
-	}
-	pm_len = klen - setup_len;
-	need = pm_len > get32(k + BP_INIT_SIZE) ? pm_len : get32(k + BP_INIT_SIZE);
-	if (!vmm_gpa(vm, KERNEL_ADDR, need)) {
-		snprintf(err, errlen, "kernel needs %llu MiB past 1 MiB; the VM has %llu MiB",
-			 (unsigned long long)(need >> 20) + 1, (unsigned long long)(vm->mem_size >> 20));
-		return -E2BIG;
 	}
 	cmdline_size = get32(k + BP_CMDLINE_SIZE);
 	if (cl >= VMM_CMDLINE_MAX || (version >= 0x0206 && cl > cmdline_size)) {
 		snprintf(err, errlen, "command line of %zu bytes is longer than the kernel takes (%u)", cl,
 			 cmdline_size);
 		return -EINVAL;
+	}
+	return 0;
+}
+
+int vmm_x86_boot(struct vmm_vm *vm, const void *kernel, size_t klen, const void *initrd, size_t ilen,
+		 const char *cmdline, char *err, size_t errlen)
+{
+	const uint8_t *k = kernel;
+	uint8_t *zp, *dst;
+	uint64_t setup_len, pm_len, need, hdr_end, top;
+	uint32_t initrd_max;
+	size_t cl = strlen(cmdline);
+	int ret;
+
+	ret = vmm_x86_check_kernel(kernel, klen, klen, cmdline, err, errlen);
+	if (ret)
+		return ret;
+	setup_len = ((uint64_t)(k[BP_SETUP_SECTS] ? k[BP_SETUP_SECTS] : 4) + 1) * 512;
+	pm_len = klen - setup_len;
+	need = pm_len > get32(k + BP_INIT_SIZE) ? pm_len : get32(k + BP_INIT_SIZE);
+	if (!vmm_gpa(vm, KERNEL_ADDR, need)) {
+		snprintf(err, errlen, "kernel needs %llu MiB past 1 MiB; the VM has %llu MiB",
+			 (unsigned long long)(need >> 20) + 1, (unsigned long long)(vm->mem_size >> 20));
+		return -E2BIG;
 	}
 
 	dst = vmm_gpa(vm, KERNEL_ADDR, pm_len);

@@ -512,7 +512,7 @@ int alloc_unit(struct vmfs *fs, enum alloc_kind kind, uint64_t *unit)
 	if (fs->fatal)
 		return -EIO;
 	for (int round = ROUND_MINE; round <= ROUND_ANY; round++) {
-		bool skip = round == ROUND_CLAIM && (!fs->lk || base_mono_ns() < fs->claim_after_ns);
+		bool skip = round == ROUND_CLAIM && (!fs->lk || base_mono_ns() < fs->pool_claim_after_ns), claimed = false;
 
 		for (size_t k = 0; k < fs->npools && !skip; k++) {
 			size_t idx = (fs->pool_cur + k) % fs->npools;
@@ -527,11 +527,14 @@ int alloc_unit(struct vmfs *fs, enum alloc_kind kind, uint64_t *unit)
 					continue;
 				if (ret)
 					return ret;
+				claimed = true;
 			}
 			ret = pool_take(fs, idx, unit);
 			if (ret != -ENOSPC)
 				return ret;
 		}
+		if (round == ROUND_CLAIM && !skip && !claimed) /* every other pool's host lives: do not ask again at once */
+			fs->pool_claim_after_ns = base_mono_ns() + CLAIM_RETRY_NS;
 		if (round == ROUND_CLAIM) {
 			int ret = pool_new(fs, kind);
 			if (ret && ret != -ENOSPC)

@@ -108,6 +108,7 @@ struct vmfs {
 	uint32_t *rc_free;              /* per RC, free file blocks */
 	uint8_t *rc_mine;               /* per RC, 1 if its owner record names this host (clustered) */
 	uint64_t claim_after_ns;        /* no RC to claim was found: look again after this */
+	uint64_t pool_claim_after_ns;   /* no pool of a departed host was found: look again after this */
 	uint64_t rc_cur;
 	uint32_t rc_rotor;
 	struct pool_info *pools;

@@ -52,6 +52,10 @@ e2e_cleanup() {
 	for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do
 		mounted "${MOUNTS[i]}" && umount -l "${MOUNTS[i]}"
 	done
+	# run files of daemons killed under $T: nobody holds their lock, so they may go (as its holder)
+	for m in /run/vmfs-mount/*.pid; do
+		[ -n "${T:-}" ] && grep -q "^[0-9]* $T/" "$m" 2>/dev/null && flock -n "$m" rm -f "$m"
+	done
 	[ -n "${T:-}" ] && rm -rf --one-file-system "$T"
 	for m in "${AT_EXIT[@]}"; do eval "$m"; done
 	exit "$rc"

@@ -31,6 +31,8 @@ vmfs_mkfs "$D" 1G -T 1000,${DEAD}000,5000,2000
 start_vm() {
 	local name=$1 out=$2
 	shift 2
+	# a run before may have left "ready" in out: the background redirection truncates it only when the child gets there
+	rm -f "$out" "$out.err"
 	"$VMM" run "$D" "/vms/$name" "$@" >"$out" 2>"$out.err" &
 	VM_PID=$!
 	PIDS+=("$VM_PID")

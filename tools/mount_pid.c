@@ -14,6 +14,11 @@
  *  P3. Only the lock holder removes the file, and a daemon that got the lock
  *      checks the path still names the file it locked (else it retries), so
  *      a file being removed is never taken.
+ *  P4. The daemon writes its pid into the file before it opens the datastore,
+ *      so once its mountpoint is mounted the file names it; -u opens a pidfd
+ *      on it before unmounting and, after the lock, waits for the process to
+ *      end too (the descriptors, and with them the lock, close in its exit,
+ *      a moment before it is gone).
  *
  *   daemon: mount_pid_claim (open, LOCK_EX|LOCK_NB, same inode?) --> serve -->
  *           vmfs_close --> mount_pid_release (unlink) --> exit (lock dropped)
@@ -31,7 +36,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <poll.h>
 #include <sys/mount.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -150,13 +157,12 @@ void mount_pid_write(const struct mount_pid *mp)
 		tool_err("%s: %s", mp->path, strerror(errno));
 }
 
+/* The descriptor stays open: exit closes it, and so drops the lock (P1, P4). */
 void mount_pid_release(struct mount_pid *mp)
 {
 	if (mp->fd < 0)
 		return;
 	unlink(mp->path);
-	close(mp->fd);
-	mp->fd = -1;
 }
 
 /* umount2 as root, fusermount3 -u otherwise (a user's FUSE mount). 0 or -errno-like failure printed. */
@@ -194,7 +200,7 @@ int mount_pid_unmount(const char *mountpoint)
 	char line[PATH_MAX + 32], *sp;
 	bool live;
 	ssize_t n;
-	int ret;
+	int ret, pidfd;
 
 	if (canonical(mountpoint, mp.mnt) || run_file(&mp))
 		return EXIT_MOUNT;
@@ -213,6 +219,8 @@ int mount_pid_unmount(const char *mountpoint)
 		return EXIT_MOUNT;
 	}
 	live = flock(mp.fd, LOCK_EX | LOCK_NB) != 0;   /* P2: nobody holds it: the daemon was killed */
+	/* the pid it wrote before it mounted (P4), to see the process itself end */
+	pidfd = live && line[0] ? (int)syscall(SYS_pidfd_open, (pid_t)atoi(line), 0) : -1;
 	ret = do_unmount(mp.mnt);
 	if (!live && !ret)
 		unlink(mp.path);        /* P3: as the lock's holder */
@@ -222,6 +230,19 @@ int mount_pid_unmount(const char *mountpoint)
 			tool_err("%s: waiting for the daemon: %s", mp.path, strerror(errno));
 			ret = -1;
 		}
+	/*
+	 * P4: the lock goes when the daemon's descriptors close, in its exit; the
+	 * process ends a moment later (sooner than the bound, which only keeps a
+	 * pid that is not the daemon's from holding us).
+	 */
+	if (!ret && pidfd >= 0) {
+		struct pollfd pf = { .fd = pidfd, .events = POLLIN };
+
+		while (poll(&pf, 1, 10000) < 0 && errno == EINTR)
+			;
+	}
+	if (pidfd >= 0)
+		close(pidfd);
 	close(mp.fd);
 	return ret ? EXIT_MOUNT : 0;
 }

@@ -22,7 +22,7 @@ struct mount_pid {
 int mount_pid_claim(const char *mountpoint, struct mount_pid *mp);
 /* Records this process (the daemon, after the fork) in the run file: "PID MOUNTPOINT". */
 void mount_pid_write(const struct mount_pid *mp);
-/* Removes the run file and lets go of it: the last thing a daemon does, after closing the datastore. */
+/* Removes the run file, after closing the datastore; the lock goes with the process (its exit closes the file). */
 void mount_pid_release(struct mount_pid *mp);
 /*
  * vmfs-mount -u MOUNTPOINT: unmounts and returns once the daemon serving it

@@ -302,6 +302,14 @@ static int queue_dir(struct fsck *c, uint64_t ino)
 	return 0;
 }
 
+static bool ptrs_empty(const le64 *ptrs, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (ptrs[i])
+			return false;
+	return true;
+}
+
 /* Walks a block map subtree; clears pointers that are bad or already claimed (when fixing). */
 static int walk_map(struct fsck *c, struct vbuf *ib, struct vbuf *owner, le64 *ptrs, unsigned n, unsigned level,
 		    uint64_t base, uint64_t bb, bool large, struct ino_info *ii)
@@ -354,9 +362,17 @@ static int walk_map(struct fsck *c, struct vbuf *ib, struct vbuf *owner, le64 *p
 					clear = problem(c, false, "inode %llu: pointer block %llu is damaged",
 							(unsigned long long)ib->addr, (unsigned long long)a);
 				} else {
+					le64 *child = ((struct vmfs_ptr_disk *)b->data)->pb_ptr;
 					ii->units++;
-					ret = walk_map(c, ib, b, ((struct vmfs_ptr_disk *)b->data)->pb_ptr,
-						       VMFS_PTRS_PER_BLOCK, level - 1, lblk, bb, large, ii);
+					ret = walk_map(c, ib, b, child, VMFS_PTRS_PER_BLOCK, level - 1, lblk, bb, large, ii);
+					/* the library refuses a pointer block that maps nothing (bmap.c) */
+					if (!ret && ptrs_empty(child, VMFS_PTRS_PER_BLOCK) &&
+					    problem(c, false, "inode %llu: pointer block %llu maps nothing",
+						    (unsigned long long)ib->addr, (unsigned long long)a)) {
+						unclaim_unit(c, a);
+						ii->units--;
+						clear = true;
+					}
 					meta_put(fs, b);
 				}
 			} else {
@@ -382,29 +398,37 @@ struct dir_walk {
 	/* entries to remove (or retype), found in this directory */
 	struct bad_entry {
 		char name[VMFS_NAME_MAX + 1];
+		uint64_t key, ino;      /* the item as found: removed or retyped by key and name */
 		bool retype;
 	} *bad;
 	unsigned nbad, badcap;
 	uint64_t count;
 	uint64_t *nodes;                /* node units claimed for this directory */
 	size_t nnodes, nodecap;
+	uint64_t *named;                /* inodes whose link count its entries raised */
+	size_t nnamed, namedcap;
 };
 
-static int note_node(struct dir_walk *w, uint64_t unit)
+static int push_u64(uint64_t **v, size_t *n, size_t *cap, uint64_t x)
 {
-	if (w->nnodes == w->nodecap) {
-		size_t cap = w->nodecap ? w->nodecap * 2 : 64;
-		uint64_t *p = realloc(w->nodes, cap * sizeof(*p));
+	if (*n == *cap) {
+		size_t ncap = *cap ? *cap * 2 : 64;
+		uint64_t *p = realloc(*v, ncap * sizeof(*p));
 		if (!p)
 			return -ENOMEM;
-		w->nodes = p;
-		w->nodecap = cap;
+		*v = p;
+		*cap = ncap;
 	}
-	w->nodes[w->nnodes++] = unit;
+	(*v)[(*n)++] = x;
 	return 0;
 }
 
-static int note_bad(struct dir_walk *w, const char *name, size_t len)
+static int note_node(struct dir_walk *w, uint64_t unit)
+{
+	return push_u64(&w->nodes, &w->nnodes, &w->nodecap, unit);
+}
+
+static int note_bad(struct dir_walk *w, uint64_t key, const char *name, size_t len, uint64_t ino)
 {
 	if (w->nbad == w->badcap) {
 		unsigned cap = w->badcap ? w->badcap * 2 : 16;
@@ -416,6 +440,8 @@ static int note_bad(struct dir_walk *w, const char *name, size_t len)
 	}
 	memcpy(w->bad[w->nbad].name, name, len);
 	w->bad[w->nbad].name[len] = 0;
+	w->bad[w->nbad].key = key;
+	w->bad[w->nbad].ino = ino;
 	w->bad[w->nbad++].retype = false;
 	return 0;
 }
@@ -454,7 +480,7 @@ static int entry_cb(void *ctx, uint64_t key, const char *name, size_t len, uint6
 	if ((key & ~15ull) != dir_key_prefix(fs, name, len) || key < w->last_key) {
 		if (problem(c, false, "directory %llu: entry '%s' is filed under the wrong key",
 			    (unsigned long long)w->dib->addr, shown))
-			return note_bad(w, name, len);
+			return note_bad(w, key, name, len, ino);
 	}
 	w->last_key = key;
 	r = inode_read(fs, ino, &ib);
@@ -462,7 +488,7 @@ static int entry_cb(void *ctx, uint64_t key, const char *name, size_t len, uint6
 		if (problem(c, false, "directory %llu: entry '%s' points at %s %llu",
 			    (unsigned long long)w->dib->addr, shown, r == -ESTALE ? "freed inode" : "a damaged or missing inode",
 			    (unsigned long long)ino))
-			return note_bad(w, name, len);
+			return note_bad(w, key, name, len, ino);
 		return 0;
 	}
 	ii = ino_get(c, ino);
@@ -475,7 +501,7 @@ static int entry_cb(void *ctx, uint64_t key, const char *name, size_t len, uint6
 		    (unsigned long long)w->dib->addr, shown, type, (unsigned long long)ino,
 		    (unsigned)mode_dtype(le32_to_cpu(ib_inode(ib)->i_mode)))) {
 		/* rewrite the entry's type */
-		r = note_bad(w, name, len);
+		r = note_bad(w, key, name, len, ino);
 		if (!r)
 			w->bad[w->nbad - 1].retype = true;
 	}
@@ -483,12 +509,14 @@ static int entry_cb(void *ctx, uint64_t key, const char *name, size_t len, uint6
 		meta_put(fs, ib);
 		if (problem(c, false, "directory %llu: entry '%s' is a second link to directory %llu",
 			    (unsigned long long)w->dib->addr, shown, (unsigned long long)ino))
-			return note_bad(w, name, len);
+			return note_bad(w, key, name, len, ino);
 		ii->links++;
-		return 0;
+		return push_u64(&w->named, &w->nnamed, &w->namedcap, ino);
 	}
 	meta_put(fs, ib);
 	ii->links++;
+	if (push_u64(&w->named, &w->nnamed, &w->namedcap, ino))
+		return -ENOMEM;
 	if (ii->reached)
 		return 0; /* another name of a file already checked */
 	ii->reached = true;
@@ -502,9 +530,10 @@ static int entry_cb(void *ctx, uint64_t key, const char *name, size_t len, uint6
 	if (claim_unit(c, ino)) {
 		ii->links--;
 		ii->reached = false;
+		w->nnamed--;
 		if (problem(c, false, "directory %llu: entry '%s' names inode %llu, whose block is used for something else",
 			    (unsigned long long)w->dib->addr, shown, (unsigned long long)ino))
-			return note_bad(w, name, len);
+			return note_bad(w, key, name, len, ino);
 		return 0;
 	}
 	if (S_ISDIR(mode_of(c, ino))) { /* the inode says what it is, not the entry */
@@ -550,6 +579,34 @@ static int walk_dir_node(struct fsck *c, struct dir_walk *w, struct vbuf *node, 
 			return r;
 	}
 	return 0;
+}
+
+static int note_lost(struct fsck *c, uint64_t ino)
+{
+	return push_u64(&c->lost, &c->nlost, &c->lostcap, ino);
+}
+
+/*
+ * The entries a damaged directory's walk had already counted are gone with its
+ * tree: an inode they were the only names of is checked already and goes to
+ * /lost+found (unless another directory names it later in the walk).
+ */
+static int unname(struct fsck *c, struct dir_walk *w, struct ino_info *dir)
+{
+	int r = 0;
+
+	for (size_t k = 0; k < w->nnamed && !r; k++) {
+		struct ino_info *ii = ino_find(c, w->named[k]);
+
+		if (!ii || ii->ino == c->fs->root_ino || !ii->links || --ii->links || !ii->reached)
+			continue;
+		ii->reached = false;
+		ii->lost = true;
+		if (ii->is_dir && dir->subdirs)
+			dir->subdirs--;
+		r = note_lost(c, ii->ino);
+	}
+	return r;
 }
 
 static int check_dir(struct fsck *c, struct vbuf *ib, struct ino_info *ii)
@@ -599,21 +656,21 @@ static int check_dir(struct fsck *c, struct vbuf *ib, struct ino_info *ii)
 			for (size_t k = 0; k < w->nnodes; k++)
 				unclaim_unit(c, w->nodes[k]);
 			ii->units = 1;
+			r = unname(c, w, ii);
 		}
 	}
 	for (unsigned i = 0; i < w->nbad && !r; i++) {
-		const char *name = w->bad[i].name;
-		if (w->bad[i].retype) {
-			uint64_t ino;
-			uint8_t t;
+		const struct bad_entry *e = &w->bad[i];
+		if (e->retype) {
 			struct vbuf *cb;
-			if (!dir_lookup(fs, ib, name, strlen(name), &ino, &t) && !inode_read(fs, ino, &cb)) {
-				r = dir_set(fs, ib, name, strlen(name), ino, (uint8_t)mode_dtype(le32_to_cpu(ib_inode(cb)->i_mode)));
+			if (!inode_read(fs, e->ino, &cb)) {
+				r = dir_set_at(fs, ib, e->key, e->name, strlen(e->name), e->ino,
+					       (uint8_t)mode_dtype(le32_to_cpu(ib_inode(cb)->i_mode)));
 				meta_put(fs, cb);
 			}
 			continue;
 		}
-		r = dir_remove(fs, ib, name, strlen(name));
+		r = dir_remove_at(fs, ib, e->key, e->name, strlen(e->name));
 		if (!r)
 			w->count--;
 	}
@@ -625,6 +682,7 @@ static int check_dir(struct fsck *c, struct vbuf *ib, struct ino_info *ii)
 	}
 out:
 	free(w->nodes);
+	free(w->named);
 	free(w->bad);
 	free(w);
 	return r;
@@ -775,26 +833,16 @@ static int find_lost(struct fsck *c)
 					continue; /* a leaked or damaged sub-block: pass 5 frees it */
 				meta_put(fs, ib);
 				ii = ino_get(c, unit);
-				if (!ii || ii->reached)
-					continue;
+				if (!ii || ii->reached || ii->lost)
+					continue; /* named, or lost already (its directory was damaged) */
 				claim_unit(c, unit);
 				ii->lost = true;
 				ii->is_dir = S_ISDIR(mode_of(c, unit));
 				r = check_inode(c, unit, ii);
 				if (!r)
 					r = walk_queue(c);
-				if (!r && c->nlost == c->lostcap) {
-					size_t cap = c->lostcap ? c->lostcap * 2 : 64;
-					uint64_t *l = realloc(c->lost, cap * sizeof(*l));
-					if (!l)
-						r = -ENOMEM;
-					else {
-						c->lost = l;
-						c->lostcap = cap;
-					}
-				}
 				if (!r)
-					c->lost[c->nlost++] = unit;
+					r = note_lost(c, unit);
 			}
 			meta_put(fs, pb);
 		}

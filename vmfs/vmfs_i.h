@@ -239,6 +239,14 @@ int dir_lookup(struct vmfs *fs, struct vbuf *dib, const char *name, size_t len, 
 int dir_insert(struct vmfs *fs, struct vbuf *dib, const char *name, size_t len, uint64_t ino, uint8_t type);
 int dir_remove(struct vmfs *fs, struct vbuf *dib, const char *name, size_t len);
 int dir_set(struct vmfs *fs, struct vbuf *dib, const char *name, size_t len, uint64_t ino, uint8_t type);
+/*
+ * The same for the item with this exact key and name, wherever the name hashes
+ * (fsck: an entry filed under the wrong key, or one of two with one name).
+ * -ENOENT when there is none.
+ */
+int dir_remove_at(struct vmfs *fs, struct vbuf *dib, uint64_t key, const char *name, size_t len);
+int dir_set_at(struct vmfs *fs, struct vbuf *dib, uint64_t key, const char *name, size_t len, uint64_t ino,
+	       uint8_t type);
 typedef int (*dir_iter_fn)(void *ctx, uint64_t key, const char *name, size_t len, uint64_t ino, uint8_t type);
 int dir_iterate(struct vmfs *fs, struct vbuf *dib, uint64_t from, dir_iter_fn fn, void *ctx);
 void dir_init_inline(struct vmfs_inode_disk *di);

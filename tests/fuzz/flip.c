@@ -67,14 +67,19 @@ struct counts {
 	unsigned iterations, sealed, walked, walk_errors, refused, failures;
 	unsigned fsck_runs, fsck_n[9], fsck_y[9], fsck_clean_after, fsck_gave_up;
 	unsigned missed_before, missed_after, notes;
-	unsigned flips[3], gave_up4, gave_up8, held;  /* -P */
+	unsigned flips[3], crashed, gave_up4, gave_up8, held;  /* -P */
 };
 
 static struct target targets[FZ_MAX_META + 2];
 static size_t ntargets;
-/* -P: allocated units; data: the blocks of large files and the journals' logs, picked 1 time in 8 */
-static struct target *alloc_meta, *alloc_data;
-static size_t nalloc_meta, nalloc_data;
+/* -P: a seed image and its allocated units; data (large files' blocks, stale log) are picked 1 time in 8 */
+struct pimage {
+	const char *name;
+	struct fz_image img;
+	struct target *meta, *data;
+	size_t nmeta, ndata;
+	uint64_t nlive;         /* units of the live log, among meta */
+};
 static char logpath[512], fscklog[512];
 
 static uint64_t rng_next(uint64_t *s)
@@ -372,27 +377,64 @@ static int add_target(struct target **v, size_t *n, uint64_t off, unsigned len)
  * Every allocated unit of the image, read from its RC descriptors and pool
  * headers: both superblocks, the host records, the RC descriptors, every
  * sub-block a pool gives out (inodes, pointer blocks, directory nodes, small
- * files' data) and its header, each journal's superblock and host state block
- * (metadata); the blocks of large files and the journals' logs (data).
+ * files' data) and its header, slot 0's journal superblock, host state block
+ * and the live part of its log (metadata); the blocks of large files and the
+ * rest of the journals (data).
  */
-static int find_allocated(int fd, const struct fz_layout *l)
+/* Slot 0's live log: from the tail, each transaction whose descriptor has the next sequence. */
+struct live_log {
+	uint64_t log0, nlog;    /* the log's first unit and its length */
+	uint64_t tail, n;       /* live: n units from the tail, circular */
+};
+
+static void find_live_log(int fd, const struct fz_layout *l, struct live_log *ll)
+{
+	struct vmfs_jsb_disk js;
+	struct vmfs_jdesc_disk jd;
+	uint64_t seq, pos;
+
+	*ll = (struct live_log){ .log0 = l->journal_unit + VMFS_JOURNAL_LOG_START, .nlog = 1 };
+	if (!l->journal_unit || l->journal_units <= VMFS_JOURNAL_LOG_START ||
+	    pread(fd, &js, sizeof(js), (off_t)(l->journal_unit * VMFS_UNIT)) != sizeof(js))
+		return;
+	ll->nlog = l->journal_units - VMFS_JOURNAL_LOG_START;
+	seq = le64_to_cpu(js.js_tail_seq);
+	ll->tail = pos = le64_to_cpu(js.js_tail_pos) % ll->nlog;
+	while (ll->n < ll->nlog) {
+		if (pread(fd, &jd, sizeof(jd), (off_t)((ll->log0 + pos) * VMFS_UNIT)) != sizeof(jd) ||
+		    le32_to_cpu(jd.jd_hdr.mh_magic) != VMFS_MAGIC_JDESC || le64_to_cpu(jd.jd_seq) != seq++)
+			break;
+		ll->n = base_min(ll->n + le32_to_cpu(jd.jd_count) + 2, ll->nlog);
+		pos = (pos + le32_to_cpu(jd.jd_count) + 2) % ll->nlog;
+	}
+}
+
+static bool in_live_log(const struct live_log *ll, uint64_t unit)
+{
+	return unit >= ll->log0 && unit < ll->log0 + ll->nlog && (unit - ll->log0 + ll->nlog - ll->tail) % ll->nlog < ll->n;
+}
+
+static int find_allocated(struct pimage *pi, const struct fz_layout *l)
 {
 	const struct vmfs_sb_disk *sb = &l->sb;
 	uint64_t upb = (1ull << le32_to_cpu(sb->sb_block_shift)) / VMFS_UNIT, rcb = le32_to_cpu(sb->sb_rc_blocks);
 	uint64_t data_unit = le64_to_cpu(sb->sb_data_off) / VMFS_UNIT, nblocks = le64_to_cpu(sb->sb_nblocks);
 	static struct vmfs_rc_disk rc;
 	static struct vmfs_pool_disk pool;
-	int ret = add_target(&alloc_meta, &nalloc_meta, 0, VMFS_UNIT);
+	int fd = pi->img.fd, ret = add_target(&pi->meta, &pi->nmeta, 0, VMFS_UNIT);
+	struct live_log ll;
 
-	ret = ret ? ret : add_target(&alloc_meta, &nalloc_meta, VMFS_SB_BACKUP_OFF, VMFS_UNIT);
+	find_live_log(fd, l, &ll);
+	pi->nlive = ll.n;
+	ret = ret ? ret : add_target(&pi->meta, &pi->nmeta, VMFS_SB_BACKUP_OFF, VMFS_UNIT);
 	for (uint32_t s = 0; !ret && s < le32_to_cpu(sb->sb_host_slots); s++)
-		ret = add_target(&alloc_meta, &nalloc_meta, le64_to_cpu(sb->sb_hosttab_off) + s * le32_to_cpu(sb->sb_slot_size),
+		ret = add_target(&pi->meta, &pi->nmeta, le64_to_cpu(sb->sb_hosttab_off) + s * le32_to_cpu(sb->sb_slot_size),
 				 HOSTREC_SIZE);
 	for (uint64_t r = 0; !ret && r < le64_to_cpu(sb->sb_rc_inited); r++) {
 		uint64_t off = le64_to_cpu(sb->sb_rc_table_off) + r * VMFS_UNIT;
 		if (pread(fd, &rc, sizeof(rc), (off_t)off) != sizeof(rc))
 			return -EIO;
-		ret = add_target(&alloc_meta, &nalloc_meta, off, VMFS_UNIT);
+		ret = add_target(&pi->meta, &pi->nmeta, off, VMFS_UNIT);
 		for (uint64_t i = 0; !ret && i < rcb && r * rcb + i < nblocks; i++) {
 			uint16_t ref = le16_to_cpu(rc.rc_ref[i]);
 			uint64_t unit = data_unit + (r * rcb + i) * upb;
@@ -400,13 +442,15 @@ static int find_allocated(int fd, const struct fz_layout *l)
 			if (ref == VMFS_REF_POOL && pread(fd, &pool, sizeof(pool), (off_t)(unit * VMFS_UNIT)) != sizeof(pool))
 				return -EIO;
 			for (uint64_t u = 0; ref && !ret && u < upb; u++) {
-				bool meta = ref == VMFS_REF_POOL || (ref == VMFS_REF_JOURNAL && unit + u < l->journal_unit + 2);
+				bool meta = ref == VMFS_REF_POOL || (ref == VMFS_REF_JOURNAL &&
+								     (unit + u < l->journal_unit + VMFS_JOURNAL_LOG_START ||
+								      in_live_log(&ll, unit + u)));
 				if (ref == VMFS_REF_POOL && !pool.pl_ref[u])
 					continue;
 				if (meta)
-					ret = add_target(&alloc_meta, &nalloc_meta, (unit + u) * VMFS_UNIT, VMFS_UNIT);
+					ret = add_target(&pi->meta, &pi->nmeta, (unit + u) * VMFS_UNIT, VMFS_UNIT);
 				else
-					ret = add_target(&alloc_data, &nalloc_data, (unit + u) * VMFS_UNIT, VMFS_UNIT);
+					ret = add_target(&pi->data, &pi->ndata, (unit + u) * VMFS_UNIT, VMFS_UNIT);
 			}
 		}
 	}
@@ -421,12 +465,14 @@ static int find_allocated(int fd, const struct fz_layout *l)
  * a read of every directory, link and file to its end, which must not meet a
  * single error, and fsck -n again.
  */
-static void property_trial(const struct opts *o, struct counts *c, struct fz_image *img, unsigned it)
+static void property_trial(const struct opts *o, struct counts *c, struct pimage *pis, unsigned it)
 {
 	static const unsigned nflips[] = { 1, 4, 16 };
 	uint64_t s = o->seed * 0x100000001b3ull + it, r = rng_next(&s);
 	unsigned kind = (unsigned)(r % 3), n = nflips[kind];
 	bool sealed = (r >> 8) % 4 == 0;
+	struct pimage *pi = &pis[(r >> 16) % 4 == 0]; /* one trial in four: the image with a journal to replay */
+	struct fz_image *img = &pi->img;
 	struct flip f[16];
 	char path[600];
 	bool held = false;
@@ -436,7 +482,7 @@ static void property_trial(const struct opts *o, struct counts *c, struct fz_ima
 		const struct target *t;
 
 		r = rng_next(&s);
-		t = nalloc_data && r % 8 == 0 ? &alloc_data[(r >> 8) % nalloc_data] : &alloc_meta[(r >> 8) % nalloc_meta];
+		t = pi->ndata && r % 8 == 0 ? &pi->data[(r >> 8) % pi->ndata] : &pi->meta[(r >> 8) % pi->nmeta];
 		r = rng_next(&s) % (t->len * 8u);
 		f[i] = (struct flip){ .t = t, .at = (unsigned)(r / 8), .mask = (uint8_t)(1u << (r % 8)) };
 	}
@@ -444,6 +490,7 @@ static void property_trial(const struct opts *o, struct counts *c, struct fz_ima
 	c->iterations++;
 	c->sealed += sealed;
 	c->flips[kind]++;
+	c->crashed += pi != pis;
 	snprintf(path, sizeof(path), "%s/fsck.img", o->workdir);
 	if (fz_copy_file(img->fd, path)) {
 		perror("vmfs-flip: copying the image for fsck");
@@ -485,8 +532,8 @@ static void property_trial(const struct opts *o, struct counts *c, struct fz_ima
 	held = true;
 out:
 	if (o->verbose)
-		fprintf(stderr, "trial %u: %u flips, crc %s: %s\n", it, n, sealed ? "recomputed" : "stale",
-			held ? "held" : "did not hold");
+		fprintf(stderr, "trial %u: %s image, %u flips, crc %s: %s\n", it, pi->name, n,
+			sealed ? "recomputed" : "stale", held ? "held" : "did not hold");
 	unlink(path);
 	fz_patch_undo(img->fd);
 }
@@ -679,50 +726,68 @@ static int run_crafted(const struct opts *o)
 	return failures ? 1 : 0;
 }
 
-static int run_property(const struct opts *o, struct fz_image *img, const struct fz_layout *lay)
+/* Builds the image, lists its allocated units and checks that the property holds without a flip. */
+static int pimage_init(const struct opts *o, struct pimage *pi, enum fz_image_kind kind)
 {
-	struct counts c = { 0 };
-	char path[600];
-	uint64_t t0;
+	static struct fz_layout lay;
+	char err[256] = "", path[600];
 	int st, rc;
 
-	if (!o->fsck) {
-		fprintf(stderr, "vmfs-flip: -P needs -f FSCK\n");
+	if (fz_image_build(kind, o->workdir, &pi->img, err, sizeof(err)) || fz_layout_scan(pi->img.fd, &lay) ||
+	    find_allocated(pi, &lay) || !pi->nmeta) {
+		fprintf(stderr, "vmfs-flip: %s image: %s\n", pi->name, err[0] ? err : "cannot list its allocated units");
 		return 2;
 	}
-	if (find_allocated(img->fd, lay) || !nalloc_meta) {
-		fprintf(stderr, "vmfs-flip: cannot list the allocated units of the seed image\n");
-		return 2;
-	}
-	printf("vmfs-flip: seed image %s: %zu allocated metadata units, %zu data units\n", img->path, nalloc_meta,
-	       nalloc_data);
-	/* the property must hold without a flip, or every trial fails for nothing */
+	printf("vmfs-flip: %s image %s: %zu allocated metadata units (%llu of them the live log), %zu data units\n",
+	       pi->name, pi->img.path, pi->nmeta, (unsigned long long)pi->nlive, pi->ndata);
 	snprintf(path, sizeof(path), "%s/fsck.img", o->workdir);
-	if (fz_copy_file(img->fd, path))
+	if (fz_copy_file(pi->img.fd, path))
 		return 2;
 	st = run_fsck(o, "-n", path, &rc);
 	if (rc == 0)
 		st = in_child(o, walk_repaired_child, path);
+	unlink(path);
 	if (rc != 0 || !WIFEXITED(st) || WEXITSTATUS(st) != EXIT_WALKED) {
-		fprintf(stderr, "vmfs-flip: the undamaged image is not clean or does not read (fsck -n exit %d)\n", rc);
+		fprintf(stderr, "vmfs-flip: the undamaged %s image is not clean or does not read (fsck -n exit %d)\n",
+			pi->name, rc);
 		show_log();
 		return 1;
 	}
-	unlink(path);
+	return 0;
+}
+
+static void pimage_release(const struct opts *o, struct pimage *pi)
+{
+	if (!o->keep)
+		fz_image_release(&pi->img);
+	free(pi->meta);
+	free(pi->data);
+}
+
+static int run_property(const struct opts *o)
+{
+	struct pimage pis[2] = { { .name = "clean", .img.fd = -1 }, { .name = "crashed", .img.fd = -1 } };
+	struct counts c = { 0 };
+	uint64_t t0;
+	int ret = o->fsck ? 0 : 2;
+
+	if (!o->fsck)
+		fprintf(stderr, "vmfs-flip: -P needs -f FSCK\n");
+	for (unsigned i = 0; i < 2 && !ret; i++)
+		ret = pimage_init(o, &pis[i], i ? FZ_IMAGE_CRASHED : FZ_IMAGE_CLEAN);
 	t0 = base_mono_ns();
-	for (unsigned it = o->first; it < o->first + o->iterations && c.failures < o->max_failures; it++)
-		property_trial(o, &c, img, it);
-	printf("vmfs-flip -P: %u trials (1/4/16 flips: %u/%u/%u; %u with checksums recomputed) in %.1f s: "
-	       "%u held, %u fsck -y exit 4, %u exit 8, %u failures\n", c.iterations, c.flips[0], c.flips[1],
-	       c.flips[2], c.sealed, (double)(base_mono_ns() - t0) / 1e9, c.held, c.gave_up4, c.gave_up8,
-	       c.failures);
+	for (unsigned it = o->first; !ret && it < o->first + o->iterations && c.failures < o->max_failures; it++)
+		property_trial(o, &c, pis, it);
+	if (!ret)
+		printf("vmfs-flip -P: %u trials (1/4/16 flips: %u/%u/%u; %u with checksums recomputed; %u on the crashed "
+		       "image) in %.1f s: %u held, %u fsck -y exit 4, %u exit 8, %u failures\n", c.iterations,
+		       c.flips[0], c.flips[1], c.flips[2], c.sealed, c.crashed, (double)(base_mono_ns() - t0) / 1e9,
+		       c.held, c.gave_up4, c.gave_up8, c.failures);
 	unlink(logpath);
 	unlink(fscklog);
-	if (!o->keep)
-		fz_image_release(img);
-	free(alloc_meta);
-	free(alloc_data);
-	return c.failures ? 1 : 0;
+	for (unsigned i = 0; i < 2; i++)
+		pimage_release(o, &pis[i]);
+	return ret ? ret : c.failures ? 1 : 0;
 }
 
 static void usage(void)
@@ -768,13 +833,13 @@ int main(int argc, char **argv)
 	setenv("VMFS_IO_ENGINE", "sync", 0);
 	if (o.crafted)
 		return run_crafted(&o);
+	if (o.property)
+		return run_property(&o);
 	if (fz_image_build(FZ_IMAGE_CLEAN, o.workdir, &img, err, sizeof(err)) ||
 	    fz_layout_scan(img.fd, &lay)) {
 		fprintf(stderr, "vmfs-flip: %s\n", err[0] ? err : "cannot scan the seed image");
 		return 2;
 	}
-	if (o.property)
-		return run_property(&o, &img, &lay);
 	find_targets(&lay);
 	printf("vmfs-flip: seed image %s: %zu metadata blocks to flip in\n", img.path, ntargets);
 	status = in_child(&o, walk_child, img.path);

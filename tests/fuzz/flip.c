@@ -23,7 +23,10 @@
  * -P (with -f FSCK) tests fsck's promise instead (issue 14; property_trial()):
  * bits flipped in allocated units, fsck -y, fsck -n, a read-write open and a
  * read of every file to its end, fsck -n again; FSCK is run as a user runs it,
- * without -f. Trials are replayed the same way (-P -s SEED -i I -n 1).
+ * without -f. Trials are replayed the same way (-P -s SEED -i I -n 1). -I
+ * IMAGE flips a copy of IMAGE instead of the seed images; -M CMD runs CMD
+ * IMAGE (mount through FUSE, read everything, unmount) after the walk of every
+ * EVERY-th trial (-e, 10).
  */
 #include <fcntl.h>
 #include <getopt.h>
@@ -58,7 +61,8 @@ struct flip {
 
 struct opts {
 	const char *workdir, *fsck;
-	unsigned iterations, first, timeout, fsck_every, max_failures;
+	const char *image, *mount_cmd;  /* -P: a datastore to use instead of the seeds; a FUSE read */
+	unsigned iterations, first, timeout, fsck_every, max_failures, mount_every;
 	uint64_t seed;
 	bool keep, verbose, strict, crafted, property;
 };
@@ -67,7 +71,7 @@ struct counts {
 	unsigned iterations, sealed, walked, walk_errors, refused, failures;
 	unsigned fsck_runs, fsck_n[9], fsck_y[9], fsck_clean_after, fsck_gave_up;
 	unsigned missed_before, missed_after, notes;
-	unsigned flips[3], crashed, gave_up4, gave_up8, held;  /* -P */
+	unsigned flips[3], crashed, mounted, gave_up4, gave_up8, held;  /* -P */
 };
 
 static struct target targets[FZ_MAX_META + 2];
@@ -139,6 +143,20 @@ static int walk_as(const char *path, const struct fz_walk_opts *wo)
 static int walk_child(const void *arg)
 {
 	return walk_as(arg, &FZ_WALK_FULL);
+}
+
+struct exec_args {
+	const char *cmd, *img;
+};
+
+/* -M: CMD IMAGE mounts the image, reads every file and unmounts; 0 when all went well. */
+static int exec_child(const void *arg)
+{
+	const struct exec_args *a = arg;
+
+	execl(a->cmd, a->cmd, a->img, (char *)NULL);
+	perror("vmfs-flip: exec");
+	return 127;
 }
 
 /* The walk of a repaired image: read-write open, every file read whole; every error shown. */
@@ -220,9 +238,10 @@ static void report_as(const struct opts *o, struct counts *c, bool fatal, unsign
 		c->failures++;
 	else if (c->notes++ >= 3)
 		return;
-	fprintf(stderr, "%s: iteration %u (replay: vmfs-flip%s -s %llu -i %u -n 1%s -k DIR): %s: %s\n",
-		fatal ? "FAIL" : "NOTE", it, o->property ? " -P" : "", (unsigned long long)o->seed, it,
-		o->fsck ? " -f FSCK" : "", what, status_str(status, buf, sizeof(buf)));
+	fprintf(stderr, "%s: iteration %u (replay: vmfs-flip%s%s%s -s %llu -i %u -n 1%s -k DIR): %s: %s\n",
+		fatal ? "FAIL" : "NOTE", it, o->property ? " -P" : "", o->image ? " -I IMAGE" : "",
+		o->mount_cmd ? " -M MOUNT_CMD" : "", (unsigned long long)o->seed, it, o->fsck ? " -f FSCK" : "", what,
+		status_str(status, buf, sizeof(buf)));
 	for (unsigned i = 0; i < n; i++)
 		fprintf(stderr, "    flip byte 0x%llx (unit %llu + 0x%x): 0x%02x -> 0x%02x\n",
 			(unsigned long long)(f[i].t->off + f[i].at), (unsigned long long)(f[i].t->off / VMFS_UNIT),
@@ -471,7 +490,8 @@ static void property_trial(const struct opts *o, struct counts *c, struct pimage
 	uint64_t s = o->seed * 0x100000001b3ull + it, r = rng_next(&s);
 	unsigned kind = (unsigned)(r % 3), n = nflips[kind];
 	bool sealed = (r >> 8) % 4 == 0;
-	struct pimage *pi = &pis[(r >> 16) % 4 == 0]; /* one trial in four: the image with a journal to replay */
+	/* one trial in four: the image with a journal to replay (none with -I) */
+	struct pimage *pi = &pis[!o->image && (r >> 16) % 4 == 0];
 	struct fz_image *img = &pi->img;
 	struct flip f[16];
 	char path[600];
@@ -521,6 +541,15 @@ static void property_trial(const struct opts *o, struct counts *c, struct pimage
 		report(o, c, it, f, n, sealed, code == EXIT_REFUSED ? "open (read-write) after fsck" :
 			     "reading the repaired image (errors)", st, img->fd);
 		goto out;
+	}
+	if (o->mount_cmd && it % o->mount_every == 0) {
+		struct exec_args a = { o->mount_cmd, path };
+		c->mounted++;
+		st = in_child(o, exec_child, &a);
+		if (!WIFEXITED(st) || WEXITSTATUS(st)) {
+			report(o, c, it, f, n, sealed, "mount (FUSE) and read", st, img->fd);
+			goto out;
+		}
 	}
 	st = run_fsck(o, "-n", path, &rc);
 	if (rc != 0) {
@@ -726,6 +755,23 @@ static int run_crafted(const struct opts *o)
 	return failures ? 1 : 0;
 }
 
+/* -I: a copy of the given datastore in the work directory, flipped and put back as the seeds are. */
+static int given_image(const struct opts *o, struct fz_image *img, char *err, size_t errlen)
+{
+	int src = open(o->image, O_RDONLY | O_CLOEXEC), ret;
+
+	img->fd = -1;
+	snprintf(img->path, sizeof(img->path), "%s/given.img", o->workdir);
+	ret = src < 0 ? -errno : fz_copy_file(src, img->path);
+	if (src >= 0)
+		close(src);
+	if (!ret && (img->fd = open(img->path, O_RDWR | O_CLOEXEC)) < 0)
+		ret = -errno;
+	if (ret)
+		snprintf(err, errlen, "%s: %s", o->image, strerror(-ret));
+	return ret;
+}
+
 /* Builds the image, lists its allocated units and checks that the property holds without a flip. */
 static int pimage_init(const struct opts *o, struct pimage *pi, enum fz_image_kind kind)
 {
@@ -733,8 +779,8 @@ static int pimage_init(const struct opts *o, struct pimage *pi, enum fz_image_ki
 	char err[256] = "", path[600];
 	int st, rc;
 
-	if (fz_image_build(kind, o->workdir, &pi->img, err, sizeof(err)) || fz_layout_scan(pi->img.fd, &lay) ||
-	    find_allocated(pi, &lay) || !pi->nmeta) {
+	if ((o->image ? given_image(o, &pi->img, err, sizeof(err)) : fz_image_build(kind, o->workdir, &pi->img, err, sizeof(err))) ||
+	    fz_layout_scan(pi->img.fd, &lay) || find_allocated(pi, &lay) || !pi->nmeta) {
 		fprintf(stderr, "vmfs-flip: %s image: %s\n", pi->name, err[0] ? err : "cannot list its allocated units");
 		return 2;
 	}
@@ -773,16 +819,18 @@ static int run_property(const struct opts *o)
 
 	if (!o->fsck)
 		fprintf(stderr, "vmfs-flip: -P needs -f FSCK\n");
-	for (unsigned i = 0; i < 2 && !ret; i++)
+	if (o->image)
+		pis[0].name = "given";
+	for (unsigned i = 0; i < (o->image ? 1u : 2u) && !ret; i++)
 		ret = pimage_init(o, &pis[i], i ? FZ_IMAGE_CRASHED : FZ_IMAGE_CLEAN);
 	t0 = base_mono_ns();
 	for (unsigned it = o->first; !ret && it < o->first + o->iterations && c.failures < o->max_failures; it++)
 		property_trial(o, &c, pis, it);
 	if (!ret)
 		printf("vmfs-flip -P: %u trials (1/4/16 flips: %u/%u/%u; %u with checksums recomputed; %u on the crashed "
-		       "image) in %.1f s: %u held, %u fsck -y exit 4, %u exit 8, %u failures\n", c.iterations,
-		       c.flips[0], c.flips[1], c.flips[2], c.sealed, c.crashed, (double)(base_mono_ns() - t0) / 1e9,
-		       c.held, c.gave_up4, c.gave_up8, c.failures);
+		       "image; %u also read through a mount) in %.1f s: %u held, %u fsck -y exit 4, %u exit 8, "
+		       "%u failures\n", c.iterations, c.flips[0], c.flips[1], c.flips[2], c.sealed, c.crashed,
+		       c.mounted, (double)(base_mono_ns() - t0) / 1e9, c.held, c.gave_up4, c.gave_up8, c.failures);
 	unlink(logpath);
 	unlink(fscklog);
 	for (unsigned i = 0; i < 2; i++)
@@ -793,14 +841,15 @@ static int run_property(const struct opts *o)
 static void usage(void)
 {
 	fprintf(stderr, "usage: vmfs-flip [-n ITERATIONS] [-s SEED] [-i FIRST] [-t TIMEOUT_S] [-m MAX_FAILURES] [-f FSCK [-F EVERY] [-S]] [-k] [-v] WORKDIR\n"
-			"       vmfs-flip -P -f FSCK [-n TRIALS] [-s SEED] [-i FIRST] [-t TIMEOUT_S] [-m MAX_FAILURES] [-k] [-v] WORKDIR\n"
+			"       vmfs-flip -P -f FSCK [-I IMAGE] [-M MOUNT_CMD [-e EVERY]] [-n TRIALS] [-s SEED] [-i FIRST] [-t TIMEOUT_S] [-m MAX_FAILURES] [-k] [-v] WORKDIR\n"
 			"       vmfs-flip -c [-t TIMEOUT_S] WORKDIR\n");
 	exit(2);
 }
 
 int main(int argc, char **argv)
 {
-	struct opts o = { .iterations = 1000, .timeout = 20, .fsck_every = 1, .seed = 1, .max_failures = 5 };
+	struct opts o = { .iterations = 1000, .timeout = 20, .fsck_every = 1, .seed = 1, .max_failures = 5,
+			  .mount_every = 10 };
 	static struct fz_layout lay;
 	struct counts c = { 0 };
 	struct fz_image img;
@@ -808,7 +857,7 @@ int main(int argc, char **argv)
 	uint64_t t0;
 	int opt, status;
 
-	while ((opt = getopt(argc, argv, "n:s:i:t:f:F:m:SPckv")) != -1) {
+	while ((opt = getopt(argc, argv, "n:s:i:t:f:F:m:SPI:M:e:ckv")) != -1) {
 		switch (opt) {
 		case 'n': o.iterations = (unsigned)strtoul(optarg, NULL, 0); break;
 		case 's': o.seed = strtoull(optarg, NULL, 0); break;
@@ -820,6 +869,9 @@ int main(int argc, char **argv)
 		case 'S': o.strict = true; break;
 		case 'c': o.crafted = true; break;
 		case 'P': o.property = true; break;
+		case 'I': o.image = optarg; break;
+		case 'M': o.mount_cmd = optarg; break;
+		case 'e': o.mount_every = base_max(1u, (unsigned)strtoul(optarg, NULL, 0)); break;
 		case 'k': o.keep = true; break;
 		case 'v': o.verbose = true; break;
 		default: usage();

@@ -21,12 +21,15 @@
 #include <stdarg.h>
 #include <sys/stat.h>
 
+#define WHERE_MAX 1024         /* " (/PATH)" shown in messages, cut there */
+
 struct ino_info {
 	uint64_t ino;
 	uint32_t links;                 /* directory entries naming it */
 	uint32_t subdirs;               /* for directories: subdirectories found */
 	uint64_t parent;                /* directory it was first found in */
 	uint64_t units;                 /* units counted for it */
+	char *name;                     /* directories: the name it was first found under */
 	bool reached, is_dir, bad, lost;
 	struct ino_info *next;
 };
@@ -54,9 +57,44 @@ struct fsck {
 	char quiet[256];
 	struct vmfs_sb_disk *sb_p, *sb_b; /* both superblock copies as read, judged after replay */
 	bool sb_pok, sb_bok;
+	/* the file being checked, as reported: " (PATH)", or "" when no name reached it */
+	char where[WHERE_MAX];
 };
 
 static bool repairing(struct fsck *c) { return c->o->mode != VMFS_FSCK_CHECK; }
+
+static struct ino_info *ino_find(struct fsck *c, uint64_t ino);
+
+/*
+ * " (/PATH)" of name in directory dir, or of dir itself (name NULL), by the
+ * names the walk first reached each directory under; "" when one on the way
+ * was reached by no name (lost, or on an orphan list). Messages about what
+ * fsck clears name it by path (issue 14), the inode number stays for the rest.
+ */
+static const char *path_of(struct fsck *c, uint64_t dir, const char *name, char *buf, size_t len)
+{
+	const char *part[64];
+	unsigned n = 0;
+	size_t at = 0;
+
+	if (name)
+		part[n++] = name;
+	while (dir != c->fs->root_ino) {
+		struct ino_info *d = ino_find(c, dir);
+		if (!d || !d->name || n == base_array_size(part)) {
+			buf[0] = 0;
+			return buf;
+		}
+		part[n++] = d->name;
+		dir = d->parent;
+	}
+	at = (size_t)snprintf(buf, len, " (%s", n ? "" : "/");
+	while (n && at < len)
+		at += (size_t)snprintf(buf + at, len - at, "/%s", part[--n]);
+	if (at < len)
+		snprintf(buf + at, len - at, ")");
+	return buf;
+}
 
 /* Reports a problem; returns true when it is to be fixed now. */
 static bool problem(struct fsck *c, bool safe, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -331,11 +369,13 @@ static int walk_map(struct fsck *c, struct vbuf *ib, struct vbuf *owner, le64 *p
 		if (level == 0) {
 			r = (p & VMFS_PTR_RESERVED) ? -1 : large ? claim_block(c, a, 1) : claim_unit(c, a);
 			if (r < 0)
-				clear = problem(c, false, "inode %llu: block %llu has a bad pointer 0x%llx",
-						(unsigned long long)ib->addr, (unsigned long long)lblk, (unsigned long long)p);
+				clear = problem(c, false, "inode %llu%s: block %llu has a bad pointer 0x%llx",
+						(unsigned long long)ib->addr, c->where, (unsigned long long)lblk,
+						(unsigned long long)p);
 			else if (r > 0)
-				clear = problem(c, false, "inode %llu: block %llu at %llu is also used elsewhere",
-						(unsigned long long)ib->addr, (unsigned long long)lblk, (unsigned long long)a);
+				clear = problem(c, false, "inode %llu%s: block %llu at %llu is also used elsewhere",
+						(unsigned long long)ib->addr, c->where, (unsigned long long)lblk,
+						(unsigned long long)a);
 			else
 				ii->units += large ? fs->upb : 1;
 			if (r > 0 && !clear && large)
@@ -359,16 +399,16 @@ static int walk_map(struct fsck *c, struct vbuf *ib, struct vbuf *owner, le64 *p
 				}
 				if (r) {
 					unclaim_unit(c, a);
-					clear = problem(c, false, "inode %llu: pointer block %llu is damaged",
-							(unsigned long long)ib->addr, (unsigned long long)a);
+					clear = problem(c, false, "inode %llu%s: pointer block %llu is damaged",
+							(unsigned long long)ib->addr, c->where, (unsigned long long)a);
 				} else {
 					le64 *child = ((struct vmfs_ptr_disk *)b->data)->pb_ptr;
 					ii->units++;
 					ret = walk_map(c, ib, b, child, VMFS_PTRS_PER_BLOCK, level - 1, lblk, bb, large, ii);
 					/* the library refuses a pointer block that maps nothing (bmap.c) */
 					if (!ret && ptrs_empty(child, VMFS_PTRS_PER_BLOCK) &&
-					    problem(c, false, "inode %llu: pointer block %llu maps nothing",
-						    (unsigned long long)ib->addr, (unsigned long long)a)) {
+					    problem(c, false, "inode %llu%s: pointer block %llu maps nothing",
+						    (unsigned long long)ib->addr, c->where, (unsigned long long)a)) {
 						unclaim_unit(c, a);
 						ii->units--;
 						clear = true;
@@ -376,8 +416,8 @@ static int walk_map(struct fsck *c, struct vbuf *ib, struct vbuf *owner, le64 *p
 					meta_put(fs, b);
 				}
 			} else {
-				clear = problem(c, false, "inode %llu: bad pointer-block address 0x%llx",
-						(unsigned long long)ib->addr, (unsigned long long)p);
+				clear = problem(c, false, "inode %llu%s: bad pointer-block address 0x%llx",
+						(unsigned long long)ib->addr, c->where, (unsigned long long)p);
 			}
 		}
 		if (clear) {
@@ -403,6 +443,7 @@ struct dir_walk {
 	} *bad;
 	unsigned nbad, badcap;
 	uint64_t count;
+	char where[WHERE_MAX];          /* the directory's " (/PATH)" */
 	uint64_t *nodes;                /* node units claimed for this directory */
 	size_t nnodes, nodecap;
 	uint64_t *named;                /* inodes whose link count its entries raised */
@@ -478,15 +519,15 @@ static int entry_cb(void *ctx, uint64_t key, const char *name, size_t len, uint6
 	memcpy(shown, name, len);
 	shown[len] = 0;
 	if ((key & ~15ull) != dir_key_prefix(fs, name, len) || key < w->last_key) {
-		if (problem(c, false, "directory %llu: entry '%s' is filed under the wrong key",
-			    (unsigned long long)w->dib->addr, shown))
+		if (problem(c, false, "directory %llu%s: entry '%s' is filed under the wrong key",
+			    (unsigned long long)w->dib->addr, w->where, shown))
 			return note_bad(w, key, name, len, ino);
 	}
 	w->last_key = key;
 	r = inode_read(fs, ino, &ib);
 	if (r) {
-		if (problem(c, false, "directory %llu: entry '%s' points at %s %llu",
-			    (unsigned long long)w->dib->addr, shown, r == -ESTALE ? "freed inode" : "a damaged or missing inode",
+		if (problem(c, false, "directory %llu%s: entry '%s' points at %s %llu",
+			    (unsigned long long)w->dib->addr, w->where, shown, r == -ESTALE ? "freed inode" : "a damaged or missing inode",
 			    (unsigned long long)ino))
 			return note_bad(w, key, name, len, ino);
 		return 0;
@@ -497,8 +538,8 @@ static int entry_cb(void *ctx, uint64_t key, const char *name, size_t len, uint6
 		return -ENOMEM;
 	}
 	if (mode_dtype(le32_to_cpu(ib_inode(ib)->i_mode)) != type &&
-	    problem(c, true, "directory %llu: entry '%s' has type %u, inode %llu is type %u",
-		    (unsigned long long)w->dib->addr, shown, type, (unsigned long long)ino,
+	    problem(c, true, "directory %llu%s: entry '%s' has type %u, inode %llu is type %u",
+		    (unsigned long long)w->dib->addr, w->where, shown, type, (unsigned long long)ino,
 		    (unsigned)mode_dtype(le32_to_cpu(ib_inode(ib)->i_mode)))) {
 		/* rewrite the entry's type */
 		r = note_bad(w, key, name, len, ino);
@@ -507,8 +548,8 @@ static int entry_cb(void *ctx, uint64_t key, const char *name, size_t len, uint6
 	}
 	if (S_ISDIR(le32_to_cpu(ib_inode(ib)->i_mode)) && (ii->reached || ino == fs->root_ino)) {
 		meta_put(fs, ib);
-		if (problem(c, false, "directory %llu: entry '%s' is a second link to directory %llu",
-			    (unsigned long long)w->dib->addr, shown, (unsigned long long)ino))
+		if (problem(c, false, "directory %llu%s: entry '%s' is a second link to directory %llu",
+			    (unsigned long long)w->dib->addr, w->where, shown, (unsigned long long)ino))
 			return note_bad(w, key, name, len, ino);
 		ii->links++;
 		return push_u64(&w->named, &w->nnamed, &w->namedcap, ino);
@@ -531,17 +572,21 @@ static int entry_cb(void *ctx, uint64_t key, const char *name, size_t len, uint6
 		ii->links--;
 		ii->reached = false;
 		w->nnamed--;
-		if (problem(c, false, "directory %llu: entry '%s' names inode %llu, whose block is used for something else",
-			    (unsigned long long)w->dib->addr, shown, (unsigned long long)ino))
+		if (problem(c, false, "directory %llu%s: entry '%s' names inode %llu, whose block is used for something else",
+			    (unsigned long long)w->dib->addr, w->where, shown, (unsigned long long)ino))
 			return note_bad(w, key, name, len, ino);
 		return 0;
 	}
 	if (S_ISDIR(mode_of(c, ino))) { /* the inode says what it is, not the entry */
 		ii->is_dir = true;
 		ino_get(c, w->dib->addr)->subdirs++;
-		return queue_dir(c, ino);
+		ii->name = strdup(shown);
+		return ii->name ? queue_dir(c, ino) : -ENOMEM;
 	}
-	return check_inode(c, ino, ii);
+	path_of(c, w->dib->addr, shown, c->where, sizeof(c->where));
+	r = check_inode(c, ino, ii);
+	c->where[0] = 0;
+	return r;
 }
 
 static int walk_dir_node(struct fsck *c, struct dir_walk *w, struct vbuf *node, unsigned level, struct ino_info *di)
@@ -622,6 +667,7 @@ static int check_dir(struct fsck *c, struct vbuf *ib, struct ino_info *ii)
 	w->c = c;
 	w->dib = ib;
 	w->last_key = 0;
+	path_of(c, ib->addr, NULL, w->where, sizeof(w->where));
 	if (le32_to_cpu(di->i_flags) & VMFS_IF_INLINE) {
 		r = walk_dir_node(c, w, NULL, 0, ii);
 	} else {
@@ -645,8 +691,8 @@ static int check_dir(struct fsck *c, struct vbuf *ib, struct ino_info *ii)
 	if (r > 0) {
 		/* a damaged tree: what it named is found again in pass 3 and goes to lost+found */
 		r = 0;
-		if (problem(c, false, "directory %llu: its tree is damaged; entries are moved to lost+found",
-			    (unsigned long long)ib->addr)) {
+		if (problem(c, false, "directory %llu%s: its tree is damaged; entries are moved to lost+found",
+			    (unsigned long long)ib->addr, w->where)) {
 			r = fsck_dirty(c, ib);
 			dir_init_inline(di);
 			di->i_dir_count = 0;
@@ -675,8 +721,8 @@ static int check_dir(struct fsck *c, struct vbuf *ib, struct ino_info *ii)
 			w->count--;
 	}
 	if (!r && le64_to_cpu(di->i_dir_count) != w->count &&
-	    problem(c, true, "directory %llu: entry count %llu, should be %llu", (unsigned long long)ib->addr,
-		    (unsigned long long)le64_to_cpu(di->i_dir_count), (unsigned long long)w->count)) {
+	    problem(c, true, "directory %llu%s: entry count %llu, should be %llu", (unsigned long long)ib->addr,
+		    w->where, (unsigned long long)le64_to_cpu(di->i_dir_count), (unsigned long long)w->count)) {
 		r = fsck_dirty(c, ib);
 		di->i_dir_count = cpu_to_le64(w->count);
 	}
@@ -715,7 +761,7 @@ static int check_inode(struct fsck *c, uint64_t ino, struct ino_info *ii)
 			     large ? fs->block_size : VMFS_UNIT, large, ii);
 	}
 	if (!r && le64_to_cpu(di->i_units) != ii->units &&
-	    problem(c, true, "inode %llu: %llu units counted, %llu recorded", (unsigned long long)ino,
+	    problem(c, true, "inode %llu%s: %llu units counted, %llu recorded", (unsigned long long)ino, c->where,
 		    (unsigned long long)ii->units, (unsigned long long)le64_to_cpu(di->i_units))) {
 		r = fsck_dirty(c, ib);
 		di->i_units = cpu_to_le64(ii->units);
@@ -1360,6 +1406,7 @@ out:
 		while (c.ihash[h]) {
 			struct ino_info *i = c.ihash[h];
 			c.ihash[h] = i->next;
+			free(i->name);
 			free(i);
 		}
 	for (size_t h = 0; h < c.hsize && c.phash; h++)

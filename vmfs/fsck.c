@@ -30,7 +30,7 @@ struct ino_info {
 	uint64_t parent;                /* directory it was first found in */
 	uint64_t units;                 /* units counted for it */
 	char *name;                     /* directories: the name it was first found under */
-	bool reached, is_dir, bad, lost;
+	bool reached, is_dir, bad, lost, orphan;
 	struct ino_info *next;
 };
 
@@ -810,6 +810,8 @@ static int check_orphans(struct fsck *c)
 			struct ino_info *ii = ino_get(c, ino);
 			struct vbuf *ib;
 
+			if (ii)
+				ii->orphan = true;
 			if (!ii || ++guard > 1000000 || ii->reached || claim_unit(c, ino) || inode_read(fs, ino, &ib)) {
 				if (problem(c, false, "host slot %u: orphan list is damaged at inode %llu", s,
 					    (unsigned long long)ino)) {
@@ -918,6 +920,12 @@ static int check_links(struct fsck *c)
 						    (unsigned long long)ii->ino, have, want)) {
 				r = fsck_dirty(c, ib);
 				ib_inode(ib)->i_nlink = cpu_to_le32(want);
+			}
+			/* the library looks for it on the list when it is unlinked or truncated (inode.c) */
+			if (!r && !ii->orphan && (le32_to_cpu(ib_inode(ib)->i_flags) & VMFS_IF_ORPHAN) &&
+			    problem(c, true, "inode %llu: marked orphan but on no orphan list", (unsigned long long)ii->ino)) {
+				r = fsck_dirty(c, ib);
+				ib_inode(ib)->i_flags = cpu_to_le32(le32_to_cpu(ib_inode(ib)->i_flags) & ~VMFS_IF_ORPHAN);
 			}
 			if (!r && ii->is_dir && ii->ino != fs->root_ino &&
 			    le64_to_cpu(ib_inode(ib)->i_parent) != ii->parent &&

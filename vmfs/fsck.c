@@ -59,6 +59,7 @@ struct fsck {
 	bool sb_pok, sb_bok;
 	/* the file being checked, as reported: " (PATH)", or "" when no name reached it */
 	char where[WHERE_MAX];
+	bool alloc_ready;               /* the allocator is loaded (pass 5 repairs that allocate) */
 };
 
 static bool repairing(struct fsck *c) { return c->o->mode != VMFS_FSCK_CHECK; }
@@ -1068,25 +1069,70 @@ static int check_space(struct fsck *c)
 	return r;
 }
 
+/* Loads the allocator once, after the space is right again. */
+static int alloc_ready(struct fsck *c)
+{
+	int r = c->alloc_ready ? 0 : alloc_init(c->fs);
+
+	c->alloc_ready = !r;
+	return r;
+}
+
+/*
+ * /lost+found itself is named by no directory (its entry or the root was
+ * damaged): it is linked into the root again before anything goes into it.
+ */
+static int relink_lost_found(struct fsck *c)
+{
+	struct vmfs *fs = c->fs;
+	uint64_t lf = le64_to_cpu(fs->sb.sb_lostfound_ino);
+	struct ino_info *li = ino_find(c, lf);
+	struct vbuf *rb = NULL, *lfb = NULL;
+	int r;
+
+	if (!li || !li->lost || li->bad || !li->is_dir ||
+	    !problem(c, false, "directory %llu: /lost+found is named by no directory; linked into / again",
+		     (unsigned long long)lf))
+		return 0;
+	r = alloc_ready(c);
+	if (!r)
+		r = meta_read(fs, fs->root_ino, VMFS_MAGIC_INODE, &rb);
+	if (!r)
+		r = inode_read(fs, lf, &lfb);
+	if (!r)
+		r = fsck_dirty(c, lfb);
+	if (!r)
+		r = dir_insert(fs, rb, "lost+found", 10, lf, DT_DIR);
+	if (!r) {
+		ib_inode(rb)->i_nlink = cpu_to_le32(le32_to_cpu(ib_inode(rb)->i_nlink) + 1);
+		ib_inode(lfb)->i_nlink = cpu_to_le32(2 + li->subdirs);
+		ib_inode(lfb)->i_parent = cpu_to_le64(fs->root_ino);
+		li->lost = false;
+	}
+	meta_put(fs, lfb);
+	meta_put(fs, rb);
+	return r == -EEXIST ? 0 : r; /* another 'lost+found' took the name: then nothing goes into this one */
+}
+
 /* Links unreachable inodes into /lost+found as "#INO" (after the space is right again). */
 static int reconnect(struct fsck *c)
 {
 	struct vmfs *fs = c->fs;
 	uint64_t lf = le64_to_cpu(fs->sb.sb_lostfound_ino);
 	struct vbuf *lfb = NULL, *rb;
-	int r = 0;
+	int r = relink_lost_found(c);
 
 	for (size_t i = 0; i < c->nlost && !r; i++) {
 		struct ino_info *ii = ino_find(c, c->lost[i]);
 		struct vbuf *ib;
 		char name[32];
 
-		if (!ii || !ii->lost || ii->bad)
-			continue; /* a lost directory named it (it came along), or it is damaged */
+		if (!ii || !ii->lost || ii->bad || ii->ino == lf)
+			continue; /* a lost directory named it (it came along), it is damaged, or it is /lost+found */
 		if (!problem(c, false, "inode %llu: no directory names it; moved to /lost+found", (unsigned long long)ii->ino))
 			continue;
 		if (!lfb) {
-			r = alloc_init(fs);
+			r = alloc_ready(c);
 			if (r)
 				break;
 			if (inode_read(fs, lf, &lfb) || !S_ISDIR(le32_to_cpu(ib_inode(lfb)->i_mode))) {
@@ -1136,6 +1182,41 @@ static int reconnect(struct fsck *c)
 }
 
 /* ---- the whole check ------------------------------------------------------------------ */
+
+/*
+ * The root inode is unreadable or not a directory: made again in place, empty
+ * (with -n in memory only, so the check goes on as -y would). What it named is
+ * found unreachable in pass 3 and goes to /lost+found, which is linked into
+ * the new root first (relink_lost_found()). -EUCLEAN with -p, which does not
+ * fix it: nothing can be checked without a root, and what -p fixes would then
+ * be judged against an empty one.
+ */
+static int remake_root(struct fsck *c)
+{
+	struct vmfs *fs = c->fs;
+	uint8_t *u;
+	struct vbuf rb = { .addr = fs->root_ino };
+	struct vmfs_mhdr *h;
+	int r;
+
+	if (!problem(c, false, "root directory %llu is damaged; made again, empty: what it named goes to /lost+found",
+		     (unsigned long long)fs->root_ino) && repairing(c))
+		return -EUCLEAN;
+	u = dev_alloc_buf(VMFS_UNIT);
+	if (!u)
+		return -ENOMEM;
+	memset(u, 0, VMFS_UNIT);
+	h = (struct vmfs_mhdr *)u;
+	h->mh_magic = cpu_to_le32(VMFS_MAGIC_INODE);
+	h->mh_addr = cpu_to_le64(fs->root_ino);
+	h->mh_owner = cpu_to_le64(fs->root_ino);
+	rb.data = u;
+	inode_init(&rb, S_IFDIR | 0755, 0, 0, fs->root_ino);
+	meta_seal(fs, u);
+	r = repairing(c) ? meta_overlay_dirty(fs, fs->root_ino, u) : meta_overlay(fs, fs->root_ino, u);
+	free(u);
+	return r;
+}
 
 static int fsck_open(struct fsck *c, const char *path, char *errbuf, size_t errlen)
 {
@@ -1372,9 +1453,11 @@ int vmfs_fsck(const char *path, const struct vmfs_fsck_opts *o, struct vmfs_fsck
 	start_pass(&c, "Pass 2: inodes, block maps, directories", fs->nblocks);
 	prefetch_pools(&c);
 	root = ino_get(&c, fs->root_ino);
-	if (!root || claim_unit(&c, fs->root_ino) || !S_ISDIR(mode_of(&c, fs->root_ino))) {
-		snprintf(errbuf, errlen, "%s: the root directory is damaged; this version cannot rebuild it", path);
-		r = -EUCLEAN;
+	if (!root || claim_unit(&c, fs->root_ino) ||
+	    (!S_ISDIR(mode_of(&c, fs->root_ino)) && (r = remake_root(&c)) != 0)) {
+		if (r != -ENOMEM)
+			snprintf(errbuf, errlen, "%s: the root directory is damaged; only -y or -n can go on", path);
+		r = r ? r : -EUCLEAN;
 		goto out_unlock;
 	}
 	root->reached = true;

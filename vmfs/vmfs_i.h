@@ -214,6 +214,8 @@ uint64_t bmap_capacity(unsigned height);
 static inline struct vmfs_inode_disk *ib_inode(struct vbuf *b) { return (struct vmfs_inode_disk *)b->data; }
 int inode_read(struct vmfs *fs, uint64_t ino, struct vbuf **out);
 int inode_new(struct vmfs *fs, uint32_t mode, uint32_t uid, uint32_t gid, uint64_t parent, struct vbuf **out);
+/* The fields of a new, empty inode (inline; a directory with no entries) in ib, from meta_new(). */
+void inode_init(struct vbuf *ib, uint32_t mode, uint32_t uid, uint32_t gid, uint64_t parent);
 void inode_touch(struct vbuf *ib, bool m, bool c);
 void inode_to_stat(struct vmfs *fs, struct vbuf *ib, struct vmfs_stat *st);
 bool times_defer(struct vmfs *fs, uint64_t ino, uint64_t igen);

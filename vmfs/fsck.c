@@ -5,8 +5,10 @@
  * order, so the output of two runs on the same image is the same):
  *   1 superblock, host records, journals (replayed: in memory with -n, on disk
  *     otherwise), orphan lists
- *   2 inodes, block maps and directories, walked from the root; every
- *     reference is counted in memory (expected reference counts)
+ *   2 inodes, block maps and directories, walked from the root (made again,
+ *     empty, when damaged); every reference is counted in memory (expected
+ *     reference counts); each directory keeps the name it was reached under,
+ *     so what is cleared is reported by path
  *   3 connectivity: inodes allocated but unreachable go to /lost+found;
  *     directory loops and wrong parents
  *   4 link counts, entry counts, allocated-unit counts

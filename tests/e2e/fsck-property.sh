@@ -8,9 +8,10 @@
 # use, journal superblocks, host state and the live log; one flip in eight in
 # a large file's block or a journal's old log), in one trial of four with the
 # checksums recomputed, so the structure checks are tested and not only the
-# checksum; fsck runs as a user runs it (no -f). fsck -y exiting 4 or 8 (it
-# gave up, as it did on a damaged root directory until it learnt to make one
-# again) is counted and shown, not a failure: the rule binds after 0 or 1.
+# checksum; fsck runs as a user runs it (no -f). fsck -y must exit 0 or 1;
+# exit 8 (it could not work on the image, as on a damaged root directory until
+# it learnt to make one again) is counted and shown (the first three), not a
+# failure, since the rule binds after 0 or 1; exit 4 (problems -y left) fails.
 #
 #   1. FSCK_TRIALS trials on the seed datastores of fuzz_common.c (inline,
 #      small, large, sparse and preallocated files, symlinks, a deep tree, a

@@ -479,8 +479,8 @@ static int find_allocated(struct pimage *pi, const struct fz_layout *l)
 /*
  * One trial: 1, 4 or 16 bits flipped in random allocated units (their checksums
  * recomputed in one trial of four), then on a copy fsck -y, which must exit 0
- * or 1 (4 and 8, damage fsck leaves or cannot work on, are counted, not
- * failures), fsck -n, which must find nothing, an open as a mount opens it and
+ * or 1 (8, an image fsck cannot work on, is counted and shown, not a failure;
+ * 4, problems -y left, is one), fsck -n, which must find nothing, an open as a mount opens it and
  * a read of every directory, link and file to its end, which must not meet a
  * single error, and fsck -n again.
  */
@@ -522,12 +522,16 @@ static void property_trial(const struct opts *o, struct counts *c, struct pimage
 		report(o, c, it, f, n, sealed, "fsck -y", st, img->fd);
 		goto out;
 	}
-	if (rc == 4 || rc == 8) {
-		/* the rule binds only after 0 or 1; say which damage fsck gives up on */
-		c->gave_up4 += rc == 4;
-		c->gave_up8 += rc == 8;
-		if (o->verbose)
-			report_as(o, c, false, it, f, n, sealed, "fsck -y gave up", st, img->fd);
+	if (rc == 4) {
+		/* -y fixes everything it finds: a problem left is one it does not know how to fix */
+		c->gave_up4++;
+		report(o, c, it, f, n, sealed, "fsck -y left problems", st, img->fd);
+		goto out;
+	}
+	if (rc == 8) {
+		/* it could not work on the image (both superblocks gone, say): the rule binds only after 0 or 1 */
+		c->gave_up8++;
+		report_as(o, c, false, it, f, n, sealed, "fsck -y gave up", st, img->fd);
 		goto out;
 	}
 	st = run_fsck(o, "-n", path, &rc);

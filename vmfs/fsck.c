@@ -846,39 +846,46 @@ static int find_lost(struct fsck *c)
 	int r = 0;
 
 	for (uint64_t rc = 0; rc < inited && !r; rc++) {
-		struct vbuf *rb;
-		struct vmfs_rc_disk *d;
+		struct vbuf *rb = NULL;
+		struct vmfs_rc_disk *d = NULL;
 
-		if (meta_read(fs, fs->rc_table_unit + rc, VMFS_MAGIC_RC, &rb))
-			continue; /* reported in pass 5 */
-		d = (struct vmfs_rc_disk *)rb->data;
+		/* a damaged descriptor (rebuilt in pass 5): every block with a pool header is a pool */
+		if (!meta_read(fs, fs->rc_table_unit + rc, VMFS_MAGIC_RC, &rb))
+			d = (struct vmfs_rc_disk *)rb->data;
 		for (uint32_t i = 0; i < fs->rc_blocks && rc * fs->rc_blocks + i < fs->nblocks && !r; i++) {
 			uint64_t blk = rc * fs->rc_blocks + i;
 			uint16_t *s;
-			struct vbuf *pb;
-			struct vmfs_pool_disk *p;
+			struct vbuf *pb = NULL;
+			struct vmfs_pool_disk *p = NULL;
 
-			if (le16_to_cpu(d->rc_ref[i]) != VMFS_REF_POOL)
+			if (d && le16_to_cpu(d->rc_ref[i]) != VMFS_REF_POOL)
 				continue;
 			s = rc_slot(c, blk);
 			if (!s || (*s && *s != VMFS_REF_POOL))
 				continue; /* claimed as data: pass 5 says so */
-			if (meta_read(fs, fs_block_unit(fs, blk), VMFS_MAGIC_POOL, &pb))
-				continue;
-			*s = VMFS_REF_POOL; /* an empty pool is legitimate */
-			if (!pool_get(c, blk, true)) {
-				meta_put(fs, pb);
-				r = -ENOMEM;
-				break;
+			/*
+			 * A damaged header (rebuilt in pass 5 from what is claimed) says
+			 * nothing of what is in use: every sub-block that holds an inode
+			 * is looked at, or the lost ones would be freed with it.
+			 */
+			if (!meta_read(fs, fs_block_unit(fs, blk), VMFS_MAGIC_POOL, &pb)) {
+				*s = VMFS_REF_POOL; /* an empty pool is legitimate */
+				p = (struct vmfs_pool_disk *)pb->data;
+				if (!pool_get(c, blk, true)) {
+					meta_put(fs, pb);
+					r = -ENOMEM;
+					break;
+				}
+			} else if (!d) {
+				continue; /* neither the descriptor nor a header says it is a pool */
 			}
-			p = (struct vmfs_pool_disk *)pb->data;
 			for (uint32_t u = 1; u < fs->upb && u < VMFS_POOL_MAX_UNITS && !r; u++) {
 				uint64_t unit = fs_block_unit(fs, blk) + u;
 				struct pool_exp *pe = pool_get(c, blk, false);
 				struct ino_info *ii;
 				struct vbuf *ib;
 
-				if (!p->pl_ref[u] || pe->ref[u])
+				if ((p && !p->pl_ref[u]) || (pe && pe->ref[u]))
 					continue;
 				if (inode_read(fs, unit, &ib))
 					continue; /* a leaked or damaged sub-block: pass 5 frees it */

@@ -32,7 +32,7 @@ static void usage(FILE *f)
 		   "  -n  check only: open read-only and change nothing\n"
 		   "  -p  repair what is safe without asking (preen)\n"
 		   "  -y  repair everything\n"
-		   "  -f  check even when the datastore is marked clean\n"
+		   "  -f  with -p: check even when the datastore is marked clean (-n and -y always check)\n"
 		   "  -v  name each pass\n"
 		   "  --ignore-live-hosts  repair even while another host's heartbeat advances (dangerous)\n"
 		   "exit: 0 clean, 1 errors corrected, 4 errors left, 8 operational error, 16 usage\n");
@@ -69,6 +69,13 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 16;
 	}
+	/*
+	 * Nothing marks a datastore whose blocks rot while it is closed: its
+	 * journals stay clean. Only preen (the boot-time pass) trusts that mark;
+	 * a check or a full repair reads everything (issue 14).
+	 */
+	if (o.mode != VMFS_FSCK_PREEN)
+		o.force = true;
 	if (isatty(STDERR_FILENO))
 		o.progress = on_progress;
 	ret = vmfs_fsck(argv[optind], &o, &res, err, sizeof(err));

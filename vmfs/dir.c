@@ -489,7 +489,7 @@ int dir_insert(struct vmfs *fs, struct vbuf *dib, const char *name, size_t len, 
 
 /* Returns 1 when the node is left empty (the caller frees it), 0, or -errno. */
 static int remove_rec(struct vmfs *fs, struct vbuf *dib, struct nref *n, unsigned level, uint64_t key,
-		      const struct ditem *set)
+		      const char *name, size_t len, const struct ditem *set)
 {
 	struct dnode *d = malloc(sizeof(*d));
 	unsigned i;
@@ -501,7 +501,8 @@ static int remove_rec(struct vmfs *fs, struct vbuf *dib, struct nref *n, unsigne
 	if (ret)
 		goto out;
 	if (level == 0) {
-		for (i = 0; i < d->count && d->it[i].key != key; i++)
+		for (i = 0; i < d->count && (d->it[i].key != key || d->it[i].namelen != len ||
+					     memcmp(d->it[i].name, name, len)); i++)
 			;
 		if (i == d->count) {
 			ret = -ENOENT;
@@ -520,7 +521,7 @@ static int remove_rec(struct vmfs *fs, struct vbuf *dib, struct nref *n, unsigne
 		ret = node_read(fs, dib, d->it[i].val, &c);
 		if (ret)
 			goto out;
-		ret = remove_rec(fs, dib, &c, level - 1, key, set);
+		ret = remove_rec(fs, dib, &c, level - 1, key, name, len, set);
 		nref_put(fs, &c);
 		if (ret <= 0)
 			goto out;
@@ -541,22 +542,20 @@ out:
 	return ret;
 }
 
-static int change(struct vmfs *fs, struct vbuf *dib, const char *name, size_t len, const struct ditem *set)
+/* Removes (set NULL) or rewrites the item with this key and name. */
+static int change_at(struct vmfs *fs, struct vbuf *dib, uint64_t key, const char *name, size_t len,
+		     const struct ditem *set)
 {
 	struct vmfs_inode_disk *di = ib_inode(dib);
-	struct find_ctx f;
 	struct nref root;
 	unsigned level;
-	int ret = find(fs, dib, name, len, &f);
+	int ret = meta_dirty(fs, dib);
 
-	if (ret)
-		return ret;
-	ret = meta_dirty(fs, dib);
 	if (!ret)
 		ret = root_get(fs, dib, &root, &level);
 	if (ret)
 		return ret;
-	ret = remove_rec(fs, dib, &root, level, f.key, set);
+	ret = remove_rec(fs, dib, &root, level, key, name, len, set);
 	if (ret == 1) {
 		/* the whole tree is empty: back to an inline leaf */
 		ret = free_unit(fs, root.b->addr);
@@ -571,6 +570,14 @@ static int change(struct vmfs *fs, struct vbuf *dib, const char *name, size_t le
 	return ret;
 }
 
+static int change(struct vmfs *fs, struct vbuf *dib, const char *name, size_t len, const struct ditem *set)
+{
+	struct find_ctx f;
+	int ret = find(fs, dib, name, len, &f);
+
+	return ret ? ret : change_at(fs, dib, f.key, name, len, set);
+}
+
 int dir_remove(struct vmfs *fs, struct vbuf *dib, const char *name, size_t len)
 {
 	return change(fs, dib, name, len, NULL);
@@ -579,6 +586,17 @@ int dir_remove(struct vmfs *fs, struct vbuf *dib, const char *name, size_t len)
 int dir_set(struct vmfs *fs, struct vbuf *dib, const char *name, size_t len, uint64_t ino, uint8_t type)
 {
 	return change(fs, dib, name, len, &(struct ditem){ .val = ino, .type = type });
+}
+
+int dir_remove_at(struct vmfs *fs, struct vbuf *dib, uint64_t key, const char *name, size_t len)
+{
+	return change_at(fs, dib, key, name, len, NULL);
+}
+
+int dir_set_at(struct vmfs *fs, struct vbuf *dib, uint64_t key, const char *name, size_t len, uint64_t ino,
+	       uint8_t type)
+{
+	return change_at(fs, dib, key, name, len, &(struct ditem){ .val = ino, .type = type });
 }
 
 static int release_rec(struct vmfs *fs, struct vbuf *dib, uint64_t addr, unsigned level)

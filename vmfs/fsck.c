@@ -5,8 +5,10 @@
  * order, so the output of two runs on the same image is the same):
  *   1 superblock, host records, journals (replayed: in memory with -n, on disk
  *     otherwise), orphan lists
- *   2 inodes, block maps and directories, walked from the root; every
- *     reference is counted in memory (expected reference counts)
+ *   2 inodes, block maps and directories, walked from the root (made again,
+ *     empty, when damaged); every reference is counted in memory (expected
+ *     reference counts); each directory keeps the name it was reached under,
+ *     so what is cleared is reported by path
  *   3 connectivity: inodes allocated but unreachable go to /lost+found;
  *     directory loops and wrong parents
  *   4 link counts, entry counts, allocated-unit counts
@@ -21,13 +23,16 @@
 #include <stdarg.h>
 #include <sys/stat.h>
 
+#define WHERE_MAX 1024         /* " (/PATH)" shown in messages, cut there */
+
 struct ino_info {
 	uint64_t ino;
 	uint32_t links;                 /* directory entries naming it */
 	uint32_t subdirs;               /* for directories: subdirectories found */
 	uint64_t parent;                /* directory it was first found in */
 	uint64_t units;                 /* units counted for it */
-	bool reached, is_dir, bad, lost;
+	char *name;                     /* directories: the name it was first found under */
+	bool reached, is_dir, bad, lost, orphan;
 	struct ino_info *next;
 };
 
@@ -54,9 +59,45 @@ struct fsck {
 	char quiet[256];
 	struct vmfs_sb_disk *sb_p, *sb_b; /* both superblock copies as read, judged after replay */
 	bool sb_pok, sb_bok;
+	/* the file being checked, as reported: " (PATH)", or "" when no name reached it */
+	char where[WHERE_MAX];
+	bool alloc_ready;               /* the allocator is loaded (pass 5 repairs that allocate) */
 };
 
 static bool repairing(struct fsck *c) { return c->o->mode != VMFS_FSCK_CHECK; }
+
+static struct ino_info *ino_find(struct fsck *c, uint64_t ino);
+
+/*
+ * " (/PATH)" of name in directory dir, or of dir itself (name NULL), by the
+ * names the walk first reached each directory under; "" when one on the way
+ * was reached by no name (lost, or on an orphan list). Messages about what
+ * fsck clears name it by path (issue 14), the inode number stays for the rest.
+ */
+static const char *path_of(struct fsck *c, uint64_t dir, const char *name, char *buf, size_t len)
+{
+	const char *part[64];
+	unsigned n = 0;
+	size_t at = 0;
+
+	if (name)
+		part[n++] = name;
+	while (dir != c->fs->root_ino) {
+		struct ino_info *d = ino_find(c, dir);
+		if (!d || !d->name || n == base_array_size(part)) {
+			buf[0] = 0;
+			return buf;
+		}
+		part[n++] = d->name;
+		dir = d->parent;
+	}
+	at = (size_t)snprintf(buf, len, " (%s", n ? "" : "/");
+	while (n && at < len)
+		at += (size_t)snprintf(buf + at, len - at, "/%s", part[--n]);
+	if (at < len)
+		snprintf(buf + at, len - at, ")");
+	return buf;
+}
 
 /* Reports a problem; returns true when it is to be fixed now. */
 static bool problem(struct fsck *c, bool safe, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -302,6 +343,14 @@ static int queue_dir(struct fsck *c, uint64_t ino)
 	return 0;
 }
 
+static bool ptrs_empty(const le64 *ptrs, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (ptrs[i])
+			return false;
+	return true;
+}
+
 /* Walks a block map subtree; clears pointers that are bad or already claimed (when fixing). */
 static int walk_map(struct fsck *c, struct vbuf *ib, struct vbuf *owner, le64 *ptrs, unsigned n, unsigned level,
 		    uint64_t base, uint64_t bb, bool large, struct ino_info *ii)
@@ -323,11 +372,13 @@ static int walk_map(struct fsck *c, struct vbuf *ib, struct vbuf *owner, le64 *p
 		if (level == 0) {
 			r = (p & VMFS_PTR_RESERVED) ? -1 : large ? claim_block(c, a, 1) : claim_unit(c, a);
 			if (r < 0)
-				clear = problem(c, false, "inode %llu: block %llu has a bad pointer 0x%llx",
-						(unsigned long long)ib->addr, (unsigned long long)lblk, (unsigned long long)p);
+				clear = problem(c, false, "inode %llu%s: block %llu has a bad pointer 0x%llx",
+						(unsigned long long)ib->addr, c->where, (unsigned long long)lblk,
+						(unsigned long long)p);
 			else if (r > 0)
-				clear = problem(c, false, "inode %llu: block %llu at %llu is also used elsewhere",
-						(unsigned long long)ib->addr, (unsigned long long)lblk, (unsigned long long)a);
+				clear = problem(c, false, "inode %llu%s: block %llu at %llu is also used elsewhere",
+						(unsigned long long)ib->addr, c->where, (unsigned long long)lblk,
+						(unsigned long long)a);
 			else
 				ii->units += large ? fs->upb : 1;
 			if (r > 0 && !clear && large)
@@ -351,17 +402,25 @@ static int walk_map(struct fsck *c, struct vbuf *ib, struct vbuf *owner, le64 *p
 				}
 				if (r) {
 					unclaim_unit(c, a);
-					clear = problem(c, false, "inode %llu: pointer block %llu is damaged",
-							(unsigned long long)ib->addr, (unsigned long long)a);
+					clear = problem(c, false, "inode %llu%s: pointer block %llu is damaged",
+							(unsigned long long)ib->addr, c->where, (unsigned long long)a);
 				} else {
+					le64 *child = ((struct vmfs_ptr_disk *)b->data)->pb_ptr;
 					ii->units++;
-					ret = walk_map(c, ib, b, ((struct vmfs_ptr_disk *)b->data)->pb_ptr,
-						       VMFS_PTRS_PER_BLOCK, level - 1, lblk, bb, large, ii);
+					ret = walk_map(c, ib, b, child, VMFS_PTRS_PER_BLOCK, level - 1, lblk, bb, large, ii);
+					/* the library refuses a pointer block that maps nothing (bmap.c) */
+					if (!ret && ptrs_empty(child, VMFS_PTRS_PER_BLOCK) &&
+					    problem(c, false, "inode %llu%s: pointer block %llu maps nothing",
+						    (unsigned long long)ib->addr, c->where, (unsigned long long)a)) {
+						unclaim_unit(c, a);
+						ii->units--;
+						clear = true;
+					}
 					meta_put(fs, b);
 				}
 			} else {
-				clear = problem(c, false, "inode %llu: bad pointer-block address 0x%llx",
-						(unsigned long long)ib->addr, (unsigned long long)p);
+				clear = problem(c, false, "inode %llu%s: bad pointer-block address 0x%llx",
+						(unsigned long long)ib->addr, c->where, (unsigned long long)p);
 			}
 		}
 		if (clear) {
@@ -382,29 +441,38 @@ struct dir_walk {
 	/* entries to remove (or retype), found in this directory */
 	struct bad_entry {
 		char name[VMFS_NAME_MAX + 1];
+		uint64_t key, ino;      /* the item as found: removed or retyped by key and name */
 		bool retype;
 	} *bad;
 	unsigned nbad, badcap;
 	uint64_t count;
+	char where[WHERE_MAX];          /* the directory's " (/PATH)" */
 	uint64_t *nodes;                /* node units claimed for this directory */
 	size_t nnodes, nodecap;
+	uint64_t *named;                /* inodes whose link count its entries raised */
+	size_t nnamed, namedcap;
 };
 
-static int note_node(struct dir_walk *w, uint64_t unit)
+static int push_u64(uint64_t **v, size_t *n, size_t *cap, uint64_t x)
 {
-	if (w->nnodes == w->nodecap) {
-		size_t cap = w->nodecap ? w->nodecap * 2 : 64;
-		uint64_t *p = realloc(w->nodes, cap * sizeof(*p));
+	if (*n == *cap) {
+		size_t ncap = *cap ? *cap * 2 : 64;
+		uint64_t *p = realloc(*v, ncap * sizeof(*p));
 		if (!p)
 			return -ENOMEM;
-		w->nodes = p;
-		w->nodecap = cap;
+		*v = p;
+		*cap = ncap;
 	}
-	w->nodes[w->nnodes++] = unit;
+	(*v)[(*n)++] = x;
 	return 0;
 }
 
-static int note_bad(struct dir_walk *w, const char *name, size_t len)
+static int note_node(struct dir_walk *w, uint64_t unit)
+{
+	return push_u64(&w->nodes, &w->nnodes, &w->nodecap, unit);
+}
+
+static int note_bad(struct dir_walk *w, uint64_t key, const char *name, size_t len, uint64_t ino)
 {
 	if (w->nbad == w->badcap) {
 		unsigned cap = w->badcap ? w->badcap * 2 : 16;
@@ -416,6 +484,8 @@ static int note_bad(struct dir_walk *w, const char *name, size_t len)
 	}
 	memcpy(w->bad[w->nbad].name, name, len);
 	w->bad[w->nbad].name[len] = 0;
+	w->bad[w->nbad].key = key;
+	w->bad[w->nbad].ino = ino;
 	w->bad[w->nbad++].retype = false;
 	return 0;
 }
@@ -452,17 +522,17 @@ static int entry_cb(void *ctx, uint64_t key, const char *name, size_t len, uint6
 	memcpy(shown, name, len);
 	shown[len] = 0;
 	if ((key & ~15ull) != dir_key_prefix(fs, name, len) || key < w->last_key) {
-		if (problem(c, false, "directory %llu: entry '%s' is filed under the wrong key",
-			    (unsigned long long)w->dib->addr, shown))
-			return note_bad(w, name, len);
+		if (problem(c, false, "directory %llu%s: entry '%s' is filed under the wrong key",
+			    (unsigned long long)w->dib->addr, w->where, shown))
+			return note_bad(w, key, name, len, ino);
 	}
 	w->last_key = key;
 	r = inode_read(fs, ino, &ib);
 	if (r) {
-		if (problem(c, false, "directory %llu: entry '%s' points at %s %llu",
-			    (unsigned long long)w->dib->addr, shown, r == -ESTALE ? "freed inode" : "a damaged or missing inode",
+		if (problem(c, false, "directory %llu%s: entry '%s' points at %s %llu",
+			    (unsigned long long)w->dib->addr, w->where, shown, r == -ESTALE ? "freed inode" : "a damaged or missing inode",
 			    (unsigned long long)ino))
-			return note_bad(w, name, len);
+			return note_bad(w, key, name, len, ino);
 		return 0;
 	}
 	ii = ino_get(c, ino);
@@ -471,24 +541,26 @@ static int entry_cb(void *ctx, uint64_t key, const char *name, size_t len, uint6
 		return -ENOMEM;
 	}
 	if (mode_dtype(le32_to_cpu(ib_inode(ib)->i_mode)) != type &&
-	    problem(c, true, "directory %llu: entry '%s' has type %u, inode %llu is type %u",
-		    (unsigned long long)w->dib->addr, shown, type, (unsigned long long)ino,
+	    problem(c, true, "directory %llu%s: entry '%s' has type %u, inode %llu is type %u",
+		    (unsigned long long)w->dib->addr, w->where, shown, type, (unsigned long long)ino,
 		    (unsigned)mode_dtype(le32_to_cpu(ib_inode(ib)->i_mode)))) {
 		/* rewrite the entry's type */
-		r = note_bad(w, name, len);
+		r = note_bad(w, key, name, len, ino);
 		if (!r)
 			w->bad[w->nbad - 1].retype = true;
 	}
 	if (S_ISDIR(le32_to_cpu(ib_inode(ib)->i_mode)) && (ii->reached || ino == fs->root_ino)) {
 		meta_put(fs, ib);
-		if (problem(c, false, "directory %llu: entry '%s' is a second link to directory %llu",
-			    (unsigned long long)w->dib->addr, shown, (unsigned long long)ino))
-			return note_bad(w, name, len);
+		if (problem(c, false, "directory %llu%s: entry '%s' is a second link to directory %llu",
+			    (unsigned long long)w->dib->addr, w->where, shown, (unsigned long long)ino))
+			return note_bad(w, key, name, len, ino);
 		ii->links++;
-		return 0;
+		return push_u64(&w->named, &w->nnamed, &w->namedcap, ino);
 	}
 	meta_put(fs, ib);
 	ii->links++;
+	if (push_u64(&w->named, &w->nnamed, &w->namedcap, ino))
+		return -ENOMEM;
 	if (ii->reached)
 		return 0; /* another name of a file already checked */
 	ii->reached = true;
@@ -502,17 +574,22 @@ static int entry_cb(void *ctx, uint64_t key, const char *name, size_t len, uint6
 	if (claim_unit(c, ino)) {
 		ii->links--;
 		ii->reached = false;
-		if (problem(c, false, "directory %llu: entry '%s' names inode %llu, whose block is used for something else",
-			    (unsigned long long)w->dib->addr, shown, (unsigned long long)ino))
-			return note_bad(w, name, len);
+		w->nnamed--;
+		if (problem(c, false, "directory %llu%s: entry '%s' names inode %llu, whose block is used for something else",
+			    (unsigned long long)w->dib->addr, w->where, shown, (unsigned long long)ino))
+			return note_bad(w, key, name, len, ino);
 		return 0;
 	}
 	if (S_ISDIR(mode_of(c, ino))) { /* the inode says what it is, not the entry */
 		ii->is_dir = true;
 		ino_get(c, w->dib->addr)->subdirs++;
-		return queue_dir(c, ino);
+		ii->name = strdup(shown);
+		return ii->name ? queue_dir(c, ino) : -ENOMEM;
 	}
-	return check_inode(c, ino, ii);
+	path_of(c, w->dib->addr, shown, c->where, sizeof(c->where));
+	r = check_inode(c, ino, ii);
+	c->where[0] = 0;
+	return r;
 }
 
 static int walk_dir_node(struct fsck *c, struct dir_walk *w, struct vbuf *node, unsigned level, struct ino_info *di)
@@ -552,6 +629,34 @@ static int walk_dir_node(struct fsck *c, struct dir_walk *w, struct vbuf *node, 
 	return 0;
 }
 
+static int note_lost(struct fsck *c, uint64_t ino)
+{
+	return push_u64(&c->lost, &c->nlost, &c->lostcap, ino);
+}
+
+/*
+ * The entries a damaged directory's walk had already counted are gone with its
+ * tree: an inode they were the only names of is checked already and goes to
+ * /lost+found (unless another directory names it later in the walk).
+ */
+static int unname(struct fsck *c, struct dir_walk *w, struct ino_info *dir)
+{
+	int r = 0;
+
+	for (size_t k = 0; k < w->nnamed && !r; k++) {
+		struct ino_info *ii = ino_find(c, w->named[k]);
+
+		if (!ii || ii->ino == c->fs->root_ino || !ii->links || --ii->links || !ii->reached)
+			continue;
+		ii->reached = false;
+		ii->lost = true;
+		if (ii->is_dir && dir->subdirs)
+			dir->subdirs--;
+		r = note_lost(c, ii->ino);
+	}
+	return r;
+}
+
 static int check_dir(struct fsck *c, struct vbuf *ib, struct ino_info *ii)
 {
 	struct vmfs *fs = c->fs;
@@ -565,6 +670,7 @@ static int check_dir(struct fsck *c, struct vbuf *ib, struct ino_info *ii)
 	w->c = c;
 	w->dib = ib;
 	w->last_key = 0;
+	path_of(c, ib->addr, NULL, w->where, sizeof(w->where));
 	if (le32_to_cpu(di->i_flags) & VMFS_IF_INLINE) {
 		r = walk_dir_node(c, w, NULL, 0, ii);
 	} else {
@@ -588,8 +694,8 @@ static int check_dir(struct fsck *c, struct vbuf *ib, struct ino_info *ii)
 	if (r > 0) {
 		/* a damaged tree: what it named is found again in pass 3 and goes to lost+found */
 		r = 0;
-		if (problem(c, false, "directory %llu: its tree is damaged; entries are moved to lost+found",
-			    (unsigned long long)ib->addr)) {
+		if (problem(c, false, "directory %llu%s: its tree is damaged; entries are moved to lost+found",
+			    (unsigned long long)ib->addr, w->where)) {
 			r = fsck_dirty(c, ib);
 			dir_init_inline(di);
 			di->i_dir_count = 0;
@@ -599,32 +705,33 @@ static int check_dir(struct fsck *c, struct vbuf *ib, struct ino_info *ii)
 			for (size_t k = 0; k < w->nnodes; k++)
 				unclaim_unit(c, w->nodes[k]);
 			ii->units = 1;
+			r = unname(c, w, ii);
 		}
 	}
 	for (unsigned i = 0; i < w->nbad && !r; i++) {
-		const char *name = w->bad[i].name;
-		if (w->bad[i].retype) {
-			uint64_t ino;
-			uint8_t t;
+		const struct bad_entry *e = &w->bad[i];
+		if (e->retype) {
 			struct vbuf *cb;
-			if (!dir_lookup(fs, ib, name, strlen(name), &ino, &t) && !inode_read(fs, ino, &cb)) {
-				r = dir_set(fs, ib, name, strlen(name), ino, (uint8_t)mode_dtype(le32_to_cpu(ib_inode(cb)->i_mode)));
+			if (!inode_read(fs, e->ino, &cb)) {
+				r = dir_set_at(fs, ib, e->key, e->name, strlen(e->name), e->ino,
+					       (uint8_t)mode_dtype(le32_to_cpu(ib_inode(cb)->i_mode)));
 				meta_put(fs, cb);
 			}
 			continue;
 		}
-		r = dir_remove(fs, ib, name, strlen(name));
+		r = dir_remove_at(fs, ib, e->key, e->name, strlen(e->name));
 		if (!r)
 			w->count--;
 	}
 	if (!r && le64_to_cpu(di->i_dir_count) != w->count &&
-	    problem(c, true, "directory %llu: entry count %llu, should be %llu", (unsigned long long)ib->addr,
-		    (unsigned long long)le64_to_cpu(di->i_dir_count), (unsigned long long)w->count)) {
+	    problem(c, true, "directory %llu%s: entry count %llu, should be %llu", (unsigned long long)ib->addr,
+		    w->where, (unsigned long long)le64_to_cpu(di->i_dir_count), (unsigned long long)w->count)) {
 		r = fsck_dirty(c, ib);
 		di->i_dir_count = cpu_to_le64(w->count);
 	}
 out:
 	free(w->nodes);
+	free(w->named);
 	free(w->bad);
 	free(w);
 	return r;
@@ -657,7 +764,7 @@ static int check_inode(struct fsck *c, uint64_t ino, struct ino_info *ii)
 			     large ? fs->block_size : VMFS_UNIT, large, ii);
 	}
 	if (!r && le64_to_cpu(di->i_units) != ii->units &&
-	    problem(c, true, "inode %llu: %llu units counted, %llu recorded", (unsigned long long)ino,
+	    problem(c, true, "inode %llu%s: %llu units counted, %llu recorded", (unsigned long long)ino, c->where,
 		    (unsigned long long)ii->units, (unsigned long long)le64_to_cpu(di->i_units))) {
 		r = fsck_dirty(c, ib);
 		di->i_units = cpu_to_le64(ii->units);
@@ -706,6 +813,8 @@ static int check_orphans(struct fsck *c)
 			struct ino_info *ii = ino_get(c, ino);
 			struct vbuf *ib;
 
+			if (ii)
+				ii->orphan = true;
 			if (!ii || ++guard > 1000000 || ii->reached || claim_unit(c, ino) || inode_read(fs, ino, &ib)) {
 				if (problem(c, false, "host slot %u: orphan list is damaged at inode %llu", s,
 					    (unsigned long long)ino)) {
@@ -737,64 +846,61 @@ static int find_lost(struct fsck *c)
 	int r = 0;
 
 	for (uint64_t rc = 0; rc < inited && !r; rc++) {
-		struct vbuf *rb;
-		struct vmfs_rc_disk *d;
+		struct vbuf *rb = NULL;
+		struct vmfs_rc_disk *d = NULL;
 
-		if (meta_read(fs, fs->rc_table_unit + rc, VMFS_MAGIC_RC, &rb))
-			continue; /* reported in pass 5 */
-		d = (struct vmfs_rc_disk *)rb->data;
+		/* a damaged descriptor (rebuilt in pass 5): every block with a pool header is a pool */
+		if (!meta_read(fs, fs->rc_table_unit + rc, VMFS_MAGIC_RC, &rb))
+			d = (struct vmfs_rc_disk *)rb->data;
 		for (uint32_t i = 0; i < fs->rc_blocks && rc * fs->rc_blocks + i < fs->nblocks && !r; i++) {
 			uint64_t blk = rc * fs->rc_blocks + i;
 			uint16_t *s;
-			struct vbuf *pb;
-			struct vmfs_pool_disk *p;
+			struct vbuf *pb = NULL;
+			struct vmfs_pool_disk *p = NULL;
 
-			if (le16_to_cpu(d->rc_ref[i]) != VMFS_REF_POOL)
+			if (d && le16_to_cpu(d->rc_ref[i]) != VMFS_REF_POOL)
 				continue;
 			s = rc_slot(c, blk);
 			if (!s || (*s && *s != VMFS_REF_POOL))
 				continue; /* claimed as data: pass 5 says so */
-			if (meta_read(fs, fs_block_unit(fs, blk), VMFS_MAGIC_POOL, &pb))
-				continue;
-			*s = VMFS_REF_POOL; /* an empty pool is legitimate */
-			if (!pool_get(c, blk, true)) {
-				meta_put(fs, pb);
-				r = -ENOMEM;
-				break;
+			/*
+			 * A damaged header (rebuilt in pass 5 from what is claimed) says
+			 * nothing of what is in use: every sub-block that holds an inode
+			 * is looked at, or the lost ones would be freed with it.
+			 */
+			if (!meta_read(fs, fs_block_unit(fs, blk), VMFS_MAGIC_POOL, &pb)) {
+				*s = VMFS_REF_POOL; /* an empty pool is legitimate */
+				p = (struct vmfs_pool_disk *)pb->data;
+				if (!pool_get(c, blk, true)) {
+					meta_put(fs, pb);
+					r = -ENOMEM;
+					break;
+				}
+			} else if (!d) {
+				continue; /* neither the descriptor nor a header says it is a pool */
 			}
-			p = (struct vmfs_pool_disk *)pb->data;
 			for (uint32_t u = 1; u < fs->upb && u < VMFS_POOL_MAX_UNITS && !r; u++) {
 				uint64_t unit = fs_block_unit(fs, blk) + u;
 				struct pool_exp *pe = pool_get(c, blk, false);
 				struct ino_info *ii;
 				struct vbuf *ib;
 
-				if (!p->pl_ref[u] || pe->ref[u])
+				if ((p && !p->pl_ref[u]) || (pe && pe->ref[u]))
 					continue;
 				if (inode_read(fs, unit, &ib))
 					continue; /* a leaked or damaged sub-block: pass 5 frees it */
 				meta_put(fs, ib);
 				ii = ino_get(c, unit);
-				if (!ii || ii->reached)
-					continue;
+				if (!ii || ii->reached || ii->lost)
+					continue; /* named, or lost already (its directory was damaged) */
 				claim_unit(c, unit);
 				ii->lost = true;
 				ii->is_dir = S_ISDIR(mode_of(c, unit));
 				r = check_inode(c, unit, ii);
 				if (!r)
 					r = walk_queue(c);
-				if (!r && c->nlost == c->lostcap) {
-					size_t cap = c->lostcap ? c->lostcap * 2 : 64;
-					uint64_t *l = realloc(c->lost, cap * sizeof(*l));
-					if (!l)
-						r = -ENOMEM;
-					else {
-						c->lost = l;
-						c->lostcap = cap;
-					}
-				}
 				if (!r)
-					c->lost[c->nlost++] = unit;
+					r = note_lost(c, unit);
 			}
 			meta_put(fs, pb);
 		}
@@ -824,6 +930,12 @@ static int check_links(struct fsck *c)
 						    (unsigned long long)ii->ino, have, want)) {
 				r = fsck_dirty(c, ib);
 				ib_inode(ib)->i_nlink = cpu_to_le32(want);
+			}
+			/* the library looks for it on the list when it is unlinked or truncated (inode.c) */
+			if (!r && !ii->orphan && (le32_to_cpu(ib_inode(ib)->i_flags) & VMFS_IF_ORPHAN) &&
+			    problem(c, true, "inode %llu: marked orphan but on no orphan list", (unsigned long long)ii->ino)) {
+				r = fsck_dirty(c, ib);
+				ib_inode(ib)->i_flags = cpu_to_le32(le32_to_cpu(ib_inode(ib)->i_flags) & ~VMFS_IF_ORPHAN);
 			}
 			if (!r && ii->is_dir && ii->ino != fs->root_ino &&
 			    le64_to_cpu(ib_inode(ib)->i_parent) != ii->parent &&
@@ -966,25 +1078,70 @@ static int check_space(struct fsck *c)
 	return r;
 }
 
+/* Loads the allocator once, after the space is right again. */
+static int alloc_ready(struct fsck *c)
+{
+	int r = c->alloc_ready ? 0 : alloc_init(c->fs);
+
+	c->alloc_ready = !r;
+	return r;
+}
+
+/*
+ * /lost+found itself is named by no directory (its entry or the root was
+ * damaged): it is linked into the root again before anything goes into it.
+ */
+static int relink_lost_found(struct fsck *c)
+{
+	struct vmfs *fs = c->fs;
+	uint64_t lf = le64_to_cpu(fs->sb.sb_lostfound_ino);
+	struct ino_info *li = ino_find(c, lf);
+	struct vbuf *rb = NULL, *lfb = NULL;
+	int r;
+
+	if (!li || !li->lost || li->bad || !li->is_dir ||
+	    !problem(c, false, "directory %llu: /lost+found is named by no directory; linked into / again",
+		     (unsigned long long)lf))
+		return 0;
+	r = alloc_ready(c);
+	if (!r)
+		r = meta_read(fs, fs->root_ino, VMFS_MAGIC_INODE, &rb);
+	if (!r)
+		r = inode_read(fs, lf, &lfb);
+	if (!r)
+		r = fsck_dirty(c, lfb);
+	if (!r)
+		r = dir_insert(fs, rb, "lost+found", 10, lf, DT_DIR);
+	if (!r) {
+		ib_inode(rb)->i_nlink = cpu_to_le32(le32_to_cpu(ib_inode(rb)->i_nlink) + 1);
+		ib_inode(lfb)->i_nlink = cpu_to_le32(2 + li->subdirs);
+		ib_inode(lfb)->i_parent = cpu_to_le64(fs->root_ino);
+		li->lost = false;
+	}
+	meta_put(fs, lfb);
+	meta_put(fs, rb);
+	return r == -EEXIST ? 0 : r; /* another 'lost+found' took the name: then nothing goes into this one */
+}
+
 /* Links unreachable inodes into /lost+found as "#INO" (after the space is right again). */
 static int reconnect(struct fsck *c)
 {
 	struct vmfs *fs = c->fs;
 	uint64_t lf = le64_to_cpu(fs->sb.sb_lostfound_ino);
 	struct vbuf *lfb = NULL, *rb;
-	int r = 0;
+	int r = relink_lost_found(c);
 
 	for (size_t i = 0; i < c->nlost && !r; i++) {
 		struct ino_info *ii = ino_find(c, c->lost[i]);
 		struct vbuf *ib;
 		char name[32];
 
-		if (!ii || !ii->lost || ii->bad)
-			continue; /* a lost directory named it (it came along), or it is damaged */
+		if (!ii || !ii->lost || ii->bad || ii->ino == lf)
+			continue; /* a lost directory named it (it came along), it is damaged, or it is /lost+found */
 		if (!problem(c, false, "inode %llu: no directory names it; moved to /lost+found", (unsigned long long)ii->ino))
 			continue;
 		if (!lfb) {
-			r = alloc_init(fs);
+			r = alloc_ready(c);
 			if (r)
 				break;
 			if (inode_read(fs, lf, &lfb) || !S_ISDIR(le32_to_cpu(ib_inode(lfb)->i_mode))) {
@@ -1034,6 +1191,41 @@ static int reconnect(struct fsck *c)
 }
 
 /* ---- the whole check ------------------------------------------------------------------ */
+
+/*
+ * The root inode is unreadable or not a directory: made again in place, empty
+ * (with -n in memory only, so the check goes on as -y would). What it named is
+ * found unreachable in pass 3 and goes to /lost+found, which is linked into
+ * the new root first (relink_lost_found()). -EUCLEAN with -p, which does not
+ * fix it: nothing can be checked without a root, and what -p fixes would then
+ * be judged against an empty one.
+ */
+static int remake_root(struct fsck *c)
+{
+	struct vmfs *fs = c->fs;
+	uint8_t *u;
+	struct vbuf rb = { .addr = fs->root_ino };
+	struct vmfs_mhdr *h;
+	int r;
+
+	if (!problem(c, false, "root directory %llu is damaged; made again, empty: what it named goes to /lost+found",
+		     (unsigned long long)fs->root_ino) && repairing(c))
+		return -EUCLEAN;
+	u = dev_alloc_buf(VMFS_UNIT);
+	if (!u)
+		return -ENOMEM;
+	memset(u, 0, VMFS_UNIT);
+	h = (struct vmfs_mhdr *)u;
+	h->mh_magic = cpu_to_le32(VMFS_MAGIC_INODE);
+	h->mh_addr = cpu_to_le64(fs->root_ino);
+	h->mh_owner = cpu_to_le64(fs->root_ino);
+	rb.data = u;
+	inode_init(&rb, S_IFDIR | 0755, 0, 0, fs->root_ino);
+	meta_seal(fs, u);
+	r = repairing(c) ? meta_overlay_dirty(fs, fs->root_ino, u) : meta_overlay(fs, fs->root_ino, u);
+	free(u);
+	return r;
+}
 
 static int fsck_open(struct fsck *c, const char *path, char *errbuf, size_t errlen)
 {
@@ -1270,9 +1462,11 @@ int vmfs_fsck(const char *path, const struct vmfs_fsck_opts *o, struct vmfs_fsck
 	start_pass(&c, "Pass 2: inodes, block maps, directories", fs->nblocks);
 	prefetch_pools(&c);
 	root = ino_get(&c, fs->root_ino);
-	if (!root || claim_unit(&c, fs->root_ino) || !S_ISDIR(mode_of(&c, fs->root_ino))) {
-		snprintf(errbuf, errlen, "%s: the root directory is damaged; this version cannot rebuild it", path);
-		r = -EUCLEAN;
+	if (!root || claim_unit(&c, fs->root_ino) ||
+	    (!S_ISDIR(mode_of(&c, fs->root_ino)) && (r = remake_root(&c)) != 0)) {
+		if (r != -ENOMEM)
+			snprintf(errbuf, errlen, "%s: the root directory is damaged; only -y or -n can go on", path);
+		r = r ? r : -EUCLEAN;
 		goto out_unlock;
 	}
 	root->reached = true;
@@ -1312,6 +1506,7 @@ out:
 		while (c.ihash[h]) {
 			struct ino_info *i = c.ihash[h];
 			c.ihash[h] = i->next;
+			free(i->name);
 			free(i);
 		}
 	for (size_t h = 0; h < c.hsize && c.phash; h++)

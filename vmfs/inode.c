@@ -67,17 +67,23 @@ void inode_touch(struct vbuf *ib, bool m, bool c)
 
 int inode_new(struct vmfs *fs, uint32_t mode, uint32_t uid, uint32_t gid, uint64_t parent, struct vbuf **out)
 {
-	struct vmfs_inode_disk *di;
-	uint64_t unit, igen;
-	le64 now = cpu_to_le64((uint64_t)base_real_ns());
+	uint64_t unit;
 	int ret = alloc_unit(fs, ALLOC_DATA, &unit);
 
 	if (ret)
 		return ret;
 	ret = meta_new(fs, unit, VMFS_MAGIC_INODE, parent, out);
-	if (ret)
-		return ret;
-	di = ib_inode(*out);
+	if (!ret)
+		inode_init(*out, mode, uid, gid, parent);
+	return ret;
+}
+
+void inode_init(struct vbuf *ib, uint32_t mode, uint32_t uid, uint32_t gid, uint64_t parent)
+{
+	struct vmfs_inode_disk *di = ib_inode(ib);
+	le64 now = cpu_to_le64((uint64_t)base_real_ns());
+	uint64_t igen;
+
 	di->i_mode = cpu_to_le32(mode);
 	di->i_uid = cpu_to_le32(uid);
 	di->i_gid = cpu_to_le32(gid);
@@ -90,7 +96,6 @@ int inode_new(struct vmfs *fs, uint32_t mode, uint32_t uid, uint32_t gid, uint64
 	di->i_units = cpu_to_le64(1);
 	if (S_ISDIR(mode))
 		dir_init_inline(di);
-	return 0;
 }
 
 void inode_to_stat(struct vmfs *fs, struct vbuf *ib, struct vmfs_stat *st)

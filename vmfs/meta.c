@@ -980,6 +980,30 @@ static int journal_scan(struct vmfs *fs, int (*apply)(struct vmfs *, uint64_t, c
 static int apply_in_place(struct vmfs *fs, uint64_t addr, const uint8_t *image);
 
 /*
+ * The sequence a log that starts over at position 0 begins with: one above
+ * every descriptor and commit the log still holds. Starting at 1 again would
+ * let replay take the old transactions still at positions 0, n, ... for new
+ * ones (J3): on a journal fsck reset (its superblock was damaged), or on an
+ * extent that held a journal before.
+ */
+static int log_first_seq(struct vmfs *fs, uint64_t *seq)
+{
+	uint8_t *blk = dev_alloc_buf(VMFS_UNIT);
+	int ret = blk ? 0 : -ENOMEM;
+
+	*seq = 1;
+	for (uint64_t pos = 0; !ret && pos < log_units(fs); pos++) {
+		const struct vmfs_mhdr *h = (const void *)blk;
+		ret = dev_pread(fs->dev, blk, VMFS_UNIT, log_addr(fs, pos) * VMFS_UNIT);
+		if (!ret && (!meta_check(fs, blk, log_addr(fs, pos), VMFS_MAGIC_JDESC) ||
+			     !meta_check(fs, blk, log_addr(fs, pos), VMFS_MAGIC_JCOMMIT)))
+			*seq = base_max(*seq, le64_to_cpu(h->mh_gen) + 1);
+	}
+	free(blk);
+	return ret;
+}
+
+/*
  * First join of a slot: allocate its journal extent. The allocation itself is
  * the journal's first transaction, written into the new extent before the host
  * record points at it: until that one sector write, nothing has changed.
@@ -1014,8 +1038,10 @@ static int journal_create(struct vmfs *fs, struct vmfs_hostrec_disk *rec)
 	fs->j_unit = unit;
 	fs->j_units = nblk * fs->upb;
 	fs->j_head = fs->j_tail = 0;
-	fs->j_seq = fs->j_tail_seq = 1;
-	ret = meta_new(fs, unit + 1, VMFS_MAGIC_HSTATE, fs->slot, &hs);
+	ret = log_first_seq(fs, &fs->j_seq);
+	fs->j_tail_seq = fs->j_seq;
+	if (!ret)
+		ret = meta_new(fs, unit + 1, VMFS_MAGIC_HSTATE, fs->slot, &hs);
 	if (!ret) {
 		meta_put(fs, hs);
 		ret = jsb_write(fs, false);
@@ -1260,9 +1286,11 @@ int journal_reset(struct vmfs *fs, unsigned slot, uint64_t unit, uint64_t units)
 	fs->slot = slot;
 	fs->j_unit = unit;
 	fs->j_units = units;
-	fs->j_seq = fs->j_tail_seq = 1;
 	fs->j_head = fs->j_tail = 0;
-	ret = jsb_write(fs, true);
+	ret = log_first_seq(fs, &fs->j_seq);
+	fs->j_tail_seq = fs->j_seq;
+	if (!ret)
+		ret = jsb_write(fs, true);
 	if (!ret)
 		ret = meta_new(fs, unit + 1, VMFS_MAGIC_HSTATE, slot, &hs);
 	if (!ret)

@@ -224,6 +224,8 @@ uint64_t bmap_capacity(unsigned height);
 static inline struct vmfs_inode_disk *ib_inode(struct vbuf *b) { return (struct vmfs_inode_disk *)b->data; }
 int inode_read(struct vmfs *fs, uint64_t ino, struct vbuf **out);
 int inode_new(struct vmfs *fs, uint32_t mode, uint32_t uid, uint32_t gid, uint64_t parent, struct vbuf **out);
+/* The fields of a new, empty inode (inline; a directory with no entries) in ib, from meta_new(). */
+void inode_init(struct vbuf *ib, uint32_t mode, uint32_t uid, uint32_t gid, uint64_t parent);
 void inode_touch(struct vbuf *ib, bool m, bool c);
 void inode_to_stat(struct vmfs *fs, struct vbuf *ib, struct vmfs_stat *st);
 bool times_defer(struct vmfs *fs, uint64_t ino, uint64_t igen);
@@ -249,6 +251,14 @@ int dir_lookup(struct vmfs *fs, struct vbuf *dib, const char *name, size_t len, 
 int dir_insert(struct vmfs *fs, struct vbuf *dib, const char *name, size_t len, uint64_t ino, uint8_t type);
 int dir_remove(struct vmfs *fs, struct vbuf *dib, const char *name, size_t len);
 int dir_set(struct vmfs *fs, struct vbuf *dib, const char *name, size_t len, uint64_t ino, uint8_t type);
+/*
+ * The same for the item with this exact key and name, wherever the name hashes
+ * (fsck: an entry filed under the wrong key, or one of two with one name).
+ * -ENOENT when there is none.
+ */
+int dir_remove_at(struct vmfs *fs, struct vbuf *dib, uint64_t key, const char *name, size_t len);
+int dir_set_at(struct vmfs *fs, struct vbuf *dib, uint64_t key, const char *name, size_t len, uint64_t ino,
+	       uint8_t type);
 typedef int (*dir_iter_fn)(void *ctx, uint64_t key, const char *name, size_t len, uint64_t ino, uint8_t type);
 int dir_iterate(struct vmfs *fs, struct vbuf *dib, uint64_t from, dir_iter_fn fn, void *ctx);
 void dir_init_inline(struct vmfs_inode_disk *di);

@@ -22,14 +22,7 @@ SEED=${FLIP_SEED:-1}
 FSCK_EVERY=${FLIP_FSCK_EVERY:-5}
 FSCK=${VMFS_BIN}/fsck.vmfs
 
-need_cmd clang make
-base=/dev/shm
-[ -d "$base" ] && [ -w "$base" ] || base=/var/tmp
-T=$(mktemp -d "$base/vmfs-flip.XXXXXX")
-trap 'rm -rf --one-file-system "$T"' EXIT
-
-log "make fuzz-build"
-flock /tmp/vmfs-fuzz-build.lock make -C "$TOP" --no-print-directory fuzz-build >"$T/build.log" 2>&1 || { tail -n 30 "$T/build.log"; fail "make fuzz-build"; }
+fuzz_init flip
 
 "$TOP/build-fuzz/bin/vmfs-flip" -c "$T" || fail "crafted damage"
 

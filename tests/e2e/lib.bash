@@ -61,6 +61,22 @@ e2e_cleanup() {
 	exit "$rc"
 }
 
+# For the tests that run the sanitized programs of build-fuzz/ (NAME names the
+# directory): $T in RAM when /dev/shm is writable, cleaned up at exit as
+# e2e_init's is (mounts, daemons, $T), then make fuzz-build in $TOP (its
+# output shown only when it fails).
+fuzz_init() {
+	local base=/dev/shm
+	need_cmd clang make
+	[ -d "$base" ] && [ -w "$base" ] || base=/var/tmp
+	T=$(mktemp -d "$base/vmfs-$1.XXXXXX")
+	trap e2e_cleanup EXIT
+	log "make fuzz-build"
+	# run-all.sh runs tests side by side: one make of build-fuzz at a time
+	flock /tmp/vmfs-fuzz-build.lock make -C "$TOP" --no-print-directory fuzz-build >"$T/build.log" 2>&1 ||
+		{ tail -n 30 "$T/build.log"; fail "make fuzz-build"; }
+}
+
 # Checks the binaries and FUSE, then makes $T and the cleanup trap.
 e2e_init() {
 	local b

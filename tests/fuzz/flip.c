@@ -19,6 +19,14 @@
  *
  * -c runs the crafted cases instead: damage no random flip finds, such as a
  * block map whose pointers all lead to one block, each walked the same way.
+ *
+ * -P (with -f FSCK) tests fsck's promise instead (issue 14; property_trial()):
+ * bits flipped in allocated units, fsck -y, fsck -n, a read-write open and a
+ * read of every file to its end, fsck -n again; FSCK is run as a user runs it,
+ * without -f. Trials are replayed the same way (-P -s SEED -i I -n 1). -I
+ * IMAGE flips a copy of IMAGE instead of the seed images; -M CMD runs CMD
+ * IMAGE (mount through FUSE, read everything, unmount) after the walk of every
+ * EVERY-th trial (-e, 10).
  */
 #include <fcntl.h>
 #include <getopt.h>
@@ -47,25 +55,36 @@ struct target {
 struct flip {
 	const struct target *t;
 	unsigned at;
+	uint8_t mask;           /* the bits to flip */
 	uint8_t old, new;
 };
 
 struct opts {
 	const char *workdir, *fsck;
-	unsigned iterations, first, timeout, fsck_every, max_failures;
+	const char *image, *mount_cmd;  /* -P: a datastore to use instead of the seeds; a FUSE read */
+	unsigned iterations, first, timeout, fsck_every, max_failures, mount_every;
 	uint64_t seed;
-	bool keep, verbose, strict, crafted;
+	bool keep, verbose, strict, crafted, property;
 };
 
 struct counts {
 	unsigned iterations, sealed, walked, walk_errors, refused, failures;
 	unsigned fsck_runs, fsck_n[9], fsck_y[9], fsck_clean_after, fsck_gave_up;
 	unsigned missed_before, missed_after, notes;
+	unsigned flips[3], crashed, mounted, gave_up4, gave_up8, held;  /* -P */
 };
 
 static struct target targets[FZ_MAX_META + 2];
 static size_t ntargets;
-static char logpath[512];
+/* -P: a seed image and its allocated units; data (large files' blocks, stale log) are picked 1 time in 8 */
+struct pimage {
+	const char *name;
+	struct fz_image img;
+	struct target *meta, *data;
+	size_t nmeta, ndata;
+	uint64_t nlive;         /* units of the live log, among meta */
+};
+static char logpath[512], fscklog[512];
 
 static uint64_t rng_next(uint64_t *s)
 {
@@ -110,34 +129,81 @@ static int in_child(const struct opts *o, int (*fn)(const void *), const void *a
 	return status;
 }
 
-static int walk_child(const void *arg)
+static int walk_as(const char *path, const struct fz_walk_opts *wo)
 {
 	struct fz_walk_stats st;
 
-	if (fz_walk(arg, &FZ_WALK_FULL, &st))
+	if (fz_walk(path, wo, &st))
 		return EXIT_REFUSED;
 	fprintf(stderr, "walk: %u dirs, %u entries, %u files, %u links, %llu bytes, %u errors\n", st.dirs,
 		st.entries, st.files, st.links, (unsigned long long)st.bytes, st.errors);
 	return st.errors ? EXIT_WALK_ERRORS : EXIT_WALKED;
 }
 
+static int walk_child(const void *arg)
+{
+	return walk_as(arg, &FZ_WALK_FULL);
+}
+
+struct exec_args {
+	const char *cmd, *img;
+};
+
+/* -M: CMD IMAGE mounts the image, reads every file and unmounts; 0 when all went well. */
+static int exec_child(const void *arg)
+{
+	const struct exec_args *a = arg;
+
+	execl(a->cmd, a->cmd, a->img, (char *)NULL);
+	perror("vmfs-flip: exec");
+	return 127;
+}
+
+/* The walk of a repaired image: read-write open, every file read whole; every error shown. */
+static int walk_repaired_child(const void *arg)
+{
+	setenv("FZ_WALK_DEBUG", "1", 1);
+	return walk_as(arg, &FZ_WALK_REPAIRED);
+}
+
 struct fsck_args {
 	const char *fsck, *mode, *img;
+	bool property;
 };
 
 static int fsck_child(const void *arg)
 {
 	const struct fsck_args *a = arg;
 
-	execl(a->fsck, a->fsck, "-f", a->mode, a->img, (char *)NULL); /* -f: check even a clean datastore */
+	/* -P runs fsck as a user would (-n and -y check a clean datastore too); -f: check it anyway */
+	if (a->property)
+		execl(a->fsck, a->fsck, a->mode, a->img, (char *)NULL);
+	else
+		execl(a->fsck, a->fsck, "-f", a->mode, a->img, (char *)NULL);
 	perror("vmfs-flip: exec fsck");
 	return 127;
 }
 
-static void show_log(void)
+/* FSCK -f MODE on img in a child; returns the wait status, *rc the exit code (-1 for a signal). */
+static int run_fsck(const struct opts *o, const char *mode, const char *img, int *rc)
+{
+	struct fsck_args a = { o->fsck, mode, img, o->property };
+	int st = in_child(o, fsck_child, &a);
+
+	*rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+	return st;
+}
+
+/* An exit fsck.vmfs documents (0 clean, 1 corrected, 4 left, 8 operational error), not a crash. */
+static bool fsck_exit_ok(int rc)
+{
+	return rc == 0 || rc == 1 || rc == 2 || rc == 4 || rc == 8;
+}
+
+static void show_log_of(const char *path)
 {
 	char line[512];
-	FILE *f = fopen(logpath, "r");
+	FILE *f = fopen(path, "r");
 	unsigned n = 0;
 
 	if (!f)
@@ -145,6 +211,11 @@ static void show_log(void)
 	while (fgets(line, sizeof(line), f) && n++ < 60)
 		fprintf(stderr, "    | %s", line);
 	fclose(f);
+}
+
+static void show_log(void)
+{
+	show_log_of(logpath);
 }
 
 static const char *status_str(int status, char *buf, size_t len)
@@ -167,14 +238,20 @@ static void report_as(const struct opts *o, struct counts *c, bool fatal, unsign
 		c->failures++;
 	else if (c->notes++ >= 3)
 		return;
-	fprintf(stderr, "%s: iteration %u (replay: vmfs-flip -s %llu -i %u -n 1%s DIR): %s: %s\n",
-		fatal ? "FAIL" : "NOTE", it, (unsigned long long)o->seed, it, o->fsck ? " -f FSCK" : "", what,
+	fprintf(stderr, "%s: iteration %u (replay: vmfs-flip%s%s%s -s %llu -i %u -n 1%s -k DIR): %s: %s\n",
+		fatal ? "FAIL" : "NOTE", it, o->property ? " -P" : "", o->image ? " -I IMAGE" : "",
+		o->mount_cmd ? " -M MOUNT_CMD" : "", (unsigned long long)o->seed, it, o->fsck ? " -f FSCK" : "", what,
 		status_str(status, buf, sizeof(buf)));
 	for (unsigned i = 0; i < n; i++)
-		fprintf(stderr, "    flip byte 0x%llx (block at 0x%llx + 0x%x): 0x%02x -> 0x%02x\n",
-			(unsigned long long)(f[i].t->off + f[i].at), (unsigned long long)f[i].t->off, f[i].at,
-			f[i].old, f[i].new);
+		fprintf(stderr, "    flip byte 0x%llx (unit %llu + 0x%x): 0x%02x -> 0x%02x\n",
+			(unsigned long long)(f[i].t->off + f[i].at), (unsigned long long)(f[i].t->off / VMFS_UNIT),
+			(unsigned)(f[i].t->off % VMFS_UNIT) + f[i].at, f[i].old, f[i].new);
 	fprintf(stderr, "    checksums %s\n", sealed ? "recomputed" : "left stale");
+	if (o->property && strcmp(what, "fsck -y")) {
+		fprintf(stderr, "    fsck -y said:\n");
+		show_log_of(fscklog);
+		fprintf(stderr, "    then:\n");
+	}
 	show_log();
 	snprintf(path, sizeof(path), "%s/fail-%u.img", o->workdir, it);
 	if (fatal && !fz_copy_file(img_fd, path))
@@ -202,12 +279,10 @@ static void check_fsck(const struct opts *o, struct counts *c, unsigned it, cons
 	}
 	c->fsck_runs++;
 	for (int i = 0; i < 3; i++) {
-		struct fsck_args a = { o->fsck, modes[i], img };
 		char what[64];
 
-		st[i] = in_child(o, fsck_child, &a);
-		rc[i] = WIFEXITED(st[i]) ? WEXITSTATUS(st[i]) : -1;
-		if (rc[i] < 0 || rc[i] > 8 || rc[i] == 3 || (rc[i] > 4 && rc[i] < 8)) {
+		st[i] = run_fsck(o, modes[i], img, &rc[i]);
+		if (!fsck_exit_ok(rc[i])) {
 			snprintf(what, sizeof(what), "fsck %s (run %d of 3)", modes[i], i + 1);
 			report(o, c, it, f, n, sealed, what, st[i], img_fd);
 			goto out;
@@ -239,27 +314,16 @@ out:
 	unlink(img);
 }
 
-static void iteration(const struct opts *o, struct counts *c, struct fz_image *img, unsigned it)
+/* Writes the flips (fz_patch_undo() puts the bytes back); sealed: then recomputes their blocks' checksums. */
+static void apply_flips(struct fz_image *img, struct flip *f, unsigned n, bool sealed)
 {
-	uint64_t s = o->seed * 0x100000001b3ull + it, r = rng_next(&s);
-	unsigned n = 1 + (unsigned)(r % MAX_FLIPS);
-	bool sealed = (r >> 8) & 1;
-	struct flip f[MAX_FLIPS];
-	int status, code;
-
 	for (unsigned i = 0; i < n; i++) {
-		const struct target *t = &targets[rng_next(&s) % ntargets];
-		unsigned span = t->len - 4, at;
-		uint8_t b;
-
-		r = rng_next(&s);
-		at = (unsigned)(r & 1 ? (r >> 8) % span : (r >> 8) % base_min(span, 0x140u)); /* half in the header and fields */
-		if (pread(img->fd, &b, 1, (off_t)(t->off + at)) != 1) {
+		if (pread(img->fd, &f[i].old, 1, (off_t)(f[i].t->off + f[i].at)) != 1) {
 			perror("vmfs-flip: pread");
 			exit(2);
 		}
-		f[i] = (struct flip){ t, at, b, (uint8_t)(b ^ (1 + (r >> 32) % 255)) };
-		if (fz_patch(img->fd, t->off + at, &f[i].new, 1)) {
+		f[i].new = f[i].old ^ f[i].mask;
+		if (fz_patch(img->fd, f[i].t->off + f[i].at, &f[i].new, 1)) {
 			perror("vmfs-flip: pwrite");
 			exit(2);
 		}
@@ -275,6 +339,26 @@ static void iteration(const struct opts *o, struct counts *c, struct fz_image *i
 		if (fz_patch(img->fd, f[i].t->off, u, f[i].t->len))
 			exit(2);
 	}
+}
+
+static void iteration(const struct opts *o, struct counts *c, struct fz_image *img, unsigned it)
+{
+	uint64_t s = o->seed * 0x100000001b3ull + it, r = rng_next(&s);
+	unsigned n = 1 + (unsigned)(r % MAX_FLIPS);
+	bool sealed = (r >> 8) & 1;
+	struct flip f[MAX_FLIPS];
+	int status, code;
+
+	for (unsigned i = 0; i < n; i++) {
+		const struct target *t = &targets[rng_next(&s) % ntargets];
+		unsigned span = t->len - 4;
+
+		r = rng_next(&s);
+		/* half in the header and fields */
+		f[i] = (struct flip){ .t = t, .at = (unsigned)(r & 1 ? (r >> 8) % span : (r >> 8) % base_min(span, 0x140u)),
+				      .mask = (uint8_t)(1 + (r >> 32) % 255) };
+	}
+	apply_flips(img, f, n, sealed);
 	c->iterations++;
 	c->sealed += sealed;
 	status = in_child(o, walk_child, img->path);
@@ -291,6 +375,199 @@ static void iteration(const struct opts *o, struct counts *c, struct fz_image *i
 		fprintf(stderr, "iteration %u: %u flips, crc %s, walk %d\n", it, n, sealed ? "fixed" : "stale", code);
 	if (o->fsck && it % o->fsck_every == 0)
 		check_fsck(o, c, it, f, n, sealed, status, img->fd);
+	fz_patch_undo(img->fd);
+}
+
+/* ---- the fsck property (-P) --------------------------------------------------------------- */
+
+static int add_target(struct target **v, size_t *n, uint64_t off, unsigned len)
+{
+	if ((*n & (*n - 1)) == 0) { /* 0, 1, 2, 4, ...: grow */
+		struct target *p = realloc(*v, (*n ? 2 * *n : 1) * sizeof(**v));
+		if (!p)
+			return -ENOMEM;
+		*v = p;
+	}
+	(*v)[(*n)++] = (struct target){ off, len };
+	return 0;
+}
+
+/*
+ * Every allocated unit of the image, read from its RC descriptors and pool
+ * headers: both superblocks, the host records, the RC descriptors, every
+ * sub-block a pool gives out (inodes, pointer blocks, directory nodes, small
+ * files' data) and its header, slot 0's journal superblock, host state block
+ * and the live part of its log (metadata); the blocks of large files and the
+ * rest of the journals (data).
+ */
+/* Slot 0's live log: from the tail, each transaction whose descriptor has the next sequence. */
+struct live_log {
+	uint64_t log0, nlog;    /* the log's first unit and its length */
+	uint64_t tail, n;       /* live: n units from the tail, circular */
+};
+
+static void find_live_log(int fd, const struct fz_layout *l, struct live_log *ll)
+{
+	struct vmfs_jsb_disk js;
+	struct vmfs_jdesc_disk jd;
+	uint64_t seq, pos;
+
+	*ll = (struct live_log){ .log0 = l->journal_unit + VMFS_JOURNAL_LOG_START, .nlog = 1 };
+	if (!l->journal_unit || l->journal_units <= VMFS_JOURNAL_LOG_START ||
+	    pread(fd, &js, sizeof(js), (off_t)(l->journal_unit * VMFS_UNIT)) != sizeof(js))
+		return;
+	ll->nlog = l->journal_units - VMFS_JOURNAL_LOG_START;
+	seq = le64_to_cpu(js.js_tail_seq);
+	ll->tail = pos = le64_to_cpu(js.js_tail_pos) % ll->nlog;
+	while (ll->n < ll->nlog) {
+		if (pread(fd, &jd, sizeof(jd), (off_t)((ll->log0 + pos) * VMFS_UNIT)) != sizeof(jd) ||
+		    le32_to_cpu(jd.jd_hdr.mh_magic) != VMFS_MAGIC_JDESC || le64_to_cpu(jd.jd_seq) != seq++)
+			break;
+		ll->n = base_min(ll->n + le32_to_cpu(jd.jd_count) + 2, ll->nlog);
+		pos = (pos + le32_to_cpu(jd.jd_count) + 2) % ll->nlog;
+	}
+}
+
+static bool in_live_log(const struct live_log *ll, uint64_t unit)
+{
+	return unit >= ll->log0 && unit < ll->log0 + ll->nlog && (unit - ll->log0 + ll->nlog - ll->tail) % ll->nlog < ll->n;
+}
+
+static int find_allocated(struct pimage *pi, const struct fz_layout *l)
+{
+	const struct vmfs_sb_disk *sb = &l->sb;
+	uint64_t upb = (1ull << le32_to_cpu(sb->sb_block_shift)) / VMFS_UNIT, rcb = le32_to_cpu(sb->sb_rc_blocks);
+	uint64_t data_unit = le64_to_cpu(sb->sb_data_off) / VMFS_UNIT, nblocks = le64_to_cpu(sb->sb_nblocks);
+	static struct vmfs_rc_disk rc;
+	static struct vmfs_pool_disk pool;
+	int fd = pi->img.fd, ret = add_target(&pi->meta, &pi->nmeta, 0, VMFS_UNIT);
+	struct live_log ll;
+
+	find_live_log(fd, l, &ll);
+	pi->nlive = ll.n;
+	ret = ret ? ret : add_target(&pi->meta, &pi->nmeta, VMFS_SB_BACKUP_OFF, VMFS_UNIT);
+	for (uint32_t s = 0; !ret && s < le32_to_cpu(sb->sb_host_slots); s++)
+		ret = add_target(&pi->meta, &pi->nmeta, le64_to_cpu(sb->sb_hosttab_off) + s * le32_to_cpu(sb->sb_slot_size),
+				 HOSTREC_SIZE);
+	for (uint64_t r = 0; !ret && r < le64_to_cpu(sb->sb_rc_inited); r++) {
+		uint64_t off = le64_to_cpu(sb->sb_rc_table_off) + r * VMFS_UNIT;
+		if (pread(fd, &rc, sizeof(rc), (off_t)off) != sizeof(rc))
+			return -EIO;
+		ret = add_target(&pi->meta, &pi->nmeta, off, VMFS_UNIT);
+		for (uint64_t i = 0; !ret && i < rcb && r * rcb + i < nblocks; i++) {
+			uint16_t ref = le16_to_cpu(rc.rc_ref[i]);
+			uint64_t unit = data_unit + (r * rcb + i) * upb;
+
+			if (ref == VMFS_REF_POOL && pread(fd, &pool, sizeof(pool), (off_t)(unit * VMFS_UNIT)) != sizeof(pool))
+				return -EIO;
+			for (uint64_t u = 0; ref && !ret && u < upb; u++) {
+				bool meta = ref == VMFS_REF_POOL || (ref == VMFS_REF_JOURNAL &&
+								     (unit + u < l->journal_unit + VMFS_JOURNAL_LOG_START ||
+								      in_live_log(&ll, unit + u)));
+				if (ref == VMFS_REF_POOL && !pool.pl_ref[u])
+					continue;
+				if (meta)
+					ret = add_target(&pi->meta, &pi->nmeta, (unit + u) * VMFS_UNIT, VMFS_UNIT);
+				else
+					ret = add_target(&pi->data, &pi->ndata, (unit + u) * VMFS_UNIT, VMFS_UNIT);
+			}
+		}
+	}
+	return ret;
+}
+
+/*
+ * One trial: 1, 4 or 16 bits flipped in random allocated units (their checksums
+ * recomputed in one trial of four), then on a copy fsck -y, which must exit 0
+ * or 1 (8, an image fsck cannot work on, is counted and shown, not a failure;
+ * 4, problems -y left, is one), fsck -n, which must find nothing, an open as a mount opens it and
+ * a read of every directory, link and file to its end, which must not meet a
+ * single error, and fsck -n again.
+ */
+static void property_trial(const struct opts *o, struct counts *c, struct pimage *pis, unsigned it)
+{
+	static const unsigned nflips[] = { 1, 4, 16 };
+	uint64_t s = o->seed * 0x100000001b3ull + it, r = rng_next(&s);
+	unsigned kind = (unsigned)(r % 3), n = nflips[kind];
+	bool sealed = (r >> 8) % 4 == 0;
+	/* one trial in four: the image with a journal to replay (none with -I) */
+	struct pimage *pi = &pis[!o->image && (r >> 16) % 4 == 0];
+	struct fz_image *img = &pi->img;
+	struct flip f[16];
+	char path[600];
+	bool held = false;
+	int st, rc, code;
+
+	for (unsigned i = 0; i < n; i++) {
+		const struct target *t;
+
+		r = rng_next(&s);
+		t = pi->ndata && r % 8 == 0 ? &pi->data[(r >> 8) % pi->ndata] : &pi->meta[(r >> 8) % pi->nmeta];
+		r = rng_next(&s) % (t->len * 8u);
+		f[i] = (struct flip){ .t = t, .at = (unsigned)(r / 8), .mask = (uint8_t)(1u << (r % 8)) };
+	}
+	apply_flips(img, f, n, sealed);
+	c->iterations++;
+	c->sealed += sealed;
+	c->flips[kind]++;
+	c->crashed += pi != pis;
+	snprintf(path, sizeof(path), "%s/fsck.img", o->workdir);
+	if (fz_copy_file(img->fd, path)) {
+		perror("vmfs-flip: copying the image for fsck");
+		exit(2);
+	}
+	st = run_fsck(o, "-y", path, &rc);
+	rename(logpath, fscklog);
+	if (!fsck_exit_ok(rc) || rc == 2) {
+		report(o, c, it, f, n, sealed, "fsck -y", st, img->fd);
+		goto out;
+	}
+	if (rc == 4) {
+		/* -y fixes everything it finds: a problem left is one it does not know how to fix */
+		c->gave_up4++;
+		report(o, c, it, f, n, sealed, "fsck -y left problems", st, img->fd);
+		goto out;
+	}
+	if (rc == 8) {
+		/* it could not work on the image (both superblocks gone, say): the rule binds only after 0 or 1 */
+		c->gave_up8++;
+		report_as(o, c, false, it, f, n, sealed, "fsck -y gave up", st, img->fd);
+		goto out;
+	}
+	st = run_fsck(o, "-n", path, &rc);
+	if (rc != 0) {
+		report(o, c, it, f, n, sealed, "fsck -n after fsck -y exit 0/1 is not clean", st, img->fd);
+		goto out;
+	}
+	st = in_child(o, walk_repaired_child, path);
+	code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+	if (code != EXIT_WALKED) {
+		report(o, c, it, f, n, sealed, code == EXIT_REFUSED ? "open (read-write) after fsck" :
+			     "reading the repaired image (errors)", st, img->fd);
+		goto out;
+	}
+	if (o->mount_cmd && it % o->mount_every == 0) {
+		struct exec_args a = { o->mount_cmd, path };
+		c->mounted++;
+		st = in_child(o, exec_child, &a);
+		if (!WIFEXITED(st) || WEXITSTATUS(st)) {
+			report(o, c, it, f, n, sealed, "mount (FUSE) and read", st, img->fd);
+			goto out;
+		}
+	}
+	st = run_fsck(o, "-n", path, &rc);
+	if (rc != 0) {
+		report(o, c, it, f, n, sealed, "fsck -n after the read-write open and the read is not clean", st,
+		       img->fd);
+		goto out;
+	}
+	c->held++;
+	held = true;
+out:
+	if (o->verbose)
+		fprintf(stderr, "trial %u: %s image, %u flips, crc %s: %s\n", it, pi->name, n,
+			sealed ? "recomputed" : "stale", held ? "held" : "did not hold");
+	unlink(path);
 	fz_patch_undo(img->fd);
 }
 
@@ -482,16 +759,101 @@ static int run_crafted(const struct opts *o)
 	return failures ? 1 : 0;
 }
 
+/* -I: a copy of the given datastore in the work directory, flipped and put back as the seeds are. */
+static int given_image(const struct opts *o, struct fz_image *img, char *err, size_t errlen)
+{
+	int src = open(o->image, O_RDONLY | O_CLOEXEC), ret;
+
+	img->fd = -1;
+	snprintf(img->path, sizeof(img->path), "%s/given.img", o->workdir);
+	ret = src < 0 ? -errno : fz_copy_file(src, img->path);
+	if (src >= 0)
+		close(src);
+	if (!ret && (img->fd = open(img->path, O_RDWR | O_CLOEXEC)) < 0)
+		ret = -errno;
+	if (ret)
+		snprintf(err, errlen, "%s: %s", o->image, strerror(-ret));
+	return ret;
+}
+
+/* Builds the image, lists its allocated units and checks that the property holds without a flip. */
+static int pimage_init(const struct opts *o, struct pimage *pi, enum fz_image_kind kind)
+{
+	static struct fz_layout lay;
+	char err[256] = "", path[600];
+	int st, rc;
+
+	if ((o->image ? given_image(o, &pi->img, err, sizeof(err)) : fz_image_build(kind, o->workdir, &pi->img, err, sizeof(err))) ||
+	    fz_layout_scan(pi->img.fd, &lay) || find_allocated(pi, &lay) || !pi->nmeta) {
+		fprintf(stderr, "vmfs-flip: %s image: %s\n", pi->name, err[0] ? err : "cannot list its allocated units");
+		return 2;
+	}
+	printf("vmfs-flip: %s image %s: %zu allocated metadata units (%llu of them the live log), %zu data units\n",
+	       pi->name, pi->img.path, pi->nmeta, (unsigned long long)pi->nlive, pi->ndata);
+	snprintf(path, sizeof(path), "%s/fsck.img", o->workdir);
+	if (fz_copy_file(pi->img.fd, path))
+		return 2;
+	st = run_fsck(o, "-n", path, &rc);
+	if (rc == 0)
+		st = in_child(o, walk_repaired_child, path);
+	unlink(path);
+	if (rc != 0 || !WIFEXITED(st) || WEXITSTATUS(st) != EXIT_WALKED) {
+		fprintf(stderr, "vmfs-flip: the undamaged %s image is not clean or does not read (fsck -n exit %d)\n",
+			pi->name, rc);
+		show_log();
+		return 1;
+	}
+	return 0;
+}
+
+static void pimage_release(const struct opts *o, struct pimage *pi)
+{
+	if (!o->keep)
+		fz_image_release(&pi->img);
+	free(pi->meta);
+	free(pi->data);
+}
+
+static int run_property(const struct opts *o)
+{
+	struct pimage pis[2] = { { .name = "clean", .img.fd = -1 }, { .name = "crashed", .img.fd = -1 } };
+	struct counts c = { 0 };
+	uint64_t t0;
+	int ret = o->fsck ? 0 : 2;
+
+	if (!o->fsck)
+		fprintf(stderr, "vmfs-flip: -P needs -f FSCK\n");
+	if (o->image)
+		pis[0].name = "given";
+	for (unsigned i = 0; i < (o->image ? 1u : 2u) && !ret; i++)
+		ret = pimage_init(o, &pis[i], i ? FZ_IMAGE_CRASHED : FZ_IMAGE_CLEAN);
+	t0 = base_mono_ns();
+	for (unsigned it = o->first; !ret && it < o->first + o->iterations && c.failures < o->max_failures; it++)
+		property_trial(o, &c, pis, it);
+	if (!ret)
+		printf("vmfs-flip -P: %u trials (1/4/16 flips: %u/%u/%u; %u with checksums recomputed; %u on the crashed "
+		       "image; %u also read through a mount) in %.1f s: %u held, %u fsck -y exit 4, %u exit 8, "
+		       "%u failures\n", c.iterations, c.flips[0], c.flips[1], c.flips[2], c.sealed, c.crashed,
+		       c.mounted, (double)(base_mono_ns() - t0) / 1e9, c.held, c.gave_up4, c.gave_up8, c.failures);
+	unlink(logpath);
+	unlink(fscklog);
+	for (unsigned i = 0; i < 2; i++)
+		pimage_release(o, &pis[i]);
+	return ret ? ret : c.failures ? 1 : 0;
+}
+
 static void usage(void)
 {
 	fprintf(stderr, "usage: vmfs-flip [-n ITERATIONS] [-s SEED] [-i FIRST] [-t TIMEOUT_S] [-m MAX_FAILURES] [-f FSCK [-F EVERY] [-S]] [-k] [-v] WORKDIR\n"
+			"       vmfs-flip -P -f FSCK [-I IMAGE] [-M MOUNT_CMD [-e EVERY]] [-n TRIALS] [-s SEED] [-i FIRST] [-t TIMEOUT_S] [-m MAX_FAILURES] [-k] [-v] WORKDIR\n"
 			"       vmfs-flip -c [-t TIMEOUT_S] WORKDIR\n");
 	exit(2);
 }
 
 int main(int argc, char **argv)
 {
-	struct opts o = { .iterations = 1000, .timeout = 20, .fsck_every = 1, .seed = 1, .max_failures = 5 };
+	struct opts o = { .iterations = 1000, .timeout = 20, .fsck_every = 1, .seed = 1, .max_failures = 5,
+			  .mount_every = 10 };
 	static struct fz_layout lay;
 	struct counts c = { 0 };
 	struct fz_image img;
@@ -499,7 +861,7 @@ int main(int argc, char **argv)
 	uint64_t t0;
 	int opt, status;
 
-	while ((opt = getopt(argc, argv, "n:s:i:t:f:F:m:Sckv")) != -1) {
+	while ((opt = getopt(argc, argv, "n:s:i:t:f:F:m:SPI:M:e:ckv")) != -1) {
 		switch (opt) {
 		case 'n': o.iterations = (unsigned)strtoul(optarg, NULL, 0); break;
 		case 's': o.seed = strtoull(optarg, NULL, 0); break;
@@ -510,6 +872,10 @@ int main(int argc, char **argv)
 		case 'm': o.max_failures = (unsigned)strtoul(optarg, NULL, 0); break;
 		case 'S': o.strict = true; break;
 		case 'c': o.crafted = true; break;
+		case 'P': o.property = true; break;
+		case 'I': o.image = optarg; break;
+		case 'M': o.mount_cmd = optarg; break;
+		case 'e': o.mount_every = base_max(1u, (unsigned)strtoul(optarg, NULL, 0)); break;
 		case 'k': o.keep = true; break;
 		case 'v': o.verbose = true; break;
 		default: usage();
@@ -519,9 +885,12 @@ int main(int argc, char **argv)
 		usage();
 	o.workdir = argv[optind];
 	snprintf(logpath, sizeof(logpath), "%s/child.log", o.workdir);
+	snprintf(fscklog, sizeof(fscklog), "%s/fsck-y.log", o.workdir);
 	setenv("VMFS_IO_ENGINE", "sync", 0);
 	if (o.crafted)
 		return run_crafted(&o);
+	if (o.property)
+		return run_property(&o);
 	if (fz_image_build(FZ_IMAGE_CLEAN, o.workdir, &img, err, sizeof(err)) ||
 	    fz_layout_scan(img.fd, &lay)) {
 		fprintf(stderr, "vmfs-flip: %s\n", err[0] ? err : "cannot scan the seed image");

@@ -512,6 +512,7 @@ void fz_patch_undo(int fd)
 #define WALK_TOTAL_BYTES (48u << 20) /* read in the whole walk */
 #define WALK_CHUNK (256u << 10)
 #define WALK_BATCH 32
+#define WALK_MAX_EXTENTS 100000      /* data extents of one file read by a whole walk */
 
 struct walk_ent {
 	char name[VMFS_NAME_MAX + 1];
@@ -558,9 +559,42 @@ static void count_at(struct walk *w, long long ret, int line)
 		fprintf(stderr, "walk: fuzz_common.c:%d: %s\n", line, strerror((int)-ret));
 }
 
+/*
+ * Data and holes from the start, as cp --sparse and qemu-img map do: the first
+ * 16 extents; with whole, every extent, each read to its end (holes read as
+ * zeros), and the file's last byte.
+ */
+static void walk_extents(struct walk *w, uint64_t ino, uint64_t size, bool whole)
+{
+	uint64_t pos = 0, data, hole;
+
+	for (unsigned i = 0; i < (whole ? WALK_MAX_EXTENTS : 16) && pos < size; i++) {
+		int ret = vmfs_lseek(w->fs, ino, pos, SEEK_DATA, &data);
+		if (ret) {
+			if (ret != -ENXIO)
+				count(w, ret);
+			break;
+		}
+		ret = vmfs_lseek(w->fs, ino, data, SEEK_HOLE, &hole);
+		count(w, ret);
+		if (ret || hole <= data)
+			break;
+		for (pos = data; whole && pos < hole;) {
+			ssize_t n = vmfs_pread(w->fs, ino, w->buf, (size_t)base_min((uint64_t)WALK_CHUNK, hole - pos), pos);
+			count(w, n);
+			if (n <= 0)
+				return;
+			pos += (uint64_t)n;
+		}
+		pos = hole;
+	}
+	if (whole && size) /* the last byte, whatever the map says */
+		count(w, vmfs_pread(w->fs, ino, w->buf, 1, size - 1));
+}
+
 static void walk_file(struct walk *w, uint64_t ino, uint64_t size)
 {
-	uint64_t want = base_min(size, (uint64_t)w->o->file_bytes), off, pos = 0;
+	uint64_t want = base_min(size, (uint64_t)w->o->file_bytes), off;
 	ssize_t n;
 
 	w->st->files++;
@@ -574,21 +608,7 @@ static void walk_file(struct walk *w, uint64_t ino, uint64_t size)
 	count(w, vmfs_pread(w->fs, ino, w->buf + 1, 5000, 3));
 	if (size > w->o->file_bytes) /* the far end of a big or sparse file */
 		count(w, vmfs_pread(w->fs, ino, w->buf, 70000, size - 65536));
-	/* data and holes from the start, as cp --sparse and qemu-img map do */
-	for (unsigned i = 0; i < 16; i++) {
-		uint64_t data, hole;
-		int ret = vmfs_lseek(w->fs, ino, pos, SEEK_DATA, &data);
-		if (ret) {
-			if (ret != -ENXIO)
-				count(w, ret);
-			break;
-		}
-		ret = vmfs_lseek(w->fs, ino, data, SEEK_HOLE, &hole);
-		count(w, ret);
-		if (ret || hole <= data)
-			break;
-		pos = hole;
-	}
+	walk_extents(w, ino, size, w->o->whole);
 	if (size > 1) {
 		uint64_t out;
 		count(w, vmfs_lseek(w->fs, ino, size / 2, SEEK_HOLE, &out));
@@ -680,7 +700,7 @@ int fz_walk(const char *path, const struct fz_walk_opts *o, struct fz_walk_stats
 {
 	static const char *const paths[] = { "/dir/a/b/c/deep.txt", "/many/f100", "/many/sub/leaf",
 					     "/sparse.bin", "/newdir/moved/b", "/small.txt/x", "/nonexistent" };
-	struct vmfs_open_opts oo = { .readonly = true };
+	struct vmfs_open_opts oo = { .readonly = !o->readwrite, .standalone = o->readwrite };
 	struct walk *w = calloc(1, sizeof(*w));
 	struct vmfs_statfs sf;
 	struct vmfs_info info;
@@ -696,6 +716,8 @@ int fz_walk(const char *path, const struct fz_walk_opts *o, struct fz_walk_stats
 	w->buf = malloc(WALK_CHUNK + 8);
 	ret = w->buf ? vmfs_open(path, &oo, &w->fs, err, sizeof(err)) : -ENOMEM;
 	st->open_ret = ret;
+	if (ret && getenv("FZ_WALK_DEBUG"))
+		fprintf(stderr, "walk: open: %s\n", err[0] ? err : strerror(-ret));
 	if (ret)
 		goto out;
 	vmfs_get_info(w->fs, &info);

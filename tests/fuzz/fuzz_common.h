@@ -83,9 +83,14 @@ struct fz_walk_opts {
 	unsigned max_depth;     /* directories below the root to descend into */
 	unsigned names_per_dir; /* names of one directory that are looked up and visited (all in focus) */
 	uint32_t file_bytes;    /* read from the start of each file */
+	bool readwrite;         /* open read-write (standalone), as a mount does; else read-only */
+	bool whole;             /* also read every data extent of each file, to its end */
 };
 /* Everything, as the flip test walks; and the cheaper walk the harnesses use around a focus. */
 #define FZ_WALK_FULL ((struct fz_walk_opts){ .max_depth = 24, .names_per_dir = 20000, .file_bytes = 1u << 20 })
+/* A repaired image (flip -P): opened as a mount opens it, every byte of every file read. */
+#define FZ_WALK_REPAIRED ((struct fz_walk_opts){ .max_depth = 24, .names_per_dir = 20000, .file_bytes = 1u << 20, \
+						 .readwrite = true, .whole = true })
 #define FZ_WALK_FUZZ(ino) ((struct fz_walk_opts){ .focus = (ino), .max_depth = 1, .names_per_dir = 16, \
 						  .file_bytes = 256u << 10 })
 
@@ -96,7 +101,7 @@ struct fz_walk_stats {
 };
 
 /*
- * Opens path read-only and walks it: info and statfs, every directory in
+ * Opens path (read-only unless o->readwrite) and walks it: info and statfs, every directory in
  * readdir batches (as FUSE does), lookup and getattr of every name, bounded reads
  * of every file, SEEK_DATA/SEEK_HOLE, readlink, a few path resolutions. Errors
  * are counted, never fatal. Returns 0 when it opened, else the open error.

@@ -1931,19 +1931,78 @@ static void *renew_main(void *arg)
 }
 
 /*
- * H1: claims a free slot with a delta lease. The claim write is submitted
- * within eps of the re-read's submission (else the re-read is retried), lands
- * within io_timeout after that, and the read-back comes lk_join_delay_ms()
- * after our own claim completed: a racing claim that read the slot free before
- * ours landed has landed by then, and the read-back sees it.
+ * H1: one claim of slot s, free when last read, with a delta lease. The claim
+ * write is submitted within eps of the re-read's submission (else the re-read
+ * is retried), lands within io_timeout after that, and the read-back comes
+ * lk_join_delay_ms() after our own claim completed: a racing claim that read
+ * the slot free before ours landed has landed by then, and the read-back sees
+ * it. 1 when the slot is ours (h->slot, h->gen set), 0 when another host has
+ * it or every re-read was slow, -errno.
+ */
+static int claim_one(struct lk_host *h, unsigned s, uint8_t *sbuf, char *err, size_t errlen)
+{
+	const uint64_t eps = join_eps_ms(&h->t) * NS_PER_MS, io = (uint64_t)h->t.io_timeout_ms * NS_PER_MS;
+	struct slot_rec rec, claim;
+	int rc;
+
+	for (int tries = 0; tries < LK_REREAD_TRIES; tries++) {
+		uint64_t t0, t1, t2;
+
+		t0 = host_now(h);
+		rc = read_slot(&h->io, &h->g, s, sbuf, &rec);
+		t1 = host_now(h);
+		if (rc == -EIO || rc == -ENOMEM)
+			return rc;
+		if (rc < 0 || rec.state != LK_SLOT_FREE)
+			return 0;
+		if (t1 - t0 > eps)
+			continue;       /* the re-read was slow: it may be stale by the time we write */
+		memset(&claim, 0, sizeof(claim));
+		claim.state = LK_SLOT_LIVE;
+		claim.gen = rec.gen + 1;
+		memcpy(claim.uuid, h->uuid, 16);
+		claim.counter = h->counter = 1;
+		memcpy(claim.hostname, h->hostname, 64);
+		hb_encode(sbuf, s, &claim);
+		atomic_store(&h->deadline_ns, t1 + (uint64_t)h->t.fence_ms * NS_PER_MS);
+		rc = host_write(h, h->g.hb_off + (uint64_t)s * h->g.slot_size, sbuf, h->g.sector_size);
+		t2 = host_now(h);
+		if (rc < 0) {
+			set_err(err, errlen, "lockmgr: writing the claim of slot %u: %s", s, strerror(-rc));
+			return rc;
+		}
+		if (t2 - t0 > eps + io) {
+			set_err(err, errlen, "lockmgr: claiming slot %u took %" PRIu64 " ms (bound %" PRIu64
+				" ms): storage slower than io_timeout", s, (t2 - t0) / NS_PER_MS,
+				(eps + io) / NS_PER_MS);
+			return -EIO;
+		}
+		if (!(h->faults & LK_FAULT_SKIP_DELTA_DELAY))
+			h->io.sleep_ns(h->io.ctx, (uint64_t)lk_join_delay_ms(&h->t) * NS_PER_MS);
+		rc = read_slot(&h->io, &h->g, s, sbuf, &rec);
+		if (rc == -EIO || rc == -ENOMEM)
+			return rc;
+		h->slot = s;
+		h->gen = claim.gen;
+		return !rc && rec_is_ours(h, &rec); /* else another host's claim landed after ours */
+	}
+	return 0;
+}
+
+#define PREFER_PASSES 3u /* reads of the region in which a preferred slot is sought */
+
+/*
+ * Claims a free slot, a preferred one (a bit per slot; prefer may be NULL)
+ * when one is free. Passes, each over a fresh read of the region and from a
+ * random slot (hosts joining at once seldom go for the same one): the
+ * preferred slots, again while another host took one we went for (the read
+ * was stale by then), at most PREFER_PASSES times; then the others.
  */
 static int claim_slot(struct lk_host *h, const uint8_t *prefer, char *err, size_t errlen)
 {
-	const uint64_t eps = join_eps_ms(&h->t) * NS_PER_MS, io = (uint64_t)h->t.io_timeout_ms * NS_PER_MS;
 	size_t rlen = (size_t)h->g.nslots * h->g.slot_size;
 	uint8_t *region, *sbuf;
-	unsigned start;
-	int rc;
+	int rc = 0;
 
 	region = buf_alloc(rlen);
 	sbuf = buf_alloc(h->g.sector_size);
@@ -1951,69 +2010,35 @@ static int claim_slot(struct lk_host *h, const uint8_t *prefer, char *err, size_
 		rc = -ENOMEM;
 		goto out;
 	}
-	rc = h->io.read(h->io.ctx, h->g.hb_off, region, rlen);
-	if (rc < 0) {
-		set_err(err, errlen, "lockmgr: reading the heartbeat region: %s", strerror(-rc));
-		goto out;
-	}
-	/*
-	 * Two rounds: the preferred slots, then the others. Each starts at a random
-	 * slot, so hosts joining at once seldom race for the same one.
-	 */
-	start = (unsigned)(host_rand(h) % h->g.nslots);
-	for (unsigned i = 0; i < 2 * h->g.nslots; i++) {
-		unsigned s = (start + i) % h->g.nslots;
-		bool preferred = prefer && (prefer[s / 8] >> (s % 8)) & 1;
-		struct slot_rec rec, claim;
+	for (unsigned pass = prefer ? 0 : PREFER_PASSES, lost = 1; pass <= PREFER_PASSES; pass++) {
+		bool others = pass == PREFER_PASSES;
+		unsigned start;
 
-		if (preferred != (i < h->g.nslots) ||
-		    hb_decode(region + (size_t)s * h->g.slot_size, s, &rec) < 0 || rec.state != LK_SLOT_FREE)
-			continue;
-		for (int tries = 0; tries < LK_REREAD_TRIES; tries++) {
-			uint64_t t0, t1, t2;
+		if (!others && !lost)
+			continue;       /* no preferred slot was taken from under us: on to the others */
+		lost = 0;
+		rc = h->io.read(h->io.ctx, h->g.hb_off, region, rlen);
+		if (rc < 0) {
+			set_err(err, errlen, "lockmgr: reading the heartbeat region: %s", strerror(-rc));
+			goto out;
+		}
+		start = (unsigned)(host_rand(h) % h->g.nslots);
+		for (unsigned i = 0; i < h->g.nslots; i++) {
+			unsigned s = (start + i) % h->g.nslots;
+			bool preferred = prefer && (prefer[s / 8] >> (s % 8)) & 1;
+			struct slot_rec rec;
 
-			t0 = host_now(h);
-			rc = read_slot(&h->io, &h->g, s, sbuf, &rec);
-			t1 = host_now(h);
-			if (rc == -EIO || rc == -ENOMEM)
+			if (preferred == others || hb_decode(region + (size_t)s * h->g.slot_size, s, &rec) < 0 ||
+			    rec.state != LK_SLOT_FREE)
+				continue;
+			rc = claim_one(h, s, sbuf, err, errlen);
+			if (rc < 0)
 				goto out;
-			if (rc < 0 || rec.state != LK_SLOT_FREE)
-				break;
-			if (t1 - t0 > eps)
-				continue;       /* the re-read was slow: it may be stale by the time we write */
-			memset(&claim, 0, sizeof(claim));
-			claim.state = LK_SLOT_LIVE;
-			claim.gen = rec.gen + 1;
-			memcpy(claim.uuid, h->uuid, 16);
-			claim.counter = h->counter = 1;
-			memcpy(claim.hostname, h->hostname, 64);
-			hb_encode(sbuf, s, &claim);
-			atomic_store(&h->deadline_ns, t1 + (uint64_t)h->t.fence_ms * NS_PER_MS);
-			rc = host_write(h, h->g.hb_off + (uint64_t)s * h->g.slot_size, sbuf, h->g.sector_size);
-			t2 = host_now(h);
-			if (rc < 0) {
-				set_err(err, errlen, "lockmgr: writing the claim of slot %u: %s", s, strerror(-rc));
-				goto out;
-			}
-			if (t2 - t0 > eps + io) {
-				set_err(err, errlen, "lockmgr: claiming slot %u took %" PRIu64 " ms (bound %" PRIu64
-					" ms): storage slower than io_timeout", s, (t2 - t0) / NS_PER_MS,
-					(eps + io) / NS_PER_MS);
-				rc = -EIO;
-				goto out;
-			}
-			if (!(h->faults & LK_FAULT_SKIP_DELTA_DELAY))
-				h->io.sleep_ns(h->io.ctx, (uint64_t)lk_join_delay_ms(&h->t) * NS_PER_MS);
-			rc = read_slot(&h->io, &h->g, s, sbuf, &rec);
-			if (rc == -EIO || rc == -ENOMEM)
-				goto out;
-			h->slot = s;
-			h->gen = claim.gen;
-			if (!rc && rec_is_ours(h, &rec)) {
+			if (rc == 1) {
 				rc = 0;
 				goto out;
 			}
-			break;          /* another host's claim landed after ours: it has the slot */
+			lost = 1;
 		}
 	}
 	set_err(err, errlen, "lockmgr: no free heartbeat slot among %u", h->g.nslots);

@@ -334,7 +334,6 @@ int cluster_join(struct vmfs *fs, const char *hostname, const char *watchdog, ch
 	struct lk_io io;
 	struct lk_geometry g;
 	struct lk_timing t;
-	uint64_t njournals, junits;
 	uint8_t *prefer;
 	char host[64];
 	int ret;
@@ -349,7 +348,7 @@ int cluster_join(struct vmfs *fs, const char *hostname, const char *watchdog, ch
 	prefer = calloc(1, (g.nslots + 7) / 8);
 	if (!prefer)
 		return -ENOMEM;
-	ret = journal_slots(fs, prefer, &njournals, &junits);
+	ret = journal_slots(fs, prefer, NULL, NULL);
 	if (!ret)
 		jo.prefer = prefer;
 	ret = lk_join(&fs->lkio, &g, &t, &jo, &fs->lk, errbuf, errlen);

@@ -544,16 +544,16 @@ static int hosttab_read(struct vmfs *fs, uint8_t **tab)
 /*
  * The journals the host table points at: sets bit s of bits (when not NULL,
  * host_slots bits, cleared first) for each slot whose record is intact and has
- * a journal, and counts them and their units. A damaged record counts as none
- * (fsck reports it).
+ * a journal, and counts them and their units (count, units: NULL when not
+ * wanted). A damaged record counts as none (fsck reports it).
  */
 int journal_slots(struct vmfs *fs, uint8_t *bits, uint64_t *count, uint64_t *units)
 {
 	uint32_t ss = le32_to_cpu(fs->sb.sb_slot_size), slots = le32_to_cpu(fs->sb.sb_host_slots);
+	uint64_t n = 0, u = 0;
 	uint8_t *tab;
 	int ret = hosttab_read(fs, &tab);
 
-	*count = *units = 0;
 	if (bits)
 		memset(bits, 0, (slots + 7) / 8);
 	for (unsigned s = 0; s < slots && !ret; s++) {
@@ -563,10 +563,14 @@ int journal_slots(struct vmfs *fs, uint8_t *bits, uint64_t *count, uint64_t *uni
 			continue;
 		if (bits)
 			bits[s / 8] |= (uint8_t)(1u << (s % 8));
-		++*count;
-		*units += le64_to_cpu(rec->hr_journal_units);
+		n++;
+		u += le64_to_cpu(rec->hr_journal_units);
 	}
 	free(tab);
+	if (count)
+		*count = n;
+	if (units)
+		*units = u;
 	return ret;
 }
 

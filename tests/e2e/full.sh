@@ -4,7 +4,9 @@
 # to its last block through the mount, or by a `vmm create --disk-from` that
 # runs out of space, still mounts read-write, takes a second host at once (its
 # journal comes out of the reserve), lets files be deleted, and gives the space
-# back; fsck is clean at every step. vmm create that fails leaves nothing.
+# back; fsck is clean at every step. On a full datastore whose free blocks lie
+# in short runs, a new host's journal is allocated shorter (halving down to
+# 4 MiB) rather than refused. vmm create that fails leaves nothing.
 . "$(dirname "$0")/lib.bash"
 e2e_init mkfs.vmfs vmfs-mount vmfsctl fsck.vmfs
 need_cmd jq
@@ -49,6 +51,22 @@ fsck_clean "after the delete"
 after=$(info free_blocks)
 log "after the delete: $after free blocks"
 [ "$after" -gt $((free + 200)) ] || fail "deleting gave back $((after - free)) blocks"
+
+log "full and fragmented: a new host gets a shorter journal when no 32 MiB extent is free"
+vmfs_mkfs "$D" 512M -J 32M
+vmfs_mount "$D" "$T/m"
+n=0
+while dd if=/dev/zero of="$T/m/f$n" bs=1M count=8 status=none 2>/dev/null; do n=$((n + 1)); done
+for ((k = 0; k < n; k += 2)); do rm "$T/m/f$k"; done # free runs of 8 blocks, none of 32
+sync "$T/m"
+vmfs_mount "$D" "$T/m2" 2>/dev/null || fail "a second host could not join the fragmented datastore"
+vmfs_umount_pid "$T/m2" "${PIDS[-1]}"
+vmfs_umount "$T/m" "$D"
+fsck_clean "after the short journal"
+jb=$(info journal_bytes)
+log "$n files of 8 MiB, every other one deleted: journals $(info journals), $((jb >> 20)) MiB"
+[ "$(info journals)" -eq 2 ] && [ "$jb" -lt $((64 << 20)) ] && [ "$jb" -ge $((36 << 20)) ] ||
+	fail "want a 32 MiB journal and a shorter one (4 to 16 MiB), have $(info journals) with $jb bytes"
 
 G=$VMFS_BIN/../tests/guests/hello.bzImage
 if [ -x "$VMFS_BIN/vmm" ] && [ -f "$G" ]; then

@@ -1800,24 +1800,16 @@ int lk_held_elsewhere(struct lk_host *h, uint64_t res, struct lk_holder *holder)
 }
 
 /*
- * Reads the heartbeat region once and observes every other used slot (H6:
- * starts or goes on watching its counter on this host's clock). With recover,
- * recovers the slots proven dead and returns how many; without (a host still
- * joining, whose own slot is not known yet), only watches.
+ * Observes every other used slot of a copy of the heartbeat region read
+ * between t_sub and t_done (H6: starts or goes on watching its counter on this
+ * host's clock). With recover, recovers the slots proven dead and returns how
+ * many; without (a host still joining, whose own slot is not known yet), only
+ * watches.
  */
-static int observe_region(struct lk_host *h, bool recover)
+static int observe_slots(struct lk_host *h, const uint8_t *region, uint64_t t_sub, uint64_t t_done, bool recover)
 {
-	size_t rlen = (size_t)h->g.nslots * h->g.slot_size;
-	uint64_t t_sub, t_done;
-	uint8_t *region;
-	int rc, done = 0;
+	int rc = 0, done = 0;
 
-	region = buf_alloc(rlen);
-	if (!region)
-		return -ENOMEM;
-	t_sub = host_now(h);
-	rc = host_read(h, h->g.hb_off, region, rlen);
-	t_done = host_now(h);
 	for (unsigned s = 0; !rc && s < h->g.nslots; s++) {
 		struct slot_rec rec;
 		enum holder_state st;
@@ -1834,17 +1826,34 @@ static int observe_region(struct lk_host *h, bool recover)
 		else if (!rc)
 			done++;
 	}
-	free(region);
 	return rc < 0 ? rc : done;
+}
+
+/* Reads the heartbeat region into region (nslots * slot_size bytes) and observes it. */
+static int read_region(struct lk_host *h, uint8_t *region, bool recover)
+{
+	uint64_t t_sub = host_now(h), t_done;
+	int rc = host_read(h, h->g.hb_off, region, (size_t)h->g.nslots * h->g.slot_size);
+
+	t_done = host_now(h);
+	return rc < 0 ? rc : observe_slots(h, region, t_sub, t_done, recover);
 }
 
 int lk_recover_dead(struct lk_host *h)
 {
+	uint8_t *region;
+	int rc;
+
 	if (!lk_write_ok(h))
 		return -ENOLCK;
 	if (!h->recover)
 		return -EINVAL;
-	return observe_region(h, true);
+	region = buf_alloc((size_t)h->g.nslots * h->g.slot_size);
+	if (!region)
+		return -ENOMEM;
+	rc = read_region(h, region, true);
+	free(region);
+	return rc;
 }
 
 /* ---- heartbeats: join, renew, leave (H1-H6) ---- */
@@ -2017,7 +2026,13 @@ static int claim_slot(struct lk_host *h, const uint8_t *prefer, char *err, size_
 		if (!others && !lost)
 			continue;       /* no preferred slot was taken from under us: on to the others */
 		lost = 0;
-		rc = h->io.read(h->io.ctx, h->g.hb_off, region, rlen);
+		/*
+		 * Each read also watches the other hosts (the first one starts it): a
+		 * host killed just before we started is then proven dead (H6) dead_ms
+		 * after it, and the join's delta-lease wait counts toward that
+		 * (LK_WAIT_DEAD).
+		 */
+		rc = read_region(h, region, false);
 		if (rc < 0) {
 			set_err(err, errlen, "lockmgr: reading the heartbeat region: %s", strerror(-rc));
 			goto out;
@@ -2208,16 +2223,6 @@ int lk_join(const struct lk_io *io, const struct lk_geometry *g, const struct lk
 	rc = region_decode(rbuf, g, &lay, errbuf, errlen);
 	if (rc < 0)
 		goto err_free;
-	/*
-	 * Start watching the other hosts now: a host killed just before we
-	 * started is then proven dead (H6) dead_ms after this read, and the
-	 * join's delta-lease wait counts toward it (LK_WAIT_DEAD).
-	 */
-	rc = observe_region(h, false);
-	if (rc < 0) {
-		set_err(errbuf, errlen, "lockmgr: reading the heartbeat region: %s", strerror(-rc));
-		goto err_free;
-	}
 	rc = claim_slot(h, o->prefer, errbuf, errlen);
 	if (rc < 0)
 		goto err_free;

@@ -616,6 +616,8 @@ START_TEST(wait_dead_holder)
 	took = md_now(&md) - t0;
 	ck_assert_int_eq(recover_count, 1);
 	ck_assert_uint_ge(md_now(&md) - t_join, (uint64_t)md_tim.dead_ms * MS);    /* H6 */
+	/* the watch began with the join's read of the region, not after the join's delta-lease wait */
+	ck_assert_uint_lt(md_now(&md) - t_join, (uint64_t)(md_tim.dead_ms + lk_join_delay_ms(&md_tim)) * MS);
 	ck_assert_uint_le(took, (uint64_t)(md_tim.dead_ms + 2 * md_tim.interval_ms + md_tim.io_timeout_ms) * MS);
 	/* the recovery freed alpha's other lock too */
 	ck_assert_int_eq(lk_lock(b, r + 1, LK_EX, 0, NULL, NULL), 0);

@@ -16,9 +16,11 @@ LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 LIB      := $(BUILD)/libvmfs.a
 
 TOOLS    := mkfs.vmfs fsck.vmfs vmfs-mount vmfsctl
-# vmm, the KVM monitor: vmm/ and its subfolders (x86/, devices/)
+# vmm, the KVM monitor: vmm/ and its subfolders (x86/, devices/); all but main.o also
+# go into an archive the unit tests link (they pull in only what they use)
 VMM_SRC  := $(wildcard vmm/*.c vmm/*/*.c)
 VMM_OBJ  := $(VMM_SRC:%.c=$(BUILD)/obj/%.o)
+VMM_LIB  := $(BUILD)/libvmm.a
 TOOL_BIN := $(addprefix $(BUILD)/bin/,$(TOOLS))
 BENCH_BIN := $(BUILD)/bin/vmfs-bench $(BUILD)/bin/vmfs-populate $(BUILD)/bin/lk-bench
 # freestanding test guests for vmm (tests/guests/): bzImage-shaped flat binaries
@@ -46,14 +48,15 @@ $(LIB): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/bin/mkfs.vmfs: $(BUILD)/obj/tools/mkfs.o $(BUILD)/obj/tools/common.o $(LIB)
-$(BUILD)/bin/fsck.vmfs: $(BUILD)/obj/tools/fsck.o $(BUILD)/obj/tools/common.o $(LIB)
-$(BUILD)/bin/vmfs-mount: $(BUILD)/obj/tools/mount.o $(BUILD)/obj/tools/mount_pid.o $(BUILD)/obj/tools/fuse_ring.o \
-	$(BUILD)/obj/tools/common.o $(LIB)
-$(BUILD)/bin/vmfsctl: $(BUILD)/obj/tools/vmfsctl.o $(BUILD)/obj/tools/common.o $(LIB)
-$(BUILD)/bin/vmm: $(VMM_OBJ) $(BUILD)/obj/tools/common.o $(LIB)
-$(BUILD)/bin/vmfs-bench: $(BUILD)/obj/bench/vmfs-bench.o $(BUILD)/obj/tools/common.o $(LIB)
-$(BUILD)/bin/vmfs-populate: $(BUILD)/obj/bench/vmfs-populate.o $(BUILD)/obj/tools/common.o $(LIB)
+# A tool is tools/<name>.c plus its own tools/<name>_*.c; a benchmark is bench/<name>.c.
+tool_obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tools/$(1).c tools/$(1)_*.c))
+$(BUILD)/bin/mkfs.vmfs: $(call tool_obj,mkfs) $(LIB)
+$(BUILD)/bin/fsck.vmfs: $(call tool_obj,fsck) $(LIB)
+$(BUILD)/bin/vmfs-mount: $(call tool_obj,mount) $(LIB)
+$(BUILD)/bin/vmfsctl: $(call tool_obj,vmfsctl) $(LIB)
+$(BUILD)/bin/vmm: $(VMM_OBJ) $(LIB)
+$(BUILD)/bin/vmfs-bench: $(BUILD)/obj/bench/vmfs-bench.o $(LIB)
+$(BUILD)/bin/vmfs-populate: $(BUILD)/obj/bench/vmfs-populate.o $(LIB)
 $(BUILD)/bin/lk-bench: $(BUILD)/obj/bench/lk-bench.o $(LIB)
 $(BUILD)/bin/%:
 	@mkdir -p $(dir $@)
@@ -63,11 +66,16 @@ $(BUILD)/tests/tools/%: $(BUILD)/obj/tests/tools/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(EXTRA_CFLAGS) $^ -o $@ $(LDLIBS)
 
-# the parts of vmm that need no /dev/kvm: token buckets, the control socket's parser,
-# vm.conf's parser, the ACPI PM ports
-$(BUILD)/tests/test_vmm: $(BUILD)/obj/vmm/ratelimit.o $(BUILD)/obj/vmm/jsonline.o $(BUILD)/obj/vmm/config.o \
-	$(BUILD)/obj/vmm/devices/acpi_pm.o
-$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB)
+$(VMM_LIB): $(filter-out $(BUILD)/obj/vmm/main.o,$(VMM_OBJ))
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+# A unit test is tests/unit/test_<name>.c plus the files of its own folder
+# tests/unit/<name>/ (a simulator, a model), linked against the libraries.
+.SECONDEXPANSION:
+.SECONDARY: $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/unit/*.c tests/unit/*/*.c tests/tools/*.c))
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o \
+	$$(patsubst %.c,$(BUILD)/obj/%.o,$$(wildcard tests/unit/$$(patsubst test_%,%,$$*)/*.c)) $(VMM_LIB) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(EXTRA_CFLAGS) $^ -o $@ $(LDLIBS) $(shell pkg-config --libs check)
 

@@ -75,6 +75,16 @@ char *base_fmt_size_exact(uint64_t bytes, char *buf, size_t len);
 /* Fills buf with len random bytes from getrandom(2). Returns 0 or -errno. */
 int base_random(void *buf, size_t len);
 
+/*
+ * The "errbuf, errlen" convention of the library's constructors: formats the
+ * message into buf (nothing when buf is NULL or len 0) and returns ret, so a
+ * failure reads `return base_set_err(errbuf, errlen, -EINVAL, "...", ...);`.
+ */
+int base_set_err(char *buf, size_t len, int ret, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* True when all n bytes at p are zero (a never-written sector, a hole). */
+bool base_all_zero(const void *p, size_t n);
+
 /* Formats a 16-byte UUID as 36 characters plus NUL into out. */
 void base_uuid_fmt(const uint8_t uuid[16], char out[37]);
 

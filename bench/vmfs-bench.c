@@ -27,7 +27,7 @@
 #include <sys/stat.h>
 
 #include "base/base.h"
-#include "tools/common.h"
+#include "base/cli.h"
 #include "vmfs/vmfs.h"
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;

@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 
 #include "base/base.h"
-#include "tools/common.h"
+#include "base/cli.h"
 #include "vmfs/vmfs.h"
 
 int main(int argc, char **argv)

@@ -32,28 +32,6 @@
 
 /* ---- small helpers ---- */
 
-static void set_err(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void set_err(char *buf, size_t len, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!buf || !len)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(buf, len, fmt, ap);
-	va_end(ap);
-}
-
-static bool all_zero(const void *p, size_t n)
-{
-	const uint8_t *b = p;
-
-	for (size_t i = 0; i < n; i++)
-		if (b[i])
-			return false;
-	return true;
-}
-
 /* I/O buffers: 4 KiB aligned and zeroed, so O_DIRECT lk_io implementations work. */
 static void *buf_alloc(size_t len)
 {
@@ -122,11 +100,11 @@ int lk_timing_check(const struct lk_timing *t, char *errbuf, size_t errlen)
 	uint64_t lhs, rhs;
 
 	if (!t->interval_ms || !t->dead_ms || !t->fence_ms || !t->io_timeout_ms) {
-		set_err(errbuf, errlen, "lockmgr: timings must be non-zero");
+		base_set_err(errbuf, errlen, 0, "lockmgr: timings must be non-zero");
 		return -EINVAL;
 	}
 	if ((uint64_t)t->interval_ms + t->io_timeout_ms >= t->fence_ms) {
-		set_err(errbuf, errlen, "lockmgr: interval %u ms + io_timeout %u ms must be below fence %u ms",
+		base_set_err(errbuf, errlen, 0, "lockmgr: interval %u ms + io_timeout %u ms must be below fence %u ms",
 			t->interval_ms, t->io_timeout_ms, t->fence_ms);
 		return -EINVAL;
 	}
@@ -134,13 +112,13 @@ int lk_timing_check(const struct lk_timing *t, char *errbuf, size_t errlen)
 	lhs = ((uint64_t)t->fence_ms + t->io_timeout_ms) * (1000000 + LK_DRIFT_PPM);
 	rhs = (uint64_t)t->dead_ms * (1000000 - LK_DRIFT_PPM);
 	if (lhs >= rhs) {
-		set_err(errbuf, errlen,
+		base_set_err(errbuf, errlen, 0,
 			"lockmgr: (fence %u ms + io_timeout %u ms) * 1.01 must be below dead %u ms * 0.99",
 			t->fence_ms, t->io_timeout_ms, t->dead_ms);
 		return -EINVAL;
 	}
 	if (lk_join_delay_ms(t) >= t->fence_ms) {
-		set_err(errbuf, errlen, "lockmgr: join delay %u ms must be below fence %u ms",
+		base_set_err(errbuf, errlen, 0, "lockmgr: join delay %u ms must be below fence %u ms",
 			lk_join_delay_ms(t), t->fence_ms);
 		return -EINVAL;
 	}
@@ -165,30 +143,30 @@ static int geometry_check(const struct lk_geometry *g, struct lk_layout *l, char
 	uint64_t hb_len;
 
 	if (!lk_sector_size_ok(g->sector_size)) {
-		set_err(err, errlen, "lockmgr: sector size %u (expected 512..4096, a power of two)",
+		base_set_err(err, errlen, 0, "lockmgr: sector size %u (expected 512..4096, a power of two)",
 			g->sector_size);
 		return -EINVAL;
 	}
 	if (!g->nslots || g->nslots > LK_MAX_SLOTS) {
-		set_err(err, errlen, "lockmgr: %u host slots (expected 1..%u)", g->nslots, LK_MAX_SLOTS);
+		base_set_err(err, errlen, 0, "lockmgr: %u host slots (expected 1..%u)", g->nslots, LK_MAX_SLOTS);
 		return -EINVAL;
 	}
 	if (g->slot_size != base_max(512u, g->sector_size)) {
-		set_err(err, errlen, "lockmgr: slot size %u (expected %u)", g->slot_size,
+		base_set_err(err, errlen, 0, "lockmgr: slot size %u (expected %u)", g->slot_size,
 			base_max(512u, g->sector_size));
 		return -EINVAL;
 	}
 	if (g->hb_off % 4096 || g->lock_off % 4096) {
-		set_err(err, errlen, "lockmgr: heartbeat or lock region not 4 KiB aligned");
+		base_set_err(err, errlen, 0, "lockmgr: heartbeat or lock region not 4 KiB aligned");
 		return -EINVAL;
 	}
 	hb_len = (uint64_t)g->nslots * g->slot_size;
 	if (g->hb_off < g->lock_off + g->lock_len && g->lock_off < g->hb_off + hb_len) {
-		set_err(err, errlen, "lockmgr: heartbeat and lock regions overlap");
+		base_set_err(err, errlen, 0, "lockmgr: heartbeat and lock regions overlap");
 		return -EINVAL;
 	}
 	if (lk_layout_compute(g->nslots, g->sector_size, g->lock_len, l) < 0) {
-		set_err(err, errlen, "lockmgr: lock region of %" PRIu64 " bytes holds no bucket (%" PRIu64
+		base_set_err(err, errlen, 0, "lockmgr: lock region of %" PRIu64 " bytes holds no bucket (%" PRIu64
 			" needed for one)", g->lock_len,
 			lk_lock_region_size(g->nslots, g->sector_size, 1));
 		return -EINVAL;
@@ -212,7 +190,7 @@ static int hb_decode(const void *buf, unsigned slot, struct slot_rec *r)
 	unsigned state;
 
 	memset(r, 0, sizeof(*r));
-	if (all_zero(buf, sizeof(*d)))
+	if (base_all_zero(buf, sizeof(*d)))
 		return 0;
 	if (le32_to_cpu(d->hb_magic) != LK_MAGIC_HB)
 		return -EUCLEAN;
@@ -261,7 +239,7 @@ static int leader_decode(const void *buf, unsigned bucket, unsigned nslots, stru
 
 	memset(l, 0, sizeof(*l));
 	l->released = true;
-	if (all_zero(buf, sizeof(*d)))
+	if (base_all_zero(buf, sizeof(*d)))
 		return 0;
 	if (le32_to_cpu(d->ld_magic) != LK_MAGIC_LEADER)
 		return -EUCLEAN;
@@ -304,7 +282,7 @@ static int dsect_check(const void *buf, uint32_t ss, unsigned slot, unsigned gro
 	const struct lk_dsect_head *hd = buf;
 	le32 crc;
 
-	if (all_zero(buf, ss))
+	if (base_all_zero(buf, ss))
 		return 0;
 	if (le32_to_cpu(hd->ds_magic) != LK_MAGIC_DBLOCK)
 		return -EUCLEAN;
@@ -375,7 +353,7 @@ static int table_decode(const void *buf, unsigned bucket, unsigned copy, unsigne
 {
 	const struct lk_table_disk *d = buf;
 
-	if (all_zero(buf, sizeof(*d)))
+	if (base_all_zero(buf, sizeof(*d)))
 		return 1;
 	if (le32_to_cpu(d->tb_magic) != LK_MAGIC_TABLE)
 		return -EUCLEAN;
@@ -469,23 +447,23 @@ static int region_decode(const void *buf, const struct lk_geometry *g, const str
 {
 	const struct lk_region_disk *d = buf;
 
-	if (all_zero(buf, sizeof(*d))) {
-		set_err(err, errlen, "lockmgr: lock region at %" PRIu64 " is not formatted", g->lock_off);
+	if (base_all_zero(buf, sizeof(*d))) {
+		base_set_err(err, errlen, 0, "lockmgr: lock region at %" PRIu64 " is not formatted", g->lock_off);
 		return -EINVAL;
 	}
 	if (le32_to_cpu(d->rg_magic) != LK_MAGIC_REGION) {
-		set_err(err, errlen, "lockmgr: lock region at %" PRIu64 ": bad magic 0x%08x", g->lock_off,
+		base_set_err(err, errlen, 0, "lockmgr: lock region at %" PRIu64 ": bad magic 0x%08x", g->lock_off,
 			le32_to_cpu(d->rg_magic));
 		return -EUCLEAN;
 	}
 	if (le32_to_cpu(d->rg_crc) != base_crc32c(0, d, offsetof(struct lk_region_disk, rg_crc))) {
-		set_err(err, errlen, "lockmgr: lock region header: bad checksum");
+		base_set_err(err, errlen, 0, "lockmgr: lock region header: bad checksum");
 		return -EBADMSG;
 	}
 	if (le16_to_cpu(d->rg_version) != LK_FORMAT_VERSION || le32_to_cpu(d->rg_sector_size) != g->sector_size ||
 	    le32_to_cpu(d->rg_nslots) != g->nslots || le32_to_cpu(d->rg_nbuckets) != l->nbuckets ||
 	    le32_to_cpu(d->rg_table_bytes) != LK_TABLE_BYTES || le64_to_cpu(d->rg_lock_len) != g->lock_len) {
-		set_err(err, errlen,
+		base_set_err(err, errlen, 0,
 			"lockmgr: lock region header says version %u, sector %u, %u slots, %u buckets, "
 			"length %" PRIu64 " (expected %u, %u, %u, %u, %" PRIu64 ")",
 			le16_to_cpu(d->rg_version), le32_to_cpu(d->rg_sector_size), le32_to_cpu(d->rg_nslots),
@@ -860,7 +838,7 @@ static int scan_dblocks(struct lk_host *h, unsigned b, void *gbuf, uint64_t lver
 		if (rc < 0)
 			return -EUCLEAN;
 		dsect_get(sec, idx, &d);
-		if (all_zero(sec, ss) || d.lver < lver)
+		if (base_all_zero(sec, ss) || d.lver < lver)
 			continue;
 		rivals_note(riv, d.lver, q, le64_to_cpu(((const struct lk_dsect_head *)sec)->ds_gen));
 		if (d.lver > lver) {
@@ -1977,11 +1955,11 @@ static int claim_one(struct lk_host *h, unsigned s, uint8_t *sbuf, char *err, si
 		rc = host_write(h, h->g.hb_off + (uint64_t)s * h->g.slot_size, sbuf, h->g.sector_size);
 		t2 = host_now(h);
 		if (rc < 0) {
-			set_err(err, errlen, "lockmgr: writing the claim of slot %u: %s", s, strerror(-rc));
+			base_set_err(err, errlen, 0, "lockmgr: writing the claim of slot %u: %s", s, strerror(-rc));
 			return rc;
 		}
 		if (t2 - t0 > eps + io) {
-			set_err(err, errlen, "lockmgr: claiming slot %u took %" PRIu64 " ms (bound %" PRIu64
+			base_set_err(err, errlen, 0, "lockmgr: claiming slot %u took %" PRIu64 " ms (bound %" PRIu64
 				" ms): storage slower than io_timeout", s, (t2 - t0) / NS_PER_MS,
 				(eps + io) / NS_PER_MS);
 			return -EIO;
@@ -2034,7 +2012,7 @@ static int claim_slot(struct lk_host *h, const uint8_t *prefer, char *err, size_
 		 */
 		rc = read_region(h, region, false);
 		if (rc < 0) {
-			set_err(err, errlen, "lockmgr: reading the heartbeat region: %s", strerror(-rc));
+			base_set_err(err, errlen, 0, "lockmgr: reading the heartbeat region: %s", strerror(-rc));
 			goto out;
 		}
 		start = (unsigned)(host_rand(h) % h->g.nslots);
@@ -2056,7 +2034,7 @@ static int claim_slot(struct lk_host *h, const uint8_t *prefer, char *err, size_
 			lost = 1;
 		}
 	}
-	set_err(err, errlen, "lockmgr: no free heartbeat slot among %u", h->g.nslots);
+	base_set_err(err, errlen, 0, "lockmgr: no free heartbeat slot among %u", h->g.nslots);
 	rc = -ENOSPC;
 out:
 	free(region);
@@ -2147,12 +2125,12 @@ static int load_dsects(struct lk_host *h, char *err, size_t errlen)
 		rc = host_read(h, h->g.lock_off + lk_layout_group(&h->lay, k) + (uint64_t)h->slot * ss, h->dsect[k],
 			       ss);
 		if (rc < 0) {
-			set_err(err, errlen, "lockmgr: reading the dblocks of slot %u: %s", h->slot, strerror(-rc));
+			base_set_err(err, errlen, 0, "lockmgr: reading the dblocks of slot %u: %s", h->slot, strerror(-rc));
 			return rc;
 		}
 		rc = dsect_check(h->dsect[k], ss, h->slot, k);
 		if (rc < 0) {
-			set_err(err, errlen, "lockmgr: dblock sector of slot %u, group %u: %s", h->slot, k,
+			base_set_err(err, errlen, 0, "lockmgr: dblock sector of slot %u, group %u: %s", h->slot, k,
 				rc == -EBADMSG ? "bad checksum" : "malformed");
 			return -EUCLEAN;
 		}
@@ -2187,7 +2165,7 @@ int lk_join(const struct lk_io *io, const struct lk_geometry *g, const struct lk
 	if (!o)
 		o = &none;
 	if (!io || !io->read || !io->write || !io->now_ns || !io->sleep_ns) {
-		set_err(errbuf, errlen, "lockmgr: incomplete lk_io");
+		base_set_err(errbuf, errlen, 0, "lockmgr: incomplete lk_io");
 		return -EINVAL;
 	}
 	rc = lk_timing_check(t, errbuf, errlen);
@@ -2217,7 +2195,7 @@ int lk_join(const struct lk_io *io, const struct lk_geometry *g, const struct lk
 	}
 	rc = io->read(io->ctx, g->lock_off, rbuf, g->sector_size);
 	if (rc < 0) {
-		set_err(errbuf, errlen, "lockmgr: reading the lock region header: %s", strerror(-rc));
+		base_set_err(errbuf, errlen, 0, "lockmgr: reading the lock region header: %s", strerror(-rc));
 		goto err_free;
 	}
 	rc = region_decode(rbuf, g, &lay, errbuf, errlen);
@@ -2232,19 +2210,19 @@ int lk_join(const struct lk_io *io, const struct lk_geometry *g, const struct lk
 	if (o->watchdog) {
 		rc = watchdog_open(h, o->watchdog);
 		if (rc < 0) {
-			set_err(errbuf, errlen, "lockmgr: watchdog %s: %s", o->watchdog, strerror(-rc));
+			base_set_err(errbuf, errlen, 0, "lockmgr: watchdog %s: %s", o->watchdog, strerror(-rc));
 			goto err_free_slot;
 		}
 	}
 	rc = lk_renew(h);
 	if (rc < 0) {
-		set_err(errbuf, errlen, "lockmgr: slot %u: first renewal failed: %s", h->slot, strerror(-rc));
+		base_set_err(errbuf, errlen, 0, "lockmgr: slot %u: first renewal failed: %s", h->slot, strerror(-rc));
 		goto err_free_slot;
 	}
 	if (!o->no_renew_thread) {
 		rc = -pthread_create(&h->renew_thread, NULL, renew_main, h);
 		if (rc < 0) {
-			set_err(errbuf, errlen, "lockmgr: cannot start the renewal thread: %s", strerror(-rc));
+			base_set_err(errbuf, errlen, 0, "lockmgr: cannot start the renewal thread: %s", strerror(-rc));
 			goto err_free_slot;
 		}
 		h->renew_running = true;

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "tools/common.h"
+#include "base/cli.h"
 #include "vmfs/vmfs.h"
 
 static struct tool_progress bar;

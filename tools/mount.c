@@ -8,8 +8,8 @@
  */
 #define FUSE_USE_VERSION 314
 
-#include "tools/common.h"
-#include "tools/fuse_ring.h"
+#include "base/cli.h"
+#include "tools/mount_ring.h"
 #include "tools/mount_pid.h"
 #include "vmfs/vmfs.h"
 

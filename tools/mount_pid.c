@@ -26,7 +26,7 @@
  *                  (a stale run file: locked at once, umount, unlink --> 0)
  */
 #include "tools/mount_pid.h"
-#include "tools/common.h"
+#include "base/cli.h"
 
 #include <errno.h>
 #include <fcntl.h>

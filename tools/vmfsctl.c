@@ -9,7 +9,7 @@
 
 #include "base/base.h"
 #include "lockmgr/lockmgr.h"
-#include "tools/common.h"
+#include "base/cli.h"
 #include "vmfs/vmfs.h"
 
 static void usage(FILE *f)

@@ -21,19 +21,6 @@
 
 #define DEFAULT_BLOCK_SIZE (1u << 20)
 
-static int set_err(char *errbuf, size_t errlen, int ret, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-static int set_err(char *errbuf, size_t errlen, int ret, const char *fmt, ...)
-{
-	va_list ap;
-	if (errbuf && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(errbuf, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return ret;
-}
-
 /* ---- geometry shared by mkfs and open ------------------------------------------------ */
 
 void super_geometry(struct vmfs *fs)
@@ -155,14 +142,14 @@ int vmfs_mkfs(const char *path, const struct vmfs_mkfs_opts *o, char *errbuf, si
 	bs = o->block_size ? o->block_size : DEFAULT_BLOCK_SIZE;
 	slots = o->host_slots ? o->host_slots : VMFS_MAX_HOSTS;
 	if (!base_is_pow2(bs) || bs < VMFS_MIN_BLOCK_SIZE || bs > VMFS_MAX_BLOCK_SIZE)
-		return set_err(errbuf, errlen, -EINVAL, "block size %s: must be a power of two from 64 KiB to 4 MiB",
+		return base_set_err(errbuf, errlen, -EINVAL, "block size %s: must be a power of two from 64 KiB to 4 MiB",
 			       base_fmt_size_exact(bs, sz, sizeof(sz)));
 	if (slots > VMFS_MAX_HOSTS)
-		return set_err(errbuf, errlen, -EINVAL, "host slots %u: at most %u", slots, VMFS_MAX_HOSTS);
+		return base_set_err(errbuf, errlen, -EINVAL, "host slots %u: at most %u", slots, VMFS_MAX_HOSTS);
 	if (o->label && strlen(o->label) > 63)
-		return set_err(errbuf, errlen, -EINVAL, "label is longer than 63 bytes");
+		return base_set_err(errbuf, errlen, -EINVAL, "label is longer than 63 bytes");
 	if (o->size && (o->size < VMFS_MIN_SIZE || o->size > VMFS_MAX_SIZE))
-		return set_err(errbuf, errlen, -EINVAL, "size %s: must be from 64 MiB to 64 PiB",
+		return base_set_err(errbuf, errlen, -EINVAL, "size %s: must be from 64 MiB to 64 PiB",
 			       base_fmt_size_exact(o->size, sz, sizeof(sz)));
 
 	fs = calloc(1, sizeof(*fs));
@@ -173,7 +160,7 @@ int vmfs_mkfs(const char *path, const struct vmfs_mkfs_opts *o, char *errbuf, si
 	fs->errbuf = errbuf;
 	ret = dev_open(path, o->size ? DEV_CREATE : 0, NULL, &fs->dev);
 	if (ret) {
-		set_err(errbuf, errlen, ret, "%s: %s", path, dev_strerror(ret));
+		base_set_err(errbuf, errlen, ret, "%s: %s", path, dev_strerror(ret));
 		goto err_free;
 	}
 	if (!o->force) {
@@ -184,11 +171,11 @@ int vmfs_mkfs(const char *path, const struct vmfs_mkfs_opts *o, char *errbuf, si
 		}
 		if (dev_size(fs->dev) >= VMFS_UNIT && !dev_pread(fs->dev, head, VMFS_UNIT, 0) &&
 		    le32_to_cpu(((struct vmfs_mhdr *)head)->mh_magic) == VMFS_MAGIC_SB) {
-			ret = set_err(errbuf, errlen, -EEXIST, "%s already holds a vmfs datastore (use -f to overwrite)", path);
+			ret = base_set_err(errbuf, errlen, -EEXIST, "%s already holds a vmfs datastore (use -f to overwrite)", path);
 			goto err_close;
 		}
 		if (dev_size(fs->dev) > 0 && probe_signature(path, what, sizeof(what))) {
-			ret = set_err(errbuf, errlen, -EEXIST, "%s holds a %s signature (use -f to overwrite)", path, what);
+			ret = base_set_err(errbuf, errlen, -EEXIST, "%s holds a %s signature (use -f to overwrite)", path, what);
 			goto err_close;
 		}
 	}
@@ -197,13 +184,13 @@ int vmfs_mkfs(const char *path, const struct vmfs_mkfs_opts *o, char *errbuf, si
 	if (o->size && dev_size(fs->dev) < size) {
 		ret = dev_set_size(fs->dev, size);
 		if (ret) {
-			set_err(errbuf, errlen, ret, "%s: cannot grow it to %s: %s", path,
+			base_set_err(errbuf, errlen, ret, "%s: cannot grow it to %s: %s", path,
 				base_fmt_size_exact(size, sz, sizeof(sz)), ret == -ENOTTY ? "it is a block device smaller than that" : strerror(-ret));
 			goto err_close;
 		}
 	}
 	if (size < VMFS_MIN_SIZE || size > VMFS_MAX_SIZE) {
-		ret = set_err(errbuf, errlen, -ENOSPC, "%s: its size, %s, is outside 64 MiB .. 64 PiB", path,
+		ret = base_set_err(errbuf, errlen, -ENOSPC, "%s: its size, %s, is outside 64 MiB .. 64 PiB", path,
 			      base_fmt_size_exact(size, sz, sizeof(sz)));
 		goto err_close;
 	}
@@ -219,7 +206,7 @@ int vmfs_mkfs(const char *path, const struct vmfs_mkfs_opts *o, char *errbuf, si
 	if (o->io_timeout_ms)
 		timing.io_timeout_ms = o->io_timeout_ms;
 	if (lk_timing_check(&timing, what, sizeof(what))) {
-		ret = set_err(errbuf, errlen, -EINVAL, "cluster timings %u,%u,%u,%u ms: %s", timing.interval_ms,
+		ret = base_set_err(errbuf, errlen, -EINVAL, "cluster timings %u,%u,%u,%u ms: %s", timing.interval_ms,
 			      timing.dead_ms, timing.fence_ms, timing.io_timeout_ms, what);
 		goto err_close;
 	}
@@ -247,12 +234,12 @@ int vmfs_mkfs(const char *path, const struct vmfs_mkfs_opts *o, char *errbuf, si
 	jlen = o->journal_size ? o->journal_size : base_min(base_max(size / 64, VMFS_JOURNAL_MIN), 32ull << 20);
 	jlen = base_round_up(jlen, bs);
 	if (jlen < VMFS_JOURNAL_MIN || jlen > (uint64_t)rcb * bs) {
-		ret = set_err(errbuf, errlen, -EINVAL, "journal size %s: must be from 4 MiB to %s",
+		ret = base_set_err(errbuf, errlen, -EINVAL, "journal size %s: must be from 4 MiB to %s",
 			      base_fmt_size_exact(jlen, sz, sizeof(sz)), base_fmt_size_exact((uint64_t)rcb * bs, sz2, sizeof(sz2)));
 		goto err_close;
 	}
 	if (nblocks < jlen / bs + 4) {
-		ret = set_err(errbuf, errlen, -ENOSPC, "%s: too small for this block size and journal", path);
+		ret = base_set_err(errbuf, errlen, -ENOSPC, "%s: too small for this block size and journal", path);
 		goto err_close;
 	}
 
@@ -287,7 +274,7 @@ int vmfs_mkfs(const char *path, const struct vmfs_mkfs_opts *o, char *errbuf, si
 	sb->sb_mkfs_time = cpu_to_le64((uint64_t)base_real_ns());
 	super_geometry(fs);
 	if (sb_geometry_error(sb)) {
-		ret = set_err(errbuf, errlen, -EINVAL, "internal: computed geometry is invalid: %s", sb_geometry_error(sb));
+		ret = base_set_err(errbuf, errlen, -EINVAL, "internal: computed geometry is invalid: %s", sb_geometry_error(sb));
 		goto err_close;
 	}
 
@@ -301,7 +288,7 @@ int vmfs_mkfs(const char *path, const struct vmfs_mkfs_opts *o, char *errbuf, si
 		ret = lk_format_header(&fs->lkio, &g); /* dev_zero_range made both regions zero */
 	}
 	if (ret) {
-		set_err(errbuf, errlen, ret, "%s: cannot clear the header area: %s", path, strerror(-ret));
+		base_set_err(errbuf, errlen, ret, "%s: cannot clear the header area: %s", path, strerror(-ret));
 		goto err_close;
 	}
 	fs->commit_ms = ~0u; /* nothing is committed through a journal: there is none yet */
@@ -333,9 +320,9 @@ int vmfs_mkfs(const char *path, const struct vmfs_mkfs_opts *o, char *errbuf, si
 		meta_put(fs, sbb);
 		ret = meta_write_direct(fs);
 		if (ret)
-			set_err(errbuf, errlen, ret, "%s: write failed: %s", path, strerror(-ret));
+			base_set_err(errbuf, errlen, ret, "%s: write failed: %s", path, strerror(-ret));
 	} else {
-		set_err(errbuf, errlen, ret, "%s: cannot create the root directory: %s", path, strerror(-ret));
+		base_set_err(errbuf, errlen, ret, "%s: cannot create the root directory: %s", path, strerror(-ret));
 	}
 err_cache:
 	alloc_release(fs);
@@ -468,11 +455,11 @@ int vmfs_open(const char *path, const struct vmfs_open_opts *o, struct vmfs **ou
 	fs->errbuf = ebuf;
 	ret = dev_open(path, fs->ro ? DEV_RDONLY : 0, NULL, &fs->dev);
 	if (ret) {
-		set_err(errbuf, errlen, ret, "%s: %s", path, dev_strerror(ret));
+		base_set_err(errbuf, errlen, ret, "%s: %s", path, dev_strerror(ret));
 		goto err_free;
 	}
 	if (dev_size(fs->dev) < VMFS_UNIT) {
-		ret = set_err(errbuf, errlen, -EINVAL, "%s: not a vmfs datastore (too small)", path);
+		ret = base_set_err(errbuf, errlen, -EINVAL, "%s: not a vmfs datastore (too small)", path);
 		goto err_close;
 	}
 	ret = read_sb(fs, VMFS_SB_OFF, &fs->sb, &why);
@@ -492,32 +479,32 @@ int vmfs_open(const char *path, const struct vmfs_open_opts *o, struct vmfs **ou
 			primary_bad = why;
 		} else {
 			if (ret == -EINVAL && !backup)
-				set_err(errbuf, errlen, ret, "%s: %s", path, why);
+				base_set_err(errbuf, errlen, ret, "%s: %s", path, why);
 			else
-				set_err(errbuf, errlen, ret, "%s: %s%s", path, why,
+				base_set_err(errbuf, errlen, ret, "%s: %s%s", path, why,
 					backup ? " (the backup superblock is intact: run fsck.vmfs)" : "");
 			goto err_close;
 		}
 	}
 	if (le64_to_cpu(fs->sb.sb_size) > dev_size(fs->dev)) {
-		ret = set_err(errbuf, errlen, -EUCLEAN, "%s: device is %llu bytes but the datastore is %llu (truncated?)",
+		ret = base_set_err(errbuf, errlen, -EUCLEAN, "%s: device is %llu bytes but the datastore is %llu (truncated?)",
 			      path, (unsigned long long)dev_size(fs->dev), (unsigned long long)le64_to_cpu(fs->sb.sb_size));
 		goto err_close;
 	}
 	unknown = le64_to_cpu(fs->sb.sb_incompat) & ~VMFS_FEATURE_INCOMPAT_SUPP;
 	if (unknown) {
-		ret = set_err(errbuf, errlen, -EPROTONOSUPPORT, "%s: unknown incompatible features 0x%llx: refusing to open",
+		ret = base_set_err(errbuf, errlen, -EPROTONOSUPPORT, "%s: unknown incompatible features 0x%llx: refusing to open",
 			      path, (unsigned long long)unknown);
 		goto err_close;
 	}
 	unknown = le64_to_cpu(fs->sb.sb_ro_compat) & ~VMFS_FEATURE_RO_COMPAT_SUPP;
 	if (unknown && !fs->ro) {
-		ret = set_err(errbuf, errlen, -EROFS, "%s: unknown read-only-compatible features 0x%llx: open it read-only",
+		ret = base_set_err(errbuf, errlen, -EROFS, "%s: unknown read-only-compatible features 0x%llx: open it read-only",
 			      path, (unsigned long long)unknown);
 		goto err_close;
 	}
 	if (o->slot >= le32_to_cpu(fs->sb.sb_host_slots)) {
-		ret = set_err(errbuf, errlen, -EINVAL, "%s: host slot %u: the datastore has %u", path, o->slot,
+		ret = base_set_err(errbuf, errlen, -EINVAL, "%s: host slot %u: the datastore has %u", path, o->slot,
 			      le32_to_cpu(fs->sb.sb_host_slots));
 		goto err_close;
 	}
@@ -546,7 +533,7 @@ int vmfs_open(const char *path, const struct vmfs_open_opts *o, struct vmfs **ou
 		if (!ret && !fs->j_sb_replayed)
 			ret = -EBADMSG;
 		if (ret) {
-			set_err(errbuf, errlen, ret, "%s: %s (the backup superblock is intact: run fsck.vmfs)", path,
+			base_set_err(errbuf, errlen, ret, "%s: %s (the backup superblock is intact: run fsck.vmfs)", path,
 				primary_bad);
 			goto err_cache;
 		}
@@ -556,14 +543,14 @@ int vmfs_open(const char *path, const struct vmfs_open_opts *o, struct vmfs **ou
 		char jwhy[200] = "";
 		ret = cluster_join(fs, o->hostname, o->watchdog, jwhy, sizeof(jwhy));
 		if (ret) {
-			set_err(errbuf, errlen, ret, "%s: cannot join the cluster: %s", path, jwhy[0] ? jwhy : strerror(-ret));
+			base_set_err(errbuf, errlen, ret, "%s: cannot join the cluster: %s", path, jwhy[0] ? jwhy : strerror(-ret));
 			goto err_cache;
 		}
 		pthread_mutex_lock(&fs->lock);
 		ret = cluster_meta(fs, true);
 		pthread_mutex_unlock(&fs->lock);
 		if (ret) {
-			set_err(errbuf, errlen, ret, "%s: %s", path, ebuf[0] ? ebuf : strerror(-ret));
+			base_set_err(errbuf, errlen, ret, "%s: %s", path, ebuf[0] ? ebuf : strerror(-ret));
 			goto err_alloc;
 		}
 	}
@@ -573,7 +560,7 @@ int vmfs_open(const char *path, const struct vmfs_open_opts *o, struct vmfs **ou
 	if (!ret) /* the journal may have changed the superblock */
 		ret = meta_read(fs, 0, VMFS_MAGIC_SB, &sbb);
 	if (ret == -EBADMSG && primary_bad) { /* replay did not restore it */
-		ret = set_err(errbuf, errlen, ret, "%s: %s (the backup superblock is intact: run fsck.vmfs)",
+		ret = base_set_err(errbuf, errlen, ret, "%s: %s (the backup superblock is intact: run fsck.vmfs)",
 			      path, primary_bad);
 		goto err_cache;
 	}
@@ -603,21 +590,21 @@ int vmfs_open(const char *path, const struct vmfs_open_opts *o, struct vmfs **ou
 	if (!ret && !fs->ro)
 		ret = orphans_process(fs);
 	if (ret) {
-		set_err(errbuf, errlen, ret, "%s: %s", path, ebuf[0] ? ebuf : strerror(-ret));
+		base_set_err(errbuf, errlen, ret, "%s: %s", path, ebuf[0] ? ebuf : strerror(-ret));
 		goto err_alloc;
 	}
 	fs->errbuf = NULL;
 	if (!fs->ro && fs->commit_ms) {
 		ret = pthread_create(&fs->committer, NULL, committer, fs);
 		if (ret) {
-			ret = set_err(errbuf, errlen, -ret, "%s: cannot start the commit thread", path);
+			ret = base_set_err(errbuf, errlen, -ret, "%s: cannot start the commit thread", path);
 			goto err_alloc;
 		}
 		fs->committer_running = true;
 	}
 	ret = cluster_start(fs);
 	if (ret) {
-		ret = set_err(errbuf, errlen, ret, "%s: cannot start the lock poller", path);
+		ret = base_set_err(errbuf, errlen, ret, "%s: cannot start the lock poller", path);
 		goto err_alloc;
 	}
 	*out = fs;

@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "base/base.h"
-#include "tools/common.h"
+#include "base/cli.h"
 #include "vmm/vmm_i.h"
 
 #define KERNEL_MAX (256ull << 20)

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/base.h"
 #include "vmm/vmm_i.h"
 
 #define CONF_MAX (64u << 10)
@@ -149,11 +150,6 @@ int vmm_store_rmdirs(struct vmfs *fs, const char *path, unsigned n)
 	return 0;
 }
 
-static bool all_zero(const uint8_t *p, size_t n)
-{
-	return n == 0 || (p[0] == 0 && !memcmp(p, p + 1, n - 1));
-}
-
 int vmm_store_new_file(struct vmfs *fs, uint64_t dir, const char *name, uint64_t *ino)
 {
 	struct vmfs_stat st;
@@ -209,7 +205,7 @@ int vmm_store_copy_in(struct vmfs *fs, uint64_t dir, const char *name, int src_f
 		}
 		if (n == 0)
 			break;
-		if (!sparse || !all_zero(buf, (size_t)n)) {
+		if (!sparse || !base_all_zero(buf, (size_t)n)) {
 			w = vmfs_pwrite(fs, ino, buf, (size_t)n, off);
 			if (w != n) {
 				ret = w < 0 ? (int)w : -EIO;

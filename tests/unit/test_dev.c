@@ -6,6 +6,7 @@
  * fallbacks are tested in child processes in which a seccomp filter makes
  * io_uring_setup, io_setup or an O_DIRECT openat fail.
  */
+#include "base/base.h"
 #include "vmfs/dev_i.h"
 
 #include <check.h>
@@ -66,23 +67,13 @@ static void fill(void *buf, size_t len, uint64_t seed)
 	}
 }
 
-static bool all_zero(const void *buf, size_t len)
-{
-	const uint8_t *p = buf;
-
-	for (size_t i = 0; i < len; i++)
-		if (p[i])
-			return false;
-	return true;
-}
-
 static void *xbuf(size_t len)
 {
 	void *p = dev_alloc_buf(len);
 
 	ck_assert_ptr_nonnull(p);
 	ck_assert(((uintptr_t)p & 4095) == 0);
-	ck_assert(all_zero(p, len));
+	ck_assert(base_all_zero(p, len));
 	return p;
 }
 
@@ -391,9 +382,9 @@ START_TEST(zero_range)
 	/* the bytes around the zeroed ranges are untouched */
 	ck_assert_int_eq(dev_pread(dev, buf, 2 * mib, mib), 0);
 	ck_assert_mem_eq(buf, model, 2 * mib);
-	ck_assert(all_zero(buf + 256 * 1024, 256 * 1024 + 512));
-	ck_assert(!all_zero(buf + 256 * 1024 - 512, 512));
-	ck_assert(!all_zero(buf + 512 * 1024 + 512, 512));
+	ck_assert(base_all_zero(buf + 256 * 1024, 256 * 1024 + 512));
+	ck_assert(!base_all_zero(buf + 256 * 1024 - 512, 512));
+	ck_assert(!base_all_zero(buf + 512 * 1024 + 512, 512));
 	ck_assert_int_eq(stat(path, &after), 0);
 	ck_assert_int_eq(after.st_size, FILE_SIZE);
 	ck_assert_int_lt(after.st_blocks, before.st_blocks);   /* punched, not written */
@@ -405,7 +396,7 @@ START_TEST(zero_range)
 	ck_assert_uint_eq(dev_size(dev), FILE_SIZE + 4096);
 	ck_assert_int_eq(dev_pread(dev, buf + 8192, 12288, FILE_SIZE - 8192), 0);
 	ck_assert_mem_eq(buf + 8192, buf, 4096);
-	ck_assert(all_zero(buf + 12288, 8192));
+	ck_assert(base_all_zero(buf + 12288, 8192));
 	dev_close(dev);
 	free(model);
 	free(buf);
@@ -561,7 +552,7 @@ START_TEST(queue_2000)
 		ck_assert_mem_eq(bufs, expect, 4096);
 	}
 	ck_assert_int_eq(dev_pread(dev, bufs, 4096, (uint64_t)blocks[N] * 4096), 0);
-	ck_assert(all_zero(bufs, 4096));
+	ck_assert(base_all_zero(bufs, 4096));
 
 	/* min 0 polls; a zero-length request completes with 0; free waits for the rest */
 	{
@@ -779,7 +770,7 @@ START_TEST(set_size)
 	ck_assert_int_eq(st.st_size, 3ll << 23);
 	memset(buf, 0xff, 4096);
 	ck_assert_int_eq(dev_pread(dev, buf, 4096, 20u << 20), 0);
-	ck_assert(all_zero(buf, 4096));
+	ck_assert(base_all_zero(buf, 4096));
 	ck_assert_int_eq(dev_set_size(dev, 8u << 20), 0);
 	ck_assert_uint_eq(dev_size(dev), 8u << 20);
 	ck_assert_int_eq(dev_pread(dev, buf, 4096, 12u << 20), -EIO);

@@ -1,6 +1,6 @@
 /*
  * FUSE over io_uring for vmfs-mount (Linux 6.14 and later, with the fuse
- * module's enable_uring parameter on). See fuse_ring.c.
+ * module's enable_uring parameter on). See mount_ring.c.
  */
 #ifndef VMFS_TOOLS_FUSE_RING_H
 #define VMFS_TOOLS_FUSE_RING_H

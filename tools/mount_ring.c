@@ -44,10 +44,10 @@
  */
 #define FUSE_USE_VERSION 314
 
-#include "tools/fuse_ring.h"
+#include "tools/mount_ring.h"
 
 #include "base/base.h"
-#include "tools/common.h"
+#include "base/cli.h"
 #include "vmfs/vmfs.h"
 
 #include <errno.h>

@@ -1,7 +1,7 @@
 /*
  * Shared tool helpers: error printing, number parsing and the terminal progress bar.
  */
-#include "tools/common.h"
+#include "base/cli.h"
 
 #include <errno.h>
 #include <stdarg.h>

@@ -1412,18 +1412,18 @@ int vmfs_fsck(const char *path, const struct vmfs_fsck_opts *o, struct vmfs_fsck
 	      size_t errlen)
 {
 	struct fsck c = { .o = o, .r = res, .hsize = 1 << 16 };
-	struct vmfs *fs = calloc(1, sizeof(*fs));
+	struct vmfs *fs;
 	struct ino_info *root;
 	int r;
 
 	memset(res, 0, sizeof(*res));
-	if (!fs)
-		return -ENOMEM;
+	r = fs_new(&fs);
+	if (r)
+		return r;
 	c.fs = fs;
 	fs->errbuf = c.quiet; /* fsck says what is wrong itself, in order */
-	pthread_mutex_init(&fs->lock, NULL);
 	fs->ro = !repairing(&c);
-	fs->mkfs_mode = true; /* repairs are written directly, at the end */
+	fs->no_journal = true; /* repairs are written directly, at the end */
 	fs->commit_ms = ~0u;
 	r = fsck_open(&c, path, errbuf, errlen);
 	if (!r)
@@ -1528,11 +1528,6 @@ out:
 	if (r && errbuf && !errbuf[0])
 		snprintf(errbuf, errlen, "%s: %s", path, strerror(-r));
 out_fs:
-	alloc_release(fs);
-	itab_release(fs);
-	cache_release(fs);
-	dev_close(fs->dev);
-	pthread_mutex_destroy(&fs->lock);
-	free(fs);
+	fs_free(fs);
 	return r;
 }

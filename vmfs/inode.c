@@ -462,4 +462,5 @@ void itab_release(struct vmfs *fs)
 		}
 	}
 	free(fs->ihash);
+	fs->ihash = NULL;
 }

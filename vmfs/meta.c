@@ -476,7 +476,7 @@ int op_end(struct vmfs *fs, int err)
 	else
 		op_accept(fs);
 	fs->op_active = false;
-	if (err >= 0 && fs->ndirty && !fs->mkfs_mode && (fs->commit_ms == 0 || fs->ndirty > VMFS_JDESC_MAX / 2)) {
+	if (err >= 0 && fs->ndirty && !fs->no_journal && (fs->commit_ms == 0 || fs->ndirty > VMFS_JDESC_MAX / 2)) {
 		int ret = journal_commit(fs);
 		if (ret < 0)
 			err = ret;
@@ -488,7 +488,7 @@ int op_end(struct vmfs *fs, int err)
 /* Inside a long operation (truncating a huge file): make what is done so far permanent. */
 int op_maybe_commit(struct vmfs *fs)
 {
-	if (fs->ndirty < VMFS_JDESC_MAX / 2 || fs->mkfs_mode)
+	if (fs->ndirty < VMFS_JDESC_MAX / 2 || fs->no_journal)
 		return 0;
 	op_accept(fs);
 	return journal_commit(fs);

@@ -21,6 +21,36 @@
 
 #define DEFAULT_BLOCK_SIZE (1u << 20)
 
+int fs_new(struct vmfs **out)
+{
+	struct vmfs *fs = calloc(1, sizeof(*fs));
+
+	if (!fs)
+		return -ENOMEM;
+	if (base_cond_init_mono(&fs->commit_cond)) {
+		free(fs);
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&fs->lock, NULL);
+	pthread_mutex_init(&fs->flock, NULL);
+	*out = fs;
+	return 0;
+}
+
+void fs_free(struct vmfs *fs)
+{
+	if (!fs)
+		return;
+	alloc_release(fs);
+	itab_release(fs);
+	cache_release(fs);
+	dev_close(fs->dev);
+	pthread_cond_destroy(&fs->commit_cond);
+	pthread_mutex_destroy(&fs->flock);
+	pthread_mutex_destroy(&fs->lock);
+	free(fs);
+}
+
 /* ---- geometry shared by mkfs and open ------------------------------------------------ */
 
 void super_geometry(struct vmfs *fs)
@@ -152,11 +182,9 @@ int vmfs_mkfs(const char *path, const struct vmfs_mkfs_opts *o, char *errbuf, si
 		return base_set_err(errbuf, errlen, -EINVAL, "size %s: must be from 64 MiB to 64 PiB",
 			       base_fmt_size_exact(o->size, sz, sizeof(sz)));
 
-	fs = calloc(1, sizeof(*fs));
-	if (!fs)
-		return -ENOMEM;
-	pthread_mutex_init(&fs->lock, NULL);
-	pthread_mutex_init(&fs->flock, NULL);
+	ret = fs_new(&fs);
+	if (ret)
+		return ret;
 	fs->errbuf = errbuf;
 	ret = dev_open(path, o->size ? DEV_CREATE : 0, NULL, &fs->dev);
 	if (ret) {
@@ -167,16 +195,16 @@ int vmfs_mkfs(const char *path, const struct vmfs_mkfs_opts *o, char *errbuf, si
 		head = dev_alloc_buf(VMFS_UNIT);
 		if (!head) {
 			ret = -ENOMEM;
-			goto err_close;
+			goto err_free;
 		}
 		if (dev_size(fs->dev) >= VMFS_UNIT && !dev_pread(fs->dev, head, VMFS_UNIT, 0) &&
 		    le32_to_cpu(((struct vmfs_mhdr *)head)->mh_magic) == VMFS_MAGIC_SB) {
 			ret = base_set_err(errbuf, errlen, -EEXIST, "%s already holds a vmfs datastore (use -f to overwrite)", path);
-			goto err_close;
+			goto err_free;
 		}
 		if (dev_size(fs->dev) > 0 && probe_signature(path, what, sizeof(what))) {
 			ret = base_set_err(errbuf, errlen, -EEXIST, "%s holds a %s signature (use -f to overwrite)", path, what);
-			goto err_close;
+			goto err_free;
 		}
 	}
 	size = o->size ? o->size : dev_size(fs->dev);
@@ -186,13 +214,13 @@ int vmfs_mkfs(const char *path, const struct vmfs_mkfs_opts *o, char *errbuf, si
 		if (ret) {
 			base_set_err(errbuf, errlen, ret, "%s: cannot grow it to %s: %s", path,
 				base_fmt_size_exact(size, sz, sizeof(sz)), ret == -ENOTTY ? "it is a block device smaller than that" : strerror(-ret));
-			goto err_close;
+			goto err_free;
 		}
 	}
 	if (size < VMFS_MIN_SIZE || size > VMFS_MAX_SIZE) {
 		ret = base_set_err(errbuf, errlen, -ENOSPC, "%s: its size, %s, is outside 64 MiB .. 64 PiB", path,
 			      base_fmt_size_exact(size, sz, sizeof(sz)));
-		goto err_close;
+		goto err_free;
 	}
 
 	/* cluster timings: lockmgr's defaults unless chosen, and only safe ones */
@@ -208,7 +236,7 @@ int vmfs_mkfs(const char *path, const struct vmfs_mkfs_opts *o, char *errbuf, si
 	if (lk_timing_check(&timing, what, sizeof(what))) {
 		ret = base_set_err(errbuf, errlen, -EINVAL, "cluster timings %u,%u,%u,%u ms: %s", timing.interval_ms,
 			      timing.dead_ms, timing.fence_ms, timing.io_timeout_ms, what);
-		goto err_close;
+		goto err_free;
 	}
 
 	/* layout: header MiB, heartbeats, host table, locks, RC table, data */
@@ -236,11 +264,11 @@ int vmfs_mkfs(const char *path, const struct vmfs_mkfs_opts *o, char *errbuf, si
 	if (jlen < VMFS_JOURNAL_MIN || jlen > (uint64_t)rcb * bs) {
 		ret = base_set_err(errbuf, errlen, -EINVAL, "journal size %s: must be from 4 MiB to %s",
 			      base_fmt_size_exact(jlen, sz, sizeof(sz)), base_fmt_size_exact((uint64_t)rcb * bs, sz2, sizeof(sz2)));
-		goto err_close;
+		goto err_free;
 	}
 	if (nblocks < jlen / bs + 4) {
 		ret = base_set_err(errbuf, errlen, -ENOSPC, "%s: too small for this block size and journal", path);
-		goto err_close;
+		goto err_free;
 	}
 
 	sb->sb_hdr.mh_magic = cpu_to_le32(VMFS_MAGIC_SB);
@@ -275,7 +303,7 @@ int vmfs_mkfs(const char *path, const struct vmfs_mkfs_opts *o, char *errbuf, si
 	super_geometry(fs);
 	if (sb_geometry_error(sb)) {
 		ret = base_set_err(errbuf, errlen, -EINVAL, "internal: computed geometry is invalid: %s", sb_geometry_error(sb));
-		goto err_close;
+		goto err_free;
 	}
 
 	/* wipe the header area (old signatures, heartbeats, host records, locks) */
@@ -289,17 +317,17 @@ int vmfs_mkfs(const char *path, const struct vmfs_mkfs_opts *o, char *errbuf, si
 	}
 	if (ret) {
 		base_set_err(errbuf, errlen, ret, "%s: cannot clear the header area: %s", path, strerror(-ret));
-		goto err_close;
+		goto err_free;
 	}
 	fs->commit_ms = ~0u; /* nothing is committed through a journal: there is none yet */
-	fs->mkfs_mode = true;
+	fs->no_journal = true;
 	ret = cache_init(fs);
 	if (!ret)
 		ret = itab_init(fs);
 	if (!ret)
 		ret = alloc_init(fs);
 	if (ret)
-		goto err_cache;
+		goto err_free;
 	ret = op_begin(fs); /* mkfs: no cluster, nothing to refuse */
 	if (!ret)
 		ret = meta_new(fs, 0, VMFS_MAGIC_SB, 0, &sbb);
@@ -324,17 +352,9 @@ int vmfs_mkfs(const char *path, const struct vmfs_mkfs_opts *o, char *errbuf, si
 	} else {
 		base_set_err(errbuf, errlen, ret, "%s: cannot create the root directory: %s", path, strerror(-ret));
 	}
-err_cache:
-	alloc_release(fs);
-	itab_release(fs);
-	cache_release(fs);
-err_close:
-	dev_close(fs->dev);
 err_free:
 	free(head);
-	pthread_mutex_destroy(&fs->flock);
-	pthread_mutex_destroy(&fs->lock);
-	free(fs);
+	fs_free(fs);
 	return ret;
 }
 
@@ -441,15 +461,9 @@ int vmfs_open(const char *path, const struct vmfs_open_opts *o, struct vmfs **ou
 
 	if (!o)
 		o = &def;
-	fs = calloc(1, sizeof(*fs));
-	if (!fs)
-		return -ENOMEM;
-	pthread_mutex_init(&fs->lock, NULL);
-	pthread_mutex_init(&fs->flock, NULL);
-	if (base_cond_init_mono(&fs->commit_cond)) {
-		free(fs);
-		return -ENOMEM;
-	}
+	ret = fs_new(&fs);
+	if (ret)
+		return ret;
 	fs->ro = o->readonly;
 	fs->commit_ms = o->commit_ms;
 	fs->errbuf = ebuf;
@@ -460,7 +474,7 @@ int vmfs_open(const char *path, const struct vmfs_open_opts *o, struct vmfs **ou
 	}
 	if (dev_size(fs->dev) < VMFS_UNIT) {
 		ret = base_set_err(errbuf, errlen, -EINVAL, "%s: not a vmfs datastore (too small)", path);
-		goto err_close;
+		goto err_free;
 	}
 	ret = read_sb(fs, VMFS_SB_OFF, &fs->sb, &why);
 	if (ret) {
@@ -483,30 +497,30 @@ int vmfs_open(const char *path, const struct vmfs_open_opts *o, struct vmfs **ou
 			else
 				base_set_err(errbuf, errlen, ret, "%s: %s%s", path, why,
 					backup ? " (the backup superblock is intact: run fsck.vmfs)" : "");
-			goto err_close;
+			goto err_free;
 		}
 	}
 	if (le64_to_cpu(fs->sb.sb_size) > dev_size(fs->dev)) {
 		ret = base_set_err(errbuf, errlen, -EUCLEAN, "%s: device is %llu bytes but the datastore is %llu (truncated?)",
 			      path, (unsigned long long)dev_size(fs->dev), (unsigned long long)le64_to_cpu(fs->sb.sb_size));
-		goto err_close;
+		goto err_free;
 	}
 	unknown = le64_to_cpu(fs->sb.sb_incompat) & ~VMFS_FEATURE_INCOMPAT_SUPP;
 	if (unknown) {
 		ret = base_set_err(errbuf, errlen, -EPROTONOSUPPORT, "%s: unknown incompatible features 0x%llx: refusing to open",
 			      path, (unsigned long long)unknown);
-		goto err_close;
+		goto err_free;
 	}
 	unknown = le64_to_cpu(fs->sb.sb_ro_compat) & ~VMFS_FEATURE_RO_COMPAT_SUPP;
 	if (unknown && !fs->ro) {
 		ret = base_set_err(errbuf, errlen, -EROFS, "%s: unknown read-only-compatible features 0x%llx: open it read-only",
 			      path, (unsigned long long)unknown);
-		goto err_close;
+		goto err_free;
 	}
 	if (o->slot >= le32_to_cpu(fs->sb.sb_host_slots)) {
 		ret = base_set_err(errbuf, errlen, -EINVAL, "%s: host slot %u: the datastore has %u", path, o->slot,
 			      le32_to_cpu(fs->sb.sb_host_slots));
-		goto err_close;
+		goto err_free;
 	}
 	fs->slot = o->slot;
 	super_geometry(fs);
@@ -514,7 +528,7 @@ int vmfs_open(const char *path, const struct vmfs_open_opts *o, struct vmfs **ou
 	if (!ret)
 		ret = itab_init(fs);
 	if (ret)
-		goto err_cache;
+		goto err_free;
 	if (!fs->ro && !o->standalone && primary_bad) {
 		/*
 		 * Joining writes (heartbeats, locks): only worth it when some host's
@@ -535,7 +549,7 @@ int vmfs_open(const char *path, const struct vmfs_open_opts *o, struct vmfs **ou
 		if (ret) {
 			base_set_err(errbuf, errlen, ret, "%s: %s (the backup superblock is intact: run fsck.vmfs)", path,
 				primary_bad);
-			goto err_cache;
+			goto err_free;
 		}
 	}
 	if (!fs->ro && !o->standalone) {
@@ -544,7 +558,7 @@ int vmfs_open(const char *path, const struct vmfs_open_opts *o, struct vmfs **ou
 		ret = cluster_join(fs, o->hostname, o->watchdog, jwhy, sizeof(jwhy));
 		if (ret) {
 			base_set_err(errbuf, errlen, ret, "%s: cannot join the cluster: %s", path, jwhy[0] ? jwhy : strerror(-ret));
-			goto err_cache;
+			goto err_free;
 		}
 		pthread_mutex_lock(&fs->lock);
 		ret = cluster_meta(fs, true);
@@ -562,7 +576,7 @@ int vmfs_open(const char *path, const struct vmfs_open_opts *o, struct vmfs **ou
 	if (ret == -EBADMSG && primary_bad) { /* replay did not restore it */
 		ret = base_set_err(errbuf, errlen, ret, "%s: %s (the backup superblock is intact: run fsck.vmfs)",
 			      path, primary_bad);
-		goto err_cache;
+		goto err_free;
 	}
 	if (!ret) {
 		memcpy(&fs->sb, sbb->data, sizeof(fs->sb));
@@ -613,17 +627,8 @@ int vmfs_open(const char *path, const struct vmfs_open_opts *o, struct vmfs **ou
 err_alloc:
 	committer_stop(fs);
 	cluster_leave(fs);
-	alloc_release(fs);
-err_cache:
-	itab_release(fs);
-	cache_release(fs);
-err_close:
-	dev_close(fs->dev);
 err_free:
-	pthread_cond_destroy(&fs->commit_cond);
-	pthread_mutex_destroy(&fs->flock);
-	pthread_mutex_destroy(&fs->lock);
-	free(fs);
+	fs_free(fs);
 	return ret;
 }
 
@@ -660,14 +665,7 @@ int vmfs_close(struct vmfs *fs)
 		pthread_mutex_unlock(&fs->lock);
 	}
 	cluster_leave(fs); /* META goes (nothing left to write back), then the heartbeat slot */
-	alloc_release(fs);
-	itab_release(fs);
-	cache_release(fs);
-	dev_close(fs->dev);
-	pthread_cond_destroy(&fs->commit_cond);
-	pthread_mutex_destroy(&fs->flock);
-	pthread_mutex_destroy(&fs->lock);
-	free(fs);
+	fs_free(fs);
 	return ret;
 }
 

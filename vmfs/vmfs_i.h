@@ -100,7 +100,8 @@ struct vmfs {
 	uint64_t j_unit, j_units;       /* extent; 0 = none */
 	uint64_t j_seq, j_head;         /* next sequence and log position */
 	uint64_t j_tail_seq, j_tail;
-	bool j_replayed, j_sb_replayed, j_no_inplace, mkfs_mode; /* mkfs_mode: no journal; blocks are written directly */
+	bool j_replayed, j_sb_replayed, j_no_inplace;
+	bool no_journal;                /* no journal (mkfs, fsck): meta_write_direct() writes blocks in place */
 	const char *journal_state;
 	int fatal;                      /* an in-place write failed: everything fails now */
 
@@ -153,6 +154,15 @@ void meta_put(struct vmfs *fs, struct vbuf *b);
 void meta_forget(struct vmfs *fs, uint64_t addr);
 int cache_init(struct vmfs *fs);
 void cache_release(struct vmfs *fs);
+
+/*
+ * A bare struct vmfs: zeroed, its locks and commit condition made; no device,
+ * cache, inode table or allocator yet. vmfs_open, vmfs_mkfs and vmfs_fsck each
+ * start from one. fs_free() releases whichever of those were set up since, closes
+ * the device and frees fs; fs_free(NULL) does nothing.
+ */
+int fs_new(struct vmfs **out);
+void fs_free(struct vmfs *fs);
 
 int fs_enter(struct vmfs *fs, bool write);
 void fs_thread_stop(struct vmfs *fs, pthread_cond_t *wake, pthread_t thread, bool *running);

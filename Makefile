@@ -10,7 +10,7 @@ ALL_CFLAGS = $(CPPFLAGS) $(WARN) $(CFLAGS) $(EXTRA_CFLAGS)
 
 BASE_SRC := $(wildcard base/*.c)
 LOCK_SRC := $(wildcard lockmgr/*.c)
-VMFS_SRC := $(wildcard vmfs/*.c)
+VMFS_SRC := $(wildcard vmfs/*.c vmfs/*/*.c)
 LIB_SRC  := $(BASE_SRC) $(LOCK_SRC) $(VMFS_SRC)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 LIB      := $(BUILD)/libvmfs.a

@@ -2,8 +2,9 @@
 # The fsck corruption corpus (tests/fsck/NN-*/): each case damages exactly one
 # thing in a copy of the same base datastore. For each: the first pass
 # (fsck.vmfs -fn) must print exactly the case's `expect` and exit 4, writing
-# nothing; fsck.vmfs -fy must exit 1; a second -fn must exit 0; and every file
-# the case does not list in `damages` must read back unchanged through a mount.
+# nothing; fsck.vmfs -fy must print exactly the case's `expect-fy` (what it
+# repaired, and how) and exit 1; a second -fn must exit 0; and every file the
+# case does not list in `damages` must read back unchanged through a mount.
 # UPDATE=1 rewrites the expect files (review them before committing).
 . "$(dirname "$0")/lib.bash"
 e2e_init mkfs.vmfs fsck.vmfs vmfs-mount
@@ -28,6 +29,9 @@ for dir in "$CASES"/[0-9]*/; do
 	[ $rc -eq 4 ] || fail "$name: fsck -n exited $rc on a damaged image, want 4"
 	rc=0
 	"$VMFS_BIN/fsck.vmfs" -fy "$img" >"$T/y.out" 2>&1 || rc=$?
+	sed -i "s|$img|IMAGE|g" "$T/y.out"
+	if [ -n "${UPDATE:-}" ]; then cp "$T/y.out" "$dir/expect-fy"; fi
+	diff -u "$dir/expect-fy" "$T/y.out" || fail "$name: the repair pass differs from expect-fy"
 	[ $rc -eq 1 ] || { cat "$T/y.out"; fail "$name: fsck -y exited $rc, want 1"; }
 	rc=0
 	"$VMFS_BIN/fsck.vmfs" -fn "$img" >"$T/n2.out" 2>&1 || rc=$?

@@ -18,7 +18,7 @@
 
 #include "base/base.h"
 #include "lockmgr/lockmgr.h"
-#include "vmfs/vmfs.h"
+#include "vmfs/vmfs_i.h" /* vmfs_cluster_io: the datastore's lock regions, as the unit tests use them */
 
 static int fd_read(void *ctx, uint64_t off, void *buf, size_t len)
 {

@@ -8,7 +8,6 @@
 #include <string.h>
 
 #include "base/base.h"
-#include "lockmgr/lockmgr.h"
 #include "base/cli.h"
 #include "vmfs/vmfs.h"
 
@@ -132,12 +131,12 @@ static int cmd_info(int argc, char **argv)
 	return 0;
 }
 
-static const char *state_name(enum lk_slot_state s, bool alive)
+static const char *state_name(enum vmfs_host_state s, bool alive)
 {
 	switch (s) {
-	case LK_SLOT_FREE: return "free";
-	case LK_SLOT_LIVE: return alive ? "alive" : "dead";
-	case LK_SLOT_RECOVERING: return "recovering";
+	case VMFS_HOST_FREE: return "free";
+	case VMFS_HOST_LIVE: return alive ? "alive" : "dead";
+	case VMFS_HOST_RECOVERING: return "recovering";
 	}
 	return "unknown";
 }
@@ -146,10 +145,7 @@ static const char *state_name(enum lk_slot_state s, bool alive)
 static int cmd_hosts(int argc, char **argv)
 {
 	const char *dev = NULL;
-	struct lk_slot_info *s = NULL;
-	struct lk_geometry g;
-	struct lk_timing t;
-	struct lk_io io;
+	struct vmfs_host *s = NULL;
 	struct vmfs *fs;
 	bool json = false, all = false;
 	char uuid[37];
@@ -161,8 +157,7 @@ static int cmd_hosts(int argc, char **argv)
 	fs = open_readonly(dev);
 	if (!fs)
 		return 1;
-	vmfs_cluster_io(fs, &io, &g, &t);
-	ret = lk_watch_slots(&io, &g, 2 * t.interval_ms + 100, &s, &n);
+	ret = vmfs_hosts(fs, &s, &n);
 	if (ret) {
 		tool_err("%s: cannot read the heartbeat region: %s", dev, strerror(-ret));
 		vmfs_close(fs);
@@ -173,7 +168,7 @@ static int cmd_hosts(int argc, char **argv)
 	else
 		printf("%-5s %-36s %6s %10s %-10s %s\n", "SLOT", "HOST UUID", "GEN", "HEARTBEAT", "STATE", "HOST");
 	for (size_t i = 0; i < n; i++) {
-		if (s[i].state == LK_SLOT_FREE && !all)
+		if (s[i].state == VMFS_HOST_FREE && !all)
 			continue; /* a host that left: its slot waits for the next one */
 		base_uuid_fmt(s[i].uuid, uuid);
 		if (json) {
@@ -200,45 +195,44 @@ static int cmd_hosts(int argc, char **argv)
 struct locks_ctx {
 	struct vmfs *fs;
 	bool json, filter;
-	uint64_t res;
+	uint64_t ino;
 	unsigned n;
 };
 
-static const char *mode_name(enum lk_mode m)
+static const char *mode_name(enum vmfs_lock_mode m)
 {
-	return m == LK_EX ? "exclusive" : m == LK_SH ? "read-only" : m == LK_MW ? "multi-writer" : "?";
+	return m == VMFS_LOCK_EX ? "exclusive" : m == VMFS_LOCK_SH ? "read-only" : m == VMFS_LOCK_MW ? "multi-writer" : "?";
 }
 
-static int print_lock(void *arg, uint64_t res, const struct lk_holder *h, uint64_t version)
+static int print_lock(void *arg, const struct vmfs_lock *h)
 {
 	struct locks_ctx *c = arg;
-	unsigned ns = (unsigned)(res >> 56);
-	unsigned long long id = res & ((1ull << 56) - 1);
+	unsigned long long id = h->id;
 	char what[4200], path[4096];
 
-	if (c->filter && res != c->res)
+	if (c->filter && (h->kind != VMFS_LOCK_INODE || h->id != c->ino))
 		return 0;
-	switch (ns) {
-	case LK_NS_INODE:
+	switch (h->kind) {
+	case VMFS_LOCK_INODE:
 		if (!vmfs_path(c->fs, id, path, sizeof(path)))
 			snprintf(what, sizeof(what), "%s", path);
 		else
 			snprintf(what, sizeof(what), "inode %llu (no name)", id);
 		break;
-	case LK_NS_META: snprintf(what, sizeof(what), "metadata"); break;
-	case LK_NS_RC: snprintf(what, sizeof(what), "resource cluster %llu", id); break;
-	case LK_NS_SLOT: snprintf(what, sizeof(what), "recovery of slot %llu", id); break;
-	default: snprintf(what, sizeof(what), "resource 0x%llx", (unsigned long long)res); break;
+	case VMFS_LOCK_META: snprintf(what, sizeof(what), "metadata"); break;
+	case VMFS_LOCK_RC: snprintf(what, sizeof(what), "resource cluster %llu", id); break;
+	case VMFS_LOCK_SLOT: snprintf(what, sizeof(what), "recovery of slot %llu", id); break;
+	default: snprintf(what, sizeof(what), "resource 0x%llx", id); break;
 	}
 	if (c->json) {
 		printf("%s{\"resource\":", c->n ? "," : "");
 		json_str(what);
-		if (ns == LK_NS_INODE)
+		if (h->kind == VMFS_LOCK_INODE)
 			printf(",\"inode\":%llu", id);
 		printf(",\"mode\":\"%s\",\"slot\":%u,\"hostname\":", mode_name(h->mode), h->slot);
 		json_str(h->hostname);
 		printf(",\"generation\":%llu,\"version\":%llu}", (unsigned long long)h->gen,
-		       (unsigned long long)version);
+		       (unsigned long long)h->version);
 	} else {
 		printf("%-12s slot %-5u gen %-6llu %-40s %s\n", mode_name(h->mode), h->slot, (unsigned long long)h->gen,
 		       what, h->hostname[0] ? h->hostname : "-");
@@ -252,9 +246,6 @@ static int cmd_locks(int argc, char **argv)
 {
 	struct locks_ctx c = { 0 };
 	const char *dev = NULL, *path = NULL;
-	struct lk_geometry g;
-	struct lk_timing t;
-	struct lk_io io;
 	struct vmfs *fs;
 	uint64_t ino;
 	int ret;
@@ -273,14 +264,13 @@ static int cmd_locks(int argc, char **argv)
 			return 1;
 		}
 		c.filter = true;
-		c.res = LK_RES(LK_NS_INODE, ino);
+		c.ino = ino;
 	}
-	vmfs_cluster_io(fs, &io, &g, &t);
 	if (c.json)
 		printf("[");
 	else
 		printf("%-12s %-10s %-10s %-40s %s\n", "MODE", "OWNER", "GEN", "RESOURCE", "HOST");
-	ret = lk_read_locks(&io, &g, print_lock, &c);
+	ret = vmfs_locks(fs, print_lock, &c);
 	if (c.json)
 		printf("]\n");
 	vmfs_close(fs);

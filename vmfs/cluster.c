@@ -327,6 +327,75 @@ int vmfs_peers_here(struct vmfs *fs, unsigned *slot, char *name, size_t len)
 	return found;
 }
 
+static_assert(sizeof(((struct vmfs_host *)0)->hostname) == sizeof(((struct lk_slot_info *)0)->hostname), "");
+static_assert(sizeof(((struct vmfs_lock *)0)->hostname) == sizeof(((struct lk_holder *)0)->hostname), "");
+
+int vmfs_hosts(struct vmfs *fs, struct vmfs_host **out, size_t *n)
+{
+	struct lk_slot_info *si = NULL;
+	struct vmfs_host *h;
+	struct lk_geometry g;
+	struct lk_timing t;
+	struct lk_io io;
+	int ret;
+
+	vmfs_cluster_io(fs, &io, &g, &t);
+	ret = lk_watch_slots(&io, &g, 2 * t.interval_ms + 100, &si, n);
+	if (ret)
+		return ret;
+	h = calloc(*n ? *n : 1, sizeof(*h));
+	if (!h) {
+		free(si);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < *n; i++) {
+		h[i] = (struct vmfs_host){ .slot = si[i].slot, .gen = si[i].gen, .alive = si[i].alive, .age_s = si[i].age_s,
+					   .state = si[i].state == LK_SLOT_LIVE ? VMFS_HOST_LIVE :
+						    si[i].state == LK_SLOT_RECOVERING ? VMFS_HOST_RECOVERING : VMFS_HOST_FREE };
+		memcpy(h[i].uuid, si[i].uuid, sizeof(h[i].uuid));
+		memcpy(h[i].hostname, si[i].hostname, sizeof(h[i].hostname));
+	}
+	free(si);
+	*out = h;
+	return 0;
+}
+
+struct locks_ctx {
+	int (*fn)(void *ctx, const struct vmfs_lock *l);
+	void *ctx;
+};
+
+static int lock_record(void *arg, uint64_t res, const struct lk_holder *holder, uint64_t version)
+{
+	static const enum vmfs_lock_kind kinds[] = { [LK_NS_INODE] = VMFS_LOCK_INODE, [LK_NS_META] = VMFS_LOCK_META,
+						     [LK_NS_RC] = VMFS_LOCK_RC, [LK_NS_SLOT] = VMFS_LOCK_SLOT };
+	struct locks_ctx *c = arg;
+	unsigned ns = (unsigned)(res >> 56);
+	struct vmfs_lock l = {
+		.kind = ns < base_array_size(kinds) ? kinds[ns] : VMFS_LOCK_OTHER,
+		.mode = holder->mode == LK_EX ? VMFS_LOCK_EX : holder->mode == LK_SH ? VMFS_LOCK_SH :
+			holder->mode == LK_MW ? VMFS_LOCK_MW : 0,
+		.slot = holder->slot,
+		.gen = holder->gen,
+		.version = version,
+	};
+
+	l.id = l.kind == VMFS_LOCK_OTHER ? res : res & ((1ull << 56) - 1);
+	memcpy(l.hostname, holder->hostname, sizeof(l.hostname));
+	return c->fn(c->ctx, &l);
+}
+
+int vmfs_locks(struct vmfs *fs, int (*fn)(void *ctx, const struct vmfs_lock *l), void *ctx)
+{
+	struct locks_ctx c = { fn, ctx };
+	struct lk_geometry g;
+	struct lk_timing t;
+	struct lk_io io;
+
+	vmfs_cluster_io(fs, &io, &g, &t);
+	return lk_read_locks(&io, &g, lock_record, &c);
+}
+
 int cluster_join(struct vmfs *fs, const char *hostname, const char *watchdog, char *errbuf, size_t errlen)
 {
 	struct lk_join_opts jo = { .hostname = hostname, .recover = recover_slot, .recover_arg = fs,

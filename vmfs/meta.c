@@ -927,10 +927,8 @@ static bool jsb_torn(struct vmfs *fs, const struct vmfs_jsb_disk *js, uint64_t u
 	    le16_to_cpu(js->js_hdr.mh_version) != VMFS_VERSION_MAJOR ||
 	    le64_to_cpu(js->js_hdr.mh_addr) != unit || memcmp(js->js_hdr.mh_uuid, fs->sb.sb_uuid, 16))
 		return false;
-	for (size_t i = offsetof(struct vmfs_jsb_disk, js_reserved); i < VMFS_CRC_OFF; i++)
-		if (p[i])
-			return false;
-	return true;
+	return base_all_zero(p + offsetof(struct vmfs_jsb_disk, js_reserved),
+			     VMFS_CRC_OFF - offsetof(struct vmfs_jsb_disk, js_reserved));
 }
 
 static int jsb_read(struct vmfs *fs, uint64_t unit, struct vmfs_jsb_disk *js)

@@ -345,11 +345,39 @@ void vmfs_host_name(char *buf, size_t len, const char *detail);
  */
 int vmfs_peers_here(struct vmfs *fs, unsigned *slot, char *name, size_t len);
 
-/* This datastore's heartbeat and lock regions, for lockmgr's inspection calls (vmfsctl, fsck). */
-struct lk_io;
-struct lk_geometry;
-struct lk_timing;
-void vmfs_cluster_io(struct vmfs *fs, struct lk_io *io, struct lk_geometry *g, struct lk_timing *t);
+/*
+ * The cluster as the disk shows it (vmfsctl hosts, locks): read-only, joins
+ * nothing, works on a datastore opened read-only.
+ *
+ * vmfs_hosts() watches the heartbeat region for two heartbeat intervals and
+ * lists every slot that is not free with generation 0 (caller frees *out).
+ * vmfs_locks() calls fn for every lock record on disk, in table order, until
+ * fn returns non-zero (which it returns); a dead host's locks stay listed until
+ * it is recovered.
+ */
+enum vmfs_host_state { VMFS_HOST_FREE, VMFS_HOST_LIVE, VMFS_HOST_RECOVERING };
+struct vmfs_host {
+	unsigned slot;
+	enum vmfs_host_state state;
+	uint64_t gen;
+	uint8_t uuid[16];
+	char hostname[64];
+	bool alive;             /* its heartbeat changed while watched */
+	double age_s;           /* since it last changed; when !alive, a lower bound (the watch) */
+};
+int vmfs_hosts(struct vmfs *fs, struct vmfs_host **out, size_t *n);
+
+enum vmfs_lock_kind { VMFS_LOCK_OTHER, VMFS_LOCK_INODE, VMFS_LOCK_META, VMFS_LOCK_RC, VMFS_LOCK_SLOT };
+struct vmfs_lock {
+	enum vmfs_lock_kind kind;
+	uint64_t id;            /* inode, resource cluster or slot; OTHER: the raw lockmgr resource */
+	enum vmfs_lock_mode mode; /* 0 when it is none of these */
+	unsigned slot;          /* the holder's */
+	uint64_t gen;
+	char hostname[64];      /* "" if unknown */
+	uint64_t version;
+};
+int vmfs_locks(struct vmfs *fs, int (*fn)(void *ctx, const struct vmfs_lock *l), void *ctx);
 
 /* ---- paths (for tools and vmm) ----------------------------------------------- */
 

@@ -197,6 +197,8 @@ const char *sb_geometry_error(const struct vmfs_sb_disk *sb);
 int cluster_join(struct vmfs *fs, const char *hostname, const char *watchdog, char *errbuf, size_t errlen);
 int cluster_start(struct vmfs *fs);
 void cluster_leave(struct vmfs *fs);
+/* This datastore's heartbeat and lock regions, for lockmgr's inspection calls (fsck, vmfs_hosts). */
+void vmfs_cluster_io(struct vmfs *fs, struct lk_io *io, struct lk_geometry *g, struct lk_timing *t);
 int cluster_meta(struct vmfs *fs, bool write);
 bool cluster_held_elsewhere(struct vmfs *fs, uint64_t ino);
 int cluster_meta_release(struct vmfs *fs);

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "lockmgr/lockmgr.h"
+#include "vmfs/vmfs_i.h" /* vmfs_cluster_io: the slots as lockmgr reads them */
 #include "vmfs/vmfs.h"
 
 static char img[64];

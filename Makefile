@@ -22,9 +22,9 @@ VMM_SRC  := $(wildcard vmm/*.c vmm/*/*.c)
 VMM_OBJ  := $(VMM_SRC:%.c=$(BUILD)/obj/%.o)
 VMM_LIB  := $(BUILD)/libvmm.a
 TOOL_BIN := $(addprefix $(BUILD)/bin/,$(TOOLS))
-BENCH_BIN := $(BUILD)/bin/vmfs-bench $(BUILD)/bin/vmfs-populate $(BUILD)/bin/lk-bench
+BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bin/%,$(wildcard bench/*.c))
 # freestanding test guests for vmm (tests/guests/): bzImage-shaped flat binaries
-GUEST_NAMES := hello blk rng balloon irq ctl smp acpi
+GUEST_NAMES := $(basename $(notdir $(wildcard tests/guests/*.c)))
 GUEST_BIN := $(GUEST_NAMES:%=$(BUILD)/tests/guests/%.bzImage)
 GUEST_CFLAGS := -O2 -ffreestanding -fno-pic -fno-pie -fno-stack-protector -mno-red-zone -mgeneral-regs-only \
 	-fno-asynchronous-unwind-tables $(WARN) -std=gnu11
@@ -55,9 +55,7 @@ $(BUILD)/bin/fsck.vmfs: $(call tool_obj,fsck) $(LIB)
 $(BUILD)/bin/vmfs-mount: $(call tool_obj,mount) $(LIB)
 $(BUILD)/bin/vmfsctl: $(call tool_obj,vmfsctl) $(LIB)
 $(BUILD)/bin/vmm: $(VMM_OBJ) $(LIB)
-$(BUILD)/bin/vmfs-bench: $(BUILD)/obj/bench/vmfs-bench.o $(LIB)
-$(BUILD)/bin/vmfs-populate: $(BUILD)/obj/bench/vmfs-populate.o $(LIB)
-$(BUILD)/bin/lk-bench: $(BUILD)/obj/bench/lk-bench.o $(LIB)
+$(BENCH_BIN): $(BUILD)/bin/%: $(BUILD)/obj/bench/%.o $(LIB)
 $(BUILD)/bin/%:
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(EXTRA_CFLAGS) $^ -o $@ $(LDLIBS)
@@ -137,7 +135,8 @@ bench: deps
 FUZZ_CC      ?= clang
 FUZZ_BUILD   := build-fuzz
 FUZZ_SECONDS ?= 60
-FUZZ_NAMES   := superblock inode dir bmap journal vmconf
+FUZZ_NAMES   := $(patsubst tests/fuzz/fuzz_%.c,%,$(filter-out tests/fuzz/fuzz_harness.c tests/fuzz/fuzz_common.c,\
+		$(wildcard tests/fuzz/fuzz_*.c)))
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_CFLAGS  := $(CPPFLAGS) $(WARN) -O1 -g $(FUZZ_SAN)
 FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o) $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_common.o

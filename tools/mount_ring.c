@@ -1,46 +1,21 @@
 /*
- * FUSE over io_uring (Documentation/filesystems/fuse-io-uring.rst): instead of
- * a read(2) on /dev/fuse per request and a writev(2) per reply, the kernel has
- * a queue per CPU, and ring entries (a header buffer and a payload buffer each)
- * are registered with its queues by IORING_OP_URING_CMD; the kernel fills an
- * entry with a request from that CPU and completes its command; the reply goes
- * back in the same buffers with COMMIT_AND_FETCH, which also re-arms the entry.
- *
- * Who serves which queue: the kernel copies a request into its entry (a write's
- * whole payload) in the task that registered the entry, and hands the next
- * request to the entry re-armed last. One thread per queue did every copy of a
- * CPU's burst in turn (16 writes of 1 MiB from one fio: 1.9 ms of each write's
- * wait), and with more entries per thread than the burst, the entries in use
- * stay those of the thread that took the first burst. So there are two threads
- * per CPU, each with its own io_uring, and each registers SHARE entries on its
- * CPU's queue and SHARE on the next CPU's: a queue has 4 * SHARE entries from
- * four threads, no thread more than SHARE of them, and a burst from one CPU is
- * copied by several threads at once.
- *
- * Reads and writes (the VM disks' I/O) never block that thread: they go to
- * the device through the thread's own vmfs_aio queue, straight from and into
- * the page-aligned payload buffer, and the reply is committed when the device
- * completes (that queue's eventfd is polled on the same ring). A thread's
- * payload buffers are one block of memory the kernel is asked to back with
- * huge pages: a 1 MiB transfer then goes to the device as one request, where
- * scattered 4 KiB pages would be 256 segments, which virtio-blk (254 at most)
- * splits in two. Every other request is handed to libfuse as if it had come from
- * /dev/fuse (fuse_session_process_buf), after the thread's I/O in flight has
- * drained unless the request takes no inode's iolock (lockless_op), and its
- * reply is caught in the session's custom writev and copied into the entry.
- * Forgets and interrupts still come through /dev/fuse, which the classic loop
- * keeps serving; so does everything until all queues are armed.
- *
- * The INIT reply (built by libfuse 3.14, which predates all this) gets the
- * FUSE_OVER_IO_URING flag added on its way out: the connection is then bound
- * to the rings for good, so switching the module parameter off later cannot
- * strand the requests the rings hold (the kernel checks the parameter at every
- * command of a connection without the flag). Should the rings not come up, a
- * registration the kernel must refuse turns io_uring off for the connection
- * and the classic loop serves alone.
- *
- * The wire structures below are the kernel's (include/uapi/linux/fuse.h,
- * protocol 7.42), spelled out because Debian 12's headers predate them.
+ * FUSE over io_uring (Documentation/filesystems/fuse-io-uring.rst): ring
+ * entries (a header and a payload buffer each) are registered with the kernel's
+ * per-CPU queues by IORING_OP_URING_CMD; the kernel fills an entry with a
+ * request and the reply goes back in the same buffers with COMMIT_AND_FETCH,
+ * which re-arms the entry. Two threads per CPU, each with its own io_uring,
+ * register SHARE entries on their CPU's queue and SHARE on the next one's, so a
+ * burst from one CPU is copied in by several threads at once (why:
+ * docs/ARCHITECTURE.md, "Concurrency"). Reads and writes go to the device
+ * through the thread's own vmfs_aio queue straight from the page-aligned,
+ * huge-page-backed payload; every other request goes to libfuse as if read from
+ * /dev/fuse, its reply caught in the session's custom writev. Forgets and
+ * interrupts, and everything until all queues are armed, still come through
+ * /dev/fuse. The INIT reply gets FUSE_OVER_IO_URING added, binding the
+ * connection to the rings; a refused registration turns io_uring off and the
+ * classic loop serves alone. The wire structures are the kernel's
+ * (include/uapi/linux/fuse.h, protocol 7.42), spelled out because Debian 12's
+ * headers predate them.
  */
 #define FUSE_USE_VERSION 314
 

@@ -76,7 +76,7 @@ vmm_cycles() { # N
 }
 
 workers=$K n_mount=$((CYCLES / 16)) n_vmm=0
-if [ -x "$VMFS_BIN/vmm" ] && ( exec 3<>/dev/kvm ) 2>/dev/null; then
+if [ -x "$VMFS_BIN/vmm" ] && have_kvm; then
 	n_vmm=$((CYCLES / 16))
 	workers=$((K - 1))
 else

@@ -23,6 +23,11 @@ log() { echo "== $*"; }
 fail() { echo "FAIL: $*" >&2; exit 1; }
 skip() { echo "skip: $*"; exit 77; }
 
+# True when /dev/kvm is a character device this process can open read-write.
+# (A bare `exec 3<>/dev/kvm` creates a regular file where there is none, and
+# every later test would then take it for KVM.)
+have_kvm() { [ -c /dev/kvm ] && ( exec 3<>/dev/kvm ) 2>/dev/null; }
+
 need_cmd() {
 	local c
 	for c in "$@"; do

@@ -39,7 +39,7 @@ unchanged_by "$VMFS_BIN/vmfs-mount" -o watchdog="$T/no-watchdog" "$D" "$T/m"
 grep -q "watchdog $T/no-watchdog: No such file or directory" "$T/stderr" || fail "a missing watchdog is not named"
 not mountpoint -q "$T/m" || fail "mounted despite a refusal"
 
-if ( exec 3<>/dev/kvm ) 2>/dev/null; then
+if have_kvm; then
 	log "vmm create and vmm run refuse before joining"
 	head -c 4096 /dev/urandom >"$T/junk"
 	"$VMM" create "$D" /vms/ok --kernel "$GUEST" --mem 32 --cpus 1 --disk 1M

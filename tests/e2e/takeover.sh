@@ -17,7 +17,7 @@
 # bound is the dead time plus 4 s, generous for a loaded 2-core machine.
 . "$(dirname "$0")/lib.bash"
 e2e_init mkfs.vmfs vmfs-mount vmm fsck.vmfs
-( exec 3<>/dev/kvm ) 2>/dev/null || skip "cannot open /dev/kvm"
+have_kvm || skip "cannot open /dev/kvm"
 need_cmd python3
 GUEST=$VMFS_BIN/../tests/guests/hello.bzImage
 [ -f "$GUEST" ] || fail "$GUEST not built"

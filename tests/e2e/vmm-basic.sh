@@ -17,7 +17,7 @@
 # control socket without --ctl; a relative one is refused.
 . "$(dirname "$0")/lib.bash"
 e2e_init mkfs.vmfs vmfs-mount vmm
-( exec 3<>/dev/kvm ) 2>/dev/null || skip "cannot open /dev/kvm"
+have_kvm || skip "cannot open /dev/kvm"
 GUEST=$VMFS_BIN/../tests/guests/hello.bzImage
 [ -f "$GUEST" ] || fail "$GUEST not built"
 VMM=$VMFS_BIN/vmm

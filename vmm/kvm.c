@@ -26,7 +26,11 @@
 #include <unistd.h>
 
 #include "base/base.h"
-#include "vmm/vmm_i.h"
+#include "vmm/config.h"
+#include "vmm/devices/acpi_pm.h"
+#include "vmm/devices/devices.h"
+#include "vmm/devices/pci.h"
+#include "vmm/kvm.h"
 
 #define PORT_COM1 0x3f8
 #define PORT_CMOS 0x70

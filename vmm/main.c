@@ -19,7 +19,12 @@
 
 #include "base/base.h"
 #include "base/cli.h"
-#include "vmm/vmm_i.h"
+#include "vmm/config.h"
+#include "vmm/ctl.h"
+#include "vmm/devices/devices.h"
+#include "vmm/kvm.h"
+#include "vmm/store.h"
+#include "vmm/x86/x86.h"
 
 #define KERNEL_MAX (256ull << 20)
 #define INITRD_MAX (1ull << 30)

@@ -28,8 +28,12 @@
 #include <time.h>
 
 #include "base/base.h"
+#include "vmfs/vmfs.h"
+#include "vmm/devices/devices.h"
+#include "vmm/devices/pci.h"
+#include "vmm/devices/virtio.h"
+#include "vmm/kvm.h"
 #include "vmm/ratelimit.h"
-#include "vmm/vmm_i.h"
 
 #define VIRTIO_BLK_F_SEG_MAX (1ull << 2)
 #define VIRTIO_BLK_F_RO (1ull << 5)

@@ -17,8 +17,7 @@ int vmm_cmd_open_store(const char *dev, bool readonly, struct vmfs **fs)
 	/*
 	 * commit_ms 1000, as vmfs-mount: a guest's writes are durable once its
 	 * FLUSH returns (vmfs_fsync), which is all virtio-blk's volatile write
-	 * cache promises. With 0 every allocating write committed and flushed
-	 * the journal on its own (2 MB/s of first writes in bench/vmm).
+	 * cache promises (docs/VMM.md, "Running", has what 0 cost).
 	 */
 	struct vmfs_open_opts oo = { .readonly = readonly, .commit_ms = 1000 }; /* named "MACHINE (vmm pid N)" */
 	char err[256];

@@ -39,7 +39,7 @@ struct vmm_virtio {
 	/* Held around every register access and ops call: vCPUs may touch the device at once. */
 	pthread_mutex_t lock;
 	uint8_t isr;              /* bit 0: a used ring changed, bit 1: configuration changed */
-	/* MSI-X: vector 0..VMM_VIRTIO_MSIX-1 or 0xffff (none) for the configuration and each queue. */
+	/* MSI-X: vector 0..nqueues (the table's size) or 0xffff (none) for the configuration and each queue. */
 	unsigned msix_cap;        /* offset of the capability in pci.cfg */
 	uint16_t config_vec, queue_vec[2];
 	struct { uint32_t addr_lo, addr_hi, data, ctrl; } msix[3];

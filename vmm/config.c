@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "base/base.h"
-#include "vmm/vmm_i.h"
+#include "vmm/config.h"
 
 bool vmm_name_ok(const char *name)
 {

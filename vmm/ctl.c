@@ -23,8 +23,11 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "vmm/config.h"
+#include "vmm/ctl.h"
+#include "vmm/devices/devices.h"
 #include "vmm/jsonline.h"
-#include "vmm/vmm_i.h"
+#include "vmm/kvm.h"
 
 #define CTL_LINE_MAX 1024
 #define CTL_REPLY_MAX 8192

@@ -1,16 +1,12 @@
 /*
- * The KVM side of vmm: opens /dev/kvm, creates the VM with its RAM (one
- * anonymous mapping at guest physical 0), the in-kernel interrupt controller
- * with the in-kernel PIT, and the vCPUs, and runs the exit loop that hands
- * port I/O and MMIO to the devices; devices raise interrupts through
- * vmm_vm_irq_line (KVM_IRQ_LINE into the in-kernel PIC and IOAPIC).
- * vCPU 0 runs on the caller's thread; the others wait in the kernel for the
- * guest's startup IPI, each on its own thread. The guest powers off through
- * ACPI (SLP_TYP S5 with SLP_EN into PM1a_CNT, devices/acpi_pm.c), or resets
- * through the FADT's reset register or the i8042 reset command (0xFE to port
- * 0x64: Linux's reboot=k, the path Firecracker uses); vmm takes each as the
- * VM's end and exits 0. Every guest physical address is checked against RAM
- * by vmm_gpa() before it is touched.
+ * The KVM side of vmm: the VM with its RAM (one anonymous mapping at guest
+ * physical 0), the in-kernel irqchip and PIT, the vCPUs, and the exit loop
+ * that hands port I/O and MMIO to the devices. vCPU 0 runs on the caller's
+ * thread; the others each on their own, waiting in the kernel for the guest's
+ * startup IPI. An ACPI power off (S5 into PM1a_CNT, devices/acpi_pm.c), the
+ * FADT's reset register or the i8042 reset command (0xFE to port 0x64) ends
+ * the VM with exit code 0 (docs/VMM.md, "Running", says why). Every guest
+ * physical address is checked against RAM by vmm_gpa() before it is touched.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -26,7 +22,11 @@
 #include <unistd.h>
 
 #include "base/base.h"
-#include "vmm/vmm_i.h"
+#include "vmm/config.h"
+#include "vmm/devices/acpi_pm.h"
+#include "vmm/devices/devices.h"
+#include "vmm/devices/pci.h"
+#include "vmm/kvm.h"
 
 #define PORT_COM1 0x3f8
 #define PORT_CMOS 0x70

@@ -13,7 +13,9 @@
 #include <unistd.h>
 
 #include "base/base.h"
-#include "vmm/vmm_i.h"
+#include "vmfs/vmfs.h"
+#include "vmm/config.h"
+#include "vmm/store.h"
 
 #define CONF_MAX (64u << 10)
 #define COPY_CHUNK (1u << 20)

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "vmm/vmm_i.h"
+#include "vmm/config.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -9,12 +9,14 @@
  * (vmm/devices/acpi_pm.c: S5 by any access width, what must not power off,
  * the reset register). Every expected value is written out.
  */
+#include "vmm/config.h"
+#include "vmm/devices/acpi_pm.h"
 #include "vmm/jsonline.h"
 #include "vmm/ratelimit.h"
-#include "vmm/vmm_i.h"
 
 #include <check.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 

@@ -11,7 +11,7 @@
 #include <pthread.h>
 #include <string.h>
 
-#include "vmm/vmm_i.h"
+#include "vmm/devices/acpi_pm.h"
 
 #define PM1_CNT_SCI_EN (1u << 0)
 #define PM1_CNT_SLP_TYP_SHIFT 10

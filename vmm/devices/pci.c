@@ -14,7 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "vmm/vmm_i.h"
+#include "vmm/devices/pci.h"
+#include "vmm/kvm.h"
 
 #define PCI_COMMAND 0x04
 #define PCI_COMMAND_MEMORY 0x2

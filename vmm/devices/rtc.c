@@ -13,7 +13,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "vmm/vmm_i.h"
+#include "vmm/devices/devices.h"
 
 #define RTC_SECONDS 0x00
 #define RTC_MINUTES 0x02

@@ -17,7 +17,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "vmm/vmm_i.h"
+#include "vmm/devices/devices.h"
+#include "vmm/kvm.h"
 
 #define UART_RX_TX 0
 #define UART_IER 1

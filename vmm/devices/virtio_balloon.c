@@ -15,7 +15,10 @@
 #include <sys/mman.h>
 
 #include "base/base.h"
-#include "vmm/vmm_i.h"
+#include "vmm/devices/devices.h"
+#include "vmm/devices/pci.h"
+#include "vmm/devices/virtio.h"
+#include "vmm/kvm.h"
 
 #define BALLOON_PAGE 4096u
 

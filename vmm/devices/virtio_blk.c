@@ -1,22 +1,16 @@
 /*
- * virtio-blk (virtio spec 5.2) backed by a file on the datastore, read and
- * written through libvmfs: IN is vmfs_pread, OUT is vmfs_pwrite, FLUSH is
- * vmfs_fsync, DISCARD punches a hole (vmfs_fallocate with FALLOC_FL_PUNCH_HOLE,
- * which frees whole file blocks and zeroes partial ones). A read-only disk offers VIRTIO_BLK_F_RO and fails writes with
- * VIRTIO_BLK_S_IOERR. Each request is checked before any I/O: a header of 16
- * bytes the device reads, a status byte it writes last, data buffers in
- * between, the sector range inside the disk.
- *
- * Requests run on the disk's own I/O thread: the vCPU's notify only wakes it.
- * A read or write goes to libvmfs as one asynchronous request per data buffer
- * (buffers that follow each other in guest memory merged), all in flight at
- * once on the disk's vmfs_aio queue and all reaped before the status is
- * written: requests are still served one at a time, their segments not.
- * The thread holds the device lock (v->lock) while it pops and pushes, and
- * drops it to do the I/O and to wait, either for a notify or, when the disk's
- * token buckets (ratelimit.h) lack tokens for the request at hand, until they
- * will have them (a timed wait, never a spin). A device reset during the I/O
- * or such a wait drops the request (v->resets changed).
+ * virtio-blk (virtio spec 5.2) on a file of the datastore, through libvmfs
+ * only: IN and OUT are asynchronous requests on the disk's vmfs_aio queue,
+ * FLUSH is vmfs_fsync, DISCARD punches holes, and a read-only disk offers
+ * VIRTIO_BLK_F_RO and fails writes with VIRTIO_BLK_S_IOERR. Each request is
+ * checked before any I/O: a 16-byte header the device reads, data buffers, a
+ * status byte it writes last, the sector range inside the disk. Requests run
+ * one at a time on the disk's own I/O thread (the vCPU's notify only wakes
+ * it), each one's segments all in flight at once and all reaped before the
+ * status is written. The thread holds v->lock only to pop and push, never
+ * during the I/O or a wait (for a notify, or for the tokens its buckets lack,
+ * ratelimit.h: a timed wait, never a spin), and a device reset meanwhile
+ * (v->resets changed) drops the request; docs/VMM.md, "Running", has more.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -28,8 +22,12 @@
 #include <time.h>
 
 #include "base/base.h"
+#include "vmfs/vmfs.h"
+#include "vmm/devices/devices.h"
+#include "vmm/devices/pci.h"
+#include "vmm/devices/virtio.h"
+#include "vmm/kvm.h"
 #include "vmm/ratelimit.h"
-#include "vmm/vmm_i.h"
 
 #define VIRTIO_BLK_F_SEG_MAX (1ull << 2)
 #define VIRTIO_BLK_F_RO (1ull << 5)

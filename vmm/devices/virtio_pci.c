@@ -18,7 +18,9 @@
 #include <string.h>
 
 #include "base/base.h"
-#include "vmm/vmm_i.h"
+#include "vmm/devices/pci.h"
+#include "vmm/devices/virtio.h"
+#include "vmm/kvm.h"
 
 #define CAP_COMMON 1
 #define CAP_NOTIFY 2

@@ -6,7 +6,10 @@
 #include <string.h>
 #include <sys/random.h>
 
-#include "vmm/vmm_i.h"
+#include "vmm/devices/devices.h"
+#include "vmm/devices/pci.h"
+#include "vmm/devices/virtio.h"
+#include "vmm/kvm.h"
 
 static void rng_notify(struct vmm_virtio *v, unsigned q)
 {

@@ -16,7 +16,10 @@
 #include <string.h>
 
 #include "base/base.h"
-#include "vmm/vmm_i.h"
+#include "vmm/devices/acpi_pm.h"
+#include "vmm/devices/pci.h"
+#include "vmm/kvm.h"
+#include "vmm/x86/x86.h"
 
 #define ACPI_BASE 0xe0000ull
 #define ACPI_END 0xf0000ull	/* the MP table starts here */

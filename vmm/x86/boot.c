@@ -23,7 +23,9 @@
 #include <sys/ioctl.h>
 
 #include "base/base.h"
-#include "vmm/vmm_i.h"
+#include "vmm/config.h"
+#include "vmm/kvm.h"
+#include "vmm/x86/x86.h"
 
 #define GDT_ADDR 0x500ull
 #define ZERO_PAGE 0x7000ull

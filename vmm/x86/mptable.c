@@ -16,7 +16,9 @@
 #include <string.h>
 
 #include "base/base.h"
-#include "vmm/vmm_i.h"
+#include "vmm/devices/pci.h"
+#include "vmm/kvm.h"
+#include "vmm/x86/x86.h"
 
 #define MP_FLOAT_ADDR 0xf0000ull
 #define MP_FLOAT_LEN 16

@@ -1,0 +1,64 @@
+/*
+ * The devices vmm gives a guest, as the rest of vmm creates and drives them:
+ * the legacy port devices the exit loop (vmm/kvm.c) hands accesses to (the
+ * COM1 UART, the CMOS clock) and the virtio devices `vmm run` adds to the PCI
+ * bus (block, rng, balloon). Each is opaque here; each keeps its registers
+ * under a lock of its own, since several vCPUs and its own threads touch it.
+ */
+#ifndef VMM_DEVICES_DEVICES_H
+#define VMM_DEVICES_DEVICES_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct vmfs;
+struct vmm_pci;
+struct vmm_virtio;
+struct vmm_vm;
+
+/*
+ * The 8250 UART at port 0x3F8 (COM1) on ISA IRQ 4: output goes to out_fd,
+ * input comes from in_fd (-1: none) through a reader thread of its own. fd
+ * are borrowed. vmm_serial_free stops and joins the reader.
+ */
+struct vmm_serial;
+int vmm_serial_new(struct vmm_vm *vm, int out_fd, int in_fd, struct vmm_serial **out);
+void vmm_serial_free(struct vmm_serial *s);
+/* Port access at offset 0..7 from 0x3F8; size is 1 (wider accesses read 0xff, ignore writes). */
+void vmm_serial_io(struct vmm_serial *s, unsigned off, bool write, uint8_t *data);
+
+/* The CMOS clock at ports 0x70 (index) and 0x71 (data): the host's UTC time, no interrupts. */
+struct vmm_rtc;
+int vmm_rtc_new(struct vmm_rtc **out);
+void vmm_rtc_free(struct vmm_rtc *r);
+/* Port access at offset 0 or 1 from 0x70, one byte. */
+void vmm_rtc_io(struct vmm_rtc *r, unsigned off, bool write, uint8_t *data);
+
+/*
+ * A virtio-blk device on file ino of fs (borrowed), size bytes, read-only or
+ * not. Requests run on an I/O thread of its own, which waits (not spins) while
+ * the disk's rate limit lacks tokens; the vCPU's notify only wakes it.
+ */
+struct vmm_blk;
+int vmm_blk_new(struct vmm_vm *vm, struct vmm_pci *bus, struct vmfs *fs, uint64_t ino, uint64_t size,
+		bool readonly, struct vmm_blk **out);
+/* Stops and joins the I/O thread; NULL is a no-op. */
+void vmm_blk_free(struct vmm_blk *b);
+struct vmm_blk_stats {
+	uint64_t bytes_per_s, ops_per_s;      /* the limits, 0: none */
+	uint64_t reads, writes, read_bytes, written_bytes, throttled;
+};
+/* Sets the disk's limits (0: unlimited); any thread. */
+void vmm_blk_set_limit(struct vmm_blk *b, uint64_t bytes_per_s, uint64_t ops_per_s);
+void vmm_blk_get_stats(struct vmm_blk *b, struct vmm_blk_stats *st);
+
+/* A virtio-rng device fed by getrandom(2); *out is freed with free(). */
+int vmm_rng_new(struct vmm_vm *vm, struct vmm_pci *bus, struct vmm_virtio **out);
+/* A virtio-balloon device: inflated pages go back to the host (MADV_DONTNEED); *out is freed with free(). */
+int vmm_balloon_new(struct vmm_vm *vm, struct vmm_pci *bus, struct vmm_virtio **out);
+/* Asks the guest to hold pages 4 KiB pages in the balloon (a configuration change interrupt); any thread. */
+void vmm_balloon_set_target(struct vmm_virtio *v, uint32_t pages);
+/* The target and the guest's "actual" (pages it says the balloon holds). */
+void vmm_balloon_get(struct vmm_virtio *v, uint32_t *target, uint32_t *actual);
+
+#endif

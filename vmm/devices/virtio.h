@@ -1,0 +1,89 @@
+/*
+ * The virtio 1.x PCI transport and the split virtqueue (vmm/devices/virtio_pci.c),
+ * for the virtio devices to build on: a device embeds or allocates a struct
+ * vmm_virtio, gives it ops, and takes buffers with vmm_virtq_pop, each chain
+ * checked to lie in guest RAM, and returns them with vmm_virtq_push. Every
+ * register access and ops call runs under v->lock.
+ */
+#ifndef VMM_DEVICES_VIRTIO_H
+#define VMM_DEVICES_VIRTIO_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "vmm/devices/pci.h"
+
+struct vmm_vm;
+
+struct vmm_virtq {
+	uint16_t size;
+	bool enabled;
+	uint64_t desc, driver, device;
+	uint16_t last_avail;
+};
+
+struct vmm_virtio;
+struct vmm_virtio_ops {
+	/* Handles every new available chain of queue q. */
+	void (*notify)(struct vmm_virtio *v, unsigned q);
+	/* Device-specific configuration: reads, and writes when config_write is set (else ignored). */
+	void (*config)(struct vmm_virtio *v, uint64_t off, uint8_t *data, unsigned len);
+	void (*config_write)(struct vmm_virtio *v, uint64_t off, const uint8_t *data, unsigned len);
+};
+
+struct vmm_virtio {
+	struct vmm_pci_dev pci;
+	struct vmm_vm *vm;
+	struct vmm_pci *bus;
+	/* Held around every register access and ops call: vCPUs may touch the device at once. */
+	pthread_mutex_t lock;
+	uint8_t isr;              /* bit 0: a used ring changed, bit 1: configuration changed */
+	/* MSI-X: vector 0..nqueues (the table's size) or 0xffff (none) for the configuration and each queue. */
+	unsigned msix_cap;        /* offset of the capability in pci.cfg */
+	uint16_t config_vec, queue_vec[2];
+	struct { uint32_t addr_lo, addr_hi, data, ctrl; } msix[3];
+	uint8_t msix_pending;     /* the PBA: bit n for vector n */
+	uint64_t resets;          /* counts device resets: work begun before one is dropped */
+	const struct vmm_virtio_ops *ops;
+	uint64_t features;        /* offered */
+	uint64_t driver_features;
+	uint32_t dfselect, gfselect;
+	uint8_t status;
+	uint16_t qselect;
+	unsigned nqueues;
+	struct vmm_virtq q[2];
+	void *priv;
+};
+
+/* Sets up v as a modern virtio-pci device of type (2: block) and adds it to bus. */
+int vmm_virtio_init(struct vmm_virtio *v, struct vmm_vm *vm, struct vmm_pci *bus, unsigned type,
+		    unsigned nqueues, uint64_t features, const struct vmm_virtio_ops *ops);
+
+/* Allocates and sets up a virtio-pci device without feature bits of its own; *out is freed with free(). */
+int vmm_virtio_new(struct vmm_vm *vm, struct vmm_pci *bus, unsigned type, unsigned nqueues,
+		   const struct vmm_virtio_ops *ops, struct vmm_virtio **out);
+
+/*
+ * One descriptor chain, checked: every buffer lies in guest RAM, the chain has
+ * at most the queue's size of descriptors, no loops, no indirect tables yet.
+ */
+struct vmm_virtio_buf {
+	uint8_t *p;
+	uint32_t len;
+	bool device_writes;
+};
+#define VMM_VIRTIO_MAX_BUFS 128
+/* Pops the next available chain of queue q into bufs: 1 with its head in *head, 0 when none, -EINVAL when malformed. */
+int vmm_virtq_pop(struct vmm_virtio *v, unsigned q, struct vmm_virtio_buf *bufs, unsigned *nbufs, uint16_t *head);
+/* Returns chain head to the used ring with written bytes and interrupts the guest (ISR bit 0, INTA#). */
+void vmm_virtq_push(struct vmm_virtio *v, unsigned q, uint16_t head, uint32_t written);
+/*
+ * Interrupts the driver for queue q, or for a configuration change when q is
+ * -1: through q's MSI-X vector when MSI-X is enabled (pending while masked,
+ * nothing for no vector), else ISR bit 0 (or 1) and INTA#, which drops when
+ * the guest reads the ISR. Caller holds v->lock.
+ */
+void vmm_virtio_interrupt(struct vmm_virtio *v, int q);
+
+#endif

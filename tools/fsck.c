@@ -72,7 +72,7 @@ int main(int argc, char **argv)
 	/*
 	 * Nothing marks a datastore whose blocks rot while it is closed: its
 	 * journals stay clean. Only preen (the boot-time pass) trusts that mark;
-	 * a check or a full repair reads everything (issue 14).
+	 * a check or a full repair reads everything.
 	 */
 	if (o.mode != VMFS_FSCK_PREEN)
 		o.force = true;

@@ -14,7 +14,7 @@
  * " (/PATH)" of name in directory dir, or of dir itself (name NULL), by the
  * names the walk first reached each directory under; "" when one on the way
  * was reached by no name (lost, or on an orphan list). Messages about what
- * fsck clears name it by path (issue 14), the inode number stays for the rest.
+ * fsck clears name it by path; the inode number stays for the rest.
  */
 const char *fsck_path_of(struct fsck *c, uint64_t dir, const char *name, char *buf, size_t len)
 {

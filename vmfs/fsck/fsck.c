@@ -204,11 +204,11 @@ out_unlock:
 	pthread_mutex_unlock(&fs->lock);
 out:
 	fsck_counts_release(&c);
-	free(c.sb_p);
-	free(c.sb_b);
 	if (r && errbuf && !errbuf[0])
 		snprintf(errbuf, errlen, "%s: %s", path, strerror(-r));
-out_fs:
+out_fs: /* also after the live-host refusal and the -p skip of a clean datastore */
+	free(c.sb_p);
+	free(c.sb_b);
 	fs_free(fs);
 	return r;
 }

@@ -70,10 +70,11 @@ $(VMM_LIB): $(filter-out $(BUILD)/obj/vmm/main.o,$(VMM_OBJ))
 
 # A unit test is tests/unit/test_<name>.c plus the files of its own folder
 # tests/unit/<name>/ (a simulator, a model), linked against the libraries.
+# (unit_dir_obj keeps '%' out of the prerequisite: make would put the stem there)
+unit_dir_obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/unit/$(patsubst test_%,%,$(1))/*.c))
 .SECONDEXPANSION:
 .SECONDARY: $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/unit/*.c tests/unit/*/*.c tests/tools/*.c))
-$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o \
-	$$(patsubst %.c,$(BUILD)/obj/%.o,$$(wildcard tests/unit/$$(patsubst test_%,%,$$*)/*.c)) $(VMM_LIB) $(LIB)
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $$(call unit_dir_obj,$$*) $(VMM_LIB) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(EXTRA_CFLAGS) $^ -o $@ $(LDLIBS) $(shell pkg-config --libs check)
 

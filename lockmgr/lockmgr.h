@@ -15,7 +15,7 @@
  *
  * lockmgr knows nothing of vmfs: it reads and writes sectors through struct
  * lk_io, and reads its clock through it, so the same code runs on a device, on
- * a shared file, and in the simulator of tests/unit/test_lockmgr.c.
+ * a shared file, and in the simulator of tests/unit/lockmgr/sim.c.
  */
 #ifndef VMFS_LOCKMGR_H
 #define VMFS_LOCKMGR_H

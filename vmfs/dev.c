@@ -6,7 +6,10 @@
  * prepare, submit and reap I/O on a context (a ring, an aio context, or
  * nothing at all); everything above that is shared: alignment checks, keeping
  * up to a context's depth in flight, finishing short transfers, retrying
- * EINTR/EAGAIN, turning a read past the end into -EIO.
+ * EINTR/EAGAIN, turning a read past the end into -EIO. This file is that
+ * shared core (open, geometry, the engine table, contexts, the synchronous and
+ * queued calls); the engines are vmfs/dev_uring.c, dev_aio.c, dev_sync.c and
+ * dev_crash.c, and vmfs/dev_engine_i.h is what they share with the core.
  *
  * Invariants: (1) a context is used by one thread at a time: synchronous calls
  * borrow one from the device's pool, a dev_queue owns one; (2) at most depth
@@ -14,14 +17,12 @@
  * rings and event arrays never overflow; (3) no synchronous call returns while
  * the kernel may still use one of its buffers.
  */
-#include "vmfs/dev_i.h"
+#include "vmfs/dev_engine_i.h"
 
 #include "base/base.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <libaio.h>
-#include <liburing.h>
 #include <linux/fs.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -35,89 +36,7 @@
 
 #define DEV_POOL_DEPTH 64        /* depth of the contexts the synchronous calls borrow */
 #define DEV_QUEUE_MAX 4096       /* largest dev_queue depth */
-#define DEV_RETRY_MAX 1000       /* EINTR/EAGAIN resubmissions of one request */
 #define DEV_IO_MAX (1u << 30)    /* largest single submission; the rest follows as a short transfer */
-#define DEV_ZERO_CHUNK (1u << 20)
-
-enum io_op { IO_READ, IO_WRITE, IO_FSYNC };
-
-/* One request on its way through a context; a context owns depth of these. */
-struct dev_io {
-	struct dev_req *req;      /* borrowed from the caller; for IO_FSYNC a private one */
-	enum io_op op;
-	size_t done;              /* bytes already transferred */
-	long res;                 /* result of the last submission: bytes or -errno */
-	unsigned retries;
-	struct dev_io *next;      /* free list, prepared FIFO, done list or ready list */
-	struct iocb iocb;         /* aio: the control block the kernel holds while in flight */
-};
-
-struct dev_io_list {
-	struct dev_io *head, **tail;
-	unsigned n;
-};
-
-struct dev_ctx {
-	struct vmfs_dev *dev;
-	struct dev_ctx *next;          /* the device pool's free list */
-	unsigned depth;
-	unsigned inflight;             /* handed to the kernel, completion not yet seen */
-	int err;                       /* engine failed (-errno): no more I/O, freed instead of pooled */
-	struct dev_io *ios;            /* depth slots */
-	struct dev_io *free;
-	unsigned nfree;
-	struct dev_io_list queued;     /* prepared, not yet handed to the kernel */
-	struct dev_io_list done;       /* completed without the kernel's queue (sync, failed submit) */
-	struct dev_io **out;           /* depth completions, for ctx_reap */
-	int evfd;                      /* dev_queue_eventfd's, or -1 */
-	union {
-		struct io_uring ring;
-		struct {
-			io_context_t ctx;
-			struct iocb **iocbs;
-			struct io_event *events;
-		} aio;
-	} u;
-};
-
-/*
- * An engine. prep queues the rest of io (or, returning true, performs it at
- * once and sets io->res); submit hands up to n prepared I/Os to the kernel, in
- * the order they were prepared, and returns how many it took or -errno (with
- * wait, the caller reaps next and needs a completion: an engine may wait for
- * one in the same system call); reap
- * waits for at least min of the c->inflight I/Os, stores at most max of them
- * (with io->res set) in out and returns how many.
- */
-struct dev_engine {
-	const char *name;
-	const struct dev_engine *fallback;   /* when ctx_init says ENOSYS/EPERM/ENOMEM/EAGAIN */
-	int (*ctx_init)(struct dev_ctx *c);
-	void (*ctx_release)(struct dev_ctx *c);
-	bool (*prep)(struct dev_ctx *c, struct dev_io *io);
-	int (*submit)(struct dev_ctx *c, unsigned n, bool wait);
-	int (*reap)(struct dev_ctx *c, unsigned min, unsigned max, struct dev_io **out);
-	int (*notify)(struct dev_ctx *c, int evfd);  /* signal evfd at each completion (optional) */
-};
-
-struct dev_crash;
-
-struct vmfs_dev {
-	int fd;
-	unsigned flags;
-	bool blockdev;
-	bool direct;                   /* O_DIRECT (false after the buffered fallback) */
-	unsigned sector;
-	_Atomic uint64_t size;
-	const struct dev_engine *eng;
-	pthread_mutex_t pool_lock;
-	pthread_cond_t pool_cond;
-	struct dev_ctx *pool;          /* idle contexts */
-	unsigned nctx;                 /* contexts alive, idle or borrowed */
-	struct dev_crash *crash;       /* the crash engine's state; NULL for the others */
-	bool (*write_gate)(void *arg); /* fencing: false refuses every write (dev_set_write_gate) */
-	void *write_gate_arg;
-};
 
 struct dev_queue {
 	struct dev_ctx *ctx;
@@ -154,7 +73,7 @@ static struct dev_io *list_pop(struct dev_io_list *l)
 	return io;
 }
 
-static void io_span(const struct dev_io *io, void **buf, size_t *len, uint64_t *off)
+void dev_io_span(const struct dev_io *io, void **buf, size_t *len, uint64_t *off)
 {
 	size_t left = io->req->len - io->done;
 
@@ -163,7 +82,7 @@ static void io_span(const struct dev_io *io, void **buf, size_t *len, uint64_t *
 	*off = io->req->off + io->done;
 }
 
-static long io_sync(int fd, struct dev_io *io)
+long dev_io_sync(int fd, struct dev_io *io)
 {
 	void *buf;
 	size_t len;
@@ -172,7 +91,7 @@ static long io_sync(int fd, struct dev_io *io)
 
 	if (io->op == IO_FSYNC)
 		return fdatasync(fd) ? -errno : 0;
-	io_span(io, &buf, &len, &off);
+	dev_io_span(io, &buf, &len, &off);
 	if (io->op == IO_READ)
 		n = pread(fd, buf, len, (off_t)off);
 	else
@@ -180,710 +99,9 @@ static long io_sync(int fd, struct dev_io *io)
 	return n < 0 ? -errno : n;
 }
 
-/* ---- engine: io_uring --------------------------------------------------- */
-
-/*
- * COOP_TASKRUN: a completion is handed to the submitting thread at its next
- * entry into the kernel (or wakes it where it sleeps) instead of by an
- * interrupt that stops it wherever it runs. Every thread here that submits also
- * reaps, in the kernel or through uring_reap (which enters when TASKRUN_FLAG
- * says work waits), so nothing waits on a thread that is away. The interrupts
- * cost a third (a loop device) to three quarters (a tmpfs file) of the 4 KiB
- * random-write rate on a fast device. Kernels before
- * 5.19 refuse the flags: plain rings there.
- */
-static int uring_ctx_init(struct dev_ctx *c)
-{
-	int ret = io_uring_queue_init(c->depth, &c->u.ring, IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG);
-
-	return ret == -EINVAL ? io_uring_queue_init(c->depth, &c->u.ring, 0) : ret;
-}
-
-static void uring_ctx_release(struct dev_ctx *c)
-{
-	io_uring_queue_exit(&c->u.ring);
-}
-
-static int uring_notify(struct dev_ctx *c, int evfd)
-{
-	return io_uring_register_eventfd(&c->u.ring, evfd);
-}
-
-static bool uring_prep(struct dev_ctx *c, struct dev_io *io)
-{
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&c->u.ring);
-	int fd = c->dev->fd;
-	void *buf;
-	size_t len;
-	uint64_t off;
-
-	if (!sqe) {        /* cannot happen: the SQ holds depth entries (invariant 2) */
-		io->res = -EBUSY;
-		io->retries = DEV_RETRY_MAX;
-		return true;
-	}
-	if (io->op == IO_FSYNC) {
-		io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
-	} else {
-		io_span(io, &buf, &len, &off);
-		if (io->op == IO_READ)
-			io_uring_prep_read(sqe, fd, buf, (unsigned)len, off);
-		else
-			io_uring_prep_write(sqe, fd, buf, (unsigned)len, off);
-	}
-	io_uring_sqe_set_data(sqe, io);
-	return false;
-}
-
-/* With wait, one io_uring_enter both submits and waits: the synchronous calls make one, not two. */
-static int uring_submit(struct dev_ctx *c, unsigned n, bool wait)
-{
-	(void)n;
-	return wait ? io_uring_submit_and_wait(&c->u.ring, 1) : io_uring_submit(&c->u.ring);
-}
-
-static int uring_reap(struct dev_ctx *c, unsigned min, unsigned max, struct dev_io **out)
-{
-	struct io_uring_cqe *cqe;
-	unsigned n = 0;
-	int r;
-
-	for (;;) {
-		unsigned head, seen = 0;
-
-		/* COOP_TASKRUN: completions that wait as task work reach the CQ at a kernel entry */
-		if (IO_URING_READ_ONCE(*c->u.ring.sq.kflags) & IORING_SQ_TASKRUN)
-			io_uring_get_events(&c->u.ring);
-
-		io_uring_for_each_cqe(&c->u.ring, head, cqe) {
-			struct dev_io *io;
-
-			if (n == max)
-				break;
-			io = io_uring_cqe_get_data(cqe);
-			io->res = cqe->res;
-			out[n++] = io;
-			seen++;
-		}
-		io_uring_cq_advance(&c->u.ring, seen);
-		if (n >= min)
-			return (int)n;
-		r = io_uring_wait_cqe(&c->u.ring, &cqe);
-		if (r < 0 && r != -EINTR && r != -EAGAIN)
-			return n ? (int)n : r;
-	}
-}
-
-/* ---- engine: libaio ----------------------------------------------------- */
-
-static int aio_ctx_init(struct dev_ctx *c)
-{
-	int r;
-
-	c->u.aio.iocbs = calloc(c->depth, sizeof(*c->u.aio.iocbs));
-	c->u.aio.events = calloc(c->depth, sizeof(*c->u.aio.events));
-	if (!c->u.aio.iocbs || !c->u.aio.events) {
-		r = -ENOMEM;
-		goto err_free_arrays;
-	}
-	r = io_setup((int)c->depth, &c->u.aio.ctx);
-	if (r < 0)
-		goto err_free_arrays;
-	return 0;
-
-err_free_arrays:
-	free(c->u.aio.iocbs);
-	free(c->u.aio.events);
-	return r;
-}
-
-static void aio_ctx_release(struct dev_ctx *c)
-{
-	io_destroy(c->u.aio.ctx);   /* waits for anything still in flight */
-	free(c->u.aio.iocbs);
-	free(c->u.aio.events);
-}
-
-static bool aio_prep(struct dev_ctx *c, struct dev_io *io)
-{
-	int fd = c->dev->fd;
-	void *buf;
-	size_t len;
-	uint64_t off;
-
-	if (io->op == IO_FSYNC) {   /* filesystems do not implement IOCB_CMD_FDSYNC */
-		io->res = io_sync(fd, io);
-		return true;
-	}
-	io_span(io, &buf, &len, &off);
-	if (io->op == IO_READ)
-		io_prep_pread(&io->iocb, fd, buf, len, (long long)off);
-	else
-		io_prep_pwrite(&io->iocb, fd, buf, len, (long long)off);
-	io->iocb.data = io;
-	return false;
-}
-
-static int aio_submit(struct dev_ctx *c, unsigned n, bool wait)
-{
-	struct dev_io *io = c->queued.head;
-
-	(void)wait;   /* io_submit cannot wait */
-	for (unsigned i = 0; i < n; i++, io = io->next)
-		c->u.aio.iocbs[i] = &io->iocb;
-	return io_submit(c->u.aio.ctx, (long)n, c->u.aio.iocbs);
-}
-
-static int aio_reap(struct dev_ctx *c, unsigned min, unsigned max, struct dev_io **out)
-{
-	struct timespec poll = { 0, 0 };
-	int r;
-
-	do
-		r = io_getevents(c->u.aio.ctx, (long)min, (long)max, c->u.aio.events,
-				 min ? NULL : &poll);
-	while (r == -EINTR);
-	if (r < 0)
-		return r;
-	for (int i = 0; i < r; i++) {
-		struct dev_io *io = c->u.aio.events[i].data;
-
-		io->res = (long)c->u.aio.events[i].res;
-		out[i] = io;
-	}
-	return r;
-}
-
-/* ---- engine: sync ------------------------------------------------------- */
-
-static int sync_ctx_init(struct dev_ctx *c)
-{
-	(void)c;
-	return 0;
-}
-
-static void sync_ctx_release(struct dev_ctx *c)
-{
-	(void)c;
-}
-
-static bool sync_prep(struct dev_ctx *c, struct dev_io *io)
-{
-	io->res = io_sync(c->dev->fd, io);
-	return true;
-}
-
-static int sync_submit(struct dev_ctx *c, unsigned n, bool wait)
-{
-	(void)c;
-	(void)n;
-	(void)wait;
-	return 0;
-}
-
-static int sync_reap(struct dev_ctx *c, unsigned min, unsigned max, struct dev_io **out)
-{
-	(void)c;
-	(void)min;
-	(void)max;
-	(void)out;
-	return 0;
-}
-
-/* ---- engine: crash (tests) --------------------------------------------- */
-
-/*
- * A device that loses power on cue (dev_i.h). Pending writes form a FIFO of
- * private copies; a read is served from the file and then patched with every
- * pending write in order, so it sees the latest data. dev_flush applies the
- * FIFO to the file in order and fdatasyncs. The cut applies what the mode lets
- * land, fdatasyncs that, frees the rest and marks the device dead.
- *
- * Invariants: (1) everything below runs under crash->lock; (2) the file holds
- * exactly the flushed writes, plus, after the cut, what landed at the cut;
- * (3) once crashed, nothing more reaches the file.
- */
-struct crash_write {
-	uint64_t off;
-	size_t len;
-	uint8_t *data;                 /* sector-aligned copy; NULL: zeros (dev_zero_range) */
-	struct crash_write *next;
-};
-
-struct dev_crash {
-	pthread_mutex_t lock;
-	struct dev_crash_plan plan;
-	struct dev_crash_stats st;
-	uint64_t rng;
-	struct crash_write *head, **tail;
-	uint64_t end;                  /* the furthest byte a pending write reaches */
-};
-
-static int file_fallocate(int fd, int mode, uint64_t off, uint64_t len);
-
-static pthread_mutex_t crash_last_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct dev_crash_stats crash_last;
-static bool crash_last_valid;
-
-static uint64_t crash_rand(struct dev_crash *cr)
-{
-	/* splitmix64: a fixed seed gives the same tears on every run */
-	uint64_t z = (cr->rng += 0x9E3779B97F4A7C15ull);
-
-	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-	return z ^ (z >> 31);
-}
-
-static int raw_pwrite(int fd, const uint8_t *buf, size_t len, uint64_t off)
-{
-	while (len) {
-		ssize_t n = pwrite(fd, buf, len, (off_t)off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		buf += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
-}
-
-/* Zeroes [off, off+len) of the file itself, as dev_zero_range would, bypassing the engine. */
-static int raw_zero(struct vmfs_dev *dev, uint64_t off, uint64_t len)
-{
-	uint64_t range[2] = { off, len };
-	uint8_t *zeros;
-	struct stat st;
-	int r = -EOPNOTSUPP;
-
-	if (dev->blockdev) {
-		if (ioctl(dev->fd, BLKZEROOUT, range) == 0)
-			return 0;
-	} else {
-		if (fstat(dev->fd, &st) < 0)
-			return -errno;
-		if (off + len > (uint64_t)st.st_size) {
-			while (ftruncate(dev->fd, (off_t)(off + len)) < 0)
-				if (errno != EINTR)
-					return -errno;
-			if (off >= (uint64_t)st.st_size)
-				return 0;  /* grown sparse: zeros already */
-			len = (uint64_t)st.st_size - off;
-		}
-		r = file_fallocate(dev->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len);
-		if (r == 0)
-			return 0;
-	}
-	zeros = dev_alloc_buf(DEV_ZERO_CHUNK);
-	if (!zeros)
-		return -ENOMEM;
-	for (r = 0; len && !r;) {
-		size_t n = (size_t)base_min(len, (uint64_t)DEV_ZERO_CHUNK);
-
-		r = raw_pwrite(dev->fd, zeros, n, off);
-		off += n;
-		len -= n;
-	}
-	free(zeros);
-	return r;
-}
-
-static int crash_apply(struct vmfs_dev *dev, const struct crash_write *w)
-{
-	return w->data ? raw_pwrite(dev->fd, w->data, w->len, w->off) : raw_zero(dev, w->off, w->len);
-}
-
-/* Lands a random sector-granular part of w: a prefix, or any subset of its sectors. */
-static int crash_tear(struct vmfs_dev *dev, struct dev_crash *cr, const struct crash_write *w)
-{
-	size_t ss = dev->sector, n = w->len / ss, keep = n;
-	bool prefix = crash_rand(cr) & 1;
-	uint8_t *zeros = NULL;
-	int r = 0;
-
-	if (prefix)
-		keep = (size_t)(crash_rand(cr) % (n + 1));
-	if (!w->data && !(zeros = dev_alloc_buf(ss)))
-		return -ENOMEM;
-	for (size_t i = 0; i < n && !r; i++) {
-		if (prefix ? i >= keep : (crash_rand(cr) & 1))
-			continue;
-		r = raw_pwrite(dev->fd, w->data ? w->data + i * ss : zeros, ss, w->off + i * ss);
-	}
-	free(zeros);
-	return r;
-}
-
-static void crash_drop_all(struct dev_crash *cr)
-{
-	while (cr->head) {
-		struct crash_write *w = cr->head;
-
-		cr->head = w->next;
-		free(w->data);
-		free(w);
-	}
-	cr->tail = &cr->head;
-	cr->st.pending = 0;
-	cr->end = 0;
-}
-
-/* The power goes: what the mode allows lands, the rest is lost, the device dies. */
-static void crash_cut(struct vmfs_dev *dev, struct dev_crash *cr)
-{
-	uint64_t upto = 0, i = 0;
-	struct crash_write *w;
-	int r = 0;
-
-	if (cr->plan.mode == DEV_CRASH_PREFIX)
-		upto = crash_rand(cr) % (cr->st.pending + 1);
-	for (w = cr->head; w && !r; w = w->next, i++) {
-		bool last = !w->next;
-		unsigned what = 0; /* 0 lost, 1 whole, 2 torn */
-
-		switch (cr->plan.mode) {
-		case DEV_CRASH_DROP:
-			break;
-		case DEV_CRASH_TEAR:
-			what = last ? 2 : 0;
-			break;
-		case DEV_CRASH_PREFIX:
-			what = i < upto ? 1 : i == upto ? 2 : 0;
-			break;
-		case DEV_CRASH_REORDER:
-			what = (unsigned)(crash_rand(cr) % 3);
-			break;
-		}
-		if (what == 1) {
-			r = crash_apply(dev, w);
-			cr->st.landed++;
-		} else if (what == 2) {
-			r = crash_tear(dev, cr, w);
-			cr->st.torn++;
-		}
-	}
-	if (!r && fdatasync(dev->fd) < 0)
-		r = -errno;
-	if (r)
-		fprintf(stderr, "vmfs: crash engine: landing writes at the cut failed: %s\n", strerror(-r));
-	crash_drop_all(cr);
-	cr->st.crashed = true;
-}
-
-/* Queues a write (data NULL: zeros); the planned write cuts the power. Under cr->lock. */
-static int crash_write(struct vmfs_dev *dev, struct dev_crash *cr, const void *data, size_t len,
-		       uint64_t off)
-{
-	struct crash_write *w;
-
-	if (cr->st.crashed)
-		return -EIO;
-	w = calloc(1, sizeof(*w));
-	if (!w)
-		return -ENOMEM;
-	if (data) {
-		w->data = dev_alloc_buf(len);
-		if (!w->data) {
-			free(w);
-			return -ENOMEM;
-		}
-		memcpy(w->data, data, len);
-	}
-	w->off = off;
-	w->len = len;
-	*cr->tail = w;
-	cr->tail = &w->next;
-	cr->end = base_max(cr->end, off + len);
-	cr->st.pending++;
-	if (++cr->st.writes == cr->plan.after_writes) {
-		crash_cut(dev, cr);
-		return -EIO;
-	}
-	return 0;
-}
-
-/* Reads what the file holds, patched with the pending writes. Returns bytes or -errno. */
-static long crash_read(struct vmfs_dev *dev, struct dev_crash *cr, uint8_t *buf, size_t len,
-		       uint64_t off)
-{
-	struct stat st;
-	uint64_t size;
-	size_t got = 0;
-
-	if (cr->st.crashed)
-		return -EIO;
-	if (fstat(dev->fd, &st) < 0)
-		return -errno;
-	size = base_max((uint64_t)st.st_size, cr->end);
-	if (off >= size)
-		return 0;
-	len = (size_t)base_min((uint64_t)len, size - off);
-	while (got < len) {
-		ssize_t n = pread(dev->fd, buf + got, len - got, (off_t)(off + got));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			break;
-		got += (size_t)n;
-	}
-	memset(buf + got, 0, len - got);  /* past the file's end, before a pending write's */
-	for (struct crash_write *w = cr->head; w; w = w->next) {
-		uint64_t a = base_max(off, w->off), b = base_min(off + len, w->off + w->len);
-
-		if (a >= b)
-			continue;
-		if (w->data)
-			memcpy(buf + (a - off), w->data + (a - w->off), b - a);
-		else
-			memset(buf + (a - off), 0, b - a);
-	}
-	return (long)len;
-}
-
-static int crash_flush(struct vmfs_dev *dev, struct dev_crash *cr)
-{
-	int r = 0;
-
-	if (cr->st.crashed)
-		return -EIO;
-	while (cr->head && !r) {
-		struct crash_write *w = cr->head;
-
-		r = crash_apply(dev, w);
-		if (r)
-			break;
-		cr->head = w->next;
-		cr->st.pending--;
-		free(w->data);
-		free(w);
-	}
-	if (!cr->head) {
-		cr->tail = &cr->head;
-		cr->end = 0;
-	}
-	if (!r && fdatasync(dev->fd) < 0)
-		r = -errno;
-	if (!r)
-		cr->st.flushes++;
-	return r;
-}
-
-static bool crash_prep(struct dev_ctx *c, struct dev_io *io)
-{
-	struct dev_crash *cr = c->dev->crash;
-	void *buf;
-	size_t len;
-	uint64_t off;
-
-	pthread_mutex_lock(&cr->lock);
-	if (io->op == IO_FSYNC) {
-		io->res = crash_flush(c->dev, cr);
-	} else {
-		io_span(io, &buf, &len, &off);
-		if (io->op == IO_READ)
-			io->res = crash_read(c->dev, cr, buf, len, off);
-		else
-			io->res = crash_write(c->dev, cr, buf, len, off);
-		if (io->op == IO_WRITE && io->res == 0)
-			io->res = (long)len;
-	}
-	pthread_mutex_unlock(&cr->lock);
-	return true;
-}
-
-static int crash_zero_range(struct vmfs_dev *dev, uint64_t off, uint64_t len)
-{
-	struct dev_crash *cr = dev->crash;
-	int r;
-
-	if (len > SIZE_MAX)
-		return -EINVAL;
-	pthread_mutex_lock(&cr->lock);
-	r = crash_write(dev, cr, NULL, (size_t)len, off);
-	pthread_mutex_unlock(&cr->lock);
-	return r;
-}
-
-static int crash_env_u64(const char *name, uint64_t *out)
-{
-	const char *s = getenv(name);
-	char *end;
-
-	if (!s || !*s)
-		return 0;
-	errno = 0;
-	*out = strtoull(s, &end, 0);
-	if (errno || *end || *s == '-') {
-		fprintf(stderr, "vmfs: %s '%s': expected a number\n", name, s);
-		return -EINVAL;
-	}
-	return 0;
-}
-
-static int crash_plan_from_env(struct dev_crash_plan *p)
-{
-	static const char *const modes[] = { "drop", "tear", "prefix", "reorder" };
-	const char *m = getenv("VMFS_CRASH_MODE"), *tear = getenv("VMFS_CRASH_TEAR");
-	int r;
-
-	memset(p, 0, sizeof(*p));
-	p->seed = 1;
-	r = crash_env_u64("VMFS_CRASH_AFTER_WRITES", &p->after_writes);
-	if (!r)
-		r = crash_env_u64("VMFS_CRASH_SEED", &p->seed);
-	if (r)
-		return r;
-	if (tear && *tear && strcmp(tear, "0"))
-		p->mode = DEV_CRASH_TEAR;
-	if (!m || !*m)
-		return 0;
-	for (size_t i = 0; i < base_array_size(modes); i++) {
-		if (!strcmp(m, modes[i])) {
-			p->mode = (enum dev_crash_mode)i;
-			return 0;
-		}
-	}
-	fprintf(stderr, "vmfs: VMFS_CRASH_MODE '%s': expected drop, tear, prefix or reorder\n", m);
-	return -EINVAL;
-}
-
-static void crash_set_plan(struct dev_crash *cr, const struct dev_crash_plan *plan)
-{
-	cr->plan = *plan;
-	cr->rng = plan->seed;
-}
-
-static int crash_new(struct vmfs_dev *dev)
-{
-	struct dev_crash_plan plan;
-	struct dev_crash *cr;
-	int r = crash_plan_from_env(&plan);
-
-	if (r)
-		return r;
-	cr = calloc(1, sizeof(*cr));
-	if (!cr)
-		return -ENOMEM;
-	r = -pthread_mutex_init(&cr->lock, NULL);
-	if (r) {
-		free(cr);
-		return r;
-	}
-	cr->tail = &cr->head;
-	crash_set_plan(cr, &plan);
-	dev->crash = cr;
-	return 0;
-}
-
-/* Closing is not a power cut: what is pending lands. */
-static void crash_free(struct vmfs_dev *dev)
-{
-	struct dev_crash *cr = dev->crash;
-
-	if (!cr)
-		return;
-	if (!cr->st.crashed && crash_flush(dev, cr))
-		fprintf(stderr, "vmfs: crash engine: writing pending data at close failed\n");
-	pthread_mutex_lock(&crash_last_lock);
-	crash_last = cr->st;
-	crash_last_valid = true;
-	pthread_mutex_unlock(&crash_last_lock);
-	crash_drop_all(cr);
-	pthread_mutex_destroy(&cr->lock);
-	free(cr);
-	dev->crash = NULL;
-}
-
-int dev_crash_arm(struct vmfs_dev *dev, const struct dev_crash_plan *plan)
-{
-	if (!dev->crash || !plan)
-		return -EINVAL;
-	pthread_mutex_lock(&dev->crash->lock);
-	crash_set_plan(dev->crash, plan);
-	pthread_mutex_unlock(&dev->crash->lock);
-	return 0;
-}
-
-int dev_crash_now(struct vmfs_dev *dev)
-{
-	if (!dev->crash)
-		return -EINVAL;
-	pthread_mutex_lock(&dev->crash->lock);
-	if (!dev->crash->st.crashed)
-		crash_cut(dev, dev->crash);
-	pthread_mutex_unlock(&dev->crash->lock);
-	return 0;
-}
-
-int dev_crash_get_stats(struct vmfs_dev *dev, struct dev_crash_stats *st)
-{
-	if (!dev->crash || !st)
-		return -EINVAL;
-	pthread_mutex_lock(&dev->crash->lock);
-	*st = dev->crash->st;
-	pthread_mutex_unlock(&dev->crash->lock);
-	return 0;
-}
-
-bool dev_crash_last_closed(struct dev_crash_stats *st)
-{
-	bool valid;
-
-	pthread_mutex_lock(&crash_last_lock);
-	valid = crash_last_valid;
-	if (valid)
-		*st = crash_last;
-	pthread_mutex_unlock(&crash_last_lock);
-	return valid;
-}
-
-static const struct dev_engine crash_engine = {
-	.name = "crash",
-	.ctx_init = sync_ctx_init,
-	.ctx_release = sync_ctx_release,
-	.prep = crash_prep,
-	.submit = sync_submit,
-	.reap = sync_reap,
-};
-
-static const struct dev_engine sync_engine = {
-	.name = "sync",
-	.ctx_init = sync_ctx_init,
-	.ctx_release = sync_ctx_release,
-	.prep = sync_prep,
-	.submit = sync_submit,
-	.reap = sync_reap,
-};
-
-static const struct dev_engine aio_engine = {
-	.name = "aio",
-	.fallback = &sync_engine,
-	.ctx_init = aio_ctx_init,
-	.ctx_release = aio_ctx_release,
-	.prep = aio_prep,
-	.submit = aio_submit,
-	.reap = aio_reap,
-};
-
-static const struct dev_engine uring_engine = {
-	.name = "uring",
-	.fallback = &aio_engine,
-	.ctx_init = uring_ctx_init,
-	.ctx_release = uring_ctx_release,
-	.prep = uring_prep,
-	.submit = uring_submit,
-	.reap = uring_reap,
-	.notify = uring_notify,
-};
-
-static const struct dev_engine *const engines[] = { &uring_engine, &aio_engine, &sync_engine,
-						     &crash_engine };
+/* The engines dev_open knows by name (engine_lookup). */
+static const struct dev_engine *const engines[] = { &dev_uring_engine, &dev_aio_engine, &dev_sync_engine,
+						     &dev_crash_engine };
 
 /* ---- contexts ----------------------------------------------------------- */
 
@@ -1299,8 +517,8 @@ int dev_open(const char *path, unsigned flags, const char *engine, struct vmfs_d
 	r = -pthread_cond_init(&dev->pool_cond, NULL);
 	if (r < 0)
 		goto err_destroy_lock;
-	if (eng == &crash_engine) {
-		r = crash_new(dev);
+	if (eng == &dev_crash_engine) {
+		r = dev_crash_new(dev);
 		if (r < 0)
 			goto err_destroy_cond;
 	}
@@ -1311,10 +529,7 @@ int dev_open(const char *path, unsigned flags, const char *engine, struct vmfs_d
 	return 0;
 
 err_free_crash:
-	if (dev->crash) {
-		pthread_mutex_destroy(&dev->crash->lock);
-		free(dev->crash);
-	}
+	dev_crash_discard(dev);
 err_destroy_cond:
 	pthread_cond_destroy(&dev->pool_cond);
 err_destroy_lock:
@@ -1336,7 +551,7 @@ void dev_close(struct vmfs_dev *dev)
 		dev->pool = c->next;
 		ctx_free(c);
 	}
-	crash_free(dev);
+	dev_crash_free(dev);
 	pthread_cond_destroy(&dev->pool_cond);
 	pthread_mutex_destroy(&dev->pool_lock);
 	close(dev->fd);
@@ -1354,11 +569,8 @@ uint64_t dev_size(const struct vmfs_dev *dev)
 	/* a file may have grown under us (another host, a write past the end) */
 	if (!dev->blockdev && fstat(dev->fd, &st) == 0)
 		size = (uint64_t)st.st_size;
-	if (dev->crash) {   /* writes past the end may still be pending */
-		pthread_mutex_lock(&dev->crash->lock);
-		size = base_max(size, dev->crash->end);
-		pthread_mutex_unlock(&dev->crash->lock);
-	}
+	if (dev->crash)     /* writes past the end may still be pending */
+		size = base_max(size, dev_crash_end(dev));
 	return size;
 }
 
@@ -1390,15 +602,8 @@ int dev_set_size(struct vmfs_dev *dev, uint64_t size)
 		return -ENOTTY;
 	if (size > INT64_MAX)
 		return -EFBIG;
-	if (dev->crash) {   /* the crash engine sizes the file at once: not a device write */
-		bool crashed;
-
-		pthread_mutex_lock(&dev->crash->lock);
-		crashed = dev->crash->st.crashed;
-		pthread_mutex_unlock(&dev->crash->lock);
-		if (crashed)
-			return -EIO;
-	}
+	if (dev->crash && dev_crash_dead(dev))  /* the crash engine sizes the file at once: not a device write */
+		return -EIO;
 	while (ftruncate(dev->fd, (off_t)size) < 0)
 		if (errno != EINTR)
 			return -errno;
@@ -1532,7 +737,7 @@ static int zero_by_writing(struct vmfs_dev *dev, uint64_t off, uint64_t len)
 	return r;
 }
 
-static int file_fallocate(int fd, int mode, uint64_t off, uint64_t len)
+int dev_file_fallocate(int fd, int mode, uint64_t off, uint64_t len)
 {
 	while (fallocate(fd, mode, (off_t)off, (off_t)len) < 0)
 		if (errno != EINTR)
@@ -1556,9 +761,9 @@ static int file_zero_range(struct vmfs_dev *dev, uint64_t off, uint64_t len)
 			return r;
 		len = size - off;
 	}
-	r = file_fallocate(dev->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len);
+	r = dev_file_fallocate(dev->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len);
 	if (r == -EOPNOTSUPP)
-		r = file_fallocate(dev->fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, off, len);
+		r = dev_file_fallocate(dev->fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, off, len);
 	if (r == -EOPNOTSUPP)
 		r = zero_by_writing(dev, off, len);
 	return r;
@@ -1578,7 +783,7 @@ int dev_zero_range(struct vmfs_dev *dev, uint64_t off, uint64_t len)
 	    len > INT64_MAX - off)
 		return -EINVAL;
 	if (dev->crash)
-		return crash_zero_range(dev, off, len);
+		return dev_crash_zero_range(dev, off, len);
 	if (!dev->blockdev)
 		return file_zero_range(dev, off, len);
 	if (ioctl(dev->fd, BLKZEROOUT, range) == 0)

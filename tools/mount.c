@@ -1086,5 +1086,6 @@ out_args:
 out_opts:
 	free(mo.fuse_opts);
 	free(mo.device);
+	free(mo.watchdog);
 	return code < 0 ? 0 : code;
 }

@@ -80,9 +80,51 @@ log "outer initramfs: busybox, kvm-amd, virtio-blk, vmm and its libraries"
 outer_add_bin "$T/outer" "$VMM" /bin/vmm
 {
 	echo "$INIT_HEAD" | sed 's/^#!.*/&\nWHO=outer/'
+	echo "STALL_AT=${LINUX_STALL_AT:-150}"
 	cat <<'EOF'
 [ -c /dev/kvm ] || echo "outer: no /dev/kvm"
 echo "outer: init at $(cut -d" " -f1 /proc/uptime) s"
+# The early-boot stall (docs/VMM.md, "Linux tests"): if the inner kernel has
+# not reached its init by STALL_AT s of this clock (it does by about 60 s;
+# again every 40 s after),
+# show where its vCPUs are: KVM's exits over 2 s by vCPU, reason and guest
+# RIP, each RIP named from /proc/kallsyms (both kernels are this one, booted
+# with nokaslr, so the outer's symbols are the inner's addresses).
+stall_report() {
+	echo "outer: no inner init at $(cut -d" " -f1 /proc/uptime) s: KVM exits over 2 s"
+	[ -d /sys/kernel/tracing/events ] || mount -t tracefs tracefs /sys/kernel/tracing || return
+	tr=/sys/kernel/tracing
+	echo 1 >$tr/events/kvm/kvm_exit/enable
+	echo 1 >$tr/events/kvm/kvm_apic_accept_irq/enable
+	sleep 2
+	echo 0 >$tr/events/kvm/kvm_exit/enable
+	echo 0 >$tr/events/kvm/kvm_apic_accept_irq/enable
+	cp $tr/trace /stall.trace
+	echo >$tr/trace
+	sed -n 's/.*kvm_exit: vcpu \([0-9]*\) reason \([^ ]*\) rip 0x\([0-9a-f]*\).*/\1 \2 \3/p' /stall.trace |
+		sort | uniq -c | sort -rn | head -n 12 >/stall.top
+	echo "outer: stall: $(grep -c kvm_exit: /stall.trace) exits, $(grep -c kvm_apic_accept_irq: /stall.trace) interrupts accepted"
+	grep kvm_apic_accept_irq: /stall.trace | sed 's/.*kvm_apic_accept_irq: //' | sort | uniq -c | sort -rn | head -n 4 |
+		sed 's/^/outer: stall: irq /'
+	# where vmm's threads are: blocked in userspace (futex) or halted in KVM
+	for t in /proc/$(sed -n 's/^outer: vmm pid //p' /vmm.out)/task/*; do
+		echo "outer: stall: thread $(cat $t/comm) $(cat $t/wchan) $(head -n 4 $t/stack | sed 's/^\[<0>\] //' | tr '\n' ' ')"
+	done
+	# one sort: each RIP lands after the symbol that holds it
+	{ cat /proc/kallsyms; sed -n 's/.* \(ffffffff8[0-9a-f]*\)$/\1 ~ @rip/p' /stall.top; } | sort |
+		awk '$2 != "~" { a = $1; s = $3 } $2 == "~" { print $1, a, s }' >/stall.syms
+	while read -r n vcpu why rip; do
+		set -- $(grep "^$rip " /stall.syms | head -n1)
+		[ -n "${3:-}" ] && set -- "$3+0x$(printf %x $((0x$rip - 0x$2)))" || set -- "(not the kernel's text)"
+		echo "outer: stall: $n exits vcpu $vcpu $why rip $rip $1"
+	done </stall.top
+}
+(
+	while ! grep -q "inner: init \|outer: vmm exit" /vmm.out 2>/dev/null; do
+		[ "$(cut -d. -f1 /proc/uptime)" -lt "$STALL_AT" ] || { stall_report; STALL_AT=$((STALL_AT + 40)); }
+		sleep 1
+	done
+) &
 # vmm runs /vms/linux with its stdin on a fifo, a control socket, and its
 # output on the console and in /vmm.out. The guest waits for a line before
 # each phase: once it has written its file (and vmm holds the disk lock) a
@@ -142,12 +184,12 @@ vmfs_mkfs "$D" 1G -T 1000,60000,40000,15000
 # a port thousands of times (each poll an exit, costly one level down).
 # no_timer_check: VMs commonly skip the IO-APIC timer check (it did not cure
 # the stall that docs/VMM.md, "Linux tests", describes).
-CMDLINE="console=ttyS0 quiet initcall_blacklist=i8042_init no_timer_check pci=nomsi panic=-1 tsc_early_khz=$KHZ ${LINUX_INNER_EXTRA:-}"
+CMDLINE="console=ttyS0 quiet nokaslr initcall_blacklist=i8042_init no_timer_check pci=nomsi panic=-1 tsc_early_khz=$KHZ ${LINUX_INNER_EXTRA:-}"
 "$VMM" create "$D" /vms/linux --kernel "$KIT/vmlinuz" --initrd "$T/inner.cpio" \
 	--cmdline "$CMDLINE" --mem 128 --cpus 2 --disk-from "$T/ext4.img"
 
 log "outer QEMU (TCG, -cpu max), at most $QEMU_TIMEOUT s"
-outer_qemu "$QEMU_TIMEOUT" "$T/outer.cpio" 512 "" -drive "file=$D,format=raw,if=virtio,cache=writeback"
+outer_qemu "$QEMU_TIMEOUT" "$T/outer.cpio" 512 nokaslr -drive "file=$D,format=raw,if=virtio,cache=writeback"
 rc=$QEMU_RC
 echo "qemu exit $rc after $(elapsed "$START")"
 if [ "$rc" -eq 124 ]; then

@@ -8,7 +8,8 @@
 # and guests rather than compute). A test whose script or source has a line
 # "# test: alone" runs with nothing beside it: it changes machine-wide state
 # (the fuse module's enable_uring), or its timings or its emulated guest need
-# the machine to themselves. Each result line appears when its test ends.
+# the machine to themselves; one with "# test: long" takes minutes and starts
+# early. Each result line appears when its test ends.
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -18,20 +19,30 @@ log=$(mktemp -d /tmp/vmfs-test-log.XXXXXX)
 filter=${TESTS:-}
 start_all=$(date +%s)
 
-# The list: kind name command-file source (unit tests first: the longest ones start early).
-tests=()
+# The list: kind name command-file source. The order keeps both lanes busy to
+# the end: the "alone" tests first, while nothing else would wait on them; then
+# the unit tests and the e2e tests marked "# test: long" (minutes each); the
+# short ones last, to fill the gaps.
+alone=() long=() rest=()
 for t in "$BUILD"/tests/*; do
 	[ -f "$t" ] && [ -x "$t" ] || continue	# tests/tools/ holds helpers, not suites
 	name=unit/$(basename "$t")
 	[[ -n $filter && $name != *$filter* ]] && continue
-	tests+=("unit $name $t tests/unit/$(basename "$t").c")
+	long+=("unit $name $t tests/unit/$(basename "$t").c")
 done
 for t in tests/e2e/*.sh; do
 	[ -f "$t" ] || continue
 	name=e2e/$(basename "$t" .sh)
 	[[ -n $filter && $name != *$filter* ]] && continue
-	tests+=("e2e $name $t $t")
+	if grep -q '^# test: alone' "$t"; then
+		alone+=("e2e $name $t $t")
+	elif grep -q '^# test: long' "$t"; then
+		long+=("e2e $name $t $t")
+	else
+		rest+=("e2e $name $t $t")
+	fi
 done
+tests=("${alone[@]}" "${long[@]}" "${rest[@]}")
 
 # Runs one test; its result goes to $log/NAME.res as "pass fail skip|line to print".
 run_one() {

@@ -15,6 +15,7 @@
 # (the walk finds errors in an image it called clean, before or after repair) is
 # counted, and fails with FLIP_FSCK_STRICT=1. FLIP_SEED picks the images
 # (default 1); a failure prints how to replay it.
+# test: long (minutes: started early, so that the two lanes end together)
 source "$(dirname "$0")/lib.bash"
 TOP=${VMFS_TOP:-$(cd "$(dirname "$0")/../.." && pwd)}
 ITER=${FLIP_ITERATIONS:-1000}

@@ -6,6 +6,7 @@
 # repaired, and how) and exit 1; a second -fn must exit 0; and every file the
 # case does not list in `damages` must read back unchanged through a mount.
 # UPDATE=1 rewrites the expect files (review them before committing).
+# test: long (minutes: started early, so that the two lanes end together)
 . "$(dirname "$0")/lib.bash"
 e2e_init mkfs.vmfs fsck.vmfs vmfs-mount
 need_cmd python3

@@ -24,6 +24,7 @@
 #
 # FSCK_SEED (default 1) picks the trials; a failure prints the line that
 # replays it. `make fsck-long` runs many more on a new seed.
+# test: long (minutes: started early, so that the two lanes end together)
 source "$(dirname "$0")/lib.bash"
 TOP=${VMFS_TOP:-$(cd "$(dirname "$0")/../.." && pwd)}
 TRIALS=${FSCK_TRIALS:-450}

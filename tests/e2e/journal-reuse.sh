@@ -23,6 +23,7 @@
 # before new ones are cut, so there are no more of them than hosts at once).
 # vmfsctl changes nothing today (its commands are read-only and do not join),
 # so it has no worker here.
+# test: long (minutes: started early, so that the two lanes end together)
 . "$(dirname "$0")/lib.bash"
 e2e_init mkfs.vmfs vmfs-mount vmfsctl fsck.vmfs
 need_cmd jq

@@ -5,6 +5,7 @@
 # inside it. The count must end at exactly 8000 and lk_check must find the
 # regions well formed. A control run without the lock (4 x 300) must lose
 # updates, which shows the count can detect a broken lock.
+# test: long (minutes: started early, so that the two lanes end together)
 . "$(dirname "$0")/lib.bash"
 
 LKC=$(dirname "$VMFS_BIN")/tests/tools/lk-counter

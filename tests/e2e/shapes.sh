@@ -4,6 +4,7 @@
 # and the sha256 of every file; unmounts, remounts and compares again. Covers
 # sizes around 4 KiB and 1 MiB boundaries, holes, a 10 GiB sparse file, 10k
 # files in one directory, a 60-deep tree, renames, hard links, symlinks, chmod.
+# test: long (minutes: started early, so that the two lanes end together)
 source "$(dirname "$0")/lib.bash"
 e2e_init mkfs.vmfs vmfs-mount
 

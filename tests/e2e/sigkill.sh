@@ -3,6 +3,7 @@
 # kill the datastore must pass fsck.vmfs -n (the journal replayed in memory),
 # mount again (the journal replayed for real), pass fsck -n again, and every
 # file whose fsync returned before the kill must read back exactly.
+# test: long (minutes: started early, so that the two lanes end together)
 . "$(dirname "$0")/lib.bash"
 e2e_init mkfs.vmfs vmfs-mount fsck.vmfs
 need_cmd python3

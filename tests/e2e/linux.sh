@@ -80,18 +80,20 @@ log "outer initramfs: busybox, kvm-amd, virtio-blk, vmm and its libraries"
 outer_add_bin "$T/outer" "$VMM" /bin/vmm
 {
 	echo "$INIT_HEAD" | sed 's/^#!.*/&\nWHO=outer/'
-	echo "STALL_AT=${LINUX_STALL_AT:-150}"
+	echo "STALL_AT=${LINUX_STALL_AT:-150} QUIET=${LINUX_STALL_QUIET:-90}"
 	cat <<'EOF'
 [ -c /dev/kvm ] || echo "outer: no /dev/kvm"
 echo "outer: init at $(cut -d" " -f1 /proc/uptime) s"
-# The early-boot stall (docs/VMM.md, "Linux tests"): if the inner kernel has
-# not reached its init by STALL_AT s of this clock (it does by about 60 s;
-# again every 40 s after),
-# show where its vCPUs are: KVM's exits over 2 s by vCPU, reason and guest
-# RIP, each RIP named from /proc/kallsyms (both kernels are this one, booted
-# with nokaslr, so the outer's symbols are the inner's addresses).
+# Stalls (docs/VMM.md, "Linux tests"): when the inner kernel has not reached
+# its init by STALL_AT s of this clock (it does by about 60 s), or, once it
+# has, when vmm's output has not grown for QUIET s (90; each phase prints
+# within about 20 s), and again every 40 s after, show where the VM is: vmm's disk counters
+# (vmm ctl status) around KVM's exits over 2 s by vCPU, reason and guest RIP,
+# each RIP named from /proc/kallsyms (both kernels are this one, booted with
+# nokaslr, so the outer's symbols are the inner's addresses).
 stall_report() {
-	echo "outer: no inner init at $(cut -d" " -f1 /proc/uptime) s: KVM exits over 2 s"
+	echo "outer: stall: $1 at $(cut -d" " -f1 /proc/uptime) s: KVM exits over 2 s"
+	echo "outer: stall: status $(/bin/vmm ctl /ctl status 2>&1)"
 	[ -d /sys/kernel/tracing/events ] || mount -t tracefs tracefs /sys/kernel/tracing || return
 	tr=/sys/kernel/tracing
 	echo 1 >$tr/events/kvm/kvm_exit/enable
@@ -99,6 +101,7 @@ stall_report() {
 	sleep 2
 	echo 0 >$tr/events/kvm/kvm_exit/enable
 	echo 0 >$tr/events/kvm/kvm_apic_accept_irq/enable
+	echo "outer: stall: status $(/bin/vmm ctl /ctl status 2>&1)"
 	cp $tr/trace /stall.trace
 	echo >$tr/trace
 	sed -n 's/.*kvm_exit: vcpu \([0-9]*\) reason \([^ ]*\) rip 0x\([0-9a-f]*\).*/\1 \2 \3/p' /stall.trace |
@@ -120,8 +123,14 @@ stall_report() {
 	done </stall.top
 }
 (
-	while ! grep -q "inner: init \|outer: vmm exit" /vmm.out 2>/dev/null; do
-		[ "$(cut -d. -f1 /proc/uptime)" -lt "$STALL_AT" ] || { stall_report; STALL_AT=$((STALL_AT + 40)); }
+	next=$STALL_AT lines=0 why="no inner init"
+	while ! grep -q "outer: vmm exit" /vmm.out 2>/dev/null; do
+		now=$(cut -d. -f1 /proc/uptime)
+		n=$(wc -l </vmm.out 2>/dev/null || echo 0)
+		if grep -q "inner: init " /vmm.out 2>/dev/null && [ "$n" != "$lines" ]; then
+			lines=$n next=$((now + QUIET)) why="no output from vmm for $QUIET s"
+		fi
+		[ "$now" -lt "$next" ] || { stall_report "$why"; next=$((now + 40)); }
 		sleep 1
 	done
 ) &

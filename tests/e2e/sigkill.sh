@@ -50,14 +50,15 @@ while True:
         led.write(f"{name} GONE\n")
 PY
 
+: >"$T/ledger" # there from the start: the progress polls below count its lines
 for round in $(seq "$ROUNDS"); do
 	vmfs_mount_fg "$img" "$T/m"
 	daemon=$FG_PID
 	python3 "$T/work.py" "$T/m" "$T/ledger" "$round" 2>/dev/null &
 	worker=$!
 	# let it run a varying amount of work, measured in ledger lines, not time
-	target=$(( $(wc -l <"$T/ledger" 2>/dev/null || echo 0) + 3 + round % 7 ))
-	wait_until 60 bash -c "[ \$(wc -l <'$T/ledger' 2>/dev/null || echo 0) -ge $target ]" || fail "round $round: workload made no progress"
+	target=$(( $(wc -l <"$T/ledger") + 3 + round % 7 ))
+	wait_until 60 bash -c "[ \$(wc -l <'$T/ledger') -ge $target ]" || fail "round $round: workload made no progress"
 	kill -9 "$daemon"
 	wait "$daemon" 2>/dev/null || true
 	wait "$worker" 2>/dev/null || true

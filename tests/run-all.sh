@@ -19,28 +19,36 @@ log=$(mktemp -d /tmp/vmfs-test-log.XXXXXX)
 filter=${TESTS:-}
 start_all=$(date +%s)
 
-# The list: kind name command-file source. The order keeps both lanes busy to
-# the end: the "alone" tests first, while nothing else would wait on them; then
-# the unit tests and the e2e tests marked "# test: long" (minutes each); the
-# short ones last, to fill the gaps.
+# The list, in three parts that keep both lanes busy to the end: the "alone"
+# tests first, while nothing else would wait on them; then the unit tests and
+# the e2e tests marked "# test: long" (minutes each); the short ones last.
 alone=() long=() rest=()
+# add KIND NAME COMMAND SOURCE DEFAULT: files the test by its source's "# test:"
+# line (DEFAULT without one); an entry is "kind name command alone|lane".
+add() {
+	local mode=$5
+	if grep -q '^# test: alone' "$4" 2>/dev/null; then
+		mode=alone
+	elif grep -q '^# test: long' "$4" 2>/dev/null; then
+		mode=long
+	fi
+	case $mode in
+	alone) alone+=("$1 $2 $3 alone") ;;
+	long) long+=("$1 $2 $3 lane") ;;
+	*) rest+=("$1 $2 $3 lane") ;;
+	esac
+}
 for t in "$BUILD"/tests/*; do
 	[ -f "$t" ] && [ -x "$t" ] || continue	# tests/tools/ holds helpers, not suites
 	name=unit/$(basename "$t")
 	[[ -n $filter && $name != *$filter* ]] && continue
-	long+=("unit $name $t tests/unit/$(basename "$t").c")
+	add unit "$name" "$t" "tests/unit/$(basename "$t").c" long
 done
 for t in tests/e2e/*.sh; do
 	[ -f "$t" ] || continue
 	name=e2e/$(basename "$t" .sh)
 	[[ -n $filter && $name != *$filter* ]] && continue
-	if grep -q '^# test: alone' "$t"; then
-		alone+=("e2e $name $t $t")
-	elif grep -q '^# test: long' "$t"; then
-		long+=("e2e $name $t $t")
-	else
-		rest+=("e2e $name $t $t")
-	fi
+	add e2e "$name" "$t" "$t" rest
 done
 tests=("${alone[@]}" "${long[@]}" "${rest[@]}")
 
@@ -101,16 +109,14 @@ collect() { # waits for one test to end and prints its result
 
 for entry in "${tests[@]}"; do
 	set -- $entry
-	alone=0
-	grep -q '^# test: alone' "$4" 2>/dev/null && alone=1
-	if ((alone)); then
+	if [ "$4" = alone ]; then
 		while ((${#running[@]})); do collect; done
 	else
 		while ((${#running[@]} >= JOBS)); do collect; done
 	fi
 	run_one "$1" "$2" "$3" &
 	running[$!]=$2
-	if ((alone)); then
+	if [ "$4" = alone ]; then
 		while ((${#running[@]})); do collect; done
 	fi
 done

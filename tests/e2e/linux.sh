@@ -84,53 +84,62 @@ outer_add_bin "$T/outer" "$VMM" /bin/vmm
 	cat <<'EOF'
 [ -c /dev/kvm ] || echo "outer: no /dev/kvm"
 echo "outer: init at $(cut -d" " -f1 /proc/uptime) s"
-# Stalls (docs/VMM.md, "Linux tests"): when the inner kernel has not reached
-# its init by STALL_AT s of this clock (it does by about 60 s), or, once it
-# has, when vmm's output has not grown for QUIET s (90; each phase prints
-# within about 20 s), and again every 40 s after, show where the VM is: vmm's disk counters
-# (vmm ctl status) around KVM's exits over 2 s by vCPU, reason and guest RIP,
-# each RIP named from /proc/kallsyms (both kernels are this one, booted with
-# nokaslr, so the outer's symbols are the inner's addresses).
-stall_report() {
-	echo "outer: stall: $1 at $(cut -d" " -f1 /proc/uptime) s: KVM exits over 2 s"
-	echo "outer: stall: status $(/bin/vmm ctl /ctl status 2>&1)"
+# vm_report TAG WHY: where the VM is, in lines "outer: TAG: ...": vmm's disk
+# counters (vmm ctl status) around KVM's exits over 2 s by vCPU, reason and
+# guest RIP, each RIP named from /proc/kallsyms (both kernels are this one,
+# booted with nokaslr, so the outer's symbols are the inner's addresses), the
+# interrupts the LAPIC accepted and where each vmm thread waits. A stall
+# (docs/VMM.md, "Linux tests") reports as "stall": the inner kernel has not
+# reached its init by STALL_AT s of this clock (it does by about 60 s) or, once
+# it has, vmm's output has not grown for QUIET s (90; each phase prints within
+# about 20 s); again every 40 s after. Every run reports once as "sample",
+# while the guest waits for the second start, and the host checks that report,
+# so a report that no longer works fails the test rather than the next stall.
+vm_report() {
+	local tag=$1 tf t n vcpu why rip
+	echo "outer: $tag: $2 at $(cut -d" " -f1 /proc/uptime) s: KVM exits over 2 s"
+	echo "outer: $tag: status $(/bin/vmm ctl /ctl status 2>&1)"
 	[ -d /sys/kernel/tracing/events ] || mount -t tracefs tracefs /sys/kernel/tracing || return
-	tr=/sys/kernel/tracing
-	echo 1 >$tr/events/kvm/kvm_exit/enable
-	echo 1 >$tr/events/kvm/kvm_apic_accept_irq/enable
+	tf=/sys/kernel/tracing
+	echo 1 >$tf/events/kvm/kvm_exit/enable
+	echo 1 >$tf/events/kvm/kvm_apic_accept_irq/enable
 	sleep 2
-	echo 0 >$tr/events/kvm/kvm_exit/enable
-	echo 0 >$tr/events/kvm/kvm_apic_accept_irq/enable
-	echo "outer: stall: status $(/bin/vmm ctl /ctl status 2>&1)"
-	cp $tr/trace /stall.trace
-	echo >$tr/trace
-	sed -n 's/.*kvm_exit: vcpu \([0-9]*\) reason \([^ ]*\) rip 0x\([0-9a-f]*\).*/\1 \2 \3/p' /stall.trace |
-		sort | uniq -c | sort -rn | head -n 12 >/stall.top
-	echo "outer: stall: $(grep -c kvm_exit: /stall.trace) exits, $(grep -c kvm_apic_accept_irq: /stall.trace) interrupts accepted"
-	grep kvm_apic_accept_irq: /stall.trace | sed 's/.*kvm_apic_accept_irq: //' | sort | uniq -c | sort -rn | head -n 4 |
-		sed 's/^/outer: stall: irq /'
+	echo 0 >$tf/events/kvm/kvm_exit/enable
+	echo 0 >$tf/events/kvm/kvm_apic_accept_irq/enable
+	echo "outer: $tag: status $(/bin/vmm ctl /ctl status 2>&1)"
+	cp $tf/trace /report.trace
+	echo >$tf/trace
+	sed -n 's/.*kvm_exit: vcpu \([0-9]*\) reason \([^ ]*\) rip 0x\([0-9a-f]*\).*/\1 \2 \3/p' /report.trace |
+		sort | uniq -c | sort -rn | head -n 12 >/report.top
+	echo "outer: $tag: $(grep -c kvm_exit: /report.trace) exits, $(grep -c kvm_apic_accept_irq: /report.trace) interrupts accepted"
+	grep kvm_apic_accept_irq: /report.trace | sed 's/.*kvm_apic_accept_irq: //' | sort | uniq -c | sort -rn | head -n 4 |
+		sed "s/^/outer: $tag: irq /"
 	# where vmm's threads are: blocked in userspace (futex) or halted in KVM
 	for t in /proc/$(sed -n 's/^outer: vmm pid //p' /vmm.out)/task/*; do
-		echo "outer: stall: thread $(cat $t/comm) $(cat $t/wchan) $(head -n 4 $t/stack | sed 's/^\[<0>\] //' | tr '\n' ' ')"
+		echo "outer: $tag: thread $(cat $t/comm) $(cat $t/wchan) $(head -n 4 $t/stack | sed 's/^\[<0>\] //' | tr '\n' ' ')"
 	done
 	# one sort: each RIP lands after the symbol that holds it
-	{ cat /proc/kallsyms; sed -n 's/.* \(ffffffff8[0-9a-f]*\)$/\1 ~ @rip/p' /stall.top; } | sort |
-		awk '$2 != "~" { a = $1; s = $3 } $2 == "~" { print $1, a, s }' >/stall.syms
+	{ cat /proc/kallsyms; sed -n 's/.* \(ffffffff8[0-9a-f]*\)$/\1 ~ @rip/p' /report.top; } | sort |
+		awk '$2 != "~" { a = $1; s = $3 } $2 == "~" { print $1, a, s }' >/report.syms
 	while read -r n vcpu why rip; do
-		set -- $(grep "^$rip " /stall.syms | head -n1)
+		set -- $(grep "^$rip " /report.syms | head -n1)
 		[ -n "${3:-}" ] && set -- "$3+0x$(printf %x $((0x$rip - 0x$2)))" || set -- "(not the kernel's text)"
-		echo "outer: stall: $n exits vcpu $vcpu $why rip $rip $1"
-	done </stall.top
+		echo "outer: $tag: $n exits vcpu $vcpu $why rip $rip $1"
+	done </report.top
 }
 (
-	next=$STALL_AT lines=0 why="no inner init"
+	next=$STALL_AT lines=0 why="no inner init" sampled=0
 	while ! grep -q "outer: vmm exit" /vmm.out 2>/dev/null; do
 		now=$(cut -d. -f1 /proc/uptime)
 		n=$(wc -l </vmm.out 2>/dev/null || echo 0)
 		if grep -q "inner: init " /vmm.out 2>/dev/null && [ "$n" != "$lines" ]; then
 			lines=$n next=$((now + QUIET)) why="no output from vmm for $QUIET s"
 		fi
-		[ "$now" -lt "$next" ] || { stall_report "$why"; next=$((now + 40)); }
+		if [ $sampled = 0 ] && grep -q "inner: waiting for the second start" /vmm.out; then
+			vm_report sample "the guest waits for the second start"
+			sampled=1
+		fi
+		[ "$now" -lt "$next" ] || { vm_report stall "$why"; next=$((now + 40)); }
 		sleep 1
 	done
 ) &
@@ -232,6 +241,12 @@ grep -Eq "inner: irq 16: [0-9 ]*[1-9][0-9]* [0-9 ]*IO-APIC 16-fasteoi virtio0$" 
 grep -q "inner: powering off$" "$T/console" || fail "the guest did not get through its phases"
 grep -q 'outer: vmm exit 0 at ' "$T/console" || fail "vmm run did not exit 0 inside the outer VM"
 grep -q 'outer: done at ' "$T/console" || fail "the outer init did not finish"
+# the stall report, as every run samples it (see vm_report)
+grep -q '^outer: sample: status {"ok":true' "$T/console" || fail "the sample report has no vmm ctl status"
+grep -Eq '^outer: sample: [1-9][0-9]* exits, [0-9]+ interrupts accepted$' "$T/console" || fail "the sample report counted no KVM exits"
+grep -Eq '^outer: sample: thread vmm .*kvm_(vcpu_block|arch_vcpu_ioctl_run)' "$T/console" || fail "the sample report shows no vCPU thread in KVM"
+grep -Eq '^outer: sample: [0-9]+ exits vcpu [0-9]+ [a-z0-9_]+ rip ffffffff8[0-9a-f]+ [A-Za-z0-9_.]+\+0x[0-9a-f]+$' "$T/console" ||
+	fail "the sample report named no guest RIP"
 ! grep -q '^vmm: ' "$T/console" || fail "vmm run failed inside the outer VM"
 
 log "the guest's file, read out of the ext4 image through libvmfs (vmfs-mount + debugfs)"

@@ -11,7 +11,8 @@ ALL_CFLAGS = $(CPPFLAGS) $(WARN) $(CFLAGS) $(EXTRA_CFLAGS)
 BASE_SRC := $(wildcard base/*.c)
 LOCK_SRC := $(wildcard lockmgr/*.c)
 VMFS_SRC := $(wildcard vmfs/*.c vmfs/*/*.c)
-LIB_SRC  := $(BASE_SRC) $(LOCK_SRC) $(VMFS_SRC)
+SNAP_SRC := $(wildcard snapshot/*.c)
+LIB_SRC  := $(BASE_SRC) $(LOCK_SRC) $(VMFS_SRC) $(SNAP_SRC)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 LIB      := $(BUILD)/libvmfs.a
 

@@ -590,13 +590,13 @@ int free_unit(struct vmfs *fs, uint64_t unit)
 		return ret;
 	p = (struct vmfs_pool_disk *)b->data;
 	ret = ref_drop(fs, b, &p->pl_ref[i], &p->pl_nfree, unit, "sub-block");
+	meta_put(fs, b);
 	if (ret == 1) {
 		pi->nfree++;
 		fs->free_units_in_pools++;
+		meta_forget(fs, unit);
 		ret = 0;
 	}
-	meta_put(fs, b);
-	meta_forget(fs, unit);
 	return ret;
 }
 
@@ -628,6 +628,78 @@ int free_block(struct vmfs *fs, uint64_t unit)
 		fs->rc_free[rc]++;
 		fs->free_blocks++;
 		ret = 0;
+	}
+	meta_put(fs, b);
+	return ret;
+}
+
+/*
+ * The count of a file block (unit on a block boundary: rc_ref) or a sub-block
+ * (pl_ref) that a pointer names. A data-area unit on a block boundary is never a
+ * sub-block, because sub-block 0 of a pool is the pool's header.
+ */
+static int ref_slot(struct vmfs *fs, uint64_t unit, struct vbuf **b, le16 **ref)
+{
+	uint64_t blk = fs_unit_block(fs, unit);
+	int ret;
+
+	if (!addr_in_data(fs, unit))
+		return -EUCLEAN;
+	if (unit_is_block(fs, unit)) {
+		if (blk / fs->rc_blocks >= sb_rc_inited(fs))
+			return -EUCLEAN;
+		ret = rc_read(fs, blk / fs->rc_blocks, b);
+		if (!ret)
+			*ref = &((struct vmfs_rc_disk *)(*b)->data)->rc_ref[blk % fs->rc_blocks];
+		return ret;
+	}
+	if (!pool_find(fs, blk))
+		return -EUCLEAN;
+	ret = pool_read(fs, blk, b);
+	if (!ret)
+		*ref = &((struct vmfs_pool_disk *)(*b)->data)->pl_ref[(unit - fs->data_unit) % fs->upb];
+	return ret;
+}
+
+int ref_get(struct vmfs *fs, uint64_t unit, uint16_t *ref)
+{
+	struct vbuf *b;
+	le16 *r;
+	int ret = ref_slot(fs, unit, &b, &r);
+
+	if (ret) {
+		if (ret == -EUCLEAN)
+			fs_err(fs, "unit %llu: a pointer to space that is not a block or a sub-block",
+			       (unsigned long long)unit);
+		return ret;
+	}
+	*ref = le16_to_cpu(*r);
+	meta_put(fs, b);
+	return 0;
+}
+
+int ref_add(struct vmfs *fs, uint64_t unit)
+{
+	struct vbuf *b;
+	le16 *r;
+	uint16_t v;
+	int ret = ref_slot(fs, unit, &b, &r);
+
+	if (ret) {
+		if (ret == -EUCLEAN)
+			fs_err(fs, "unit %llu: sharing space that is not a block or a sub-block", (unsigned long long)unit);
+		return ret;
+	}
+	v = le16_to_cpu(*r);
+	if (v == 0 || v > VMFS_REF_MAX) {
+		fs_err(fs, "unit %llu: sharing it, but its count is 0x%x", (unsigned long long)unit, v);
+		ret = -EUCLEAN;
+	} else if (v == VMFS_REF_MAX) {
+		ret = -EMLINK; /* the caller copies instead, or refuses: never a wrap */
+	} else {
+		ret = meta_dirty(fs, b);
+		if (!ret)
+			*r = cpu_to_le16(v + 1);
 	}
 	meta_put(fs, b);
 	return ret;

@@ -9,6 +9,14 @@
  * (mh_flags) is one less than its parent's; a pointer block with no non-zero
  * entry is freed; every pointer is checked (reserved bits, range, alignment)
  * before it is followed.
+ *
+ * Shared maps (VMFS_IF_SHARED, docs/FORMAT.md "Shared blocks"): a pointer
+ * block whose count is above 1 belongs to several maps and is never changed in
+ * place. S1: bmap_set() and bmap_free_range() copy it first (own_ptr: a new
+ * pointer block with the same entries, each child counted once more, the old
+ * one counted once less), so a change reaches only the map it was made in.
+ * S2: a shared subtree that a free covers wholly is not entered: its root's
+ * count drops by one, which frees it only when this map was its last user.
  */
 #include "vmfs/vmfs_i.h"
 
@@ -31,6 +39,11 @@ static uint64_t span_of(unsigned level) /* blocks covered by one entry of a leve
 int inode_layout_blkunits(struct vmfs *fs, struct vmfs_inode_disk *di)
 {
 	return le32_to_cpu(di->i_flags) & VMFS_IF_LARGE ? (int)fs->upb : 1;
+}
+
+static bool map_shared(struct vmfs_inode_disk *di)
+{
+	return le32_to_cpu(di->i_flags) & VMFS_IF_SHARED;
 }
 
 static le64 *root_ptrs(struct vmfs_inode_disk *di)
@@ -69,13 +82,19 @@ static int ptr_read(struct vmfs *fs, struct vmfs_inode_disk *di, uint64_t addr, 
 	return 0;
 }
 
-int bmap_get(struct vmfs *fs, struct vmfs_inode_disk *di, uint64_t lblk, uint64_t *ptr)
+/* With shared not NULL, also tells whether any block on the way (or the data block) has other users. */
+static int get_rec(struct vmfs *fs, struct vmfs_inode_disk *di, uint64_t lblk, uint64_t *ptr, bool *shared)
 {
 	unsigned h = di->i_height, level;
 	uint64_t span, p;
+	uint16_t ref;
 	int ret;
 
 	*ptr = 0;
+	if (shared)
+		*shared = false;
+	if (shared && !map_shared(di))
+		shared = NULL;
 	if (h > VMFS_MAX_HEIGHT)
 		return -EUCLEAN;
 	if (lblk >= bmap_capacity(h))
@@ -88,6 +107,12 @@ int bmap_get(struct vmfs *fs, struct vmfs_inode_disk *di, uint64_t lblk, uint64_
 		ret = check_ptr(fs, di, p, false);
 		if (ret || !p)
 			return ret;
+		if (shared && !*shared) {
+			ret = ref_get(fs, p, &ref);
+			if (ret)
+				return ret;
+			*shared = ref > 1;
+		}
 		ret = ptr_read(fs, di, p, level, &b);
 		if (ret)
 			return ret;
@@ -97,9 +122,23 @@ int bmap_get(struct vmfs *fs, struct vmfs_inode_disk *di, uint64_t lblk, uint64_
 		meta_put(fs, b);
 	}
 	ret = check_ptr(fs, di, p, true);
+	if (!ret && p && shared && !*shared) {
+		ret = ref_get(fs, p & VMFS_PTR_ADDR_MASK, &ref);
+		*shared = ref > 1;
+	}
 	if (!ret)
 		*ptr = p;
 	return ret;
+}
+
+int bmap_get(struct vmfs *fs, struct vmfs_inode_disk *di, uint64_t lblk, uint64_t *ptr)
+{
+	return get_rec(fs, di, lblk, ptr, NULL);
+}
+
+int bmap_get_shared(struct vmfs *fs, struct vmfs_inode_disk *di, uint64_t lblk, uint64_t *ptr, bool *shared)
+{
+	return get_rec(fs, di, lblk, ptr, shared);
 }
 
 static int new_ptr_block(struct vmfs *fs, struct vbuf *ib, unsigned level, struct vbuf **out)
@@ -115,6 +154,50 @@ static int new_ptr_block(struct vmfs *fs, struct vbuf *ib, unsigned level, struc
 		return ret;
 	((struct vmfs_mhdr *)(*out)->data)->mh_flags = cpu_to_le16(level);
 	di->i_units = cpu_to_le64(le64_to_cpu(di->i_units) + 1);
+	return 0;
+}
+
+/*
+ * S1: the pointer block *slot names (level `level`, read into *b), made this
+ * map's own. If other maps share it, a copy replaces it: each non-zero entry
+ * gains a reference, the old block loses one, and *slot (in a block the caller
+ * has dirtied) names the copy. Returns the block to change, dirtied.
+ */
+static int own_ptr(struct vmfs *fs, struct vbuf *ib, le64 *slot, unsigned level, struct vbuf **b)
+{
+	struct vmfs_inode_disk *di = ib_inode(ib);
+	uint64_t p = le64_to_cpu(*slot);
+	struct vbuf *nb;
+	uint16_t ref = 1;
+	int ret;
+
+	if (map_shared(di)) {
+		ret = ref_get(fs, p, &ref);
+		if (ret)
+			return ret;
+	}
+	if (ref <= 1)
+		return meta_dirty(fs, *b);
+	ret = new_ptr_block(fs, ib, level, &nb);
+	if (ret)
+		return ret;
+	memcpy(((struct vmfs_ptr_disk *)nb->data)->pb_ptr, ((struct vmfs_ptr_disk *)(*b)->data)->pb_ptr,
+	       sizeof(((struct vmfs_ptr_disk *)nb->data)->pb_ptr));
+	for (unsigned i = 0; i < VMFS_PTRS_PER_BLOCK && !ret; i++) {
+		uint64_t c = le64_to_cpu(((struct vmfs_ptr_disk *)nb->data)->pb_ptr[i]);
+		if (c)
+			ret = ref_add(fs, c & VMFS_PTR_ADDR_MASK);
+	}
+	if (!ret)
+		ret = free_unit(fs, p); /* shared: only its count drops */
+	if (ret) {
+		meta_put(fs, nb);
+		return ret;
+	}
+	di->i_units = cpu_to_le64(le64_to_cpu(di->i_units) - 1); /* the copy replaces it in this map */
+	*slot = cpu_to_le64(nb->addr);
+	meta_put(fs, *b);
+	*b = nb;
 	return 0;
 }
 
@@ -161,16 +244,20 @@ int bmap_set(struct vmfs *fs, struct vbuf *ib, uint64_t lblk, uint64_t ptr)
 			goto out;
 		if (p) {
 			ret = ptr_read(fs, di, p, level, &next);
+			if (!ret) {
+				ret = own_ptr(fs, ib, slot, level, &next); /* S1 */
+				if (ret)
+					meta_put(fs, next);
+			}
 		} else {
 			if (!ptr)
 				goto out; /* clearing a hole: nothing to do */
 			ret = new_ptr_block(fs, ib, level, &next);
 			if (!ret)
-				*slot = cpu_to_le64(next->addr);
+				*slot = cpu_to_le64(next->addr); /* meta_new's block is dirty already */
 		}
 		if (ret)
 			goto out;
-		ret = meta_dirty(fs, next);
 		meta_put(fs, cur);
 		cur = next;
 		if (ret)
@@ -239,6 +326,34 @@ int bmap_next(struct vmfs *fs, struct vmfs_inode_disk *di, uint64_t lblk, uint64
 	return next_rec(fs, di, root_ptrs(di), VMFS_ROOT_PTRS, di->i_height - 1, 0, lblk, found, ptr);
 }
 
+/* Units a map counts for the subtree under pointer p of a level-`level` entry (S2). */
+static int subtree_units(struct vmfs *fs, struct vmfs_inode_disk *di, uint64_t p, unsigned level, uint64_t *units)
+{
+	struct vbuf *b;
+	int ret;
+
+	if (level == 0) {
+		*units = (uint64_t)inode_layout_blkunits(fs, di);
+		return 0;
+	}
+	ret = ptr_read(fs, di, p, level, &b);
+	if (ret)
+		return ret;
+	*units = 1;
+	for (unsigned i = 0; i < VMFS_PTRS_PER_BLOCK && !ret; i++) {
+		uint64_t c = le64_to_cpu(((struct vmfs_ptr_disk *)b->data)->pb_ptr[i]), u;
+		if (!c)
+			continue;
+		ret = check_ptr(fs, di, c, level == 1);
+		if (!ret)
+			ret = subtree_units(fs, di, c & VMFS_PTR_ADDR_MASK, level - 1, &u);
+		if (!ret)
+			*units += u;
+	}
+	meta_put(fs, b);
+	return ret;
+}
+
 struct free_ctx {
 	struct vbuf *ib;
 	uint64_t start, end, budget;
@@ -288,13 +403,38 @@ static int free_rec(struct vmfs *fs, struct free_ctx *c, struct vbuf *owner, le6
 			clear = true;
 		} else {
 			struct vbuf *b;
+			uint16_t ref = 1;
+
+			if (map_shared(ib_inode(c->ib))) {
+				ret = ref_get(fs, p, &ref);
+				if (ret)
+					return ret;
+			}
+			if (ref > 1 && b0 >= c->start && b0 + span <= c->end) { /* S2 */
+				uint64_t units;
+				ret = subtree_units(fs, ib_inode(c->ib), p, level, &units);
+				if (!ret)
+					ret = free_unit(fs, p);
+				if (ret)
+					return ret;
+				ib_inode(c->ib)->i_units = cpu_to_le64(le64_to_cpu(ib_inode(c->ib)->i_units) - units);
+				c->budget--;
+				ret = meta_dirty(fs, owner);
+				if (ret)
+					return ret;
+				ptrs[i] = 0;
+				continue;
+			}
 			ret = ptr_read(fs, ib_inode(c->ib), p, level, &b);
 			if (ret)
 				return ret;
-			ret = meta_dirty(fs, b);
+			ret = meta_dirty(fs, owner);
+			if (!ret)
+				ret = own_ptr(fs, c->ib, &ptrs[i], level, &b); /* S1: a part of it changes */
 			if (!ret)
 				ret = free_rec(fs, c, b, ((struct vmfs_ptr_disk *)b->data)->pb_ptr,
 					       VMFS_PTRS_PER_BLOCK, level - 1, b0);
+			p = le64_to_cpu(ptrs[i]);
 			meta_put(fs, b);
 			if (ret < 0)
 				return ret;

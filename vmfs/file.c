@@ -267,6 +267,15 @@ static int plan_run(struct vmfs *fs, struct plan *pl, bool write, uint8_t *buf)
 	return 0;
 }
 
+/* A snapshot's content never changes: it is read, shared or dropped, not written. */
+static int refuse_snapshot(struct vmfs *fs, struct vbuf *ib)
+{
+	if (!(le32_to_cpu(ib_inode(ib)->i_flags) & VMFS_IF_SNAPSHOT))
+		return 0;
+	meta_put(fs, ib);
+	return -EROFS;
+}
+
 static int get_regular(struct vmfs *fs, uint64_t ino, struct vbuf **ib, bool allow_link)
 {
 	int ret = inode_read(fs, ino, ib);
@@ -352,18 +361,71 @@ static int needs_alloc(struct vmfs *fs, struct vmfs_inode_disk *di, uint64_t off
 	bb = blk_bytes(fs, di);
 	for (uint64_t lblk = off / bb; lblk * bb < end; lblk++) {
 		uint64_t p;
-		int ret = bmap_get(fs, di, lblk, &p);
+		bool shared;
+		int ret = bmap_get_shared(fs, di, lblk, &p, &shared);
 		if (ret)
 			return ret;
-		if (!p || (p & VMFS_PTR_TBZ))
+		if (!p || (p & VMFS_PTR_TBZ) || shared)
 			return 0;
 	}
 	*need = false;
 	return 0;
 }
 
-/* Maps [off, off+len) for writing, allocating as F1/F2 say. Under fs->lock, in an operation. */
-static int map_for_write(struct vmfs *fs, struct vbuf *ib, uint64_t off, size_t len, struct plan *pl)
+/*
+ * Copy on write (docs/FORMAT.md, "Shared blocks", S3): block lblk, mapped at p
+ * and shared with another map, is replaced by a new block holding p's bytes
+ * (zeros for a hole or a TBZ block) with [in, in + n) taken from src, or zeroed
+ * when src is NULL. The new block is written here, inside the operation that
+ * maps it, so the commit that makes it reachable follows its data (F3) and a
+ * crash shows the old block or the new one, never zeros. Under fs->lock, in an
+ * operation, with the inode's iolock exclusive.
+ */
+static int cow_block(struct vmfs *fs, struct vbuf *ib, uint64_t lblk, uint64_t p, const void *src, size_t in,
+		     size_t n)
+{
+	struct vmfs_inode_disk *di = ib_inode(ib);
+	uint64_t bb = blk_bytes(fs, di), q;
+	bool large = le32_to_cpu(di->i_flags) & VMFS_IF_LARGE;
+	uint8_t *blk = NULL;
+	int ret = alloc_for(fs, di, &q);
+
+	if (ret)
+		return ret;
+	if (src && in == 0 && n == bb) {
+		ret = dev_io(fs, true, ptr_dev(q), (uint8_t *)src, n);
+	} else {
+		blk = dev_alloc_buf(bb);
+		if (!blk)
+			return -ENOMEM;
+		if (p && !(p & VMFS_PTR_TBZ))
+			ret = dev_pread(fs->dev, blk, bb, ptr_dev(p));
+		else
+			memset(blk, 0, bb);
+		if (src)
+			memcpy(blk + in, src, n);
+		else
+			memset(blk + in, 0, n);
+		if (!ret)
+			ret = dev_pwrite(fs->dev, blk, bb, ptr_dev(q));
+		free(blk);
+	}
+	if (!ret)
+		ret = bmap_set(fs, ib, lblk, q);
+	if (!ret && p)
+		ret = large ? free_block(fs, p & VMFS_PTR_ADDR_MASK) : free_unit(fs, p & VMFS_PTR_ADDR_MASK);
+	if (!ret && p)
+		di->i_units = cpu_to_le64(le64_to_cpu(di->i_units) - bb / VMFS_UNIT);
+	return ret;
+}
+
+/*
+ * Maps [off, off+len) for writing, allocating as F1/F2 say; a block that
+ * another map shares gets buf's bytes through cow_block() at once and no plan
+ * entry. Under fs->lock, in an operation.
+ */
+static int map_for_write(struct vmfs *fs, struct vbuf *ib, const uint8_t *buf, uint64_t off, size_t len,
+			 struct plan *pl)
 {
 	struct vmfs_inode_disk *di = ib_inode(ib);
 	uint64_t bb = blk_bytes(fs, di);
@@ -372,11 +434,16 @@ static int map_for_write(struct vmfs *fs, struct vbuf *ib, uint64_t off, size_t 
 	for (size_t done = 0; done < len && !ret;) {
 		uint64_t pos = off + done, lblk = pos / bb, in = pos % bb, p;
 		size_t n = (size_t)base_min((uint64_t)(len - done), bb - in);
-		bool whole = in == 0 && n == bb;
+		bool whole = in == 0 && n == bb, shared;
 
-		ret = bmap_get(fs, di, lblk, &p);
+		ret = bmap_get_shared(fs, di, lblk, &p, &shared);
 		if (ret)
 			break;
+		if (shared) {
+			ret = cow_block(fs, ib, lblk, p, buf + done, (size_t)in, n);
+			done += n;
+			continue;
+		}
 		if (!p) {
 			ret = alloc_for(fs, di, &p);
 			if (ret)
@@ -436,7 +503,7 @@ static int write_in_place(struct vmfs *fs, uint64_t ino, const void *buf, size_t
 		if (off + len <= le64_to_cpu(di->i_size))
 			ret = needs_alloc(fs, di, off, len, &need);
 		if (!ret && !need)
-			ret = map_for_write(fs, ib, off, len, &pl); /* nothing to allocate: changes nothing */
+			ret = map_for_write(fs, ib, buf, off, len, &pl); /* nothing to allocate: changes nothing */
 		igen = le64_to_cpu(di->i_igen);
 		meta_put(fs, ib);
 	}
@@ -497,6 +564,8 @@ again:
 	ret = op_begin(fs);
 	if (!ret)
 		ret = get_regular(fs, ino, &ib, internal);
+	if (!ret)
+		ret = refuse_snapshot(fs, ib);
 	if (ret)
 		goto err_op;
 	if (!excl) {
@@ -528,7 +597,7 @@ again:
 		ret = op_end(fs, 0);
 		goto out;
 	}
-	ret = map_for_write(fs, ib, off, len, &pl);
+	ret = map_for_write(fs, ib, buf, off, len, &pl);
 	meta_put(fs, ib);
 	ret = op_end(fs, ret);
 	if (ret)
@@ -607,11 +676,16 @@ static int zero_in_block(struct vmfs *fs, struct vbuf *ib, uint64_t from, uint64
 
 	while (from < to) {
 		uint64_t end = base_min(to, (from / bb + 1) * bb), p;
-		int ret = bmap_get(fs, di, from / bb, &p);
+		bool shared;
+		int ret = bmap_get_shared(fs, di, from / bb, &p, &shared);
 
 		if (ret)
 			return ret;
-		if (p && !(p & VMFS_PTR_TBZ)) {
+		if (p && !(p & VMFS_PTR_TBZ) && shared) {
+			ret = cow_block(fs, ib, from / bb, p, NULL, (size_t)(from % bb), (size_t)(end - from));
+			if (ret)
+				return ret;
+		} else if (p && !(p & VMFS_PTR_TBZ)) {
 			ret = write_zeros(fs, ptr_dev(p) + from % bb, end - from);
 			if (ret)
 				return ret;
@@ -692,6 +766,8 @@ int file_truncate(struct vmfs *fs, uint64_t ino, uint64_t size)
 	struct vbuf *ib;
 	int ret = get_regular(fs, ino, &ib, false);
 
+	if (!ret)
+		ret = refuse_snapshot(fs, ib);
 	if (ret)
 		return ret;
 	ret = truncate_locked(fs, ib, size);
@@ -782,10 +858,18 @@ static int falloc_locked(struct vmfs *fs, struct vbuf *ib, int mode, uint64_t of
 	}
 	for (uint64_t l = first; !ret && l <= last; l++) {
 		uint64_t p;
-		ret = bmap_get(fs, di, l, &p);
+		bool shared;
+		ret = bmap_get_shared(fs, di, l, &p, &shared);
 		if (ret || (p && !zero))
 			continue;
-		if (!p)
+		if (p && shared) { /* S3: another map's data is not marked to be zeroed: this map lets it go */
+			ret = le32_to_cpu(di->i_flags) & VMFS_IF_LARGE ? free_block(fs, p & VMFS_PTR_ADDR_MASK)
+								      : free_unit(fs, p & VMFS_PTR_ADDR_MASK);
+			if (!ret)
+				di->i_units = cpu_to_le64(le64_to_cpu(di->i_units) - (uint64_t)inode_layout_blkunits(fs, di));
+			p = 0;
+		}
+		if (!ret && !p)
 			ret = alloc_for(fs, di, &p);
 		if (!ret)
 			ret = bmap_set(fs, ib, l, p | VMFS_PTR_TBZ);
@@ -823,6 +907,8 @@ int vmfs_fallocate(struct vmfs *fs, uint64_t ino, int mode, uint64_t off, uint64
 	ret = op_begin(fs);
 	if (!ret)
 		ret = get_regular(fs, ino, &ib, false);
+	if (!ret)
+		ret = refuse_snapshot(fs, ib);
 	if (!ret) {
 		ret = falloc_locked(fs, ib, mode, off, len);
 		if (!ret)
@@ -1031,7 +1117,9 @@ static bool aio_map(struct vmfs *fs, struct vmfs_aio_req *r, struct plan *pl, si
 		uint64_t pos = r->off + done, p;
 		size_t n = (size_t)base_min((uint64_t)(r->len - done), bb - pos % bb);
 
-		if (bmap_get(fs, di, pos / bb, &p) || !p || (p & VMFS_PTR_TBZ)) {
+		bool shared = false;
+		if (bmap_get_shared(fs, di, pos / bb, &p, r->write ? &shared : NULL) || !p || (p & VMFS_PTR_TBZ) ||
+		    shared) {
 			if (r->write || (p && !(p & VMFS_PTR_TBZ)))
 				goto out;
 			memset((uint8_t *)r->buf + done, 0, n); /* a hole reads as zeros */

@@ -325,6 +325,8 @@ int inode_drop(struct vmfs *fs, uint64_t ino)
 		return 0;
 	}
 	ret = orphan_add(fs, ib); /* O1 across the transactions below */
+	if (!ret && ((struct vmfs_snap_disk *)ib_inode(ib)->i_snap)->sn_head)
+		ret = snap_drop_all(fs, ib); /* a file's snapshots go with it */
 	if (!ret)
 		ret = S_ISDIR(le32_to_cpu(ib_inode(ib)->i_mode)) ? dir_release(fs, ib) : inode_release_space(fs, ib, 0);
 	if (!ret)

@@ -181,8 +181,9 @@ static int set_target(struct vmfs *fs, struct vbuf *ib, const char *target, size
 	return ret;
 }
 
+/* A new inode named name in dir: a symlink to target, or a regular file sharing clone_src's blocks (not 0). */
 static int make_node(struct vmfs *fs, uint64_t dir, const char *name, uint32_t mode, uint32_t uid,
-		     uint32_t gid, const char *target, struct vmfs_stat *st)
+		     uint32_t gid, const char *target, uint64_t clone_src, struct vmfs_stat *st)
 {
 	struct vbuf *dib, *ib = NULL;
 	size_t len, tlen = target ? strlen(target) : 0;
@@ -213,6 +214,8 @@ static int make_node(struct vmfs *fs, uint64_t dir, const char *name, uint32_t m
 		ret = inode_new(fs, mode, uid, gid, dir, &ib);
 	if (!ret && target)
 		ret = set_target(fs, ib, target, tlen);
+	if (!ret && clone_src)
+		ret = share_clone(fs, clone_src, ib);
 	if (!ret)
 		ret = dir_insert(fs, dib, name, len, ib->addr, (uint8_t)mode_dtype(mode));
 	if (!ret) {
@@ -233,19 +236,25 @@ int vmfs_mknod(struct vmfs *fs, uint64_t dir, const char *name, uint32_t mode, u
 {
 	if (S_ISDIR(mode) || S_ISLNK(mode))
 		return -EINVAL;
-	return make_node(fs, dir, name, mode, uid, gid, NULL, st);
+	return make_node(fs, dir, name, mode, uid, gid, NULL, 0, st);
+}
+
+int vmfs_clone(struct vmfs *fs, uint64_t src, uint64_t dir, const char *name, uint32_t mode, uint32_t uid,
+	       uint32_t gid, struct vmfs_stat *st)
+{
+	return make_node(fs, dir, name, S_IFREG | (mode & 07777), uid, gid, NULL, src, st);
 }
 
 int vmfs_mkdir(struct vmfs *fs, uint64_t dir, const char *name, uint32_t mode, uint32_t uid, uint32_t gid,
 	       struct vmfs_stat *st)
 {
-	return make_node(fs, dir, name, S_IFDIR | (mode & 07777), uid, gid, NULL, st);
+	return make_node(fs, dir, name, S_IFDIR | (mode & 07777), uid, gid, NULL, 0, st);
 }
 
 int vmfs_symlink(struct vmfs *fs, uint64_t dir, const char *name, const char *target, uint32_t uid,
 		 uint32_t gid, struct vmfs_stat *st)
 {
-	return make_node(fs, dir, name, S_IFLNK | 0777, uid, gid, target, st);
+	return make_node(fs, dir, name, S_IFLNK | 0777, uid, gid, target, 0, st);
 }
 
 int vmfs_link(struct vmfs *fs, uint64_t ino, uint64_t newdir, const char *newname, struct vmfs_stat *st)

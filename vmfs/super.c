@@ -690,11 +690,19 @@ int vmfs_statfs(struct vmfs *fs, struct vmfs_statfs *st)
 
 void vmfs_feature_names(int word, uint64_t bits, char *buf, size_t len)
 {
-	(void)word; /* no feature is defined yet in any word */
-	if (!bits)
+	size_t used = 0;
+
+	if (!bits) {
 		snprintf(buf, len, "none");
-	else
-		snprintf(buf, len, "unknown(0x%llx)", (unsigned long long)bits);
+		return;
+	}
+	buf[0] = 0;
+	if (word == 2 && (bits & VMFS_INCOMPAT_SHARED)) { /* 0 compat, 1 ro_compat, 2 incompat */
+		used += (size_t)snprintf(buf + used, len - base_min(used, len), "shared_blocks");
+		bits &= ~(uint64_t)VMFS_INCOMPAT_SHARED;
+	}
+	if (bits && used < len)
+		snprintf(buf + used, len - used, "%sunknown(0x%llx)", used ? "," : "", (unsigned long long)bits);
 }
 
 int vmfs_get_info(struct vmfs *fs, struct vmfs_info *in)

@@ -236,6 +236,63 @@ int vmfs_aio_eventfd(struct vmfs_aio *q);
  */
 void vmfs_aio_set_batch(struct vmfs_aio *q, bool batch);
 
+/* ---- shared blocks: snapshots, clones, diffs --------------------------------
+ * The mechanism under snapshot/ (docs/FORMAT.md, "Shared blocks" and
+ * "Snapshots"). A snapshot is a hidden, read-only inode that shares its file's
+ * blocks; writing either copies only what it changes. Callers take the files'
+ * cluster locks (vmfs_file_lock) first; these calls take each file's I/O lock
+ * exclusive while they run (writes in flight finish first, new ones wait).
+ */
+#define VMFS_SNAP_GROUP_MAX 64u          /* files snapshotted or reverted together */
+struct vmfs_snap_info {
+	uint64_t ino;           /* the snapshot's inode (readable with vmfs_pread) */
+	uint64_t file;          /* the file it is a snapshot of */
+	uint64_t parent;        /* the snapshot it descends from, 0 = none */
+	uint64_t id;            /* 1, 2, ... in the order the file's snapshots were made */
+	int64_t time_ns;        /* when it was made */
+	uint64_t size;          /* the file's size then */
+	char name[256];
+};
+/*
+ * Snapshots files[0..n) (regular files, n <= VMFS_SNAP_GROUP_MAX) under one
+ * name, in one transaction: after a crash all exist or none. snaps (may be
+ * NULL) receives the new inodes. -EEXIST: a file has a snapshot of that name;
+ * -EINVAL: a bad name (empty, '/', '@', "." or ".."), -ENAMETOOLONG: over
+ * 255 bytes; -EMLINK: a block's or a file's count would pass the format's
+ * maximum. O(1) in the files' sizes.
+ */
+int vmfs_snap_create(struct vmfs *fs, const uint64_t *files, size_t n, const char *name, uint64_t *snaps);
+/* The file's snapshots, newest first (caller frees *out), and the one it descends from now (parent, may be NULL). */
+int vmfs_snap_list(struct vmfs *fs, uint64_t file, struct vmfs_snap_info **out, size_t *n, uint64_t *parent);
+/* The snapshot of file called name: 0, -ENOENT, or a bad name's error. */
+int vmfs_snap_find(struct vmfs *fs, uint64_t file, const char *name, uint64_t *snap);
+/*
+ * Each files[i] gets exactly the content (and size) of its snapshot snaps[i],
+ * all in one transaction; the snapshots stay, and files[i] now descends from
+ * snaps[i] (its next snapshot's parent). What the files held alone is freed.
+ */
+int vmfs_snap_revert(struct vmfs *fs, const uint64_t *files, const uint64_t *snaps, size_t n);
+/* Deletes one snapshot of file (any of them); its children descend from its parent. Frees what it held alone. */
+int vmfs_snap_delete(struct vmfs *fs, uint64_t file, uint64_t snap);
+/* Bytes that deleting ino (a snapshot or a file) would free: blocks no other map shares, its map and its inode. */
+int vmfs_unique_bytes(struct vmfs *fs, uint64_t ino, uint64_t *bytes);
+/*
+ * Calls fn with each byte range (in order, merged, up to the larger size) in
+ * which file or snapshot to may differ from from, found from their maps:
+ * subtrees the two share are skipped, so the cost follows what changed. Ranges
+ * are whole blocks of the file's map (block size, or 4 KiB for files up to
+ * 1 MiB). fn returns non-zero to stop (returned).
+ */
+typedef int (*vmfs_extent_fn)(void *ctx, uint64_t off, uint64_t len);
+int vmfs_map_diff(struct vmfs *fs, uint64_t from, uint64_t to, vmfs_extent_fn fn, void *ctx);
+/*
+ * A new regular file name in dir sharing every block of src (a file or a
+ * snapshot): a linked clone, O(1) in src's size. Like vmfs_mknod otherwise
+ * (takes a lookup reference); -EEXIST if the name exists, nothing changed.
+ */
+int vmfs_clone(struct vmfs *fs, uint64_t src, uint64_t dir, const char *name, uint32_t mode, uint32_t uid,
+	       uint32_t gid, struct vmfs_stat *st);
+
 /* ---- whole datastore -------------------------------------------------------- */
 
 struct vmfs_statfs {

@@ -61,9 +61,17 @@ static_assert(sizeof(struct vmfs_mhdr) == 0x30, "");
 #define VMFS_CRC_OFF (VMFS_UNIT - 4)    /* le32 crc32c of bytes [0, 0xFFC) */
 
 /* Feature words. Unknown incompat: refuse. Unknown ro_compat: read-only only. */
+enum vmfs_incompat {
+	/*
+	 * Blocks may be shared between files (snapshots, clones, shared copies):
+	 * a reader that does not know this would write a shared block in place.
+	 * Set by the first transaction that shares a block; never cleared.
+	 */
+	VMFS_INCOMPAT_SHARED = 1u << 0,
+};
 #define VMFS_FEATURE_COMPAT_SUPP 0ull
 #define VMFS_FEATURE_RO_COMPAT_SUPP 0ull
-#define VMFS_FEATURE_INCOMPAT_SUPP 0ull
+#define VMFS_FEATURE_INCOMPAT_SUPP ((uint64_t)VMFS_INCOMPAT_SHARED)
 
 enum vmfs_sb_state {
 	VMFS_STATE_ERRORS = 1u << 0,    /* a host found corruption: run fsck */
@@ -185,6 +193,8 @@ enum vmfs_inode_flags {
 	VMFS_IF_SMALL = 1u << 1,        /* map of 4 KiB sub-blocks, size <= VMFS_SMALL_MAX */
 	VMFS_IF_LARGE = 1u << 2,        /* map of file blocks */
 	VMFS_IF_ORPHAN = 1u << 3,       /* on the host's orphan list (unlinked or truncating) */
+	VMFS_IF_SHARED = 1u << 4,       /* the map may point at shared blocks: check counts before writing */
+	VMFS_IF_SNAPSHOT = 1u << 5,     /* a snapshot: read-only, named by its file's catalog, not by a directory */
 };
 #define VMFS_IF_LAYOUT (VMFS_IF_INLINE | VMFS_IF_SMALL | VMFS_IF_LARGE)
 
@@ -215,14 +225,35 @@ struct vmfs_inode_disk {
 	le64 i_dir_count;               /* 0x0d0 directories: entries; else 0 */
 	uint8_t i_pad1[0x100 - 0xd8];
 	uint8_t i_crypt[128];           /* 0x100 per-file key material (encrypt/) */
-	uint8_t i_snap[64];             /* 0x180 snapshot catalog links (snapshot/) */
-	uint8_t i_reserved[0x7f0 - 0x1c0];
+	uint8_t i_snap[64];             /* 0x180 struct vmfs_snap_disk: snapshot catalog links */
+	char i_snapname[256];           /* 0x1c0 a snapshot's name, NUL-padded; zero in other inodes */
+	uint8_t i_reserved[0x7f0 - 0x2c0];
 	uint8_t i_root[VMFS_INLINE_MAX];/* 0x7f0 le64 ptr[256], inline data or a directory leaf */
 	uint8_t i_reserved2[0xFFC - 0xFF0];
 	le32 i_crc;                     /* 0xffc */
 };
 static_assert(sizeof(struct vmfs_inode_disk) == 4096, "");
 static_assert(__builtin_offsetof(struct vmfs_inode_disk, i_root) == 0x7f0, "");
+
+/*
+ * Snapshot catalog links, in i_snap (docs/FORMAT.md, "Snapshots"). A file's
+ * snapshots are hidden inodes on a list that starts at the file (sn_head,
+ * newest first) and goes on through sn_next; sn_parent makes them a tree.
+ */
+struct vmfs_snap_disk {
+	le64 sn_head;                   /* 0x00 file: its newest snapshot, 0 = none */
+	le64 sn_next;                   /* 0x08 snapshot: the next older snapshot of the same file */
+	le64 sn_parent;                 /* 0x10 file: the snapshot it was last taken as or reverted to; */
+					/*      snapshot: the one it descends from; 0 = none */
+	le64 sn_file;                   /* 0x18 snapshot: its file; file: 0 */
+	le64 sn_id;                     /* 0x20 snapshot: number within its file (from 1); file: the next one */
+	le32 sn_count;                  /* 0x28 file: snapshots on its list */
+	le32 sn_reserved0;              /* 0x2c */
+	uint8_t sn_reserved[16];        /* 0x30 */
+};
+static_assert(sizeof(struct vmfs_snap_disk) == 64, "");
+#define VMFS_SNAP_NAME_MAX 255u
+#define VMFS_SNAP_MAX 65000u            /* snapshots of one file */
 
 /*
  * Directory tree node (and the inline leaf in i_root). Items are sorted by key;

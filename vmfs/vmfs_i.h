@@ -223,10 +223,15 @@ int free_unit(struct vmfs *fs, uint64_t unit);
 bool unit_is_block(struct vmfs *fs, uint64_t unit);
 bool addr_in_data(struct vmfs *fs, uint64_t unit);
 void alloc_undo_hook(struct vmfs *fs, struct vbuf *b, const uint8_t *newer);
+/* The reference count of the block or sub-block at unit; ref_add adds one (-EMLINK at VMFS_REF_MAX). */
+int ref_get(struct vmfs *fs, uint64_t unit, uint16_t *ref);
+int ref_add(struct vmfs *fs, uint64_t unit);
 
 /* ---- bmap.c: the file map ---- */
 struct vmfs_inode_disk;
 int bmap_get(struct vmfs *fs, struct vmfs_inode_disk *di, uint64_t lblk, uint64_t *ptr);
+/* bmap_get, and *shared: whether another map shares the block or a pointer block on the way to it. */
+int bmap_get_shared(struct vmfs *fs, struct vmfs_inode_disk *di, uint64_t lblk, uint64_t *ptr, bool *shared);
 int bmap_set(struct vmfs *fs, struct vbuf *ib, uint64_t lblk, uint64_t ptr);
 int bmap_next(struct vmfs *fs, struct vmfs_inode_disk *di, uint64_t lblk, uint64_t *found, uint64_t *ptr);
 int bmap_free_range(struct vmfs *fs, struct vbuf *ib, uint64_t start, uint64_t end, uint64_t budget, bool *done);
@@ -277,6 +282,12 @@ void dir_init_inline(struct vmfs_inode_disk *di);
 int dir_node_items(struct vmfs *fs, struct vbuf *dib, struct vbuf *node, unsigned level, dir_iter_fn fn, void *ctx);
 uint64_t dir_key_prefix(struct vmfs *fs, const char *name, size_t len);
 int dir_release(struct vmfs *fs, struct vbuf *dib);
+
+/* ---- share.c ---- */
+/* In the running operation: the new inode nb gets a shared copy of src's content. */
+int share_clone(struct vmfs *fs, uint64_t src, struct vbuf *nb);
+/* In the running operation (inode_drop): drops every snapshot of file ib. */
+int snap_drop_all(struct vmfs *fs, struct vbuf *ib);
 
 /* ---- file.c ---- */
 int file_truncate(struct vmfs *fs, uint64_t ino, uint64_t size);

@@ -72,8 +72,10 @@ struct pool_exp *fsck_pool_get(struct fsck *c, uint64_t blk, bool create)
 
 /*
  * Counts one reference to a file block (kind 1 = data, JOURNAL) or to a
- * sub-block (unit). Returns 0, 1 when the space was already claimed, or -1
- * when the address is not a valid place for it.
+ * sub-block (unit). Returns 0; 2 when the same kind of space was claimed
+ * already (counted again: a shared map may do that, nothing else may); 1 when
+ * it is claimed as something else (not counted); -1 when the address is not a
+ * valid place for it.
  */
 int fsck_claim_block(struct fsck *c, uint64_t unit, uint16_t kind)
 {
@@ -91,7 +93,7 @@ int fsck_claim_block(struct fsck *c, uint64_t unit, uint16_t kind)
 			return 1;
 	}
 	*s = kind == 1 ? (uint16_t)(*s + 1) : kind;
-	return *s > 1 && kind == 1 ? 1 : 0;
+	return *s > 1 && kind == 1 ? 2 : 0;
 }
 
 int fsck_claim_unit(struct fsck *c, uint64_t unit)
@@ -114,7 +116,7 @@ int fsck_claim_unit(struct fsck *c, uint64_t unit)
 	if (!p)
 		return -1;
 	if (p->ref[i]++)
-		return 1;
+		return 2;
 	return 0;
 }
 
@@ -145,12 +147,45 @@ int fsck_note_lost(struct fsck *c, uint64_t ino)
 	return fsck_push_u64(&c->lost, &c->nlost, &c->lostcap, ino);
 }
 
+/*
+ * Units a shared pointer block's subtree holds, noted at its first visit, so
+ * every later map that shares it counts them without walking it again.
+ */
+struct ptr_memo {
+	uint64_t addr, units;
+	struct ptr_memo *next;
+};
+
+int fsck_memo_set(struct fsck *c, uint64_t addr, uint64_t units)
+{
+	struct ptr_memo *m = malloc(sizeof(*m));
+
+	if (!m)
+		return -ENOMEM;
+	m->addr = addr;
+	m->units = units;
+	m->next = c->pmemo[hidx(c, addr)];
+	c->pmemo[hidx(c, addr)] = m;
+	return 0;
+}
+
+bool fsck_memo_get(struct fsck *c, uint64_t addr, uint64_t *units)
+{
+	for (struct ptr_memo *m = c->pmemo[hidx(c, addr)]; m; m = m->next)
+		if (m->addr == addr) {
+			*units = m->units;
+			return true;
+		}
+	return false;
+}
+
 int fsck_counts_init(struct fsck *c)
 {
 	c->rcexp = calloc(c->fs->rc_count, sizeof(*c->rcexp));
 	c->phash = calloc(c->hsize, sizeof(*c->phash));
 	c->ihash = calloc(c->hsize, sizeof(*c->ihash));
-	return c->rcexp && c->phash && c->ihash ? 0 : -ENOMEM;
+	c->pmemo = calloc(c->hsize, sizeof(*c->pmemo));
+	return c->rcexp && c->phash && c->ihash && c->pmemo ? 0 : -ENOMEM;
 }
 
 void fsck_counts_release(struct fsck *c)
@@ -169,6 +204,13 @@ void fsck_counts_release(struct fsck *c)
 			free(p->ref);
 			free(p);
 		}
+	for (size_t h = 0; h < c->hsize && c->pmemo; h++)
+		while (c->pmemo[h]) {
+			struct ptr_memo *m = c->pmemo[h];
+			c->pmemo[h] = m->next;
+			free(m);
+		}
+	free(c->pmemo);
 	for (uint64_t i = 0; c->rcexp && i < c->fs->rc_count; i++)
 		free(c->rcexp[i]);
 	free(c->rcexp);

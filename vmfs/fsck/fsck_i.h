@@ -36,6 +36,7 @@ struct fsck {
 	uint16_t **rcexp;               /* per RC, expected count of each block */
 	struct pool_exp **phash;
 	struct ino_info **ihash;
+	struct ptr_memo **pmemo;        /* shared pointer blocks: units below each (counts.c) */
 	size_t hsize;
 	uint64_t *queue;                /* directories still to walk */
 	size_t qn, qcap;
@@ -94,6 +95,8 @@ struct pool_exp *fsck_pool_get(struct fsck *c, uint64_t blk, bool create);
 int fsck_claim_block(struct fsck *c, uint64_t unit, uint16_t kind);
 int fsck_claim_unit(struct fsck *c, uint64_t unit);
 void fsck_unclaim_unit(struct fsck *c, uint64_t unit);
+int fsck_memo_set(struct fsck *c, uint64_t addr, uint64_t units);
+bool fsck_memo_get(struct fsck *c, uint64_t addr, uint64_t *units);
 int fsck_push_u64(uint64_t **v, size_t *n, size_t *cap, uint64_t x);
 /* Notes an unreachable inode for pass 3 to link into /lost+found. */
 int fsck_note_lost(struct fsck *c, uint64_t ino);

@@ -22,6 +22,7 @@ static int walk_map(struct fsck *c, struct vbuf *ib, struct vbuf *owner, le64 *p
 {
 	struct vmfs *fs = c->fs;
 	uint64_t span = 1;
+	bool shared = le32_to_cpu(ib_inode(ib)->i_flags) & VMFS_IF_SHARED;
 	int ret = 0;
 
 	for (unsigned l = 0; l < level; l++)
@@ -36,6 +37,8 @@ static int walk_map(struct fsck *c, struct vbuf *ib, struct vbuf *owner, le64 *p
 			continue;
 		if (level == 0) {
 			r = (p & VMFS_PTR_RESERVED) ? -1 : large ? fsck_claim_block(c, a, 1) : fsck_claim_unit(c, a);
+			if (r == 2 && shared)
+				r = 0; /* counted once more: pass 5 checks the count (A2) */
 			if (r < 0)
 				clear = fsck_problem(c, PR_PTR_BAD,
 						(unsigned long long)ib->addr, c->where, (unsigned long long)lblk,
@@ -58,7 +61,13 @@ static int walk_map(struct fsck *c, struct vbuf *ib, struct vbuf *owner, le64 *p
 				}
 			}
 		} else {
+			uint64_t below;
+
 			r = (p & ~VMFS_PTR_ADDR_MASK) ? -1 : fsck_claim_unit(c, a);
+			if (r == 2 && shared && fsck_memo_get(c, a, &below)) {
+				ii->units += below; /* a shared subtree, walked (and its children counted) once */
+				continue;
+			}
 			if (r == 0) {
 				r = meta_read(fs, a, VMFS_MAGIC_PTR, &b);
 				if (!r && le16_to_cpu(((struct vmfs_mhdr *)b->data)->mh_flags) != level) {
@@ -71,8 +80,12 @@ static int walk_map(struct fsck *c, struct vbuf *ib, struct vbuf *owner, le64 *p
 							(unsigned long long)ib->addr, c->where, (unsigned long long)a);
 				} else {
 					le64 *child = ((struct vmfs_ptr_disk *)b->data)->pb_ptr;
+					uint64_t before = ii->units;
+
 					ii->units++;
 					ret = walk_map(c, ib, b, child, VMFS_PTRS_PER_BLOCK, level - 1, lblk, bb, large, ii);
+					if (!ret && shared)
+						ret = fsck_memo_set(c, a, ii->units - before);
 					/* the library refuses a pointer block that maps nothing (bmap.c) */
 					if (!ret && base_all_zero(child, VMFS_PTRS_PER_BLOCK * sizeof(*child)) &&
 					    fsck_problem(c, PR_PTRBLOCK_EMPTY,
@@ -381,6 +394,125 @@ out:
 	return r;
 }
 
+static struct vmfs_snap_disk *snap_links(struct vbuf *ib)
+{
+	return (struct vmfs_snap_disk *)ib_inode(ib)->i_snap;
+}
+
+static bool in_set(const uint64_t *v, size_t n, uint64_t x)
+{
+	for (size_t i = 0; i < n; i++)
+		if (v[i] == x)
+			return true;
+	return false;
+}
+
+/* N2: a parent is 0 or a snapshot on the list, and following parents ends. */
+static int check_snap_parents(struct fsck *c, struct vbuf *ib, const uint64_t *snaps, size_t n)
+{
+	struct vmfs *fs = c->fs;
+	int r = 0;
+
+	for (size_t i = 0; i <= n && !r; i++) { /* the snapshots, then the file */
+		struct vbuf *sb = ib;
+		uint64_t p, who = i < n ? snaps[i] : ib->addr;
+		size_t steps = 0;
+
+		if (i < n && inode_read(fs, snaps[i], &sb))
+			continue;
+		p = le64_to_cpu(snap_links(sb)->sn_parent);
+		if (p && !in_set(snaps, n, p)) {
+			if (fsck_problem(c, PR_SNAP_PARENT_BAD, (unsigned long long)who, c->where, (unsigned long long)p)) {
+				r = fsck_dirty(c, sb);
+				snap_links(sb)->sn_parent = 0;
+			}
+		} else {
+			while (p && steps++ <= n) {
+				struct vbuf *pb;
+				if (inode_read(fs, p, &pb))
+					break;
+				p = le64_to_cpu(snap_links(pb)->sn_parent);
+				meta_put(fs, pb);
+				if (!in_set(snaps, n, p))
+					break; /* reported (and cut) at that snapshot */
+			}
+			if (p && steps > n &&
+			    fsck_problem(c, PR_SNAP_PARENT_CYCLE, (unsigned long long)ib->addr, c->where,
+					 (unsigned long long)who)) {
+				r = fsck_dirty(c, sb);
+				snap_links(sb)->sn_parent = 0;
+			}
+		}
+		if (sb != ib)
+			meta_put(fs, sb);
+	}
+	return r;
+}
+
+/*
+ * A file's snapshots (N1 of vmfs/share.c): each is claimed, reached and
+ * checked as an inode of its own; the list is cut at a link to anything else
+ * (a freed inode, another file's snapshot, a second visit: a cycle).
+ */
+static int check_snaps(struct fsck *c, struct vbuf *ib)
+{
+	struct vmfs *fs = c->fs;
+	struct vbuf *owner = ib, *sb = NULL;
+	le64 *link = &snap_links(ib)->sn_head;
+	uint64_t *seen = NULL;
+	size_t n = 0, cap = 0;
+	int r = 0;
+
+	while (le64_to_cpu(*link) && !r) {
+		uint64_t s = le64_to_cpu(*link);
+		int cl = fsck_claim_unit(c, s);
+		struct ino_info *si;
+		bool bad = cl != 0;
+
+		if (!bad && inode_read(fs, s, &sb))
+			bad = true;
+		else if (!bad && (!(le32_to_cpu(ib_inode(sb)->i_flags) & VMFS_IF_SNAPSHOT) ||
+				  le64_to_cpu(snap_links(sb)->sn_file) != ib->addr || !ib_inode(sb)->i_nlink ||
+				  S_ISDIR(le32_to_cpu(ib_inode(sb)->i_mode)))) {
+			meta_put(fs, sb);
+			bad = true;
+		}
+		if (bad) {
+			if (cl == 0 || cl == 2)
+				fsck_unclaim_unit(c, s);
+			if (fsck_problem(c, PR_SNAP_LINK_BAD, (unsigned long long)ib->addr, c->where, (unsigned long long)s)) {
+				r = fsck_dirty(c, owner);
+				*link = 0;
+			}
+			break;
+		}
+		si = fsck_ino_get(c, s);
+		r = si ? fsck_push_u64(&seen, &n, &cap, s) : -ENOMEM;
+		if (!r) {
+			si->reached = true;
+			si->links = 1; /* its place on the list */
+			si->parent = ib->addr;
+			r = fsck_check_inode(c, s, si);
+		}
+		if (owner != ib)
+			meta_put(fs, owner);
+		owner = sb;
+		link = &snap_links(sb)->sn_next;
+	}
+	if (!r && n != le32_to_cpu(snap_links(ib)->sn_count) &&
+	    fsck_problem(c, PR_SNAP_COUNT, (unsigned long long)ib->addr, c->where, (unsigned long long)n,
+			 le32_to_cpu(snap_links(ib)->sn_count))) {
+		r = fsck_dirty(c, ib);
+		snap_links(ib)->sn_count = cpu_to_le32((uint32_t)n);
+	}
+	if (!r)
+		r = check_snap_parents(c, ib, seen, n);
+	if (owner != ib)
+		meta_put(fs, owner);
+	free(seen);
+	return r;
+}
+
 /* Checks one inode (already claimed) and everything it owns. */
 int fsck_check_inode(struct fsck *c, uint64_t ino, struct ino_info *ii)
 {
@@ -413,6 +545,9 @@ int fsck_check_inode(struct fsck *c, uint64_t ino, struct ino_info *ii)
 		r = fsck_dirty(c, ib);
 		di->i_units = cpu_to_le64(ii->units);
 	}
+	if (!r && S_ISREG(mode) && !(flags & VMFS_IF_SNAPSHOT) &&
+	    (snap_links(ib)->sn_head || snap_links(ib)->sn_count || snap_links(ib)->sn_parent))
+		r = check_snaps(c, ib);
 	meta_put(fs, ib);
 	return r;
 }

@@ -183,7 +183,12 @@ int fsck_pass3_reconnect(struct fsck *c)
 				ib_inode(ib)->i_parent = cpu_to_le64(lfb->addr);
 				ib_inode(lfb)->i_nlink = cpu_to_le32(le32_to_cpu(ib_inode(lfb)->i_nlink) + 1);
 			} else {
-				ib_inode(ib)->i_nlink = cpu_to_le32(ii->links + 1);
+				struct vmfs_inode_disk *di = ib_inode(ib);
+				di->i_nlink = cpu_to_le32(ii->links + 1);
+				/* a snapshot its file no longer lists becomes a plain file: its bytes are kept */
+				di->i_flags = cpu_to_le32(le32_to_cpu(di->i_flags) & ~VMFS_IF_SNAPSHOT);
+				memset(di->i_snap, 0, sizeof(di->i_snap));
+				memset(di->i_snapname, 0, sizeof(di->i_snapname));
 			}
 		}
 		meta_put(fs, ib);

@@ -39,6 +39,13 @@
 	/* (-y: the directory is emptied; what it named is found again in pass 3) */                                \
 	X(PR_DIR_COUNT, PREEN_FIX, "directory %llu%s: entry count %llu, should be %llu")  /* set the count */       \
 	X(PR_INODE_UNITS, PREEN_FIX, "inode %llu%s: %llu units counted, %llu recorded")   /* set the count */       \
+	X(PR_SNAP_LINK_BAD, PREEN_NO, "inode %llu%s: snapshot list links to %llu, which is not one of its "         \
+				      "snapshots")                                       /* cut the list there */    \
+	X(PR_SNAP_COUNT, PREEN_FIX, "inode %llu%s: %llu snapshots on its list, count says %u") /* set the count */  \
+	X(PR_SNAP_PARENT_BAD, PREEN_FIX, "inode %llu%s: snapshot parent %llu is not a snapshot of the file")         \
+	/* (-y: no parent) */                                                                                        \
+	X(PR_SNAP_PARENT_CYCLE, PREEN_FIX, "inode %llu%s: snapshot parents of inode %llu form a cycle")             \
+	/* (-y: that snapshot gets no parent) */                                                                     \
 	X(PR_HSTATE_BAD, PREEN_NO, "host slot %u: host state block is damaged")   /* made again, no orphans */      \
 	X(PR_ORPHAN_LIST_BAD, PREEN_NO, "host slot %u: orphan list is damaged at inode %llu") /* cut it there */    \
 	/* pass 4: link counts (pass 3's reconnections are made after pass 5, below) */                             \

@@ -1,0 +1,70 @@
+/*
+ * snapshot/: snapshots of files and VM folders, revert, linked clones and
+ * changed-block diffs, on vmfs's shared blocks (vmfs/vmfs.h, "shared blocks";
+ * docs/ARCHITECTURE.md, "Snapshots").
+ *
+ * A PATH names a regular file or a folder (from the datastore's root, a
+ * leading '/' optional). A folder stands for the regular files directly in it
+ * (a VM's disks and its vm.conf): they are snapshotted and reverted together,
+ * in one transaction, so a crash leaves all of them done or none. A snapshot
+ * is named by the file it belongs to and its name; a folder's snapshot NAME is
+ * each file's snapshot NAME.
+ *
+ * Cluster: snapshotting, reverting or cloning a file takes its file lock
+ * exclusive, so a file another host holds open is refused with -EBUSY and the
+ * holder's name; the host that holds it (this handle) may go on.
+ *
+ * Every call returns 0 or a negative errno, and on failure puts one line (no
+ * newline) in err. A failed call leaves the datastore as it was.
+ */
+#ifndef VMFS_SNAPSHOT_H
+#define VMFS_SNAPSHOT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vmfs/vmfs.h"
+
+/* The files a PATH stands for, sorted by name. */
+struct snap_files {
+	size_t n;
+	uint64_t *ino;
+	char **name;            /* a file's path from the root */
+	bool folder;            /* PATH was a folder */
+};
+int snap_files_get(struct vmfs *fs, const char *path, struct snap_files *out, char *err, size_t errlen);
+void snap_files_release(struct snap_files *f);
+
+/* A name for a snapshot made now ("YYYY-MM-DDTHH:MM:SSZ", UTC) when the user gives none. */
+void snap_default_name(char *buf, size_t len);
+
+int snap_create(struct vmfs *fs, const char *path, const char *name, char *err, size_t errlen);
+/* Every file of PATH that has a snapshot NAME goes back to it; -ENOENT when none has. */
+int snap_revert(struct vmfs *fs, const char *path, const char *name, char *err, size_t errlen);
+/* Deletes snapshot NAME of every file of PATH that has it; -ENOENT when none has. */
+int snap_delete(struct vmfs *fs, const char *path, const char *name, char *err, size_t errlen);
+
+/* A file's snapshot tree as `list` shows it. */
+struct snap_file_tree {
+	char *path;
+	uint64_t ino;
+	uint64_t parent;                /* the snapshot the live file descends from, 0 = none */
+	struct vmfs_snap_info *snaps;   /* newest first */
+	uint64_t *unique;               /* per snapshot: bytes deleting it would free */
+	size_t n;
+};
+struct snap_listing {
+	struct snap_file_tree *files;
+	size_t n;
+};
+int snap_list(struct vmfs *fs, const char *path, struct snap_listing *out, char *err, size_t errlen);
+void snap_listing_release(struct snap_listing *l);
+
+/* The byte ranges in which file PATH's snapshot TO (NULL: the live file) differs from snapshot FROM. */
+int snap_diff(struct vmfs *fs, const char *path, const char *from, const char *to, vmfs_extent_fn fn, void *ctx,
+	      char *err, size_t errlen);
+
+/* A linked clone of SRC ("PATH" or "PATH@SNAPSHOT") at DST, which must not exist. */
+int snap_clone(struct vmfs *fs, const char *src, const char *dst, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,453 @@
+/*
+ * Unit tests of shared blocks and snapshots: vmfs/vmfs.h's snapshot, revert,
+ * delete, clone and diff calls, and snapshot/snapshot.h above them. Every test
+ * keeps a model of what each file and snapshot must hold, reads each back
+ * through the library, runs fsck (-n) on the result and, where everything is
+ * deleted, checks that the datastore has every unit back.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "snapshot/snapshot.h"
+#include "vmfs/vmfs.h"
+
+static char img[64];
+
+static void mk(uint64_t size, uint32_t bs)
+{
+	struct vmfs_mkfs_opts o = { .size = size, .block_size = bs, .force = true, .host_slots = 8 };
+	char err[256] = "";
+	strcpy(img, "/var/tmp/vmfs-snap-XXXXXX");
+	int fd = mkstemp(img);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	ck_assert_msg(vmfs_mkfs(img, &o, err, sizeof(err)) == 0, "mkfs: %s", err);
+}
+
+static struct vmfs *op(void)
+{
+	struct vmfs_open_opts o = { .commit_ms = 0, .standalone = true };
+	struct vmfs *fs = NULL;
+	char err[256] = "";
+	int ret = vmfs_open(img, &o, &fs, err, sizeof(err));
+	ck_assert_msg(ret == 0, "open: %d %s", ret, err);
+	return fs;
+}
+
+static void teardown(void)
+{
+	unlink(img);
+}
+
+static uint64_t create(struct vmfs *fs, uint64_t dir, const char *name)
+{
+	struct vmfs_stat st;
+	int ret = vmfs_mknod(fs, dir, name, S_IFREG | 0644, 0, 0, &st);
+	ck_assert_msg(ret == 0, "create %s: %d", name, ret);
+	return st.ino;
+}
+
+static void fill(uint8_t *buf, size_t len, uint64_t seed)
+{
+	for (size_t i = 0; i < len; i++)
+		buf[i] = (uint8_t)((i * 131 + seed * 7 + (i >> 12)) ^ (seed >> 3));
+}
+
+/* A model file: its bytes and its size. */
+struct model {
+	uint8_t *b;
+	size_t size, cap;
+};
+
+static void m_write(struct vmfs *fs, uint64_t ino, struct model *m, size_t off, size_t len, uint64_t seed)
+{
+	uint8_t *buf = malloc(len);
+	fill(buf, len, seed);
+	ck_assert_int_eq(vmfs_pwrite(fs, ino, buf, len, off), (ssize_t)len);
+	ck_assert_uint_le(off + len, m->cap);
+	memcpy(m->b + off, buf, len);
+	if (off + len > m->size)
+		m->size = off + len;
+	free(buf);
+}
+
+static struct model m_new(size_t cap)
+{
+	struct model m = { .b = calloc(1, cap), .cap = cap };
+	ck_assert_ptr_nonnull(m.b);
+	return m;
+}
+
+static struct model m_copy(const struct model *m)
+{
+	struct model c = m_new(m->cap);
+	memcpy(c.b, m->b, m->cap);
+	c.size = m->size;
+	return c;
+}
+
+static void m_check(struct vmfs *fs, uint64_t ino, const struct model *m, const char *what)
+{
+	struct vmfs_stat st;
+	uint8_t *buf = malloc(m->size + 1);
+
+	ck_assert_int_eq(vmfs_getattr(fs, ino, &st), 0);
+	ck_assert_msg(st.size == m->size, "%s: size %llu, expected %zu", what, (unsigned long long)st.size, m->size);
+	ck_assert_int_eq(vmfs_pread(fs, ino, buf, m->size + 1, 0), (ssize_t)m->size);
+	for (size_t i = 0; i < m->size; i++)
+		if (buf[i] != m->b[i])
+			ck_abort_msg("%s: byte %zu is 0x%02x, expected 0x%02x", what, i, buf[i], m->b[i]);
+	free(buf);
+}
+
+static uint64_t free_units(struct vmfs *fs)
+{
+	struct vmfs_info in;
+	ck_assert_int_eq(vmfs_get_info(fs, &in), 0);
+	return in.free_blocks * (in.block_size / 4096) + in.pool_free_units + in.pools;
+}
+
+static void fsck_clean(void)
+{
+	struct vmfs_fsck_opts o = { .mode = VMFS_FSCK_CHECK, .force = true, .out = stderr };
+	struct vmfs_fsck_result r;
+	char err[256] = "";
+	ck_assert_msg(vmfs_fsck(img, &o, &r, err, sizeof(err)) == 0, "fsck: %s", err);
+	ck_assert_msg(r.found == 0, "fsck found %u problems", r.found);
+}
+
+static uint64_t snap(struct vmfs *fs, uint64_t file, const char *name)
+{
+	uint64_t s = 0;
+	int ret = vmfs_snap_create(fs, &file, 1, name, &s);
+	ck_assert_msg(ret == 0, "snapshot %s: %d", name, ret);
+	return s;
+}
+
+/* Writes of every shape into shared blocks leave the snapshot as it was. */
+static void basic(uint32_t bs, size_t size)
+{
+	struct model live = m_new(size * 2), a, b;
+	struct vmfs *fs;
+	uint64_t ino, sa, sb, sc, base, par;
+	struct vmfs_snap_info *list;
+	size_t n;
+
+	mk(512ull << 20, bs);
+	fs = op();
+	base = free_units(fs);
+	ino = create(fs, vmfs_root_ino(fs), "disk");
+	m_write(fs, ino, &live, 0, size, 1);
+	sa = snap(fs, ino, "A");
+	a = m_copy(&live);
+	m_write(fs, ino, &live, 4096, 4096, 2);                  /* aligned, in a shared block */
+	m_write(fs, ino, &live, 3 * bs + 17, 1000, 3);          /* unaligned */
+	if (size >= 4 * (size_t)bs)
+		m_write(fs, ino, &live, 2 * (size_t)bs, bs, 4); /* a whole shared block */
+	m_write(fs, ino, &live, size - 10, 5000, 5);            /* across the end: grows */
+	m_check(fs, ino, &live, "live after writes");
+	m_check(fs, sa, &a, "A after writes");
+	sb = snap(fs, ino, "B");
+	b = m_copy(&live);
+	m_write(fs, ino, &live, 100, 200, 6);
+	ck_assert_int_eq(vmfs_snap_revert(fs, &ino, &sa, 1), 0);
+	m_check(fs, ino, &a, "live reverted to A");
+	m_check(fs, sb, &b, "B after revert");
+	m_write(fs, ino, &a, 8192, 100, 7);
+	sc = snap(fs, ino, "C");
+	ck_assert_int_eq(vmfs_snap_list(fs, ino, &list, &n, &par), 0);
+	ck_assert_uint_eq(n, 3);
+	ck_assert_str_eq(list[0].name, "C");
+	ck_assert_uint_eq(list[0].parent, sa); /* revert to A, write, snapshot C: C's parent is A */
+	ck_assert_uint_eq(list[1].parent, sa);
+	ck_assert_uint_eq(list[2].parent, 0);
+	ck_assert_uint_eq(par, sc);
+	free(list);
+	ck_assert_int_eq(vmfs_snap_delete(fs, ino, sa), 0); /* the oldest, with children */
+	ck_assert_int_eq(vmfs_snap_list(fs, ino, &list, &n, NULL), 0);
+	ck_assert_uint_eq(n, 2);
+	ck_assert_uint_eq(list[0].parent, 0);
+	ck_assert_uint_eq(list[1].parent, 0);
+	free(list);
+	m_check(fs, sb, &b, "B after deleting A");
+	m_check(fs, ino, &a, "live after deleting A");
+	vmfs_close(fs);
+	fsck_clean();
+	fs = op();
+	m_check(fs, sc, &a, "C after a remount");
+	ck_assert_int_eq(vmfs_unlink(fs, vmfs_root_ino(fs), "disk"), 0); /* its snapshots go with it */
+	ck_assert_uint_eq(free_units(fs), base);
+	vmfs_close(fs);
+	fsck_clean();
+	free(live.b);
+	free(a.b);
+	free(b.b);
+}
+
+START_TEST(t_basic_large)
+{
+	basic(1u << 20, 12u << 20);
+}
+END_TEST
+
+START_TEST(t_basic_64k)
+{
+	basic(64u << 10, 40u << 20); /* a taller map: pointer blocks are shared and copied */
+}
+END_TEST
+
+START_TEST(t_basic_small)
+{
+	basic(64u << 10, 600u << 10); /* 4 KiB sub-blocks; grows into file blocks after the snapshot */
+}
+END_TEST
+
+START_TEST(t_inline)
+{
+	struct model live = m_new(8192), a;
+	struct vmfs *fs;
+	uint64_t ino, sa;
+
+	mk(256ull << 20, 0);
+	fs = op();
+	ino = create(fs, vmfs_root_ino(fs), "conf");
+	m_write(fs, ino, &live, 0, 300, 1);
+	sa = snap(fs, ino, "A");
+	a = m_copy(&live);
+	m_write(fs, ino, &live, 10, 5000, 2); /* leaves inline */
+	m_check(fs, sa, &a, "inline A");
+	ck_assert_int_eq(vmfs_snap_revert(fs, &ino, &sa, 1), 0);
+	m_check(fs, ino, &a, "inline reverted");
+	vmfs_close(fs);
+	fsck_clean();
+	free(live.b);
+	free(a.b);
+}
+END_TEST
+
+/* Truncate, punch and zero-range on shared blocks change only the live file. */
+START_TEST(t_truncate_punch)
+{
+	struct model live = m_new(16u << 20), a;
+	struct vmfs *fs;
+	uint64_t ino, sa;
+
+	mk(256ull << 20, 0);
+	fs = op();
+	ino = create(fs, vmfs_root_ino(fs), "disk");
+	m_write(fs, ino, &live, 0, 8u << 20, 1);
+	sa = snap(fs, ino, "A");
+	a = m_copy(&live);
+	ck_assert_int_eq(vmfs_fallocate(fs, ino, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 1000, 3u << 20), 0);
+	memset(live.b + 1000, 0, 3u << 20);
+	ck_assert_int_eq(vmfs_fallocate(fs, ino, FALLOC_FL_ZERO_RANGE, (5u << 20) - 7, (1u << 20) + 9), 0);
+	memset(live.b + (5u << 20) - 7, 0, (1u << 20) + 9);
+	ck_assert_int_eq(vmfs_setattr(fs, ino, &(struct vmfs_stat){ .size = (7u << 20) + 5 }, VMFS_SET_SIZE, NULL), 0);
+	memset(live.b + (7u << 20) + 5, 0, live.cap - ((7u << 20) + 5));
+	live.size = (7u << 20) + 5;
+	m_check(fs, ino, &live, "live after punch, zero, truncate");
+	m_check(fs, sa, &a, "A after punch, zero, truncate");
+	ck_assert_int_eq(vmfs_setattr(fs, ino, &(struct vmfs_stat){ .size = 9u << 20 }, VMFS_SET_SIZE, NULL), 0);
+	live.size = 9u << 20;
+	m_check(fs, ino, &live, "live grown again");
+	vmfs_close(fs);
+	fsck_clean();
+	free(live.b);
+	free(a.b);
+}
+END_TEST
+
+struct ext_list {
+	uint64_t off[64], len[64];
+	unsigned n;
+};
+
+static int ext_cb(void *ctx, uint64_t off, uint64_t len)
+{
+	struct ext_list *e = ctx;
+	ck_assert_uint_lt(e->n, 64);
+	e->off[e->n] = off;
+	e->len[e->n++] = len;
+	return 0;
+}
+
+START_TEST(t_diff)
+{
+	struct model live = m_new(8u << 20);
+	struct ext_list e = { 0 };
+	struct vmfs *fs;
+	uint64_t ino, sa, sb;
+
+	mk(256ull << 20, 0);
+	fs = op();
+	ino = create(fs, vmfs_root_ino(fs), "disk");
+	m_write(fs, ino, &live, 0, 6u << 20, 1);
+	sa = snap(fs, ino, "A");
+	ck_assert_int_eq(vmfs_map_diff(fs, sa, ino, ext_cb, &e), 0);
+	ck_assert_uint_eq(e.n, 0); /* nothing changed */
+	m_write(fs, ino, &live, (1u << 20) + 5, 10, 2);
+	m_write(fs, ino, &live, (2u << 20) + 5, 10, 3);
+	m_write(fs, ino, &live, (4u << 20) + 5, 10, 4);
+	sb = snap(fs, ino, "B");
+	m_write(fs, ino, &live, (7u << 20), 100, 5); /* grows */
+	ck_assert_int_eq(vmfs_map_diff(fs, sa, sb, ext_cb, &e), 0);
+	ck_assert_uint_eq(e.n, 2);
+	ck_assert_uint_eq(e.off[0], 1u << 20);
+	ck_assert_uint_eq(e.len[0], 2u << 20);
+	ck_assert_uint_eq(e.off[1], 4u << 20);
+	ck_assert_uint_eq(e.len[1], 1u << 20);
+	e.n = 0;
+	ck_assert_int_eq(vmfs_map_diff(fs, sb, ino, ext_cb, &e), 0);
+	ck_assert_uint_eq(e.n, 1);
+	ck_assert_uint_eq(e.off[0], 6u << 20);
+	ck_assert_uint_eq(e.len[0], (1u << 20) + 100);
+	vmfs_close(fs);
+	free(live.b);
+}
+END_TEST
+
+/* A clone shares everything; a chain of 100 clones of clones reads the original's bytes. */
+START_TEST(t_clone_chain)
+{
+	struct model live = m_new(4u << 20), a;
+	struct vmfs_stat st;
+	struct vmfs *fs;
+	uint64_t ino, sa, prev, base, dir;
+	char name[32];
+
+	mk(256ull << 20, 0);
+	fs = op();
+	base = free_units(fs);
+	ino = create(fs, vmfs_root_ino(fs), "gold");
+	ck_assert_int_eq(vmfs_mkdir(fs, vmfs_root_ino(fs), "clones", 0755, 0, 0, &st), 0);
+	dir = st.ino;
+	m_write(fs, ino, &live, 0, 3u << 20, 1);
+	sa = snap(fs, ino, "A");
+	a = m_copy(&live);
+	m_write(fs, ino, &live, 0, 4096, 2);
+	prev = sa;
+	for (int i = 0; i < 100; i++) {
+		snprintf(name, sizeof(name), "c%d", i);
+		ck_assert_int_eq(vmfs_clone(fs, prev, dir, name, 0644, 0, 0, &st), 0);
+		prev = st.ino;
+	}
+	m_check(fs, prev, &a, "clone 100 deep");
+	ck_assert_int_eq(vmfs_clone(fs, ino, dir, "c5", 0644, 0, 0, &st), -EEXIST);
+	m_write(fs, prev, &a, 4096 * 3, 4096, 9);
+	m_check(fs, prev, &a, "clone written");
+	ck_assert_int_eq(vmfs_unlink(fs, vmfs_root_ino(fs), "gold"), 0);
+	m_check(fs, prev, &a, "clone after its source is gone");
+	vmfs_close(fs);
+	fsck_clean();
+	fs = op();
+	ck_assert_int_eq(vmfs_lookup(fs, vmfs_root_ino(fs), "clones", &st), 0);
+	for (int i = 0; i < 100; i++) {
+		snprintf(name, sizeof(name), "c%d", i);
+		ck_assert_int_eq(vmfs_unlink(fs, st.ino, name), 0);
+	}
+	vmfs_forget(fs, st.ino, 1); /* the lookup's reference */
+	ck_assert_int_eq(vmfs_rmdir(fs, vmfs_root_ino(fs), "clones"), 0);
+	ck_assert_uint_eq(free_units(fs), base); /* every block back */
+	vmfs_close(fs);
+	free(live.b);
+	free(a.b);
+}
+END_TEST
+
+START_TEST(t_names)
+{
+	struct vmfs *fs;
+	uint64_t ino, s, files[2];
+	char lng[300];
+
+	mk(256ull << 20, 0);
+	fs = op();
+	ino = create(fs, vmfs_root_ino(fs), "disk");
+	files[0] = ino;
+	files[1] = create(fs, vmfs_root_ino(fs), "vm.conf");
+	memset(lng, 'x', sizeof(lng) - 1);
+	lng[sizeof(lng) - 1] = 0;
+	ck_assert_int_eq(vmfs_snap_create(fs, &ino, 1, "", &s), -EINVAL);
+	ck_assert_int_eq(vmfs_snap_create(fs, &ino, 1, "a/b", &s), -EINVAL);
+	ck_assert_int_eq(vmfs_snap_create(fs, &ino, 1, "a@b", &s), -EINVAL);
+	ck_assert_int_eq(vmfs_snap_create(fs, &ino, 1, lng, &s), -ENAMETOOLONG);
+	ck_assert_int_eq(vmfs_snap_create(fs, &ino, 1, "one", &s), 0);
+	/* a duplicate in the second file of a group: neither file gets it */
+	ck_assert_int_eq(vmfs_snap_create(fs, &files[1], 1, "two", &s), 0);
+	ck_assert_int_eq(vmfs_snap_create(fs, files, 2, "two", NULL), -EEXIST);
+	ck_assert_int_eq(vmfs_snap_find(fs, ino, "two", &s), -ENOENT);
+	ck_assert_int_eq(vmfs_snap_find(fs, ino, "one", &s), 0);
+	ck_assert_int_eq(vmfs_pwrite(fs, s, "x", 1, 0), -EROFS);
+	ck_assert_int_eq(vmfs_snap_delete(fs, files[1], s), -ENOENT); /* not that file's */
+	ck_assert_int_eq(vmfs_snap_create(fs, files, 2, "three", NULL), 0);
+	vmfs_close(fs);
+	fsck_clean();
+}
+END_TEST
+
+START_TEST(t_many)
+{
+	struct model live = m_new(2u << 20), first;
+	struct vmfs *fs;
+	uint64_t ino, s0 = 0;
+	char name[32];
+
+	mk(512ull << 20, 64u << 10); /* each first write copies a block: 1024 of them */
+	fs = op();
+	ino = create(fs, vmfs_root_ino(fs), "disk");
+	m_write(fs, ino, &live, 0, 2u << 20, 1);
+	first = m_copy(&live);
+	for (int i = 0; i < 1024; i++) {
+		uint64_t s;
+		snprintf(name, sizeof(name), "s%d", i);
+		s = snap(fs, ino, name);
+		if (!i)
+			s0 = s;
+		m_write(fs, ino, &live, (size_t)(i * 7919) % ((2u << 20) - 64), 64, (uint64_t)i + 2);
+	}
+	m_check(fs, s0, &first, "the first of 1024");
+	ck_assert_int_eq(vmfs_snap_revert(fs, &ino, &s0, 1), 0);
+	m_check(fs, ino, &first, "reverted to the first of 1024");
+	vmfs_close(fs);
+	fsck_clean();
+	free(live.b);
+	free(first.b);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("snapshot");
+	TCase *tc = tcase_create("core");
+
+	tcase_set_timeout(tc, 120);
+	tcase_add_checked_fixture(tc, NULL, teardown);
+	tcase_add_test(tc, t_basic_large);
+	tcase_add_test(tc, t_basic_64k);
+	tcase_add_test(tc, t_basic_small);
+	tcase_add_test(tc, t_inline);
+	tcase_add_test(tc, t_truncate_punch);
+	tcase_add_test(tc, t_diff);
+	tcase_add_test(tc, t_clone_chain);
+	tcase_add_test(tc, t_names);
+	tcase_add_test(tc, t_many);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}

@@ -66,3 +66,17 @@ void tool_progress_done(struct tool_progress *p)
 	tool_progress_update(p, p->total);
 	fputc('\n', stderr);
 }
+
+void tool_json_str(const char *s)
+{
+	putchar('"');
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\')
+			printf("\\%c", *s);
+		else if ((unsigned char)*s < 0x20)
+			printf("\\u%04x", *s);
+		else
+			putchar(*s);
+	}
+	putchar('"');
+}

@@ -14,6 +14,9 @@ extern const char *tool_name;
 /* Prints "tool_name: message" and a newline on stderr. */
 void tool_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* Prints s on stdout as a JSON string (quoted, escaped). */
+void tool_json_str(const char *s);
+
 /* Parses an unsigned decimal; false on junk, sign or overflow. */
 bool tool_parse_u64(const char *s, uint64_t *out);
 

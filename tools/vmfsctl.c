@@ -9,15 +9,17 @@
 
 #include "base/base.h"
 #include "base/cli.h"
+#include "tools/vmfsctl.h"
 #include "vmfs/vmfs.h"
 
-static void usage(FILE *f)
+void usage(FILE *f)
 {
 	fprintf(f, "usage: vmfsctl info [--json] DEVICE\n"
 		   "       vmfsctl hosts [--json] [--all] DEVICE hosts in the cluster (watches their heartbeats);\n"
 		   "                                             --all: free slots too\n"
 		   "       vmfsctl locks [--json] DEVICE [PATH]  lock holders, of every lock or of PATH (from the\n"
 		   "                                             datastore's root, with or without a leading /)\n");
+	snap_usage(f);
 }
 
 /* [--json] [--all] DEVICE [PATH]: 0, or 2 for bad usage (said). all: NULL where --all is not an option. */
@@ -44,22 +46,8 @@ bad:
 	return 2;
 }
 
-static void json_str(const char *s)
-{
-	putchar('"');
-	for (; *s; s++) {
-		if (*s == '"' || *s == '\\')
-			printf("\\%c", *s);
-		else if ((unsigned char)*s < 0x20)
-			printf("\\u%04x", *s);
-		else
-			putchar(*s);
-	}
-	putchar('"');
-}
-
 /* Opens DEVICE read-only (no cluster join, nothing written); NULL after saying why. */
-static struct vmfs *open_readonly(const char *dev)
+struct vmfs *open_readonly(const char *dev)
 {
 	struct vmfs_open_opts oo = { .readonly = true };
 	struct vmfs *fs = NULL;
@@ -92,7 +80,7 @@ static int cmd_info(int argc, char **argv)
 	vmfs_feature_names(2, in.incompat, feat[2], sizeof(feat[2]));
 	if (json) {
 		printf("{\"label\":");
-		json_str(in.label);
+		tool_json_str(in.label);
 		printf(",\"uuid\":\"%s\",\"version\":\"%u.%u\",\"features\":{\"compat\":%llu,\"ro_compat\":%llu,"
 		       "\"incompat\":%llu},\"size\":%llu,\"block_size\":%u,\"sector_size\":%u,\"data_blocks\":%llu,"
 		       "\"free_blocks\":%llu,\"free_bytes\":%llu,\"reserved_blocks\":%llu,\"pools\":%llu,"
@@ -173,7 +161,7 @@ static int cmd_hosts(int argc, char **argv)
 		base_uuid_fmt(s[i].uuid, uuid);
 		if (json) {
 			printf("%s{\"slot\":%u,\"uuid\":\"%s\",\"hostname\":", shown++ ? "," : "", s[i].slot, uuid);
-			json_str(s[i].hostname);
+			tool_json_str(s[i].hostname);
 			printf(",\"generation\":%llu,\"heartbeat_age_s\":%.1f,\"heartbeat_age_at_least\":%s,"
 			       "\"state\":\"%s\"}",
 			       (unsigned long long)s[i].gen, s[i].age_s, s[i].alive ? "false" : "true",
@@ -226,11 +214,11 @@ static int print_lock(void *arg, const struct vmfs_lock *h)
 	}
 	if (c->json) {
 		printf("%s{\"resource\":", c->n ? "," : "");
-		json_str(what);
+		tool_json_str(what);
 		if (h->kind == VMFS_LOCK_INODE)
 			printf(",\"inode\":%llu", id);
 		printf(",\"mode\":\"%s\",\"slot\":%u,\"hostname\":", mode_name(h->mode), h->slot);
-		json_str(h->hostname);
+		tool_json_str(h->hostname);
 		printf(",\"generation\":%llu,\"version\":%llu}", (unsigned long long)h->gen,
 		       (unsigned long long)h->version);
 	} else {
@@ -294,6 +282,10 @@ int main(int argc, char **argv)
 		return cmd_hosts(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "locks"))
 		return cmd_locks(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "snapshot"))
+		return cmd_snapshot(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "clone"))
+		return cmd_clone(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
 		usage(stdout);
 		return 0;

@@ -1,0 +1,21 @@
+/*
+ * vmfsctl's own header: what its command files (tools/vmfsctl_*.c) share with
+ * tools/vmfsctl.c.
+ */
+#ifndef VMFS_TOOLS_VMFSCTL_H
+#define VMFS_TOOLS_VMFSCTL_H
+
+#include <stdio.h>
+
+#include "vmfs/vmfs.h"
+
+void usage(FILE *f);
+/* Opens DEVICE read-only (no cluster join, nothing written); NULL after saying why. */
+struct vmfs *open_readonly(const char *dev);
+
+/* tools/vmfsctl_snap.c: vmfsctl snapshot ..., vmfsctl clone ... */
+void snap_usage(FILE *f);
+int cmd_snapshot(int argc, char **argv);
+int cmd_clone(int argc, char **argv);
+
+#endif

@@ -1,0 +1,370 @@
+/*
+ * vmfsctl snapshot create|list|revert|delete|diff and vmfsctl clone: the
+ * snapshot/ module's commands. Commands that change the datastore join the
+ * cluster as a host of their own (about 2 s) and take the files' locks; list
+ * and diff open it read-only and write nothing. Exit codes as every vmfsctl
+ * command: 0 done, 1 failed (one line on stderr says why), 2 bad usage.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/base.h"
+#include "base/cli.h"
+#include "snapshot/snapshot.h"
+#include "tools/vmfsctl.h"
+
+void snap_usage(FILE *f)
+{
+	fprintf(f, "       vmfsctl snapshot create [--json] DEVICE PATH [--name NAME]\n"
+		   "                                             snapshot a file, or a folder's files together\n"
+		   "       vmfsctl snapshot list [--json] DEVICE PATH   the snapshot tree, with each one's unique bytes\n"
+		   "       vmfsctl snapshot revert [--json] DEVICE PATH NAME\n"
+		   "       vmfsctl snapshot delete [--json] DEVICE PATH NAME\n"
+		   "       vmfsctl snapshot diff [--json] DEVICE PATH FROM [TO]\n"
+		   "                                             byte ranges that differ (TO: the live file)\n"
+		   "       vmfsctl clone [--json] DEVICE SRC[@SNAPSHOT] DST   a linked clone sharing every block\n");
+}
+
+/* --json, --name NAME and up to max positional arguments: 0, or 2 (said). */
+struct args {
+	bool json;
+	const char *name;
+	const char *pos[4];
+	int npos;
+};
+
+static int parse(int argc, char **argv, struct args *a, int min, int max, bool name_ok)
+{
+	memset(a, 0, sizeof(*a));
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--json"))
+			a->json = true;
+		else if (name_ok && !strcmp(argv[i], "--name") && i + 1 < argc)
+			a->name = argv[++i];
+		else if (argv[i][0] == '-' && argv[i][1])
+			goto bad;
+		else if (a->npos < max)
+			a->pos[a->npos++] = argv[i];
+		else
+			goto bad;
+	}
+	if (a->npos >= min)
+		return 0;
+bad:
+	usage(stderr);
+	return 2;
+}
+
+/* Joins the cluster as a host of its own: NULL after saying why. */
+static struct vmfs *open_rw(const char *dev)
+{
+	struct vmfs_open_opts oo = { .commit_ms = 0 };
+	struct vmfs *fs = NULL;
+	char err[256];
+
+	if (vmfs_open(dev, &oo, &fs, err, sizeof(err))) {
+		tool_err("%s", err);
+		return NULL;
+	}
+	return fs;
+}
+
+/* Closes fs; a failed close (the final commit) fails the command. */
+static int finish(struct vmfs *fs, int ret)
+{
+	int c = vmfs_close(fs);
+
+	if (c && !ret) {
+		tool_err("cannot close the datastore: %s", strerror(-c));
+		return 1;
+	}
+	return ret;
+}
+
+static void json_files(const struct snap_files *f)
+{
+	printf("\"files\":[");
+	for (size_t i = 0; i < f->n; i++) {
+		printf(i ? "," : "");
+		tool_json_str(f->name[i]);
+	}
+	printf("]");
+}
+
+static int cmd_create(int argc, char **argv)
+{
+	char err[512], def[64], name[80];
+	struct snap_files f;
+	struct args a;
+	struct vmfs *fs;
+	int ret;
+
+	if (parse(argc, argv, &a, 2, 2, true))
+		return 2;
+	fs = open_rw(a.pos[0]);
+	if (!fs)
+		return 1;
+	if (a.name) {
+		ret = snap_create(fs, a.pos[1], a.name, err, sizeof(err));
+	} else { /* the time, made unique if two snapshots land in one second */
+		snap_default_name(def, sizeof(def));
+		snprintf(name, sizeof(name), "%s", def);
+		ret = snap_create(fs, a.pos[1], name, err, sizeof(err));
+		for (int i = 2; ret == -EEXIST && i < 100; i++) {
+			snprintf(name, sizeof(name), "%s-%d", def, i);
+			ret = snap_create(fs, a.pos[1], name, err, sizeof(err));
+		}
+	}
+	if (ret) {
+		tool_err("%s", err);
+		return finish(fs, 1);
+	}
+	if (!snap_files_get(fs, a.pos[1], &f, err, sizeof(err))) {
+		if (a.json) {
+			printf("{\"created\":");
+			tool_json_str(a.name ? a.name : name);
+			printf(",");
+			json_files(&f);
+			printf("}\n");
+		} else {
+			printf("snapshot '%s' of %zu file%s\n", a.name ? a.name : name, f.n, f.n == 1 ? "" : "s");
+		}
+		snap_files_release(&f);
+	}
+	return finish(fs, 0);
+}
+
+static void fmt_time(int64_t ns, char *buf, size_t len)
+{
+	time_t t = (time_t)(ns / 1000000000);
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static const char *name_of(const struct snap_file_tree *t, uint64_t ino)
+{
+	for (size_t i = 0; i < t->n; i++)
+		if (t->snaps[i].ino == ino)
+			return t->snaps[i].name;
+	return NULL;
+}
+
+/* Prints the children of parent (oldest first), indented by depth, and "(now)" where the live file is. */
+static void print_tree(const struct snap_file_tree *t, uint64_t parent, int depth)
+{
+	for (size_t k = t->n; k-- > 0;) { /* the list is newest first */
+		const struct vmfs_snap_info *s = &t->snaps[k];
+		char when[32];
+
+		if (s->parent != parent)
+			continue;
+		fmt_time(s->time_ns, when, sizeof(when));
+		printf("  %*s%-*s %6llu  %s  %14llu  %14llu\n", depth * 2, "", 24 - depth * 2 > 1 ? 24 - depth * 2 : 1,
+		       s->name, (unsigned long long)s->id, when, (unsigned long long)s->size,
+		       (unsigned long long)t->unique[k]);
+		print_tree(t, s->ino, depth + 1);
+	}
+	if (t->parent == parent)
+		printf("  %*s(now: the live file)\n", depth * 2, "");
+}
+
+static int cmd_list(int argc, char **argv)
+{
+	struct snap_listing l;
+	char err[512];
+	struct args a;
+	struct vmfs *fs;
+
+	if (parse(argc, argv, &a, 2, 2, false))
+		return 2;
+	fs = open_readonly(a.pos[0]);
+	if (!fs)
+		return 1;
+	if (snap_list(fs, a.pos[1], &l, err, sizeof(err))) {
+		tool_err("%s", err);
+		return finish(fs, 1);
+	}
+	if (a.json)
+		printf("[");
+	for (size_t i = 0; i < l.n; i++) {
+		const struct snap_file_tree *t = &l.files[i];
+
+		if (!a.json) {
+			printf("%s%s: %zu snapshot%s\n", i ? "\n" : "", t->path, t->n, t->n == 1 ? "" : "s");
+			if (t->n) {
+				printf("  %-24s %6s  %-20s  %14s  %14s\n", "NAME", "ID", "CREATED", "SIZE", "UNIQUE BYTES");
+				print_tree(t, 0, 0);
+			}
+			continue;
+		}
+		printf("%s{\"file\":", i ? "," : "");
+		tool_json_str(t->path);
+		printf(",\"parent\":");
+		if (name_of(t, t->parent))
+			tool_json_str(name_of(t, t->parent));
+		else
+			printf("null");
+		printf(",\"snapshots\":[");
+		for (size_t k = 0; k < t->n; k++) {
+			const struct vmfs_snap_info *s = &t->snaps[k];
+			char when[32];
+
+			fmt_time(s->time_ns, when, sizeof(when));
+			printf("%s{\"name\":", k ? "," : "");
+			tool_json_str(s->name);
+			printf(",\"id\":%llu,\"time\":\"%s\",\"time_ns\":%lld,\"parent\":", (unsigned long long)s->id, when,
+			       (long long)s->time_ns);
+			if (name_of(t, s->parent))
+				tool_json_str(name_of(t, s->parent));
+			else
+				printf("null");
+			printf(",\"size\":%llu,\"unique_bytes\":%llu}", (unsigned long long)s->size,
+			       (unsigned long long)t->unique[k]);
+		}
+		printf("]}");
+	}
+	if (a.json)
+		printf("]\n");
+	snap_listing_release(&l);
+	return finish(fs, 0);
+}
+
+/* revert or delete: both take PATH NAME and act on every file of PATH that has NAME */
+static int cmd_change(int argc, char **argv, bool revert)
+{
+	char err[512];
+	struct snap_files f = { 0 };
+	struct args a;
+	struct vmfs *fs;
+	int ret;
+
+	if (parse(argc, argv, &a, 3, 3, false))
+		return 2;
+	fs = open_rw(a.pos[0]);
+	if (!fs)
+		return 1;
+	if (a.json)
+		snap_files_get(fs, a.pos[1], &f, err, sizeof(err));
+	ret = revert ? snap_revert(fs, a.pos[1], a.pos[2], err, sizeof(err))
+		     : snap_delete(fs, a.pos[1], a.pos[2], err, sizeof(err));
+	if (ret) {
+		tool_err("%s", err);
+		snap_files_release(&f);
+		return finish(fs, 1);
+	}
+	if (a.json) {
+		printf("{\"%s\":", revert ? "reverted" : "deleted");
+		tool_json_str(a.pos[2]);
+		printf(",\"path\":");
+		tool_json_str(a.pos[1]);
+		printf("}\n");
+	}
+	snap_files_release(&f);
+	return finish(fs, 0);
+}
+
+struct diff_out {
+	bool json;
+	unsigned n;
+	uint64_t bytes;
+};
+
+static int diff_print(void *ctx, uint64_t off, uint64_t len)
+{
+	struct diff_out *d = ctx;
+
+	if (d->json)
+		printf("%s{\"offset\":%llu,\"length\":%llu}", d->n ? "," : "", (unsigned long long)off,
+		       (unsigned long long)len);
+	else
+		printf("%llu %llu\n", (unsigned long long)off, (unsigned long long)len);
+	d->n++;
+	d->bytes += len;
+	return 0;
+}
+
+static int cmd_diff(int argc, char **argv)
+{
+	char err[512];
+	struct args a;
+	struct diff_out d = { 0 };
+	struct vmfs *fs;
+	int ret;
+
+	if (parse(argc, argv, &a, 3, 4, false))
+		return 2;
+	fs = open_readonly(a.pos[0]);
+	if (!fs)
+		return 1;
+	d.json = a.json;
+	if (a.json) {
+		printf("{\"file\":");
+		tool_json_str(a.pos[1]);
+		printf(",\"from\":");
+		tool_json_str(a.pos[2]);
+		printf(",\"to\":");
+		if (a.npos > 3)
+			tool_json_str(a.pos[3]);
+		else
+			printf("null");
+		printf(",\"extents\":[");
+	}
+	ret = snap_diff(fs, a.pos[1], a.pos[2], a.npos > 3 ? a.pos[3] : NULL, diff_print, &d, err, sizeof(err));
+	if (a.json)
+		printf("],\"changed_bytes\":%llu}\n", (unsigned long long)d.bytes);
+	fflush(stdout);
+	if (ret)
+		tool_err("%s", err);
+	return finish(fs, ret ? 1 : 0);
+}
+
+int cmd_snapshot(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	if (!strcmp(argv[1], "create"))
+		return cmd_create(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "list"))
+		return cmd_list(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "revert"))
+		return cmd_change(argc - 1, argv + 1, true);
+	if (!strcmp(argv[1], "delete"))
+		return cmd_change(argc - 1, argv + 1, false);
+	if (!strcmp(argv[1], "diff"))
+		return cmd_diff(argc - 1, argv + 1);
+	tool_err("unknown snapshot command '%s'", argv[1]);
+	usage(stderr);
+	return 2;
+}
+
+int cmd_clone(int argc, char **argv)
+{
+	char err[512];
+	struct args a;
+	struct vmfs *fs;
+
+	if (parse(argc, argv, &a, 3, 3, false))
+		return 2;
+	fs = open_rw(a.pos[0]);
+	if (!fs)
+		return 1;
+	if (snap_clone(fs, a.pos[1], a.pos[2], err, sizeof(err))) {
+		tool_err("%s", err);
+		return finish(fs, 1);
+	}
+	if (a.json) {
+		printf("{\"clone\":");
+		tool_json_str(a.pos[2]);
+		printf(",\"source\":");
+		tool_json_str(a.pos[1]);
+		printf("}\n");
+	}
+	return finish(fs, 0);
+}

@@ -165,13 +165,18 @@ void snap_default_name(char *buf, size_t len)
 	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-/* Takes the files' locks exclusive; on -EBUSY err names the holder. *held: how many were taken. */
-static int lock_all(struct vmfs *fs, const struct snap_files *f, size_t *held, char *err, size_t errlen)
+/*
+ * Takes the files' locks; on -EBUSY err names the holder. *held: how many were
+ * taken. Shared is enough to snapshot or clone a file (no other host may be
+ * writing it; readers may go on); a revert changes the content: exclusive.
+ */
+static int lock_all(struct vmfs *fs, const struct snap_files *f, enum vmfs_lock_mode mode, size_t *held, char *err,
+		    size_t errlen)
 {
 	char who[160];
 
 	for (*held = 0; *held < f->n; (*held)++) {
-		int ret = vmfs_file_lock(fs, f->ino[*held], VMFS_LOCK_EX, who, sizeof(who));
+		int ret = vmfs_file_lock(fs, f->ino[*held], mode, who, sizeof(who));
 		if (ret == -EBUSY)
 			return base_set_err(err, errlen, ret, "%s: in use by %s", f->name[*held], who);
 		if (ret)
@@ -197,7 +202,7 @@ int snap_create(struct vmfs *fs, const char *path, const char *name, char *err, 
 	if (f.n > VMFS_SNAP_GROUP_MAX)
 		ret = base_set_err(err, errlen, -E2BIG, "%s: %s", path, why(-E2BIG));
 	if (!ret)
-		ret = lock_all(fs, &f, &held, err, errlen);
+		ret = lock_all(fs, &f, VMFS_LOCK_SH, &held, err, errlen);
 	if (!ret) {
 		ret = vmfs_snap_create(fs, f.ino, f.n, name, NULL);
 		if (ret == -EEXIST) {
@@ -274,7 +279,7 @@ int snap_revert(struct vmfs *fs, const char *path, const char *name, char *err, 
 		return ret;
 	mine = f;
 	mine.n = n;
-	ret = lock_all(fs, &mine, &held, err, errlen);
+	ret = lock_all(fs, &mine, VMFS_LOCK_EX, &held, err, errlen);
 	if (!ret) {
 		ret = vmfs_snap_revert(fs, f.ino, snaps, n);
 		if (ret)
@@ -395,49 +400,132 @@ int snap_diff(struct vmfs *fs, const char *path, const char *from, const char *t
 	return ret;
 }
 
+/*
+ * A clone's destination: the folder (*dino) and the name in it (*base, in *buf,
+ * which the caller frees). The name must be new.
+ */
+static int clone_dst(struct vmfs *fs, const char *dst, uint64_t *dino, char **buf, const char **base, char *err,
+		     size_t errlen)
+{
+	char *dir = strdup(dst), *slash;
+	struct vmfs_stat st;
+	int ret;
+
+	*buf = dir;
+	if (!dir)
+		return base_set_err(err, errlen, -ENOMEM, "out of memory");
+	while (strlen(dir) > 1 && dir[strlen(dir) - 1] == '/')
+		dir[strlen(dir) - 1] = 0;
+	slash = strrchr(dir, '/');
+	*base = slash ? slash + 1 : dir;
+	if (slash)
+		*slash = 0;
+	if (!**base || !strcmp(*base, ".") || !strcmp(*base, ".."))
+		return base_set_err(err, errlen, -EINVAL, "%s: not a name for a new file", dst);
+	if (strlen(*base) > 255)
+		return base_set_err(err, errlen, -ENAMETOOLONG, "%s: name too long", dst);
+	ret = vmfs_resolve(fs, slash && *dir ? dir : "/", dino);
+	if (!ret)
+		ret = vmfs_getattr(fs, *dino, &st);
+	if (ret)
+		return base_set_err(err, errlen, ret, "%s: %s", dst,
+				    ret == -ENOENT ? "its folder does not exist" : strerror(-ret));
+	if (!S_ISDIR(st.mode))
+		return base_set_err(err, errlen, -ENOTDIR, "%s: its folder is not a folder", dst);
+	ret = vmfs_lookup(fs, *dino, *base, &st);
+	if (!ret) {
+		vmfs_forget(fs, st.ino, 1);
+		return base_set_err(err, errlen, -EEXIST, "%s: exists", dst);
+	}
+	return ret == -ENOENT ? 0 : base_set_err(err, errlen, ret, "%s: %s", dst, strerror(-ret));
+}
+
+/* SRC or SRC@SNAPSHOT: the file (*ino) and what to share (*from: the file or its snapshot). */
+static int clone_src(struct vmfs *fs, const char *src, char **path, char **at, uint64_t *ino, uint64_t *from,
+		     char *err, size_t errlen)
+{
+	int ret;
+
+	*path = strdup(src);
+	if (!*path)
+		return base_set_err(err, errlen, -ENOMEM, "out of memory");
+	*at = strrchr(*path, '@');
+	if (*at)
+		*(*at)++ = 0;
+	ret = one_file(fs, *path, ino, err, errlen);
+	*from = *ino;
+	if (!ret && *at)
+		ret = find_snap(fs, *path, *ino, *at, from, err, errlen);
+	return ret;
+}
+
+int snap_precheck(struct vmfs *fs, enum snap_op op, const char *path, const char *name, const char *dst, char *err,
+		  size_t errlen)
+{
+	struct snap_files f;
+	uint64_t *snaps, ino, from, dino;
+	char *p = NULL, *at, *buf = NULL;
+	const char *base;
+	size_t n;
+	int ret;
+
+	switch (op) {
+	case SNAP_CREATE:
+		ret = snap_files_get(fs, path, &f, err, errlen);
+		if (ret)
+			return ret;
+		if (f.n > VMFS_SNAP_GROUP_MAX)
+			ret = base_set_err(err, errlen, -E2BIG, "%s: %s", path, why(-E2BIG));
+		for (size_t i = 0; i < f.n && !ret; i++) {
+			uint64_t s;
+			ret = vmfs_snap_find(fs, f.ino[i], name, &s);
+			if (!ret)
+				ret = base_set_err(err, errlen, -EEXIST, "%s: snapshot '%s' exists", f.name[i], name);
+			else if (ret == -ENOENT)
+				ret = 0;
+			else
+				base_set_err(err, errlen, ret, "%s: snapshot '%s': %s", f.name[i], name, why(ret));
+		}
+		snap_files_release(&f);
+		return ret;
+	case SNAP_REVERT:
+	case SNAP_DELETE:
+		ret = pick(fs, path, name, &f, &snaps, &n, err, errlen);
+		if (!ret) {
+			free(snaps);
+			snap_files_release(&f);
+		}
+		return ret;
+	case SNAP_CLONE:
+		ret = clone_src(fs, path, &p, &at, &ino, &from, err, errlen);
+		if (!ret)
+			ret = clone_dst(fs, dst, &dino, &buf, &base, err, errlen);
+		free(p);
+		free(buf);
+		return ret;
+	}
+	return -EINVAL;
+}
+
 int snap_clone(struct vmfs *fs, const char *src, const char *dst, char *err, size_t errlen)
 {
-	char *path = strdup(src), *at, *slash, *dir;
+	char *path, *at, *dir = NULL;
 	const char *base;
 	struct snap_files lock = { 0 };
 	struct vmfs_stat st;
 	uint64_t ino, from, dino;
 	size_t held = 0;
-	int ret;
+	int ret = clone_src(fs, src, &path, &at, &ino, &from, err, errlen);
 
-	if (!path)
-		return base_set_err(err, errlen, -ENOMEM, "out of memory");
-	at = strrchr(path, '@');
-	if (at)
-		*at++ = 0;
-	ret = one_file(fs, path, &ino, err, errlen);
-	from = ino;
-	if (!ret && at)
-		ret = find_snap(fs, path, ino, at, &from, err, errlen);
+	if (!ret)
+		ret = clone_dst(fs, dst, &dino, &dir, &base, err, errlen);
 	if (ret)
 		goto out;
-	dir = strdup(dst);
-	if (!dir) {
-		ret = base_set_err(err, errlen, -ENOMEM, "out of memory");
-		goto out;
-	}
-	while (strlen(dir) > 1 && dir[strlen(dir) - 1] == '/')
-		dir[strlen(dir) - 1] = 0;
-	slash = strrchr(dir, '/');
-	base = slash ? slash + 1 : dir;
-	if (slash)
-		*slash = 0;
-	ret = vmfs_resolve(fs, slash && *dir ? dir : "/", &dino);
-	if (ret) {
-		base_set_err(err, errlen, ret, "%s: %s", dst, ret == -ENOENT ? "its folder does not exist" : strerror(-ret));
-		free(dir);
-		goto out;
-	}
 	if (!at) { /* the source's blocks must not change while they become shared */
 		lock.n = 1;
 		lock.ino = &ino;
 		lock.name = &path;
-		ret = lock_all(fs, &lock, &held, err, errlen);
+		ret = lock_all(fs, &lock, VMFS_LOCK_SH, &held, err, errlen);
 	}
 	if (!ret)
 		ret = vmfs_getattr(fs, ino, &st);
@@ -452,8 +540,8 @@ int snap_clone(struct vmfs *fs, const char *src, const char *dst, char *err, siz
 	}
 	if (held)
 		unlock_all(fs, &lock, held);
-	free(dir);
 out:
+	free(dir);
 	free(path);
 	return ret;
 }

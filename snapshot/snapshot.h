@@ -10,9 +10,10 @@
  * is named by the file it belongs to and its name; a folder's snapshot NAME is
  * each file's snapshot NAME.
  *
- * Cluster: snapshotting, reverting or cloning a file takes its file lock
- * exclusive, so a file another host holds open is refused with -EBUSY and the
- * holder's name; the host that holds it (this handle) may go on.
+ * Cluster: snapshotting or cloning a file takes its file lock shared and
+ * reverting takes it exclusive, so a file another host holds open for writing
+ * (for a revert: open at all) is refused with -EBUSY and the holder's name; the
+ * host that holds it (this handle) may go on.
  *
  * Every call returns 0 or a negative errno, and on failure puts one line (no
  * newline) in err. A failed call leaves the datastore as it was.
@@ -37,6 +38,18 @@ void snap_files_release(struct snap_files *f);
 
 /* A name for a snapshot made now ("YYYY-MM-DDTHH:MM:SSZ", UTC) when the user gives none. */
 void snap_default_name(char *buf, size_t len);
+
+/*
+ * What the changing calls below check before they change anything, on any
+ * handle (a read-only one too): that PATH exists, the name is valid and free
+ * (create) or names a snapshot of PATH (revert, delete), and for a clone that
+ * SRC (and its snapshot) exists and DST does not while its folder does. vmfsctl
+ * runs it on a read-only handle before it joins the cluster, so a refused
+ * command writes nothing at all. name: the snapshot name, dst: the clone's.
+ */
+enum snap_op { SNAP_CREATE, SNAP_REVERT, SNAP_DELETE, SNAP_CLONE };
+int snap_precheck(struct vmfs *fs, enum snap_op op, const char *path, const char *name, const char *dst, char *err,
+		  size_t errlen);
 
 int snap_create(struct vmfs *fs, const char *path, const char *name, char *err, size_t errlen);
 /* Every file of PATH that has a snapshot NAME goes back to it; -ENOENT when none has. */

@@ -72,6 +72,29 @@ static struct vmfs *open_rw(const char *dev)
 	return fs;
 }
 
+/*
+ * Checks on a read-only handle that the command can run (snap_precheck): a
+ * refused command exits before it joins the cluster, having written nothing.
+ * 0, or 1 after saying why; -EEXIST comes back as such when exists_ok.
+ */
+static int precheck(const char *dev, enum snap_op op, const char *path, const char *name, const char *dst,
+		    bool exists_ok)
+{
+	struct vmfs *fs = open_readonly(dev);
+	char err[512];
+	int ret;
+
+	if (!fs)
+		return 1;
+	ret = snap_precheck(fs, op, path, name, dst, err, sizeof(err));
+	vmfs_close(fs);
+	if (ret == -EEXIST && exists_ok)
+		return ret;
+	if (ret)
+		tool_err("%s", err);
+	return ret ? 1 : 0;
+}
+
 /* Closes fs; a failed close (the final commit) fails the command. */
 static int finish(struct vmfs *fs, int ret)
 {
@@ -104,20 +127,23 @@ static int cmd_create(int argc, char **argv)
 
 	if (parse(argc, argv, &a, 2, 2, true))
 		return 2;
-	fs = open_rw(a.pos[0]);
-	if (!fs)
-		return 1;
 	if (a.name) {
-		ret = snap_create(fs, a.pos[1], a.name, err, sizeof(err));
+		ret = precheck(a.pos[0], SNAP_CREATE, a.pos[1], a.name, NULL, false);
 	} else { /* the time, made unique if two snapshots land in one second */
 		snap_default_name(def, sizeof(def));
 		snprintf(name, sizeof(name), "%s", def);
-		ret = snap_create(fs, a.pos[1], name, err, sizeof(err));
+		ret = precheck(a.pos[0], SNAP_CREATE, a.pos[1], name, NULL, true);
 		for (int i = 2; ret == -EEXIST && i < 100; i++) {
 			snprintf(name, sizeof(name), "%s-%d", def, i);
-			ret = snap_create(fs, a.pos[1], name, err, sizeof(err));
+			ret = precheck(a.pos[0], SNAP_CREATE, a.pos[1], name, NULL, i < 99);
 		}
 	}
+	if (ret)
+		return 1;
+	fs = open_rw(a.pos[0]);
+	if (!fs)
+		return 1;
+	ret = snap_create(fs, a.pos[1], a.name ? a.name : name, err, sizeof(err));
 	if (ret) {
 		tool_err("%s", err);
 		return finish(fs, 1);
@@ -245,6 +271,8 @@ static int cmd_change(int argc, char **argv, bool revert)
 
 	if (parse(argc, argv, &a, 3, 3, false))
 		return 2;
+	if (precheck(a.pos[0], revert ? SNAP_REVERT : SNAP_DELETE, a.pos[1], a.pos[2], NULL, false))
+		return 1;
 	fs = open_rw(a.pos[0]);
 	if (!fs)
 		return 1;
@@ -352,6 +380,8 @@ int cmd_clone(int argc, char **argv)
 
 	if (parse(argc, argv, &a, 3, 3, false))
 		return 2;
+	if (precheck(a.pos[0], SNAP_CLONE, a.pos[1], NULL, a.pos[2], false))
+		return 1;
 	fs = open_rw(a.pos[0]);
 	if (!fs)
 		return 1;

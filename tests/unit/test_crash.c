@@ -437,6 +437,10 @@ static Suite *crash_suite(void)
 	tc = tcase_create("power_cuts");
 	crash_power_tests(tc);
 	suite_add_tcase(s, tc);
+
+	tc = tcase_create("snap_cuts");
+	crash_snap_tests(tc);
+	suite_add_tcase(s, tc);
 	return s;
 }
 

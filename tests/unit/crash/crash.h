@@ -179,5 +179,6 @@ int make_image(const char *img, char *err, size_t errlen);
 /* The cases power_cuts (power.c) and regressions (regress.c): fixture, timeout, tests. */
 void crash_power_tests(TCase *tc);
 void crash_regress_tests(TCase *tc);
+void crash_snap_tests(TCase *tc);     /* snap.c: power cuts through snapshots (case snap_cuts) */
 
 #endif

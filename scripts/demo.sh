@@ -1,7 +1,8 @@
 #!/bin/bash
 # make demo: a datastore in a local sparse file, mounted with vmfs-mount; a VM
 # folder with a thin disk image written through the mount; vmfsctl info and df;
-# then a clean unmount; then vmm creates a VM on the datastore and boots it
+# then a clean unmount; a snapshot of the VM folder, a bad write, the diff, a
+# revert that brings the data back, a linked clone; then vmm creates a VM on the datastore and boots it
 # (a freestanding test guest: a Linux kernel needs hardware KVM to boot in
 # reasonable time, see docs/VMM.md). Everything lives under build/demo.
 set -euo pipefail
@@ -53,7 +54,40 @@ step "unmount, then vmfsctl info"
 "$BIN/vmfs-mount" -u "$MNT"
 wait "$DAEMON"; DAEMON=
 "$BIN/vmfsctl" info "$IMG"
+
+mount_demo() {
+	"$BIN/vmfs-mount" -f "$IMG" "$MNT" & DAEMON=$!
+	for _ in $(seq 100); do mountpoint -q "$MNT" && break; sleep 0.05; done
+	mountpoint -q "$MNT" || { echo "demo: mount did not appear" >&2; exit 1; }
+}
+umount_demo() {
+	"$BIN/vmfs-mount" -u "$MNT"
+	wait "$DAEMON"; DAEMON=
+}
+step "vmfsctl snapshot create $IMG /vms/demo-vm --name before-upgrade   (the disk and vm.conf together; O(1))"
+"$BIN/vmfsctl" snapshot create "$IMG" /vms/demo-vm --name before-upgrade
+
+step "an 'upgrade' goes wrong: 4 MiB of the disk overwritten"
+mount_demo
+dd if=/dev/zero of="$MNT/vms/demo-vm/disk.img" bs=1M count=4 seek=8 oflag=direct conv=notrunc status=none
+cmp -s -n $((64 << 20)) "$DIR/payload" "$MNT/vms/demo-vm/disk.img" || echo "  the disk no longer holds what was written"
+umount_demo
+
+step "vmfsctl snapshot diff: the byte ranges changed since the snapshot (what a backup would copy)"
+"$BIN/vmfsctl" snapshot diff "$IMG" /vms/demo-vm/disk.img before-upgrade
+step "vmfsctl snapshot list: the tree, and the bytes each snapshot holds alone"
+"$BIN/vmfsctl" snapshot list "$IMG" /vms/demo-vm
+
+step "vmfsctl snapshot revert $IMG /vms/demo-vm before-upgrade"
+"$BIN/vmfsctl" snapshot revert "$IMG" /vms/demo-vm before-upgrade
+mount_demo
+cmp -n $((64 << 20)) "$DIR/payload" "$MNT/vms/demo-vm/disk.img" && echo "  read back: identical to before the 'upgrade'"
+umount_demo
 rm -f "$DIR/payload"
+
+step "vmfsctl clone: a writable linked clone of the snapshot, sharing every block"
+"$BIN/vmfsctl" clone "$IMG" /vms/demo-vm/disk.img@before-upgrade /vms/clone.img
+"$BIN/vmfsctl" info "$IMG" | grep -E "^(free|features)"
 
 step "vmm create: a VM whose kernel is the freestanding test guest tests/guests/hello.c, with a 1 GiB thin disk"
 "$BIN/vmm" create "$IMG" /vms/hello --kernel "$PWD/build/tests/guests/hello.bzImage" \

@@ -506,6 +506,26 @@ static void vm_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		fuse_reply_write(req, n);
 }
 
+/* copy_file_range (cp within the datastore): whole blocks are shared, not copied (vmfs_copy_range). */
+static void vm_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, struct fuse_file_info *fi_in,
+			       fuse_ino_t ino_out, off_t off_out, struct fuse_file_info *fi_out, size_t len, int flags)
+{
+	struct vmount *vm = vm_of(req);
+	ssize_t n;
+
+	(void)fi_in;
+	(void)fi_out;
+	if (flags) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	n = vmfs_copy_range(vm->fs, to_vmfs(vm, ino_in), (uint64_t)off_in, to_vmfs(vm, ino_out), (uint64_t)off_out, len);
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else
+		fuse_reply_write(req, (size_t)n);
+}
+
 /* flush: nothing is buffered here. */
 static void vm_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
@@ -668,6 +688,7 @@ static const struct fuse_lowlevel_ops vm_ops = {
 	.open = vm_open,
 	.read = vm_read,
 	.write = vm_write,
+	.copy_file_range = vm_copy_file_range,
 	.flush = vm_flush,
 	.release = vm_release,
 	.fsync = vm_fsync,

@@ -856,3 +856,153 @@ int share_clone(struct vmfs *fs, uint64_t src, struct vbuf *nb)
 	meta_put(fs, sb);
 	return ret;
 }
+
+/* ---- copy_file_range: shared whole blocks, copied edges ------------------------------ */
+
+/* Copies [soff, soff + len) of src to doff of dst through the file API (the edges, or what cannot be shared). */
+static int copy_bytes(struct vmfs *fs, uint64_t src, uint64_t soff, uint64_t dst, uint64_t doff, uint64_t len)
+{
+	size_t chunk = (size_t)base_min(len, (uint64_t)(1u << 20));
+	uint8_t *buf = len ? malloc(chunk) : NULL;
+	int ret = 0;
+
+	if (len && !buf)
+		return -ENOMEM;
+	while (len && !ret) {
+		size_t n = (size_t)base_min(len, (uint64_t)chunk);
+		ssize_t r = vmfs_pread(fs, src, buf, n, soff);
+
+		if (r >= 0 && (size_t)r != n)
+			r = -EIO; /* the source shrank under the copy */
+		if (r >= 0)
+			r = vmfs_pwrite(fs, dst, buf, n, doff);
+		ret = r < 0 ? (int)r : 0;
+		soff += n;
+		doff += n;
+		len -= n;
+	}
+	free(buf);
+	return ret;
+}
+
+/*
+ * In one operation, with both files' I/O locks held: dst's blocks
+ * [dblk, dblk + n) become shared copies of src's [sblk, sblk + n). Stops early
+ * (*done blocks shared) at a block whose count is at its maximum.
+ */
+static int share_blocks(struct vmfs *fs, uint64_t src, uint64_t sblk, uint64_t dst, uint64_t dblk, uint64_t n,
+			uint64_t *done)
+{
+	struct vbuf *sb, *db;
+	int ret = op_begin(fs);
+
+	*done = 0;
+	if (!ret)
+		ret = inode_read(fs, src, &sb);
+	if (ret)
+		return op_end(fs, ret);
+	ret = inode_read(fs, dst, &db);
+	if (ret) {
+		meta_put(fs, sb);
+		return op_end(fs, ret);
+	}
+	if (!(le32_to_cpu(ib_inode(sb)->i_flags) & VMFS_IF_LARGE) ||
+	    !(le32_to_cpu(ib_inode(db)->i_flags) & VMFS_IF_LARGE) || is_snapshot(ib_inode(db)))
+		ret = -EOPNOTSUPP; /* the caller copies instead */
+	if (!ret)
+		ret = meta_dirty(fs, sb);
+	if (!ret)
+		ret = meta_dirty(fs, db);
+	if (!ret)
+		ret = share_feature(fs);
+	if (!ret) {
+		ib_inode(sb)->i_flags = cpu_to_le32(le32_to_cpu(ib_inode(sb)->i_flags) | VMFS_IF_SHARED);
+		ib_inode(db)->i_flags = cpu_to_le32(le32_to_cpu(ib_inode(db)->i_flags) | VMFS_IF_SHARED);
+	}
+	for (uint64_t i = 0; i < n && !ret; i++) {
+		struct vmfs_inode_disk *dd = ib_inode(db);
+		uint64_t p, q;
+
+		ret = bmap_get(fs, ib_inode(sb), sblk + i, &p);
+		if (!ret)
+			ret = bmap_get(fs, dd, dblk + i, &q);
+		if (ret || p == q)
+			continue;
+		if (p) {
+			ret = ref_add(fs, p & VMFS_PTR_ADDR_MASK);
+			if (ret == -EMLINK) { /* never a wrap: the rest is copied */
+				ret = 0;
+				break;
+			}
+		}
+		if (!ret)
+			ret = bmap_set(fs, db, dblk + i, p);
+		if (!ret && q)
+			ret = free_block(fs, q & VMFS_PTR_ADDR_MASK);
+		if (!ret)
+			dd->i_units = cpu_to_le64(le64_to_cpu(dd->i_units) + (p ? fs->upb : 0) - (q ? fs->upb : 0));
+		if (!ret)
+			ret = op_maybe_commit(fs);
+		if (!ret)
+			*done = i + 1;
+	}
+	if (!ret)
+		inode_touch(db, true, true);
+	meta_put(fs, db);
+	meta_put(fs, sb);
+	return op_end(fs, ret);
+}
+
+ssize_t vmfs_copy_range(struct vmfs *fs, uint64_t src, uint64_t soff, uint64_t dst, uint64_t doff, size_t len)
+{
+	struct vmfs_stat ss, ds;
+	uint64_t bb = fs->block_size, head, n = 0, done = 0;
+	uint64_t ino[2] = { src, dst };
+	struct vinode **v;
+	int ret;
+
+	if (fs->ro)
+		return -EROFS;
+	ret = vmfs_getattr(fs, src, &ss);
+	if (!ret)
+		ret = vmfs_getattr(fs, dst, &ds);
+	if (ret)
+		return ret;
+	if (!S_ISREG(ss.mode) || !S_ISREG(ds.mode))
+		return S_ISDIR(ss.mode) || S_ISDIR(ds.mode) ? -EISDIR : -EINVAL;
+	if (soff >= ss.size || !len)
+		return 0;
+	len = (size_t)base_min((uint64_t)len, ss.size - soff);
+	if (doff + len < doff)
+		return -EFBIG;
+	if (src == dst && soff < doff + len && doff < soff + len)
+		return copy_bytes(fs, src, soff, dst, doff, len) ? -EIO : (ssize_t)len; /* overlapping: plain copy */
+	if (ds.size < doff + len) { /* the final size first: the gap reads as zeros, the layout is right */
+		ret = vmfs_setattr(fs, dst, &(struct vmfs_stat){ .size = doff + len }, VMFS_SET_SIZE, NULL);
+		if (ret)
+			return ret;
+	}
+	head = (bb - soff % bb) % bb;
+	if (soff % bb == doff % bb && len >= head + bb && src != dst)
+		n = (len - head) / bb;
+	if (n) {
+		ret = lock_files(fs, ino, 2, &v);
+		if (ret)
+			return ret;
+		ret = share_blocks(fs, src, (soff + head) / bb, dst, (doff + head) / bb, n, &done);
+		unlock_files(fs, v, 2);
+		if (ret == -EOPNOTSUPP)
+			ret = 0; /* a small or inline file: copied below */
+		if (ret)
+			return ret;
+	}
+	if (!done) {
+		ret = copy_bytes(fs, src, soff, dst, doff, len);
+	} else {
+		uint64_t mid = head + done * bb;
+		ret = copy_bytes(fs, src, soff, dst, doff, head);
+		if (!ret)
+			ret = copy_bytes(fs, src, soff + mid, dst, doff + mid, len - mid);
+	}
+	return ret ? ret : (ssize_t)len;
+}

@@ -293,6 +293,16 @@ int vmfs_map_diff(struct vmfs *fs, uint64_t from, uint64_t to, vmfs_extent_fn fn
 int vmfs_clone(struct vmfs *fs, uint64_t src, uint64_t dir, const char *name, uint32_t mode, uint32_t uid,
 	       uint32_t gid, struct vmfs_stat *st);
 
+/*
+ * copy_file_range(2): copies up to len bytes from soff of src to doff of dst
+ * (stopping at src's end; dst grows as needed) and returns how many. Where the
+ * two offsets sit at the same place in a block, whole blocks are shared, not
+ * copied: O(blocks) metadata, no data moves and no space is used until one of
+ * the files is written; the unaligned head and tail are copied. Not atomic (as
+ * copy_file_range): a failure can leave part of the range copied.
+ */
+ssize_t vmfs_copy_range(struct vmfs *fs, uint64_t src, uint64_t soff, uint64_t dst, uint64_t doff, size_t len);
+
 /* ---- whole datastore -------------------------------------------------------- */
 
 struct vmfs_statfs {

@@ -90,6 +90,36 @@ cp "$M/vm/disk0" "$T/disk.d"
 dd if=/dev/urandom of="$M/vm/disk0" bs=1M count=2 conv=notrunc status=none
 "$CTL" snapshot revert "$D" /vm/disk0 C
 [ "$(sum "$M/vm/disk0")" = "$(sum "$T/disk.c")" ] || fail "the mount does not read the revert made by another host"
+
+log "cp within the mount shares blocks (copy_file_range): no space used, unaligned edges copied"
+mkdir "$M/cp"
+head -c $((64 << 20)) /dev/urandom >"$M/cp/src"
+src_sum=$(sum "$M/cp/src")
+used0=$(df -B1 --output=used "$M" | tail -1)
+cp "$M/cp/src" "$M/cp/dst"
+used1=$(df -B1 --output=used "$M" | tail -1)
+[ $((used1 - used0)) -lt $((1 << 20)) ] || fail "cp of 64 MiB used $((used1 - used0)) bytes"
+cmp "$M/cp/src" "$M/cp/dst" || fail "the shared copy differs"
+python3 - "$M/cp" <<'PY' || fail "an unaligned copy_file_range is wrong"
+import os, sys
+d = sys.argv[1]
+src = os.open(f"{d}/src", os.O_RDONLY)
+for name, so, do, n in (("a", 1000, 1000, (5 << 20) + 123), ("b", 4096, 0, 3 << 20), ("c", 7, 1 << 20, 70000)):
+    dst = os.open(f"{d}/{name}", os.O_RDWR | os.O_CREAT, 0o644)
+    got = 0
+    while got < n:
+        k = os.copy_file_range(src, dst, n - got, offset_src=so + got, offset_dst=do + got)
+        assert k > 0
+        got += k
+    assert os.pread(dst, n, do) == os.pread(src, n, so), name
+    assert os.pread(dst, do, 0) == bytes(do), name
+    os.close(dst)
+PY
+dd if=/dev/zero of="$M/cp/dst" bs=1M seek=3 count=1 conv=notrunc status=none
+[ "$(sum "$M/cp/src")" = "$src_sum" ] || fail "writing the copy changed its source"
+cmp -s "$M/cp/src" "$M/cp/dst" && fail "writing the copy did not change it"
+[ "$(cmp "$M/cp/src" "$M/cp/dst" | awk '{print $5}' | tr -d ,)" -gt $((3 << 20)) ] ||
+	fail "the copy differs before the block written"
 vmfs_umount "$M" "$D"
 
 log "bad input: one line, exit 1, the image unchanged"
@@ -126,7 +156,7 @@ for s in A C D; do "$CTL" snapshot delete "$D" /vm "$s"; done
 [ "$("$CTL" snapshot list --json "$D" /vm | jq_py 'sum(len(f["snapshots"]) for f in d)')" = 0 ] ||
 	fail "snapshots left after deleting them all"
 vmfs_mount "$D" "$M"
-rm -r "$M/vm" "$M/gold" "$M/d-check"
+rm -r "$M/vm" "$M/gold" "$M/d-check" "$M/cp"
 vmfs_umount "$M" "$D"
 "$VMFS_BIN/fsck.vmfs" -fn "$D" >"$T/fsck.out" || { cat "$T/fsck.out"; fail "fsck -n found problems at the end"; }
 end_free=$("$CTL" info --json "$D" | python3 -c 'import json,sys; i=json.load(sys.stdin); print(i["free_bytes"] + i["pools"] * 4096 + i["journal_bytes"])')

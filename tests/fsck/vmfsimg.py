@@ -116,6 +116,32 @@ class Image:
     def unit_block(self, unit):
         return (unit - self.data_unit) // self.upb
 
+    # i_snap (struct vmfs_snap_disk at 0x180): le64 head, next, parent, file, id; le32 count
+    SNAP = {"head": (0x180, "<Q"), "next": (0x188, "<Q"), "parent": (0x190, "<Q"), "file": (0x198, "<Q"),
+            "id": (0x1A0, "<Q"), "count": (0x1A8, "<I")}
+
+    def snap(self, ino, field):
+        off, fmt = self.SNAP[field]
+        return self.get_u(ino, off, fmt)
+
+    def set_snap(self, ino, field, value):
+        off, fmt = self.SNAP[field]
+        self.set_u(ino, off, fmt, value)
+
+    def snapshots(self, ino):
+        """The snapshot inodes on ino's list, newest first."""
+        out, s = [], self.snap(ino, "head")
+        while s:
+            out.append(s)
+            s = self.snap(s, "next")
+        return out
+
+    def snap_named(self, ino, name):
+        for s in self.snapshots(ino):
+            if bytes(self.read(s)[0x1C0:0x2C0]).rstrip(b"\0").decode() == name:
+                return s
+        raise KeyError(name)
+
 
 def sparse_sha256(path):
     """sha256 over (offset, bytes) of every data extent: equal for equal files, cheap for sparse ones."""

@@ -44,7 +44,7 @@
 	X(PR_SNAP_COUNT, PREEN_FIX, "inode %llu%s: %llu snapshots on its list, count says %u") /* set the count */  \
 	X(PR_SNAP_PARENT_BAD, PREEN_FIX, "inode %llu%s: snapshot parent %llu is not a snapshot of the file")         \
 	/* (-y: no parent) */                                                                                        \
-	X(PR_SNAP_PARENT_CYCLE, PREEN_FIX, "inode %llu%s: snapshot parents of inode %llu form a cycle")             \
+	X(PR_SNAP_PARENT_CYCLE, PREEN_FIX, "inode %llu%s: the snapshot parents of inode %llu lead into a cycle")    \
 	/* (-y: that snapshot gets no parent) */                                                                     \
 	X(PR_HSTATE_BAD, PREEN_NO, "host slot %u: host state block is damaged")   /* made again, no orphans */      \
 	X(PR_ORPHAN_LIST_BAD, PREEN_NO, "host slot %u: orphan list is damaged at inode %llu") /* cut it there */    \

@@ -11,6 +11,7 @@
 #include "base/cli.h"
 #include "tools/mount_ring.h"
 #include "tools/mount_pid.h"
+#include "tools/mount_snap.h"
 #include "vmfs/vmfs.h"
 
 #include <dirent.h>
@@ -64,6 +65,15 @@ static uint64_t to_vmfs(struct vmount *vm, fuse_ino_t ino)
 static fuse_ino_t to_fuse(struct vmount *vm, uint64_t ino)
 {
 	return ino == vm->root ? FUSE_ROOT_ID : ino;
+}
+
+/* DIR/.snapshots (tools/mount_snap.h) is read-only: a change in or to it gets EROFS. True when it replied. */
+static bool refuse_snapdir(fuse_req_t req, fuse_ino_t a, fuse_ino_t b)
+{
+	if (!mount_is_snapdir(a) && !mount_is_snapdir(b))
+		return false;
+	fuse_reply_err(req, EROFS);
+	return true;
 }
 
 static struct timespec ns_to_ts(int64_t ns)
@@ -201,15 +211,34 @@ static void vm_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct vmount *vm = vm_of(req);
 	struct vmfs_stat vs;
+	int ret;
 
-	reply_entry(req, vmfs_lookup(vm->fs, to_vmfs(vm, parent), name, &vs), &vs);
+	if (mount_is_snapdir(parent)) { /* FILE@NAME */
+		reply_entry(req, snapdir_lookup(vm->fs, parent & ~MOUNT_SNAPDIR, name, &vs), &vs);
+		return;
+	}
+	ret = vmfs_lookup(vm->fs, to_vmfs(vm, parent), name, &vs);
+	if (ret == -ENOENT && !strcmp(name, MOUNT_SNAPDIR_NAME)) { /* a real .snapshots hides the view */
+		struct fuse_entry_param e;
+
+		ret = snapdir_stat(vm->fs, to_vmfs(vm, parent), &vs);
+		if (ret) {
+			fuse_reply_err(req, ret == -ENOTDIR ? ENOENT : -ret);
+			return;
+		}
+		entry_fill(vm, &vs, &e); /* no reference to take: the view is made on each request */
+		fuse_reply_entry(req, &e);
+		return;
+	}
+	reply_entry(req, ret, &vs);
 }
 
 static void vm_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
 	struct vmount *vm = vm_of(req);
 
-	vmfs_forget(vm->fs, to_vmfs(vm, ino), nlookup);
+	if (!mount_is_snapdir(ino))
+		vmfs_forget(vm->fs, to_vmfs(vm, ino), nlookup);
 	fuse_reply_none(req);
 }
 
@@ -218,7 +247,8 @@ static void vm_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
 	struct vmount *vm = vm_of(req);
 
 	for (size_t i = 0; i < count; i++)
-		vmfs_forget(vm->fs, to_vmfs(vm, forgets[i].ino), forgets[i].nlookup);
+		if (!mount_is_snapdir(forgets[i].ino))
+			vmfs_forget(vm->fs, to_vmfs(vm, forgets[i].ino), forgets[i].nlookup);
 	fuse_reply_none(req);
 }
 
@@ -228,7 +258,10 @@ static void vm_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct vmfs_stat vs;
 
 	(void)fi;
-	reply_attr(req, vmfs_getattr(vm->fs, to_vmfs(vm, ino), &vs), &vs);
+	if (mount_is_snapdir(ino))
+		reply_attr(req, snapdir_stat(vm->fs, ino & ~MOUNT_SNAPDIR, &vs), &vs);
+	else
+		reply_attr(req, vmfs_getattr(vm->fs, to_vmfs(vm, ino), &vs), &vs);
 }
 
 static void vm_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
@@ -256,6 +289,9 @@ static void vm_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		.ctime_ns = ts_to_ns(attr->st_ctim),
 	}, out;
 	unsigned flags = 0;
+
+	if (refuse_snapdir(req, ino, ino))
+		return;
 
 	(void)fi;
 	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
@@ -293,6 +329,9 @@ static void vm_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	struct vmfs_stat vs;
 	int ret;
 
+	if (refuse_snapdir(req, parent, parent))
+		return;
+
 	(void)rdev;
 	ret = new_owner(req, dir, &m, &uid, &gid);
 	if (!ret)
@@ -308,6 +347,9 @@ static void vm_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	struct vmfs_stat vs;
 	int ret;
 
+	if (refuse_snapdir(req, parent, parent))
+		return;
+
 	ret = new_owner(req, dir, &m, &uid, &gid);
 	if (!ret)
 		ret = vmfs_mkdir(vm->fs, dir, name, m, uid, gid, &vs);
@@ -322,6 +364,9 @@ static void vm_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, co
 	struct vmfs_stat vs;
 	int ret;
 
+	if (refuse_snapdir(req, parent, parent))
+		return;
+
 	ret = new_owner(req, dir, &m, &uid, &gid);
 	if (!ret)
 		ret = vmfs_symlink(vm->fs, dir, name, target, uid, gid, &vs);
@@ -334,6 +379,9 @@ static void vm_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 	struct vmfs_stat vs;
 	int ret;
 
+	if (refuse_snapdir(req, ino, newparent))
+		return;
+
 	ret = vmfs_link(vm->fs, to_vmfs(vm, ino), to_vmfs(vm, newparent), newname, &vs);
 	reply_entry(req, ret, &vs);
 }
@@ -342,6 +390,8 @@ static void vm_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct vmount *vm = vm_of(req);
 
+	if (refuse_snapdir(req, parent, parent))
+		return;
 	fuse_reply_err(req, -vmfs_unlink(vm->fs, to_vmfs(vm, parent), name));
 }
 
@@ -349,6 +399,8 @@ static void vm_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct vmount *vm = vm_of(req);
 
+	if (refuse_snapdir(req, parent, parent))
+		return;
 	fuse_reply_err(req, -vmfs_rmdir(vm->fs, to_vmfs(vm, parent), name));
 }
 
@@ -357,6 +409,9 @@ static void vm_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 {
 	struct vmount *vm = vm_of(req);
 	unsigned vflags = 0;
+
+	if (refuse_snapdir(req, parent, newparent))
+		return;
 
 	if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) {
 		fuse_reply_err(req, EINVAL);
@@ -414,7 +469,13 @@ static int reply_open_parallel(fuse_req_t req, const struct fuse_file_info *fi)
 static void vm_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct vmount *vm = vm_of(req);
-	int ret = open_lock(vm, to_vmfs(vm, ino), fi);
+	struct vmfs_stat vs;
+	int ret = 0;
+
+	if ((fi->flags & O_ACCMODE) != O_RDONLY && !vmfs_getattr(vm->fs, to_vmfs(vm, ino), &vs) && vs.snapshot)
+		ret = -EROFS; /* FILE@NAME in DIR/.snapshots */
+	if (!ret)
+		ret = open_lock(vm, to_vmfs(vm, ino), fi);
 
 	if (ret) {
 		fuse_reply_err(req, -ret);
@@ -442,6 +503,9 @@ static void vm_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	struct fuse_entry_param e;
 	struct vmfs_stat vs;
 	int ret;
+
+	if (refuse_snapdir(req, parent, parent))
+		return;
 
 	ret = new_owner(req, dir, &m, &uid, &gid);
 	if (!ret)
@@ -513,6 +577,9 @@ static void vm_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, 
 	struct vmount *vm = vm_of(req);
 	ssize_t n;
 
+	if (refuse_snapdir(req, ino_out, ino_out))
+		return;
+
 	(void)fi_in;
 	(void)fi_out;
 	if (flags) {
@@ -556,6 +623,9 @@ static void vm_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, of
 			 struct fuse_file_info *fi)
 {
 	struct vmount *vm = vm_of(req);
+
+	if (refuse_snapdir(req, ino, ino))
+		return;
 
 	(void)fi;
 	fuse_reply_err(req, -vmfs_fallocate(vm->fs, to_vmfs(vm, ino), mode, off, len));
@@ -614,6 +684,27 @@ static int dir_fill_one(void *ctx, const char *name, size_t namelen, uint64_t in
 	return 0;
 }
 
+/* DIR/.snapshots: ".", "..", then each FILE@NAME; entry i's cookie is i + 1 (the list is made again each time). */
+static int snapdir_fill(struct dir_fill *d, uint64_t dir, off_t off)
+{
+	char **names;
+	uint64_t *inos;
+	size_t n;
+	int ret = snapdir_list(d->vm->fs, dir, &names, &inos, &n);
+
+	if (ret)
+		return ret;
+	for (size_t i = (size_t)off; i < n + 2; i++) {
+		const char *name = i == 0 ? "." : i == 1 ? ".." : names[i - 2];
+		uint64_t ino = i == 0 ? dir | MOUNT_SNAPDIR : i == 1 ? dir : inos[i - 2];
+
+		if (dir_fill_one(d, name, strlen(name), ino, i < 2 ? DT_DIR : DT_REG, i + 1))
+			break;
+	}
+	snapdir_list_free(names, inos, n);
+	return 0;
+}
+
 static void vm_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
@@ -627,7 +718,10 @@ static void vm_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	ret = vmfs_readdir(vm->fs, to_vmfs(vm, ino), off, dir_fill_one, &d);
+	if (mount_is_snapdir(ino))
+		ret = snapdir_fill(&d, ino & ~MOUNT_SNAPDIR, off);
+	else
+		ret = vmfs_readdir(vm->fs, to_vmfs(vm, ino), off, dir_fill_one, &d);
 	if (ret >= 0)
 		ret = d.err;
 	/* Entries already gathered are worth more than the error after them. */

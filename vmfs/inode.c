@@ -116,6 +116,9 @@ void inode_to_stat(struct vmfs *fs, struct vbuf *ib, struct vmfs_stat *st)
 	st->mtime_ns = (int64_t)le64_to_cpu(di->i_mtime);
 	st->ctime_ns = (int64_t)le64_to_cpu(di->i_ctime);
 	st->btime_ns = (int64_t)le64_to_cpu(di->i_btime);
+	st->snapshot = le32_to_cpu(di->i_flags) & VMFS_IF_SNAPSHOT;
+	if (st->snapshot)
+		st->mode &= ~0222u; /* a snapshot is never written */
 	{
 		int64_t ns = times_pending(fs, ib->addr, le64_to_cpu(di->i_igen), false);
 		st->mtime_ns = ns > st->mtime_ns ? ns : st->mtime_ns;

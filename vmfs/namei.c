@@ -585,7 +585,7 @@ int vmfs_setattr(struct vmfs *fs, uint64_t ino, const struct vmfs_stat *in, unsi
 	if (ret)
 		goto out;
 	d = ib_inode(ib);
-	ret = meta_dirty(fs, ib);
+	ret = le32_to_cpu(d->i_flags) & VMFS_IF_SNAPSHOT ? -EROFS : meta_dirty(fs, ib); /* a snapshot never changes */
 	if (!ret)
 		times_apply(fs, ib); /* a deferred write time first: what is set here comes after it */
 	if (!ret && (flags & VMFS_SET_SIZE)) {

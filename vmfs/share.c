@@ -414,6 +414,38 @@ int vmfs_snap_find(struct vmfs *fs, uint64_t file, const char *name, uint64_t *s
 	return ret ? ret : *snap ? 0 : -ENOENT;
 }
 
+int vmfs_snap_lookup(struct vmfs *fs, uint64_t file, const char *name, struct vmfs_stat *st)
+{
+	struct vinode *vi;
+	struct vbuf *ib, *sb;
+	uint64_t snap;
+	int ret = vmfs_snap_find(fs, file, name, &snap);
+
+	if (ret)
+		return ret;
+	ret = fs_enter(fs, false);
+	if (ret)
+		return ret;
+	ret = read_file(fs, file, &ib);
+	if (!ret) {
+		ret = read_snap(fs, ib, snap, &sb);
+		meta_put(fs, ib);
+	}
+	if (!ret) {
+		inode_to_stat(fs, sb, st);
+		meta_put(fs, sb);
+		vi = vinode_get(fs, snap);
+		if (vi) {
+			vi->lookups++;
+			vinode_put(fs, vi);
+		} else {
+			ret = -ENOMEM;
+		}
+	}
+	fs_leave(fs);
+	return ret;
+}
+
 /* ---- revert ----------------------------------------------------------------- */
 
 /*
@@ -552,6 +584,20 @@ out:
 	return ret;
 }
 
+/*
+ * A snapshot off its list (nlink 0, an orphan): freed now, or, while this host
+ * reads it (a mount's FILE@NAME holds a lookup reference), when the last
+ * reference goes (vmfs_forget), as an unlinked file is.
+ */
+static int snap_release(struct vmfs *fs, uint64_t snap)
+{
+	struct vinode *vi = vinode_find(fs, snap);
+
+	if (vi && (vi->lookups || vi->pins))
+		return 0;
+	return inode_drop(fs, snap);
+}
+
 int vmfs_snap_delete(struct vmfs *fs, uint64_t file, uint64_t snap)
 {
 	struct vbuf *ib;
@@ -560,6 +606,8 @@ int vmfs_snap_delete(struct vmfs *fs, uint64_t file, uint64_t snap)
 	if (fs->ro)
 		return -EROFS;
 	ret = op_begin(fs); /* the file's data does not change: its I/O goes on */
+	if (!ret && cluster_held_elsewhere(fs, snap))
+		ret = -EBUSY; /* another host reads it (its mount's FILE@NAME is open) */
 	if (!ret)
 		ret = read_file(fs, file, &ib);
 	if (!ret) {
@@ -567,7 +615,7 @@ int vmfs_snap_delete(struct vmfs *fs, uint64_t file, uint64_t snap)
 		meta_put(fs, ib);
 	}
 	if (!ret)
-		ret = inode_drop(fs, snap);
+		ret = snap_release(fs, snap);
 	return op_end(fs, ret);
 }
 
@@ -580,7 +628,7 @@ int snap_drop_all(struct vmfs *fs, struct vbuf *ib)
 		uint64_t snap = le64_to_cpu(snap_of(ib)->sn_head);
 		ret = snap_unlink(fs, ib, snap);
 		if (!ret)
-			ret = inode_drop(fs, snap);
+			ret = snap_release(fs, snap);
 		if (!ret)
 			ret = op_maybe_commit(fs);
 	}

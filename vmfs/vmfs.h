@@ -82,6 +82,7 @@ struct vmfs_stat {
 	uint64_t blocks;          /* 512-byte units allocated, as st_blocks */
 	uint32_t blksize;         /* preferred I/O size */
 	int64_t atime_ns, mtime_ns, ctime_ns, btime_ns;
+	bool snapshot;            /* a snapshot (read-only; vmfs_snap_lookup) */
 };
 
 enum vmfs_set_flags {
@@ -264,6 +265,13 @@ struct vmfs_snap_info {
 int vmfs_snap_create(struct vmfs *fs, const uint64_t *files, size_t n, const char *name, uint64_t *snaps);
 /* The file's snapshots, newest first (caller frees *out), and the one it descends from now (parent, may be NULL). */
 int vmfs_snap_list(struct vmfs *fs, uint64_t file, struct vmfs_snap_info **out, size_t *n, uint64_t *parent);
+/*
+ * As vmfs_lookup, for snapshot name of file: *st describes the snapshot inode
+ * (read-only: no write bits, snapshot set) and one lookup reference is taken
+ * (vmfs_forget drops it). A snapshot deleted while referenced is freed when
+ * the last reference goes; one another host holds open cannot be deleted (-EBUSY).
+ */
+int vmfs_snap_lookup(struct vmfs *fs, uint64_t file, const char *name, struct vmfs_stat *st);
 /* The snapshot of file called name: 0, -ENOENT, or a bad name's error. */
 int vmfs_snap_find(struct vmfs *fs, uint64_t file, const char *name, uint64_t *snap);
 /*

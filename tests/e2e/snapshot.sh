@@ -8,7 +8,8 @@
 #    its source is written and deleted;
 #  - a file a mount holds open for writing is refused, naming the mount's
 #    host; once closed, a snapshot and a revert made while it is mounted are
-#    what the mount reads;
+#    what the mount reads, and DIR/.snapshots/FILE@NAME reads each snapshot
+#    (read-only, hidden from readdir) while the file is open for writing;
 #  - bad input (missing file, folder or snapshot, a duplicate, over-long or
 #    '/'-holding name, a clone onto an existing path) fails with one line,
 #    exit 1, and leaves the image byte for byte as it was;
@@ -87,6 +88,19 @@ exec 7>&-
 log "a snapshot and a revert while it is mounted: the mount reads them"
 "$CTL" snapshot create "$D" /vm/disk0 --name D
 cp "$M/vm/disk0" "$T/disk.d"
+
+log "DIR/.snapshots/FILE@NAME: a consistent image read while the file is written"
+exec 7<>"$M/vm/disk0"
+dd if=/dev/urandom bs=1M count=3 seek=2 conv=notrunc status=none >&7
+[ "$(sum "$M/vm/.snapshots/disk0@D")" = "$(sum "$T/disk.d")" ] || fail "disk0@D does not read as the disk did at D"
+[ "$(sum "$M/vm/.snapshots/disk0@A")" = "$(sum "$T/disk.a")" ] || fail "disk0@A does not read as A"
+exec 7>&-
+ls "$M/vm/.snapshots" | sort | tr '\n' ' ' | grep -qx "disk0@A disk0@C disk0@D vm.conf@A vm.conf@C " ||
+	fail "the view lists $(ls "$M/vm/.snapshots" | tr '\n' ' ')"
+ls -a "$M/vm" | grep -q snapshots && fail "readdir lists the hidden .snapshots"
+echo x 2>/dev/null >>"$M/vm/.snapshots/disk0@A" && fail "a snapshot was written through the view"
+touch "$M/vm/.snapshots/new" 2>/dev/null && fail "a file was made in the view"
+[ "$(stat -c %A "$M/vm/.snapshots/disk0@A")" = "-r--r--r--" ] || fail "a snapshot in the view is not read-only"
 dd if=/dev/urandom of="$M/vm/disk0" bs=1M count=2 conv=notrunc status=none
 "$CTL" snapshot revert "$D" /vm/disk0 C
 [ "$(sum "$M/vm/disk0")" = "$(sum "$T/disk.c")" ] || fail "the mount does not read the revert made by another host"

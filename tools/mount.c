@@ -11,7 +11,9 @@
 #include "base/cli.h"
 #include "tools/mount_ring.h"
 #include "tools/mount_pid.h"
+#include "tools/mount_ctl.h"
 #include "tools/mount_snap.h"
+#include "snapshot/snapshot.h"
 #include "vmfs/vmfs.h"
 
 #include <dirent.h>
@@ -593,6 +595,82 @@ static void vm_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, 
 		fuse_reply_write(req, (size_t)n);
 }
 
+/*
+ * After a change made here: a revert drops the kernel's cached pages of the
+ * file; a snapshot made or deleted drops DIR/.snapshots/FILE@NAME from its
+ * dentry cache. (Another host's changes show after the attribute timeout.)
+ */
+static void snap_forget_cached(struct vmount *vm, const char *path, uint64_t ino, const char *snap)
+{
+	const char *slash = strrchr(path, '/');
+	char dir[1024], entry[600];
+	uint64_t dino;
+
+	if (!snap) {
+		fuse_lowlevel_notify_inval_inode(vm->se, to_fuse(vm, ino), 0, 0);
+		return;
+	}
+	snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - path) : 0, path);
+	if (vmfs_resolve(vm->fs, dir[0] ? dir : "/", &dino))
+		return;
+	snprintf(entry, sizeof(entry), "%s@%s", slash ? slash + 1 : path, snap);
+	fuse_lowlevel_notify_inval_entry(vm->se, dino | MOUNT_SNAPDIR, entry, strlen(entry));
+}
+
+/*
+ * vmfsctl snapshot/clone through the mount (tools/mount_ctl.h): run with this
+ * daemon's own handle, which holds the locks of the files it has open. After
+ * a revert the kernel's cached pages of the files are dropped.
+ */
+static void vm_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg, struct fuse_file_info *fi,
+		     unsigned flags, const void *in_buf, size_t in_bufsz, size_t out_bufsz)
+{
+	struct vmount *vm = vm_of(req);
+	const struct fuse_ctx *who = fuse_req_ctx(req);
+	struct vmfs_mount_ctl c;
+	char *e = c.err;
+	size_t el = sizeof(c.err);
+
+	(void)ino;
+	(void)arg;
+	(void)fi;
+	(void)flags;
+	if (cmd != VMFS_IOC_SNAP || in_bufsz < sizeof(c) || out_bufsz < sizeof(c)) {
+		fuse_reply_err(req, ENOTTY);
+		return;
+	}
+	if (who->uid != 0) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	memcpy(&c, in_buf, sizeof(c));
+	c.path[sizeof(c.path) - 1] = c.name[sizeof(c.name) - 1] = c.dst[sizeof(c.dst) - 1] = 0;
+	c.err[0] = 0;
+	c.result = snap_precheck(vm->fs, (enum snap_op)c.op, c.path, c.name, c.dst, e, el);
+	if (!c.result) {
+		switch (c.op) {
+		case SNAP_CREATE: c.result = snap_create(vm->fs, c.path, c.name, e, el); break;
+		case SNAP_REVERT: c.result = snap_revert(vm->fs, c.path, c.name, e, el); break;
+		case SNAP_DELETE: c.result = snap_delete(vm->fs, c.path, c.name, e, el); break;
+		case SNAP_CLONE: c.result = snap_clone(vm->fs, c.path, c.dst, e, el); break;
+		default: c.result = -EINVAL; snprintf(e, el, "unknown request %u", c.op); break;
+		}
+	}
+	if (!c.result) /* durable when vmfsctl returns, and visible to every other host's next look */
+		c.result = vmfs_sync(vm->fs);
+	if (!c.result && c.op != SNAP_CLONE) { /* what the kernel cached of the old content or the view goes */
+		struct snap_files f;
+		char ignore[8];
+
+		if (!snap_files_get(vm->fs, c.path, &f, ignore, sizeof(ignore))) {
+			for (size_t i = 0; i < f.n; i++)
+				snap_forget_cached(vm, f.name[i], f.ino[i], c.op == SNAP_REVERT ? NULL : c.name);
+			snap_files_release(&f);
+		}
+	}
+	fuse_reply_ioctl(req, 0, &c, sizeof(c));
+}
+
 /* flush: nothing is buffered here. */
 static void vm_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
@@ -783,6 +861,7 @@ static const struct fuse_lowlevel_ops vm_ops = {
 	.read = vm_read,
 	.write = vm_write,
 	.copy_file_range = vm_copy_file_range,
+	.ioctl = vm_ioctl,
 	.flush = vm_flush,
 	.release = vm_release,
 	.fsync = vm_fsync,

@@ -6,6 +6,7 @@
  * command: 0 done, 1 failed (one line on stderr says why), 2 bad usage.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +15,12 @@
 #include "base/base.h"
 #include "base/cli.h"
 #include "snapshot/snapshot.h"
+#include "tools/mount_ctl.h"
 #include "tools/vmfsctl.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 void snap_usage(FILE *f)
 {
@@ -56,6 +62,98 @@ static int parse(int argc, char **argv, struct args *a, int min, int max, bool n
 bad:
 	usage(stderr);
 	return 2;
+}
+
+/* DEVICE given as a directory: a vmfs mount (its mountpoint, or a directory in it). */
+static bool is_mount(const char *dev)
+{
+	struct stat st;
+
+	return stat(dev, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/*
+ * Runs op inside the vmfs-mount daemon serving dir (tools/mount_ctl.h): with
+ * its locks, so files it has open may be snapshotted. 0, or 1 after saying why;
+ * -EEXIST comes back as such when exists_ok.
+ */
+static int via_mount(const char *dir, enum snap_op op, const char *path, const char *name, const char *dst,
+		     bool exists_ok)
+{
+	struct vmfs_mount_ctl c = { .op = op };
+	int fd = open(dir, O_RDONLY | O_DIRECTORY), ret;
+
+	if (fd < 0) {
+		tool_err("%s: %s", dir, strerror(errno));
+		return 1;
+	}
+	snprintf(c.path, sizeof(c.path), "%s", path);
+	snprintf(c.name, sizeof(c.name), "%s", name ? name : "");
+	snprintf(c.dst, sizeof(c.dst), "%s", dst ? dst : "");
+	if ((name && strlen(name) >= sizeof(c.name)) || strlen(path) >= sizeof(c.path) ||
+	    (dst && strlen(dst) >= sizeof(c.dst))) {
+		close(fd);
+		tool_err("%s: %s", path, name && strlen(name) >= sizeof(c.name) ? "name too long (at most 255 bytes)"
+										  : "path too long");
+		return 1;
+	}
+	ret = ioctl(fd, VMFS_IOC_SNAP, &c);
+	close(fd);
+	if (ret) {
+		tool_err("%s: %s", dir, errno == ENOTTY || errno == ENOSYS ? "not a vmfs mount (nor a datastore)"
+									   : strerror(errno));
+		return 1;
+	}
+	if (c.result == -EEXIST && exists_ok)
+		return c.result;
+	if (c.result) {
+		c.err[sizeof(c.err) - 1] = 0;
+		tool_err("%s", c.err[0] ? c.err : strerror(-c.result));
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * The datastore a vmfs mount serves (for list and diff, which only read): the
+ * source of the longest fuse.vmfs mount in /proc/self/mountinfo that holds dir.
+ */
+static const char *mount_source(const char *dir, char *buf, size_t len)
+{
+	char real[PATH_MAX], line[3 * PATH_MAX], mnt[PATH_MAX], fstype[64], src[PATH_MAX];
+	size_t best = 0;
+	FILE *f;
+
+	if (!realpath(dir, real) || !(f = fopen("/proc/self/mountinfo", "r")))
+		return NULL;
+	while (fgets(line, sizeof(line), f)) {
+		char *sep = strstr(line, " - ");
+		size_t n;
+
+		if (!sep || sscanf(line, "%*s %*s %*s %*s %4095s", mnt) != 1 ||
+		    sscanf(sep + 3, "%63s %4095s", fstype, src) != 2 || strcmp(fstype, "fuse.vmfs"))
+			continue;
+		n = strlen(mnt);
+		if (n > best && !strncmp(real, mnt, n) && (real[n] == 0 || real[n] == '/' || n == 1)) {
+			best = n;
+			snprintf(buf, len, "%s", src);
+		}
+	}
+	fclose(f);
+	return best ? buf : NULL;
+}
+
+/* DEVICE for a command that only reads: a datastore, or the one a mount serves. NULL after saying why. */
+static const char *readable(const char *dev, char *buf, size_t len)
+{
+	const char *src;
+
+	if (!is_mount(dev))
+		return dev;
+	src = mount_source(dev, buf, len);
+	if (!src)
+		tool_err("%s: not a vmfs mount (nor a datastore)", dev);
+	return src;
 }
 
 /* Joins the cluster as a host of its own: NULL after saying why. */
@@ -127,6 +225,23 @@ static int cmd_create(int argc, char **argv)
 
 	if (parse(argc, argv, &a, 2, 2, true))
 		return 2;
+	if (is_mount(a.pos[0])) {
+		snap_default_name(def, sizeof(def));
+		snprintf(name, sizeof(name), "%s", def);
+		ret = via_mount(a.pos[0], SNAP_CREATE, a.pos[1], a.name ? a.name : name, NULL, !a.name);
+		for (int i = 2; ret == -EEXIST && i < 100; i++) {
+			snprintf(name, sizeof(name), "%s-%d", def, i);
+			ret = via_mount(a.pos[0], SNAP_CREATE, a.pos[1], name, NULL, i < 99);
+		}
+		if (!ret && a.json) {
+			printf("{\"created\":");
+			tool_json_str(a.name ? a.name : name);
+			printf("}\n");
+		} else if (!ret) {
+			printf("snapshot '%s'\n", a.name ? a.name : name);
+		}
+		return ret ? 1 : 0;
+	}
 	if (a.name) {
 		ret = precheck(a.pos[0], SNAP_CREATE, a.pos[1], a.name, NULL, false);
 	} else { /* the time, made unique if two snapshots land in one second */
@@ -201,6 +316,8 @@ static void print_tree(const struct snap_file_tree *t, uint64_t parent, int dept
 
 static int cmd_list(int argc, char **argv)
 {
+	char devbuf[PATH_MAX];
+	const char *dev;
 	struct snap_listing l;
 	char err[512];
 	struct args a;
@@ -208,7 +325,9 @@ static int cmd_list(int argc, char **argv)
 
 	if (parse(argc, argv, &a, 2, 2, false))
 		return 2;
-	fs = open_readonly(a.pos[0]);
+	if (!(dev = readable(a.pos[0], devbuf, sizeof(devbuf))))
+		return 1;
+	fs = open_readonly(dev);
 	if (!fs)
 		return 1;
 	if (snap_list(fs, a.pos[1], &l, err, sizeof(err))) {
@@ -271,6 +390,17 @@ static int cmd_change(int argc, char **argv, bool revert)
 
 	if (parse(argc, argv, &a, 3, 3, false))
 		return 2;
+	if (is_mount(a.pos[0])) {
+		ret = via_mount(a.pos[0], revert ? SNAP_REVERT : SNAP_DELETE, a.pos[1], a.pos[2], NULL, false);
+		if (!ret && a.json) {
+			printf("{\"%s\":", revert ? "reverted" : "deleted");
+			tool_json_str(a.pos[2]);
+			printf(",\"path\":");
+			tool_json_str(a.pos[1]);
+			printf("}\n");
+		}
+		return ret;
+	}
 	if (precheck(a.pos[0], revert ? SNAP_REVERT : SNAP_DELETE, a.pos[1], a.pos[2], NULL, false))
 		return 1;
 	fs = open_rw(a.pos[0]);
@@ -318,7 +448,8 @@ static int diff_print(void *ctx, uint64_t off, uint64_t len)
 
 static int cmd_diff(int argc, char **argv)
 {
-	char err[512];
+	char err[512], devbuf[PATH_MAX];
+	const char *dev;
 	struct args a;
 	struct diff_out d = { 0 };
 	struct vmfs *fs;
@@ -326,7 +457,9 @@ static int cmd_diff(int argc, char **argv)
 
 	if (parse(argc, argv, &a, 3, 4, false))
 		return 2;
-	fs = open_readonly(a.pos[0]);
+	if (!(dev = readable(a.pos[0], devbuf, sizeof(devbuf))))
+		return 1;
+	fs = open_readonly(dev);
 	if (!fs)
 		return 1;
 	d.json = a.json;
@@ -377,9 +510,15 @@ int cmd_clone(int argc, char **argv)
 	char err[512];
 	struct args a;
 	struct vmfs *fs;
+	int ret;
 
 	if (parse(argc, argv, &a, 3, 3, false))
 		return 2;
+	if (is_mount(a.pos[0])) {
+		if (via_mount(a.pos[0], SNAP_CLONE, a.pos[1], NULL, a.pos[2], false))
+			return 1;
+		goto done;
+	}
 	if (precheck(a.pos[0], SNAP_CLONE, a.pos[1], NULL, a.pos[2], false))
 		return 1;
 	fs = open_rw(a.pos[0]);
@@ -389,6 +528,10 @@ int cmd_clone(int argc, char **argv)
 		tool_err("%s", err);
 		return finish(fs, 1);
 	}
+	ret = finish(fs, 0);
+	if (ret)
+		return ret;
+done:
 	if (a.json) {
 		printf("{\"clone\":");
 		tool_json_str(a.pos[2]);
@@ -396,5 +539,5 @@ int cmd_clone(int argc, char **argv)
 		tool_json_str(a.pos[1]);
 		printf("}\n");
 	}
-	return finish(fs, 0);
+	return 0;
 }

@@ -7,7 +7,7 @@
 #  - a clone of a snapshot holds the snapshot's bytes and stays as it was when
 #    its source is written and deleted;
 #  - a file a mount holds open for writing is refused, naming the mount's
-#    host; once closed, a snapshot and a revert made while it is mounted are
+#    host, and allowed through that mount (vmfsctl ... MOUNTPOINT ...); once closed, a snapshot and a revert made while it is mounted are
 #    what the mount reads, and DIR/.snapshots/FILE@NAME reads each snapshot
 #    (read-only, hidden from readdir) while the file is open for writing;
 #  - bad input (missing file, folder or snapshot, a duplicate, over-long or
@@ -84,6 +84,15 @@ log "a file open for writing on another host is refused, naming it"
 exec 7<>"$M/vm/disk0"
 expect_one_line_failure "$CTL" snapshot create "$D" /vm/disk0 --name busy
 grep -q "in use by .*vmfs-mount" "$T/stderr" || fail "the refusal does not name the mount: $(cat "$T/stderr")"
+log "through the mount that holds it open (DEVICE given as the mountpoint): allowed, durable at once"
+"$CTL" snapshot create "$M" /vm/disk0 --name M >/dev/null
+[ "$(sum "$M/vm/.snapshots/disk0@M")" = "$(sum "$M/vm/disk0")" ] || fail "disk0@M is not the disk"
+"$CTL" snapshot list --json "$M/vm" /vm/disk0 | grep -q '"name":"M"' || fail "list through the mount misses M"
+"$CTL" clone "$M" /vm/disk0@M /via-mount
+[ "$(sum "$M/via-mount")" = "$(sum "$M/vm/disk0")" ] || fail "the clone made through the mount differs"
+"$CTL" snapshot delete "$M" /vm/disk0 M
+[ -e "$M/vm/.snapshots/disk0@M" ] && fail "M still shows after its delete"
+rm "$M/via-mount"
 exec 7>&-
 log "a snapshot and a revert while it is mounted: the mount reads them"
 "$CTL" snapshot create "$D" /vm/disk0 --name D

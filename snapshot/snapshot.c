@@ -193,8 +193,15 @@ static void unlock_all(struct vmfs *fs, const struct snap_files *f, size_t held)
 
 int snap_create(struct vmfs *fs, const char *path, const char *name, char *err, size_t errlen)
 {
+	return snap_create_timed(fs, path, name, NULL, err, errlen);
+}
+
+int snap_create_timed(struct vmfs *fs, const char *path, const char *name, uint64_t *io_pause_ns, char *err,
+		      size_t errlen)
+{
 	struct snap_files f;
 	size_t held = 0;
+	uint64_t t0;
 	int ret = snap_files_get(fs, path, &f, err, errlen);
 
 	if (ret)
@@ -204,7 +211,10 @@ int snap_create(struct vmfs *fs, const char *path, const char *name, char *err, 
 	if (!ret)
 		ret = lock_all(fs, &f, VMFS_LOCK_SH, &held, err, errlen);
 	if (!ret) {
-		ret = vmfs_snap_create(fs, f.ino, f.n, name, NULL);
+		t0 = base_mono_ns();
+		ret = vmfs_snap_create(fs, f.ino, f.n, name, NULL); /* holds the files' I/O for its length */
+		if (io_pause_ns)
+			*io_pause_ns = base_mono_ns() - t0;
 		if (ret == -EEXIST) {
 			for (size_t i = 0; i < f.n; i++) { /* name the file that has it */
 				uint64_t s;

@@ -52,6 +52,13 @@ int snap_precheck(struct vmfs *fs, enum snap_op op, const char *path, const char
 		  size_t errlen);
 
 int snap_create(struct vmfs *fs, const char *path, const char *name, char *err, size_t errlen);
+/*
+ * snap_create, and how long the files' I/O was held (io_pause_ns, may be NULL):
+ * from taking their I/O locks (writes in flight finish first, new ones wait)
+ * to the snapshot's transaction done. vmm ctl reports it for a running VM.
+ */
+int snap_create_timed(struct vmfs *fs, const char *path, const char *name, uint64_t *io_pause_ns, char *err,
+		      size_t errlen);
 /* Every file of PATH that has a snapshot NAME goes back to it; -ENOENT when none has. */
 int snap_revert(struct vmfs *fs, const char *path, const char *name, char *err, size_t errlen);
 /* Deletes snapshot NAME of every file of PATH that has it; -ENOENT when none has. */

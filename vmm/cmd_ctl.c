@@ -14,7 +14,7 @@
 /* vmm ctl SOCKET COMMAND [ARGS]: one request, the reply on stdout; exit 0 when it says "ok":true. */
 int vmm_cmd_ctl(int argc, char **argv)
 {
-	char req[256], reply[8192], err[300];
+	char req[512], reply[8192], err[300];
 	uint64_t a, b, d;
 	const char *cmd;
 
@@ -32,6 +32,12 @@ int vmm_cmd_ctl(int argc, char **argv)
 			return 2;
 		}
 		snprintf(req, sizeof(req), "{\"cmd\":\"balloon\",\"pages\":%llu}", (unsigned long long)a);
+	} else if (argc == 4 && (!strcmp(cmd, "snapshot") || !strcmp(cmd, "revert"))) {
+		if (strlen(argv[3]) > 255 || strpbrk(argv[3], "\"\\/@")) {
+			tool_err("%s '%s': want a name of 1..255 bytes without '\"', '\\', '/' or '@'", cmd, argv[3]);
+			return 2;
+		}
+		snprintf(req, sizeof(req), "{\"cmd\":\"%s\",\"name\":\"%s\"}", cmd, argv[3]);
 	} else if (argc == 6 && !strcmp(cmd, "rate")) {
 		if (!tool_parse_u64(argv[3], &d) || !tool_parse_u64(argv[4], &a) || !tool_parse_u64(argv[5], &b)) {
 			tool_err("rate: want DISK BYTES_PER_S OPS_PER_S as numbers (0: unlimited)");
@@ -41,7 +47,7 @@ int vmm_cmd_ctl(int argc, char **argv)
 			 (unsigned long long)d, (unsigned long long)a, (unsigned long long)b);
 	} else {
 		tool_err("ctl: unknown command or wrong arguments '%s' (want status, pause, resume, stop, "
-			 "balloon PAGES or rate DISK BYTES_PER_S OPS_PER_S)", cmd);
+			 "balloon PAGES, rate DISK BYTES_PER_S OPS_PER_S, snapshot NAME or revert NAME)", cmd);
 		return 2;
 	}
 	if (vmm_ctl_request(argv[1], req, reply, sizeof(reply), err, sizeof(err))) {

@@ -204,7 +204,8 @@ int vmm_cmd_run(int argc, char **argv)
 	if (!ctl_path && c.ctl[0])
 		ctl_path = c.ctl;	/* --ctl overrides vm.conf's ctl= */
 	if (ctl_path) {
-		struct vmm_ctl_target t = { .vm = &vm, .conf = &c, .blk = blk, .nblk = nblk, .balloon = balloon };
+		struct vmm_ctl_target t = { .vm = &vm, .conf = &c, .blk = blk, .nblk = nblk, .balloon = balloon,
+					    .fs = fs, .vm_path = path };
 
 		ret = vmm_ctl_new(ctl_path, &t, &ctl, err, sizeof(err));
 		if (ret) {

@@ -4,7 +4,8 @@
  * on one line, {"cmd":"NAME", ...} with string or unsigned integer values,
  * and each gets one object back, {"ok":true, ...} or {"ok":false,"error":
  * "..."}. Commands: status, pause, resume, stop, balloon (pages), rate (disk,
- * bytes_per_s, ops_per_s). Requests are untrusted: a line is at most
+ * bytes_per_s, ops_per_s), snapshot (name: the VM's folder, its disks and
+ * vm.conf, in one transaction) and revert (refused while the VM runs). Requests are untrusted: a line is at most
  * CTL_LINE_MAX bytes and the parser (jsonline.c) takes exactly that grammar.
  * One thread serves one connection at a time; vmm_ctl_free stops it through
  * a pipe and removes the socket.
@@ -28,6 +29,8 @@
 #include "vmm/devices/devices.h"
 #include "vmm/jsonline.h"
 #include "vmm/kvm.h"
+#include "base/base.h"
+#include "snapshot/snapshot.h"
 
 #define CTL_LINE_MAX 1024
 #define CTL_REPLY_MAX 8192
@@ -91,7 +94,37 @@ static void status(struct vmm_ctl *c, struct reply *r)
 
 static void reply_error(struct reply *r, const char *why)
 {
-	add(r, "{\"ok\":false,\"error\":\"%s\"}", why);
+	add(r, "{\"ok\":false,\"error\":\"");
+	for (; *why; why++) /* a message may quote a path or a name */
+		add(r, *why == '"' || *why == '\\' ? "\\%c" : (unsigned char)*why < 0x20 ? "?" : "%c", *why);
+	add(r, "\"}");
+}
+
+/*
+ * The VM's folder (its disks, vm.conf, kernel) in one transaction, through
+ * snapshot/ with this host's handle, which holds the disks' locks: the guest's
+ * disk I/O waits from the files' I/O locks to the commit (io_pause_us).
+ */
+static void snapshot(struct vmm_ctl *c, const struct vmm_json_kv *name, struct reply *r)
+{
+	char err[512];
+	uint64_t pause_ns = 0, t0 = base_mono_ns();
+
+	if (!c->t.fs) {
+		reply_error(r, "this VM offers no snapshot");
+		return;
+	}
+	if (!name || name->is_num) {
+		reply_error(r, "want \"name\": the snapshot's name");
+		return;
+	}
+	if (snap_precheck(c->t.fs, SNAP_CREATE, c->t.vm_path, name->str, NULL, err, sizeof(err)) ||
+	    snap_create_timed(c->t.fs, c->t.vm_path, name->str, &pause_ns, err, sizeof(err)) || vmfs_sync(c->t.fs)) {
+		reply_error(r, err);
+		return;
+	}
+	add(r, "{\"ok\":true,\"snapshot\":\"%s\",\"io_pause_us\":%llu,\"total_us\":%llu}", name->str,
+	    (unsigned long long)(pause_ns / 1000), (unsigned long long)((base_mono_ns() - t0) / 1000));
 }
 
 /* Handles one request line; sets *stop when the VM is to end after the reply. */
@@ -143,8 +176,12 @@ static void handle(struct vmm_ctl *c, const char *line, struct reply *r, bool *s
 			vmm_blk_set_limit(c->t.blk[d->num], a ? a->num : 0, b ? b->num : 0);
 			add(r, "{\"ok\":true}");
 		}
+	} else if (!strcmp(cmd->str, "snapshot")) {
+		snapshot(c, vmm_json_find(kv, n, "name"), r);
+	} else if (!strcmp(cmd->str, "revert")) {
+		reply_error(r, "the VM is running: stop it, then vmfsctl snapshot revert DEVICE PATH NAME");
 	} else {
-		reply_error(r, "unknown cmd (want status, pause, resume, stop, balloon or rate)");
+		reply_error(r, "unknown cmd (want status, pause, resume, stop, balloon, rate, snapshot or revert)");
 	}
 }
 

@@ -1,6 +1,6 @@
 /*
  * The control socket of a running VM (vmm/ctl.c): a Unix socket that serves
- * JSON lines (status, pause, resume, stop, balloon, rate) on a thread of its
+ * JSON lines (status, pause, resume, stop, balloon, rate, snapshot, revert) on a thread of its
  * own, and the client `vmm ctl` sends one request with. What it acts on is
  * borrowed and must outlive it; vmm_ctl_free stops the thread and removes the
  * socket.
@@ -22,6 +22,8 @@ struct vmm_ctl_target {
 	struct vmm_blk **blk;     /* one per vm.conf disk, in order */
 	unsigned nblk;
 	struct vmm_virtio *balloon;  /* NULL when the VM has none */
+	struct vmfs *fs;          /* the datastore, for snapshot; NULL: not offered */
+	const char *vm_path;      /* the VM's folder on it (/PATH/NAME) */
 };
 
 /*

@@ -121,7 +121,7 @@ cat "$T/out" "$T/err"
 [ "$rc" -eq 0 ] && [ "$(cat "$T/out")" = "$ACPI_TABLES
 acpi: resetting through RESET_REG" ] || fail "the acpi guest's reset through RESET_REG failed (exit $rc)"
 
-log "the control socket: status, pause, resume, balloon target, rate limit, stop"
+log "the control socket: status, pause, resume, balloon target, rate limit, snapshot, stop"
 "$VMM" create "$D" /vms/ctl --kernel "$VMFS_BIN/../tests/guests/ctl.bzImage" --mem 32 --cpus 2 --disk 1M
 CTL=$T/ctl.sock
 "$VMM" run "$D" /vms/ctl --ctl "$CTL" >"$T/ctl.out" 2>"$T/ctl.err" &
@@ -150,9 +150,16 @@ grep -q '"balloon":{"target_pages":5,"actual_pages":5}' "$T/status" || fail "sta
 grep -q '"bytes_per_s":0,"ops_per_s":1,"reads":4,"writes":0,"read_bytes":2048,' "$T/status" || fail "status does not show the limit and the 4 reads"
 # four reads at one a second with a burst of one: at least one of them waited (no timing asserted)
 grep -q '"throttled":0}' "$T/status" && fail "no request waited for the rate limit"
+# a snapshot of the running VM's folder (disk and vm.conf together); revert is refused while it runs
+"$VMM" ctl "$CTL" snapshot s1 | tee "$T/snap"
+grep -q '^{"ok":true,"snapshot":"s1","io_pause_us":[0-9]*,"total_us":[0-9]*}$' "$T/snap" || fail "ctl snapshot failed"
+expect_one_line_failure "$VMM" ctl "$CTL" revert s1
+grep -q '"ok":false,"error":"the VM is running' "$T/stdout" || fail "revert of a running VM is not refused"
 [ "$("$VMM" ctl "$CTL" stop)" = '{"ok":true,"state":"stopping"}' ] || fail "stop failed"
 rc=0
 wait "$CTL_PID" || rc=$?
+"$VMFS_BIN/vmfsctl" snapshot list --json "$D" /vms/ctl | grep -q '"file":"/vms/ctl/disk0.img","parent":"s1"' ||
+	fail "the VM's disk has no snapshot s1 after the run"
 cat "$T/ctl.err"
 [ "$rc" -eq 0 ] || fail "vmm run exited $rc after stop, want 0"
 [ ! -e "$CTL" ] || fail "the control socket is left behind"

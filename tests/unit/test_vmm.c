@@ -10,7 +10,9 @@
  * the reset register). Every expected value is written out.
  */
 #include "vmm/config.h"
+#include "vmm/ctl.h"
 #include "vmm/devices/acpi_pm.h"
+#include "snapshot/snapshot.h"
 #include "vmm/jsonline.h"
 #include "vmm/ratelimit.h"
 
@@ -19,6 +21,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define MS 1000000ull
 #define S 1000000000ull
@@ -244,6 +248,57 @@ START_TEST(pm_ports)
 }
 END_TEST
 
+/*
+ * vmm ctl snapshot on a control socket whose target has a datastore and a VM
+ * folder but no running guest (no /dev/kvm needed): the folder's files get
+ * the snapshot in one go, the reply says how long their I/O was held, a
+ * duplicate or bad name is refused, and revert is refused while the VM runs.
+ */
+START_TEST(ctl_snapshot)
+{
+	struct vmfs_mkfs_opts mo = { .size = 256ull << 20, .force = true, .host_slots = 4 };
+	struct vmfs_open_opts oo = { .standalone = true };
+	char img[] = "/var/tmp/vmm-ctl-snap-XXXXXX", sock[64], err[256] = "", reply[1024];
+	struct vmm_ctl_target t = { 0 };
+	struct vmm_ctl *ctl = NULL;
+	struct vmfs_stat dir, st;
+	struct vmfs *fs;
+	uint64_t s1, s2;
+	int fd = mkstemp(img);
+
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	ck_assert_msg(vmfs_mkfs(img, &mo, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_msg(vmfs_open(img, &oo, &fs, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_int_eq(vmfs_mkdir(fs, vmfs_root_ino(fs), "vm", 0755, 0, 0, &dir), 0);
+	ck_assert_int_eq(vmfs_mknod(fs, dir.ino, "disk0.img", S_IFREG | 0644, 0, 0, &st), 0);
+	ck_assert_int_eq(vmfs_pwrite(fs, st.ino, "disk", 4, 3 << 20), 4);
+	ck_assert_int_eq(vmfs_mknod(fs, dir.ino, "vm.conf", S_IFREG | 0644, 0, 0, &st), 0);
+	t.fs = fs;
+	t.vm_path = "/vm";
+	snprintf(sock, sizeof(sock), "%s.sock", img);
+	ck_assert_msg(vmm_ctl_new(sock, &t, &ctl, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_int_eq(vmm_ctl_request(sock, "{\"cmd\":\"snapshot\",\"name\":\"s1\"}", reply, sizeof(reply), err,
+					 sizeof(err)), 0);
+	ck_assert_msg(!strncmp(reply, "{\"ok\":true,\"snapshot\":\"s1\",\"io_pause_us\":",
+			       strlen("{\"ok\":true,\"snapshot\":\"s1\",\"io_pause_us\":")), "%s", reply);
+	ck_assert_int_eq(vmfs_snap_find(fs, st.ino, "s1", &s1), 0);
+	ck_assert_int_eq(vmfs_resolve(fs, "/vm/disk0.img", &s2), 0);
+	ck_assert_int_eq(vmfs_snap_find(fs, s2, "s1", &s2), 0);
+	ck_assert_int_eq(vmm_ctl_request(sock, "{\"cmd\":\"snapshot\",\"name\":\"s1\"}", reply, sizeof(reply), err,
+					 sizeof(err)), 0);
+	ck_assert_msg(strstr(reply, "\"ok\":false") && strstr(reply, "exists"), "%s", reply);
+	ck_assert_int_eq(vmm_ctl_request(sock, "{\"cmd\":\"snapshot\"}", reply, sizeof(reply), err, sizeof(err)), 0);
+	ck_assert_msg(strstr(reply, "\"ok\":false"), "%s", reply);
+	ck_assert_int_eq(vmm_ctl_request(sock, "{\"cmd\":\"revert\",\"name\":\"s1\"}", reply, sizeof(reply), err,
+					 sizeof(err)), 0);
+	ck_assert_msg(strstr(reply, "\"ok\":false") && strstr(reply, "running"), "%s", reply);
+	vmm_ctl_free(ctl);
+	vmfs_close(fs);
+	unlink(img);
+}
+END_TEST
+
 static Suite *vmm_suite(void)
 {
 	Suite *s = suite_create("vmm");
@@ -262,6 +317,7 @@ static Suite *vmm_suite(void)
 	suite_add_tcase(s, tj);
 	tcase_add_test(tp, conf_ctl);
 	tcase_add_test(tp, pm_ports);
+	tcase_add_test(tp, ctl_snapshot);
 	suite_add_tcase(s, tp);
 	return s;
 }

@@ -169,7 +169,18 @@ static void basic(uint32_t bs, size_t size)
 	ck_assert_uint_eq(list[2].parent, 0);
 	ck_assert_uint_eq(par, sc);
 	free(list);
-	ck_assert_int_eq(vmfs_snap_delete(fs, ino, sa), 0); /* the oldest, with children */
+	{ /* what list says A holds alone is exactly what deleting it gives back */
+		uint64_t uniq, before;
+		struct vmfs_info in;
+
+		ck_assert_int_eq(vmfs_unique_bytes(fs, sa, &uniq), 0);
+		ck_assert_int_eq(vmfs_get_info(fs, &in), 0);
+		before = in.free_bytes;
+		ck_assert_int_eq(vmfs_snap_delete(fs, ino, sa), 0); /* the oldest, with children */
+		ck_assert_int_eq(vmfs_get_info(fs, &in), 0);
+		ck_assert_msg(in.free_bytes - before == uniq, "deleting A freed %llu bytes, its unique bytes were %llu",
+			      (unsigned long long)(in.free_bytes - before), (unsigned long long)uniq);
+	}
 	ck_assert_int_eq(vmfs_snap_list(fs, ino, &list, &n, NULL), 0);
 	ck_assert_uint_eq(n, 2);
 	ck_assert_uint_eq(list[0].parent, 0);

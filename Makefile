@@ -35,7 +35,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TEST_TOOL_SRC := $(wildcard tests/tools/*.c)
 TEST_TOOL_BIN := $(TEST_TOOL_SRC:tests/tools/%.c=$(BUILD)/tests/tools/%)
 
-.PHONY: all deps kit test unit e2e check-asan crash-long fsck-long demo bench clean
+.PHONY: all deps kit test unit e2e check-asan crash-long fsck-long flip-long demo bench clean
 all: $(TOOL_BIN) $(BUILD)/bin/vmm $(BENCH_BIN) $(UNIT_BIN) $(TEST_TOOL_BIN) $(GUEST_BIN)
 
 deps:
@@ -118,6 +118,13 @@ fsck-long: deps
 	@$(MAKE) --no-print-directory all
 	@FSCK_TRIALS=$${FSCK_TRIALS:-6000} FSCK_SEED=$${FSCK_SEED:-$$(date +%s)} VMFS_BIN=$(CURDIR)/$(BUILD)/bin \
 	  VMFS_TOP=$(CURDIR) bash tests/e2e/fsck-property.sh
+
+# The byte-flip walk (tests/e2e/flip.sh) over many more images than make test's 700:
+# FLIP_ITERATIONS (20000) on FLIP_SEED (a new one each run, printed; set it to replay).
+flip-long: deps
+	@$(MAKE) --no-print-directory all
+	@FLIP_ITERATIONS=$${FLIP_ITERATIONS:-20000} FLIP_SEED=$${FLIP_SEED:-$$(date +%s)} VMFS_BIN=$(CURDIR)/$(BUILD)/bin \
+	  VMFS_TOP=$(CURDIR) bash tests/e2e/flip.sh
 
 demo: deps
 	@$(MAKE) --no-print-directory all

@@ -136,6 +136,7 @@ bench: deps
 	@./bench/fsck
 	@./bench/cluster
 	@./bench/vmm
+	@./bench/snap
 
 # Fuzzing (tests/fuzz/): libFuzzer harnesses, one per on-disk parser, built with
 # clang and ASan/UBSan into build-fuzz/; `make fuzz` runs each for FUZZ_SECONDS

@@ -125,7 +125,8 @@ int main(int argc, char **argv)
 	uint8_t *bufs;
 	char err[256];
 	const char *mode;
-	bool write, seq, thin, prefill, huge = getenv("VMFS_BENCH_HUGETLB") != NULL;
+	bool write, seq, thin, prefill, first, once, huge = getenv("VMFS_BENCH_HUGETLB") != NULL;
+	uint64_t fblk = 0;      /* firstwrite: the file's block size */
 	double t0, el;
 	int ret;
 
@@ -139,8 +140,17 @@ int main(int argc, char **argv)
 	mode = argv[3];
 	prefill = !strcmp(mode, "prefill");
 	thin = !strcmp(mode, "thinwrite");
-	write = prefill || thin || !strcmp(mode, "seqwrite") || !strcmp(mode, "randwrite");
-	seq = prefill || !strncmp(mode, "seq", 3);
+	/*
+	 * First writes after a snapshot (bench/snap): one pass over an existing,
+	 * written file whose blocks a snapshot shares. firstwrite: one BS write
+	 * into each file block, in random order, at a random place in the block
+	 * (every write is the first into its shared block); seqonce: the file
+	 * once, in order.
+	 */
+	first = !strcmp(mode, "firstwrite");
+	once = !strcmp(mode, "seqonce");
+	write = prefill || thin || first || once || !strcmp(mode, "seqwrite") || !strcmp(mode, "randwrite");
+	seq = prefill || once || !strncmp(mode, "seq", 3);
 	oo.readonly = !strcmp(mode, "extent");
 	if (!write && strcmp(mode, "seqread") && strcmp(mode, "randread") && !oo.readonly) {
 		tool_err("unknown mode '%s'", mode);
@@ -180,7 +190,18 @@ int main(int argc, char **argv)
 		goto out_close;
 	}
 	nblk = size / bs;
-	if (thin) {
+	if (first) {
+		struct vmfs_stat st;
+		ret = vmfs_getattr(fs, ino, &st);
+		if (ret || st.size < size || st.blksize < bs) {
+			tool_err("%s: firstwrite wants a written file of at least %llu bytes", argv[2],
+				 (unsigned long long)size);
+			goto err_close;
+		}
+		fblk = st.blksize;
+		nblk = size / fblk;
+	}
+	if (thin || first) {
 		perm = malloc(nblk * sizeof(*perm));
 		if (!perm) {
 			tool_err("out of memory");
@@ -207,19 +228,20 @@ int main(int argc, char **argv)
 	t0 = (double)base_mono_ns() / 1e9;
 	for (;;) {
 		el = (double)base_mono_ns() / 1e9 - t0;
-		bool more = (prefill || thin) ? issued < nblk : el < (double)secs;
+		bool more = (prefill || thin || first || once) ? issued < nblk : el < (double)secs;
 		while (more && nfree) {
 			unsigned s = freeslots[--nfree];
-			uint64_t blk = thin ? perm[issued] : seq ? issued % nblk : next_rand() % nblk;
+			uint64_t blk = thin || first ? perm[issued] : seq ? issued % nblk : next_rand() % nblk;
+			uint64_t off = first ? blk * fblk + next_rand() % (fblk / bs) * bs : blk * bs;
 			reqs[s] = (struct vmfs_aio_req){ .ino = ino, .write = write, .buf = bufs + (size_t)s * bs,
-							 .len = bs, .off = blk * bs };
+							 .len = bs, .off = off };
 			ret = vmfs_aio_submit(q, &reqs[s]);
 			if (ret) {
 				tool_err("submit: %s", strerror(-ret));
 				goto err_aio;
 			}
 			issued++;
-			more = (prefill || thin) ? issued < nblk : true;
+			more = (prefill || thin || first || once) ? issued < nblk : true;
 		}
 		if (completed == issued && !more)
 			break;

@@ -105,10 +105,13 @@ check-asan: deps
 	@BUILD=build-asan ASAN_OPTIONS=detect_leaks=1 ./tests/run-all.sh
 
 # Power cuts at many more points than make test runs (tests/unit/test_crash.c,
-# several workload seeds): about 15 minutes on 2 cores. CRASH_POINTS=N to change.
+# several workload seeds): about 15 minutes on 2 cores, then the snapshot
+# workload's (case snap_cuts) at CRASH_SNAP_POINTS (5000, about 10 minutes).
+# CRASH_POINTS=N to change.
 crash-long: deps
 	@$(MAKE) --no-print-directory all
 	@CRASH_POINTS=$${CRASH_POINTS:-20000} CK_RUN_CASE=power_cuts VMFS_BIN=$(BUILD)/bin ./$(BUILD)/tests/test_crash
+	@CRASH_SNAP_POINTS=$${CRASH_SNAP_POINTS:-5000} CK_RUN_CASE=snap_cuts VMFS_BIN=$(BUILD)/bin ./$(BUILD)/tests/test_crash
 
 # fsck's promise under random bit flips (tests/e2e/fsck-property.sh) over many more
 # trials than make test runs: FSCK_TRIALS (6000) on the seed images and a third as
@@ -119,7 +122,7 @@ fsck-long: deps
 	@FSCK_TRIALS=$${FSCK_TRIALS:-6000} FSCK_SEED=$${FSCK_SEED:-$$(date +%s)} VMFS_BIN=$(CURDIR)/$(BUILD)/bin \
 	  VMFS_TOP=$(CURDIR) bash tests/e2e/fsck-property.sh
 
-# The byte-flip walk (tests/e2e/flip.sh) over many more images than make test's 700:
+# The byte-flip walk (tests/e2e/flip.sh) over many more images than make test's 500:
 # FLIP_ITERATIONS (20000) on FLIP_SEED (a new one each run, printed; set it to replay).
 flip-long: deps
 	@$(MAKE) --no-print-directory all

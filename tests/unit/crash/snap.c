@@ -636,9 +636,11 @@ static int snap_point(enum dev_crash_mode mode, uint64_t seed, uint64_t cut, con
 		bad = 1;
 	}
 	if (bad || getenv("CRASH_VERBOSE"))
-		fprintf(stderr, "%s snap-%s:%llu: cut in '%s'; %llu writes; %s\nreproduce: CRASH_SNAP_ONLY=%s:%llu\n",
-			bad ? "FAIL" : "ok", modes[mode], (unsigned long long)cut, crashed ? r.op : "no cut",
-			(unsigned long long)cs.writes, r.why, modes[mode], (unsigned long long)cut);
+		fprintf(stderr, "%s snap-%s:%llu (seed %llu): cut in '%s'; %llu writes; %s\nreproduce: "
+			"CRASH_SNAP_ONLY=%s+ROUND:%llu CK_RUN_CASE=snap_cuts build/tests/test_crash (ROUND: (seed - %llu) / 7919)\n",
+			bad ? "FAIL" : "ok", modes[mode], (unsigned long long)cut, (unsigned long long)seed,
+			crashed ? r.op : "no cut", (unsigned long long)cs.writes, r.why, modes[mode], (unsigned long long)cut,
+			(unsigned long long)(1601 + (mode == DEV_CRASH_TEAR)));
 	st_release(&r.cur);
 	st_release(&r.prev);
 	free(r.buf);
@@ -751,25 +753,37 @@ START_TEST(t_snap_cuts)
 	make_tmpdir();
 	snprintf(img, sizeof(img), "%s/snap-baseline.img", tmpdir);
 	baseline = snap_baseline(img);
-	if (only) { /* CRASH_SNAP_ONLY=drop:CUT or tear:CUT */
+	if (only) { /* CRASH_SNAP_ONLY=drop:CUT, tear:CUT, or drop+ROUND:CUT for a later round's seed */
 		uint64_t cut = strtoull(strchr(only, ':') ? strchr(only, ':') + 1 : only, NULL, 0);
+		unsigned round = only[4] == '+' ? (unsigned)atoi(only + 5) : 0;
 		if (!strncmp(only, _i ? "tear" : "drop", 4)) {
 			setenv("CRASH_VERBOSE", "1", 1);
 			setenv("CRASH_KEEP", "1", 1);
-			ck_assert_uint_eq(snap_points(mode, seed, &cut, 1, baseline, NULL), 0);
+			ck_assert_uint_eq(snap_points(mode, seed + round * 7919ull, &cut, 1, baseline, NULL), 0);
 		}
 		return;
 	}
-	failed = snap_points(mode, seed, &zero, 1, baseline, &writes);
-	ck_assert_msg(failed == 0, "the uncut snapshot workload failed its checks");
-	ck_assert_uint_gt(writes, 100);
-	cuts = xmalloc(want * sizeof(*cuts));
-	for (unsigned i = 0; i < want; i++)
-		cuts[i] = 1 + (uint64_t)i * (writes - 1) / (want > 1 ? want - 1 : 1);
-	failed = snap_points(mode, seed, cuts, want, baseline, NULL);
-	free(cuts);
-	printf("snapshot power cuts (%s): %llu writes uncut, %u cut points, %u failed, %.1f s\n",
-	       _i ? "tear" : "drop", (unsigned long long)writes, want, failed, now_s() - t0);
+	/* more points than the workload has writes: further rounds on other seeds (make crash-long) */
+	failed = 0;
+	for (unsigned done = 0, round = 0; done < want; round++) {
+		uint64_t rseed = seed + round * 7919ull;
+		unsigned n;
+
+		ck_assert_msg(snap_points(mode, rseed, &zero, 1, baseline, &writes) == 0,
+			      "the uncut snapshot workload (seed %llu) failed its checks", (unsigned long long)rseed);
+		ck_assert_uint_gt(writes, 100);
+		n = (unsigned)min_u64(want - done, writes);
+		cuts = xmalloc(n * sizeof(*cuts));
+		for (unsigned i = 0; i < n; i++)
+			cuts[i] = 1 + (uint64_t)i * (writes - 1) / (n > 1 ? n - 1 : 1);
+		failed += snap_points(mode, rseed, cuts, n, baseline, NULL);
+		free(cuts);
+		done += n;
+		printf("snapshot power cuts (%s, seed %llu): %llu writes uncut, %u cut points\n", _i ? "tear" : "drop",
+		       (unsigned long long)rseed, (unsigned long long)writes, n);
+	}
+	printf("snapshot power cuts (%s): %u cut points, %u failed, %.1f s\n", _i ? "tear" : "drop", want, failed,
+	       now_s() - t0);
 	fflush(stdout);
 	remove_tmpdir();
 	ck_assert_msg(failed == 0, "%u of %u snapshot cut points failed (reports above)", failed, want);

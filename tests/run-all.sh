@@ -59,7 +59,7 @@ run_one() {
 	out=$log/$base.log res=$log/$base.res
 	start=$(date +%s)
 	if [ "$kind" = unit ]; then
-		CK_FORK=yes timeout 600 "$t" >"$out" 2>&1
+		CK_FORK=yes timeout "${UNIT_TIMEOUT:-600}" "$t" >"$out" 2>&1
 		rc=$?
 		line=$(grep -E '^[0-9]+%: Checks: [0-9]+' "$out" | tail -n1)
 		if [[ $line =~ Checks:\ ([0-9]+),\ Failures:\ ([0-9]+),\ Errors:\ ([0-9]+) ]]; then

@@ -46,6 +46,16 @@ static bool map_shared(struct vmfs_inode_disk *di)
 	return le32_to_cpu(di->i_flags) & VMFS_IF_SHARED;
 }
 
+/* Whether the block or pointer block at p has users besides this map: never for a map that shares nothing. */
+static int ptr_shared(struct vmfs *fs, struct vmfs_inode_disk *di, uint64_t p, bool *shared)
+{
+	uint16_t ref = 1;
+	int ret = map_shared(di) ? ref_get(fs, p & VMFS_PTR_ADDR_MASK, &ref) : 0;
+
+	*shared = ref > 1;
+	return ret;
+}
+
 static le64 *root_ptrs(struct vmfs_inode_disk *di)
 {
 	return (le64 *)di->i_root;
@@ -87,14 +97,11 @@ static int get_rec(struct vmfs *fs, struct vmfs_inode_disk *di, uint64_t lblk, u
 {
 	unsigned h = di->i_height, level;
 	uint64_t span, p;
-	uint16_t ref;
 	int ret;
 
 	*ptr = 0;
 	if (shared)
 		*shared = false;
-	if (shared && !map_shared(di))
-		shared = NULL;
 	if (h > VMFS_MAX_HEIGHT)
 		return -EUCLEAN;
 	if (lblk >= bmap_capacity(h))
@@ -107,12 +114,8 @@ static int get_rec(struct vmfs *fs, struct vmfs_inode_disk *di, uint64_t lblk, u
 		ret = check_ptr(fs, di, p, false);
 		if (ret || !p)
 			return ret;
-		if (shared && !*shared) {
-			ret = ref_get(fs, p, &ref);
-			if (ret)
-				return ret;
-			*shared = ref > 1;
-		}
+		if (shared && !*shared && (ret = ptr_shared(fs, di, p, shared)))
+			return ret;
 		ret = ptr_read(fs, di, p, level, &b);
 		if (ret)
 			return ret;
@@ -122,10 +125,8 @@ static int get_rec(struct vmfs *fs, struct vmfs_inode_disk *di, uint64_t lblk, u
 		meta_put(fs, b);
 	}
 	ret = check_ptr(fs, di, p, true);
-	if (!ret && p && shared && !*shared) {
-		ret = ref_get(fs, p & VMFS_PTR_ADDR_MASK, &ref);
-		*shared = ref > 1;
-	}
+	if (!ret && p && shared && !*shared)
+		ret = ptr_shared(fs, di, p, shared);
 	if (!ret)
 		*ptr = p;
 	return ret;
@@ -168,15 +169,12 @@ static int own_ptr(struct vmfs *fs, struct vbuf *ib, le64 *slot, unsigned level,
 	struct vmfs_inode_disk *di = ib_inode(ib);
 	uint64_t p = le64_to_cpu(*slot);
 	struct vbuf *nb;
-	uint16_t ref = 1;
-	int ret;
+	bool shared;
+	int ret = ptr_shared(fs, di, p, &shared);
 
-	if (map_shared(di)) {
-		ret = ref_get(fs, p, &ref);
-		if (ret)
-			return ret;
-	}
-	if (ref <= 1)
+	if (ret)
+		return ret;
+	if (!shared)
 		return meta_dirty(fs, *b);
 	ret = new_ptr_block(fs, ib, level, &nb);
 	if (ret)
@@ -357,17 +355,15 @@ static int subtree_units(struct vmfs *fs, struct vmfs_inode_disk *di, uint64_t p
 struct free_ctx {
 	struct vbuf *ib;
 	uint64_t start, end, budget;
-	bool large;
 };
 
-static int free_data(struct vmfs *fs, struct free_ctx *c, uint64_t p)
+int bmap_drop_data(struct vmfs *fs, struct vmfs_inode_disk *di, uint64_t p)
 {
-	struct vmfs_inode_disk *di = ib_inode(c->ib);
 	uint64_t a = p & VMFS_PTR_ADDR_MASK;
-	int ret = c->large ? free_block(fs, a) : free_unit(fs, a);
+	int ret = le32_to_cpu(di->i_flags) & VMFS_IF_LARGE ? free_block(fs, a) : free_unit(fs, a);
 
 	if (!ret)
-		di->i_units = cpu_to_le64(le64_to_cpu(di->i_units) - (c->large ? fs->upb : 1));
+		di->i_units = cpu_to_le64(le64_to_cpu(di->i_units) - (uint64_t)inode_layout_blkunits(fs, di));
 	return ret;
 }
 
@@ -396,21 +392,19 @@ static int free_rec(struct vmfs *fs, struct free_ctx *c, struct vbuf *owner, le6
 		if (ret)
 			return ret;
 		if (level == 0) {
-			ret = free_data(fs, c, p);
+			ret = bmap_drop_data(fs, ib_inode(c->ib), p);
 			if (ret)
 				return ret;
 			c->budget--;
 			clear = true;
 		} else {
 			struct vbuf *b;
-			uint16_t ref = 1;
+			bool shared;
 
-			if (map_shared(ib_inode(c->ib))) {
-				ret = ref_get(fs, p, &ref);
-				if (ret)
-					return ret;
-			}
-			if (ref > 1 && b0 >= c->start && b0 + span <= c->end) { /* S2 */
+			ret = ptr_shared(fs, ib_inode(c->ib), p, &shared);
+			if (ret)
+				return ret;
+			if (shared && b0 >= c->start && b0 + span <= c->end) { /* S2 */
 				uint64_t units;
 				ret = subtree_units(fs, ib_inode(c->ib), p, level, &units);
 				if (!ret)
@@ -466,8 +460,7 @@ static int free_rec(struct vmfs *fs, struct free_ctx *c, struct vbuf *owner, le6
 int bmap_free_range(struct vmfs *fs, struct vbuf *ib, uint64_t start, uint64_t end, uint64_t budget, bool *done)
 {
 	struct vmfs_inode_disk *di = ib_inode(ib);
-	struct free_ctx c = { .ib = ib, .start = start, .end = end, .budget = budget,
-			      .large = le32_to_cpu(di->i_flags) & VMFS_IF_LARGE };
+	struct free_ctx c = { .ib = ib, .start = start, .end = end, .budget = budget };
 	int ret;
 
 	*done = true;

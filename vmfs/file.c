@@ -267,16 +267,12 @@ static int plan_run(struct vmfs *fs, struct plan *pl, bool write, uint8_t *buf)
 	return 0;
 }
 
-/* A snapshot's content never changes: it is read, shared or dropped, not written. */
-static int refuse_snapshot(struct vmfs *fs, struct vbuf *ib)
-{
-	if (!(le32_to_cpu(ib_inode(ib)->i_flags) & VMFS_IF_SNAPSHOT))
-		return 0;
-	meta_put(fs, ib);
-	return -EROFS;
-}
+enum get_file_flags {
+	GET_LINK_OK = 1u << 0,          /* a symlink's target reads as its data */
+	GET_WRITE = 1u << 1,            /* to change: a snapshot (never written) is -EROFS */
+};
 
-static int get_regular(struct vmfs *fs, uint64_t ino, struct vbuf **ib, bool allow_link)
+static int get_regular(struct vmfs *fs, uint64_t ino, struct vbuf **ib, unsigned how)
 {
 	int ret = inode_read(fs, ino, ib);
 	uint32_t mode;
@@ -284,10 +280,14 @@ static int get_regular(struct vmfs *fs, uint64_t ino, struct vbuf **ib, bool all
 	if (ret)
 		return ret;
 	mode = le32_to_cpu(ib_inode(*ib)->i_mode);
-	if (S_ISREG(mode) || (allow_link && S_ISLNK(mode)))
+	if ((how & GET_WRITE) && (le32_to_cpu(ib_inode(*ib)->i_flags) & VMFS_IF_SNAPSHOT))
+		ret = -EROFS;
+	else if (S_ISREG(mode) || ((how & GET_LINK_OK) && S_ISLNK(mode)))
 		return 0;
+	else
+		ret = S_ISDIR(mode) ? -EISDIR : -EINVAL;
 	meta_put(fs, *ib);
-	return S_ISDIR(mode) ? -EISDIR : -EINVAL;
+	return ret;
 }
 
 ssize_t vmfs_pread(struct vmfs *fs, uint64_t ino, void *buf, size_t len, uint64_t off)
@@ -305,7 +305,7 @@ ssize_t vmfs_pread(struct vmfs *fs, uint64_t ino, void *buf, size_t len, uint64_
 	ret = fs_enter(fs, false);
 	if (ret)
 		goto out;
-	ret = get_regular(fs, ino, &ib, true);
+	ret = get_regular(fs, ino, &ib, GET_LINK_OK);
 	if (ret)
 		goto err_unlock;
 	size = le64_to_cpu(ib_inode(ib)->i_size);
@@ -386,7 +386,6 @@ static int cow_block(struct vmfs *fs, struct vbuf *ib, uint64_t lblk, uint64_t p
 {
 	struct vmfs_inode_disk *di = ib_inode(ib);
 	uint64_t bb = blk_bytes(fs, di), q;
-	bool large = le32_to_cpu(di->i_flags) & VMFS_IF_LARGE;
 	uint8_t *blk = NULL;
 	int ret = alloc_for(fs, di, &q);
 
@@ -413,9 +412,7 @@ static int cow_block(struct vmfs *fs, struct vbuf *ib, uint64_t lblk, uint64_t p
 	if (!ret)
 		ret = bmap_set(fs, ib, lblk, q);
 	if (!ret && p)
-		ret = large ? free_block(fs, p & VMFS_PTR_ADDR_MASK) : free_unit(fs, p & VMFS_PTR_ADDR_MASK);
-	if (!ret && p)
-		di->i_units = cpu_to_le64(le64_to_cpu(di->i_units) - bb / VMFS_UNIT);
+		ret = bmap_drop_data(fs, di, p);
 	return ret;
 }
 
@@ -496,7 +493,7 @@ static int write_in_place(struct vmfs *fs, uint64_t ino, const void *buf, size_t
 	ret = fs_enter(fs, false);
 	if (ret)
 		return ret;
-	ret = get_regular(fs, ino, &ib, false);
+	ret = get_regular(fs, ino, &ib, GET_WRITE);
 	if (!ret) {
 		struct vmfs_inode_disk *di = ib_inode(ib);
 
@@ -563,9 +560,7 @@ again:
 	}
 	ret = op_begin(fs);
 	if (!ret)
-		ret = get_regular(fs, ino, &ib, internal);
-	if (!ret)
-		ret = refuse_snapshot(fs, ib);
+		ret = get_regular(fs, ino, &ib, GET_WRITE | (internal ? GET_LINK_OK : 0));
 	if (ret)
 		goto err_op;
 	if (!excl) {
@@ -764,10 +759,8 @@ static int truncate_locked(struct vmfs *fs, struct vbuf *ib, uint64_t size)
 int file_truncate(struct vmfs *fs, uint64_t ino, uint64_t size)
 {
 	struct vbuf *ib;
-	int ret = get_regular(fs, ino, &ib, false);
+	int ret = get_regular(fs, ino, &ib, GET_WRITE);
 
-	if (!ret)
-		ret = refuse_snapshot(fs, ib);
 	if (ret)
 		return ret;
 	ret = truncate_locked(fs, ib, size);
@@ -863,10 +856,7 @@ static int falloc_locked(struct vmfs *fs, struct vbuf *ib, int mode, uint64_t of
 		if (ret || (p && !zero))
 			continue;
 		if (p && shared) { /* S3: another map's data is not marked to be zeroed: this map lets it go */
-			ret = le32_to_cpu(di->i_flags) & VMFS_IF_LARGE ? free_block(fs, p & VMFS_PTR_ADDR_MASK)
-								      : free_unit(fs, p & VMFS_PTR_ADDR_MASK);
-			if (!ret)
-				di->i_units = cpu_to_le64(le64_to_cpu(di->i_units) - (uint64_t)inode_layout_blkunits(fs, di));
+			ret = bmap_drop_data(fs, di, p);
 			p = 0;
 		}
 		if (!ret && !p)
@@ -906,9 +896,7 @@ int vmfs_fallocate(struct vmfs *fs, uint64_t ino, int mode, uint64_t off, uint64
 	pthread_rwlock_wrlock(&vi->iolock);
 	ret = op_begin(fs);
 	if (!ret)
-		ret = get_regular(fs, ino, &ib, false);
-	if (!ret)
-		ret = refuse_snapshot(fs, ib);
+		ret = get_regular(fs, ino, &ib, GET_WRITE);
 	if (!ret) {
 		ret = falloc_locked(fs, ib, mode, off, len);
 		if (!ret)
@@ -933,7 +921,7 @@ int vmfs_lseek(struct vmfs *fs, uint64_t ino, uint64_t off, int whence, uint64_t
 	ret = fs_enter(fs, false);
 	if (ret)
 		return ret;
-	ret = get_regular(fs, ino, &ib, false);
+	ret = get_regular(fs, ino, &ib, 0);
 	if (ret)
 		goto out;
 	di = ib_inode(ib);
@@ -1003,7 +991,7 @@ int vmfs_bmap(struct vmfs *fs, uint64_t ino, uint64_t off, struct vmfs_bmap_info
 	ret = fs_enter(fs, false);
 	if (ret)
 		return ret;
-	ret = get_regular(fs, ino, &ib, false);
+	ret = get_regular(fs, ino, &ib, 0);
 	if (ret)
 		goto out;
 	di = ib_inode(ib);
@@ -1105,7 +1093,7 @@ static bool aio_map(struct vmfs *fs, struct vmfs_aio_req *r, struct plan *pl, si
 	bool ok = false;
 
 	if ((r->off | r->len | (uintptr_t)r->buf) % ss || (r->write && !fs->commit_ms) ||
-	    get_regular(fs, r->ino, &ib, false))
+	    get_regular(fs, r->ino, &ib, r->write ? GET_WRITE : 0))
 		return false;
 	di = ib_inode(ib);
 	size = le64_to_cpu(di->i_size);

@@ -986,9 +986,9 @@ static int share_blocks(struct vmfs *fs, uint64_t src, uint64_t sblk, uint64_t d
 		if (!ret)
 			ret = bmap_set(fs, db, dblk + i, p);
 		if (!ret && q)
-			ret = free_block(fs, q & VMFS_PTR_ADDR_MASK);
-		if (!ret)
-			dd->i_units = cpu_to_le64(le64_to_cpu(dd->i_units) + (p ? fs->upb : 0) - (q ? fs->upb : 0));
+			ret = bmap_drop_data(fs, dd, q);
+		if (!ret && p)
+			dd->i_units = cpu_to_le64(le64_to_cpu(dd->i_units) + fs->upb);
 		if (!ret)
 			ret = op_maybe_commit(fs);
 		if (!ret)

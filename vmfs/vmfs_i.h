@@ -233,6 +233,8 @@ int bmap_get(struct vmfs *fs, struct vmfs_inode_disk *di, uint64_t lblk, uint64_
 /* bmap_get, and *shared: whether another map shares the block or a pointer block on the way to it. */
 int bmap_get_shared(struct vmfs *fs, struct vmfs_inode_disk *di, uint64_t lblk, uint64_t *ptr, bool *shared);
 int bmap_set(struct vmfs *fs, struct vbuf *ib, uint64_t lblk, uint64_t ptr);
+/* Drops this map's reference to data pointer p (a block or a sub-block, by the layout) and its units (di dirtied). */
+int bmap_drop_data(struct vmfs *fs, struct vmfs_inode_disk *di, uint64_t p);
 int bmap_next(struct vmfs *fs, struct vmfs_inode_disk *di, uint64_t lblk, uint64_t *found, uint64_t *ptr);
 int bmap_free_range(struct vmfs *fs, struct vbuf *ib, uint64_t start, uint64_t end, uint64_t budget, bool *done);
 uint64_t bmap_capacity(unsigned height);

@@ -432,6 +432,52 @@ START_TEST(t_many)
 }
 END_TEST
 
+/*
+ * A snapshot is never written, whichever way a write comes: once its file
+ * rewrote every block, the snapshot's blocks are its own (count 1), so only
+ * the snapshot flag stops an aligned overwrite, which takes the in-place path
+ * (commit_ms > 0) or the asynchronous one.
+ */
+START_TEST(t_snapshot_never_written)
+{
+	struct vmfs_open_opts oo = { .commit_ms = 1000, .standalone = true };
+	struct model live = m_new(2u << 20), a;
+	struct vmfs_aio_req req, *done[1];
+	struct vmfs_aio *q;
+	struct vmfs *fs;
+	char err[256] = "";
+	uint64_t ino, sa;
+	uint8_t *buf = aligned_alloc(4096, 4096);
+
+	mk(256ull << 20, 0);
+	ck_assert_msg(vmfs_open(img, &oo, &fs, err, sizeof(err)) == 0, "open: %s", err);
+	ino = create(fs, vmfs_root_ino(fs), "disk");
+	m_write(fs, ino, &live, 0, 2u << 20, 1);
+	sa = snap(fs, ino, "A");
+	a = m_copy(&live);
+	m_write(fs, ino, &live, 0, 2u << 20, 2); /* every block copied: A's are A's alone now */
+	memset(buf, 0x77, 4096);
+	ck_assert_int_eq(vmfs_pwrite(fs, sa, buf, 4096, 0), -EROFS);
+	ck_assert_int_eq(vmfs_pwrite(fs, sa, buf, 4096, 1u << 20), -EROFS);
+	ck_assert_int_eq(vmfs_aio_new(fs, 1, &q), 0);
+	req = (struct vmfs_aio_req){ .ino = sa, .write = true, .buf = buf, .len = 4096, .off = 4096 };
+	ck_assert_int_eq(vmfs_aio_submit(q, &req), 0);
+	ck_assert_int_eq(vmfs_aio_reap(q, 1, done, 1), 1);
+	ck_assert_int_eq(done[0]->res, -EROFS);
+	vmfs_aio_free(q);
+	ck_assert_int_eq(vmfs_fallocate(fs, sa, FALLOC_FL_ZERO_RANGE, 0, 4096), -EROFS);
+	ck_assert_int_eq(vmfs_setattr(fs, sa, &(struct vmfs_stat){ .size = 1 }, VMFS_SET_SIZE, NULL), -EROFS);
+	ck_assert_int_eq(vmfs_setattr(fs, sa, &(struct vmfs_stat){ .mode = 0777 }, VMFS_SET_MODE, NULL), -EROFS);
+	m_check(fs, sa, &a, "A after refused writes");
+	m_check(fs, ino, &live, "the file");
+	vmfs_close(fs);
+	fsck_clean();
+	free(buf);
+	free(live.b);
+	free(a.b);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("snapshot");
@@ -447,6 +493,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, t_diff);
 	tcase_add_test(tc, t_clone_chain);
 	tcase_add_test(tc, t_names);
+	tcase_add_test(tc, t_snapshot_never_written);
 	tcase_add_test(tc, t_many);
 	suite_add_tcase(s, tc);
 	return s;

@@ -196,40 +196,61 @@ int snap_create(struct vmfs *fs, const char *path, const char *name, char *err, 
 	return snap_create_timed(fs, path, name, NULL, err, errlen);
 }
 
+/* Durable when the call returns: committed and flushed, whoever the caller (vmfsctl, a mount, vmm). */
+static int durable(struct vmfs *fs, int ret, const char *path, char *err, size_t errlen)
+{
+	if (ret || !(ret = vmfs_sync(fs)))
+		return ret;
+	return base_set_err(err, errlen, ret, "%s: cannot make the change durable: %s", path, strerror(-ret));
+}
+
+/* PATH's files, at most VMFS_SNAP_GROUP_MAX, none with a snapshot called name (the one that has it is named). */
+static int create_files(struct vmfs *fs, const char *path, const char *name, struct snap_files *f, char *err,
+			size_t errlen)
+{
+	int ret = snap_files_get(fs, path, f, err, errlen);
+
+	if (ret)
+		return ret;
+	if (f->n > VMFS_SNAP_GROUP_MAX)
+		ret = base_set_err(err, errlen, -E2BIG, "%s: %s", path, why(-E2BIG));
+	for (size_t i = 0; i < f->n && !ret; i++) {
+		uint64_t s;
+		ret = vmfs_snap_find(fs, f->ino[i], name, &s);
+		if (!ret)
+			ret = base_set_err(err, errlen, -EEXIST, "%s: snapshot '%s' exists", f->name[i], name);
+		else if (ret == -ENOENT)
+			ret = 0;
+		else
+			base_set_err(err, errlen, ret, "%s: snapshot '%s': %s", f->name[i], name, why(ret));
+	}
+	if (ret)
+		snap_files_release(f);
+	return ret;
+}
+
 int snap_create_timed(struct vmfs *fs, const char *path, const char *name, uint64_t *io_pause_ns, char *err,
 		      size_t errlen)
 {
 	struct snap_files f;
 	size_t held = 0;
 	uint64_t t0;
-	int ret = snap_files_get(fs, path, &f, err, errlen);
+	int ret = create_files(fs, path, name, &f, err, errlen);
 
 	if (ret)
 		return ret;
-	if (f.n > VMFS_SNAP_GROUP_MAX)
-		ret = base_set_err(err, errlen, -E2BIG, "%s: %s", path, why(-E2BIG));
-	if (!ret)
-		ret = lock_all(fs, &f, VMFS_LOCK_SH, &held, err, errlen);
+	ret = lock_all(fs, &f, VMFS_LOCK_SH, &held, err, errlen);
 	if (!ret) {
 		t0 = base_mono_ns();
 		ret = vmfs_snap_create(fs, f.ino, f.n, name, NULL); /* holds the files' I/O for its length */
 		if (io_pause_ns)
 			*io_pause_ns = base_mono_ns() - t0;
-		if (ret == -EEXIST) {
-			for (size_t i = 0; i < f.n; i++) { /* name the file that has it */
-				uint64_t s;
-				if (!vmfs_snap_find(fs, f.ino[i], name, &s)) {
-					base_set_err(err, errlen, ret, "%s: snapshot '%s' exists", f.name[i], name);
-					break;
-				}
-			}
-		} else if (ret) {
+		if (ret)
 			base_set_err(err, errlen, ret, "%s: snapshot '%s': %s", path, name, why(ret));
-		}
 	}
 	unlock_all(fs, &f, held);
 	snap_files_release(&f);
-	return ret;
+	return durable(fs, ret, path, err, errlen);
 }
 
 /*
@@ -260,11 +281,12 @@ static int pick(struct vmfs *fs, const char *path, const char *name, struct snap
 		}
 		if (*n != i) { /* keep the files with it at the front, in order */
 			char *t = f->name[*n];
+			uint64_t ino = f->ino[*n];
+
 			f->name[*n] = f->name[i];
 			f->name[i] = t;
-			f->ino[i] ^= f->ino[*n];
-			f->ino[*n] ^= f->ino[i];
-			f->ino[i] ^= f->ino[*n];
+			f->ino[*n] = f->ino[i];
+			f->ino[i] = ino;
 		}
 		(*snaps)[(*n)++] = s;
 	}
@@ -298,7 +320,7 @@ int snap_revert(struct vmfs *fs, const char *path, const char *name, char *err, 
 	unlock_all(fs, &mine, held);
 	free(snaps);
 	snap_files_release(&f);
-	return ret;
+	return durable(fs, ret, path, err, errlen);
 }
 
 int snap_delete(struct vmfs *fs, const char *path, const char *name, char *err, size_t errlen)
@@ -317,7 +339,7 @@ int snap_delete(struct vmfs *fs, const char *path, const char *name, char *err, 
 	}
 	free(snaps);
 	snap_files_release(&f);
-	return ret;
+	return durable(fs, ret, path, err, errlen);
 }
 
 int snap_list(struct vmfs *fs, const char *path, struct snap_listing *out, char *err, size_t errlen)
@@ -481,22 +503,9 @@ int snap_precheck(struct vmfs *fs, enum snap_op op, const char *path, const char
 
 	switch (op) {
 	case SNAP_CREATE:
-		ret = snap_files_get(fs, path, &f, err, errlen);
-		if (ret)
-			return ret;
-		if (f.n > VMFS_SNAP_GROUP_MAX)
-			ret = base_set_err(err, errlen, -E2BIG, "%s: %s", path, why(-E2BIG));
-		for (size_t i = 0; i < f.n && !ret; i++) {
-			uint64_t s;
-			ret = vmfs_snap_find(fs, f.ino[i], name, &s);
-			if (!ret)
-				ret = base_set_err(err, errlen, -EEXIST, "%s: snapshot '%s' exists", f.name[i], name);
-			else if (ret == -ENOENT)
-				ret = 0;
-			else
-				base_set_err(err, errlen, ret, "%s: snapshot '%s': %s", f.name[i], name, why(ret));
-		}
-		snap_files_release(&f);
+		ret = create_files(fs, path, name, &f, err, errlen);
+		if (!ret)
+			snap_files_release(&f);
 		return ret;
 	case SNAP_REVERT:
 	case SNAP_DELETE:
@@ -553,5 +562,17 @@ int snap_clone(struct vmfs *fs, const char *src, const char *dst, char *err, siz
 out:
 	free(dir);
 	free(path);
-	return ret;
+	return durable(fs, ret, dst, err, errlen);
+}
+
+int snap_run(struct vmfs *fs, enum snap_op op, const char *path, const char *name, const char *dst, char *err,
+	     size_t errlen)
+{
+	switch (op) {
+	case SNAP_CREATE: return snap_create(fs, path, name, err, errlen);
+	case SNAP_REVERT: return snap_revert(fs, path, name, err, errlen);
+	case SNAP_DELETE: return snap_delete(fs, path, name, err, errlen);
+	case SNAP_CLONE: return snap_clone(fs, path, dst, err, errlen);
+	}
+	return base_set_err(err, errlen, -EINVAL, "unknown snapshot request %u", (unsigned)op);
 }

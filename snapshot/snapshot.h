@@ -51,6 +51,10 @@ enum snap_op { SNAP_CREATE, SNAP_REVERT, SNAP_DELETE, SNAP_CLONE };
 int snap_precheck(struct vmfs *fs, enum snap_op op, const char *path, const char *name, const char *dst, char *err,
 		  size_t errlen);
 
+/*
+ * The changing calls below are durable when they return (committed and
+ * flushed): another host's next look sees them.
+ */
 int snap_create(struct vmfs *fs, const char *path, const char *name, char *err, size_t errlen);
 /*
  * snap_create, and how long the files' I/O was held (io_pause_ns, may be NULL):
@@ -86,5 +90,9 @@ int snap_diff(struct vmfs *fs, const char *path, const char *from, const char *t
 
 /* A linked clone of SRC ("PATH" or "PATH@SNAPSHOT") at DST, which must not exist. */
 int snap_clone(struct vmfs *fs, const char *src, const char *dst, char *err, size_t errlen);
+
+/* One of the four by op: name is the snapshot's (create, revert, delete), dst the clone's (SRC is path). */
+int snap_run(struct vmfs *fs, enum snap_op op, const char *path, const char *name, const char *dst, char *err,
+	     size_t errlen);
 
 #endif

@@ -620,7 +620,7 @@ static void snap_forget_cached(struct vmount *vm, const char *path, uint64_t ino
 /*
  * vmfsctl snapshot/clone through the mount (tools/mount_ctl.h): run with this
  * daemon's own handle, which holds the locks of the files it has open. After
- * a revert the kernel's cached pages of the files are dropped.
+ * a change the kernel's cached pages or view entries of the files are dropped.
  */
 static void vm_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg, struct fuse_file_info *fi,
 		     unsigned flags, const void *in_buf, size_t in_bufsz, size_t out_bufsz)
@@ -646,18 +646,7 @@ static void vm_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
 	memcpy(&c, in_buf, sizeof(c));
 	c.path[sizeof(c.path) - 1] = c.name[sizeof(c.name) - 1] = c.dst[sizeof(c.dst) - 1] = 0;
 	c.err[0] = 0;
-	c.result = snap_precheck(vm->fs, (enum snap_op)c.op, c.path, c.name, c.dst, e, el);
-	if (!c.result) {
-		switch (c.op) {
-		case SNAP_CREATE: c.result = snap_create(vm->fs, c.path, c.name, e, el); break;
-		case SNAP_REVERT: c.result = snap_revert(vm->fs, c.path, c.name, e, el); break;
-		case SNAP_DELETE: c.result = snap_delete(vm->fs, c.path, c.name, e, el); break;
-		case SNAP_CLONE: c.result = snap_clone(vm->fs, c.path, c.dst, e, el); break;
-		default: c.result = -EINVAL; snprintf(e, el, "unknown request %u", c.op); break;
-		}
-	}
-	if (!c.result) /* durable when vmfsctl returns, and visible to every other host's next look */
-		c.result = vmfs_sync(vm->fs);
+	c.result = snap_run(vm->fs, (enum snap_op)c.op, c.path, c.name, c.dst, e, el); /* durable on return */
 	if (!c.result && c.op != SNAP_CLONE) { /* what the kernel cached of the old content or the view goes */
 		struct snap_files f;
 		char ignore[8];

@@ -170,29 +170,6 @@ static struct vmfs *open_rw(const char *dev)
 	return fs;
 }
 
-/*
- * Checks on a read-only handle that the command can run (snap_precheck): a
- * refused command exits before it joins the cluster, having written nothing.
- * 0, or 1 after saying why; -EEXIST comes back as such when exists_ok.
- */
-static int precheck(const char *dev, enum snap_op op, const char *path, const char *name, const char *dst,
-		    bool exists_ok)
-{
-	struct vmfs *fs = open_readonly(dev);
-	char err[512];
-	int ret;
-
-	if (!fs)
-		return 1;
-	ret = snap_precheck(fs, op, path, name, dst, err, sizeof(err));
-	vmfs_close(fs);
-	if (ret == -EEXIST && exists_ok)
-		return ret;
-	if (ret)
-		tool_err("%s", err);
-	return ret ? 1 : 0;
-}
-
 /* Closes fs; a failed close (the final commit) fails the command. */
 static int finish(struct vmfs *fs, int ret)
 {
@@ -205,77 +182,93 @@ static int finish(struct vmfs *fs, int ret)
 	return ret;
 }
 
-static void json_files(const struct snap_files *f)
+/*
+ * Runs op on DEVICE: inside the vmfs-mount daemon when DEVICE is a mount (it
+ * holds the locks of the files it has open), else as a host of its own after
+ * every check has passed on a read-only open (snap_precheck), so a refused
+ * command exits having written nothing, not even a heartbeat. 0, or 1 after
+ * saying why; -EEXIST comes back as such when exists_ok.
+ */
+static int change(const char *dev, enum snap_op op, const char *path, const char *name, const char *dst,
+		  bool exists_ok)
 {
+	struct vmfs *fs;
+	char err[512];
+	int ret;
+
+	if (is_mount(dev))
+		return via_mount(dev, op, path, name, dst, exists_ok);
+	fs = open_readonly(dev);
+	if (!fs)
+		return 1;
+	ret = snap_precheck(fs, op, path, name, dst, err, sizeof(err));
+	vmfs_close(fs);
+	if (!ret) {
+		fs = open_rw(dev);
+		if (!fs)
+			return 1;
+		ret = snap_run(fs, op, path, name, dst, err, sizeof(err));
+		if (finish(fs, 0) && !ret)
+			return 1; /* (said) */
+	}
+	if (ret == -EEXIST && exists_ok)
+		return ret;
+	if (ret)
+		tool_err("%s", err);
+	return ret ? 1 : 0;
+}
+
+/* The files PATH stands for, as JSON ("files":[...]), read from DEVICE (or the datastore a mount serves). */
+static void json_files(const char *dev, const char *path)
+{
+	char devbuf[PATH_MAX], err[512];
+	const char *src = readable(dev, devbuf, sizeof(devbuf));
+	struct vmfs *fs = src ? open_readonly(src) : NULL;
+	struct snap_files f = { 0 };
+
 	printf("\"files\":[");
-	for (size_t i = 0; i < f->n; i++) {
-		printf(i ? "," : "");
-		tool_json_str(f->name[i]);
+	if (fs && !snap_files_get(fs, path, &f, err, sizeof(err))) {
+		for (size_t i = 0; i < f.n; i++) {
+			printf(i ? "," : "");
+			tool_json_str(f.name[i]);
+		}
+		snap_files_release(&f);
 	}
 	printf("]");
+	vmfs_close(fs);
 }
 
 static int cmd_create(int argc, char **argv)
 {
-	char err[512], def[64], name[80];
-	struct snap_files f;
+	char def[64], name[80];
 	struct args a;
-	struct vmfs *fs;
 	int ret;
 
 	if (parse(argc, argv, &a, 2, 2, true))
 		return 2;
-	if (is_mount(a.pos[0])) {
-		snap_default_name(def, sizeof(def));
-		snprintf(name, sizeof(name), "%s", def);
-		ret = via_mount(a.pos[0], SNAP_CREATE, a.pos[1], a.name ? a.name : name, NULL, !a.name);
-		for (int i = 2; ret == -EEXIST && i < 100; i++) {
-			snprintf(name, sizeof(name), "%s-%d", def, i);
-			ret = via_mount(a.pos[0], SNAP_CREATE, a.pos[1], name, NULL, i < 99);
-		}
-		if (!ret && a.json) {
-			printf("{\"created\":");
-			tool_json_str(a.name ? a.name : name);
-			printf("}\n");
-		} else if (!ret) {
-			printf("snapshot '%s'\n", a.name ? a.name : name);
-		}
-		return ret ? 1 : 0;
-	}
 	if (a.name) {
-		ret = precheck(a.pos[0], SNAP_CREATE, a.pos[1], a.name, NULL, false);
+		ret = change(a.pos[0], SNAP_CREATE, a.pos[1], a.name, NULL, false);
 	} else { /* the time, made unique if two snapshots land in one second */
 		snap_default_name(def, sizeof(def));
 		snprintf(name, sizeof(name), "%s", def);
-		ret = precheck(a.pos[0], SNAP_CREATE, a.pos[1], name, NULL, true);
+		ret = change(a.pos[0], SNAP_CREATE, a.pos[1], name, NULL, true);
 		for (int i = 2; ret == -EEXIST && i < 100; i++) {
 			snprintf(name, sizeof(name), "%s-%d", def, i);
-			ret = precheck(a.pos[0], SNAP_CREATE, a.pos[1], name, NULL, i < 99);
+			ret = change(a.pos[0], SNAP_CREATE, a.pos[1], name, NULL, i < 99);
 		}
 	}
 	if (ret)
 		return 1;
-	fs = open_rw(a.pos[0]);
-	if (!fs)
-		return 1;
-	ret = snap_create(fs, a.pos[1], a.name ? a.name : name, err, sizeof(err));
-	if (ret) {
-		tool_err("%s", err);
-		return finish(fs, 1);
+	if (a.json) {
+		printf("{\"created\":");
+		tool_json_str(a.name ? a.name : name);
+		printf(",");
+		json_files(a.pos[0], a.pos[1]);
+		printf("}\n");
+	} else {
+		printf("snapshot '%s'\n", a.name ? a.name : name);
 	}
-	if (!snap_files_get(fs, a.pos[1], &f, err, sizeof(err))) {
-		if (a.json) {
-			printf("{\"created\":");
-			tool_json_str(a.name ? a.name : name);
-			printf(",");
-			json_files(&f);
-			printf("}\n");
-		} else {
-			printf("snapshot '%s' of %zu file%s\n", a.name ? a.name : name, f.n, f.n == 1 ? "" : "s");
-		}
-		snap_files_release(&f);
-	}
-	return finish(fs, 0);
+	return 0;
 }
 
 static void fmt_time(int64_t ns, char *buf, size_t len)
@@ -382,39 +375,12 @@ static int cmd_list(int argc, char **argv)
 /* revert or delete: both take PATH NAME and act on every file of PATH that has NAME */
 static int cmd_change(int argc, char **argv, bool revert)
 {
-	char err[512];
-	struct snap_files f = { 0 };
 	struct args a;
-	struct vmfs *fs;
-	int ret;
 
 	if (parse(argc, argv, &a, 3, 3, false))
 		return 2;
-	if (is_mount(a.pos[0])) {
-		ret = via_mount(a.pos[0], revert ? SNAP_REVERT : SNAP_DELETE, a.pos[1], a.pos[2], NULL, false);
-		if (!ret && a.json) {
-			printf("{\"%s\":", revert ? "reverted" : "deleted");
-			tool_json_str(a.pos[2]);
-			printf(",\"path\":");
-			tool_json_str(a.pos[1]);
-			printf("}\n");
-		}
-		return ret;
-	}
-	if (precheck(a.pos[0], revert ? SNAP_REVERT : SNAP_DELETE, a.pos[1], a.pos[2], NULL, false))
+	if (change(a.pos[0], revert ? SNAP_REVERT : SNAP_DELETE, a.pos[1], a.pos[2], NULL, false))
 		return 1;
-	fs = open_rw(a.pos[0]);
-	if (!fs)
-		return 1;
-	if (a.json)
-		snap_files_get(fs, a.pos[1], &f, err, sizeof(err));
-	ret = revert ? snap_revert(fs, a.pos[1], a.pos[2], err, sizeof(err))
-		     : snap_delete(fs, a.pos[1], a.pos[2], err, sizeof(err));
-	if (ret) {
-		tool_err("%s", err);
-		snap_files_release(&f);
-		return finish(fs, 1);
-	}
 	if (a.json) {
 		printf("{\"%s\":", revert ? "reverted" : "deleted");
 		tool_json_str(a.pos[2]);
@@ -422,8 +388,7 @@ static int cmd_change(int argc, char **argv, bool revert)
 		tool_json_str(a.pos[1]);
 		printf("}\n");
 	}
-	snap_files_release(&f);
-	return finish(fs, 0);
+	return 0;
 }
 
 struct diff_out {
@@ -507,31 +472,12 @@ int cmd_snapshot(int argc, char **argv)
 
 int cmd_clone(int argc, char **argv)
 {
-	char err[512];
 	struct args a;
-	struct vmfs *fs;
-	int ret;
 
 	if (parse(argc, argv, &a, 3, 3, false))
 		return 2;
-	if (is_mount(a.pos[0])) {
-		if (via_mount(a.pos[0], SNAP_CLONE, a.pos[1], NULL, a.pos[2], false))
-			return 1;
-		goto done;
-	}
-	if (precheck(a.pos[0], SNAP_CLONE, a.pos[1], NULL, a.pos[2], false))
+	if (change(a.pos[0], SNAP_CLONE, a.pos[1], NULL, a.pos[2], false))
 		return 1;
-	fs = open_rw(a.pos[0]);
-	if (!fs)
-		return 1;
-	if (snap_clone(fs, a.pos[1], a.pos[2], err, sizeof(err))) {
-		tool_err("%s", err);
-		return finish(fs, 1);
-	}
-	ret = finish(fs, 0);
-	if (ret)
-		return ret;
-done:
 	if (a.json) {
 		printf("{\"clone\":");
 		tool_json_str(a.pos[2]);

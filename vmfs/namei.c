@@ -48,7 +48,7 @@ static void nlink_add(struct vbuf *ib, int d)
 	di->i_nlink = cpu_to_le32((uint32_t)((int)le32_to_cpu(di->i_nlink) + d));
 }
 
-static void take_ref(struct vmfs *fs, uint64_t ino)
+void inode_take_ref(struct vmfs *fs, uint64_t ino)
 {
 	struct vinode *vi = vinode_get(fs, ino);
 	if (vi) {
@@ -121,7 +121,7 @@ int vmfs_lookup(struct vmfs *fs, uint64_t dir, const char *name, struct vmfs_sta
 	if (!ret) {
 		inode_to_stat(fs, ib, st);
 		meta_put(fs, ib);
-		take_ref(fs, ino);
+		inode_take_ref(fs, ino);
 	}
 out:
 	pthread_mutex_unlock(&fs->lock);
@@ -223,7 +223,7 @@ static int make_node(struct vmfs *fs, uint64_t dir, const char *name, uint32_t m
 			nlink_add(dib, 1);
 		inode_touch(dib, true, true);
 		inode_to_stat(fs, ib, st);
-		take_ref(fs, ib->addr);
+		inode_take_ref(fs, ib->addr);
 	}
 	meta_put(fs, ib);
 	meta_put(fs, dib);
@@ -290,7 +290,7 @@ int vmfs_link(struct vmfs *fs, uint64_t ino, uint64_t newdir, const char *newnam
 		inode_touch(ib, false, true);
 		inode_touch(dib, true, true);
 		inode_to_stat(fs, ib, st);
-		take_ref(fs, ino);
+		inode_take_ref(fs, ino);
 	}
 	meta_put(fs, ib);
 	meta_put(fs, dib);

@@ -394,56 +394,46 @@ int vmfs_snap_list(struct vmfs *fs, uint64_t file, struct vmfs_snap_info **out, 
 	return 0;
 }
 
-int vmfs_snap_find(struct vmfs *fs, uint64_t file, const char *name, uint64_t *snap)
+/*
+ * The snapshot of file called name (*snap), in one look under the lock; with
+ * st, also its attributes and one lookup reference (vmfs_snap_lookup).
+ */
+static int snap_find(struct vmfs *fs, uint64_t file, const char *name, uint64_t *snap, struct vmfs_stat *st)
 {
-	struct vbuf *ib;
+	struct vbuf *ib, *sb;
 	int ret = check_snap_name(name);
 
 	*snap = 0;
-	if (ret)
-		return ret;
-	ret = fs_enter(fs, false);
+	if (!ret)
+		ret = fs_enter(fs, false);
 	if (ret)
 		return ret;
 	ret = read_file(fs, file, &ib);
 	if (!ret) {
 		ret = find_name(fs, ib, name, snap);
+		if (!ret && !*snap)
+			ret = -ENOENT;
+		if (!ret && st && !(ret = read_snap(fs, ib, *snap, &sb))) {
+			inode_to_stat(fs, sb, st);
+			meta_put(fs, sb);
+			inode_take_ref(fs, *snap);
+		}
 		meta_put(fs, ib);
 	}
 	fs_leave(fs);
-	return ret ? ret : *snap ? 0 : -ENOENT;
+	return ret;
+}
+
+int vmfs_snap_find(struct vmfs *fs, uint64_t file, const char *name, uint64_t *snap)
+{
+	return snap_find(fs, file, name, snap, NULL);
 }
 
 int vmfs_snap_lookup(struct vmfs *fs, uint64_t file, const char *name, struct vmfs_stat *st)
 {
-	struct vinode *vi;
-	struct vbuf *ib, *sb;
 	uint64_t snap;
-	int ret = vmfs_snap_find(fs, file, name, &snap);
 
-	if (ret)
-		return ret;
-	ret = fs_enter(fs, false);
-	if (ret)
-		return ret;
-	ret = read_file(fs, file, &ib);
-	if (!ret) {
-		ret = read_snap(fs, ib, snap, &sb);
-		meta_put(fs, ib);
-	}
-	if (!ret) {
-		inode_to_stat(fs, sb, st);
-		meta_put(fs, sb);
-		vi = vinode_get(fs, snap);
-		if (vi) {
-			vi->lookups++;
-			vinode_put(fs, vi);
-		} else {
-			ret = -ENOMEM;
-		}
-	}
-	fs_leave(fs);
-	return ret;
+	return snap_find(fs, file, name, &snap, st);
 }
 
 /* ---- revert ----------------------------------------------------------------- */

@@ -257,6 +257,8 @@ int orphan_add(struct vmfs *fs, struct vbuf *ib);
 int orphan_remove(struct vmfs *fs, struct vbuf *ib);
 int orphans_process(struct vmfs *fs);
 struct vinode *vinode_get(struct vmfs *fs, uint64_t ino);
+/* One lookup reference on ino, as a name lookup takes (namei.c; vmfs_forget drops it). Under fs->lock. */
+void inode_take_ref(struct vmfs *fs, uint64_t ino);
 void vinode_put(struct vmfs *fs, struct vinode *vi);
 struct vinode *vinode_find(struct vmfs *fs, uint64_t ino);
 struct vinode *vinode_pin(struct vmfs *fs, uint64_t ino);

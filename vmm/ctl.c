@@ -118,8 +118,7 @@ static void snapshot(struct vmm_ctl *c, const struct vmm_json_kv *name, struct r
 		reply_error(r, "want \"name\": the snapshot's name");
 		return;
 	}
-	if (snap_precheck(c->t.fs, SNAP_CREATE, c->t.vm_path, name->str, NULL, err, sizeof(err)) ||
-	    snap_create_timed(c->t.fs, c->t.vm_path, name->str, &pause_ns, err, sizeof(err)) || vmfs_sync(c->t.fs)) {
+	if (snap_create_timed(c->t.fs, c->t.vm_path, name->str, &pause_ns, err, sizeof(err))) {
 		reply_error(r, err);
 		return;
 	}

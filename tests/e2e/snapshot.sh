@@ -9,7 +9,9 @@
 #  - a file a mount holds open for writing is refused, naming the mount's
 #    host, and allowed through that mount (vmfsctl ... MOUNTPOINT ...); once closed, a snapshot and a revert made while it is mounted are
 #    what the mount reads, and DIR/.snapshots/FILE@NAME reads each snapshot
-#    (read-only, hidden from readdir) while the file is open for writing;
+#    (read-only, hidden from readdir) while the file is open for writing; a
+#    snapshot open there is busy for other hosts, and deleted through the
+#    mount it stays readable by the open file until closed;
 #  - bad input (missing file, folder or snapshot, a duplicate, over-long or
 #    '/'-holding name, a clone onto an existing path) fails with one line,
 #    exit 1, and leaves the image byte for byte as it was;
@@ -110,6 +112,15 @@ ls -a "$M/vm" | grep -q snapshots && fail "readdir lists the hidden .snapshots"
 echo x 2>/dev/null >>"$M/vm/.snapshots/disk0@A" && fail "a snapshot was written through the view"
 touch "$M/vm/.snapshots/new" 2>/dev/null && fail "a file was made in the view"
 [ "$(stat -c %A "$M/vm/.snapshots/disk0@A")" = "-r--r--r--" ] || fail "a snapshot in the view is not read-only"
+
+log "a snapshot open in the view: another host cannot delete it; the mount can, and its reader keeps the bytes"
+exec 8<"$M/vm/.snapshots/disk0@A"
+expect_one_line_failure "$CTL" snapshot delete "$D" /vm/disk0 A
+grep -q "busy" "$T/stderr" || fail "deleting a snapshot another host reads is not refused as busy"
+"$CTL" snapshot delete "$M" /vm/disk0 A
+[ -e "$M/vm/.snapshots/disk0@A" ] && fail "disk0@A still shows after its delete"
+[ "$(sha256sum <&8 | cut -d' ' -f1)" = "$(sum "$T/disk.a")" ] || fail "the open reader lost the deleted snapshot's bytes"
+exec 8<&-
 dd if=/dev/urandom of="$M/vm/disk0" bs=1M count=2 conv=notrunc status=none
 "$CTL" snapshot revert "$D" /vm/disk0 C
 [ "$(sum "$M/vm/disk0")" = "$(sum "$T/disk.c")" ] || fail "the mount does not read the revert made by another host"

@@ -399,52 +399,79 @@ static struct vmfs_snap_disk *snap_links(struct vbuf *ib)
 	return (struct vmfs_snap_disk *)ib_inode(ib)->i_snap;
 }
 
-static bool in_set(const uint64_t *v, size_t n, uint64_t x)
+/* A file's snapshots as check_snaps found them: their inodes and parents, and (ino, position) sorted for lookup. */
+struct snap_pos {
+	uint64_t ino;
+	size_t pos;
+};
+
+struct snap_set {
+	uint64_t *ino, *par;
+	struct snap_pos *sorted;
+	size_t n, cap, pcap;
+};
+
+static int cmp_pos(const void *a, const void *b)
 {
-	for (size_t i = 0; i < n; i++)
-		if (v[i] == x)
-			return true;
-	return false;
+	uint64_t x = ((const struct snap_pos *)a)->ino, y = ((const struct snap_pos *)b)->ino;
+	return x < y ? -1 : x > y;
 }
 
-/* N2: a parent is 0 or a snapshot on the list, and following parents ends. */
-static int check_snap_parents(struct fsck *c, struct vbuf *ib, const uint64_t *snaps, size_t n)
+/* The position on the list of snapshot ino, or -1 (0 and inodes off the list). */
+static long snap_pos(const struct snap_set *ss, uint64_t ino)
 {
-	struct vmfs *fs = c->fs;
+	struct snap_pos key = { .ino = ino };
+	const struct snap_pos *k = ino ? bsearch(&key, ss->sorted, ss->n, sizeof(key), cmp_pos) : NULL;
+
+	return k ? (long)k->pos : -1;
+}
+
+/* Gives snapshot i of the list (i == n: the file ib) no parent: -y's repair of N2. */
+static int cut_parent(struct fsck *c, struct vbuf *ib, struct snap_set *ss, size_t i)
+{
+	struct vbuf *sb = ib;
+	int r = i < ss->n ? inode_read(c->fs, ss->ino[i], &sb) : 0;
+
+	if (!r)
+		r = fsck_dirty(c, sb);
+	if (!r) {
+		snap_links(sb)->sn_parent = 0;
+		if (i < ss->n)
+			ss->par[i] = 0;
+	}
+	if (sb != ib)
+		meta_put(c->fs, sb);
+	return r;
+}
+
+/* N2: a parent is 0 or a snapshot on the list, and following parents ends (at most n steps). */
+static int check_snap_parents(struct fsck *c, struct vbuf *ib, struct snap_set *ss)
+{
+	size_t n = ss->n;
 	int r = 0;
 
+	ss->sorted = malloc((n ? n : 1) * sizeof(*ss->sorted));
+	if (!ss->sorted)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		ss->sorted[i] = (struct snap_pos){ ss->ino[i], i };
+	qsort(ss->sorted, n, sizeof(*ss->sorted), cmp_pos);
 	for (size_t i = 0; i <= n && !r; i++) { /* the snapshots, then the file */
-		struct vbuf *sb = ib;
-		uint64_t p, who = i < n ? snaps[i] : ib->addr;
+		uint64_t who = i < n ? ss->ino[i] : ib->addr;
+		uint64_t p = i < n ? ss->par[i] : le64_to_cpu(snap_links(ib)->sn_parent), q = p;
 		size_t steps = 0;
+		long k;
 
-		if (i < n && inode_read(fs, snaps[i], &sb))
+		if (p && snap_pos(ss, p) < 0) {
+			if (fsck_problem(c, PR_SNAP_PARENT_BAD, (unsigned long long)who, c->where, (unsigned long long)p))
+				r = cut_parent(c, ib, ss, i);
 			continue;
-		p = le64_to_cpu(snap_links(sb)->sn_parent);
-		if (p && !in_set(snaps, n, p)) {
-			if (fsck_problem(c, PR_SNAP_PARENT_BAD, (unsigned long long)who, c->where, (unsigned long long)p)) {
-				r = fsck_dirty(c, sb);
-				snap_links(sb)->sn_parent = 0;
-			}
-		} else {
-			while (p && steps++ <= n) {
-				struct vbuf *pb;
-				if (inode_read(fs, p, &pb))
-					break;
-				p = le64_to_cpu(snap_links(pb)->sn_parent);
-				meta_put(fs, pb);
-				if (!in_set(snaps, n, p))
-					break; /* reported (and cut) at that snapshot */
-			}
-			if (p && steps > n &&
-			    fsck_problem(c, PR_SNAP_PARENT_CYCLE, (unsigned long long)ib->addr, c->where,
-					 (unsigned long long)who)) {
-				r = fsck_dirty(c, sb);
-				snap_links(sb)->sn_parent = 0;
-			}
 		}
-		if (sb != ib)
-			meta_put(fs, sb);
+		while (q && steps++ <= n && (k = snap_pos(ss, q)) >= 0) /* an off-list parent is reported at its child */
+			q = ss->par[k];
+		if (q && steps > n &&
+		    fsck_problem(c, PR_SNAP_PARENT_CYCLE, (unsigned long long)ib->addr, c->where, (unsigned long long)who))
+			r = cut_parent(c, ib, ss, i);
 	}
 	return r;
 }
@@ -459,8 +486,8 @@ static int check_snaps(struct fsck *c, struct vbuf *ib)
 	struct vmfs *fs = c->fs;
 	struct vbuf *owner = ib, *sb = NULL;
 	le64 *link = &snap_links(ib)->sn_head;
-	uint64_t *seen = NULL;
-	size_t n = 0, cap = 0;
+	struct snap_set ss = { 0 };
+	size_t n = 0;
 	int r = 0;
 
 	while (le64_to_cpu(*link) && !r) {
@@ -487,7 +514,10 @@ static int check_snaps(struct fsck *c, struct vbuf *ib)
 			break;
 		}
 		si = fsck_ino_get(c, s);
-		r = si ? fsck_push_u64(&seen, &n, &cap, s) : -ENOMEM;
+		r = si ? fsck_push_u64(&ss.ino, &n, &ss.cap, s) : -ENOMEM;
+		ss.n = n - 1;
+		if (!r)
+			r = fsck_push_u64(&ss.par, &ss.n, &ss.pcap, le64_to_cpu(snap_links(sb)->sn_parent));
 		if (!r) {
 			si->reached = true;
 			si->links = 1; /* its place on the list */
@@ -505,11 +535,14 @@ static int check_snaps(struct fsck *c, struct vbuf *ib)
 		r = fsck_dirty(c, ib);
 		snap_links(ib)->sn_count = cpu_to_le32((uint32_t)n);
 	}
+	ss.n = n;
 	if (!r)
-		r = check_snap_parents(c, ib, seen, n);
+		r = check_snap_parents(c, ib, &ss);
 	if (owner != ib)
 		meta_put(fs, owner);
-	free(seen);
+	free(ss.ino);
+	free(ss.par);
+	free(ss.sorted);
 	return r;
 }
 

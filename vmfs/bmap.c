@@ -17,6 +17,8 @@
  * one counted once less), so a change reaches only the map it was made in.
  * S2: a shared subtree that a free covers wholly is not entered: its root's
  * count drops by one, which frees it only when this map was its last user.
+ * A data entry of a LARGE map may be a REDIRECT pointer (redirect.c): it
+ * counts as a sub-block that names two blocks.
  */
 #include "vmfs/vmfs_i.h"
 
@@ -67,8 +69,11 @@ static int check_ptr(struct vmfs *fs, struct vmfs_inode_disk *di, uint64_t p, bo
 
 	if (!p)
 		return 0;
-	if ((p & VMFS_PTR_RESERVED) || !addr_in_data(fs, a) || (!data && (p & VMFS_PTR_TBZ)) ||
-	    (data && (le32_to_cpu(di->i_flags) & VMFS_IF_LARGE) && !unit_is_block(fs, a))) {
+	bool large = le32_to_cpu(di->i_flags) & VMFS_IF_LARGE, redir = p & VMFS_PTR_REDIRECT;
+
+	if ((p & VMFS_PTR_RESERVED) || !addr_in_data(fs, a) || (!data && (p & (VMFS_PTR_TBZ | VMFS_PTR_REDIRECT))) ||
+	    (redir && ((p & VMFS_PTR_TBZ) || !large || unit_is_block(fs, a))) ||
+	    (data && large && !redir && !unit_is_block(fs, a))) {
 		fs_err(fs, "inode %llu: bad block pointer 0x%llx", (unsigned long long)le64_to_cpu(di->i_hdr.mh_addr),
 		       (unsigned long long)p);
 		return -EUCLEAN;
@@ -324,6 +329,11 @@ int bmap_next(struct vmfs *fs, struct vmfs_inode_disk *di, uint64_t lblk, uint64
 	return next_rec(fs, di, root_ptrs(di), VMFS_ROOT_PTRS, di->i_height - 1, 0, lblk, found, ptr);
 }
 
+uint64_t bmap_ptr_units(struct vmfs *fs, struct vmfs_inode_disk *di, uint64_t p)
+{
+	return p & VMFS_PTR_REDIRECT ? 1 + fs->upb : (uint64_t)inode_layout_blkunits(fs, di);
+}
+
 /* Units a map counts for the subtree under pointer p of a level-`level` entry (S2). */
 static int subtree_units(struct vmfs *fs, struct vmfs_inode_disk *di, uint64_t p, unsigned level, uint64_t *units)
 {
@@ -331,7 +341,7 @@ static int subtree_units(struct vmfs *fs, struct vmfs_inode_disk *di, uint64_t p
 	int ret;
 
 	if (level == 0) {
-		*units = (uint64_t)inode_layout_blkunits(fs, di);
+		*units = bmap_ptr_units(fs, di, p);
 		return 0;
 	}
 	ret = ptr_read(fs, di, p, level, &b);
@@ -344,7 +354,7 @@ static int subtree_units(struct vmfs *fs, struct vmfs_inode_disk *di, uint64_t p
 			continue;
 		ret = check_ptr(fs, di, c, level == 1);
 		if (!ret)
-			ret = subtree_units(fs, di, c & VMFS_PTR_ADDR_MASK, level - 1, &u);
+			ret = subtree_units(fs, di, level == 1 ? c : c & VMFS_PTR_ADDR_MASK, level - 1, &u);
 		if (!ret)
 			*units += u;
 	}
@@ -360,10 +370,11 @@ struct free_ctx {
 int bmap_drop_data(struct vmfs *fs, struct vmfs_inode_disk *di, uint64_t p)
 {
 	uint64_t a = p & VMFS_PTR_ADDR_MASK;
-	int ret = le32_to_cpu(di->i_flags) & VMFS_IF_LARGE ? free_block(fs, a) : free_unit(fs, a);
+	int ret = p & VMFS_PTR_REDIRECT ? redir_drop(fs, p)
+		  : le32_to_cpu(di->i_flags) & VMFS_IF_LARGE ? free_block(fs, a) : free_unit(fs, a);
 
 	if (!ret)
-		di->i_units = cpu_to_le64(le64_to_cpu(di->i_units) - (uint64_t)inode_layout_blkunits(fs, di));
+		di->i_units = cpu_to_le64(le64_to_cpu(di->i_units) - bmap_ptr_units(fs, di, p));
 	return ret;
 }
 

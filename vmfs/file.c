@@ -14,7 +14,10 @@
  *      zeroed" (reads return zeros) until its data is written, and only then is
  *      the flag cleared, in a later operation;
  *  F3. data is written (completed, not only queued) before the operation that
- *      makes it reachable (size, TBZ clear) begins, so the commit's flush covers it.
+ *      makes it reachable (size, TBZ clear, a redirect's grain bits) begins, so
+ *      the commit's flush covers it.
+ * A write into a block another map shares goes through a redirect (redirect.c):
+ * the same two phases, grain by grain, so the shared block is never copied.
  */
 #include "vmfs/vmfs_i.h"
 
@@ -225,12 +228,35 @@ struct extent {
 	size_t buf_off, len;
 };
 
+struct grain_run {
+	uint64_t lblk;
+	uint32_t first, count;
+};
+
 struct plan {
 	struct extent *ext;
 	size_t n, cap;
 	uint64_t *tbz;                  /* blocks whose TBZ flag clears after the write (F2) */
 	size_t ntbz;
+	struct grain_run *gr;           /* redirect grains whose bits are set after the write */
+	size_t ngr;
 };
+
+static int plan_grain(struct plan *pl, uint64_t lblk, unsigned g)
+{
+	struct grain_run *t;
+
+	if (pl->ngr && pl->gr[pl->ngr - 1].lblk == lblk && pl->gr[pl->ngr - 1].first + pl->gr[pl->ngr - 1].count == g) {
+		pl->gr[pl->ngr - 1].count++;
+		return 0;
+	}
+	t = realloc(pl->gr, (pl->ngr + 1) * sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	pl->gr = t;
+	pl->gr[pl->ngr++] = (struct grain_run){ lblk, g, 1 };
+	return 0;
+}
 
 static int plan_add(struct plan *pl, uint64_t dev_off, size_t buf_off, size_t len)
 {
@@ -255,6 +281,25 @@ static void plan_release(struct plan *pl)
 {
 	free(pl->ext);
 	free(pl->tbz);
+	free(pl->gr);
+	*pl = (struct plan){ 0 };
+}
+
+/* Plans [in, in + n) of the block mapped at p (data, not TBZ) at buffer offset at: a redirect's grains by run. */
+static int plan_block(struct vmfs *fs, struct plan *pl, uint64_t p, uint64_t in, size_t n, size_t at)
+{
+	struct vbuf *rb = NULL;
+	int ret;
+
+	if (!(p & VMFS_PTR_REDIRECT))
+		return plan_add(pl, ptr_dev(p) + in, at, n);
+	ret = redir_read(fs, p, &rb);
+	for (uint64_t run, dev; !ret && n; in += run, at += run, n -= run) {
+		dev = redir_locate(rb, in, n, &run);
+		ret = plan_add(pl, dev, at, run);
+	}
+	meta_put(fs, rb);
+	return ret;
 }
 
 static int plan_run(struct vmfs *fs, struct plan *pl, bool write, uint8_t *buf)
@@ -328,7 +373,7 @@ ssize_t vmfs_pread(struct vmfs *fs, uint64_t ino, void *buf, size_t len, uint64_
 			goto err_put;
 		if (!p || (p & VMFS_PTR_TBZ))
 			memset((uint8_t *)buf + done, 0, n);
-		else if ((ret = plan_add(&pl, ptr_dev(p) + in, done, n)))
+		else if ((ret = plan_block(fs, &pl, p, in, n, done)))
 			goto err_put;
 		done += n;
 	}
@@ -367,6 +412,20 @@ static int needs_alloc(struct vmfs *fs, struct vmfs_inode_disk *di, uint64_t off
 			return ret;
 		if (!p || (p & VMFS_PTR_TBZ) || shared)
 			return 0;
+		if (p & VMFS_PTR_REDIRECT) { /* grains not yet in its own block need their bits set */
+			uint64_t a = base_max(off, lblk * bb) - lblk * bb, b = base_min(end, (lblk + 1) * bb) - lblk * bb;
+			struct vbuf *rb;
+			bool all;
+
+			ret = redir_read(fs, p, &rb);
+			if (ret)
+				return ret;
+			all = redir_all_set(fs, rb, (unsigned)(a / VMFS_GRAIN),
+					    (unsigned)((b - 1) / VMFS_GRAIN - a / VMFS_GRAIN + 1));
+			meta_put(fs, rb);
+			if (!all)
+				return 0;
+		}
 	}
 	*need = false;
 	return 0;
@@ -374,9 +433,10 @@ static int needs_alloc(struct vmfs *fs, struct vmfs_inode_disk *di, uint64_t off
 
 /*
  * Copy on write (docs/FORMAT.md, "Shared blocks", S3): block lblk, mapped at p
- * and shared with another map, is replaced by a new block holding p's bytes
- * (zeros for a hole or a TBZ block) with [in, in + n) taken from src, or zeroed
- * when src is NULL. The new block is written here, inside the operation that
+ * (a sub-block or a TBZ block another map shares, any redirect), is replaced by
+ * a plain new block holding p's bytes (zeros for a hole or a TBZ block) with
+ * [in, in + n) taken from src, or zeroed when src is NULL. Shared plain blocks
+ * of a LARGE map take the cheaper way, a redirect (map_for_write). The new block is written here, inside the operation that
  * maps it, so the commit that makes it reachable follows its data (F3) and a
  * crash shows the old block or the new one, never zeros. Under fs->lock, in an
  * operation, with the inode's iolock exclusive.
@@ -397,7 +457,9 @@ static int cow_block(struct vmfs *fs, struct vbuf *ib, uint64_t lblk, uint64_t p
 		blk = dev_alloc_buf(bb);
 		if (!blk)
 			return -ENOMEM;
-		if (p && !(p & VMFS_PTR_TBZ))
+		if (p & VMFS_PTR_REDIRECT)
+			ret = redir_read_block(fs, p, blk);
+		else if (p && !(p & VMFS_PTR_TBZ))
 			ret = dev_pread(fs->dev, blk, bb, ptr_dev(p));
 		else
 			memset(blk, 0, bb);
@@ -416,16 +478,69 @@ static int cow_block(struct vmfs *fs, struct vbuf *ib, uint64_t lblk, uint64_t p
 	return ret;
 }
 
+enum map_how {
+	MAP_ANY = 0,
+	MAP_NO_IO = 1u << 0,            /* the iolock is shared: no hole filled, no data I/O here, else -EAGAIN */
+};
+
 /*
- * Maps [off, off+len) for writing, allocating as F1/F2 say; a block that
- * another map shares gets buf's bytes through cow_block() at once and no plan
- * entry. Under fs->lock, in an operation.
+ * Plans [in, in + n) of block lblk, mapped at p, an exclusive redirect: a set
+ * grain is overwritten in its own block; a clear one is written there too and
+ * recorded for redir_commit(); a clear grain written in part is filled from
+ * the backing block here first (not with MAP_NO_IO). src and at: where the
+ * bytes at `in` are in the caller's buffer.
+ */
+static int write_redirected(struct vmfs *fs, uint64_t lblk, uint64_t p, const uint8_t *src, uint64_t in, size_t n,
+			    size_t at, struct plan *pl, unsigned how)
+{
+	uint8_t *gbuf = NULL;
+	struct vbuf *rb;
+	uint64_t dev;
+	int ret = redir_read(fs, p, &rb);
+
+	if (ret)
+		return ret;
+	dev = redir_new(rb) * VMFS_UNIT;
+	for (uint64_t pos = in, end = in + n; !ret && pos < end;) {
+		unsigned g = (unsigned)(pos / VMFS_GRAIN);
+		uint64_t gs = (uint64_t)g * VMFS_GRAIN, e = base_min(gs + VMFS_GRAIN, end);
+		bool set = redir_bit(rb, g);
+
+		if (set || (pos == gs && e == gs + VMFS_GRAIN)) {
+			ret = plan_add(pl, dev + pos, at + (pos - in), (size_t)(e - pos));
+		} else if (how & MAP_NO_IO) {
+			ret = -EAGAIN;
+		} else {
+			if (!gbuf && !(gbuf = dev_alloc_buf(VMFS_GRAIN)))
+				ret = -ENOMEM;
+			if (!ret)
+				ret = dev_pread(fs->dev, gbuf, VMFS_GRAIN, redir_backing(rb) * VMFS_UNIT + gs);
+			if (!ret) {
+				memcpy(gbuf + (pos - gs), src + (pos - in), (size_t)(e - pos));
+				ret = dev_pwrite(fs->dev, gbuf, VMFS_GRAIN, dev + gs);
+			}
+		}
+		if (!ret && !set)
+			ret = plan_grain(pl, lblk, g);
+		pos = e;
+	}
+	free(gbuf);
+	meta_put(fs, rb);
+	return ret;
+}
+
+/*
+ * Maps [off, off+len) for writing, allocating as F1/F2 say. A shared plain
+ * block of a LARGE map gets a redirect and the write goes to its own block
+ * (write_redirected); other shared blocks get buf's bytes through cow_block()
+ * at once and no plan entry. Under fs->lock, in an operation.
  */
 static int map_for_write(struct vmfs *fs, struct vbuf *ib, const uint8_t *buf, uint64_t off, size_t len,
-			 struct plan *pl)
+			 struct plan *pl, unsigned how)
 {
 	struct vmfs_inode_disk *di = ib_inode(ib);
 	uint64_t bb = blk_bytes(fs, di);
+	bool large = le32_to_cpu(di->i_flags) & VMFS_IF_LARGE;
 	int ret = 0;
 
 	for (size_t done = 0; done < len && !ret;) {
@@ -436,11 +551,24 @@ static int map_for_write(struct vmfs *fs, struct vbuf *ib, const uint8_t *buf, u
 		ret = bmap_get_shared(fs, di, lblk, &p, &shared);
 		if (ret)
 			break;
-		if (shared) {
-			ret = cow_block(fs, ib, lblk, p, buf + done, (size_t)in, n);
+		if (shared && large && p && !(p & (VMFS_PTR_TBZ | VMFS_PTR_REDIRECT))) {
+			ret = redir_create(fs, ib, lblk, p, &p); /* S3: the shared block is never written */
+			shared = false;
+		}
+		if (!ret && (p & VMFS_PTR_REDIRECT) && !shared) {
+			ret = write_redirected(fs, lblk, p, buf + done, in, n, done, pl, how);
 			done += n;
 			continue;
 		}
+		if (!ret && shared) {
+			ret = (how & MAP_NO_IO) ? -EAGAIN : cow_block(fs, ib, lblk, p, buf + done, (size_t)in, n);
+			done += n;
+			continue;
+		}
+		if (!ret && (how & MAP_NO_IO) && (!p || (p & VMFS_PTR_TBZ)))
+			ret = -EAGAIN;
+		if (ret)
+			break;
 		if (!p) {
 			ret = alloc_for(fs, di, &p);
 			if (ret)
@@ -500,7 +628,7 @@ static int write_in_place(struct vmfs *fs, uint64_t ino, const void *buf, size_t
 		if (off + len <= le64_to_cpu(di->i_size))
 			ret = needs_alloc(fs, di, off, len, &need);
 		if (!ret && !need)
-			ret = map_for_write(fs, ib, buf, off, len, &pl); /* nothing to allocate: changes nothing */
+			ret = map_for_write(fs, ib, buf, off, len, &pl, MAP_NO_IO); /* nothing to allocate: changes nothing */
 		igen = le64_to_cpu(di->i_igen);
 		meta_put(fs, ib);
 	}
@@ -592,7 +720,7 @@ again:
 		ret = op_end(fs, 0);
 		goto out;
 	}
-	ret = map_for_write(fs, ib, buf, off, len, &pl);
+	ret = map_for_write(fs, ib, buf, off, len, &pl, MAP_ANY);
 	meta_put(fs, ib);
 	ret = op_end(fs, ret);
 	if (ret)
@@ -614,6 +742,8 @@ again:
 			if (!ret && (p & VMFS_PTR_TBZ))
 				ret = bmap_set(fs, ib, pl.tbz[i], p & ~VMFS_PTR_TBZ);
 		}
+		for (size_t i = 0; !ret && i < pl.ngr; i++)
+			ret = redir_commit(fs, ib, pl.gr[i].lblk, pl.gr[i].first, pl.gr[i].count, excl);
 		if (!ret && off + len > le64_to_cpu(di->i_size))
 			di->i_size = cpu_to_le64(off + len);
 		if (!ret)
@@ -676,7 +806,7 @@ static int zero_in_block(struct vmfs *fs, struct vbuf *ib, uint64_t from, uint64
 
 		if (ret)
 			return ret;
-		if (p && !(p & VMFS_PTR_TBZ) && shared) {
+		if (p && !(p & VMFS_PTR_TBZ) && (shared || (p & VMFS_PTR_REDIRECT))) { /* made plain and its own */
 			ret = cow_block(fs, ib, from / bb, p, NULL, (size_t)(from % bb), (size_t)(end - from));
 			if (ret)
 				return ret;
@@ -855,7 +985,7 @@ static int falloc_locked(struct vmfs *fs, struct vbuf *ib, int mode, uint64_t of
 		ret = bmap_get_shared(fs, di, l, &p, &shared);
 		if (ret || (p && !zero))
 			continue;
-		if (p && shared) { /* S3: another map's data is not marked to be zeroed: this map lets it go */
+		if (p && (shared || (p & VMFS_PTR_REDIRECT))) { /* S3: another map's data is not marked to be zeroed: this map lets it go */
 			ret = bmap_drop_data(fs, di, p);
 			p = 0;
 		}
@@ -1000,6 +1130,14 @@ int vmfs_bmap(struct vmfs *fs, uint64_t ino, uint64_t off, struct vmfs_bmap_info
 	else if (!(le32_to_cpu(di->i_flags) & VMFS_IF_INLINE))
 		ret = bmap_get(fs, di, off / blk_bytes(fs, di), &p);
 	meta_put(fs, ib);
+	if (!ret && (p & VMFS_PTR_REDIRECT)) { /* the block this map writes */
+		struct vbuf *redir;
+		ret = redir_read(fs, p, &redir);
+		if (!ret) {
+			p = redir_new(redir);
+			meta_put(fs, redir);
+		}
+	}
 	p &= VMFS_PTR_ADDR_MASK;
 	out->hole = !p;
 	if (ret || !p)
@@ -1059,9 +1197,37 @@ int vmfs_aio_new(struct vmfs *fs, unsigned depth, struct vmfs_aio **out)
 	return 0;
 }
 
+/* The second phase of a write through redirects (F3: its data is on the device): their grains' bits. */
+static int aio_commit(struct vmfs *fs, struct vmfs_aio_req *r)
+{
+	const struct grain_run *gr = r->grains;
+	struct vbuf *ib;
+	int ret = op_begin(fs);
+
+	if (!ret)
+		ret = inode_read(fs, r->ino, &ib);
+	if (!ret) {
+		for (size_t i = 0; !ret && i < r->ngrains; i++)
+			ret = redir_commit(fs, ib, gr[i].lblk, gr[i].first, gr[i].count, false); /* iolock shared */
+		meta_put(fs, ib);
+	}
+	return op_end(fs, ret);
+}
+
 static void aio_done(struct vmfs_aio *q, struct vmfs_aio_req *r)
 {
 	struct vinode *vi = r->vi;
+
+	if (r->grains) {
+		if (r->res >= 0 && !r->err) {
+			int ret = aio_commit(q->fs, r);
+			if (ret)
+				r->err = ret;
+		}
+		free(r->grains);
+		r->grains = NULL;
+		r->ngrains = 0;
+	}
 
 	if (vi) {
 		pthread_rwlock_unlock(&vi->iolock);
@@ -1078,50 +1244,108 @@ static void aio_done(struct vmfs_aio *q, struct vmfs_aio_req *r)
 	q->done_tail = r;
 }
 
+enum aio_how {
+	AIO_SYNC,                       /* the synchronous path */
+	AIO_READY,                      /* planned */
+	AIO_SETUP,                      /* a write through redirects: aio_setup() plans it */
+};
+
 /*
- * Maps a read, or an overwrite of allocated blocks, into the plan; false: take
- * the synchronous path. An overwrite defers the file's times as
- * write_in_place() does, and goes the synchronous way with commit_ms = 0
- * (every write durable on return) or when there is no room to defer them.
+ * Maps a read, or an overwrite of allocated blocks, into the plan. A write
+ * into blocks another map shares, or into a redirect's clear grains, needs
+ * the redirects set up first (AIO_SETUP), when it is grain-aligned. An
+ * overwrite defers the file's times as write_in_place() does, and goes the
+ * synchronous way with commit_ms = 0 (every write durable on return) or when
+ * there is no room to defer them.
  */
-static bool aio_map(struct vmfs *fs, struct vmfs_aio_req *r, struct plan *pl, size_t *len)
+static enum aio_how aio_map(struct vmfs *fs, struct vmfs_aio_req *r, struct plan *pl, size_t *len)
 {
 	unsigned ss = dev_sector_size(fs->dev);
+	enum aio_how how = AIO_SYNC;
 	struct vmfs_inode_disk *di;
 	struct vbuf *ib;
 	uint64_t size, bb;
-	bool ok = false;
+	bool setup = false, large;
 
 	if ((r->off | r->len | (uintptr_t)r->buf) % ss || (r->write && !fs->commit_ms) ||
 	    get_regular(fs, r->ino, &ib, r->write ? GET_WRITE : 0))
-		return false;
+		return AIO_SYNC;
 	di = ib_inode(ib);
 	size = le64_to_cpu(di->i_size);
 	if ((le32_to_cpu(di->i_flags) & VMFS_IF_INLINE) || r->off + r->len > size)
 		goto out; /* short reads and extending writes take the synchronous path */
 	bb = blk_bytes(fs, di);
+	large = le32_to_cpu(di->i_flags) & VMFS_IF_LARGE;
 	*len = r->len;
 	for (size_t done = 0; done < r->len;) {
-		uint64_t pos = r->off + done, p;
-		size_t n = (size_t)base_min((uint64_t)(r->len - done), bb - pos % bb);
+		uint64_t pos = r->off + done, in = pos % bb, p;
+		size_t n = (size_t)base_min((uint64_t)(r->len - done), bb - in);
+		bool shared = false, zero;
 
-		bool shared = false;
-		if (bmap_get_shared(fs, di, pos / bb, &p, r->write ? &shared : NULL) || !p || (p & VMFS_PTR_TBZ) ||
-		    shared) {
-			if (r->write || (p && !(p & VMFS_PTR_TBZ)))
-				goto out;
+		if (bmap_get_shared(fs, di, pos / bb, &p, r->write ? &shared : NULL))
+			goto out;
+		zero = !p || (p & VMFS_PTR_TBZ);
+		if (!r->write && zero) {
 			memset((uint8_t *)r->buf + done, 0, n); /* a hole reads as zeros */
-		} else if (plan_add(pl, ptr_dev(p) + pos % bb, done, n)) {
+		} else if (r->write && (zero || (shared && (!large || (p & VMFS_PTR_REDIRECT))))) {
+			goto out; /* allocation, or a copy (cow_block) */
+		} else if (r->write && shared) {
+			setup = true; /* a redirect to make */
+		} else if (r->write && (p & VMFS_PTR_REDIRECT)) {
+			struct vbuf *rb;
+			bool all;
+
+			if (redir_read(fs, p, &rb))
+				goto out;
+			all = redir_all_set(fs, rb, (unsigned)(in / VMFS_GRAIN),
+					    (unsigned)((in + n - 1) / VMFS_GRAIN - in / VMFS_GRAIN + 1));
+			meta_put(fs, rb);
+			if (!all)
+				setup = true;
+			else if (plan_block(fs, pl, p, in, n, done))
+				goto out;
+		} else if (plan_block(fs, pl, p, in, n, done)) {
 			goto out;
 		}
 		done += n;
 	}
-	ok = true;
-	if (r->write) /* under fs->lock (fs_enter) */
-		ok = times_defer(fs, r->ino, le64_to_cpu(di->i_igen));
+	if (setup) {
+		how = (r->off | r->len) % VMFS_GRAIN ? AIO_SYNC : AIO_SETUP;
+		goto out;
+	}
+	how = AIO_READY;
+	if (r->write && !times_defer(fs, r->ino, le64_to_cpu(di->i_igen))) /* under fs->lock (fs_enter) */
+		how = AIO_SYNC;
 out:
 	meta_put(fs, ib);
-	return ok;
+	return how;
+}
+
+/*
+ * A grain-aligned write into shared blocks or a redirect's clear grains, the
+ * iolock held shared: one short operation makes the redirects and plans the
+ * data into their own blocks; aio_commit() sets the grains' bits once the data
+ * is written. Nothing here waits for data I/O.
+ */
+static int aio_setup(struct vmfs *fs, struct vmfs_aio_req *r, struct plan *pl)
+{
+	struct vbuf *ib;
+	int ret = op_begin(fs);
+
+	if (!ret)
+		ret = get_regular(fs, r->ino, &ib, GET_WRITE);
+	if (!ret) {
+		struct vmfs_inode_disk *di = ib_inode(ib);
+
+		if ((le32_to_cpu(di->i_flags) & VMFS_IF_INLINE) || r->off + r->len > le64_to_cpu(di->i_size))
+			ret = -EAGAIN;
+		if (!ret)
+			ret = map_for_write(fs, ib, r->buf, r->off, r->len, pl, MAP_NO_IO);
+		if (!ret)
+			inode_touch(ib, true, true);
+		meta_put(fs, ib);
+	}
+	return op_end(fs, ret);
 }
 
 /* Collects what the device finished: at least one request, or with wait = false whatever has. */
@@ -1150,6 +1374,7 @@ int vmfs_aio_submit(struct vmfs_aio *q, struct vmfs_aio_req *r)
 	struct plan pl = { 0 };
 	struct vinode *vi;
 	size_t len = 0;
+	enum aio_how how;
 	bool async;
 
 	if (r->write && fs->ro)
@@ -1158,15 +1383,28 @@ int vmfs_aio_submit(struct vmfs_aio *q, struct vmfs_aio_req *r)
 	r->res = 0;
 	r->pending = 0;
 	r->vi = NULL;
+	r->grains = NULL;
+	r->ngrains = 0;
 	vi = vinode_pin(fs, r->ino);
 	if (!vi)
 		return -ENOMEM;
 	pthread_rwlock_rdlock(&vi->iolock);
-	async = false;
+	how = AIO_SYNC;
 	if (!fs_enter(fs, false)) { /* refused: the synchronous path below reports it */
-		async = aio_map(fs, r, &pl, &len);
+		how = aio_map(fs, r, &pl, &len);
 		fs_leave(fs);
 	}
+	if (how == AIO_SETUP) {
+		plan_release(&pl);
+		how = aio_setup(fs, r, &pl) ? AIO_SYNC : AIO_READY;
+		if (how == AIO_SYNC)
+			plan_release(&pl);
+		r->grains = pl.gr; /* aio_done() sets their bits */
+		r->ngrains = pl.ngr;
+		pl.gr = NULL;
+		pl.ngr = 0;
+	}
+	async = how == AIO_READY;
 	if (!async || pl.n == 0) {
 		pthread_rwlock_unlock(&vi->iolock);
 		/*

@@ -95,6 +95,7 @@ static const char *magic_name(uint32_t magic)
 	case VMFS_MAGIC_POOL: return "sub-block pool";
 	case VMFS_MAGIC_INODE: return "inode";
 	case VMFS_MAGIC_PTR: return "pointer block";
+	case VMFS_MAGIC_REDIR: return "redirect sub-block";
 	case VMFS_MAGIC_DIR: return "directory block";
 	case VMFS_MAGIC_JSB: return "journal superblock";
 	case VMFS_MAGIC_HSTATE: return "host state block";
@@ -1307,7 +1308,7 @@ int journal_reset(struct vmfs *fs, unsigned slot, uint64_t unit, uint64_t units)
  */
 int meta_prefetch(struct vmfs *fs, uint64_t unit, unsigned n)
 {
-	static const uint32_t known[] = { VMFS_MAGIC_INODE, VMFS_MAGIC_PTR, VMFS_MAGIC_DIR, VMFS_MAGIC_POOL,
+	static const uint32_t known[] = { VMFS_MAGIC_INODE, VMFS_MAGIC_PTR, VMFS_MAGIC_REDIR, VMFS_MAGIC_DIR, VMFS_MAGIC_POOL,
 					  VMFS_MAGIC_FREED, VMFS_MAGIC_HSTATE };
 	uint8_t *buf = dev_alloc_buf((size_t)n * VMFS_UNIT);
 	int ret;

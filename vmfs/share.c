@@ -632,6 +632,22 @@ struct uniq_ctx {
 	uint64_t units;
 };
 
+/* A redirect this map holds alone: itself, its own block, and the block it replaces when no other map has it. */
+static int uniq_redir(struct vmfs *fs, struct uniq_ctx *c, uint64_t p)
+{
+	struct vbuf *rb;
+	uint16_t ref;
+	int ret = redir_read(fs, p, &rb);
+
+	if (ret)
+		return ret;
+	ret = ref_get(fs, redir_backing(rb), &ref);
+	meta_put(fs, rb);
+	if (!ret)
+		c->units += 1 + fs->upb + (ref == 1 ? fs->upb : 0);
+	return ret;
+}
+
 static int uniq_rec(struct vmfs *fs, struct uniq_ctx *c, const le64 *ptrs, unsigned n, unsigned level)
 {
 	for (unsigned i = 0; i < n; i++) {
@@ -647,6 +663,12 @@ static int uniq_rec(struct vmfs *fs, struct uniq_ctx *c, const le64 *ptrs, unsig
 			return ret;
 		if (ref != 1)
 			continue; /* another map holds it (and all below it) too */
+		if (level == 0 && (le64_to_cpu(ptrs[i]) & VMFS_PTR_REDIRECT)) {
+			ret = uniq_redir(fs, c, le64_to_cpu(ptrs[i]));
+			if (ret)
+				return ret;
+			continue;
+		}
 		if (level == 0) {
 			c->units += (uint64_t)inode_layout_blkunits(fs, c->di);
 			continue;
@@ -729,6 +751,46 @@ struct dnode {
 
 static int diff_rec(struct vmfs *fs, struct diff_ctx *c, struct dnode a, struct dnode b, uint64_t base);
 
+/* A data entry as the block it is based on and the grains that differ from it (a redirect's set bits). */
+struct dside {
+	uint64_t base;
+	struct vbuf *rb;
+};
+
+static int dside_get(struct vmfs *fs, uint64_t p, struct dside *d)
+{
+	d->rb = NULL;
+	d->base = p & (VMFS_PTR_ADDR_MASK | VMFS_PTR_TBZ);
+	if (!(p & VMFS_PTR_REDIRECT))
+		return 0;
+	int ret = redir_read(fs, p, &d->rb);
+	if (!ret)
+		d->base = redir_backing(d->rb);
+	return ret;
+}
+
+/*
+ * Block b0 where one side or both are redirects: when both are based on the
+ * same block, only the grains either side replaced differ (changed blocks at
+ * 4 KiB, as a backup wants them); otherwise the whole block.
+ */
+static int diff_grains(struct vmfs *fs, struct diff_ctx *c, uint64_t pa, uint64_t pb, uint64_t b0)
+{
+	struct dside a, b = { 0 };
+	int ret = dside_get(fs, pa, &a);
+
+	if (!ret)
+		ret = dside_get(fs, pb, &b);
+	if (!ret && a.base != b.base)
+		ret = diff_emit(c, b0 * c->bb, c->bb);
+	for (unsigned g = 0; !ret && a.base == b.base && g < c->bb / VMFS_GRAIN; g++)
+		if ((a.rb && redir_bit(a.rb, g)) || (b.rb && redir_bit(b.rb, g)))
+			ret = diff_emit(c, b0 * c->bb + (uint64_t)g * VMFS_GRAIN, VMFS_GRAIN);
+	meta_put(fs, a.rb);
+	meta_put(fs, b.rb);
+	return ret;
+}
+
 static int diff_entry(struct vmfs *fs, struct diff_ctx *c, uint64_t pa, uint64_t pb, unsigned level, uint64_t b0)
 {
 	static const le64 zeros[VMFS_PTRS_PER_BLOCK];
@@ -740,6 +802,8 @@ static int diff_entry(struct vmfs *fs, struct diff_ctx *c, uint64_t pa, uint64_t
 	if (level == 0) {
 		if ((!pa || (pa & VMFS_PTR_TBZ)) && (!pb || (pb & VMFS_PTR_TBZ)))
 			return 0; /* both read as zeros */
+		if ((pa | pb) & VMFS_PTR_REDIRECT)
+			return diff_grains(fs, c, pa, pb, b0);
 		return diff_emit(c, b0 * c->bb, c->bb);
 	}
 	if (pa)
@@ -978,7 +1042,7 @@ static int share_blocks(struct vmfs *fs, uint64_t src, uint64_t sblk, uint64_t d
 		if (!ret && q)
 			ret = bmap_drop_data(fs, dd, q);
 		if (!ret && p)
-			dd->i_units = cpu_to_le64(le64_to_cpu(dd->i_units) + fs->upb);
+			dd->i_units = cpu_to_le64(le64_to_cpu(dd->i_units) + bmap_ptr_units(fs, dd, p));
 		if (!ret)
 			ret = op_maybe_commit(fs);
 		if (!ret)

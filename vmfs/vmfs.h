@@ -204,6 +204,8 @@ struct vmfs_aio_req {
 	int err;
 	struct vmfs_aio_req *next;
 	void *vi;
+	void *grains;             /* redirect grains to set when the data is written */
+	size_t ngrains;
 };
 int vmfs_aio_new(struct vmfs *fs, unsigned depth, struct vmfs_aio **out);
 void vmfs_aio_free(struct vmfs_aio *q);          /* waits for what is in flight */

@@ -44,6 +44,7 @@ enum vmfs_magic {
 	VMFS_MAGIC_JCOMMIT = 0x434a4d56,/* "VMJC" journal commit */
 	VMFS_MAGIC_HOSTREC = 0x54484d56,/* "VMHT" host-table record */
 	VMFS_MAGIC_FREED = 0x45524d56,  /* "VMRE" a freed inode (its last image) */
+	VMFS_MAGIC_REDIR = 0x44524d56,  /* "VMRD" redirect sub-block (shared_blocks) */
 };
 
 /* Common header of every 4 KiB metadata block. */
@@ -171,11 +172,33 @@ static_assert(sizeof(struct vmfs_pool_disk) == 4096, "");
 /*
  * Block pointer: unit address in the low 56 bits; 0 is a hole. TBZ ("to be
  * zeroed", as VMFS names it): the block is allocated but reads as zeros, and the
- * first write zeroes it. Other high bits are reserved and must be zero.
+ * first write zeroes it. REDIRECT (shared_blocks, data pointers of LARGE maps
+ * only, never with TBZ): the address is a redirect sub-block, below. Other
+ * high bits are reserved and must be zero.
  */
 #define VMFS_PTR_ADDR_MASK ((1ull << 56) - 1)
 #define VMFS_PTR_TBZ (1ull << 63)
-#define VMFS_PTR_RESERVED (~(VMFS_PTR_ADDR_MASK | VMFS_PTR_TBZ))
+#define VMFS_PTR_REDIRECT (1ull << 62)
+#define VMFS_PTR_RESERVED (~(VMFS_PTR_ADDR_MASK | VMFS_PTR_TBZ | VMFS_PTR_REDIRECT))
+
+/*
+ * Redirect sub-block (docs/FORMAT.md, "Redirects"): a file block being
+ * replaced 4 KiB grain by grain. Grain g reads from rd_new when bit g of
+ * rd_bits is set, else from rd_backing. Each names its block once (A2).
+ */
+#define VMFS_GRAIN VMFS_UNIT
+#define VMFS_REDIR_MAX_GRAINS (VMFS_MAX_BLOCK_SIZE / VMFS_GRAIN)
+struct vmfs_redir_disk {
+	struct vmfs_mhdr rd_hdr;        /* 0x000 magic VMRD, owner = the inode that made it */
+	le64 rd_backing;                /* 0x030 the block it replaces: a file block, no flag */
+	le64 rd_new;                    /* 0x038 its own block, counted 1 */
+	le32 rd_grains;                 /* 0x040 grains per block: block size / 4 KiB */
+	uint8_t rd_pad[0x60 - 0x44];    /* 0x044 zero */
+	uint8_t rd_bits[VMFS_REDIR_MAX_GRAINS / 8]; /* 0x060 bit g (byte g / 8, bit g % 8); bits >= rd_grains zero */
+	uint8_t rd_reserved[0xFFC - 0x60 - VMFS_REDIR_MAX_GRAINS / 8];
+	le32 rd_crc;
+};
+static_assert(sizeof(struct vmfs_redir_disk) == 4096, "");
 
 #define VMFS_PTRS_PER_BLOCK 496u
 struct vmfs_ptr_disk {

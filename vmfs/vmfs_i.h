@@ -239,6 +239,31 @@ int bmap_next(struct vmfs *fs, struct vmfs_inode_disk *di, uint64_t lblk, uint64
 int bmap_free_range(struct vmfs *fs, struct vbuf *ib, uint64_t start, uint64_t end, uint64_t budget, bool *done);
 uint64_t bmap_capacity(unsigned height);
 
+/* Units a data pointer counts in its map's i_units: a block, a sub-block, or a redirect and its new block. */
+uint64_t bmap_ptr_units(struct vmfs *fs, struct vmfs_inode_disk *di, uint64_t p);
+
+/* ---- redirect.c: writes into shared blocks, grain by grain (docs/FORMAT.md, "Redirects") ---- */
+/* The redirect REDIRECT pointer p names, checked; meta_put it. */
+int redir_read(struct vmfs *fs, uint64_t p, struct vbuf **out);
+bool redir_bit(struct vbuf *rb, unsigned g);
+uint64_t redir_backing(struct vbuf *rb);
+uint64_t redir_new(struct vbuf *rb);
+/* Device byte offset of byte `in` of the block; *run: bytes from there (of n) read from the same block. */
+uint64_t redir_locate(struct vbuf *rb, uint64_t in, uint64_t n, uint64_t *run);
+bool redir_all_set(struct vmfs *fs, struct vbuf *rb, unsigned first, unsigned count);
+/* The block's bytes as the map reads them. */
+int redir_read_block(struct vmfs *fs, uint64_t p, uint8_t *blk);
+/* In an operation: entry lblk, naming the shared plain block backing, becomes a new redirect (*out). */
+int redir_create(struct vmfs *fs, struct vbuf *ib, uint64_t lblk, uint64_t backing, uint64_t *out);
+/*
+ * In an operation, after the grains' data is on the device: sets grains
+ * [first, first + count) of lblk's redirect and collapses a full one (backing
+ * freed only with may_free: the caller holds the iolock exclusive).
+ */
+int redir_commit(struct vmfs *fs, struct vbuf *ib, uint64_t lblk, unsigned first, unsigned count, bool may_free);
+/* One pointer to the redirect goes; the last takes its blocks' counts with it. */
+int redir_drop(struct vmfs *fs, uint64_t p);
+
 /* ---- inode.c ---- */
 static inline struct vmfs_inode_disk *ib_inode(struct vbuf *b) { return (struct vmfs_inode_disk *)b->data; }
 int inode_read(struct vmfs *fs, uint64_t ino, struct vbuf **out);

@@ -16,6 +16,55 @@ static int queue_dir(struct fsck *c, uint64_t ino)
 	return fsck_push_u64(&c->queue, &c->qn, &c->qcap, ino);
 }
 
+static void unclaim_block(struct fsck *c, uint64_t unit)
+{
+	uint16_t *s = fsck_rc_slot(c, fs_unit_block(c->fs, unit));
+
+	if (s && *s > 0 && *s < VMFS_REF_MAX)
+		(*s)--;
+}
+
+/*
+ * A REDIRECT data entry of a LARGE map (docs/FORMAT.md, "Redirects"): the
+ * sub-block is claimed once per pointer and walked once; it names its backing
+ * block (shared, so claimed again) and its own block (claimed once: no other
+ * pointer may name it). Returns true when the pointer is to be cleared.
+ */
+static bool walk_redirect(struct fsck *c, struct vbuf *ib, uint64_t p, uint64_t lblk, bool shared, bool large,
+			  struct ino_info *ii)
+{
+	struct vmfs *fs = c->fs;
+	uint64_t a = p & VMFS_PTR_ADDR_MASK;
+	int r = (p & (VMFS_PTR_RESERVED | VMFS_PTR_TBZ)) || !large ? -1 : fsck_claim_unit(c, a);
+	struct vbuf *rb;
+
+	if (r == 2 && shared) {
+		ii->units += 1 + fs->upb; /* another map's pointer walked it */
+		return false;
+	}
+	if (r)
+		goto bad;
+	if (!redir_read(fs, p, &rb)) { /* checked: its blocks are file blocks, its bits in range */
+		int rback = fsck_claim_block(c, redir_backing(rb), 1), rnew = fsck_claim_block(c, redir_new(rb), 1);
+
+		if ((rback == 0 || rback == 2) && rnew == 0) {
+			meta_put(fs, rb);
+			ii->units += 1 + fs->upb;
+			return false;
+		}
+		if (rback == 0 || rback == 2)
+			unclaim_block(c, redir_backing(rb));
+		if (rnew == 0 || rnew == 2)
+			unclaim_block(c, redir_new(rb));
+		meta_put(fs, rb);
+	}
+bad:
+	if (r == 0 || r == 2) /* counted: a pointer to be cleared counts nothing */
+		fsck_unclaim_unit(c, a);
+	return fsck_problem(c, PR_REDIR_BAD, (unsigned long long)ib->addr, c->where, (unsigned long long)lblk,
+			    (unsigned long long)a);
+}
+
 /* Walks a block map subtree; clears pointers that are bad or already claimed (when fixing). */
 static int walk_map(struct fsck *c, struct vbuf *ib, struct vbuf *owner, le64 *ptrs, unsigned n, unsigned level,
 		    uint64_t base, uint64_t bb, bool large, struct ino_info *ii)
@@ -35,7 +84,9 @@ static int walk_map(struct fsck *c, struct vbuf *ib, struct vbuf *owner, le64 *p
 
 		if (!p)
 			continue;
-		if (level == 0) {
+		if (level == 0 && (p & VMFS_PTR_REDIRECT)) {
+			clear = walk_redirect(c, ib, p, lblk, shared, large, ii);
+		} else if (level == 0) {
 			r = (p & VMFS_PTR_RESERVED) ? -1 : large ? fsck_claim_block(c, a, 1) : fsck_claim_unit(c, a);
 			if (r == 2 && shared)
 				r = 0; /* counted once more: pass 5 checks the count (A2) */
@@ -54,11 +105,8 @@ static int walk_map(struct fsck *c, struct vbuf *ib, struct vbuf *owner, le64 *p
 			if (r && clear) {
 				if (r > 0 && !large)
 					fsck_unclaim_unit(c, a);
-				else if (r > 0) {
-					uint16_t *s = fsck_rc_slot(c, fs_unit_block(fs, a));
-					if (s && *s > 0 && *s < VMFS_REF_MAX)
-						(*s)--;
-				}
+				else if (r > 0)
+					unclaim_block(c, a);
 			}
 		} else {
 			uint64_t below;

@@ -28,6 +28,7 @@
 	X(PR_PTRBLOCK_BAD, PREEN_NO, "inode %llu%s: pointer block %llu is damaged")      /* clear the pointer */    \
 	X(PR_PTRBLOCK_EMPTY, PREEN_NO, "inode %llu%s: pointer block %llu maps nothing")  /* clear the pointer */    \
 	X(PR_PTRBLOCK_ADDR_BAD, PREEN_NO, "inode %llu%s: bad pointer-block address 0x%llx") /* clear the pointer */ \
+	X(PR_REDIR_BAD, PREEN_NO, "inode %llu%s: block %llu has a damaged redirect %llu") /* clear the pointer */   \
 	X(PR_ENTRY_WRONG_KEY, PREEN_NO, "directory %llu%s: entry '%s' is filed under the wrong key") /* remove */    \
 	X(PR_ENTRY_NO_INODE, PREEN_NO, "directory %llu%s: entry '%s' points at %s %llu")   /* remove the entry */   \
 	X(PR_ENTRY_TYPE, PREEN_FIX, "directory %llu%s: entry '%s' has type %u, inode %llu is type %u") /* retype */ \

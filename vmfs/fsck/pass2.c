@@ -35,7 +35,7 @@ static bool walk_redirect(struct fsck *c, struct vbuf *ib, uint64_t p, uint64_t 
 {
 	struct vmfs *fs = c->fs;
 	uint64_t a = p & VMFS_PTR_ADDR_MASK;
-	int r = (p & (VMFS_PTR_RESERVED | VMFS_PTR_TBZ)) || !large ? -1 : fsck_claim_unit(c, a);
+	int r = (p & VMFS_PTR_TBZ) || !large ? -1 : fsck_claim_unit(c, a);
 	struct vbuf *rb;
 
 	if (r == 2 && shared) {
@@ -84,7 +84,7 @@ static int walk_map(struct fsck *c, struct vbuf *ib, struct vbuf *owner, le64 *p
 
 		if (!p)
 			continue;
-		if (level == 0 && (p & VMFS_PTR_REDIRECT)) {
+		if (level == 0 && (p & VMFS_PTR_REDIRECT) && !(p & VMFS_PTR_RESERVED)) {
 			clear = walk_redirect(c, ib, p, lblk, shared, large, ii);
 		} else if (level == 0) {
 			r = (p & VMFS_PTR_RESERVED) ? -1 : large ? fsck_claim_block(c, a, 1) : fsck_claim_unit(c, a);

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Builds the datastore the snapshot cases (a `base` file saying "snap") start
-# from: the common base (build-base.sh) plus snapshot A of /c, a 4 KiB write
-# into /c (its block 1 is copied), snapshot B of /c, a clone /c3 of /c@A and
+# from: the common base (build-base.sh) plus snapshot A of /c, a write into
+# /c (its block 1 becomes a redirect, docs/FORMAT.md "Redirects", which B
+# then shares), snapshot B of /c, a clone /c3 of /c@A and
 # snapshot S of /sparse (its two-level map shared). Block 0 of /c is then
 # named by /c, A and B: count 3; /c3 shares A's root children.
 # Usage: build-snap-base.sh BASE IMAGE MOUNTPOINT; writes IMAGE.sha256.

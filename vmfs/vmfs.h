@@ -185,10 +185,13 @@ int vmfs_bmap(struct vmfs *fs, uint64_t ino, uint64_t off, struct vmfs_bmap_info
 /* ---- asynchronous data I/O ---------------------------------------------------
  * A queue belongs to one thread, which submits and reaps on it. Reads and
  * overwrites of allocated, sector-aligned ranges are queued on the device
- * (io_uring at the queue's depth); anything that needs metadata work first
- * (allocation, a TBZ block, a short or unaligned range, an inline file) is done
- * synchronously inside vmfs_aio_submit and reported by the next reap. The file
- * cannot be truncated under a request in flight.
+ * (io_uring at the queue's depth), and so are 4 KiB-aligned first writes into
+ * blocks a snapshot or clone shares (a short operation makes their redirects
+ * before the I/O, another sets their grains when it completes, in the reap);
+ * anything else that needs metadata work first (allocation, a TBZ block, a
+ * short or unaligned range, an inline file) is done synchronously inside
+ * vmfs_aio_submit and reported by the next reap. The file cannot be
+ * truncated under a request in flight.
  */
 struct vmfs_aio;
 struct vmfs_aio_req {

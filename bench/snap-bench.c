@@ -15,6 +15,10 @@
  *       wrote to the device meanwhile (/proc/self/io)
  *   snap-bench DEVICE snap PATH NAME     one snapshot of PATH (for the first-
  *       write rows, which vmfs-bench then measures)
+ *   snap-bench DEVICE clonechain SIZE SECONDS DEPTH   a file of SIZE written,
+ *       then a clone of it, a clone of that clone, ... DEPTH deep, 4 KiB
+ *       written into each clone so no two maps are alike; 4 KiB random reads at
+ *       QD1 of the deepest clone, between reads of the original
  *
  * Each prints one JSON line per result.
  */
@@ -228,6 +232,48 @@ static int do_readlat(struct vmfs *fs, uint64_t size, double secs, char **depths
 	return ret;
 }
 
+/* A clone of a clone ... depth deep reads like the file it started from (issue 16, point 2). */
+static int do_clonechain(struct vmfs *fs, uint64_t size, double secs, unsigned depth)
+{
+	uint8_t *buf = aligned_alloc(4096, 1 << 20);
+	uint64_t ino, prev;
+	double o1, o1m, o2, o2m, p50, mean;
+	int ret = buf ? new_file(fs, "bench-chain0", &ino) : -ENOMEM;
+
+	for (size_t i = 0; buf && i < 1 << 20; i++)
+		buf[i] = (uint8_t)next_rand();
+	for (uint64_t off = 0; !ret && off < size; off += 64 << 20)
+		ret = write_all(fs, ino, off, base_min(64ull << 20, size - off), buf);
+	prev = ino;
+	for (unsigned d = 1; d <= depth && !ret; d++) {
+		char name[32];
+		struct vmfs_stat st;
+
+		snprintf(name, sizeof(name), "bench-chain%u", d);
+		ret = vmfs_clone(fs, prev, vmfs_root_ino(fs), name, S_IFREG | 0644, 0, 0, &st);
+		if (!ret && vmfs_pwrite(fs, st.ino, buf, 4096, next_rand() % (size / 4096) * 4096) != 4096)
+			ret = -EIO;
+		prev = st.ino;
+	}
+	if (!ret)
+		ret = read_lat(fs, ino, size, secs, buf, &o1, &o1m);
+	if (!ret)
+		ret = read_lat(fs, prev, size, secs, buf, &p50, &mean);
+	if (!ret)
+		ret = read_lat(fs, ino, size, secs, buf, &o2, &o2m);
+	if (!ret)
+		printf("{\"row\":\"clone_chain_read_4k_qd1\",\"depth\":%u,\"deepest_p50_us\":%.1f,\"deepest_mean_us\":%.1f,"
+		       "\"original_p50_us\":%.1f,\"ratio\":%.3f}\n",
+		       depth, p50, mean, (o1 + o2) / 2, p50 / ((o1 + o2) / 2));
+	for (unsigned d = 0; d <= depth; d++) {
+		char name[32];
+		snprintf(name, sizeof(name), "bench-chain%u", d);
+		vmfs_unlink(fs, vmfs_root_ino(fs), name);
+	}
+	free(buf);
+	return ret;
+}
+
 static uint64_t io_written(void)
 {
 	FILE *f = fopen("/proc/self/io", "r");
@@ -282,7 +328,7 @@ int main(int argc, char **argv)
 {
 	struct vmfs_open_opts oo = { .commit_ms = 1000 };
 	struct vmfs *fs;
-	uint64_t a = 0, b = 0;
+	uint64_t a = 0, b = 0, c = 0;
 	char err[256];
 	int ret;
 
@@ -291,9 +337,12 @@ int main(int argc, char **argv)
 							 !tool_parse_u64(argv[4], &b) || !b)) ||
 	    (!strcmp(argv[2], "readlat") && (argc < 6 || base_parse_size(argv[3], &a) || !tool_parse_u64(argv[4], &b))) ||
 	    (!strcmp(argv[2], "delete") && (argc != 5 || base_parse_size(argv[3], &a) || base_parse_size(argv[4], &b))) ||
-	    (!strcmp(argv[2], "snap") && argc != 5)) {
+	    (!strcmp(argv[2], "snap") && argc != 5) ||
+	    (!strcmp(argv[2], "clonechain") && (argc != 6 || base_parse_size(argv[3], &a) || !tool_parse_u64(argv[4], &b) ||
+						 !tool_parse_u64(argv[5], &c) || !c || c > 10000))) {
 		fprintf(stderr, "usage: snap-bench DEVICE (create SIZE N | readlat SIZE SECONDS DEPTH... |\n"
-				"                          delete SIZE UNIQUE | snap PATH NAME)\n");
+				"                          delete SIZE UNIQUE | snap PATH NAME |\n"
+				"                          clonechain SIZE SECONDS DEPTH)\n");
 		return 2;
 	}
 	ret = vmfs_open(argv[1], &oo, &fs, err, sizeof(err));
@@ -307,6 +356,8 @@ int main(int argc, char **argv)
 		ret = do_readlat(fs, a, (double)b, argv + 5, argc - 5);
 	else if (!strcmp(argv[2], "delete"))
 		ret = do_delete(fs, a, b);
+	else if (!strcmp(argv[2], "clonechain"))
+		ret = do_clonechain(fs, a, (double)b, (unsigned)c);
 	else if (!strcmp(argv[2], "snap")) {
 		uint64_t ino;
 		ret = vmfs_resolve(fs, argv[3], &ino);

@@ -53,8 +53,7 @@ int redir_read(struct vmfs *fs, uint64_t p, struct vbuf **out)
 	ret = bad_block(fs, le64_to_cpu(d->rd_backing)) || bad_block(fs, le64_to_cpu(d->rd_new)) ||
 	      le64_to_cpu(d->rd_backing) == le64_to_cpu(d->rd_new) || le32_to_cpu(d->rd_grains) != n ||
 	      !base_all_zero(d->rd_pad, sizeof(d->rd_pad));
-	for (unsigned g = n; !ret && g < VMFS_REDIR_MAX_GRAINS; g++)
-		ret = redir_bit(*out, g);
+	ret = ret || !base_all_zero(d->rd_bits + n / 8, sizeof(d->rd_bits) - n / 8); /* n is a multiple of 16 */
 	if (ret) {
 		fs_err(fs, "redirect sub-block %llu is damaged", (unsigned long long)a);
 		meta_put(fs, *out);

@@ -17,8 +17,8 @@
  * one counted once less), so a change reaches only the map it was made in.
  * S2: a shared subtree that a free covers wholly is not entered: its root's
  * count drops by one, which frees it only when this map was its last user.
- * A data entry of a LARGE map may be a REDIRECT pointer (redirect.c): it
- * counts as a sub-block that names two blocks.
+ * A data entry of a LARGE map may be a REDIRECT pointer (redirect.c): a slot
+ * of a redirect table, counted in the slot, that names two blocks.
  */
 #include "vmfs/vmfs_i.h"
 
@@ -48,11 +48,21 @@ static bool map_shared(struct vmfs_inode_disk *di)
 	return le32_to_cpu(di->i_flags) & VMFS_IF_SHARED;
 }
 
+int ptr_ref_get(struct vmfs *fs, uint64_t p, uint16_t *ref)
+{
+	return p & VMFS_PTR_REDIRECT ? redir_ref_get(fs, p, ref) : ref_get(fs, p & VMFS_PTR_ADDR_MASK, ref);
+}
+
+int ptr_ref_add(struct vmfs *fs, uint64_t p)
+{
+	return p & VMFS_PTR_REDIRECT ? redir_ref_add(fs, p) : ref_add(fs, p & VMFS_PTR_ADDR_MASK);
+}
+
 /* Whether the block or pointer block at p has users besides this map: never for a map that shares nothing. */
 static int ptr_shared(struct vmfs *fs, struct vmfs_inode_disk *di, uint64_t p, bool *shared)
 {
 	uint16_t ref = 1;
-	int ret = map_shared(di) ? ref_get(fs, p & VMFS_PTR_ADDR_MASK, &ref) : 0;
+	int ret = map_shared(di) ? ptr_ref_get(fs, p, &ref) : 0;
 
 	*shared = ref > 1;
 	return ret;
@@ -71,8 +81,10 @@ static int check_ptr(struct vmfs *fs, struct vmfs_inode_disk *di, uint64_t p, bo
 		return 0;
 	bool large = le32_to_cpu(di->i_flags) & VMFS_IF_LARGE, redir = p & VMFS_PTR_REDIRECT;
 
-	if ((p & VMFS_PTR_RESERVED) || !addr_in_data(fs, a) || (!data && (p & (VMFS_PTR_TBZ | VMFS_PTR_REDIRECT))) ||
-	    (redir && ((p & VMFS_PTR_TBZ) || !large || unit_is_block(fs, a))) ||
+	if (((p & VMFS_PTR_RESERVED) && !redir) || !addr_in_data(fs, a) ||
+	    (!data && (p & (VMFS_PTR_TBZ | VMFS_PTR_REDIRECT))) ||
+	    (redir && ((p & VMFS_PTR_TBZ) || !large || unit_is_block(fs, a) ||
+		       !(le64_to_cpu(fs->sb.sb_incompat) & VMFS_INCOMPAT_SHARED))) ||
 	    (data && large && !redir && !unit_is_block(fs, a))) {
 		fs_err(fs, "inode %llu: bad block pointer 0x%llx", (unsigned long long)le64_to_cpu(di->i_hdr.mh_addr),
 		       (unsigned long long)p);
@@ -189,7 +201,7 @@ static int own_ptr(struct vmfs *fs, struct vbuf *ib, le64 *slot, unsigned level,
 	for (unsigned i = 0; i < VMFS_PTRS_PER_BLOCK && !ret; i++) {
 		uint64_t c = le64_to_cpu(((struct vmfs_ptr_disk *)nb->data)->pb_ptr[i]);
 		if (c)
-			ret = ref_add(fs, c & VMFS_PTR_ADDR_MASK);
+			ret = ptr_ref_add(fs, c);
 	}
 	if (!ret)
 		ret = free_unit(fs, p); /* shared: only its count drops */
@@ -331,7 +343,8 @@ int bmap_next(struct vmfs *fs, struct vmfs_inode_disk *di, uint64_t lblk, uint64
 
 uint64_t bmap_ptr_units(struct vmfs *fs, struct vmfs_inode_disk *di, uint64_t p)
 {
-	return p & VMFS_PTR_REDIRECT ? 1 + fs->upb : (uint64_t)inode_layout_blkunits(fs, di);
+	(void)p; /* a redirect counts its new block; its table belongs to no map */
+	return (uint64_t)inode_layout_blkunits(fs, di);
 }
 
 /* Units a map counts for the subtree under pointer p of a level-`level` entry (S2). */

@@ -288,17 +288,17 @@ static void plan_release(struct plan *pl)
 /* Plans [in, in + n) of the block mapped at p (data, not TBZ) at buffer offset at: a redirect's grains by run. */
 static int plan_block(struct vmfs *fs, struct plan *pl, uint64_t p, uint64_t in, size_t n, size_t at)
 {
-	struct vbuf *rb = NULL;
+	struct redir r = { 0 };
 	int ret;
 
 	if (!(p & VMFS_PTR_REDIRECT))
 		return plan_add(pl, ptr_dev(p) + in, at, n);
-	ret = redir_read(fs, p, &rb);
+	ret = redir_get(fs, p, &r);
 	for (uint64_t run, dev; !ret && n; in += run, at += run, n -= run) {
-		dev = redir_locate(rb, in, n, &run);
+		dev = redir_locate(&r, in, n, &run);
 		ret = plan_add(pl, dev, at, run);
 	}
-	meta_put(fs, rb);
+	meta_put(fs, r.b);
 	return ret;
 }
 
@@ -414,15 +414,15 @@ static int needs_alloc(struct vmfs *fs, struct vmfs_inode_disk *di, uint64_t off
 			return 0;
 		if (p & VMFS_PTR_REDIRECT) { /* grains not yet in its own block need their bits set */
 			uint64_t a = base_max(off, lblk * bb) - lblk * bb, b = base_min(end, (lblk + 1) * bb) - lblk * bb;
-			struct vbuf *rb;
+			struct redir r;
 			bool all;
 
-			ret = redir_read(fs, p, &rb);
+			ret = redir_get(fs, p, &r);
 			if (ret)
 				return ret;
-			all = redir_all_set(fs, rb, (unsigned)(a / VMFS_GRAIN),
+			all = redir_all_set(fs, &r, (unsigned)(a / VMFS_GRAIN),
 					    (unsigned)((b - 1) / VMFS_GRAIN - a / VMFS_GRAIN + 1));
-			meta_put(fs, rb);
+			redir_put(fs, &r);
 			if (!all)
 				return 0;
 		}
@@ -494,17 +494,17 @@ static int write_redirected(struct vmfs *fs, uint64_t lblk, uint64_t p, const ui
 			    size_t at, struct plan *pl, unsigned how)
 {
 	uint8_t *gbuf = NULL;
-	struct vbuf *rb;
+	struct redir r;
 	uint64_t dev;
-	int ret = redir_read(fs, p, &rb);
+	int ret = redir_get(fs, p, &r);
 
 	if (ret)
 		return ret;
-	dev = redir_new(rb) * VMFS_UNIT;
+	dev = redir_new(&r) * VMFS_UNIT;
 	for (uint64_t pos = in, end = in + n; !ret && pos < end;) {
 		unsigned g = (unsigned)(pos / VMFS_GRAIN);
 		uint64_t gs = (uint64_t)g * VMFS_GRAIN, e = base_min(gs + VMFS_GRAIN, end);
-		bool set = redir_bit(rb, g);
+		bool set = redir_bit(&r, g);
 
 		if (set || (pos == gs && e == gs + VMFS_GRAIN)) {
 			ret = plan_add(pl, dev + pos, at + (pos - in), (size_t)(e - pos));
@@ -514,7 +514,7 @@ static int write_redirected(struct vmfs *fs, uint64_t lblk, uint64_t p, const ui
 			if (!gbuf && !(gbuf = dev_alloc_buf(VMFS_GRAIN)))
 				ret = -ENOMEM;
 			if (!ret)
-				ret = dev_pread(fs->dev, gbuf, VMFS_GRAIN, redir_backing(rb) * VMFS_UNIT + gs);
+				ret = dev_pread(fs->dev, gbuf, VMFS_GRAIN, redir_backing(&r) * VMFS_UNIT + gs);
 			if (!ret) {
 				memcpy(gbuf + (pos - gs), src + (pos - in), (size_t)(e - pos));
 				ret = dev_pwrite(fs->dev, gbuf, VMFS_GRAIN, dev + gs);
@@ -525,7 +525,7 @@ static int write_redirected(struct vmfs *fs, uint64_t lblk, uint64_t p, const ui
 		pos = e;
 	}
 	free(gbuf);
-	meta_put(fs, rb);
+	redir_put(fs, &r);
 	return ret;
 }
 
@@ -1131,11 +1131,11 @@ int vmfs_bmap(struct vmfs *fs, uint64_t ino, uint64_t off, struct vmfs_bmap_info
 		ret = bmap_get(fs, di, off / blk_bytes(fs, di), &p);
 	meta_put(fs, ib);
 	if (!ret && (p & VMFS_PTR_REDIRECT)) { /* the block this map writes */
-		struct vbuf *redir;
-		ret = redir_read(fs, p, &redir);
+		struct redir r;
+		ret = redir_get(fs, p, &r);
 		if (!ret) {
-			p = redir_new(redir);
-			meta_put(fs, redir);
+			p = redir_new(&r);
+			redir_put(fs, &r);
 		}
 	}
 	p &= VMFS_PTR_ADDR_MASK;
@@ -1292,14 +1292,14 @@ static enum aio_how aio_map(struct vmfs *fs, struct vmfs_aio_req *r, struct plan
 		} else if (r->write && shared) {
 			setup = true; /* a redirect to make */
 		} else if (r->write && (p & VMFS_PTR_REDIRECT)) {
-			struct vbuf *rb;
+			struct redir rd;
 			bool all;
 
-			if (redir_read(fs, p, &rb))
+			if (redir_get(fs, p, &rd))
 				goto out;
-			all = redir_all_set(fs, rb, (unsigned)(in / VMFS_GRAIN),
+			all = redir_all_set(fs, &rd, (unsigned)(in / VMFS_GRAIN),
 					    (unsigned)((in + n - 1) / VMFS_GRAIN - in / VMFS_GRAIN + 1));
-			meta_put(fs, rb);
+			redir_put(fs, &rd);
 			if (!all)
 				setup = true;
 			else if (plan_block(fs, pl, p, in, n, done))

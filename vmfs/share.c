@@ -68,7 +68,7 @@ static int share_map(struct vmfs *fs, struct vbuf *src, struct vbuf *dst)
 		ret = meta_dirty(fs, src);
 		for (unsigned i = 0; i < VMFS_ROOT_PTRS && !ret; i++)
 			if (roots[i])
-				ret = ref_add(fs, le64_to_cpu(roots[i]) & VMFS_PTR_ADDR_MASK);
+				ret = ptr_ref_add(fs, le64_to_cpu(roots[i]));
 		if (!ret)
 			ret = share_feature(fs);
 		if (ret)
@@ -632,19 +632,22 @@ struct uniq_ctx {
 	uint64_t units;
 };
 
-/* A redirect this map holds alone: itself, its own block, and the block it replaces when no other map has it. */
+/*
+ * A redirect this map holds alone: its own block, and the block it replaces
+ * when no other map has it (its table's 4 KiB, shared with other slots, not).
+ */
 static int uniq_redir(struct vmfs *fs, struct uniq_ctx *c, uint64_t p)
 {
-	struct vbuf *rb;
+	struct redir r;
 	uint16_t ref;
-	int ret = redir_read(fs, p, &rb);
+	int ret = redir_get(fs, p, &r);
 
 	if (ret)
 		return ret;
-	ret = ref_get(fs, redir_backing(rb), &ref);
-	meta_put(fs, rb);
+	ret = ref_get(fs, redir_backing(&r), &ref);
+	redir_put(fs, &r);
 	if (!ret)
-		c->units += 1 + fs->upb + (ref == 1 ? fs->upb : 0);
+		c->units += fs->upb + (ref == 1 ? fs->upb : 0);
 	return ret;
 }
 
@@ -658,7 +661,7 @@ static int uniq_rec(struct vmfs *fs, struct uniq_ctx *c, const le64 *ptrs, unsig
 
 		if (!p)
 			continue;
-		ret = ref_get(fs, p, &ref);
+		ret = ptr_ref_get(fs, le64_to_cpu(ptrs[i]), &ref);
 		if (ret)
 			return ret;
 		if (ref != 1)
@@ -754,18 +757,18 @@ static int diff_rec(struct vmfs *fs, struct diff_ctx *c, struct dnode a, struct 
 /* A data entry as the block it is based on and the grains that differ from it (a redirect's set bits). */
 struct dside {
 	uint64_t base;
-	struct vbuf *rb;
+	struct redir r;                 /* r.b NULL: not a redirect */
 };
 
 static int dside_get(struct vmfs *fs, uint64_t p, struct dside *d)
 {
-	d->rb = NULL;
+	d->r.b = NULL;
 	d->base = p & (VMFS_PTR_ADDR_MASK | VMFS_PTR_TBZ);
 	if (!(p & VMFS_PTR_REDIRECT))
 		return 0;
-	int ret = redir_read(fs, p, &d->rb);
+	int ret = redir_get(fs, p, &d->r);
 	if (!ret)
-		d->base = redir_backing(d->rb);
+		d->base = redir_backing(&d->r);
 	return ret;
 }
 
@@ -776,7 +779,7 @@ static int dside_get(struct vmfs *fs, uint64_t p, struct dside *d)
  */
 static int diff_grains(struct vmfs *fs, struct diff_ctx *c, uint64_t pa, uint64_t pb, uint64_t b0)
 {
-	struct dside a, b = { 0 };
+	struct dside a, b = { .r.b = NULL };
 	int ret = dside_get(fs, pa, &a);
 
 	if (!ret)
@@ -784,10 +787,10 @@ static int diff_grains(struct vmfs *fs, struct diff_ctx *c, uint64_t pa, uint64_
 	if (!ret && a.base != b.base)
 		ret = diff_emit(c, b0 * c->bb, c->bb);
 	for (unsigned g = 0; !ret && a.base == b.base && g < c->bb / VMFS_GRAIN; g++)
-		if ((a.rb && redir_bit(a.rb, g)) || (b.rb && redir_bit(b.rb, g)))
+		if ((a.r.b && redir_bit(&a.r, g)) || (b.r.b && redir_bit(&b.r, g)))
 			ret = diff_emit(c, b0 * c->bb + (uint64_t)g * VMFS_GRAIN, VMFS_GRAIN);
-	meta_put(fs, a.rb);
-	meta_put(fs, b.rb);
+	meta_put(fs, a.r.b);
+	meta_put(fs, b.r.b);
 	return ret;
 }
 
@@ -1031,7 +1034,7 @@ static int share_blocks(struct vmfs *fs, uint64_t src, uint64_t sblk, uint64_t d
 		if (ret || p == q)
 			continue;
 		if (p) {
-			ret = ref_add(fs, p & VMFS_PTR_ADDR_MASK);
+			ret = ptr_ref_add(fs, p);
 			if (ret == -EMLINK) { /* never a wrap: the rest is copied */
 				ret = 0;
 				break;

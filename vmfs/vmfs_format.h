@@ -173,32 +173,54 @@ static_assert(sizeof(struct vmfs_pool_disk) == 4096, "");
  * Block pointer: unit address in the low 56 bits; 0 is a hole. TBZ ("to be
  * zeroed", as VMFS names it): the block is allocated but reads as zeros, and the
  * first write zeroes it. REDIRECT (shared_blocks, data pointers of LARGE maps
- * only, never with TBZ): the address is a redirect sub-block, below. Other
- * high bits are reserved and must be zero.
+ * only, never with TBZ): the address is a redirect table and bits 56..61 are
+ * a slot in it, below. Other high bits are reserved and must be zero.
  */
 #define VMFS_PTR_ADDR_MASK ((1ull << 56) - 1)
 #define VMFS_PTR_TBZ (1ull << 63)
 #define VMFS_PTR_REDIRECT (1ull << 62)
-#define VMFS_PTR_RESERVED (~(VMFS_PTR_ADDR_MASK | VMFS_PTR_TBZ | VMFS_PTR_REDIRECT))
+#define VMFS_PTR_SLOT_SHIFT 56
+#define VMFS_PTR_SLOT_MASK (63ull << VMFS_PTR_SLOT_SHIFT)
+#define VMFS_PTR_RESERVED (~(VMFS_PTR_ADDR_MASK | VMFS_PTR_TBZ | VMFS_PTR_REDIRECT)) /* the slot of a REDIRECT */
 
 /*
- * Redirect sub-block (docs/FORMAT.md, "Redirects"): a file block being
- * replaced 4 KiB grain by grain. Grain g reads from rd_new when bit g of
- * rd_bits is set, else from rd_backing. Each names its block once (A2).
+ * Redirect table (docs/FORMAT.md, "Redirects"): a sub-block of up to 64
+ * redirects, each a file block being replaced 4 KiB grain by grain. Grain g
+ * of a slot reads from rs_new when bit g of its bitmap is set, else from
+ * rs_backing. A slot keeps its own count (the pointers naming it); the table
+ * itself is counted once while any slot is in use.
  */
 #define VMFS_GRAIN VMFS_UNIT
-#define VMFS_REDIR_MAX_GRAINS (VMFS_MAX_BLOCK_SIZE / VMFS_GRAIN)
+#define VMFS_REDIR_MAX_SLOTS 64u
+#define VMFS_REDIR_SLOTS_OFF 0x40u
+struct vmfs_redir_slot {
+	le16 rs_ref;                    /* 0x00 pointers naming this slot; 0 = free */
+	uint8_t rs_pad[6];              /* 0x02 zero */
+	le64 rs_backing;                /* 0x08 the block it replaces: a file block, no flag */
+	le64 rs_new;                    /* 0x10 its own block, counted 1 */
+	uint8_t rs_bits[];              /* 0x18 bit g (byte g / 8, bit g % 8), rounded up to 8 bytes */
+};
 struct vmfs_redir_disk {
 	struct vmfs_mhdr rd_hdr;        /* 0x000 magic VMRD, owner = the inode that made it */
-	le64 rd_backing;                /* 0x030 the block it replaces: a file block, no flag */
-	le64 rd_new;                    /* 0x038 its own block, counted 1 */
-	le32 rd_grains;                 /* 0x040 grains per block: block size / 4 KiB */
-	uint8_t rd_pad[0x60 - 0x44];    /* 0x044 zero */
-	uint8_t rd_bits[VMFS_REDIR_MAX_GRAINS / 8]; /* 0x060 bit g (byte g / 8, bit g % 8); bits >= rd_grains zero */
-	uint8_t rd_reserved[0xFFC - 0x60 - VMFS_REDIR_MAX_GRAINS / 8];
+	le32 rd_grains;                 /* 0x030 grains per block: block size / 4 KiB */
+	le16 rd_slots;                  /* 0x034 slots in this table (vmfs_redir_slots()) */
+	le16 rd_used;                   /* 0x036 slots whose count is not 0 */
+	uint8_t rd_pad[VMFS_REDIR_SLOTS_OFF - 0x38]; /* 0x038 zero */
+	uint8_t rd_slot[0xFFC - VMFS_REDIR_SLOTS_OFF]; /* 0x040 rd_slots slots of vmfs_redir_slot_size() bytes, then zero */
 	le32 rd_crc;
 };
 static_assert(sizeof(struct vmfs_redir_disk) == 4096, "");
+
+static inline unsigned vmfs_redir_slot_size(unsigned grains)
+{
+	return (unsigned)sizeof(struct vmfs_redir_slot) + (grains / 8 + 7) / 8 * 8;
+}
+
+static inline unsigned vmfs_redir_slots(unsigned grains)
+{
+	unsigned n = (unsigned)(0xFFC - VMFS_REDIR_SLOTS_OFF) / vmfs_redir_slot_size(grains);
+	return n < VMFS_REDIR_MAX_SLOTS ? n : VMFS_REDIR_MAX_SLOTS;
+}
 
 #define VMFS_PTRS_PER_BLOCK 496u
 struct vmfs_ptr_disk {

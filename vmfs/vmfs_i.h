@@ -115,6 +115,7 @@ struct vmfs {
 	struct pool_info *pools;
 	size_t npools, pools_cap, pool_cur;
 	uint64_t free_blocks, free_units_in_pools, inodes_used;
+	uint64_t redir_hint;            /* redirect table last given a slot (redirect.c), 0 = none */
 
 	/* in-memory inodes */
 	struct vinode **ihash;
@@ -239,20 +240,34 @@ int bmap_next(struct vmfs *fs, struct vmfs_inode_disk *di, uint64_t lblk, uint64
 int bmap_free_range(struct vmfs *fs, struct vbuf *ib, uint64_t start, uint64_t end, uint64_t budget, bool *done);
 uint64_t bmap_capacity(unsigned height);
 
-/* Units a data pointer counts in its map's i_units: a block, a sub-block, or a redirect and its new block. */
+/* Units a data pointer counts in its map's i_units: a block (a redirect counts its new block), or a sub-block. */
 uint64_t bmap_ptr_units(struct vmfs *fs, struct vmfs_inode_disk *di, uint64_t p);
+/* The count of what a pointer names (a REDIRECT pointer's is its slot's), and one more. */
+int ptr_ref_get(struct vmfs *fs, uint64_t p, uint16_t *ref);
+int ptr_ref_add(struct vmfs *fs, uint64_t p);
 
 /* ---- redirect.c: writes into shared blocks, grain by grain (docs/FORMAT.md, "Redirects") ---- */
-/* The redirect REDIRECT pointer p names, checked; meta_put it. */
-int redir_read(struct vmfs *fs, uint64_t p, struct vbuf **out);
-bool redir_bit(struct vbuf *rb, unsigned g);
-uint64_t redir_backing(struct vbuf *rb);
-uint64_t redir_new(struct vbuf *rb);
+struct redir {                          /* a redirect: its table, held, and its slot */
+	struct vbuf *b;
+	struct vmfs_redir_slot *s;
+};
+/* A redirect table, checked as a whole (meta_put it), and its slot s. */
+int redir_table_read(struct vmfs *fs, uint64_t unit, struct vbuf **out);
+struct vmfs_redir_slot *redir_slot(struct vmfs *fs, struct vbuf *table, unsigned s);
+/* The redirect REDIRECT pointer p names, checked (a free slot is damage); redir_put it. */
+int redir_get(struct vmfs *fs, uint64_t p, struct redir *r);
+void redir_put(struct vmfs *fs, struct redir *r);
+bool redir_bit(const struct redir *r, unsigned g);
+uint64_t redir_backing(const struct redir *r);
+uint64_t redir_new(const struct redir *r);
 /* Device byte offset of byte `in` of the block; *run: bytes from there (of n) read from the same block. */
-uint64_t redir_locate(struct vbuf *rb, uint64_t in, uint64_t n, uint64_t *run);
-bool redir_all_set(struct vmfs *fs, struct vbuf *rb, unsigned first, unsigned count);
+uint64_t redir_locate(const struct redir *r, uint64_t in, uint64_t n, uint64_t *run);
+bool redir_all_set(struct vmfs *fs, const struct redir *r, unsigned first, unsigned count);
 /* The block's bytes as the map reads them. */
 int redir_read_block(struct vmfs *fs, uint64_t p, uint8_t *blk);
+/* A slot's count (the pointers naming it), and one more (-EMLINK at VMFS_REF_MAX). */
+int redir_ref_get(struct vmfs *fs, uint64_t p, uint16_t *ref);
+int redir_ref_add(struct vmfs *fs, uint64_t p);
 /* In an operation: entry lblk, naming the shared plain block backing, becomes a new redirect (*out). */
 int redir_create(struct vmfs *fs, struct vbuf *ib, uint64_t lblk, uint64_t backing, uint64_t *out);
 /*

@@ -179,13 +179,32 @@ bool fsck_memo_get(struct fsck *c, uint64_t addr, uint64_t *units)
 	return false;
 }
 
+struct redir_exp *fsck_redir_get(struct fsck *c, uint64_t unit, bool *created)
+{
+	struct redir_exp **pp = &c->rhash[hidx(c, unit)], *t;
+
+	*created = false;
+	for (t = *pp; t; t = t->next)
+		if (t->unit == unit)
+			return t;
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return NULL;
+	t->unit = unit;
+	t->next = *pp;
+	*pp = t;
+	*created = true;
+	return t;
+}
+
 int fsck_counts_init(struct fsck *c)
 {
 	c->rcexp = calloc(c->fs->rc_count, sizeof(*c->rcexp));
 	c->phash = calloc(c->hsize, sizeof(*c->phash));
 	c->ihash = calloc(c->hsize, sizeof(*c->ihash));
 	c->pmemo = calloc(c->hsize, sizeof(*c->pmemo));
-	return c->rcexp && c->phash && c->ihash && c->pmemo ? 0 : -ENOMEM;
+	c->rhash = calloc(c->hsize, sizeof(*c->rhash));
+	return c->rcexp && c->phash && c->ihash && c->pmemo && c->rhash ? 0 : -ENOMEM;
 }
 
 void fsck_counts_release(struct fsck *c)
@@ -211,6 +230,13 @@ void fsck_counts_release(struct fsck *c)
 			free(m);
 		}
 	free(c->pmemo);
+	for (size_t h = 0; h < c->hsize && c->rhash; h++)
+		while (c->rhash[h]) {
+			struct redir_exp *t = c->rhash[h];
+			c->rhash[h] = t->next;
+			free(t);
+		}
+	free(c->rhash);
 	for (uint64_t i = 0; c->rcexp && i < c->fs->rc_count; i++)
 		free(c->rcexp[i]);
 	free(c->rcexp);

@@ -37,6 +37,7 @@ struct fsck {
 	struct pool_exp **phash;
 	struct ino_info **ihash;
 	struct ptr_memo **pmemo;        /* shared pointer blocks: units below each (counts.c) */
+	struct redir_exp **rhash;       /* redirect tables reached: pointers to each slot (counts.c) */
 	size_t hsize;
 	uint64_t *queue;                /* directories still to walk */
 	size_t qn, qcap;
@@ -96,6 +97,15 @@ int fsck_claim_block(struct fsck *c, uint64_t unit, uint16_t kind);
 int fsck_claim_unit(struct fsck *c, uint64_t unit);
 void fsck_unclaim_unit(struct fsck *c, uint64_t unit);
 int fsck_memo_set(struct fsck *c, uint64_t addr, uint64_t units);
+/* A redirect table reached by the maps: the pointers found to each slot, checked in pass 5. */
+struct redir_exp {
+	uint64_t unit;
+	bool bad;                       /* damaged: every pointer to it is cleared */
+	uint16_t count[VMFS_REDIR_MAX_SLOTS];
+	struct redir_exp *next;
+};
+/* The table at unit; *created says it was not met before (NULL: out of memory). */
+struct redir_exp *fsck_redir_get(struct fsck *c, uint64_t unit, bool *created);
 bool fsck_memo_get(struct fsck *c, uint64_t addr, uint64_t *units);
 int fsck_push_u64(uint64_t **v, size_t *n, size_t *cap, uint64_t x);
 /* Notes an unreachable inode for pass 3 to link into /lost+found. */

@@ -25,9 +25,10 @@ static void unclaim_block(struct fsck *c, uint64_t unit)
 }
 
 /*
- * A REDIRECT data entry of a LARGE map (docs/FORMAT.md, "Redirects"): the
- * sub-block is claimed once per pointer and walked once; it names its backing
- * block (shared, so claimed again) and its own block (claimed once: no other
+ * A REDIRECT data entry of a LARGE map (docs/FORMAT.md, "Redirects"): its
+ * table is claimed once, when first met; each pointer to a slot is counted
+ * for pass 5 (a slot's count); a slot's blocks are claimed at its first
+ * pointer: backing (shared, so claimed again) and new (claimed once: no other
  * pointer may name it). Returns true when the pointer is to be cleared.
  */
 static bool walk_redirect(struct fsck *c, struct vbuf *ib, uint64_t p, uint64_t lblk, bool shared, bool large,
@@ -35,32 +36,42 @@ static bool walk_redirect(struct fsck *c, struct vbuf *ib, uint64_t p, uint64_t 
 {
 	struct vmfs *fs = c->fs;
 	uint64_t a = p & VMFS_PTR_ADDR_MASK;
-	int r = (p & VMFS_PTR_TBZ) || !large ? -1 : fsck_claim_unit(c, a);
-	struct vbuf *rb;
+	unsigned s = (unsigned)((p & VMFS_PTR_SLOT_MASK) >> VMFS_PTR_SLOT_SHIFT);
+	struct redir_exp *t = NULL;
+	struct redir r;
+	bool created;
 
-	if (r == 2 && shared) {
-		ii->units += 1 + fs->upb; /* another map's pointer walked it */
-		return false;
+	if (large && !(p & VMFS_PTR_TBZ) && (le64_to_cpu(fs->sb.sb_incompat) & VMFS_INCOMPAT_SHARED) &&
+	    addr_in_data(fs, a) && !unit_is_block(fs, a))
+		t = fsck_redir_get(c, a, &created);
+	if (t && created) { /* the table: a sub-block of its own, intact */
+		int cl = fsck_claim_unit(c, a);
+		struct vbuf *tb = NULL;
+
+		t->bad = cl != 0 || redir_table_read(fs, a, &tb) != 0;
+		meta_put(fs, tb);
+		if (t->bad && (cl == 0 || cl == 2))
+			fsck_unclaim_unit(c, a);
 	}
-	if (r)
-		goto bad;
-	if (!redir_read(fs, p, &rb)) { /* checked: its blocks are file blocks, its bits in range */
-		int rback = fsck_claim_block(c, redir_backing(rb), 1), rnew = fsck_claim_block(c, redir_new(rb), 1);
+	if (t && !t->bad && s < VMFS_REDIR_MAX_SLOTS && !redir_get(fs, p, &r)) {
+		bool ok = !t->count[s] || shared; /* named again only from a shared map */
 
-		if ((rback == 0 || rback == 2) && rnew == 0) {
-			meta_put(fs, rb);
-			ii->units += 1 + fs->upb;
+		if (ok && !t->count[s]) {
+			int rback = fsck_claim_block(c, redir_backing(&r), 1), rnew = fsck_claim_block(c, redir_new(&r), 1);
+
+			ok = (rback == 0 || rback == 2) && rnew == 0;
+			if (!ok && (rback == 0 || rback == 2))
+				unclaim_block(c, redir_backing(&r));
+			if (!ok && (rnew == 0 || rnew == 2))
+				unclaim_block(c, redir_new(&r));
+		}
+		redir_put(fs, &r);
+		if (ok) {
+			t->count[s]++;
+			ii->units += fs->upb;
 			return false;
 		}
-		if (rback == 0 || rback == 2)
-			unclaim_block(c, redir_backing(rb));
-		if (rnew == 0 || rnew == 2)
-			unclaim_block(c, redir_new(rb));
-		meta_put(fs, rb);
 	}
-bad:
-	if (r == 0 || r == 2) /* counted: a pointer to be cleared counts nothing */
-		fsck_unclaim_unit(c, a);
 	return fsck_problem(c, PR_REDIR_BAD, (unsigned long long)ib->addr, c->where, (unsigned long long)lblk,
 			    (unsigned long long)a);
 }
@@ -84,7 +95,7 @@ static int walk_map(struct fsck *c, struct vbuf *ib, struct vbuf *owner, le64 *p
 
 		if (!p)
 			continue;
-		if (level == 0 && (p & VMFS_PTR_REDIRECT) && !(p & VMFS_PTR_RESERVED)) {
+		if (level == 0 && (p & VMFS_PTR_REDIRECT) && (le64_to_cpu(fs->sb.sb_incompat) & VMFS_INCOMPAT_SHARED)) {
 			clear = walk_redirect(c, ib, p, lblk, shared, large, ii);
 		} else if (level == 0) {
 			r = (p & VMFS_PTR_RESERVED) ? -1 : large ? fsck_claim_block(c, a, 1) : fsck_claim_unit(c, a);

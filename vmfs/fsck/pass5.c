@@ -15,12 +15,56 @@ static bool rc_owner_ok(struct vmfs *fs, const struct vmfs_lockrec_disk *r)
 	       base_all_zero(r->lr_reserved, sizeof(r->lr_reserved));
 }
 
+/*
+ * Each redirect table the maps reached: a slot's count against the pointers
+ * found to it. A slot no pointer names is freed (its blocks, which nothing
+ * claimed, are then freed below as leaked).
+ */
+static int check_redirects(struct fsck *c)
+{
+	struct vmfs *fs = c->fs;
+	int r = 0;
+
+	for (size_t h = 0; h < c->hsize && !r; h++)
+		for (struct redir_exp *t = c->rhash[h]; t && !r; t = t->next) {
+			struct vmfs_redir_disk *d;
+			struct vbuf *tb;
+			unsigned used = 0, slots;
+
+			if (t->bad || redir_table_read(fs, t->unit, &tb))
+				continue;
+			d = (struct vmfs_redir_disk *)tb->data;
+			slots = le16_to_cpu(d->rd_slots);
+			for (unsigned s = 0; s < slots && !r; s++) {
+				struct vmfs_redir_slot *sl = redir_slot(fs, tb, s);
+				unsigned have = le16_to_cpu(sl->rs_ref), want = t->count[s];
+
+				if (have != want && fsck_problem(c, PR_REDIR_SLOT_COUNT, (unsigned long long)t->unit, s, have,
+								 want)) {
+					r = fsck_dirty(c, tb);
+					if (want)
+						sl->rs_ref = cpu_to_le16((uint16_t)want);
+					else
+						memset(sl, 0, vmfs_redir_slot_size(fs->block_size / VMFS_GRAIN));
+				}
+				used += le16_to_cpu(sl->rs_ref) != 0;
+			}
+			if (!r && le16_to_cpu(d->rd_used) != used &&
+			    fsck_problem(c, PR_REDIR_USED, (unsigned long long)t->unit, le16_to_cpu(d->rd_used), used)) {
+				r = fsck_dirty(c, tb);
+				d->rd_used = cpu_to_le16((uint16_t)used);
+			}
+			meta_put(fs, tb);
+		}
+	return r;
+}
+
 /* Pass 5: reference counts on disk against what was found. */
 int fsck_pass5(struct fsck *c)
 {
 	struct vmfs *fs = c->fs;
 	uint64_t inited = le64_to_cpu(fs->sb.sb_rc_inited), need = inited;
-	int r = 0;
+	int r = check_redirects(c);
 
 	for (uint64_t rc = inited; rc < fs->rc_count; rc++)
 		for (uint32_t i = 0; c->rcexp[rc] && i < fs->rc_blocks; i++)

@@ -56,6 +56,8 @@
 	/* pass 5: space accounting */                                                                              \
 	X(PR_RC_UNINITED, PREEN_NO, "resource clusters %llu..%llu are in use but not initialised") /* init them */  \
 	X(PR_RC_DESC_BAD, PREEN_NO, "resource cluster %llu: descriptor is damaged; rebuilt from the blocks in use")  \
+	X(PR_REDIR_SLOT_COUNT, PREEN_FIX, "redirect table %llu slot %u: count %u, should be %u") /* set it */     \
+	X(PR_REDIR_USED, PREEN_FIX, "redirect table %llu: %u slots in use, should be %u")   /* set the count */     \
 	X(PR_BLOCK_LEAKED, PREEN_FIX, "block %llu: marked in use (0x%x) but nothing uses it") /* free it */         \
 	X(PR_BLOCK_UNMARKED, PREEN_FIX, "block %llu: in use but marked free")             /* mark it */             \
 	X(PR_BLOCK_COUNT, PREEN_FIX, "block %llu: count 0x%x, should be 0x%x")            /* set the count */       \

@@ -1,4 +1,4 @@
-"""/c's block 1 is a redirect (the 4 KiB written after snapshot A, shared by B): its sub-block is torn."""
+"""/c's block 1 is a redirect (the bytes written after snapshot A, shared by B): its table is torn."""
 import sys
 sys.path.insert(0, sys.argv[2])
 from vmfsimg import Image

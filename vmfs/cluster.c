@@ -112,6 +112,7 @@ static int cluster_invalidate(struct vmfs *fs)
 	ret = cache_drop_all(fs);
 	if (ret)
 		return ret;
+	fs->redir_hint = 0; /* another host may have freed that table */
 	ret = meta_read(fs, 0, VMFS_MAGIC_SB, &sbb);
 	if (ret)
 		return ret;

@@ -426,6 +426,7 @@ static void op_rollback(struct vmfs *fs)
 {
 	struct vbuf *b, *next;
 
+	fs->redir_hint = 0; /* it may name a table this operation made (redirect.c) */
 	for (b = fs->undo_list; b; b = next) {
 		next = b->undo_next;
 		b->in_undo = false;

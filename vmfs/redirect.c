@@ -191,7 +191,12 @@ static int table_with_room(struct vmfs *fs, uint64_t owner, struct vbuf **out, u
 	uint16_t ref;
 	int ret;
 
-	/* the hint is only a guess: it must still be an allocated table (another host may have freed it) */
+	/*
+	 * The hint names a table this host gave a slot in a committed or
+	 * running operation, dropped when the table is freed here and when
+	 * another host's changes invalidate the cache (cluster.c); the count
+	 * is checked anyway.
+	 */
 	if (unit && !ref_get(fs, unit, &ref) && ref == 1 && !redir_table_read(fs, unit, out)) {
 		if (le16_to_cpu(rt(*out)->rd_used) < slots) {
 			for (unsigned s = 0; s < slots; s++) {
@@ -210,7 +215,6 @@ static int table_with_room(struct vmfs *fs, uint64_t owner, struct vbuf **out, u
 		return ret; /* the operation rolls back */
 	rt(*out)->rd_grains = cpu_to_le32(n);
 	rt(*out)->rd_slots = cpu_to_le16((uint16_t)slots);
-	fs->redir_hint = unit;
 	*slot = 0;
 	return 0;
 }
@@ -238,8 +242,10 @@ int redir_create(struct vmfs *fs, struct vbuf *ib, uint64_t lblk, uint64_t backi
 	meta_put(fs, b);
 	/* the map named backing; it now names the slot, which names backing (its count moves) and q */
 	ret = bmap_set(fs, ib, lblk, p);
-	if (!ret)
+	if (!ret) {
+		fs->redir_hint = p & VMFS_PTR_ADDR_MASK; /* not before: a rolled-back table is freed again */
 		*out = p;
+	}
 	return ret;
 }
 

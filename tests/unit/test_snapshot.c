@@ -542,7 +542,7 @@ START_TEST(t_many)
 	uint64_t ino, s0 = 0;
 	char name[32];
 
-	mk(512ull << 20, 64u << 10); /* each first write copies a block: 1024 of them */
+	mk(512ull << 20, 64u << 10); /* each first write takes a block of its own (a redirect, or a copy through a shared one): 1024 of them */
 	fs = op();
 	ino = create(fs, vmfs_root_ino(fs), "disk");
 	m_write(fs, ino, &live, 0, 2u << 20, 1);

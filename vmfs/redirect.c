@@ -202,7 +202,10 @@ static int table_with_room(struct vmfs *fs, uint64_t owner, struct vbuf **out, u
 			for (unsigned s = 0; s < slots; s++) {
 				if (!le16_to_cpu(redir_slot(fs, *out, s)->rs_ref)) {
 					*slot = s;
-					return meta_dirty(fs, *out);
+					ret = meta_dirty(fs, *out);
+					if (ret)
+						meta_put(fs, *out);
+					return ret;
 				}
 			}
 		}

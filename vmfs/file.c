@@ -414,17 +414,11 @@ static int needs_alloc(struct vmfs *fs, struct vmfs_inode_disk *di, uint64_t off
 			return 0;
 		if (p & VMFS_PTR_REDIRECT) { /* grains not yet in its own block need their bits set */
 			uint64_t a = base_max(off, lblk * bb) - lblk * bb, b = base_min(end, (lblk + 1) * bb) - lblk * bb;
-			struct redir r;
 			bool all;
 
-			ret = redir_get(fs, p, &r);
-			if (ret)
+			ret = redir_covers(fs, p, a, b - a, &all);
+			if (ret || !all)
 				return ret;
-			all = redir_all_set(fs, &r, (unsigned)(a / VMFS_GRAIN),
-					    (unsigned)((b - 1) / VMFS_GRAIN - a / VMFS_GRAIN + 1));
-			redir_put(fs, &r);
-			if (!all)
-				return 0;
 		}
 	}
 	*need = false;
@@ -1292,14 +1286,10 @@ static enum aio_how aio_map(struct vmfs *fs, struct vmfs_aio_req *r, struct plan
 		} else if (r->write && shared) {
 			setup = true; /* a redirect to make */
 		} else if (r->write && (p & VMFS_PTR_REDIRECT)) {
-			struct redir rd;
 			bool all;
 
-			if (redir_get(fs, p, &rd))
+			if (redir_covers(fs, p, in, n, &all))
 				goto out;
-			all = redir_all_set(fs, &rd, (unsigned)(in / VMFS_GRAIN),
-					    (unsigned)((in + n - 1) / VMFS_GRAIN - in / VMFS_GRAIN + 1));
-			redir_put(fs, &rd);
 			if (!all)
 				setup = true;
 			else if (plan_block(fs, pl, p, in, n, done))

@@ -131,12 +131,25 @@ uint64_t redir_locate(const struct redir *r, uint64_t in, uint64_t n, uint64_t *
 	return (set ? redir_new(r) : redir_backing(r)) * VMFS_UNIT + in;
 }
 
-bool redir_all_set(struct vmfs *fs, const struct redir *r, unsigned first, unsigned count)
+static bool redir_all_set(struct vmfs *fs, const struct redir *r, unsigned first, unsigned count)
 {
 	for (unsigned g = first; g < first + count && g < grains_of(fs); g++)
 		if (!redir_bit(r, g))
 			return false;
 	return true;
+}
+
+int redir_covers(struct vmfs *fs, uint64_t p, uint64_t in, uint64_t n, bool *all)
+{
+	struct redir r;
+	int ret = redir_get(fs, p, &r);
+
+	if (ret)
+		return ret;
+	*all = redir_all_set(fs, &r, (unsigned)(in / VMFS_GRAIN),
+			     (unsigned)((in + n - 1) / VMFS_GRAIN - in / VMFS_GRAIN + 1));
+	redir_put(fs, &r);
+	return 0;
 }
 
 int redir_read_block(struct vmfs *fs, uint64_t p, uint8_t *blk)

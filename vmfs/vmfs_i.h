@@ -262,7 +262,8 @@ uint64_t redir_backing(const struct redir *r);
 uint64_t redir_new(const struct redir *r);
 /* Device byte offset of byte `in` of the block; *run: bytes from there (of n) read from the same block. */
 uint64_t redir_locate(const struct redir *r, uint64_t in, uint64_t n, uint64_t *run);
-bool redir_all_set(struct vmfs *fs, const struct redir *r, unsigned first, unsigned count);
+/* *all: every grain of bytes [in, in + n) of the block is in the slot's own block already. */
+int redir_covers(struct vmfs *fs, uint64_t p, uint64_t in, uint64_t n, bool *all);
 /* The block's bytes as the map reads them. */
 int redir_read_block(struct vmfs *fs, uint64_t p, uint8_t *blk);
 /* A slot's count (the pointers naming it), and one more (-EMLINK at VMFS_REF_MAX). */

@@ -412,6 +412,19 @@ START_TEST(t_redirect)
 	struct vmfs_aio *q;
 	struct vmfs_aio_req req[64], *done[64];
 	ck_assert_int_eq(vmfs_aio_new(fs, 32, &q), 0);
+	/*
+	 * A queued write across a block C shares (block 3) and a hole (block 4,
+	 * punched): the hole needs allocation, so it goes the synchronous way,
+	 * redirect and allocation together, and reads back right below.
+	 */
+	ck_assert_int_eq(vmfs_fallocate(fs, ino, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 4u << 20, 1u << 20), 0);
+	memset(live.b + (4u << 20), 0, 1u << 20);
+	fill(buf, 8192, 999);
+	memcpy(live.b + (4u << 20) - 4096, buf, 8192);
+	req[0] = (struct vmfs_aio_req){ .ino = ino, .write = true, .buf = buf, .len = 8192, .off = (4u << 20) - 4096 };
+	ck_assert_int_eq(vmfs_aio_submit(q, &req[0]), 0);
+	ck_assert_int_eq(vmfs_aio_reap(q, 1, done, 64), 1);
+	ck_assert_int_eq(done[0]->res, 8192);
 	for (unsigned i = 0; i < 64; i++) {
 		uint64_t off = i < 32 ? (uint64_t)(4 + i % 12) * (1u << 20) + (i / 12) * 65536 + 8192 : (15u << 20) + (512u << 10) + (i - 32) * 4096;
 		fill(buf + i * 4096 % (1u << 20), 4096, 1000 + i);

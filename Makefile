@@ -1,7 +1,7 @@
 # vmfs: plain GNU make. `make` builds into build/; see README.md for the targets.
 CC      ?= gcc
 BUILD   ?= build
-PKGS    := fuse3 liburing libzstd openssl libxxhash blkid
+PKGS    := fuse3 liburing libzstd openssl libargon2 libxxhash blkid
 CFLAGS  ?= -O2 -g
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla -Werror
 CPPFLAGS += -std=gnu11 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -11,8 +11,9 @@ ALL_CFLAGS = $(CPPFLAGS) $(WARN) $(CFLAGS) $(EXTRA_CFLAGS)
 BASE_SRC := $(wildcard base/*.c)
 LOCK_SRC := $(wildcard lockmgr/*.c)
 VMFS_SRC := $(wildcard vmfs/*.c vmfs/*/*.c)
+ENC_SRC  := $(wildcard encrypt/*.c)
 SNAP_SRC := $(wildcard snapshot/*.c)
-LIB_SRC  := $(BASE_SRC) $(LOCK_SRC) $(VMFS_SRC) $(SNAP_SRC)
+LIB_SRC  := $(BASE_SRC) $(LOCK_SRC) $(ENC_SRC) $(VMFS_SRC) $(SNAP_SRC)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 LIB      := $(BUILD)/libvmfs.a
 

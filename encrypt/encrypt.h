@@ -28,6 +28,8 @@
  */
 void *enc_secure_alloc(size_t len);
 void enc_secure_free(void *p, size_t len);
+/* Locks p again in a child of fork() (locks are not inherited). 0 or -errno. */
+int enc_secure_relock(void *p, size_t len);
 
 /* ---- secrets: what unlocks a keyslot ---- */
 
@@ -67,6 +69,23 @@ int enc_secret_from_cmd(const char *prog, struct enc_secret **out, char *errbuf,
 int enc_secret_from_buf(const void *buf, size_t len, struct enc_secret **out);
 void enc_secret_free(struct enc_secret *s);
 
+/* Where a tool was told to find a secret: at most one of the three is set. */
+struct enc_secret_src {
+	const char *key_file;           /* --key-file, -o key-file= */
+	const char *passphrase_file;    /* --passphrase-file, -o passphrase-file= */
+	const char *keycmd;             /* --keycmd, -o keycmd= */
+};
+/* True when src names a secret. */
+bool enc_secret_src_set(const struct enc_secret_src *src);
+/*
+ * Gets the secret src names, or, when it names none and prompt is not
+ * NULL, asks on the terminal (twice when confirm). *kind says what it is.
+ * Returns 0, -ENOKEY when src names none and prompt is NULL, or an error of
+ * the functions above (errbuf says why).
+ */
+int enc_secret_get(const struct enc_secret_src *src, const char *prompt, bool confirm, struct enc_secret **out,
+		   enum enc_secret_kind *kind, char *errbuf, size_t errlen);
+
 /* ---- key derivation ---- */
 
 struct enc_kdf_params {
@@ -78,6 +97,13 @@ struct enc_kdf_params {
 
 /* The defaults a new keyslot gets for a passphrase (argon2id) and for a key file (HKDF). */
 void enc_kdf_default(enum enc_secret_kind kind, struct enc_kdf_params *p);
+
+/*
+ * Parses a --kdf option: "hkdf-sha256", or "argon2id" optionally followed by
+ * ":t=PASSES,m=MEMORY,p=LANES" in any order and subset (MEMORY a size such
+ * as 64M; the rest stay at the defaults). Returns 0 or -EINVAL with a message.
+ */
+int enc_kdf_parse(const char *spec, struct enc_kdf_params *p, char *errbuf, size_t errlen);
 
 /*
  * Checks p against the limits of encrypt_format.h (a keyslot is untrusted).

@@ -8,6 +8,7 @@
  * limits of encrypt_format.h before any memory is committed.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <argon2.h>
@@ -30,6 +31,44 @@ void enc_kdf_default(enum enc_secret_kind kind, struct enc_kdf_params *p)
 	p->t_cost = 3;
 	p->m_kib = 256u << 10;
 	p->parallel = 2;
+}
+
+int enc_kdf_parse(const char *spec, struct enc_kdf_params *p, char *errbuf, size_t errlen)
+{
+	char buf[128], *save = NULL, *item;
+	const char *rest;
+
+	if (!strcmp(spec, "hkdf-sha256")) {
+		enc_kdf_default(ENC_SECRET_KEYFILE, p);
+		return 0;
+	}
+	if (strncmp(spec, "argon2id", 8) || (spec[8] && spec[8] != ':') || strlen(spec) >= sizeof(buf))
+		return base_set_err(errbuf, errlen, -EINVAL, "unknown KDF '%s' (argon2id[:t=N,m=SIZE,p=N] or hkdf-sha256)",
+				    spec);
+	enc_kdf_default(ENC_SECRET_PASSPHRASE, p);
+	rest = spec[8] ? spec + 9 : "";
+	strcpy(buf, rest);
+	for (item = strtok_r(buf, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+		uint64_t v;
+		char *end;
+		if (!strncmp(item, "m=", 2)) {
+			if (base_parse_size(item + 2, &v) || v / 1024 > UINT32_MAX)
+				return base_set_err(errbuf, errlen, -EINVAL, "argon2id memory '%s': not a size", item + 2);
+			p->m_kib = (uint32_t)(v / 1024);
+			continue;
+		}
+		if ((item[0] != 't' && item[0] != 'p') || item[1] != '=')
+			return base_set_err(errbuf, errlen, -EINVAL, "argon2id parameter '%s' (want t=, m= or p=)", item);
+		errno = 0;
+		v = strtoull(item + 2, &end, 10);
+		if (errno || end == item + 2 || *end || v > UINT32_MAX)
+			return base_set_err(errbuf, errlen, -EINVAL, "argon2id parameter '%s': not a number", item);
+		if (item[0] == 't')
+			p->t_cost = (uint32_t)v;
+		else
+			p->parallel = (uint32_t)v;
+	}
+	return enc_kdf_check(p, errbuf, errlen);
 }
 
 int enc_kdf_check(const struct enc_kdf_params *p, char *errbuf, size_t errlen)

@@ -2,7 +2,9 @@
  * Locked memory for keys and secrets: whole pages from mmap, mlock'd so they
  * never reach swap, marked MADV_DONTDUMP so a core dump leaves them out, and
  * wiped with OPENSSL_cleanse (which the compiler may not drop) before they
- * are unmapped. A forked child gets zeros in their place (MADV_WIPEONFORK). Allocations are rare (a handful of keys per handle), so a
+ * are unmapped. A child of fork() keeps them (vmfs-mount reads its key, then
+ * daemonizes) but not their lock: enc_secure_relock() takes it again. A key
+ * program is exec'd at once, and exec leaves nothing of them. Allocations are rare (a handful of keys per handle), so a
  * page each costs nothing that matters.
  */
 #include <errno.h>
@@ -28,14 +30,18 @@ void *enc_secure_alloc(size_t len)
 
 	if (p == MAP_FAILED)
 		return NULL;
-	/* a forked child (a key program) sees zeros here, not the keys */
-	if (mlock(p, n) || madvise(p, n, MADV_DONTDUMP) || madvise(p, n, MADV_WIPEONFORK)) {
+	if (mlock(p, n) || madvise(p, n, MADV_DONTDUMP)) {
 		e = errno == EPERM || errno == EAGAIN ? ENOMEM : errno;
 		munmap(p, n);
 		errno = e;
 		return NULL;
 	}
 	return p;
+}
+
+int enc_secure_relock(void *p, size_t len)
+{
+	return p && mlock(p, page_round(len ? len : 1)) ? -errno : 0;
 }
 
 void enc_secure_free(void *p, size_t len)

@@ -272,3 +272,26 @@ err:
 	enc_secret_free(s);
 	return ret;
 }
+
+bool enc_secret_src_set(const struct enc_secret_src *src)
+{
+	return src->key_file || src->passphrase_file || src->keycmd;
+}
+
+int enc_secret_get(const struct enc_secret_src *src, const char *prompt, bool confirm, struct enc_secret **out,
+		   enum enc_secret_kind *kind, char *errbuf, size_t errlen)
+{
+	if ((src->key_file != NULL) + (src->passphrase_file != NULL) + (src->keycmd != NULL) > 1)
+		return base_set_err(errbuf, errlen, -EINVAL,
+				    "give one of a key file, a passphrase file and a key program, not several");
+	*kind = src->passphrase_file || (!src->key_file && !src->keycmd) ? ENC_SECRET_PASSPHRASE : ENC_SECRET_KEYFILE;
+	if (src->key_file)
+		return enc_secret_from_file(src->key_file, ENC_SECRET_KEYFILE, out, errbuf, errlen);
+	if (src->passphrase_file)
+		return enc_secret_from_file(src->passphrase_file, ENC_SECRET_PASSPHRASE, out, errbuf, errlen);
+	if (src->keycmd)
+		return enc_secret_from_cmd(src->keycmd, out, errbuf, errlen);
+	if (!prompt)
+		return base_set_err(errbuf, errlen, -ENOKEY, "no key given");
+	return enc_secret_prompt(prompt, confirm, out, errbuf, errlen);
+}

@@ -26,7 +26,16 @@ static void usage(FILE *f)
 		   "  -U, --uuid UUID          datastore UUID (default: random)\n"
 		   "  -T, --timing I,D,F,IO    cluster timings in ms: heartbeat interval, dead after,\n"
 		   "                           fence after, I/O timeout (default 1000,8000,5000,2000)\n"
-		   "  -q, --quiet              print nothing on success\n");
+		   "  -q, --quiet              print nothing on success\n"
+		   "      --encrypt            encrypt the datastore (docs/ENCRYPTION.md); keyslot 0 takes\n"
+		   "                           the key from one of the next three, else a passphrase\n"
+		   "                           asked twice on the terminal\n"
+		   "      --key-file FILE      a key file (at least 32 bytes, e.g. from /dev/urandom)\n"
+		   "      --passphrase-file FILE  a passphrase, one line\n"
+		   "      --keycmd PROG        a program that prints the key (a KMS or TPM client)\n"
+		   "      --kdf SPEC           argon2id[:t=N,m=SIZE,p=N] (passphrases; default t=3,m=256M,p=2)\n"
+		   "                           or hkdf-sha256 (key files; their default)\n"
+		   "      --key-label TEXT     a description of keyslot 0 (up to 64 bytes)\n");
 }
 
 static bool parse_uuid(const char *s, uint8_t out[16])
@@ -91,8 +100,15 @@ int main(int argc, char **argv)
 		{ "journal-size", required_argument, NULL, 'J' }, { "force", no_argument, NULL, 'f' },
 		{ "quiet", no_argument, NULL, 'q' },        { "uuid", required_argument, NULL, 'U' },
 		{ "timing", required_argument, NULL, 'T' },  { "help", no_argument, NULL, 'h' },
+		{ "encrypt", no_argument, NULL, 'E' },      { "key-file", required_argument, NULL, 'K' },
+		{ "passphrase-file", required_argument, NULL, 'P' }, { "keycmd", required_argument, NULL, 'C' },
+		{ "kdf", required_argument, NULL, 'D' },    { "key-label", required_argument, NULL, 'l' },
 		{ NULL, 0, NULL, 0 },
 	};
+	struct enc_secret_src src = { 0 };
+	struct enc_secret *secret = NULL;
+	struct enc_kdf_params kdf;
+	bool encrypt = false, kdf_set = false;
 	struct vmfs_mkfs_opts o = { 0 };
 	struct vmfs_open_opts oo = { .readonly = true };
 	struct vmfs_info info;
@@ -164,6 +180,28 @@ int main(int argc, char **argv)
 		case 'q':
 			quiet = true;
 			break;
+		case 'E':
+			encrypt = true;
+			break;
+		case 'K':
+			src.key_file = optarg;
+			break;
+		case 'P':
+			src.passphrase_file = optarg;
+			break;
+		case 'C':
+			src.keycmd = optarg;
+			break;
+		case 'D':
+			if (enc_kdf_parse(optarg, &kdf, err, sizeof(err))) {
+				tool_err("%s", err);
+				return 1;
+			}
+			kdf_set = true;
+			break;
+		case 'l':
+			o.key_label = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -176,10 +214,27 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 1;
 	}
-	made = o.size ? make_file(argv[optind], &made_st) : 0;
-	if (made < 0)
+	if (!encrypt && (enc_secret_src_set(&src) || kdf_set || o.key_label)) {
+		tool_err("key options without --encrypt");
 		return 1;
+	}
+	if (encrypt) {
+		ret = enc_secret_get(&src, "Passphrase for the new datastore: ", true, &secret, &o.key_kind, err,
+				     sizeof(err));
+		if (ret) {
+			tool_err("%s", err);
+			return 1;
+		}
+		o.secret = secret;
+		o.kdf = kdf_set ? &kdf : NULL;
+	}
+	made = o.size ? make_file(argv[optind], &made_st) : 0;
+	if (made < 0) {
+		enc_secret_free(secret);
+		return 1;
+	}
 	ret = vmfs_mkfs(argv[optind], &o, err, sizeof(err));
+	enc_secret_free(secret);
 	if (ret) {
 		tool_err("%s", err[0] ? err : strerror(-ret));
 		if (made)
@@ -200,6 +255,9 @@ int main(int argc, char **argv)
 	printf("  %llu file blocks of %u KiB, %u host slots, %llu KiB journal per host\n",
 	       (unsigned long long)info.data_blocks, info.block_size >> 10, info.host_slots,
 	       (unsigned long long)(info.journal_size >> 10));
+	if (info.encrypted)
+		printf("  encrypted (AES-256-XTS), keyslot 0 %s\n",
+		       o.key_kind == ENC_SECRET_KEYFILE ? "opens with the key given" : "opens with the passphrase given");
 	vmfs_close(fs);
 	return 0;
 }

@@ -36,6 +36,7 @@
 enum {
 	EXIT_USAGE = 1,
 	EXIT_SYSTEM = 2,
+	EXIT_KEY = 3,             /* the key or passphrase opens no keyslot (vmfsctl's too) */
 	EXIT_MOUNT = 32,
 };
 
@@ -887,13 +888,22 @@ static void help(void)
 	       "                that cannot renew its heartbeat is reset before others take over\n"
 	       "  -o no_uring   serve through /dev/fuse reads and writes even where the kernel\n"
 	       "                offers FUSE over io_uring (fuse module parameter enable_uring=Y)\n"
-	       "  -o OPT        any other option goes to FUSE\n");
+	       "  -o key-file=F, -o passphrase-file=F, -o keycmd=PROG\n"
+	       "                unlock an encrypted datastore with a key file, a passphrase file\n"
+	       "                or what PROG prints (a KMS or TPM client); without one, the\n"
+	       "                passphrase is asked on the terminal\n"
+	       "  -o OPT        any other option goes to FUSE\n"
+	       "\n"
+	       "exit: 0 mounted, 1 bad usage, 2 system error, 3 the key or passphrase opens no\n"
+	       "keyslot, 32 mount failure\n");
 }
 
 struct mount_opts {
 	bool foreground, debug, readonly, no_uring, unmount;
 	unsigned commit_ms;
 	char *watchdog;           /* -o watchdog=DEV, or NULL */
+	char *key_file, *passphrase_file, *keycmd; /* -o key-file= ... */
+	struct enc_secret *secret;/* read before daemonizing (a prompt needs the terminal) */
 	char *fuse_opts;          /* comma-separated, for fuse_session_new() */
 	char *device;             /* absolute: the daemon runs in / */
 	const char *mountpoint;
@@ -924,6 +934,20 @@ static int opts_parse_list(struct mount_opts *mo, const char *list)
 			mo->watchdog = strdup(opt + 9);
 			if (!mo->watchdog || !mo->watchdog[0]) {
 				tool_err("watchdog= needs a device path");
+				ret = -EINVAL;
+				break;
+			}
+			continue;
+		}
+		if (!strncmp(opt, "key-file=", 9) || !strncmp(opt, "passphrase-file=", 16) ||
+		    !strncmp(opt, "keycmd=", 7)) {
+			char **dst = opt[0] == 'k' && opt[3] == '-' ? &mo->key_file
+				     : opt[0] == 'p'		    ? &mo->passphrase_file
+								    : &mo->keycmd;
+			free(*dst);
+			*dst = strdup(strchr(opt, '=') + 1);
+			if (!*dst || !**dst) {
+				tool_err("%.*s needs a value", (int)(strchr(opt, '=') - opt + 1), opt);
 				ret = -EINVAL;
 				break;
 			}
@@ -1046,6 +1070,41 @@ static int mount_preflight(struct mount_opts *mo)
 }
 
 /*
+ * The key of an encrypted datastore, before daemonizing: a prompt needs the
+ * terminal, which the daemon leaves. A datastore the options give no key
+ * for is probed (a read-only open: nothing written, no cluster join); an
+ * encrypted one then asks on the terminal, or is refused: a host without the
+ * key does not mount it. Returns 0 or an exit code with the reason printed.
+ */
+static int get_key(struct mount_opts *mo)
+{
+	struct enc_secret_src src = { mo->key_file, mo->passphrase_file, mo->keycmd };
+	struct vmfs_open_opts oo = { .readonly = true };
+	enum enc_secret_kind kind;
+	struct vmfs_info info;
+	struct vmfs *fs;
+	char err[320];
+
+	if (!enc_secret_src_set(&src)) {
+		if (vmfs_open(mo->device, &oo, &fs, err, sizeof(err)))
+			return 0; /* the real open says why */
+		vmfs_get_info(fs, &info);
+		vmfs_close(fs);
+		if (!info.encrypted)
+			return 0;
+		if (!isatty(STDIN_FILENO)) {
+			tool_err("%s is encrypted: give -o key-file=F, -o passphrase-file=F or -o keycmd=PROG", mo->device);
+			return EXIT_MOUNT;
+		}
+	}
+	if (enc_secret_get(&src, "Passphrase: ", false, &mo->secret, &kind, err, sizeof(err))) {
+		tool_err("%s", err);
+		return EXIT_MOUNT;
+	}
+	return 0;
+}
+
+/*
  * Forks into the background before anything starts a thread: libvmfs starts
  * its commit thread in vmfs_open(), and threads do not survive fork(), which
  * rules out fuse_daemonize() after the open. The parent waits for one status
@@ -1135,7 +1194,8 @@ static void report_line(void *ctx, const char *line)
 /* Opens, mounts and serves until unmounted or signalled; returns the exit code. */
 static int serve(struct vmount *vm, const struct mount_opts *mo, int *notify_fd)
 {
-	struct vmfs_open_opts oo = { .readonly = mo->readonly, .commit_ms = mo->commit_ms, .watchdog = mo->watchdog };
+	struct vmfs_open_opts oo = { .readonly = mo->readonly, .commit_ms = mo->commit_ms, .watchdog = mo->watchdog,
+				     .secret = mo->secret };
 	struct fuse_loop_config *lc;
 	char errbuf[256] = "", name[64], peer[64];
 	unsigned peer_slot;
@@ -1147,6 +1207,7 @@ static int serve(struct vmount *vm, const struct mount_opts *mo, int *notify_fd)
 	vmfs_host_name(name, sizeof(name), where ? where : mo->mountpoint); /* tells it from other mounts here */
 	free(where);
 	oo.hostname = name;
+	enc_secure_relock(mo->secret, sizeof(*mo->secret)); /* a daemon's lock was not inherited */
 	ret = vmfs_open(mo->device, &oo, &vm->fs, errbuf, sizeof(errbuf));
 	if (ret < 0) {
 		/* libvmfs's reason names the device already. */
@@ -1156,7 +1217,7 @@ static int serve(struct vmount *vm, const struct mount_opts *mo, int *notify_fd)
 			tool_err("%s: %s", mo->device, strerror(-ret));
 		fuse_session_destroy(vm->se);
 		vm->se = NULL;
-		return EXIT_MOUNT;
+		return ret == -EKEYREJECTED ? EXIT_KEY : EXIT_MOUNT;
 	}
 	vm->root = vmfs_root_ino(vm->fs);
 	if (!mo->readonly && vmfs_peers_here(vm->fs, &peer_slot, peer, sizeof(peer)) > 0)
@@ -1247,6 +1308,8 @@ int main(int argc, char **argv)
 		goto out_args;
 	}
 	code = mount_preflight(&mo);
+	if (!code)
+		code = get_key(&mo);
 	if (code) {
 		fuse_session_destroy(vm.se);
 		goto out_args;
@@ -1270,5 +1333,9 @@ out_opts:
 	free(mo.fuse_opts);
 	free(mo.device);
 	free(mo.watchdog);
+	free(mo.key_file);
+	free(mo.passphrase_file);
+	free(mo.keycmd);
+	enc_secret_free(mo.secret);
 	return code < 0 ? 0 : code;
 }

@@ -1,7 +1,8 @@
 /*
  * vmfsctl: inspects and manages a vmfs datastore. Read-only commands never
  * write to the device and never join the cluster.
- * Exit codes: 0 success, 1 the operation failed, 2 bad usage.
+ * Exit codes: 0 success, 1 the operation failed, 2 bad usage, 3 the key or
+ * passphrase given opens no keyslot of an encrypted datastore.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@ void usage(FILE *f)
 		   "       vmfsctl locks [--json] DEVICE [PATH]  lock holders, of every lock or of PATH (from the\n"
 		   "                                             datastore's root, with or without a leading /)\n");
 	snap_usage(f);
+	key_usage(f);
 }
 
 /* [--json] [--all] DEVICE [PATH]: 0, or 2 for bad usage (said). all: NULL where --all is not an option. */
@@ -87,7 +89,7 @@ static int cmd_info(int argc, char **argv)
 		       "\"pool_free_units\":%llu,\"host_slots\":%u,"
 		       "\"journal_size\":%llu,\"journals\":%llu,\"journal_bytes\":%llu,"
 		       "\"journal_state\":\"%s\",\"resource_clusters\":%llu,\"resource_clusters_used\":%llu,"
-		       "\"created_ns\":%lld}\n",
+		       "\"created_ns\":%lld,\"encrypted\":%s,\"key_epoch\":%u,\"keyslots\":%u}\n",
 		       uuid, in.version_major, in.version_minor, (unsigned long long)in.compat,
 		       (unsigned long long)in.ro_compat, (unsigned long long)in.incompat, (unsigned long long)in.size,
 		       in.block_size, in.sector_size, (unsigned long long)in.data_blocks,
@@ -96,7 +98,8 @@ static int cmd_info(int argc, char **argv)
 		       (unsigned long long)in.pool_free_units, in.host_slots, (unsigned long long)in.journal_size,
 		       (unsigned long long)in.journals, (unsigned long long)in.journal_bytes, in.journal_state,
 		       (unsigned long long)in.rc_count,
-		       (unsigned long long)in.rc_inited, (long long)in.mkfs_time_ns);
+		       (unsigned long long)in.rc_inited, (long long)in.mkfs_time_ns, in.encrypted ? "true" : "false",
+		       in.key_epoch, in.keyslots);
 	} else {
 		printf("label:           %s\n", in.label[0] ? in.label : "(none)");
 		printf("uuid:            %s\n", uuid);
@@ -114,6 +117,9 @@ static int cmd_info(int argc, char **argv)
 		       in.journal_state);
 		printf("resource clusters: %llu (%llu in use)\n", (unsigned long long)in.rc_count,
 		       (unsigned long long)in.rc_inited);
+		if (in.encrypted)
+			printf("encryption:      AES-256-XTS, datastore key epoch %u, %u keyslot%s in use\n",
+			       in.key_epoch, in.keyslots, in.keyslots == 1 ? "" : "s");
 	}
 	vmfs_close(fs);
 	return 0;
@@ -286,6 +292,8 @@ int main(int argc, char **argv)
 		return cmd_snapshot(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "clone"))
 		return cmd_clone(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "key"))
+		return cmd_key(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
 		usage(stdout);
 		return 0;

@@ -18,4 +18,10 @@ void snap_usage(FILE *f);
 int cmd_snapshot(int argc, char **argv);
 int cmd_clone(int argc, char **argv);
 
+/* tools/vmfsctl_key.c: vmfsctl key ... */
+void key_usage(FILE *f);
+int cmd_key(int argc, char **argv);
+/* The exit code for a failed open or key call: 3 when no keyslot opened, else 1. */
+int key_exit(int ret);
+
 #endif

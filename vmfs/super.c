@@ -44,6 +44,7 @@ void fs_free(struct vmfs *fs)
 	alloc_release(fs);
 	itab_release(fs);
 	cache_release(fs);
+	crypt_release(fs);
 	dev_close(fs->dev);
 	pthread_cond_destroy(&fs->commit_cond);
 	pthread_mutex_destroy(&fs->flock);
@@ -300,6 +301,8 @@ int vmfs_mkfs(const char *path, const struct vmfs_mkfs_opts *o, char *errbuf, si
 	sb->sb_fence_ms = cpu_to_le32(timing.fence_ms);
 	sb->sb_io_timeout_ms = cpu_to_le32(timing.io_timeout_ms);
 	sb->sb_mkfs_time = cpu_to_le64((uint64_t)base_real_ns());
+	if (o->secret)
+		sb->sb_incompat = cpu_to_le64(VMFS_INCOMPAT_ENCRYPTED);
 	super_geometry(fs);
 	if (sb_geometry_error(sb)) {
 		ret = base_set_err(errbuf, errlen, -EINVAL, "internal: computed geometry is invalid: %s", sb_geometry_error(sb));
@@ -318,6 +321,12 @@ int vmfs_mkfs(const char *path, const struct vmfs_mkfs_opts *o, char *errbuf, si
 	if (ret) {
 		base_set_err(errbuf, errlen, ret, "%s: cannot clear the header area: %s", path, strerror(-ret));
 		goto err_free;
+	}
+	/* the key area before the superblock: a crash leaves no datastore rather than one without keys */
+	if (o->secret) {
+		ret = crypt_mkfs(fs, o, errbuf, errlen);
+		if (ret)
+			goto err_free;
 	}
 	fs->commit_ms = ~0u; /* nothing is committed through a journal: there is none yet */
 	fs->no_journal = true;
@@ -517,6 +526,12 @@ int vmfs_open(const char *path, const struct vmfs_open_opts *o, struct vmfs **ou
 			      path, (unsigned long long)unknown);
 		goto err_free;
 	}
+	/* unlock before anything is written or the cluster joined: a wrong key changes nothing */
+	ret = crypt_open(fs, o->secret, o->kdf_max_kib, ebuf, sizeof(ebuf));
+	if (ret) {
+		base_set_err(errbuf, errlen, ret, "%s: %s", path, ebuf);
+		goto err_free;
+	}
 	if (o->slot >= le32_to_cpu(fs->sb.sb_host_slots)) {
 		ret = base_set_err(errbuf, errlen, -EINVAL, "%s: host slot %u: the datastore has %u", path, o->slot,
 			      le32_to_cpu(fs->sb.sb_host_slots));
@@ -701,6 +716,10 @@ void vmfs_feature_names(int word, uint64_t bits, char *buf, size_t len)
 		used += (size_t)snprintf(buf + used, len - base_min(used, len), "shared_blocks");
 		bits &= ~(uint64_t)VMFS_INCOMPAT_SHARED;
 	}
+	if (word == 2 && (bits & VMFS_INCOMPAT_ENCRYPTED) && used < len) {
+		used += (size_t)snprintf(buf + used, len - used, "%sencrypted", used ? "," : "");
+		bits &= ~(uint64_t)VMFS_INCOMPAT_ENCRYPTED;
+	}
 	if (bits && used < len)
 		snprintf(buf + used, len - used, "%sunknown(0x%llx)", used ? "," : "", (unsigned long long)bits);
 }
@@ -738,5 +757,6 @@ int vmfs_get_info(struct vmfs *fs, struct vmfs_info *in)
 	in->io_engine = dev_engine_name(fs->dev);
 	in->mkfs_time_ns = (int64_t)le64_to_cpu(sb->sb_mkfs_time);
 	pthread_mutex_unlock(&fs->lock);
+	crypt_info(fs, in);
 	return 0;
 }

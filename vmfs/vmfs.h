@@ -16,6 +16,8 @@
 #include <stdio.h>
 #include <sys/types.h>
 
+#include "encrypt/encrypt.h"
+
 struct vmfs;
 
 /* ---- creating a datastore ---------------------------------------------- */
@@ -30,6 +32,15 @@ struct vmfs_mkfs_opts {
 	const uint8_t *uuid;      /* 16 bytes, or NULL for a random one */
 	/* cluster timings in ms, stored in the superblock; 0: lockmgr's default (lk_timing_default) */
 	uint32_t hb_interval_ms, hb_dead_ms, fence_ms, io_timeout_ms;
+	/*
+	 * Encryption (docs/ENCRYPTION.md): with a secret, the datastore is
+	 * encrypted and keyslot 0 opens it with that secret, derived with kdf
+	 * (NULL: enc_kdf_default for key_kind) and labelled key_label (may be NULL).
+	 */
+	const struct enc_secret *secret;
+	enum enc_secret_kind key_kind;
+	const struct enc_kdf_params *kdf;
+	const char *key_label;
 };
 
 /*
@@ -54,6 +65,14 @@ struct vmfs_open_opts {
 	unsigned slot;
 	const char *hostname;     /* shown to other hosts (vmfsctl hosts); NULL: gethostname() */
 	const char *watchdog;     /* a watchdog device petted at each heartbeat, or NULL (lockmgr) */
+	/*
+	 * An encrypted datastore is unlocked with secret (borrowed for the call
+	 * only); kdf_max_kib (0: no limit) skips keyslots whose argon2id wants
+	 * more memory. Without a secret it opens locked: its structure can be
+	 * read and checked (fsck, info), not the contents of its files.
+	 */
+	const struct enc_secret *secret;
+	uint32_t kdf_max_kib;
 };
 
 /*
@@ -63,7 +82,8 @@ struct vmfs_open_opts {
  * only. Errors: -EUCLEAN / -EBADMSG for a damaged or foreign superblock,
  * -EPROTONOSUPPORT for an unknown incompat feature (-EROFS for an unknown
  * ro_compat feature on a read-write open), -ENOSPC when no heartbeat slot is
- * free, -EIO. errbuf receives a one-line reason on failure. *out is owned by
+ * free, -EKEYREJECTED when the secret opens no keyslot (nothing was written
+ * and the cluster was not joined), -EIO. errbuf receives a one-line reason on failure. *out is owned by
  * the caller.
  */
 int vmfs_open(const char *path, const struct vmfs_open_opts *opts, struct vmfs **out,
@@ -349,8 +369,29 @@ struct vmfs_info {
 	uint64_t rc_count, rc_inited;
 	const char *io_engine;
 	int64_t mkfs_time_ns;
+	bool encrypted, unlocked; /* an encrypted datastore; opened with its key */
+	uint32_t key_epoch;       /* the datastore key's generation (encrypted only) */
+	unsigned keyslots;        /* active keyslots (encrypted only) */
 };
 int vmfs_get_info(struct vmfs *fs, struct vmfs_info *info);
+
+/* ---- keys of an encrypted datastore (docs/ENCRYPTION.md) ---------------------
+ * Each changes the key area under the cluster's metadata lock, writing every
+ * changed record's primary copy, a flush, then its backup copy and a flush,
+ * so a crash leaves each record whole in one copy. They need a read-write
+ * handle opened with the key (-ENOKEY otherwise; -EROFS read-only).
+ */
+/*
+ * Adds a keyslot for secret (slot -1: the first free one) with kdf (NULL:
+ * enc_kdf_default for kind) and label. Returns 0 with *slot set, -ENOSPC
+ * when all are used, -EEXIST, -EINVAL; errbuf says why.
+ */
+int vmfs_key_add(struct vmfs *fs, const struct enc_secret *secret, enum enc_secret_kind kind,
+		 const struct enc_kdf_params *kdf, const char *label, int want, int *slot, char *errbuf, size_t errlen);
+/* Removes keyslot i: -ENOENT empty, -EBUSY the last one. */
+int vmfs_key_remove(struct vmfs *fs, int slot, char *errbuf, size_t errlen);
+/* Fills info[ENC_SLOTS] with the keyslots as the device holds them now (no key needed). */
+int vmfs_key_list(struct vmfs *fs, struct enc_slot_info *info, char *errbuf, size_t errlen);
 
 /* Names the features set in a feature word, comma-separated, into buf. */
 void vmfs_feature_names(int word, uint64_t bits, char *buf, size_t len);

@@ -69,10 +69,15 @@ enum vmfs_incompat {
 	 * Set by the first transaction that shares a block; never cleared.
 	 */
 	VMFS_INCOMPAT_SHARED = 1u << 0,
+	/*
+	 * Encrypted (docs/ENCRYPTION.md): units 8..47 hold the key area
+	 * (encrypt/encrypt_format.h). Set by mkfs; never cleared.
+	 */
+	VMFS_INCOMPAT_ENCRYPTED = 1u << 1,
 };
 #define VMFS_FEATURE_COMPAT_SUPP 0ull
 #define VMFS_FEATURE_RO_COMPAT_SUPP 0ull
-#define VMFS_FEATURE_INCOMPAT_SUPP ((uint64_t)VMFS_INCOMPAT_SHARED)
+#define VMFS_FEATURE_INCOMPAT_SUPP ((uint64_t)(VMFS_INCOMPAT_SHARED | VMFS_INCOMPAT_ENCRYPTED))
 
 enum vmfs_sb_state {
 	VMFS_STATE_ERRORS = 1u << 0,    /* a host found corruption: run fsck */

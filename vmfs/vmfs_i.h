@@ -82,6 +82,9 @@ struct vmfs {
 	uint64_t root_ino, hash_seed;
 	unsigned slot;
 
+	/* encryption (crypt.c): the datastore key, NULL when not encrypted or not unlocked */
+	struct enc_key *key;
+
 	/* buffer cache */
 	struct vbuf **bhash;
 	size_t bhash_size, nbufs, max_bufs;
@@ -141,6 +144,16 @@ struct vmfs {
 	pthread_cond_t poll_cond;
 	bool poll_running;
 };
+
+/* crypt.c: the key area of an encrypted datastore */
+bool crypt_enabled(const struct vmfs *fs);
+/* mkfs: makes the datastore key, keyslot 0 for o->secret, and writes the key area; fs->key gets the key. */
+int crypt_mkfs(struct vmfs *fs, const struct vmfs_mkfs_opts *o, char *errbuf, size_t errlen);
+/* open: unlocks with secret (none: stays locked); -EKEYREJECTED when no keyslot opens. */
+int crypt_open(struct vmfs *fs, const struct enc_secret *secret, uint32_t max_kib, char *errbuf, size_t errlen);
+void crypt_release(struct vmfs *fs);
+/* The encryption fields of vmfs_info (reads the key area; takes no lock). */
+void crypt_info(struct vmfs *fs, struct vmfs_info *in);
 
 #define fs_err(fs, ...) vmfs_report((fs), __VA_ARGS__)
 void vmfs_report(struct vmfs *fs, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -498,15 +498,25 @@ START_TEST(secrets)
 	ck_assert_int_eq(enc_secret_from_cmd("cat /nonexistent/key", &s, err, sizeof(err)), -EIO);
 	ck_assert_ptr_nonnull(strstr(err, "exit 1"));
 	ck_assert_int_eq(enc_secret_from_cmd("echo short", &s, err, sizeof(err)), -EINVAL);
-	/* the child does not see the parent's keys (MADV_WIPEONFORK): it reads zeros */
+	/* a child of fork() keeps the secret (vmfs-mount daemonizes with it) and can lock it again */
 	ck_assert_int_eq(enc_secret_from_buf(key, 48, &s), 0);
 	pid_t pid = fork();
 	if (pid == 0)
-		_exit(s->len == 0 && s->buf[0] == 0 ? 0 : 1);
+		_exit(s->len == 48 && !memcmp(s->buf, key, 48) && !enc_secure_relock(s, sizeof(*s)) ? 0 : 1);
 	int status;
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
 	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	enc_secret_free(s);
+	/* the sources: one at most */
+	struct enc_secret_src src = { .key_file = path, .keycmd = "true" };
+	enum enc_secret_kind kind;
+	ck_assert_int_eq(enc_secret_get(&src, NULL, false, &s, &kind, err, sizeof(err)), -EINVAL);
+	src.keycmd = NULL;
+	ck_assert_int_eq(enc_secret_get(&src, NULL, false, &s, &kind, err, sizeof(err)), 0);
+	ck_assert_int_eq(kind, ENC_SECRET_KEYFILE);
+	enc_secret_free(s);
+	src = (struct enc_secret_src){ 0 };
+	ck_assert_int_eq(enc_secret_get(&src, NULL, false, &s, &kind, err, sizeof(err)), -ENOKEY);
 	/* no terminal: the prompt says what to give instead */
 	if (open("/dev/tty", O_RDWR) < 0) {
 		ck_assert_int_eq(enc_secret_prompt("Passphrase: ", false, &s, err, sizeof(err)), -ENOTTY);

@@ -1,0 +1,206 @@
+/*
+ * The keys of an encrypted datastore, on the device: the key area in units
+ * 8..47 of the header MiB (encrypt/encrypt_format.h), read at open to unlock
+ * the datastore key, written by mkfs and by the keyslot commands. encrypt/
+ * parses and seals the records; this file does their I/O, in the order that
+ * keeps each record whole in one copy across a crash (K5 of
+ * encrypt/keyslot.c): changed primaries, flush, changed backups, flush.
+ * Changes run under the cluster's metadata lock (op_begin), so two hosts
+ * never interleave their writes of the area; each starts from a fresh read.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "vmfs/vmfs_i.h"
+
+bool crypt_enabled(const struct vmfs *fs)
+{
+	return le64_to_cpu(fs->sb.sb_incompat) & VMFS_INCOMPAT_ENCRYPTED;
+}
+
+/* Reads and parses the key area. */
+static int area_read(struct vmfs *fs, struct enc_area **out, char *errbuf, size_t errlen)
+{
+	uint8_t *buf = dev_alloc_buf(ENC_AREA_LEN);
+	int ret;
+
+	if (!buf)
+		return base_set_err(errbuf, errlen, -ENOMEM, "out of memory");
+	ret = dev_pread(fs->dev, buf, ENC_AREA_LEN, ENC_AREA_OFF);
+	if (ret)
+		base_set_err(errbuf, errlen, ret, "cannot read the key area: %s", strerror(-ret));
+	else
+		ret = enc_area_load(buf, fs->sb.sb_uuid, out, errbuf, errlen);
+	free(buf);
+	return ret;
+}
+
+/* Writes what changed in a (K5): primaries, flush, backups, flush. */
+static int area_write(struct vmfs *fs, struct enc_area *a)
+{
+	uint8_t *buf = dev_alloc_buf(ENC_AREA_LEN);
+	uint32_t prim[ENC_SLOTS + 1], back[ENC_SLOTS + 1];
+	unsigned n;
+	int ret = 0;
+
+	if (!buf)
+		return -ENOMEM;
+	n = enc_area_units(a, prim, back);
+	enc_area_store(a, buf);
+	for (int pass = 0; pass < 2 && !ret; pass++) {
+		const uint32_t *u = pass ? back : prim;
+		for (unsigned i = 0; i < n && !ret; i++)
+			ret = dev_pwrite(fs->dev, buf + (size_t)(u[i] - ENC_AREA_FIRST_UNIT) * ENC_UNIT, ENC_UNIT,
+					 (uint64_t)u[i] * ENC_UNIT);
+		if (!ret)
+			ret = dev_flush(fs->dev);
+	}
+	if (!ret)
+		enc_area_written(a);
+	/* the area is not journaled: scrub the secrets-free copy anyway, it held wrapped keys */
+	memset(buf, 0, ENC_AREA_LEN);
+	free(buf);
+	return ret;
+}
+
+int crypt_mkfs(struct vmfs *fs, const struct vmfs_mkfs_opts *o, char *errbuf, size_t errlen)
+{
+	struct enc_kdf_params def;
+	struct enc_area *a;
+	struct enc_key *key;
+	int ret;
+
+	if (!o->kdf)
+		enc_kdf_default(o->key_kind, &def);
+	ret = enc_area_create(fs->sb.sb_uuid, &a, &key);
+	if (ret)
+		return base_set_err(errbuf, errlen, ret, "cannot make a datastore key: %s", strerror(-ret));
+	ret = enc_area_add(a, key, o->secret, o->kdf ? o->kdf : &def, o->key_label, 0, NULL, errbuf, errlen);
+	if (!ret) {
+		ret = area_write(fs, a);
+		if (ret)
+			base_set_err(errbuf, errlen, ret, "cannot write the key area: %s", strerror(-ret));
+	}
+	enc_area_free(a);
+	if (ret) {
+		enc_key_free(key);
+		return ret;
+	}
+	fs->key = key;
+	return 0;
+}
+
+int crypt_open(struct vmfs *fs, const struct enc_secret *secret, uint32_t max_kib, char *errbuf, size_t errlen)
+{
+	struct enc_area *a;
+	int ret;
+
+	if (!crypt_enabled(fs) || !secret)
+		return 0;
+	ret = area_read(fs, &a, errbuf, errlen);
+	if (ret)
+		return ret;
+	ret = enc_area_unlock(a, secret, -1, max_kib, &fs->key, NULL, errbuf, errlen);
+	enc_area_free(a);
+	return ret;
+}
+
+void crypt_release(struct vmfs *fs)
+{
+	enc_key_free(fs->key);
+	fs->key = NULL;
+}
+
+/* Runs fn on a fresh copy of the area under the metadata lock and writes what it changed. */
+static int area_change(struct vmfs *fs, int (*fn)(struct enc_area *a, void *arg, char *errbuf, size_t errlen),
+		       void *arg, char *errbuf, size_t errlen)
+{
+	struct enc_area *a = NULL;
+	int ret;
+
+	if (!crypt_enabled(fs))
+		return base_set_err(errbuf, errlen, -EINVAL, "the datastore is not encrypted");
+	if (fs->ro)
+		return base_set_err(errbuf, errlen, -EROFS, "the datastore is open read-only");
+	if (!fs->key)
+		return base_set_err(errbuf, errlen, -ENOKEY, "the datastore is locked: give its key");
+	ret = op_begin(fs);
+	if (!ret)
+		ret = area_read(fs, &a, errbuf, errlen);
+	if (!ret)
+		ret = fn(a, arg, errbuf, errlen);
+	if (!ret) {
+		ret = area_write(fs, a);
+		if (ret)
+			base_set_err(errbuf, errlen, ret, "cannot write the key area: %s", strerror(-ret));
+	}
+	enc_area_free(a);
+	return op_end(fs, ret);
+}
+
+struct add_args {
+	struct vmfs *fs;
+	const struct enc_secret *secret;
+	const struct enc_kdf_params *kdf;
+	const char *label;
+	int want, *slot;
+};
+
+static int do_add(struct enc_area *a, void *arg, char *errbuf, size_t errlen)
+{
+	struct add_args *x = arg;
+
+	return enc_area_add(a, x->fs->key, x->secret, x->kdf, x->label, x->want, x->slot, errbuf, errlen);
+}
+
+int vmfs_key_add(struct vmfs *fs, const struct enc_secret *secret, enum enc_secret_kind kind,
+		 const struct enc_kdf_params *kdf, const char *label, int want, int *slot, char *errbuf, size_t errlen)
+{
+	struct enc_kdf_params def;
+	struct add_args x = { fs, secret, kdf, label, want, slot };
+
+	if (!kdf) {
+		enc_kdf_default(kind, &def);
+		x.kdf = &def;
+	}
+	return area_change(fs, do_add, &x, errbuf, errlen);
+}
+
+static int do_remove(struct enc_area *a, void *arg, char *errbuf, size_t errlen)
+{
+	return enc_area_remove(a, *(int *)arg, errbuf, errlen);
+}
+
+int vmfs_key_remove(struct vmfs *fs, int slot, char *errbuf, size_t errlen)
+{
+	return area_change(fs, do_remove, &slot, errbuf, errlen);
+}
+
+int vmfs_key_list(struct vmfs *fs, struct enc_slot_info *info, char *errbuf, size_t errlen)
+{
+	struct enc_area *a;
+	int ret;
+
+	if (!crypt_enabled(fs))
+		return base_set_err(errbuf, errlen, -EINVAL, "the datastore is not encrypted");
+	ret = area_read(fs, &a, errbuf, errlen);
+	if (ret)
+		return ret;
+	for (int i = 0; i < (int)ENC_SLOTS; i++)
+		enc_area_slot_info(a, i, &info[i]);
+	enc_area_free(a);
+	return 0;
+}
+
+void crypt_info(struct vmfs *fs, struct vmfs_info *in)
+{
+	struct enc_area *a;
+
+	in->encrypted = crypt_enabled(fs);
+	in->unlocked = fs->key != NULL;
+	if (!in->encrypted || area_read(fs, &a, NULL, 0))
+		return;
+	in->key_epoch = enc_area_epoch(a);
+	in->keyslots = enc_area_active(a);
+	enc_area_free(a);
+}

@@ -229,4 +229,50 @@ int enc_area_slot_info(const struct enc_area *a, int i, struct enc_slot_info *in
 uint32_t enc_area_epoch(const struct enc_area *a);
 unsigned enc_area_active(const struct enc_area *a);
 
+/* ---- file keys and the data cipher ---- */
+
+/*
+ * A file's keys, unwrapped, in locked memory: the AES-256-XTS key (64
+ * bytes, from HKDF-SHA256 of the file key) of each live data key, the
+ * name-hash key, and the flags of its enc_crypt_disk.
+ */
+struct enc_file {
+	uint8_t xts[2][64];
+	uint8_t hash[ENC_KEY_LEN];
+	uint8_t flags;                  /* enum enc_crypt_flags */
+	unsigned refs;                  /* for the caller's cache; 0 from enc_file_open */
+};
+
+/*
+ * Makes a new file's keys: a random key 0 and name-hash key, sealed under
+ * key into crypt (128 bytes, an enc_crypt_disk). Returns 0, -EIO, -ENOMEM.
+ */
+int enc_file_new(const struct enc_key *key, const uint8_t uuid[16], void *crypt);
+/*
+ * Opens crypt (untrusted) with the datastore key: 0 with *out (free with
+ * enc_file_free); -ESTALE when it was sealed under another epoch;
+ * -EBADMSG when it fails its tag (damaged or changed: never used); -EUCLEAN
+ * for a version or flags it does not know; -ENOMEM, -EIO.
+ */
+int enc_file_open(const struct enc_key *key, const uint8_t uuid[16], const void *crypt, struct enc_file **out);
+void enc_file_free(struct enc_file *f);
+/* True when crypt holds keys (version not 0). */
+bool enc_crypt_present(const void *crypt);
+
+/* The data cipher: AES-256-XTS over 4 KiB units, the tweak a unit's number in the file. */
+#define ENC_DATA_UNIT 4096u
+struct enc_xts;
+/* A context for one thread's I/O with one of f's keys (which: 0 or 1). 0, -ENOMEM, -EIO. */
+int enc_xts_new(const struct enc_file *f, unsigned which, struct enc_xts **out);
+void enc_xts_free(struct enc_xts *x);
+/*
+ * Encrypts (or decrypts) len bytes from in to out (they may be the same),
+ * as len / ENC_DATA_UNIT units numbered from tweak (a len below a unit is one
+ * unit of that length, at least 16 bytes: inline data, names). Decrypting
+ * a unit of ENC_DATA_UNIT zero bytes gives zeros: the device's zeros (a
+ * hole punched, a block zeroed) read as zeros, and a real ciphertext is never
+ * all zero (odds 2^-32768). Returns 0 or -EIO.
+ */
+int enc_xts_run(struct enc_xts *x, bool encrypt, uint64_t tweak, const void *in, void *out, size_t len);
+
 #endif

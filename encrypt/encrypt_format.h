@@ -112,6 +112,33 @@ struct enc_slot_disk {
 static_assert(sizeof(struct enc_slot_disk) == 4096, "");
 static_assert(__builtin_offsetof(struct enc_slot_disk, ks_label) == 0xb0, "");
 
+/*
+ * A file's keys, in the 128 bytes of its inode's i_crypt: two data keys (a
+ * deep rekey moves the file from one to the other) and a name-hash key (for
+ * directories; stable across rekeys, so cookies stay valid), sealed with
+ * AES-256-GCM under the datastore key of epoch cr_epoch (its low 16 bits).
+ * The additional data is the datastore UUID and bytes 0..3. A snapshot or a
+ * clone copies the bytes as they are: it shares the file's blocks and so
+ * its keys. cr_version 0 (all zero): the inode has no keys (an unencrypted
+ * datastore, /lost+found, devices and FIFOs).
+ */
+enum enc_crypt_flags {
+	ENC_CR_K0 = 1u << 0,            /* key 0 is live (blocks may be under it) */
+	ENC_CR_K1 = 1u << 1,            /* key 1 is live */
+	ENC_CR_CUR1 = 1u << 2,          /* new data is written under key 1 (else key 0) */
+	ENC_CR_INLINE1 = 1u << 3,       /* the inline bytes are under key 1 (else key 0) */
+};
+#define ENC_CRYPT_VERSION 1u
+struct enc_crypt_disk {
+	uint8_t cr_version;             /* 0x00 ENC_CRYPT_VERSION; 0: no keys */
+	uint8_t cr_flags;               /* 0x01 enum enc_crypt_flags */
+	le16 cr_epoch;                  /* 0x02 low 16 bits of the datastore key's epoch */
+	uint8_t cr_iv[ENC_IV_LEN];      /* 0x04 */
+	uint8_t cr_keys[3 * ENC_KEY_LEN];/* 0x10 key 0, key 1 (zero unless live), name-hash key */
+	uint8_t cr_tag[ENC_TAG_LEN];    /* 0x70 */
+};
+static_assert(sizeof(struct enc_crypt_disk) == 128, "");
+
 /* Limits a keyslot's KDF parameters are held to (a record is untrusted). */
 #define ENC_ARGON2_MAX_T 64u
 #define ENC_ARGON2_MIN_KIB 64u

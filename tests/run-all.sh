@@ -1,6 +1,7 @@
 #!/bin/bash
 # Runs every test and ends with one line "N passed, N failed".
-# Unit tests: each Check binary in $BUILD/tests (every Check test counts once).
+# Unit tests: each Check binary in $BUILD/tests (every Check test counts once);
+# a suite that takes test_key() runs again on an encrypted datastore.
 # End-to-end: each tests/e2e/*.sh (one test each, run in its own temp dir with a
 # timeout; a script that exits 77 is skipped). TESTS=pattern runs a subset.
 #
@@ -47,6 +48,10 @@ for t in "$BUILD"/tests/*; do
 	name=unit/$(basename "$t")
 	[[ -n $filter && $name != *$filter* ]] && continue
 	add unit "$name" "$t" "tests/unit/$(basename "$t").c" long
+	# a suite that takes test_key() (tests/unit/test_key.h) runs a second time on an encrypted datastore
+	if grep -q test_key "tests/unit/$(basename "$t").c" 2>/dev/null; then
+		add unitenc "$name+encrypted" "$t" "tests/unit/$(basename "$t").c" long
+	fi
 done
 for t in tests/e2e/*.sh; do
 	[ -f "$t" ] || continue
@@ -62,8 +67,9 @@ run_one() {
 	base=${name//\//_}
 	out=$log/$base.log res=$log/$base.res
 	start=$(date +%s)
-	if [ "$kind" = unit ]; then
-		CK_FORK=yes timeout "${UNIT_TIMEOUT:-600}" "$t" >"$out" 2>&1
+	if [ "$kind" = unit ] || [ "$kind" = unitenc ]; then
+		VMFS_TEST_ENCRYPT=$([ "$kind" = unitenc ] && echo 1 || echo 0) \
+			CK_FORK=yes timeout "${UNIT_TIMEOUT:-600}" "$t" >"$out" 2>&1
 		rc=$?
 		line=$(grep -E '^[0-9]+%: Checks: [0-9]+' "$out" | tail -n1)
 		if [[ $line =~ Checks:\ ([0-9]+),\ Failures:\ ([0-9]+),\ Errors:\ ([0-9]+) ]]; then

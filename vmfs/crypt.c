@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "vmfs/vmfs_i.h"
 
@@ -105,8 +106,11 @@ int crypt_open(struct vmfs *fs, const struct enc_secret *secret, uint32_t max_ki
 	return ret;
 }
 
+static void fkeys_release(struct vmfs *fs);
+
 void crypt_release(struct vmfs *fs)
 {
+	fkeys_release(fs);
 	enc_key_free(fs->key);
 	fs->key = NULL;
 }
@@ -203,4 +207,144 @@ void crypt_info(struct vmfs *fs, struct vmfs_info *in)
 	in->key_epoch = enc_area_epoch(a);
 	in->keyslots = enc_area_active(a);
 	enc_area_free(a);
+}
+
+/* ---- file keys ---- */
+
+/*
+ * A small cache of opened file keys, by inode, so the data path does not
+ * unwrap a key per I/O. An entry is valid only while the inode's i_crypt
+ * bytes are the ones it was opened from (a revert or a rekey changes them).
+ * Entries hold one reference; users hold one each (crypt_file_get/put).
+ */
+#define FKEY_SLOTS 64
+
+struct fkey_ent {
+	uint64_t ino;
+	uint8_t crypt[128];
+	struct enc_file *f;
+};
+
+static pthread_mutex_t fkey_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void fkey_unref(struct enc_file *f)
+{
+	if (f && !--f->refs)
+		enc_file_free(f);
+}
+
+int crypt_file_get(struct vmfs *fs, uint64_t ino, const struct vmfs_inode_disk *di, struct enc_file **out)
+{
+	struct fkey_ent *e;
+	struct enc_file *f;
+	int ret;
+
+	*out = NULL;
+	if (!enc_crypt_present(di->i_crypt))
+		return 0;
+	if (!fs->key)
+		return -ENOKEY;
+	pthread_mutex_lock(&fkey_lock);
+	if (!fs->fkeys) {
+		fs->fkeys = calloc(FKEY_SLOTS, sizeof(struct fkey_ent));
+		if (!fs->fkeys) {
+			pthread_mutex_unlock(&fkey_lock);
+			return -ENOMEM;
+		}
+	}
+	e = &((struct fkey_ent *)fs->fkeys)[ino % FKEY_SLOTS];
+	if (e->f && e->ino == ino && !memcmp(e->crypt, di->i_crypt, sizeof(e->crypt))) {
+		e->f->refs++;
+		*out = e->f;
+		pthread_mutex_unlock(&fkey_lock);
+		return 0;
+	}
+	ret = enc_file_open(fs->key, fs->sb.sb_uuid, di->i_crypt, &f);
+	if (ret) {
+		pthread_mutex_unlock(&fkey_lock);
+		fs_err(fs, "inode %llu: its file key %s", (unsigned long long)ino,
+		       ret == -EBADMSG	  ? "fails its tag (damaged or changed): not used"
+		       : ret == -ESTALE ? "is sealed under another datastore key"
+					: "cannot be opened");
+		return ret == -ENOMEM ? ret : -EIO;
+	}
+	fkey_unref(e->f);
+	e->ino = ino;
+	memcpy(e->crypt, di->i_crypt, sizeof(e->crypt));
+	e->f = f;
+	f->refs = 2;
+	*out = f;
+	pthread_mutex_unlock(&fkey_lock);
+	return 0;
+}
+
+void crypt_file_put(struct vmfs *fs, struct enc_file *f)
+{
+	(void)fs;
+	if (!f)
+		return;
+	pthread_mutex_lock(&fkey_lock);
+	fkey_unref(f);
+	pthread_mutex_unlock(&fkey_lock);
+}
+
+int crypt_file_new(struct vmfs *fs, struct vmfs_inode_disk *di)
+{
+	uint32_t mode = le32_to_cpu(di->i_mode);
+
+	if (!crypt_enabled(fs) || !(S_ISREG(mode) || S_ISLNK(mode)))
+		return 0;
+	if (!fs->key)
+		return -ENOKEY;
+	return enc_file_new(fs->key, fs->sb.sb_uuid, di->i_crypt);
+}
+
+static void fkeys_release(struct vmfs *fs)
+{
+	struct fkey_ent *e = fs->fkeys;
+
+	if (!e)
+		return;
+	pthread_mutex_lock(&fkey_lock);
+	for (unsigned i = 0; i < FKEY_SLOTS; i++)
+		fkey_unref(e[i].f);
+	pthread_mutex_unlock(&fkey_lock);
+	free(e);
+	fs->fkeys = NULL;
+}
+
+int crypt_run(const struct enc_file *f, bool encrypt, uint64_t tweak, const void *in, void *out, size_t len)
+{
+	struct enc_xts *x;
+	int ret = enc_xts_new(f, (f->flags & ENC_CR_CUR1) ? 1 : 0, &x);
+
+	if (ret)
+		return ret;
+	ret = enc_xts_run(x, encrypt, tweak, in, out, len);
+	enc_xts_free(x);
+	return ret;
+}
+
+int crypt_inline(struct vmfs *fs, uint64_t ino, struct vmfs_inode_disk *di, bool encrypt, uint8_t *plain)
+{
+	struct enc_file *f;
+	int ret = crypt_file_get(fs, ino, di, &f);
+
+	if (ret)
+		return ret;
+	if (!f) {
+		if (encrypt)
+			memcpy(di->i_root, plain, VMFS_INLINE_MAX);
+		else
+			memcpy(plain, di->i_root, VMFS_INLINE_MAX);
+		return 0;
+	}
+	/* a zero inline area is an empty file's, never a ciphertext: it reads as zeros */
+	if (!encrypt && base_all_zero(di->i_root, VMFS_INLINE_MAX))
+		memset(plain, 0, VMFS_INLINE_MAX);
+	else
+		ret = encrypt ? crypt_run(f, true, 0, plain, di->i_root, VMFS_INLINE_MAX)
+			      : crypt_run(f, false, 0, di->i_root, plain, VMFS_INLINE_MAX);
+	crypt_file_put(fs, f);
+	return ret;
 }

@@ -25,6 +25,8 @@
 #include <linux/falloc.h>
 #include <sys/stat.h>
 
+#include <openssl/crypto.h>
+
 #define BOUNCE_MAX (1u << 20)
 
 static uint64_t blk_bytes(struct vmfs *fs, struct vmfs_inode_disk *di)
@@ -111,6 +113,113 @@ static int write_zeros(struct vmfs *fs, uint64_t off, size_t len)
 	return ret;
 }
 
+/*
+ * File bytes on the device (encrypt/, docs/ENCRYPTION.md): plain for a file
+ * without keys; else whole 4 KiB units through the data cipher, the tweak
+ * being a unit's number in the file (loff: the file offset of buf[0], which
+ * is dev's offset within its unit too). A write that covers a unit in part
+ * reads, decrypts and merges it first: the caller holds the inode's iolock
+ * exclusive for such a write (do_write), as for one not sector-aligned.
+ */
+static int data_io(struct vmfs *fs, const struct enc_file *key, bool write, uint64_t dev, uint64_t loff,
+		   uint8_t *buf, size_t len)
+{
+	if (!key)
+		return dev_io(fs, write, dev, buf, len);
+	while (len) {
+		uint64_t head = dev % VMFS_UNIT, a0 = dev - head, tw = (loff - head) / VMFS_UNIT;
+		size_t span = (size_t)base_min((uint64_t)len, BOUNCE_MAX - head);
+		uint64_t a1 = base_round_up(dev + span, VMFS_UNIT);
+		size_t n = (size_t)(a1 - a0);
+		uint8_t *b = dev_alloc_buf(n);
+		int ret = 0;
+
+		if (!b)
+			return -ENOMEM;
+		if (!write) {
+			ret = dev_pread(fs->dev, b, n, a0);
+			if (!ret)
+				ret = crypt_run(key, false, tw, b, b, n);
+			if (!ret)
+				memcpy(buf, b + head, span);
+		} else {
+			if (head)
+				ret = dev_pread(fs->dev, b, VMFS_UNIT, a0);
+			if (!ret && head)
+				ret = crypt_run(key, false, tw, b, b, VMFS_UNIT);
+			if (!ret && (dev + span) % VMFS_UNIT && (n > VMFS_UNIT || !head)) {
+				ret = dev_pread(fs->dev, b + n - VMFS_UNIT, VMFS_UNIT, a1 - VMFS_UNIT);
+				if (!ret)
+					ret = crypt_run(key, false, tw + n / VMFS_UNIT - 1, b + n - VMFS_UNIT,
+							b + n - VMFS_UNIT, VMFS_UNIT);
+			}
+			if (!ret) {
+				memcpy(b + head, buf, span);
+				ret = crypt_run(key, true, tw, b, b, n);
+			}
+			if (!ret)
+				ret = dev_pwrite(fs->dev, b, n, a0);
+		}
+		free(b);
+		if (ret)
+			return ret;
+		dev += span;
+		loff += span;
+		buf += span;
+		len -= span;
+	}
+	return 0;
+}
+
+/* Zeroes file bytes on the device: whole units as zeros (they read as zeros), a part of one through the cipher. */
+static int data_zero(struct vmfs *fs, const struct enc_file *key, uint64_t dev, uint64_t loff, size_t len)
+{
+	uint64_t a0 = base_round_up(dev, VMFS_UNIT), a1 = (dev + len) / VMFS_UNIT * VMFS_UNIT;
+	uint8_t *z;
+	int ret = 0;
+
+	if (!key)
+		return write_zeros(fs, dev, len);
+	if (a1 <= a0) { /* within one unit */
+		z = calloc(1, len);
+		if (!z)
+			return -ENOMEM;
+		ret = data_io(fs, key, true, dev, loff, z, len);
+		free(z);
+		return ret;
+	}
+	if (a0 > dev)
+		ret = data_zero(fs, key, dev, loff, (size_t)(a0 - dev));
+	if (!ret)
+		ret = write_zeros(fs, a0, (size_t)(a1 - a0));
+	if (!ret && dev + len > a1)
+		ret = data_zero(fs, key, a1, loff + (a1 - dev), (size_t)(dev + len - a1));
+	return ret;
+}
+
+/* The keys of the inode in ib, as data_io wants them (NULL: none). */
+static int ib_key(struct vmfs *fs, struct vbuf *ib, struct enc_file **key)
+{
+	return crypt_file_get(fs, ib->addr, ib_inode(ib), key);
+}
+
+/* Changes [off, off + len) of inline bytes to buf's, or to zeros (buf NULL), through the file's keys. */
+static int inline_set(struct vmfs *fs, struct vbuf *ib, uint64_t off, const void *buf, size_t len)
+{
+	uint8_t plain[VMFS_INLINE_MAX];
+	int ret = crypt_inline(fs, ib->addr, ib_inode(ib), false, plain);
+
+	if (ret)
+		return ret;
+	if (buf)
+		memcpy(plain + off, buf, len);
+	else
+		memset(plain + off, 0, len);
+	ret = crypt_inline(fs, ib->addr, ib_inode(ib), true, plain);
+	OPENSSL_cleanse(plain, sizeof(plain));
+	return ret;
+}
+
 /* ---- layout changes ---------------------------------------------------------------- */
 
 static int alloc_for(struct vmfs *fs, struct vmfs_inode_disk *di, uint64_t *unit)
@@ -137,13 +246,18 @@ static int from_inline(struct vmfs *fs, struct vbuf *ib, uint32_t layout)
 	struct vmfs_inode_disk *di = ib_inode(ib);
 	uint64_t size = le64_to_cpu(di->i_size), unit;
 	uint8_t *blk = dev_alloc_buf(VMFS_UNIT);
+	struct enc_file *key = NULL;
 	int ret = meta_dirty(fs, ib);
 
 	if (!blk)
 		return -ENOMEM;
 	if (ret)
 		goto out;
-	memcpy(blk, di->i_root, base_min(size, (uint64_t)VMFS_INLINE_MAX));
+	memset(blk, 0, VMFS_UNIT);
+	ret = crypt_inline(fs, ib->addr, di, false, blk);
+	if (ret)
+		goto out;
+	memset(blk + base_min(size, (uint64_t)VMFS_INLINE_MAX), 0, VMFS_UNIT - base_min(size, (uint64_t)VMFS_INLINE_MAX));
 	memset(di->i_root, 0, VMFS_INLINE_MAX);
 	set_layout(di, layout);
 	if (!size)
@@ -152,10 +266,14 @@ static int from_inline(struct vmfs *fs, struct vbuf *ib, uint32_t layout)
 	if (!ret && layout == VMFS_IF_LARGE)
 		ret = dev_zero_range(fs->dev, unit * VMFS_UNIT, fs->block_size);
 	if (!ret)
-		ret = dev_pwrite(fs->dev, blk, VMFS_UNIT, unit * VMFS_UNIT);
+		ret = ib_key(fs, ib, &key);
+	if (!ret)
+		ret = data_io(fs, key, true, unit * VMFS_UNIT, 0, blk, VMFS_UNIT);
 	if (!ret)
 		ret = bmap_set(fs, ib, 0, unit);
 out:
+	crypt_file_put(fs, key);
+	OPENSSL_cleanse(blk, VMFS_UNIT);
 	free(blk);
 	return ret;
 }
@@ -240,6 +358,8 @@ struct plan {
 	size_t ntbz;
 	struct grain_run *gr;           /* redirect grains whose bits are set after the write */
 	size_t ngr;
+	struct enc_file *key;           /* the file's keys (a reference), NULL: none */
+	uint64_t loff;                  /* the file offset of the caller's buffer */
 };
 
 static int plan_grain(struct plan *pl, uint64_t lblk, unsigned g)
@@ -282,6 +402,7 @@ static void plan_release(struct plan *pl)
 	free(pl->ext);
 	free(pl->tbz);
 	free(pl->gr);
+	crypt_file_put(NULL, pl->key);
 	*pl = (struct plan){ 0 };
 }
 
@@ -305,7 +426,8 @@ static int plan_block(struct vmfs *fs, struct plan *pl, uint64_t p, uint64_t in,
 static int plan_run(struct vmfs *fs, struct plan *pl, bool write, uint8_t *buf)
 {
 	for (size_t i = 0; i < pl->n; i++) {
-		int ret = dev_io(fs, write, pl->ext[i].dev_off, buf + pl->ext[i].buf_off, pl->ext[i].len);
+		int ret = data_io(fs, pl->key, write, pl->ext[i].dev_off, pl->loff + pl->ext[i].buf_off,
+				  buf + pl->ext[i].buf_off, pl->ext[i].len);
 		if (ret)
 			return ret;
 	}
@@ -360,9 +482,18 @@ ssize_t vmfs_pread(struct vmfs *fs, uint64_t ino, void *buf, size_t len, uint64_
 	}
 	len = (size_t)base_min((uint64_t)len, size - off);
 	if (le32_to_cpu(ib_inode(ib)->i_flags) & VMFS_IF_INLINE) {
-		memcpy(buf, ib_inode(ib)->i_root + off, len);
+		uint8_t plain[VMFS_INLINE_MAX];
+		ret = crypt_inline(fs, ino, ib_inode(ib), false, plain);
+		if (ret)
+			goto err_put;
+		memcpy(buf, plain + off, len);
+		OPENSSL_cleanse(plain, sizeof(plain));
 		goto done;
 	}
+	ret = ib_key(fs, ib, &pl.key);
+	if (ret)
+		goto err_put;
+	pl.loff = off;
 	bb = blk_bytes(fs, ib_inode(ib));
 	for (size_t done = 0; done < len;) {
 		uint64_t pos = off + done, lblk = pos / bb, in = pos % bb, p;
@@ -440,35 +571,47 @@ static int cow_block(struct vmfs *fs, struct vbuf *ib, uint64_t lblk, uint64_t p
 {
 	struct vmfs_inode_disk *di = ib_inode(ib);
 	uint64_t bb = blk_bytes(fs, di), q;
+	struct enc_file *key = NULL;
 	uint8_t *blk = NULL;
-	int ret = alloc_for(fs, di, &q);
+	int ret = ib_key(fs, ib, &key);
 
+	if (!ret)
+		ret = alloc_for(fs, di, &q);
 	if (ret)
-		return ret;
+		goto out;
 	if (src && in == 0 && n == bb) {
-		ret = dev_io(fs, true, ptr_dev(q), (uint8_t *)src, n);
+		ret = data_io(fs, key, true, ptr_dev(q), lblk * bb, (uint8_t *)src, n);
 	} else {
 		blk = dev_alloc_buf(bb);
-		if (!blk)
-			return -ENOMEM;
+		if (!blk) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		/* the old bytes as the map reads them (a redirect's grains each from their block) */
 		if (p & VMFS_PTR_REDIRECT)
 			ret = redir_read_block(fs, p, blk);
 		else if (p && !(p & VMFS_PTR_TBZ))
 			ret = dev_pread(fs->dev, blk, bb, ptr_dev(p));
 		else
 			memset(blk, 0, bb);
+		if (!ret && key && p && !(p & VMFS_PTR_TBZ))
+			ret = crypt_run(key, false, lblk * bb / VMFS_UNIT, blk, blk, bb);
 		if (src)
 			memcpy(blk + in, src, n);
 		else
 			memset(blk + in, 0, n);
 		if (!ret)
-			ret = dev_pwrite(fs->dev, blk, bb, ptr_dev(q));
+			ret = data_io(fs, key, true, ptr_dev(q), lblk * bb, blk, bb);
+		if (key)
+			OPENSSL_cleanse(blk, bb);
 		free(blk);
 	}
 	if (!ret)
 		ret = bmap_set(fs, ib, lblk, q);
 	if (!ret && p)
 		ret = bmap_drop_data(fs, di, p);
+out:
+	crypt_file_put(fs, key);
 	return ret;
 }
 
@@ -485,7 +628,7 @@ enum map_how {
  * bytes at `in` are in the caller's buffer.
  */
 static int write_redirected(struct vmfs *fs, uint64_t lblk, uint64_t p, const uint8_t *src, uint64_t in, size_t n,
-			    size_t at, struct plan *pl, unsigned how)
+			    size_t at, struct plan *pl, unsigned how, uint64_t bb)
 {
 	uint8_t *gbuf = NULL;
 	struct redir r;
@@ -508,10 +651,11 @@ static int write_redirected(struct vmfs *fs, uint64_t lblk, uint64_t p, const ui
 			if (!gbuf && !(gbuf = dev_alloc_buf(VMFS_GRAIN)))
 				ret = -ENOMEM;
 			if (!ret)
-				ret = dev_pread(fs->dev, gbuf, VMFS_GRAIN, redir_backing(&r) * VMFS_UNIT + gs);
+				ret = data_io(fs, pl->key, false, redir_backing(&r) * VMFS_UNIT + gs, lblk * bb + gs,
+					      gbuf, VMFS_GRAIN);
 			if (!ret) {
 				memcpy(gbuf + (pos - gs), src + (pos - in), (size_t)(e - pos));
-				ret = dev_pwrite(fs->dev, gbuf, VMFS_GRAIN, dev + gs);
+				ret = data_io(fs, pl->key, true, dev + gs, lblk * bb + gs, gbuf, VMFS_GRAIN);
 			}
 		}
 		if (!ret && !set)
@@ -535,7 +679,9 @@ static int map_for_write(struct vmfs *fs, struct vbuf *ib, const uint8_t *buf, u
 	struct vmfs_inode_disk *di = ib_inode(ib);
 	uint64_t bb = blk_bytes(fs, di);
 	bool large = le32_to_cpu(di->i_flags) & VMFS_IF_LARGE;
-	int ret = 0;
+	int ret = pl->key ? 0 : ib_key(fs, ib, &pl->key);
+
+	pl->loff = off;
 
 	for (size_t done = 0; done < len && !ret;) {
 		uint64_t pos = off + done, lblk = pos / bb, in = pos % bb, p;
@@ -550,7 +696,7 @@ static int map_for_write(struct vmfs *fs, struct vbuf *ib, const uint8_t *buf, u
 			shared = false;
 		}
 		if (!ret && (p & VMFS_PTR_REDIRECT) && !shared) {
-			ret = write_redirected(fs, lblk, p, buf + done, in, n, done, pl, how);
+			ret = write_redirected(fs, lblk, p, buf + done, in, n, done, pl, how, bb);
 			done += n;
 			continue;
 		}
@@ -652,7 +798,8 @@ static int write_in_place(struct vmfs *fs, uint64_t ino, const void *buf, size_t
 
 static ssize_t do_write(struct vmfs *fs, uint64_t ino, const void *buf, size_t len, uint64_t off, bool internal)
 {
-	unsigned ss = dev_sector_size(fs->dev);
+	/* a write that covers a sector (an encrypted file: a unit) in part merges it: exclusive */
+	unsigned ss = crypt_enabled(fs) ? VMFS_UNIT : dev_sector_size(fs->dev);
 	bool excl = (off % ss) || ((off + len) % ss), need = false;
 	struct plan pl = { 0 };
 	struct vinode *vi;
@@ -704,9 +851,10 @@ again:
 	if (le32_to_cpu(ib_inode(ib)->i_flags) & VMFS_IF_INLINE) {
 		struct vmfs_inode_disk *di = ib_inode(ib);
 		ret = meta_dirty(fs, ib);
+		if (!ret)
+			ret = inline_set(fs, ib, off, buf, len);
 		if (ret)
 			goto err_put;
-		memcpy(di->i_root + off, buf, len);
 		if (off + len > le64_to_cpu(di->i_size))
 			di->i_size = cpu_to_le64(off + len);
 		inode_touch(ib, true, true);
@@ -805,7 +953,11 @@ static int zero_in_block(struct vmfs *fs, struct vbuf *ib, uint64_t from, uint64
 			if (ret)
 				return ret;
 		} else if (p && !(p & VMFS_PTR_TBZ)) {
-			ret = write_zeros(fs, ptr_dev(p) + from % bb, end - from);
+			struct enc_file *key;
+			ret = ib_key(fs, ib, &key);
+			if (!ret)
+				ret = data_zero(fs, key, ptr_dev(p) + from % bb, from, end - from);
+			crypt_file_put(fs, key);
 			if (ret)
 				return ret;
 		}
@@ -858,9 +1010,12 @@ static int truncate_locked(struct vmfs *fs, struct vbuf *ib, uint64_t size)
 		return ret;
 	}
 	if (le32_to_cpu(di->i_flags) & VMFS_IF_INLINE) {
-		memset(di->i_root + size, 0, VMFS_INLINE_MAX - size);
-		di->i_size = cpu_to_le64(size);
-		return 0;
+		ret = size ? inline_set(fs, ib, size, NULL, VMFS_INLINE_MAX - size) : 0;
+		if (!size)
+			memset(di->i_root, 0, VMFS_INLINE_MAX);
+		if (!ret)
+			di->i_size = cpu_to_le64(size);
+		return ret;
 	}
 	bb = blk_bytes(fs, di);
 	ret = zero_in_block(fs, ib, size, base_min(base_round_up(size, bb), old));
@@ -924,10 +1079,8 @@ static int falloc_locked(struct vmfs *fs, struct vbuf *ib, int mode, uint64_t of
 		end = base_min(end, size);
 		if (off >= end)
 			return 0;
-		if (le32_to_cpu(di->i_flags) & VMFS_IF_INLINE) {
-			memset(di->i_root + off, 0, end - off);
-			return 0;
-		}
+		if (le32_to_cpu(di->i_flags) & VMFS_IF_INLINE)
+			return inline_set(fs, ib, off, NULL, end - off);
 		bb = blk_bytes(fs, di);
 		first = base_div_round_up(off, bb);
 		last = end / bb; /* whole blocks [first, last) */
@@ -947,8 +1100,8 @@ static int falloc_locked(struct vmfs *fs, struct vbuf *ib, int mode, uint64_t of
 	if (ret)
 		return ret;
 	if (le32_to_cpu(di->i_flags) & VMFS_IF_INLINE) {
-		if (zero)
-			memset(di->i_root + off, 0, base_min(end, size) > off ? base_min(end, size) - off : 0);
+		if (zero && base_min(end, size) > off)
+			ret = inline_set(fs, ib, off, NULL, base_min(end, size) - off);
 		goto size;
 	}
 	bb = blk_bytes(fs, di);
@@ -1268,6 +1421,8 @@ static enum aio_how aio_map(struct vmfs *fs, struct vmfs_aio_req *r, struct plan
 	size = le64_to_cpu(di->i_size);
 	if ((le32_to_cpu(di->i_flags) & VMFS_IF_INLINE) || r->off + r->len > size)
 		goto out; /* short reads and extending writes take the synchronous path */
+	if (enc_crypt_present(di->i_crypt))
+		goto out; /* an encrypted file's data passes through the cipher: the synchronous path, for now */
 	bb = blk_bytes(fs, di);
 	large = le32_to_cpu(di->i_flags) & VMFS_IF_LARGE;
 	*len = r->len;

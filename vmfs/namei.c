@@ -160,15 +160,27 @@ static int set_target(struct vmfs *fs, struct vbuf *ib, const char *target, size
 	uint64_t unit;
 	int ret;
 
+	struct enc_file *f;
+
 	di->i_size = cpu_to_le64(len);
-	if (len <= VMFS_INLINE_MAX) {
-		memcpy(di->i_root, target, len);
-		return 0;
-	}
 	blk = dev_alloc_buf(VMFS_UNIT);
 	if (!blk)
 		return -ENOMEM;
+	memset(blk, 0, VMFS_UNIT);
 	memcpy(blk, target, len);
+	if (len <= VMFS_INLINE_MAX) {
+		ret = crypt_inline(fs, ib->addr, di, true, blk);
+		free(blk);
+		return ret;
+	}
+	ret = crypt_file_get(fs, ib->addr, di, &f);
+	if (!ret && f)
+		ret = crypt_run(f, true, 0, blk, blk, VMFS_UNIT);
+	crypt_file_put(fs, f);
+	if (ret) {
+		free(blk);
+		return ret;
+	}
 	di->i_flags = cpu_to_le32((le32_to_cpu(di->i_flags) & ~VMFS_IF_LAYOUT) | VMFS_IF_SMALL);
 	ret = alloc_unit(fs, ALLOC_DATA, &unit);
 	if (!ret) {
@@ -212,6 +224,8 @@ static int make_node(struct vmfs *fs, uint64_t dir, const char *name, uint32_t m
 		ret = meta_dirty(fs, dib);
 	if (!ret)
 		ret = inode_new(fs, mode, uid, gid, dir, &ib);
+	if (!ret && !clone_src)
+		ret = crypt_file_new(fs, ib_inode(ib));
 	if (!ret && target)
 		ret = set_target(fs, ib, target, tlen);
 	if (!ret && clone_src)

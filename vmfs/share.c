@@ -76,6 +76,7 @@ static int share_map(struct vmfs *fs, struct vbuf *src, struct vbuf *dst)
 		s->i_flags = cpu_to_le32(le32_to_cpu(s->i_flags) | VMFS_IF_SHARED);
 	}
 	memcpy(d->i_root, s->i_root, VMFS_INLINE_MAX);
+	memcpy(d->i_crypt, s->i_crypt, sizeof(d->i_crypt)); /* the blocks are under its keys */
 	d->i_height = s->i_height;
 	d->i_size = s->i_size;
 	d->i_units = s->i_units; /* the map's units, and the inode's own one */
@@ -91,6 +92,7 @@ static void move_map(struct vbuf *src, struct vbuf *dst)
 	uint32_t keep = VMFS_IF_LAYOUT | VMFS_IF_SHARED;
 
 	memcpy(d->i_root, s->i_root, VMFS_INLINE_MAX);
+	memcpy(d->i_crypt, s->i_crypt, sizeof(d->i_crypt));
 	d->i_height = s->i_height;
 	d->i_size = s->i_size;
 	d->i_units = s->i_units;
@@ -1014,6 +1016,10 @@ static int share_blocks(struct vmfs *fs, uint64_t src, uint64_t sblk, uint64_t d
 	if (!(le32_to_cpu(ib_inode(sb)->i_flags) & VMFS_IF_LARGE) ||
 	    !(le32_to_cpu(ib_inode(db)->i_flags) & VMFS_IF_LARGE) || is_snapshot(ib_inode(db)))
 		ret = -EOPNOTSUPP; /* the caller copies instead */
+	/* encrypted: a block reads right only under its own file's keys and at its own offset */
+	if (!ret && (memcmp(ib_inode(sb)->i_crypt, ib_inode(db)->i_crypt, sizeof(ib_inode(db)->i_crypt)) ||
+		     (enc_crypt_present(ib_inode(sb)->i_crypt) && sblk != dblk)))
+		ret = -EOPNOTSUPP;
 	if (!ret)
 		ret = meta_dirty(fs, sb);
 	if (!ret)

@@ -84,6 +84,7 @@ struct vmfs {
 
 	/* encryption (crypt.c): the datastore key, NULL when not encrypted or not unlocked */
 	struct enc_key *key;
+	void *fkeys;                    /* opened file keys (crypt.c) */
 
 	/* buffer cache */
 	struct vbuf **bhash;
@@ -154,6 +155,22 @@ int crypt_open(struct vmfs *fs, const struct enc_secret *secret, uint32_t max_ki
 void crypt_release(struct vmfs *fs);
 /* The encryption fields of vmfs_info (reads the key area; takes no lock). */
 void crypt_info(struct vmfs *fs, struct vmfs_info *in);
+/*
+ * The keys of inode ino (di: its image): *out is NULL for an inode without
+ * keys, else a reference (crypt_file_put). -ENOKEY: the datastore is
+ * locked; -EIO: its i_crypt cannot be opened (reported). Any lock may be held.
+ */
+int crypt_file_get(struct vmfs *fs, uint64_t ino, const struct vmfs_inode_disk *di, struct enc_file **out);
+void crypt_file_put(struct vmfs *fs, struct enc_file *f);
+/* The data cipher with f's current key over len bytes, units numbered from tweak. */
+int crypt_run(const struct enc_file *f, bool encrypt, uint64_t tweak, const void *in, void *out, size_t len);
+/*
+ * A file's inline bytes (i_root, VMFS_INLINE_MAX of them) to or from plain,
+ * through its keys when it has them (a copy when it does not).
+ */
+int crypt_inline(struct vmfs *fs, uint64_t ino, struct vmfs_inode_disk *di, bool encrypt, uint8_t *plain);
+/* Gives a new regular file or symlink its keys on an encrypted datastore (-ENOKEY when locked). */
+int crypt_file_new(struct vmfs *fs, struct vmfs_inode_disk *di);
 
 #define fs_err(fs, ...) vmfs_report((fs), __VA_ARGS__)
 void vmfs_report(struct vmfs *fs, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -143,21 +143,28 @@ class Image:
         raise KeyError(name)
 
 
+def data_extents(fd):
+    """(start, end) of every data extent of an open file, by SEEK_DATA/SEEK_HOLE."""
+    import os
+    size, off = os.fstat(fd).st_size, 0
+    while off < size:
+        try:
+            off = os.lseek(fd, off, os.SEEK_DATA)
+        except OSError:
+            return
+        end = os.lseek(fd, off, os.SEEK_HOLE)
+        yield off, end
+        off = end
+
+
 def sparse_sha256(path):
     """sha256 over (offset, bytes) of every data extent: equal for equal files, cheap for sparse ones."""
     import hashlib, os
     h = hashlib.sha256()
     fd = os.open(path, os.O_RDONLY)
     try:
-        size = os.fstat(fd).st_size
-        h.update(str(size).encode())
-        off = 0
-        while off < size:
-            try:
-                off = os.lseek(fd, off, os.SEEK_DATA)
-            except OSError:
-                break
-            end = os.lseek(fd, off, os.SEEK_HOLE)
+        h.update(str(os.fstat(fd).st_size).encode())
+        for off, end in data_extents(fd):
             h.update(str(off).encode())
             while off < end:
                 chunk = os.pread(fd, min(1 << 20, end - off), off)

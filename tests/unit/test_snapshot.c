@@ -17,11 +17,14 @@
 #include "snapshot/snapshot.h"
 #include "vmfs/vmfs.h"
 
+#include "tests/unit/test_key.h"
+
 static char img[64];
 
 static void mk(uint64_t size, uint32_t bs)
 {
-	struct vmfs_mkfs_opts o = { .size = size, .block_size = bs, .force = true, .host_slots = 8 };
+	struct vmfs_mkfs_opts o = { .size = size, .block_size = bs, .force = true, .host_slots = 8,
+				    .secret = test_key(), .key_kind = ENC_SECRET_KEYFILE };
 	char err[256] = "";
 	strcpy(img, "/var/tmp/vmfs-snap-XXXXXX");
 	int fd = mkstemp(img);
@@ -32,7 +35,7 @@ static void mk(uint64_t size, uint32_t bs)
 
 static struct vmfs *op(void)
 {
-	struct vmfs_open_opts o = { .commit_ms = 0, .standalone = true };
+	struct vmfs_open_opts o = { .commit_ms = 0, .standalone = true, .secret = test_key() };
 	struct vmfs *fs = NULL;
 	char err[256] = "";
 	int ret = vmfs_open(img, &o, &fs, err, sizeof(err));
@@ -327,7 +330,7 @@ END_TEST
 
 static struct vmfs *op_ms(unsigned ms)
 {
-	struct vmfs_open_opts o = { .commit_ms = ms, .standalone = true };
+	struct vmfs_open_opts o = { .commit_ms = ms, .standalone = true, .secret = test_key() };
 	struct vmfs *fs = NULL;
 	char err[256] = "";
 	int ret = vmfs_open(img, &o, &fs, err, sizeof(err));
@@ -586,7 +589,7 @@ END_TEST
  */
 START_TEST(t_snapshot_never_written)
 {
-	struct vmfs_open_opts oo = { .commit_ms = 1000, .standalone = true };
+	struct vmfs_open_opts oo = { .commit_ms = 1000, .standalone = true, .secret = test_key() };
 	struct model live = m_new(2u << 20), a;
 	struct vmfs_aio_req req, *done[1];
 	struct vmfs_aio *q;

@@ -17,11 +17,14 @@
 
 #include "vmfs/vmfs_i.h"
 
+#include "tests/unit/test_key.h"
+
 static char img[64];
 
 static void mk(uint64_t size, uint32_t bs)
 {
-	struct vmfs_mkfs_opts o = { .size = size, .block_size = bs, .force = true, .host_slots = 8 };
+	struct vmfs_mkfs_opts o = { .size = size, .block_size = bs, .force = true, .host_slots = 8,
+				    .secret = test_key(), .key_kind = ENC_SECRET_KEYFILE };
 	char err[256] = "";
 	strcpy(img, "/var/tmp/vmfs-unit-XXXXXX");
 	int fd = mkstemp(img);
@@ -32,7 +35,7 @@ static void mk(uint64_t size, uint32_t bs)
 
 static struct vmfs *op(bool ro, unsigned commit_ms)
 {
-	struct vmfs_open_opts o = { .readonly = ro, .commit_ms = commit_ms, .standalone = true };
+	struct vmfs_open_opts o = { .readonly = ro, .commit_ms = commit_ms, .standalone = true, .secret = test_key() };
 	struct vmfs *fs = NULL;
 	char err[256] = "";
 	int ret = vmfs_open(img, &o, &fs, err, sizeof(err));
@@ -126,7 +129,7 @@ END_TEST
 
 START_TEST(t_open_bad_superblock)
 {
-	struct vmfs_open_opts o = { .readonly = true };
+	struct vmfs_open_opts o = { .readonly = true, .secret = test_key() };
 	struct vmfs *fs;
 	char err[256] = "";
 	uint8_t byte;

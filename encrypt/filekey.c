@@ -1,0 +1,95 @@
+/*
+ * File keys (enc_crypt_disk in an inode's i_crypt): made at create time from
+ * the CSPRNG, sealed under the datastore key with AES-256-GCM, and opened to
+ * the AES-256-XTS keys the data path uses (HKDF-SHA256 of each file key, so
+ * the 32 bytes stored are never used as a cipher key themselves). Bytes
+ * read from an inode are untrusted: only a sealed blob whose tag matches is
+ * opened, and its flags must name the keys it holds.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include <openssl/rand.h>
+
+#include "encrypt/encrypt_i.h"
+
+static void crypt_aad(const uint8_t uuid[16], const struct enc_crypt_disk *c, uint8_t aad[20])
+{
+	memcpy(aad, uuid, 16);
+	memcpy(aad + 16, c, 4);
+}
+
+bool enc_crypt_present(const void *crypt)
+{
+	return ((const struct enc_crypt_disk *)crypt)->cr_version != 0;
+}
+
+int enc_file_new(const struct enc_key *key, const uint8_t uuid[16], void *crypt)
+{
+	struct enc_crypt_disk *c = crypt;
+	uint8_t *keys = enc_secure_alloc(3 * ENC_KEY_LEN), aad[20];
+	int ret;
+
+	if (!keys)
+		return -ENOMEM;
+	memset(c, 0, sizeof(*c));
+	c->cr_version = ENC_CRYPT_VERSION;
+	c->cr_flags = ENC_CR_K0;
+	c->cr_epoch = cpu_to_le16((uint16_t)key->epoch);
+	ret = RAND_priv_bytes(keys, ENC_KEY_LEN) == 1 &&
+			      RAND_priv_bytes(keys + 2 * ENC_KEY_LEN, ENC_KEY_LEN) == 1
+		      ? 0
+		      : -EIO;
+	if (!ret) {
+		crypt_aad(uuid, c, aad);
+		ret = enc_wrap(key->k, aad, sizeof(aad), keys, 3 * ENC_KEY_LEN, c->cr_iv, c->cr_keys, c->cr_tag);
+	}
+	enc_secure_free(keys, 3 * ENC_KEY_LEN);
+	if (ret)
+		memset(c, 0, sizeof(*c));
+	return ret;
+}
+
+int enc_file_open(const struct enc_key *key, const uint8_t uuid[16], const void *crypt, struct enc_file **out)
+{
+	const struct enc_crypt_disk *c = crypt;
+	struct enc_file *f;
+	uint8_t *keys, aad[20];
+	int ret;
+
+	if (c->cr_version != ENC_CRYPT_VERSION || (c->cr_flags & ~0x0fu) || !(c->cr_flags & (ENC_CR_K0 | ENC_CR_K1)))
+		return -EUCLEAN;
+	if (le16_to_cpu(c->cr_epoch) != (uint16_t)key->epoch)
+		return -ESTALE;
+	keys = enc_secure_alloc(3 * ENC_KEY_LEN);
+	f = enc_secure_alloc(sizeof(*f));
+	if (!keys || !f) {
+		ret = -ENOMEM;
+		goto err;
+	}
+	crypt_aad(uuid, c, aad);
+	ret = enc_unwrap(key->k, aad, sizeof(aad), c->cr_keys, 3 * ENC_KEY_LEN, c->cr_iv, c->cr_tag, keys);
+	if (ret)
+		goto err;
+	static const uint8_t zero_salt[32]; /* RFC 5869: no salt is HashLen zeros */
+	for (unsigned i = 0; i < 2 && !ret; i++)
+		if (c->cr_flags & (i ? ENC_CR_K1 : ENC_CR_K0))
+			ret = enc_hkdf(keys + i * ENC_KEY_LEN, ENC_KEY_LEN, zero_salt, sizeof(zero_salt), "vmfs xts",
+				       f->xts[i], 64);
+	if (ret)
+		goto err;
+	memcpy(f->hash, keys + 2 * ENC_KEY_LEN, ENC_KEY_LEN);
+	f->flags = c->cr_flags;
+	enc_secure_free(keys, 3 * ENC_KEY_LEN);
+	*out = f;
+	return 0;
+err:
+	enc_secure_free(keys, 3 * ENC_KEY_LEN);
+	enc_secure_free(f, sizeof(*f));
+	return ret;
+}
+
+void enc_file_free(struct enc_file *f)
+{
+	enc_secure_free(f, sizeof(*f));
+}

@@ -174,6 +174,12 @@ $(FUZZ_BUILD)/bin/fuzz_vmconf: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_vmconf.o $(FUZZ
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer $^ -o $@
 
+# the key area and file keys (encrypt/): no image either
+$(FUZZ_BUILD)/bin/fuzz_keys: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_keys.o $(ENC_SRC:%.c=$(FUZZ_BUILD)/obj/%.o) \
+		$(BASE_SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer $^ -o $@ $(LDLIBS)
+
 $(FUZZ_BUILD)/bin/vmfs-flip: $(FUZZ_BUILD)/obj/tests/fuzz/flip.o $(FUZZ_LIB_OBJ)
 $(FUZZ_BUILD)/bin/fuzz-mkseeds: $(FUZZ_BUILD)/obj/tests/fuzz/mkseeds.o $(FUZZ_LIB_OBJ)
 $(FUZZ_TOOLS):

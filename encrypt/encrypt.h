@@ -259,6 +259,12 @@ void enc_file_free(struct enc_file *f);
 /* True when crypt holds keys (version not 0). */
 bool enc_crypt_present(const void *crypt);
 
+/*
+ * A directory's name hash: the first 8 bytes of HMAC-SHA256 under f's
+ * name-hash key, little-endian. Returns 0 or -EIO.
+ */
+int enc_name_hash(const struct enc_file *f, const void *name, size_t len, uint64_t *out);
+
 /* The data cipher: AES-256-XTS over 4 KiB units, the tweak a unit's number in the file. */
 #define ENC_DATA_UNIT 4096u
 struct enc_xts;

@@ -93,3 +93,15 @@ void enc_file_free(struct enc_file *f)
 {
 	enc_secure_free(f, sizeof(*f));
 }
+
+int enc_name_hash(const struct enc_file *f, const void *name, size_t len, uint64_t *out)
+{
+	uint8_t mac[32];
+	le64 v;
+
+	if (enc_hmac(f->hash, name, len, mac))
+		return -EIO;
+	memcpy(&v, mac, 8);
+	*out = le64_to_cpu(v);
+	return 0;
+}

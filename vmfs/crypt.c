@@ -292,7 +292,7 @@ int crypt_file_new(struct vmfs *fs, struct vmfs_inode_disk *di)
 {
 	uint32_t mode = le32_to_cpu(di->i_mode);
 
-	if (!crypt_enabled(fs) || !(S_ISREG(mode) || S_ISLNK(mode)))
+	if (!crypt_enabled(fs) || !(S_ISREG(mode) || S_ISLNK(mode) || S_ISDIR(mode)))
 		return 0;
 	if (!fs->key)
 		return -ENOKEY;

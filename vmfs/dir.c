@@ -14,6 +14,14 @@
  * everything below item 1); D3. every node's level is its parent's minus one and
  * its owner is the directory; D4. no node is empty except an inline root;
  * D5. i_dir_count is the number of leaf items.
+ *
+ * Encrypted directories (docs/ENCRYPTION.md) store each name as AES-256-XTS
+ * under the directory's key, zero-padded to a multiple of 16 bytes (at least
+ * 16, at most 255), tweak 0: the same name always gives the same bytes, so
+ * lookups compare stored names as before. The hash is HMAC-SHA256 under the
+ * directory's name-hash key instead of XXH3. Names go in and out of that
+ * form at this file's edges (dir_lookup, dir_insert, dir_remove, dir_set,
+ * dir_iterate); the _at calls and dir_node_items (fsck) work on stored names.
  */
 #include "vmfs/vmfs_i.h"
 
@@ -72,6 +80,11 @@ void dir_init_inline(struct vmfs_inode_disk *di)
 	di->i_height = 0;
 }
 
+bool dir_names_encrypted(struct vbuf *dib)
+{
+	return enc_crypt_present(ib_inode(dib)->i_crypt);
+}
+
 static int corrupt(struct vmfs *fs, struct vbuf *dib, struct nref *n, const char *why)
 {
 	fs_err(fs, "directory %llu: node %llu: %s", (unsigned long long)dib->addr,
@@ -84,6 +97,7 @@ static int decode(struct vmfs *fs, struct vbuf *dib, struct nref *n, unsigned le
 	struct vmfs_dirhdr_disk *h = nref_hdr(n);
 	const uint8_t *p = nref_items(n);
 	size_t off = 0, used = le16_to_cpu(h->dh_used);
+	bool plain = !dir_names_encrypted(dib); /* a stored name is checked for '/' and NUL only in plaintext */
 
 	d->count = le16_to_cpu(h->dh_count);
 	d->level = h->dh_level;
@@ -108,7 +122,7 @@ static int decode(struct vmfs *fs, struct vbuf *dib, struct nref *n, unsigned le
 		off += sizeof(de);
 		if (off + it->namelen > used || (level == 0) != (it->namelen > 0) ||
 		    (i > 0 && it->key <= d->it[i - 1].key) || (level == 0 && it->key < 16) ||
-		    (level == 0 && memchr(p + off, '/', it->namelen)) || (level == 0 && memchr(p + off, 0, it->namelen)))
+		    (plain && level == 0 && (memchr(p + off, '/', it->namelen) || memchr(p + off, 0, it->namelen))))
 			return corrupt(fs, dib, n, "bad or unsorted item");
 		memcpy(d->names + d->names_used, p + off, it->namelen);
 		d->names_used += it->namelen;
@@ -211,6 +225,69 @@ static uint64_t name_prefix(struct vmfs *fs, const char *name, size_t len)
 	return base_max(h, 1ull) << 4;
 }
 
+/* A name as the directory stores it, and its key's hash prefix. */
+struct dname {
+	char s[VMFS_NAME_MAX];
+	size_t len;
+	uint64_t prefix;
+};
+
+static size_t stored_len(size_t len)
+{
+	return base_min((size_t)VMFS_NAME_MAX, base_max((size_t)16, (size_t)base_round_up(len, 16)));
+}
+
+static int name_store(struct vmfs *fs, struct vbuf *dib, const char *name, size_t len, struct dname *d)
+{
+	struct enc_file *f;
+	uint64_t h;
+	int ret;
+
+	if (len == 0 || len > VMFS_NAME_MAX)
+		return len ? -ENAMETOOLONG : -EINVAL;
+	ret = crypt_file_get(fs, dib->addr, ib_inode(dib), &f);
+	if (ret)
+		return ret;
+	if (!f) {
+		memcpy(d->s, name, len);
+		d->len = len;
+		d->prefix = name_prefix(fs, name, len);
+		return 0;
+	}
+	memset(d->s, 0, sizeof(d->s));
+	memcpy(d->s, name, len);
+	d->len = stored_len(len);
+	ret = enc_name_hash(f, name, len, &h);
+	if (!ret)
+		ret = crypt_run(f, true, 0, d->s, d->s, d->len);
+	d->prefix = base_max(h & ((1ull << 59) - 1), 1ull) << 4;
+	crypt_file_put(fs, f);
+	return ret;
+}
+
+/* A stored name back to the name; -EUCLEAN when it decrypts to no valid name. */
+static int name_load(struct vmfs *fs, struct vbuf *dib, const struct enc_file *f, const char *stored, size_t slen,
+		     char *out, size_t *len)
+{
+	size_t n = slen;
+
+	if (!f) {
+		memcpy(out, stored, slen);
+		*len = slen;
+		return 0;
+	}
+	if (slen < 16 || crypt_run(f, false, 0, stored, out, slen))
+		return -EUCLEAN;
+	while (n && !out[n - 1])
+		n--;
+	if (!n || memchr(out, 0, n) || memchr(out, '/', n) || stored_len(n) != slen) {
+		fs_err(fs, "directory %llu: a name that decrypts to no name", (unsigned long long)dib->addr);
+		return -EUCLEAN;
+	}
+	*len = n;
+	return 0;
+}
+
 static unsigned child_index(struct dnode *d, uint64_t key)
 {
 	unsigned i = 0;
@@ -266,8 +343,8 @@ static int iter_rec(struct vmfs *fs, struct vbuf *dib, struct nref *n, unsigned 
 	return ret;
 }
 
-/* Calls fn for each entry with key >= from, in key order, until fn returns non-zero (returned). */
-int dir_iterate(struct vmfs *fs, struct vbuf *dib, uint64_t from, dir_iter_fn fn, void *ctx)
+/* Calls fn for each entry with key >= from, in key order, with its stored name. */
+static int stored_iterate(struct vmfs *fs, struct vbuf *dib, uint64_t from, dir_iter_fn fn, void *ctx)
 {
 	struct nref root;
 	unsigned level;
@@ -277,6 +354,41 @@ int dir_iterate(struct vmfs *fs, struct vbuf *dib, uint64_t from, dir_iter_fn fn
 		return ret;
 	ret = iter_rec(fs, dib, &root, level, from, 0, UINT64_MAX, fn, ctx);
 	nref_put(fs, &root);
+	return ret;
+}
+
+struct plain_ctx {
+	struct vmfs *fs;
+	struct vbuf *dib;
+	const struct enc_file *f;
+	dir_iter_fn fn;
+	void *ctx;
+};
+
+static int plain_cb(void *ctx, uint64_t key, const char *name, size_t len, uint64_t ino, uint8_t type)
+{
+	struct plain_ctx *p = ctx;
+	char plain[VMFS_NAME_MAX];
+	size_t n;
+	int ret = name_load(p->fs, p->dib, p->f, name, len, plain, &n);
+
+	return ret ? ret : p->fn(p->ctx, key, plain, n, ino, type);
+}
+
+/* Calls fn for each entry with key >= from, in key order, until fn returns non-zero (returned). */
+int dir_iterate(struct vmfs *fs, struct vbuf *dib, uint64_t from, dir_iter_fn fn, void *ctx)
+{
+	struct plain_ctx p = { fs, dib, NULL, fn, ctx };
+	struct enc_file *f;
+	int ret = crypt_file_get(fs, dib->addr, ib_inode(dib), &f);
+
+	if (ret)
+		return ret;
+	if (!f)
+		return stored_iterate(fs, dib, from, fn, ctx);
+	p.f = f;
+	ret = stored_iterate(fs, dib, from, plain_cb, &p);
+	crypt_file_put(fs, f);
 	return ret;
 }
 
@@ -304,20 +416,25 @@ static int find_cb(void *ctx, uint64_t key, const char *name, size_t len, uint64
 	return 0;
 }
 
-static int find(struct vmfs *fs, struct vbuf *dib, const char *name, size_t len, struct find_ctx *f)
+static int stored_iterate(struct vmfs *fs, struct vbuf *dib, uint64_t from, dir_iter_fn fn, void *ctx);
+
+static int find(struct vmfs *fs, struct vbuf *dib, const struct dname *dn, struct find_ctx *f)
 {
-	uint64_t prefix = name_prefix(fs, name, len);
 	int ret;
 
-	*f = (struct find_ctx){ .name = name, .len = len, .last = prefix | 15 };
-	ret = dir_iterate(fs, dib, prefix, find_cb, f);
+	*f = (struct find_ctx){ .name = dn->s, .len = dn->len, .last = dn->prefix | 15 };
+	ret = stored_iterate(fs, dib, dn->prefix, find_cb, f);
 	return ret < 0 ? ret : ret == 1 ? 0 : -ENOENT;
 }
 
 int dir_lookup(struct vmfs *fs, struct vbuf *dib, const char *name, size_t len, uint64_t *ino, uint8_t *type)
 {
 	struct find_ctx f;
-	int ret = find(fs, dib, name, len, &f);
+	struct dname dn;
+	int ret = name_store(fs, dib, name, len, &dn);
+
+	if (!ret)
+		ret = find(fs, dib, &dn, &f);
 
 	if (!ret) {
 		*ino = f.ino;
@@ -434,15 +551,18 @@ int dir_insert(struct vmfs *fs, struct vbuf *dib, const char *name, size_t len, 
 {
 	struct vmfs_inode_disk *di = ib_inode(dib);
 	struct find_ctx f;
-	struct ditem item = { .val = ino, .type = type, .namelen = (uint8_t)len, .name = name };
+	struct dname dn;
+	struct ditem item = { .val = ino, .type = type };
 	struct nref root;
 	unsigned level, seq;
 	uint64_t skey, saddr;
-	int ret;
+	int ret = name_store(fs, dib, name, len, &dn);
 
-	if (len == 0 || len > VMFS_NAME_MAX)
-		return len ? -ENAMETOOLONG : -EINVAL;
-	ret = find(fs, dib, name, len, &f);
+	if (ret)
+		return ret;
+	item.namelen = (uint8_t)dn.len;
+	item.name = dn.s;
+	ret = find(fs, dib, &dn, &f);
 	if (ret != -ENOENT)
 		return ret ? ret : -EEXIST;
 	for (seq = 0; seq < 16 && (f.used_seq & (1u << seq)); seq++)
@@ -573,9 +693,12 @@ static int change_at(struct vmfs *fs, struct vbuf *dib, uint64_t key, const char
 static int change(struct vmfs *fs, struct vbuf *dib, const char *name, size_t len, const struct ditem *set)
 {
 	struct find_ctx f;
-	int ret = find(fs, dib, name, len, &f);
+	struct dname dn;
+	int ret = name_store(fs, dib, name, len, &dn);
 
-	return ret ? ret : change_at(fs, dib, f.key, name, len, set);
+	if (!ret)
+		ret = find(fs, dib, &dn, &f);
+	return ret ? ret : change_at(fs, dib, f.key, dn.s, dn.len, set);
 }
 
 int dir_remove(struct vmfs *fs, struct vbuf *dib, const char *name, size_t len)
@@ -654,7 +777,7 @@ int dir_node_items(struct vmfs *fs, struct vbuf *dib, struct vbuf *node, unsigne
 	return ret;
 }
 
-/* For fsck: the name-hash prefix a key must carry for this name. */
+/* For fsck: the name-hash prefix a key must carry for this name (a directory whose names are not encrypted). */
 uint64_t dir_key_prefix(struct vmfs *fs, const char *name, size_t len)
 {
 	return name_prefix(fs, name, len);

@@ -140,6 +140,11 @@ static int mkfs_tree(struct vmfs *fs)
 		ret = inode_new(fs, S_IFDIR | 0755, 0, 0, 0, &root);
 	if (ret)
 		goto out;
+	ret = crypt_file_new(fs, ib_inode(root)); /* its names are encrypted; /lost+found's are not (fsck has no key) */
+	if (ret) {
+		meta_put(fs, root);
+		goto out;
+	}
 	ib_inode(root)->i_parent = cpu_to_le64(root->addr);
 	fs->root_ino = root->addr;
 	fs->sb.sb_root_ino = cpu_to_le64(root->addr);

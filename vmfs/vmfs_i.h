@@ -169,7 +169,7 @@ int crypt_run(const struct enc_file *f, bool encrypt, uint64_t tweak, const void
  * through its keys when it has them (a copy when it does not).
  */
 int crypt_inline(struct vmfs *fs, uint64_t ino, struct vmfs_inode_disk *di, bool encrypt, uint8_t *plain);
-/* Gives a new regular file or symlink its keys on an encrypted datastore (-ENOKEY when locked). */
+/* Gives a new regular file, symlink or directory its keys on an encrypted datastore (-ENOKEY when locked). */
 int crypt_file_new(struct vmfs *fs, struct vmfs_inode_disk *di);
 
 #define fs_err(fs, ...) vmfs_report((fs), __VA_ARGS__)
@@ -356,6 +356,8 @@ int dir_iterate(struct vmfs *fs, struct vbuf *dib, uint64_t from, dir_iter_fn fn
 void dir_init_inline(struct vmfs_inode_disk *di);
 int dir_node_items(struct vmfs *fs, struct vbuf *dib, struct vbuf *node, unsigned level, dir_iter_fn fn, void *ctx);
 uint64_t dir_key_prefix(struct vmfs *fs, const char *name, size_t len);
+/* True when the directory stores its names encrypted (its inode has keys): fsck cannot read or hash them. */
+bool dir_names_encrypted(struct vbuf *dib);
 int dir_release(struct vmfs *fs, struct vbuf *dib);
 
 /* ---- share.c ---- */

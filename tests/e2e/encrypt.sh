@@ -4,12 +4,12 @@
 #    passphrase slot, a key-program slot), the last slot refused; a wrong key
 #    or passphrase exits 3 with one line and changes nothing (vmfs-mount and
 #    vmfsctl); a mount without a key is refused; fsck needs no key.
-#  - contents: marker strings written as inline, small-file and large-file
-#    contents and as a symlink target never appear on the raw device, neither
+#  - contents and names: marker strings written as inline, small-file and
+#    large-file contents, as a symlink target, and as file and directory names
+#    (an inline directory and one of 400 entries, a tree) never appear on the raw device, neither
 #    after an unmount nor after a power cut (SIGKILL of the daemon after an
 #    fsync: the journal committed, not replayed); they read back through
 #    every keyslot, after the crash too.
-# File names are not yet encrypted: no name marker is scanned for.
 . "$(dirname "$0")/lib.bash"
 e2e_init mkfs.vmfs vmfs-mount vmfsctl fsck.vmfs
 D=$T/ds.img
@@ -68,14 +68,23 @@ with open(f"{m}/large", "wb") as f:
     f.write(b"TAILMARKER-" * 1000)
 os.symlink("/" + "LINKMARKER-" * 20, f"{m}/link")
 os.symlink("/" + "LONGLINKMARKER-" * 200, f"{m}/longlink")  # past the inline 2 KiB: a sub-block
+os.mkdir(f"{m}/DIRMARKER-folder")
+open(f"{m}/DIRMARKER-folder/NAMEMARKER-in-an-inline-directory", "w").write("x")
+os.mkdir(f"{m}/tree")
+for i in range(400):  # a directory of node blocks
+    open(f"{m}/tree/NAMEMARKER-{i:04d}-" + "n" * (i % 240), "w").write(str(i))
 PY
-( cd "$M" && sha256sum inline small large >"$T/sums" && readlink link longlink >"$T/links" )
+( cd "$M" && sha256sum inline small large >"$T/sums" && readlink link longlink >"$T/links" &&
+	find . | sort >"$T/names" && sha256sum tree/* >"$T/tree.sums" )
+[ "$(wc -l <"$T/names")" -eq 410 ] || fail "the names written are not all listed ($(wc -l <"$T/names"))"
 vmfs_umount "$M" "$D"
 
 # scan IMAGE: no marker anywhere on the raw device (every data extent of the
 # sparse image, holes read as zeros; chunks overlap so a marker across two is seen)
 scan() {
-	python3 - "$1" INLINEMARKER SMALLMARKER LARGEMARKER TAILMARKER LINKMARKER <<'PY' || fail "plaintext on the device"
+	local marks="INLINEMARKER SMALLMARKER LARGEMARKER TAILMARKER LINKMARKER NAMEMARKER DIRMARKER"
+	# shellcheck disable=SC2086
+	python3 - "$1" $marks <<'PY' || fail "plaintext on the device"
 import os, sys
 sys.path.insert(0, os.environ["VMFS_TOP"] + "/tests/fsck")
 from vmfsimg import data_extents
@@ -101,8 +110,15 @@ scan "$D"
 
 log "each keyslot reads the contents back: the passphrase, the key program"
 vmfs_mount "$D" "$M" -o passphrase-file="$T/pass"
-( cd "$M" && sha256sum -c --quiet "$T/sums" && [ "$(readlink link longlink)" = "$(cat "$T/links")" ] ) ||
-	fail "contents differ through the passphrase slot"
+( cd "$M" && sha256sum -c --quiet "$T/sums" && [ "$(readlink link longlink)" = "$(cat "$T/links")" ] &&
+	[ "$(find . | sort)" = "$(cat "$T/names")" ] && sha256sum -c --quiet "$T/tree.sums" ) ||
+	fail "contents or names differ through the passphrase slot"
+# names: lookups, a rename and an unlink in an encrypted directory
+mv "$M/tree/NAMEMARKER-0007-nnnnnnn" "$M/DIRMARKER-folder/NAMEMARKER-renamed"
+rm "$M/tree/NAMEMARKER-0008-nnnnnnnn"
+[ "$(cat "$M/DIRMARKER-folder/NAMEMARKER-renamed")" = 7 ] || fail "a renamed file does not read back"
+[ ! -e "$M/tree/NAMEMARKER-0008-nnnnnnnn" ] && [ "$(ls "$M/tree" | wc -l)" -eq 398 ] || fail "unlink or listing wrong"
+( cd "$M" && find . | sort >"$T/names" && sha256sum tree/* >"$T/tree.sums" )
 vmfs_umount "$M" "$D"
 vmfs_mount "$D" "$M" -o keycmd="cat $T/other-key"
 ( cd "$M" && sha256sum -c --quiet "$T/sums" ) || fail "contents differ through the key-program slot"
@@ -112,7 +128,7 @@ python3 - "$M" <<'PY'
 import os, sys
 m = sys.argv[1]
 for name, data in (("crash-inline", b"INLINEMARKER-" * 30), ("crash-small", b"SMALLMARKER-" * 3000),
-                   ("crash-large", b"LARGEMARKER-" * 200000)):
+                   ("crash-large", b"LARGEMARKER-" * 200000), ("NAMEMARKER-crash", b"x")):
     fd = os.open(f"{m}/{name}", os.O_WRONLY | os.O_CREAT, 0o644)
     os.write(fd, data)
     os.fsync(fd)
@@ -125,7 +141,8 @@ scan "$D"
 vmfs_mount "$D" "$M" -o key-file="$T/key"
 [ "$(head -c 26 "$M/crash-inline")" = "INLINEMARKER-INLINEMARKER-" ] || fail "the fsync'd inline file is lost"
 [ "$(stat -c %s "$M/crash-large")" = 2400000 ] || fail "the fsync'd large file has the wrong size"
-( cd "$M" && sha256sum -c --quiet "$T/sums" ) || fail "contents changed across the crash"
+( cd "$M" && sha256sum -c --quiet "$T/sums" && sha256sum -c --quiet "$T/tree.sums" ) ||
+	fail "contents changed across the crash"
 vmfs_umount "$M" "$D"
 scan "$D"
 

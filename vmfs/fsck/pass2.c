@@ -178,6 +178,7 @@ struct dir_walk {
 	/* entries to remove (or retype), found in this directory */
 	struct bad_entry {
 		char name[VMFS_NAME_MAX + 1];
+		uint8_t namelen;        /* an encrypted name's bytes may hold zeros */
 		uint64_t key, ino;      /* the item as found: removed or retyped by key and name */
 		bool retype;
 	} *bad;
@@ -207,6 +208,7 @@ static int note_bad(struct dir_walk *w, uint64_t key, const char *name, size_t l
 	}
 	memcpy(w->bad[w->nbad].name, name, len);
 	w->bad[w->nbad].name[len] = 0;
+	w->bad[w->nbad].namelen = (uint8_t)len;
 	w->bad[w->nbad].key = key;
 	w->bad[w->nbad].ino = ino;
 	w->bad[w->nbad++].retype = false;
@@ -232,6 +234,7 @@ static int entry_cb(void *ctx, uint64_t key, const char *name, size_t len, uint6
 	struct ino_info *ii;
 	struct vbuf *ib;
 	char shown[VMFS_NAME_MAX + 1];
+	bool enc;
 	int r;
 
 	if (w->level > 0) {
@@ -240,9 +243,15 @@ static int entry_cb(void *ctx, uint64_t key, const char *name, size_t len, uint6
 		return 0;
 	}
 	w->count++;
-	memcpy(shown, name, len);
-	shown[len] = 0;
-	if ((key & ~15ull) != dir_key_prefix(fs, name, len) || key < w->last_key) {
+	/* an encrypted name (fsck has no key) is shown, and checked, by its key only */
+	enc = dir_names_encrypted(w->dib);
+	if (enc) {
+		snprintf(shown, sizeof(shown), "#%016llx", (unsigned long long)key);
+	} else {
+		memcpy(shown, name, len);
+		shown[len] = 0;
+	}
+	if ((!enc && (key & ~15ull) != dir_key_prefix(fs, name, len)) || key < w->last_key) {
 		if (fsck_problem(c, PR_ENTRY_WRONG_KEY,
 			    (unsigned long long)w->dib->addr, w->where, shown))
 			return note_bad(w, key, name, len, ino);
@@ -429,13 +438,13 @@ static int check_dir(struct fsck *c, struct vbuf *ib, struct ino_info *ii)
 		if (e->retype) {
 			struct vbuf *cb;
 			if (!inode_read(fs, e->ino, &cb)) {
-				r = dir_set_at(fs, ib, e->key, e->name, strlen(e->name), e->ino,
+				r = dir_set_at(fs, ib, e->key, e->name, e->namelen, e->ino,
 					       (uint8_t)mode_dtype(le32_to_cpu(ib_inode(cb)->i_mode)));
 				meta_put(fs, cb);
 			}
 			continue;
 		}
-		r = dir_remove_at(fs, ib, e->key, e->name, strlen(e->name));
+		r = dir_remove_at(fs, ib, e->key, e->name, e->namelen);
 		if (!r)
 			w->count--;
 	}

@@ -75,6 +75,13 @@ struct enc_secret_src {
 	const char *passphrase_file;    /* --passphrase-file, -o passphrase-file= */
 	const char *keycmd;             /* --keycmd, -o keycmd= */
 };
+/*
+ * Takes --key-file F, --passphrase-file F and --keycmd PROG (or --opt=VALUE)
+ * out of argv (from argv[1] on), into src: the tools that open a datastore
+ * accept them after any subcommand. Returns 0, or -EINVAL when one lacks
+ * its value (named in errbuf). *argc is updated; argv stays NULL-terminated.
+ */
+int enc_secret_src_take(int *argc, char **argv, struct enc_secret_src *src, char *errbuf, size_t errlen);
 /* True when src names a secret. */
 bool enc_secret_src_set(const struct enc_secret_src *src);
 /*

@@ -295,3 +295,39 @@ int enc_secret_get(const struct enc_secret_src *src, const char *prompt, bool co
 		return base_set_err(errbuf, errlen, -ENOKEY, "no key given");
 	return enc_secret_prompt(prompt, confirm, out, errbuf, errlen);
 }
+
+int enc_secret_src_take(int *argc, char **argv, struct enc_secret_src *src, char *errbuf, size_t errlen)
+{
+	static const char *const names[] = { "--key-file", "--passphrase-file", "--keycmd" };
+	int out = 1;
+
+	for (int i = 1; i < *argc; i++) {
+		const char **dst = NULL, *val = NULL;
+
+		if (!strcmp(argv[i], "--")) { /* the rest are operands */
+			while (i < *argc)
+				argv[out++] = argv[i++];
+			break;
+		}
+		for (unsigned k = 0; k < 3 && !dst; k++) {
+			size_t n = strlen(names[k]);
+			if (strncmp(argv[i], names[k], n) || (argv[i][n] && argv[i][n] != '='))
+				continue;
+			dst = k == 0 ? &src->key_file : k == 1 ? &src->passphrase_file : &src->keycmd;
+			if (argv[i][n] == '=')
+				val = argv[i] + n + 1;
+			else if (i + 1 < *argc)
+				val = argv[++i];
+		}
+		if (!dst) {
+			argv[out++] = argv[i];
+			continue;
+		}
+		if (!val || !*val)
+			return base_set_err(errbuf, errlen, -EINVAL, "%s needs a value", argv[i]);
+		*dst = val;
+	}
+	argv[out] = NULL;
+	*argc = out;
+	return 0;
+}

@@ -22,6 +22,8 @@ void usage(FILE *f)
 		   "                                             datastore's root, with or without a leading /)\n");
 	snap_usage(f);
 	key_usage(f);
+	fprintf(f, "       On an encrypted datastore, a command that reads or names files takes the key:\n"
+		   "         --key-file F | --passphrase-file F | --keycmd PROG\n");
 }
 
 /* [--json] [--all] DEVICE [PATH]: 0, or 2 for bad usage (said). all: NULL where --all is not an option. */
@@ -48,18 +50,39 @@ bad:
 	return 2;
 }
 
-/* Opens DEVICE read-only (no cluster join, nothing written); NULL after saying why. */
-struct vmfs *open_readonly(const char *dev)
-{
-	struct vmfs_open_opts oo = { .readonly = true };
-	struct vmfs *fs = NULL;
-	char err[256];
+/* --key-file, --passphrase-file, --keycmd, taken from any command's options */
+static struct enc_secret_src key_src;
+int exit_code = 1;
 
-	if (vmfs_open(dev, &oo, &fs, err, sizeof(err))) {
+struct vmfs *open_store(const char *dev, bool readonly)
+{
+	struct vmfs_open_opts oo = { .readonly = readonly };
+	struct enc_secret *s = NULL;
+	enum enc_secret_kind kind;
+	struct vmfs *fs = NULL;
+	char err[320];
+	int ret;
+
+	exit_code = 1;
+	if (enc_secret_src_set(&key_src) && enc_secret_get(&key_src, NULL, false, &s, &kind, err, sizeof(err))) {
 		tool_err("%s", err);
 		return NULL;
 	}
+	oo.secret = s;
+	ret = vmfs_open(dev, &oo, &fs, err, sizeof(err));
+	enc_secret_free(s);
+	if (ret) {
+		tool_err("%s", err);
+		exit_code = key_exit(ret);
+		return NULL;
+	}
 	return fs;
+}
+
+/* Opens DEVICE read-only (no cluster join, nothing written); NULL after saying why. */
+struct vmfs *open_readonly(const char *dev)
+{
+	return open_store(dev, true);
 }
 
 static int cmd_info(int argc, char **argv)
@@ -74,7 +97,7 @@ static int cmd_info(int argc, char **argv)
 		return 2;
 	fs = open_readonly(dev);
 	if (!fs)
-		return 1;
+		return exit_code;
 	vmfs_get_info(fs, &in);
 	base_uuid_fmt(in.uuid, uuid);
 	vmfs_feature_names(0, in.compat, feat[0], sizeof(feat[0]));
@@ -150,7 +173,7 @@ static int cmd_hosts(int argc, char **argv)
 		return 2;
 	fs = open_readonly(dev);
 	if (!fs)
-		return 1;
+		return exit_code;
 	ret = vmfs_hosts(fs, &s, &n);
 	if (ret) {
 		tool_err("%s: cannot read the heartbeat region: %s", dev, strerror(-ret));
@@ -248,7 +271,7 @@ static int cmd_locks(int argc, char **argv)
 		return 2;
 	fs = open_readonly(dev);
 	if (!fs)
-		return 1;
+		return exit_code;
 	c.fs = fs;
 	if (path) {
 		ret = vmfs_resolve(fs, path, &ino);
@@ -277,9 +300,17 @@ static int cmd_locks(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+	char err[128];
+
 	tool_name = "vmfsctl";
 	if (argc < 2) {
 		usage(stderr);
+		return 2;
+	}
+	if (!strcmp(argv[1], "key"))
+		return cmd_key(argc - 1, argv + 1); /* its own key options */
+	if (enc_secret_src_take(&argc, argv, &key_src, err, sizeof(err))) {
+		tool_err("%s", err);
 		return 2;
 	}
 	if (!strcmp(argv[1], "info"))
@@ -292,8 +323,6 @@ int main(int argc, char **argv)
 		return cmd_snapshot(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "clone"))
 		return cmd_clone(argc - 1, argv + 1);
-	if (!strcmp(argv[1], "key"))
-		return cmd_key(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
 		usage(stdout);
 		return 0;

@@ -5,6 +5,7 @@
 #ifndef VMFS_TOOLS_VMFSCTL_H
 #define VMFS_TOOLS_VMFSCTL_H
 
+#include <stdbool.h>
 #include <stdio.h>
 
 #include "vmfs/vmfs.h"
@@ -12,6 +13,13 @@
 void usage(FILE *f);
 /* Opens DEVICE read-only (no cluster join, nothing written); NULL after saying why. */
 struct vmfs *open_readonly(const char *dev);
+/*
+ * Opens DEVICE, read-only or joining the cluster, with the key the command
+ * line named (if any); NULL after saying why, with exit_code set (3: no
+ * keyslot opens with the key, else 1).
+ */
+struct vmfs *open_store(const char *dev, bool readonly);
+extern int exit_code;
 
 /* tools/vmfsctl_snap.c: vmfsctl snapshot ..., vmfsctl clone ... */
 void snap_usage(FILE *f);

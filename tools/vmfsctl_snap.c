@@ -159,15 +159,7 @@ static const char *readable(const char *dev, char *buf, size_t len)
 /* Joins the cluster as a host of its own: NULL after saying why. */
 static struct vmfs *open_rw(const char *dev)
 {
-	struct vmfs_open_opts oo = { .commit_ms = 0 };
-	struct vmfs *fs = NULL;
-	char err[256];
-
-	if (vmfs_open(dev, &oo, &fs, err, sizeof(err))) {
-		tool_err("%s", err);
-		return NULL;
-	}
-	return fs;
+	return open_store(dev, false);
 }
 
 /* Closes fs; a failed close (the final commit) fails the command. */
@@ -200,13 +192,13 @@ static int change(const char *dev, enum snap_op op, const char *path, const char
 		return via_mount(dev, op, path, name, dst, exists_ok);
 	fs = open_readonly(dev);
 	if (!fs)
-		return 1;
+		return exit_code;
 	ret = snap_precheck(fs, op, path, name, dst, err, sizeof(err));
 	vmfs_close(fs);
 	if (!ret) {
 		fs = open_rw(dev);
 		if (!fs)
-			return 1;
+			return exit_code;
 		ret = snap_run(fs, op, path, name, dst, err, sizeof(err));
 		if (finish(fs, 0) && !ret)
 			return 1; /* (said) */
@@ -322,7 +314,7 @@ static int cmd_list(int argc, char **argv)
 		return 1;
 	fs = open_readonly(dev);
 	if (!fs)
-		return 1;
+		return exit_code;
 	if (snap_list(fs, a.pos[1], &l, err, sizeof(err))) {
 		tool_err("%s", err);
 		return finish(fs, 1);
@@ -426,7 +418,7 @@ static int cmd_diff(int argc, char **argv)
 		return 1;
 	fs = open_readonly(dev);
 	if (!fs)
-		return 1;
+		return exit_code;
 	d.json = a.json;
 	if (a.json) {
 		printf("{\"file\":");

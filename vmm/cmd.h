@@ -33,10 +33,14 @@ void vmm_usage(FILE *f);
 
 /*
  * Opens the datastore on dev for a command (vmm/cmd_common.c), read-only or
- * joining the cluster; on failure prints libvmfs's reason and returns its
- * -errno. The caller closes *fs with vmfs_close.
+ * joining the cluster, with the key vmm_key_src names (--key-file,
+ * --passphrase-file, --keycmd after any command, taken out by main); on
+ * failure prints libvmfs's reason and returns its -errno (-EKEYREJECTED: no
+ * keyslot opens). The caller closes *fs with vmfs_close.
  */
 int vmm_cmd_open_store(const char *dev, bool readonly, struct vmfs **fs);
+extern struct enc_secret_src vmm_key_src;
+extern bool vmm_key_rejected;     /* a vmm_cmd_open_store was refused the key: vmm exits 3 */
 /* An absolute path whose every component is a valid name (no ".", "..", empty or odd characters). */
 bool vmm_cmd_path_ok(const char *path);
 

@@ -4,6 +4,7 @@
  * or run) and checking a /PATH/NAME argument. A path that passes holds only
  * vmm_name_ok components, so it can never leave the datastore's tree.
  */
+#include <errno.h>
 #include <stdbool.h>
 #include <string.h>
 
@@ -12,20 +13,35 @@
 #include "vmm/cmd.h"
 #include "vmm/config.h"
 
+struct enc_secret_src vmm_key_src;
+bool vmm_key_rejected;
+
 int vmm_cmd_open_store(const char *dev, bool readonly, struct vmfs **fs)
 {
+	struct enc_secret *s = NULL;
+	enum enc_secret_kind kind;
 	/*
 	 * commit_ms 1000, as vmfs-mount: a guest's writes are durable once its
 	 * FLUSH returns (vmfs_fsync), which is all virtio-blk's volatile write
 	 * cache promises (docs/VMM.md, "Running", has what 0 cost).
 	 */
 	struct vmfs_open_opts oo = { .readonly = readonly, .commit_ms = 1000 }; /* named "MACHINE (vmm pid N)" */
-	char err[256];
+	char err[320];
 	int ret;
 
+	if (enc_secret_src_set(&vmm_key_src)) {
+		ret = enc_secret_get(&vmm_key_src, NULL, false, &s, &kind, err, sizeof(err));
+		if (ret) {
+			tool_err("%s", err);
+			return ret;
+		}
+	}
+	oo.secret = s;
 	ret = vmfs_open(dev, &oo, fs, err, sizeof(err));
+	enc_secret_free(s);
 	if (ret)
 		tool_err("%s", err); /* libvmfs's reason names the device */
+	vmm_key_rejected = ret == -EKEYREJECTED;
 	return ret;
 }
 

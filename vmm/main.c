@@ -4,12 +4,14 @@
  * command returns; the usage text and the list of commands in the error for
  * an unknown one are built from the same table, so a command is one row.
  * Exit codes: 0 done (and --help), 1 failed with one line on stderr saying
- * why, 2 bad usage; `vmm run` exits with the guest's code. Only main() exits.
+ * why, 2 bad usage, 3 the key given opens no keyslot of an encrypted
+ * datastore; `vmm run` exits with the guest's code. Only main() exits.
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "base/cli.h"
+#include "vmfs/vmfs.h"
 #include "vmm/cmd.h"
 
 static const struct vmm_cmd cmds[] = {
@@ -32,6 +34,8 @@ void vmm_usage(FILE *f)
 
 	for (i = 0; i < NCMDS; i++)
 		fprintf(f, "%s vmm %s %s\n", i ? "      " : "usage:", cmds[i].name, cmds[i].usage);
+	fprintf(f, "       an encrypted datastore's key, after any command: --key-file F | --passphrase-file F |\n"
+		   "       --keycmd PROG\n");
 }
 
 int main(int argc, char **argv)
@@ -48,9 +52,16 @@ int main(int argc, char **argv)
 		vmm_usage(stdout);
 		return 0;
 	}
+	/* an encrypted datastore's key, after any subcommand */
+	if (enc_secret_src_take(&argc, argv, &vmm_key_src, want, sizeof(want))) {
+		tool_err("%s", want);
+		return 2;
+	}
 	for (i = 0; i < NCMDS; i++)
-		if (!strcmp(argv[1], cmds[i].name))
-			return cmds[i].fn(argc - 1, argv + 1);
+		if (!strcmp(argv[1], cmds[i].name)) {
+			int rc = cmds[i].fn(argc - 1, argv + 1);
+			return vmm_key_rejected ? 3 : rc; /* the key opened no keyslot (said) */
+		}
 	/* "create, list, run or ctl" */
 	for (i = 0; i < NCMDS && n < sizeof(want); i++)
 		n += (size_t)snprintf(want + n, sizeof(want) - n, "%s%s", !i ? "" : i + 1 < NCMDS ? ", " : " or ",

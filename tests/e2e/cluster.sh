@@ -65,13 +65,13 @@ except OSError as e:
 [ "$(try_open "$B/d/h" r)" = EBUSY ] || fail "B opened for reading a file A has open for writing"
 [ "$(try_open "$A/d/h" w)" = ok ] || fail "A cannot open its own locked file again"
 grep -q "inode [0-9]*: locked by .*slot" "$T/b.err" || fail "B did not say who holds the lock: $(head -c 400 "$T/b.err")"
-out=$("$VMFS_BIN/vmfsctl" locks "$IMG" /d/h)
+out=$("$VMFS_BIN/vmfsctl" locks "$IMG" /d/h "${KEY_ARGS[@]}")
 echo "$out"
 slot_a=$("$VMFS_BIN/vmfsctl" hosts --json "$IMG" | python3 -c '
 import json, sys
 print(min(x["slot"] for x in json.load(sys.stdin) if x["state"] == "alive"))')
 grep -q "exclusive" <<<"$out" || fail "vmfsctl locks does not show the exclusive lock"
-"$VMFS_BIN/vmfsctl" locks --json "$IMG" /d/h | python3 -c '
+"$VMFS_BIN/vmfsctl" locks --json "$IMG" /d/h "${KEY_ARGS[@]}" | python3 -c '
 import json, sys
 l = json.load(sys.stdin)
 assert len(l) == 1 and l[0]["mode"] == "exclusive", l' || fail "vmfsctl locks --json"

@@ -93,6 +93,15 @@ e2e_init() {
 	T=$(mktemp -d /var/tmp/vmfs-e2e.XXXXXX)
 	trap e2e_cleanup EXIT
 	trap 'exit 143' TERM INT HUP
+	# E2E_ENCRYPT=1 (tests/e2e/encrypted.sh): the same test on an encrypted
+	# datastore. vmfs_mkfs and the mounts then pass a key; KEY_ARGS holds the
+	# options for the other tools (empty otherwise).
+	KEY_ARGS=()
+	if [ "${E2E_ENCRYPT:-0}" = 1 ]; then
+		head -c 64 /dev/urandom >"$T/e2e.key"
+		KEY_ARGS=(--key-file "$T/e2e.key")
+		log "on an encrypted datastore"
+	fi
 }
 
 # Bounded polls: wait_until SECONDS COMMAND... retries every 50 ms. COMMAND's
@@ -143,7 +152,13 @@ released() { [ -z "$(holders "$1")" ]; }
 vmfs_mkfs() { # IMAGE SIZE [mkfs.vmfs options...]
 	local img=$1 size=$2
 	shift 2
+	if [ ${#KEY_ARGS[@]} -gt 0 ]; then set -- "$@" --encrypt "${KEY_ARGS[@]}"; fi
 	"$VMFS_BIN/mkfs.vmfs" --size "$size" -f "$@" "$img" >/dev/null
+}
+
+# The mount option that passes the key of an E2E_ENCRYPT run (none otherwise).
+key_mount_opts() {
+	if [ ${#KEY_ARGS[@]} -gt 0 ]; then echo "-o key-file=${KEY_ARGS[1]}"; fi
 }
 
 # vmfs_mount IMAGE MNT [vmfs-mount options...]: mounts as a daemon and records
@@ -153,7 +168,8 @@ vmfs_mount() {
 	shift 2
 	mkdir -p "$mnt"
 	MOUNTS+=("$mnt")
-	"$VMFS_BIN/vmfs-mount" "$@" "$img" "$mnt"
+	# shellcheck disable=SC2046
+	"$VMFS_BIN/vmfs-mount" $(key_mount_opts) "$@" "$img" "$mnt"
 	mountpoint -q "$mnt" || fail "vmfs-mount returned but $mnt is not mounted"
 	DAEMON_PID=$(new_holder "$img")
 	[ -n "$DAEMON_PID" ] || fail "no new daemon holds $img"
@@ -168,7 +184,8 @@ vmfs_mount_fg() {
 	shift 2
 	mkdir -p "$mnt"
 	MOUNTS+=("$mnt")
-	env --default-signal=INT,TERM,HUP "$VMFS_BIN/vmfs-mount" -f "$@" "$img" "$mnt" &
+	# shellcheck disable=SC2046
+	env --default-signal=INT,TERM,HUP "$VMFS_BIN/vmfs-mount" -f $(key_mount_opts) "$@" "$img" "$mnt" &
 	FG_PID=$!
 	PIDS+=("$FG_PID")
 	wait_until 10 mountpoint -q "$mnt" || fail "$mnt not mounted after 10 s"

@@ -64,6 +64,28 @@ static int area_write(struct vmfs *fs, struct enc_area *a)
 	return ret;
 }
 
+/* Writes every record of a, both copies (fsck's repair: the good copies everywhere), in K5's order. */
+static int area_write_all(struct vmfs *fs, struct enc_area *a)
+{
+	uint8_t *buf = dev_alloc_buf(ENC_AREA_LEN);
+	int ret = 0;
+
+	if (!buf)
+		return -ENOMEM;
+	enc_area_store(a, buf);
+	for (int pass = 0; pass < 2 && !ret; pass++) {
+		uint32_t h = pass ? ENC_HDR_BACKUP_UNIT : ENC_HDR_UNIT, s0 = pass ? ENC_SLOT_BACKUP_UNIT(0) : ENC_SLOT_UNIT(0);
+		ret = dev_pwrite(fs->dev, buf + (size_t)(h - ENC_AREA_FIRST_UNIT) * ENC_UNIT, ENC_UNIT, (uint64_t)h * ENC_UNIT);
+		if (!ret)
+			ret = dev_pwrite(fs->dev, buf + (size_t)(s0 - ENC_AREA_FIRST_UNIT) * ENC_UNIT, (size_t)ENC_SLOTS * ENC_UNIT,
+					 (uint64_t)s0 * ENC_UNIT);
+		if (!ret)
+			ret = dev_flush(fs->dev);
+	}
+	free(buf);
+	return ret;
+}
+
 int crypt_mkfs(struct vmfs *fs, const struct vmfs_mkfs_opts *o, char *errbuf, size_t errlen)
 {
 	struct enc_kdf_params def;
@@ -240,7 +262,7 @@ int crypt_file_get(struct vmfs *fs, uint64_t ino, const struct vmfs_inode_disk *
 	int ret;
 
 	*out = NULL;
-	if (!enc_crypt_present(di->i_crypt))
+	if (!crypt_enabled(fs) || !enc_crypt_present(di->i_crypt)) /* stray bytes without the feature: fsck clears them */
 		return 0;
 	if (!fs->key)
 		return -ENOKEY;
@@ -346,5 +368,33 @@ int crypt_inline(struct vmfs *fs, uint64_t ino, struct vmfs_inode_disk *di, bool
 		ret = encrypt ? crypt_run(f, true, 0, plain, di->i_root, VMFS_INLINE_MAX)
 			      : crypt_run(f, false, 0, di->i_root, plain, VMFS_INLINE_MAX);
 	crypt_file_put(fs, f);
+	return ret;
+}
+
+int crypt_fsck_area(struct vmfs *fs, bool (*problem)(void *ctx, int rec, int which, int state), void *ctx,
+		    uint32_t *epoch)
+{
+	struct enc_area *a;
+	bool fix = false;
+	int ret = area_read(fs, &a, NULL, 0);
+
+	if (ret)
+		return ret;
+	*epoch = enc_area_epoch(a);
+	for (int rec = -1; rec < (int)ENC_SLOTS; rec++) {
+		enum enc_copy_state st[2];
+		enc_area_copy_state(a, rec, &st[0], &st[1]);
+		if (st[0] == ENC_COPY_BAD && st[1] == ENC_COPY_BAD) {
+			/* mkfs writes every record, empty slots too: neither copy good is damage */
+			fix |= problem(ctx, rec, 0, 2);
+			continue;
+		}
+		for (int w = 0; w < 2; w++)
+			if (st[w] != ENC_COPY_OK)
+				fix |= problem(ctx, rec, w, st[w] == ENC_COPY_STALE ? 1 : 0);
+	}
+	if (fix && !fs->ro)
+		ret = area_write_all(fs, a);
+	enc_area_free(a);
 	return ret;
 }

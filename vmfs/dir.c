@@ -80,9 +80,9 @@ void dir_init_inline(struct vmfs_inode_disk *di)
 	di->i_height = 0;
 }
 
-bool dir_names_encrypted(struct vbuf *dib)
+bool dir_names_encrypted(struct vmfs *fs, struct vbuf *dib)
 {
-	return enc_crypt_present(ib_inode(dib)->i_crypt);
+	return crypt_enabled(fs) && enc_crypt_present(ib_inode(dib)->i_crypt);
 }
 
 static int corrupt(struct vmfs *fs, struct vbuf *dib, struct nref *n, const char *why)
@@ -97,7 +97,7 @@ static int decode(struct vmfs *fs, struct vbuf *dib, struct nref *n, unsigned le
 	struct vmfs_dirhdr_disk *h = nref_hdr(n);
 	const uint8_t *p = nref_items(n);
 	size_t off = 0, used = le16_to_cpu(h->dh_used);
-	bool plain = !dir_names_encrypted(dib); /* a stored name is checked for '/' and NUL only in plaintext */
+	bool plain = !dir_names_encrypted(fs, dib); /* a stored name is checked for '/' and NUL only in plaintext */
 
 	d->count = le16_to_cpu(h->dh_count);
 	d->level = h->dh_level;

@@ -169,6 +169,17 @@ int crypt_run(const struct enc_file *f, bool encrypt, uint64_t tweak, const void
  * through its keys when it has them (a copy when it does not).
  */
 int crypt_inline(struct vmfs *fs, uint64_t ino, struct vmfs_inode_disk *di, bool encrypt, uint8_t *plain);
+/*
+ * For fsck (no key): the key area's problems, one call per record copy that
+ * is damaged or older than its twin (rec -1 the header, else a slot; which 0
+ * primary, 1 backup; state 0 damaged, 1 older, 2 neither copy good), and,
+ * when problem says to fix any, the area
+ * written again whole from the good copies (both copies of every record).
+ * Returns the header's epoch through *epoch; -EUCLEAN when the header has
+ * no good copy (the datastore cannot be unlocked), else 0 or -errno.
+ */
+int crypt_fsck_area(struct vmfs *fs, bool (*problem)(void *ctx, int rec, int which, int state), void *ctx,
+		    uint32_t *epoch);
 /* Gives a new regular file, symlink or directory its keys on an encrypted datastore (-ENOKEY when locked). */
 int crypt_file_new(struct vmfs *fs, struct vmfs_inode_disk *di);
 
@@ -357,7 +368,7 @@ void dir_init_inline(struct vmfs_inode_disk *di);
 int dir_node_items(struct vmfs *fs, struct vbuf *dib, struct vbuf *node, unsigned level, dir_iter_fn fn, void *ctx);
 uint64_t dir_key_prefix(struct vmfs *fs, const char *name, size_t len);
 /* True when the directory stores its names encrypted (its inode has keys): fsck cannot read or hash them. */
-bool dir_names_encrypted(struct vbuf *dib);
+bool dir_names_encrypted(struct vmfs *fs, struct vbuf *dib);
 int dir_release(struct vmfs *fs, struct vbuf *dib);
 
 /* ---- share.c ---- */

@@ -6,7 +6,9 @@
 # repaired, and how) and exit 1; a second -fn must exit 0; and every file the
 # case does not list in `damages` must read back unchanged through a mount.
 # A case whose `base` file says "snap" starts from the snapshot base instead
-# (build-snap-base.sh: the same datastore with snapshots and a clone).
+# (build-snap-base.sh: the same datastore with snapshots and a clone); "enc"
+# from an encrypted datastore (build-enc-base.sh, key tests/fsck/enc.key: fsck
+# runs without it, the read-back mounts with it).
 # UPDATE=1 rewrites the expect files (review them before committing).
 # test: long (minutes: started early, so that the two lanes end together)
 . "$(dirname "$0")/lib.bash"
@@ -16,14 +18,19 @@ CASES=$(cd "$(dirname "$0")/../fsck" && pwd)
 plain=$T/base.img
 VMFS_BIN=$VMFS_BIN bash "$CASES/build-base.sh" "$plain" "$T/m"
 VMFS_BIN=$VMFS_BIN bash "$CASES/build-snap-base.sh" "$plain" "$T/snap.img" "$T/m"
+VMFS_BIN=$VMFS_BIN bash "$CASES/build-enc-base.sh" "$T/enc.img" "$CASES/enc.key" "$T/m"
 n=0
 for dir in "$CASES"/${CASES_ONLY:-[0-9]*}/; do
 	name=$(basename "$dir")
 	img=$T/case.img
 	base=$plain
-	[ "$(cat "$dir/base" 2>/dev/null)" != snap ] || base=$T/snap.img
+	mopts=()
+	case "$(cat "$dir/base" 2>/dev/null)" in
+	snap) base=$T/snap.img ;;
+	enc) base=$T/enc.img mopts=(-o key-file="$CASES/enc.key") ;;
+	esac
 	cp --sparse=always "$base" "$img"
-	python3 "$dir/damage.py" "$img" "$CASES"
+	python3 "$dir/damage.py" "$img" "$CASES" "$base.inodes"
 	sum=$(python3 "$CASES/vmfsimg.py" sha "$img")
 	out=$("$VMFS_BIN/fsck.vmfs" -fn "$img" 2>&1 || true)
 	out=${out//$img/IMAGE}
@@ -43,7 +50,7 @@ for dir in "$CASES"/${CASES_ONLY:-[0-9]*}/; do
 	"$VMFS_BIN/fsck.vmfs" -fn "$img" >"$T/n2.out" 2>&1 || rc=$?
 	[ $rc -eq 0 ] || { cat "$T/n2.out"; fail "$name: second pass exited $rc, want 0 (clean)"; }
 	# every undamaged file reads back unchanged
-	vmfs_mount "$img" "$T/m"
+	vmfs_mount "$img" "$T/m" "${mopts[@]}"
 	python3 - "$base.sha256" "$T/m" "$dir/damages" <<'PY' || fail "$name: an undamaged file changed"
 import fnmatch, hashlib, sys
 sums, mnt, damages = sys.argv[1:4]
@@ -63,5 +70,5 @@ PY
 	n=$((n + 1))
 	echo "$name: ok"
 done
-[ -n "${CASES_ONLY:-}" ] || [ $n -ge 44 ] || fail "only $n cases"
+[ -n "${CASES_ONLY:-}" ] || [ $n -ge 46 ] || fail "only $n cases"
 echo "$n cases ok"

@@ -52,6 +52,7 @@ struct fsck {
 	char where[WHERE_MAX];
 	bool alloc_ready;               /* the allocator is loaded (pass 5 repairs that allocate) */
 	bool root_damaged;              /* pass 2 could not go on without a root */
+	uint32_t key_epoch;             /* an encrypted datastore's key epoch (pass 1) */
 };
 
 static inline bool fsck_repairing(struct fsck *c) { return c->o->mode != VMFS_FSCK_CHECK; }

@@ -87,6 +87,43 @@ static int check_superblocks(struct fsck *c)
 }
 
 
+static bool key_problem(void *ctx, int rec, int which, int state)
+{
+	struct fsck *c = ctx;
+	char name[32];
+
+	if (rec < 0)
+		snprintf(name, sizeof(name), "the key header");
+	else
+		snprintf(name, sizeof(name), "keyslot %d", rec);
+	if (state == 2)
+		return fsck_problem(c, PR_KEYSLOT_LOST, name);
+	if (state == 1)
+		return fsck_problem(c, PR_KEY_COPY_STALE, which ? "backup" : "primary", name);
+	return fsck_problem(c, PR_KEY_COPY_BAD, which ? "backup" : "primary", name);
+}
+
+/*
+ * The key area of an encrypted datastore (docs/FORMAT.md, "Encryption"):
+ * a damaged or older copy of a record is written again from the good one;
+ * a slot with no good copy is written empty; a header with no good copy
+ * cannot be made again without the key, and is reported.
+ */
+static int check_keys(struct fsck *c)
+{
+	int r;
+
+	if (!crypt_enabled(c->fs))
+		return 0;
+	r = crypt_fsck_area(c->fs, key_problem, c, &c->key_epoch);
+	if (r == -EUCLEAN) {
+		fsck_problem(c, PR_KEY_HEADER_LOST);
+		c->key_epoch = 0;
+		r = 0;
+	}
+	return r;
+}
+
 int fsck_pass1(struct fsck *c)
 {
 	struct vbuf *sbb;
@@ -94,6 +131,8 @@ int fsck_pass1(struct fsck *c)
 
 	if (!r)
 		r = check_superblocks(c);
+	if (!r)
+		r = check_keys(c);
 	if (!r) { /* the journal may have changed the superblock */
 		r = meta_read(c->fs, 0, VMFS_MAGIC_SB, &sbb);
 		if (!r) {

@@ -243,10 +243,10 @@ static int entry_cb(void *ctx, uint64_t key, const char *name, size_t len, uint6
 		return 0;
 	}
 	w->count++;
-	/* an encrypted name (fsck has no key) is shown, and checked, by its key only */
-	enc = dir_names_encrypted(w->dib);
+	/* an encrypted name (fsck has no key) is shown as "#INODE", as /lost+found names, and checked by its key only */
+	enc = dir_names_encrypted(fs, w->dib);
 	if (enc) {
-		snprintf(shown, sizeof(shown), "#%016llx", (unsigned long long)key);
+		snprintf(shown, sizeof(shown), "#%llu", (unsigned long long)ino);
 	} else {
 		memcpy(shown, name, len);
 		shown[len] = 0;
@@ -614,9 +614,59 @@ static int check_snaps(struct fsck *c, struct vbuf *ib)
 	return r;
 }
 
+/*
+ * i_crypt (docs/FORMAT.md, "Encryption"): without the key fsck checks what
+ * it can, the version, the flags and the epoch; the sealed keys are checked
+ * when a host opens them. A file whose keys cannot be opened is emptied by
+ * -y (its bytes could never be read again), a directory loses its keys (its
+ * names no longer decode, and what they named goes to /lost+found). Key
+ * bytes on a datastore without encryption, or on an inode that takes none,
+ * are cleared. *emptied: the map is gone, do not walk it.
+ */
+static int check_crypt(struct fsck *c, uint64_t ino, struct vbuf *ib, bool *emptied)
+{
+	struct vmfs_inode_disk *di = ib_inode(ib);
+	const struct enc_crypt_disk *cr = (const void *)di->i_crypt;
+	uint32_t mode = le32_to_cpu(di->i_mode);
+	int r;
+
+	*emptied = false;
+	if (base_all_zero(di->i_crypt, sizeof(di->i_crypt)))
+		return 0;
+	if (!crypt_enabled(c->fs) || !(S_ISREG(mode) || S_ISLNK(mode) || S_ISDIR(mode))) {
+		if (!fsck_problem(c, PR_CRYPT_STRAY, (unsigned long long)ino, c->where))
+			return 0;
+		r = fsck_dirty(c, ib);
+		if (!r)
+			memset(di->i_crypt, 0, sizeof(di->i_crypt));
+		return r;
+	}
+	if (cr->cr_version == ENC_CRYPT_VERSION && !(cr->cr_flags & ~0x0fu) && (cr->cr_flags & (ENC_CR_K0 | ENC_CR_K1)) &&
+	    (!c->key_epoch || le16_to_cpu(cr->cr_epoch) == (uint16_t)c->key_epoch))
+		return 0;
+	if (!fsck_problem(c, PR_CRYPT_BAD, (unsigned long long)ino, c->where, cr->cr_version, cr->cr_flags,
+			  le16_to_cpu(cr->cr_epoch), c->key_epoch & 0xffffu, S_ISDIR(mode) ? "names" : "contents"))
+		return 0;
+	r = fsck_dirty(c, ib);
+	if (r)
+		return r;
+	memset(di->i_crypt, 0, sizeof(di->i_crypt));
+	if (S_ISDIR(mode))
+		return 0;
+	/* its blocks are no longer reached: pass 5 frees them */
+	memset(di->i_root, 0, sizeof(di->i_root));
+	di->i_height = 0;
+	di->i_size = 0;
+	di->i_units = cpu_to_le64(1);
+	di->i_flags = cpu_to_le32((le32_to_cpu(di->i_flags) & ~(VMFS_IF_LAYOUT | VMFS_IF_SHARED)) | VMFS_IF_INLINE);
+	*emptied = true;
+	return 0;
+}
+
 /* Checks one inode (already claimed) and everything it owns. */
 int fsck_check_inode(struct fsck *c, uint64_t ino, struct ino_info *ii)
 {
+	bool emptied;
 	struct vmfs *fs = c->fs;
 	struct vmfs_inode_disk *di;
 	struct vbuf *ib;
@@ -633,7 +683,10 @@ int fsck_check_inode(struct fsck *c, uint64_t ino, struct ino_info *ii)
 	ii->units = 1;
 	c->r->files += !S_ISDIR(mode);
 	c->r->dirs += S_ISDIR(mode) != 0;
-	if (S_ISDIR(mode)) {
+	r = check_crypt(c, ino, ib, &emptied);
+	flags = le32_to_cpu(di->i_flags);
+	if (r || emptied) {
+	} else if (S_ISDIR(mode)) {
 		r = check_dir(c, ib, ii);
 	} else if (!(flags & VMFS_IF_INLINE)) {
 		bool large = flags & VMFS_IF_LARGE;

@@ -20,6 +20,12 @@
 	X(PR_JOURNAL_BLOCK_SHARED, PREEN_NO, "host slot %u: journal block %llu is also used elsewhere") /* none */    \
 	X(PR_JOURNAL_SB_BAD, PREEN_NO, "host slot %u: journal superblock is damaged; its transactions are lost")     \
 	/* (-y: the journal is made again, empty, its sequence past the old one's) */                               \
+	X(PR_KEY_HEADER_LOST, PREEN_NO, "key area: both copies of the key header are damaged: no key opens the "   \
+					"datastore")                                            /* nothing */    \
+	X(PR_KEY_COPY_BAD, PREEN_FIX, "key area: the %s copy of %s is damaged; the other is intact") /* copy back */\
+	X(PR_KEY_COPY_STALE, PREEN_FIX, "key area: the %s copy of %s is older than the other") /* copy back */      \
+	X(PR_KEYSLOT_LOST, PREEN_NO, "key area: both copies of %s are damaged: the secret it held opens nothing "  \
+				     "now")                                        /* write it empty */             \
 	/* pass 2: inodes, block maps, directories, orphan lists */                                                 \
 	X(PR_ROOT_BAD, PREEN_NO, "root directory %llu is damaged; made again, empty: what it named goes to "          \
 				 "/lost+found")                                                                      \
@@ -29,6 +35,9 @@
 	X(PR_PTRBLOCK_EMPTY, PREEN_NO, "inode %llu%s: pointer block %llu maps nothing")  /* clear the pointer */    \
 	X(PR_PTRBLOCK_ADDR_BAD, PREEN_NO, "inode %llu%s: bad pointer-block address 0x%llx") /* clear the pointer */ \
 	X(PR_REDIR_BAD, PREEN_NO, "inode %llu%s: block %llu has a damaged redirect %llu") /* clear the pointer */   \
+	X(PR_CRYPT_BAD, PREEN_NO, "inode %llu%s: its file key is damaged (version %u, flags 0x%x, epoch %u of %u): " \
+				  "its %s cannot be read")     /* emptied (a directory's entries go to lost+found) */ \
+	X(PR_CRYPT_STRAY, PREEN_FIX, "inode %llu%s: holds key bytes on a datastore without encryption") /* clear */  \
 	X(PR_ENTRY_WRONG_KEY, PREEN_NO, "directory %llu%s: entry '%s' is filed under the wrong key") /* remove */    \
 	X(PR_ENTRY_NO_INODE, PREEN_NO, "directory %llu%s: entry '%s' points at %s %llu")   /* remove the entry */   \
 	X(PR_ENTRY_TYPE, PREEN_FIX, "directory %llu%s: entry '%s' has type %u, inode %llu is type %u") /* retype */ \

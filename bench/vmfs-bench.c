@@ -3,7 +3,7 @@
  * queue (io_uring underneath) at a given depth, as fio does for a raw device,
  * and prints one JSON line: {"mode":..., "bs":..., "qd":..., "mbps":..., "iops":...}.
  *
- *   vmfs-bench DEVICE PATH MODE BS QD SIZE SECONDS
+ *   vmfs-bench DEVICE PATH MODE BS QD SIZE SECONDS [--key-file F]
  *   MODE: prefill | seqwrite | seqread | randread | randwrite | thinwrite | extent
  *
  * prefill writes PATH whole (1 MiB at a time); thinwrite creates PATH anew as a
@@ -130,7 +130,18 @@ int main(int argc, char **argv)
 	double t0, el;
 	int ret;
 
+	struct enc_secret_src src = { 0 };
+	struct enc_secret *secret = NULL;
+	enum enc_secret_kind kind;
+
 	tool_name = "vmfs-bench";
+	/* an encrypted datastore's key (--key-file F, --passphrase-file F, --keycmd PROG) */
+	if (enc_secret_src_take(&argc, argv, &src, err, sizeof(err)) ||
+	    (enc_secret_src_set(&src) && enc_secret_get(&src, NULL, false, &secret, &kind, err, sizeof(err)))) {
+		tool_err("%s", err);
+		return 2;
+	}
+	oo.secret = secret;
 	if (argc != 8 || base_parse_size(argv[4], &bs) || !tool_parse_u64(argv[5], &qd) ||
 	    base_parse_size(argv[6], &size) || !tool_parse_u64(argv[7], &secs) || !bs || !qd || qd > 1024 ||
 	    size < bs) {
@@ -172,6 +183,8 @@ int main(int argc, char **argv)
 		goto err_free;
 	}
 	ret = vmfs_open(argv[1], &oo, &fs, err, sizeof(err));
+	enc_secret_free(secret);
+	secret = NULL;
 	if (ret) {
 		tool_err("%s", err);
 		goto err_free;
@@ -283,6 +296,7 @@ err_close:
 err_free:
 	ret = 1;
 out_free:
+	enc_secret_free(secret);
 	bufs_free(bufs, qd * bs, huge);
 	free(reqs);
 	free(done);

@@ -248,6 +248,7 @@ struct enc_file {
 	uint8_t hash[ENC_KEY_LEN];
 	uint8_t flags;                  /* enum enc_crypt_flags */
 	unsigned refs;                  /* for the caller's cache; 0 from enc_file_open */
+	uint64_t id;                    /* unique per enc_file_open in this process (enc_xts_cached) */
 };
 
 /*
@@ -287,5 +288,12 @@ void enc_xts_free(struct enc_xts *x);
  * all zero (odds 2^-32768). Returns 0 or -EIO.
  */
 int enc_xts_run(struct enc_xts *x, bool encrypt, uint64_t tweak, const void *in, void *out, size_t len);
+/*
+ * enc_xts_run with a context of this thread's own, kept between calls for
+ * the last few (file, key) pairs it used (by f->id, never reused in the
+ * process), so an I/O sets up no key schedule; freed when the thread exits.
+ */
+int enc_xts_cached(const struct enc_file *f, unsigned which, bool encrypt, uint64_t tweak, const void *in, void *out,
+		   size_t len);
 
 #endif

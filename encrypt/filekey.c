@@ -50,6 +50,8 @@ int enc_file_new(const struct enc_key *key, const uint8_t uuid[16], void *crypt)
 	return ret;
 }
 
+static uint64_t next_id;
+
 int enc_file_open(const struct enc_key *key, const uint8_t uuid[16], const void *crypt, struct enc_file **out)
 {
 	const struct enc_crypt_disk *c = crypt;
@@ -80,6 +82,7 @@ int enc_file_open(const struct enc_key *key, const uint8_t uuid[16], const void 
 		goto err;
 	memcpy(f->hash, keys + 2 * ENC_KEY_LEN, ENC_KEY_LEN);
 	f->flags = c->cr_flags;
+	f->id = __atomic_add_fetch(&next_id, 1, __ATOMIC_RELAXED);
 	enc_secure_free(keys, 3 * ENC_KEY_LEN);
 	*out = f;
 	return 0;

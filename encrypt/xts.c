@@ -6,6 +6,8 @@
  * zero bytes on the device decrypts to zeros (enc_xts_run).
  */
 #include <errno.h>
+#include <stdlib.h>
+#include <pthread.h>
 #include <string.h>
 
 #include <openssl/evp.h>
@@ -84,4 +86,67 @@ int enc_xts_run(struct enc_xts *x, bool encrypt, uint64_t tweak, const void *in,
 		tweak++;
 	}
 	return 0;
+}
+
+/* ---- per-thread contexts ---- */
+
+#define XTS_CACHE 4
+
+struct xts_cache {
+	struct {
+		uint64_t id;            /* enc_file id * 2 + which; 0 = empty */
+		struct enc_xts *x;
+	} e[XTS_CACHE];
+	unsigned next;
+};
+
+static pthread_key_t cache_key;
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+
+static void cache_free(void *p)
+{
+	struct xts_cache *c = p;
+
+	for (unsigned i = 0; i < XTS_CACHE; i++)
+		enc_xts_free(c->e[i].x);
+	free(c);
+}
+
+static void cache_init(void)
+{
+	if (pthread_key_create(&cache_key, cache_free))
+		abort();
+}
+
+int enc_xts_cached(const struct enc_file *f, unsigned which, bool encrypt, uint64_t tweak, const void *in, void *out,
+		   size_t len)
+{
+	struct xts_cache *c;
+	uint64_t id = f->id * 2 + which;
+	unsigned i;
+	int ret;
+
+	pthread_once(&cache_once, cache_init);
+	c = pthread_getspecific(cache_key);
+	if (!c) {
+		c = calloc(1, sizeof(*c));
+		if (!c || pthread_setspecific(cache_key, c)) {
+			free(c);
+			return -ENOMEM;
+		}
+	}
+	for (i = 0; i < XTS_CACHE && c->e[i].id != id; i++)
+		;
+	if (i == XTS_CACHE) {
+		i = c->next++ % XTS_CACHE;
+		enc_xts_free(c->e[i].x);
+		c->e[i].id = 0;
+		ret = enc_xts_new(f, which, &c->e[i].x);
+		if (ret) {
+			c->e[i].x = NULL;
+			return ret;
+		}
+		c->e[i].id = id;
+	}
+	return enc_xts_run(c->e[i].x, encrypt, tweak, in, out, len);
 }

@@ -337,14 +337,7 @@ static void fkeys_release(struct vmfs *fs)
 
 int crypt_run(const struct enc_file *f, bool encrypt, uint64_t tweak, const void *in, void *out, size_t len)
 {
-	struct enc_xts *x;
-	int ret = enc_xts_new(f, (f->flags & ENC_CR_CUR1) ? 1 : 0, &x);
-
-	if (ret)
-		return ret;
-	ret = enc_xts_run(x, encrypt, tweak, in, out, len);
-	enc_xts_free(x);
-	return ret;
+	return enc_xts_cached(f, (f->flags & ENC_CR_CUR1) ? 1 : 0, encrypt, tweak, in, out, len);
 }
 
 int crypt_inline(struct vmfs *fs, uint64_t ino, struct vmfs_inode_disk *di, bool encrypt, uint8_t *plain)

@@ -1375,6 +1375,15 @@ static void aio_done(struct vmfs_aio *q, struct vmfs_aio_req *r)
 		r->grains = NULL;
 		r->ngrains = 0;
 	}
+	if (r->bounce) { /* an encrypted file: a read's ciphertext to the caller's buffer (holes: zeros, read as zeros) */
+		if (!r->write && r->res >= 0 && !r->err && crypt_run(r->key, false, r->off / VMFS_UNIT, r->bounce, r->buf, r->len))
+			r->err = -EIO;
+		OPENSSL_cleanse(r->bounce, r->len);
+		free(r->bounce);
+		r->bounce = NULL;
+	}
+	crypt_file_put(q->fs, r->key);
+	r->key = NULL;
 
 	if (vi) {
 		pthread_rwlock_unlock(&vi->iolock);
@@ -1421,8 +1430,12 @@ static enum aio_how aio_map(struct vmfs *fs, struct vmfs_aio_req *r, struct plan
 	size = le64_to_cpu(di->i_size);
 	if ((le32_to_cpu(di->i_flags) & VMFS_IF_INLINE) || r->off + r->len > size)
 		goto out; /* short reads and extending writes take the synchronous path */
-	if (enc_crypt_present(di->i_crypt))
-		goto out; /* an encrypted file's data passes through the cipher: the synchronous path, for now */
+	if (crypt_enabled(fs) && enc_crypt_present(di->i_crypt)) {
+		/* an encrypted file: whole units through a bounce buffer (vmfs_aio_submit), else the synchronous path */
+		if ((r->off | r->len) % VMFS_UNIT || ib_key(fs, ib, &pl->key))
+			goto out;
+		pl->loff = r->off;
+	}
 	bb = blk_bytes(fs, di);
 	large = le32_to_cpu(di->i_flags) & VMFS_IF_LARGE;
 	*len = r->len;
@@ -1513,6 +1526,15 @@ static int aio_complete_some(struct vmfs_aio *q, bool wait)
 	return got < 0 ? got : 0;
 }
 
+static size_t len_planned(const struct plan *pl)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < pl->n; i++)
+		n += pl->ext[i].len;
+	return n;
+}
+
 int vmfs_aio_submit(struct vmfs_aio *q, struct vmfs_aio_req *r)
 {
 	struct vmfs *fs = q->fs;
@@ -1530,6 +1552,7 @@ int vmfs_aio_submit(struct vmfs_aio *q, struct vmfs_aio_req *r)
 	r->vi = NULL;
 	r->grains = NULL;
 	r->ngrains = 0;
+	r->bounce = r->key = NULL;
 	vi = vinode_pin(fs, r->ino);
 	if (!vi)
 		return -ENOMEM;
@@ -1576,7 +1599,16 @@ int vmfs_aio_submit(struct vmfs_aio *q, struct vmfs_aio_req *r)
 	}
 	r->vi = vi;
 	r->res = (ssize_t)len;
-	for (size_t i = 0; i < pl.n; i++) {
+	if (pl.key) { /* the device sees ciphertext: a write's units encrypted into a bounce buffer, a read's read there */
+		r->bounce = dev_alloc_buf(r->len);
+		if (r->bounce && !r->write && len_planned(&pl) != r->len)
+			memset(r->bounce, 0, r->len); /* holes: zero units, which decrypt to zeros */
+		if (!r->bounce || (r->write && crypt_run(pl.key, true, r->off / VMFS_UNIT, r->buf, r->bounce, r->len)))
+			r->err = r->bounce ? -EIO : -ENOMEM;
+		r->key = pl.key;
+		pl.key = NULL;
+	}
+	for (size_t i = 0; i < pl.n && !r->err; i++) {
 		struct aio_sub *s = q->free_subs;
 		int ret;
 
@@ -1588,7 +1620,7 @@ int vmfs_aio_submit(struct vmfs_aio *q, struct vmfs_aio_req *r)
 		}
 		s->req = r;
 		s->dr = (struct dev_req){ .op = r->write ? DEV_OP_WRITE : DEV_OP_READ,
-					  .buf = (uint8_t *)r->buf + pl.ext[i].buf_off,
+					  .buf = (uint8_t *)(r->bounce ? r->bounce : r->buf) + pl.ext[i].buf_off,
 					  .len = pl.ext[i].len, .off = pl.ext[i].dev_off };
 		ret = dev_queue_submit(q->dq, &s->dr);
 		if (ret) {

@@ -229,6 +229,8 @@ struct vmfs_aio_req {
 	void *vi;
 	void *grains;             /* redirect grains to set when the data is written */
 	size_t ngrains;
+	void *bounce;             /* an encrypted file's ciphertext, the device's side of buf */
+	void *key;                /* that file's keys (a reference) */
 };
 int vmfs_aio_new(struct vmfs *fs, unsigned depth, struct vmfs_aio **out);
 void vmfs_aio_free(struct vmfs_aio *q);          /* waits for what is in flight */

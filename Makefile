@@ -109,12 +109,14 @@ check-asan: deps
 
 # Power cuts at many more points than make test runs (tests/unit/test_crash.c,
 # several workload seeds): about 15 minutes on 2 cores, then the snapshot
-# workload's (case snap_cuts) at CRASH_SNAP_POINTS (5000, about 10 minutes).
+# workload's (case snap_cuts) at CRASH_SNAP_POINTS (5000, about 10 minutes), and
+# the same on an encrypted datastore (case enc_cuts) at CRASH_ENC_POINTS (3000).
 # CRASH_POINTS=N to change.
 crash-long: deps
 	@$(MAKE) --no-print-directory all
 	@CRASH_POINTS=$${CRASH_POINTS:-20000} CK_RUN_CASE=power_cuts VMFS_BIN=$(BUILD)/bin ./$(BUILD)/tests/test_crash
 	@CRASH_SNAP_POINTS=$${CRASH_SNAP_POINTS:-5000} CK_RUN_CASE=snap_cuts VMFS_BIN=$(BUILD)/bin ./$(BUILD)/tests/test_crash
+	@CRASH_ENC_POINTS=$${CRASH_ENC_POINTS:-3000} CK_RUN_CASE=enc_cuts VMFS_BIN=$(BUILD)/bin ./$(BUILD)/tests/test_crash
 
 # fsck's promise under random bit flips (tests/e2e/fsck-property.sh) over many more
 # trials than make test runs: FSCK_TRIALS (6000) on the seed images and a third as

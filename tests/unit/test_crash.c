@@ -441,6 +441,10 @@ static Suite *crash_suite(void)
 	tc = tcase_create("snap_cuts");
 	crash_snap_tests(tc);
 	suite_add_tcase(s, tc);
+
+	tc = tcase_create("enc_cuts");
+	crash_enc_tests(tc);
+	suite_add_tcase(s, tc);
 	return s;
 }
 

@@ -180,5 +180,6 @@ int make_image(const char *img, char *err, size_t errlen);
 void crash_power_tests(TCase *tc);
 void crash_regress_tests(TCase *tc);
 void crash_snap_tests(TCase *tc);     /* snap.c: power cuts through snapshots (case snap_cuts) */
+void crash_enc_tests(TCase *tc);      /* snap.c: the same on an encrypted datastore (case enc_cuts) */
 
 #endif

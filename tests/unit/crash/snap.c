@@ -15,6 +15,11 @@
  *    space is a fresh datastore's: nothing leaked.
  * The model shares buffers as the datastore shares blocks: a state is a set of
  * references, and an operation copies only the buffer it changes.
+ *
+ * Case enc_cuts (issue 17, point 8) runs the same workload on an encrypted
+ * datastore (every open passes the key), ENC_POINTS cut points, and after
+ * each cut also scans the whole image for a marker the files hold in
+ * plaintext from the start: it must not be there.
  */
 #include "vmfs/vmfs.h"
 #include "tests/unit/crash/crash.h"
@@ -30,6 +35,12 @@
 #include <unistd.h>
 
 #define SNAP_POINTS 520          /* cut points in make test (both modes together) */
+#define ENC_POINTS 300           /* the encrypted workload's (case enc_cuts) */
+#define MARKER "VMFS-ENC-PLAINTEXT-MARKER"
+#define MARKER_AT 1000           /* where populate() writes it in disk0 and disk1 (vm.conf: at 10) */
+
+/* The encrypted run's key (case enc_cuts); NULL for a plain datastore. */
+static struct enc_secret *snap_secret;
 #define SNAP_STEPS 36
 #define NGROUP 3                 /* /vm/disk0, /vm/disk1, /vm/vm.conf */
 #define NFILES 7                 /* the group, then clones /c3../c6 */
@@ -412,7 +423,7 @@ static int step(struct srun *r)
 /* The starting point, written without a crash device: the folder, its files. */
 static int populate(const char *img, char *err, size_t errlen, struct srun *r)
 {
-	struct vmfs_open_opts oo = { .standalone = true, .commit_ms = 0 };
+	struct vmfs_open_opts oo = { .standalone = true, .commit_ms = 0, .secret = snap_secret };
 	struct vmfs_stat st, dst;
 	struct vmfs *fs;
 	int ret = vmfs_open(img, &oo, &fs, err, errlen);
@@ -428,6 +439,8 @@ static int populate(const char *img, char *err, size_t errlen, struct srun *r)
 		ret = vmfs_mknod(fs, dst.ino, fname[i] + 4, S_IFREG | 0644, 0, 0, &st);
 		for (uint64_t k = start[i][0]; k < start[i][1]; k++)
 			mb_set(m, k, r->buf[k] = pattern(i + 1, k));
+		for (uint64_t k = 0, at = i == 2 ? 10 : MARKER_AT; k < sizeof(MARKER) - 1; k++)
+			mb_set(m, at + k, r->buf[at + k] = (uint8_t)MARKER[k]); /* vm.conf: inline */
 		m->size = start[i][1];
 		if (!ret && vmfs_pwrite(fs, st.ino, r->buf, m->size, 0) != (ssize_t)m->size)
 			ret = -EIO;
@@ -533,10 +546,37 @@ static uint64_t free_units(struct vmfs *fs)
 
 static int make_snap_image(const char *img, char *err, size_t errlen)
 {
-	struct vmfs_mkfs_opts o = { .size = 256 * MIB, .block_size = BS, .force = true, .host_slots = 4 };
+	struct vmfs_mkfs_opts o = { .size = 256 * MIB, .block_size = BS, .force = true, .host_slots = 4,
+				    .secret = snap_secret, .key_kind = ENC_SECRET_KEYFILE };
 
 	unlink(img);
 	return vmfs_mkfs(img, &o, err, errlen);
+}
+
+/* Does the image hold the marker anywhere (data extents, holes skipped)? */
+static bool image_has_marker(const char *img)
+{
+	int fd = open(img, O_RDONLY);
+	off_t size, off = 0;
+	uint8_t *b = xmalloc((1u << 20) + 64);
+	bool found = false;
+
+	must(fd >= 0, "open the image");
+	size = lseek(fd, 0, SEEK_END);
+	while (!found && off < size) {
+		off_t data = lseek(fd, off, SEEK_DATA), end;
+		if (data < 0)
+			break;
+		end = lseek(fd, data, SEEK_HOLE);
+		for (off = data; !found && off < end; off += 1 << 20) {
+			ssize_t n = pread(fd, b, (1u << 20) + sizeof(MARKER), off);
+			found = n > 0 && memmem(b, (size_t)n, MARKER, sizeof(MARKER) - 1);
+		}
+		off = end;
+	}
+	close(fd);
+	free(b);
+	return found;
 }
 
 /* One cut point in this (child) process; 0 when every check held. *writes: the device's count. */
@@ -544,7 +584,7 @@ static int snap_point(enum dev_crash_mode mode, uint64_t seed, uint64_t cut, con
 		      uint64_t baseline, uint64_t *writes)
 {
 	static const char *const modes[] = { "drop", "tear", "prefix", "reorder" };
-	struct vmfs_open_opts oo = { .standalone = true, .commit_ms = 0 };
+	struct vmfs_open_opts oo = { .standalone = true, .commit_ms = 0, .secret = snap_secret };
 	struct dev_crash_stats cs = { 0 };
 	struct srun r = { .mode = mode, .rng = { seed }, .wfile = -1 };
 	char err[256] = "", num[32], why_a[256] = "", why_b[256] = "";
@@ -603,6 +643,10 @@ static int snap_point(enum dev_crash_mode mode, uint64_t seed, uint64_t cut, con
 	if (r.fs)
 		vmfs_close(r.fs);
 	r.fs = NULL;
+	if (!bad && snap_secret && image_has_marker(img)) {
+		sayf(&r, "the marker written into the files is on the device in plaintext");
+		bad = 1;
+	}
 	if (!bad && fsck_available()) {
 		int code = run_fsck(img, log);
 		if (code != 0) {
@@ -636,11 +680,13 @@ static int snap_point(enum dev_crash_mode mode, uint64_t seed, uint64_t cut, con
 		bad = 1;
 	}
 	if (bad || getenv("CRASH_VERBOSE"))
-		fprintf(stderr, "%s snap-%s:%llu (seed %llu): cut in '%s'; %llu writes; %s\nreproduce: "
-			"CRASH_SNAP_ONLY=%s+ROUND:%llu CK_RUN_CASE=snap_cuts build/tests/test_crash (ROUND: (seed - %llu) / 7919)\n",
-			bad ? "FAIL" : "ok", modes[mode], (unsigned long long)cut, (unsigned long long)seed,
-			crashed ? r.op : "no cut", (unsigned long long)cs.writes, r.why, modes[mode], (unsigned long long)cut,
-			(unsigned long long)(1601 + (mode == DEV_CRASH_TEAR)));
+		fprintf(stderr, "%s %s-%s:%llu (seed %llu): cut in '%s'; %llu writes; %s\nreproduce: "
+			"%s=%s+ROUND:%llu CK_RUN_CASE=%s build/tests/test_crash (ROUND: (seed - %llu) / 7919)\n",
+			bad ? "FAIL" : "ok", snap_secret ? "enc" : "snap", modes[mode], (unsigned long long)cut,
+			(unsigned long long)seed, crashed ? r.op : "no cut", (unsigned long long)cs.writes, r.why,
+			snap_secret ? "CRASH_ENC_ONLY" : "CRASH_SNAP_ONLY", modes[mode], (unsigned long long)cut,
+			snap_secret ? "enc_cuts" : "snap_cuts",
+			(unsigned long long)((snap_secret ? 2701 : 1601) + (mode == DEV_CRASH_TEAR)));
 	st_release(&r.cur);
 	st_release(&r.prev);
 	free(r.buf);
@@ -649,7 +695,7 @@ static int snap_point(enum dev_crash_mode mode, uint64_t seed, uint64_t cut, con
 
 static uint64_t snap_baseline(const char *img)
 {
-	struct vmfs_open_opts oo = { .standalone = true, .commit_ms = 0 };
+	struct vmfs_open_opts oo = { .standalone = true, .commit_ms = 0, .secret = snap_secret };
 	char err[256] = "";
 	struct vmfs *fs;
 	uint64_t f;
@@ -739,17 +785,22 @@ static unsigned snap_points(enum dev_crash_mode mode, uint64_t seed, const uint6
 	return failed;
 }
 
-START_TEST(t_snap_cuts)
+/*
+ * One mode's cut points (_i 0 drop, 1 tear): points_env sets how many (both
+ * modes), only_env names one point to rerun; seeds from seed0.
+ */
+static void cuts_run(int _i, uint64_t seed0, unsigned points, const char *points_env, const char *only_env,
+		     const char *label)
 {
 	enum dev_crash_mode mode = _i ? DEV_CRASH_TEAR : DEV_CRASH_DROP;
-	const char *only = getenv("CRASH_SNAP_ONLY");
-	uint64_t seed = 1601 + (uint64_t)_i, writes = 0, baseline, *cuts, zero = 0;
-	unsigned want = SNAP_POINTS / 2, failed;
+	const char *only = getenv(only_env);
+	uint64_t seed = seed0 + (uint64_t)_i, writes = 0, baseline, *cuts, zero = 0;
+	unsigned want = points / 2, failed;
 	char img[PATH_MAX + 32];
 	double t0 = now_s();
 
-	if (getenv("CRASH_SNAP_POINTS"))
-		want = (unsigned)strtoul(getenv("CRASH_SNAP_POINTS"), NULL, 0) / 2;
+	if (getenv(points_env))
+		want = (unsigned)strtoul(getenv(points_env), NULL, 0) / 2;
 	make_tmpdir();
 	snprintf(img, sizeof(img), "%s/snap-baseline.img", tmpdir);
 	baseline = snap_baseline(img);
@@ -770,7 +821,7 @@ START_TEST(t_snap_cuts)
 		unsigned n;
 
 		ck_assert_msg(snap_points(mode, rseed, &zero, 1, baseline, &writes) == 0,
-			      "the uncut snapshot workload (seed %llu) failed its checks", (unsigned long long)rseed);
+			      "the uncut %s workload (seed %llu) failed its checks", label, (unsigned long long)rseed);
 		ck_assert_uint_gt(writes, 100);
 		n = (unsigned)min_u64(want - done, writes);
 		cuts = xmalloc(n * sizeof(*cuts));
@@ -779,14 +830,41 @@ START_TEST(t_snap_cuts)
 		failed += snap_points(mode, rseed, cuts, n, baseline, NULL);
 		free(cuts);
 		done += n;
-		printf("snapshot power cuts (%s, seed %llu): %llu writes uncut, %u cut points\n", _i ? "tear" : "drop",
+		printf("%s power cuts (%s, seed %llu): %llu writes uncut, %u cut points\n", label, _i ? "tear" : "drop",
 		       (unsigned long long)rseed, (unsigned long long)writes, n);
 	}
-	printf("snapshot power cuts (%s): %u cut points, %u failed, %.1f s\n", _i ? "tear" : "drop", want, failed,
+	printf("%s power cuts (%s): %u cut points, %u failed, %.1f s\n", label, _i ? "tear" : "drop", want, failed,
 	       now_s() - t0);
 	fflush(stdout);
 	remove_tmpdir();
-	ck_assert_msg(failed == 0, "%u of %u snapshot cut points failed (reports above)", failed, want);
+	ck_assert_msg(failed == 0, "%u of %u %s cut points failed (reports above)", failed, want, label);
+}
+
+START_TEST(t_snap_cuts)
+{
+	cuts_run(_i, 1601, SNAP_POINTS, "CRASH_SNAP_POINTS", "CRASH_SNAP_ONLY", "snapshot");
+}
+END_TEST
+
+START_TEST(t_enc_cuts)
+{
+	static const char key[] = "power cuts on an encrypted store";
+	struct srun r = { .wfile = -1 };
+	char img[PATH_MAX + 32], err[256] = "";
+
+	/* the control: on a plain datastore the scan finds the marker populate() writes */
+	make_tmpdir();
+	snprintf(img, sizeof(img), "%s/enc-control.img", tmpdir);
+	r.buf = xmalloc(fcap[0] + 4096);
+	ck_assert_msg(make_snap_image(img, err, sizeof(err)) == 0 && populate(img, err, sizeof(err), &r) == 0, "%s", err);
+	ck_assert_msg(image_has_marker(img), "the scan misses the marker on a plain datastore");
+	st_release(&r.cur);
+	free(r.buf);
+	unlink(img);
+	ck_assert_int_eq(enc_secret_from_buf(key, sizeof(key) - 1, &snap_secret), 0);
+	cuts_run(_i, 2701, ENC_POINTS, "CRASH_ENC_POINTS", "CRASH_ENC_ONLY", "encrypted snapshot");
+	enc_secret_free(snap_secret);
+	snap_secret = NULL;
 }
 END_TEST
 
@@ -795,4 +873,11 @@ void crash_snap_tests(TCase *tc)
 {
 	tcase_set_timeout(tc, 900);
 	tcase_add_loop_test(tc, t_snap_cuts, 0, 2);
+}
+
+/* The "enc_cuts" case: the same on an encrypted datastore, ENC_POINTS cut points, no marker on the device. */
+void crash_enc_tests(TCase *tc)
+{
+	tcase_set_timeout(tc, 900);
+	tcase_add_loop_test(tc, t_enc_cuts, 0, 2);
 }

@@ -145,6 +145,7 @@ bench: deps
 	@./bench/cluster
 	@./bench/vmm
 	@./bench/snap
+	@./bench/enc
 
 # Fuzzing (tests/fuzz/): libFuzzer harnesses, one per on-disk parser, built with
 # clang and ASan/UBSan into build-fuzz/; `make fuzz` runs each for FUZZ_SECONDS

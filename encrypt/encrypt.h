@@ -233,6 +233,27 @@ struct enc_slot_info {
 	char label[65];
 };
 int enc_area_slot_info(const struct enc_area *a, int i, struct enc_slot_info *info);
+
+/*
+ * A change of the datastore key (shallow rekey), in the area:
+ * enc_area_change_begin makes a new key (epoch + 1) from old, the area's
+ * current key, and records both links; -EBUSY when a change is in progress
+ * (finish it first), -ESTALE when old is not the current key.
+ * enc_area_rekey_slot rewraps slot i, which s opens, under the new key
+ * (with fresh salt and IV, the slot's KDF); -EKEYREJECTED when s does not
+ * open it. enc_area_change_end drops the links (the change is over: every
+ * file key is resealed and every host knows the new key).
+ * enc_area_other_key: given a key of either epoch of a change in progress,
+ * the other one (from the links); -ENOENT when no change is in progress or
+ * key is of neither epoch; -EBADMSG when a link fails its tag.
+ */
+int enc_area_change_begin(struct enc_area *a, const struct enc_key *old, struct enc_key **new_key);
+int enc_area_rekey_slot(struct enc_area *a, int i, const struct enc_secret *s, const struct enc_key *new_key,
+			char *errbuf, size_t errlen);
+void enc_area_change_end(struct enc_area *a);
+int enc_area_other_key(const struct enc_area *a, const struct enc_key *key, struct enc_key **other);
+/* The epoch of the key being replaced, 0 when no change is in progress. */
+uint32_t enc_area_prev_epoch(const struct enc_area *a);
 uint32_t enc_area_epoch(const struct enc_area *a);
 unsigned enc_area_active(const struct enc_area *a);
 
@@ -264,6 +285,14 @@ int enc_file_new(const struct enc_key *key, const uint8_t uuid[16], void *crypt)
  */
 int enc_file_open(const struct enc_key *key, const uint8_t uuid[16], const void *crypt, struct enc_file **out);
 void enc_file_free(struct enc_file *f);
+/*
+ * Reseals crypt (opened with from, the key of its epoch) under to: the same
+ * file keys, a new IV, to's epoch. Returns 0, or enc_file_open's errors
+ * (crypt unchanged then).
+ */
+int enc_file_reseal(const struct enc_key *from, const struct enc_key *to, const uint8_t uuid[16], void *crypt);
+/* The epoch (low 16 bits) a file key is sealed under. */
+uint16_t enc_crypt_epoch(const void *crypt);
 /* True when crypt holds keys (version not 0). */
 bool enc_crypt_present(const void *crypt);
 

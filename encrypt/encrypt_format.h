@@ -68,9 +68,26 @@ struct enc_hdr_disk {
 	le32 kh_epoch;                  /* 0x038 generation of the datastore key, from 1 */
 	le32 kh_slots;                  /* 0x03c ENC_SLOTS */
 	uint8_t kh_check[32];           /* 0x040 key check value of the current key */
-	uint8_t kh_reserved[0xFFC - 0x60];
+	/*
+	 * A datastore key change in progress (shallow rekey, docs/ENCRYPTION.md):
+	 * kh_prev_epoch is the old key's epoch (0: none in progress); the new key
+	 * sealed under the old one (for hosts that hold the old key) and the old
+	 * one under the new (for hosts that unlock with a rewrapped keyslot and
+	 * meet a file key not yet resealed). The additional data of both is the
+	 * UUID and both epochs.
+	 */
+	le32 kh_prev_epoch;             /* 0x060 */
+	le32 kh_pad0;                   /* 0x064 zero */
+	uint8_t kh_next_iv[ENC_IV_LEN]; /* 0x068 the new key under the old */
+	uint8_t kh_next_key[ENC_KEY_LEN];/* 0x074 */
+	uint8_t kh_next_tag[ENC_TAG_LEN];/* 0x094 */
+	uint8_t kh_prev_iv[ENC_IV_LEN]; /* 0x0a4 the old key under the new */
+	uint8_t kh_prev_key[ENC_KEY_LEN];/* 0x0b0 */
+	uint8_t kh_prev_tag[ENC_TAG_LEN];/* 0x0d0 */
+	uint8_t kh_reserved[0xFFC - 0xe0];
 	le32 kh_crc;                    /* 0xffc crc32c of bytes [0, 0xffc) */
 };
+static_assert(__builtin_offsetof(struct enc_hdr_disk, kh_prev_tag) == 0xd0, "");
 static_assert(sizeof(struct enc_hdr_disk) == 4096, "");
 
 enum enc_slot_state {

@@ -108,3 +108,35 @@ int enc_name_hash(const struct enc_file *f, const void *name, size_t len, uint64
 	*out = le64_to_cpu(v);
 	return 0;
 }
+
+uint16_t enc_crypt_epoch(const void *crypt)
+{
+	return le16_to_cpu(((const struct enc_crypt_disk *)crypt)->cr_epoch);
+}
+
+int enc_file_reseal(const struct enc_key *from, const struct enc_key *to, const uint8_t uuid[16], void *crypt)
+{
+	struct enc_crypt_disk *c = crypt, n;
+	uint8_t *keys, aad[20];
+	int ret;
+
+	if (c->cr_version != ENC_CRYPT_VERSION || (c->cr_flags & ~0x0fu))
+		return -EUCLEAN;
+	if (le16_to_cpu(c->cr_epoch) != (uint16_t)from->epoch)
+		return -ESTALE;
+	keys = enc_secure_alloc(3 * ENC_KEY_LEN);
+	if (!keys)
+		return -ENOMEM;
+	crypt_aad(uuid, c, aad);
+	ret = enc_unwrap(from->k, aad, sizeof(aad), c->cr_keys, 3 * ENC_KEY_LEN, c->cr_iv, c->cr_tag, keys);
+	if (!ret) {
+		n = *c;
+		n.cr_epoch = cpu_to_le16((uint16_t)to->epoch);
+		crypt_aad(uuid, &n, aad);
+		ret = enc_wrap(to->k, aad, sizeof(aad), keys, 3 * ENC_KEY_LEN, n.cr_iv, n.cr_keys, n.cr_tag);
+		if (!ret)
+			*c = n;
+	}
+	enc_secure_free(keys, 3 * ENC_KEY_LEN);
+	return ret;
+}

@@ -16,6 +16,14 @@
  *  K4. The last active keyslot is never removed.
  *  K5. Write order (the caller's): every changed primary, flush, every
  *      changed backup, flush. A crash leaves each record whole in one copy.
+ *  K6. During a change of the datastore key (kh_prev_epoch != 0) the header
+ *      holds each key sealed under the other; only slots of the new epoch
+ *      are tried, and a key of either epoch yields the other.
+ *
+ * A key change, by the caller (vmfs/crypt.c):
+ *
+ *   idle --enc_area_change_begin--> changing --(files resealed, hosts told)
+ *        --enc_area_change_end--> idle
  */
 #include <errno.h>
 #include <stdio.h>
@@ -489,5 +497,147 @@ int enc_area_remove(struct enc_area *a, int i, char *errbuf, size_t errlen)
 	gen = r->gen;
 	rec_init(r, ENC_MAGIC_SLOT, (uint64_t)i, a->uuid);
 	r->gen = gen;
+	return 0;
+}
+
+/* ---- changing the datastore key ---- */
+
+static void link_aad(const struct enc_area *a, uint32_t prev, uint32_t cur, uint8_t aad[24])
+{
+	le32 p = cpu_to_le32(prev), c = cpu_to_le32(cur);
+
+	memcpy(aad, a->uuid, 16);
+	memcpy(aad + 16, &p, 4);
+	memcpy(aad + 20, &c, 4);
+}
+
+uint32_t enc_area_prev_epoch(const struct enc_area *a)
+{
+	return le32_to_cpu(area_hdr(a)->kh_prev_epoch);
+}
+
+int enc_area_change_begin(struct enc_area *a, const struct enc_key *old, struct enc_key **new_key)
+{
+	struct enc_hdr_disk *h = area_hdr(a);
+	struct enc_key *k;
+	uint8_t check[32], aad[24];
+	int ret;
+
+	if (enc_area_prev_epoch(a))
+		return -EBUSY;
+	if (old->epoch != enc_area_epoch(a) || key_check(a, old->k, old->epoch, check) || !enc_equal(check, h->kh_check, 32))
+		return -ESTALE;
+	k = enc_secure_alloc(sizeof(*k));
+	if (!k)
+		return -ENOMEM;
+	k->epoch = old->epoch + 1;
+	ret = base_random(k->k, sizeof(k->k));
+	if (!ret)
+		ret = key_check(a, k->k, k->epoch, check);
+	link_aad(a, old->epoch, k->epoch, aad);
+	if (!ret)
+		ret = enc_wrap(old->k, aad, sizeof(aad), k->k, ENC_KEY_LEN, h->kh_next_iv, h->kh_next_key, h->kh_next_tag);
+	if (!ret)
+		ret = enc_wrap(k->k, aad, sizeof(aad), old->k, ENC_KEY_LEN, h->kh_prev_iv, h->kh_prev_key, h->kh_prev_tag);
+	if (ret) {
+		enc_key_free(k);
+		memset(h->kh_next_iv, 0, 0xe0 - 0x68);
+		return ret;
+	}
+	h->kh_prev_epoch = cpu_to_le32(old->epoch);
+	h->kh_epoch = cpu_to_le32(k->epoch);
+	memcpy(h->kh_check, check, 32);
+	a->hdr.dirty = true;
+	*new_key = k;
+	return 0;
+}
+
+int enc_area_rekey_slot(struct enc_area *a, int i, const struct enc_secret *s, const struct enc_key *new_key,
+			char *errbuf, size_t errlen)
+{
+	struct enc_slot_disk *sd;
+	struct enc_key *old;
+	struct enc_kdf_params p;
+	uint8_t *kek, aad[SLOT_AAD_LEN];
+	uint32_t prev = enc_area_prev_epoch(a);
+	int ret;
+
+	if (i < 0 || i >= (int)ENC_SLOTS || !slot_active(a, (unsigned)i))
+		return base_set_err(errbuf, errlen, -ENOENT, "keyslot %d is empty", i);
+	sd = area_slot(a, (unsigned)i);
+	if (le32_to_cpu(sd->ks_epoch) != prev || new_key->epoch != enc_area_epoch(a))
+		return base_set_err(errbuf, errlen, -ESTALE, "keyslot %d is not of the key being replaced", i);
+	/* the slot must open with s (to the old key): a slot is never rewritten by a host that could not open it */
+	old = enc_secure_alloc(sizeof(*old));
+	kek = enc_secure_alloc(ENC_KEY_LEN);
+	if (!old || !kek) {
+		ret = base_set_err(errbuf, errlen, -ENOMEM, "cannot lock memory for a key");
+		goto out;
+	}
+	slot_params(sd, &p);
+	ret = enc_kdf_derive(&p, sd->ks_salt, s, kek, errbuf, errlen);
+	if (ret)
+		goto out;
+	slot_aad(a, (unsigned)i, aad);
+	if (enc_unwrap(kek, aad, sizeof(aad), sd->ks_wrapped, ENC_KEY_LEN, sd->ks_iv, sd->ks_tag, old->k)) {
+		ret = base_set_err(errbuf, errlen, -EKEYREJECTED, "keyslot %d does not open with this key", i);
+		goto out;
+	}
+	/* a fresh salt: the new wrapping shares nothing with the old one */
+	ret = base_random(sd->ks_salt, sizeof(sd->ks_salt));
+	if (!ret)
+		ret = enc_kdf_derive(&p, sd->ks_salt, s, kek, errbuf, errlen);
+	if (ret)
+		goto out;
+	sd->ks_epoch = cpu_to_le32(new_key->epoch);
+	slot_aad(a, (unsigned)i, aad);
+	ret = enc_wrap(kek, aad, sizeof(aad), new_key->k, ENC_KEY_LEN, sd->ks_iv, sd->ks_wrapped, sd->ks_tag);
+	if (ret)
+		base_set_err(errbuf, errlen, ret, "wrapping the key failed");
+	a->slot[i].dirty = true;
+out:
+	enc_key_free(old);
+	enc_secure_free(kek, ENC_KEY_LEN);
+	return ret;
+}
+
+void enc_area_change_end(struct enc_area *a)
+{
+	struct enc_hdr_disk *h = area_hdr(a);
+
+	h->kh_prev_epoch = 0;
+	memset(h->kh_next_iv, 0, 0xe0 - 0x68);
+	a->hdr.dirty = true;
+}
+
+int enc_area_other_key(const struct enc_area *a, const struct enc_key *key, struct enc_key **other)
+{
+	const struct enc_hdr_disk *h = area_hdr(a);
+	uint32_t prev = enc_area_prev_epoch(a), cur = enc_area_epoch(a);
+	uint8_t aad[24], check[32];
+	struct enc_key *k;
+	int ret;
+
+	if (!prev || (key->epoch != prev && key->epoch != cur))
+		return -ENOENT;
+	k = enc_secure_alloc(sizeof(*k));
+	if (!k)
+		return -ENOMEM;
+	link_aad(a, prev, cur, aad);
+	if (key->epoch == prev) {
+		ret = enc_unwrap(key->k, aad, sizeof(aad), h->kh_next_key, ENC_KEY_LEN, h->kh_next_iv, h->kh_next_tag, k->k);
+		k->epoch = cur;
+		/* the key check value is the new key's: a link that opens to another key is refused */
+		if (!ret && (key_check(a, k->k, cur, check) || !enc_equal(check, h->kh_check, 32)))
+			ret = -EBADMSG;
+	} else {
+		ret = enc_unwrap(key->k, aad, sizeof(aad), h->kh_prev_key, ENC_KEY_LEN, h->kh_prev_iv, h->kh_prev_tag, k->k);
+		k->epoch = prev;
+	}
+	if (ret) {
+		enc_key_free(k);
+		return ret;
+	}
+	*other = k;
 	return 0;
 }

@@ -441,6 +441,81 @@ START_TEST(area_damage)
 }
 END_TEST
 
+START_TEST(area_change)
+{
+	uint8_t *buf = calloc(1, ENC_AREA_LEN), crypt[128], kept[128];
+	struct enc_area *a, *b;
+	struct enc_key *old, *nk, *got, *other, *again;
+	struct enc_secret *s = secret("the passphrase");
+	struct enc_file *f, *g;
+	char err[256];
+	int slot;
+
+	a = area_with_slot(buf, &old, "the passphrase");
+	ck_assert_int_eq(enc_file_new(old, UUID, crypt), 0);
+	ck_assert_int_eq(enc_file_open(old, UUID, crypt, &f), 0);
+	memcpy(kept, crypt, sizeof(kept));
+	/* begin: a new key of the next epoch; the old slot is rewrapped with its own secret only */
+	ck_assert_int_eq(enc_area_change_begin(a, old, &nk), 0);
+	ck_assert_uint_eq(nk->epoch, 2);
+	ck_assert(memcmp(nk->k, old->k, 32) != 0);
+	ck_assert_int_eq(enc_area_change_begin(a, old, &other), -EBUSY);
+	struct enc_secret *wrong = secret("not it");
+	ck_assert_int_eq(enc_area_rekey_slot(a, 0, wrong, nk, err, sizeof(err)), -EKEYREJECTED);
+	ck_assert_int_eq(enc_area_rekey_slot(a, 0, s, nk, err, sizeof(err)), 0);
+	enc_area_store(a, buf);
+	enc_area_written(a);
+	ck_assert_int_eq(enc_area_load(buf, UUID, &b, err, sizeof(err)), 0);
+	ck_assert_uint_eq(enc_area_epoch(b), 2);
+	ck_assert_uint_eq(enc_area_prev_epoch(b), 1);
+	/* the slot opens to the new key; each key yields the other through the links */
+	ck_assert_int_eq(enc_area_unlock(b, s, -1, 0, &got, &slot, err, sizeof(err)), 0);
+	ck_assert(got->epoch == 2 && !memcmp(got->k, nk->k, 32));
+	ck_assert_int_eq(enc_area_other_key(b, got, &other), 0);
+	ck_assert(other->epoch == 1 && !memcmp(other->k, old->k, 32));
+	ck_assert_int_eq(enc_area_other_key(b, old, &again), 0);
+	ck_assert(again->epoch == 2 && !memcmp(again->k, nk->k, 32));
+	enc_key_free(again);
+	enc_key_free(other);
+	/* a file key: sealed under the old key, resealed under the new, the same keys inside */
+	ck_assert_int_eq(enc_file_open(nk, UUID, crypt, &g), -ESTALE);
+	ck_assert_int_eq(enc_file_reseal(nk, old, UUID, crypt), -ESTALE);
+	ck_assert_int_eq(enc_file_reseal(old, nk, UUID, crypt), 0);
+	ck_assert_uint_eq(enc_crypt_epoch(crypt), 2);
+	ck_assert_int_eq(enc_file_open(nk, UUID, crypt, &g), 0);
+	ck_assert(!memcmp(g->xts[0], f->xts[0], 64) && !memcmp(g->hash, f->hash, 32));
+	enc_file_free(g);
+	ck_assert_int_eq(enc_file_open(old, UUID, crypt, &g), -ESTALE);
+	/* the old epoch's copy, changed to claim the new epoch, fails its tag */
+	((struct enc_crypt_disk *)kept)->cr_epoch = cpu_to_le16(2);
+	ck_assert_int_eq(enc_file_open(nk, UUID, kept, &g), -EBADMSG);
+	/* a changed link is refused */
+	uint8_t *hdr = buf + (ENC_HDR_UNIT - ENC_AREA_FIRST_UNIT) * ENC_UNIT;
+	uint8_t *bak = buf + (ENC_HDR_BACKUP_UNIT - ENC_AREA_FIRST_UNIT) * ENC_UNIT;
+	hdr[0x80] ^= 1;
+	reseal(hdr);
+	bak[0x80] ^= 1;
+	reseal(bak);
+	struct enc_area *c;
+	ck_assert_int_eq(enc_area_load(buf, UUID, &c, err, sizeof(err)), 0);
+	ck_assert_int_eq(enc_area_other_key(c, old, &other), -EBADMSG);
+	enc_area_free(c);
+	/* end: no links, no other key */
+	enc_area_change_end(b);
+	ck_assert_uint_eq(enc_area_prev_epoch(b), 0);
+	ck_assert_int_eq(enc_area_other_key(b, got, &other), -ENOENT);
+	enc_key_free(got);
+	enc_file_free(f);
+	enc_secret_free(wrong);
+	enc_secret_free(s);
+	enc_key_free(old);
+	enc_key_free(nk);
+	enc_area_free(a);
+	enc_area_free(b);
+	free(buf);
+}
+END_TEST
+
 static void write_file(const char *path, const void *b, size_t n)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
@@ -542,6 +617,7 @@ static Suite *encrypt_suite(void)
 	tcase_add_test(tc, area_unlock);
 	tcase_add_test(tc, area_slots);
 	tcase_add_test(tc, area_damage);
+	tcase_add_test(tc, area_change);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("secrets");
 	tcase_add_test(tc, secrets);

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "base/base.h"
 #include "base/cli.h"
@@ -23,6 +24,9 @@ void key_usage(FILE *f)
 	fprintf(f, "       vmfsctl key list [--json] DEVICE        the keyslots (no key needed)\n"
 		   "       vmfsctl key add DEVICE [KEY] [NEW] [--slot N] [--label TEXT] [--kdf SPEC]\n"
 		   "       vmfsctl key remove DEVICE SLOT [KEY]\n"
+		   "       vmfsctl key change DEVICE [KEY] [NEW] [--drop-others]\n"
+		   "                              a new datastore key: every file key resealed, online;\n"
+		   "                              the slots KEY opens are rewrapped (or replaced by NEW)\n"
 		   "         KEY: --key-file F | --passphrase-file F | --keycmd PROG (else a prompt):\n"
 		   "              what opens the datastore now\n"
 		   "         NEW: --new-key-file F | --new-passphrase-file F | --new-keycmd PROG (else a\n"
@@ -250,8 +254,85 @@ static int cmd_key_remove(int argc, char **argv)
 	return ret ? 1 : 0;
 }
 
+static void change_progress(void *ctx, uint64_t files)
+{
+	(void)ctx;
+	if (isatty(STDERR_FILENO) && files % 64 == 0)
+		fprintf(stderr, "\rresealing file keys: %llu", (unsigned long long)files);
+}
+
+static int cmd_key_change(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "key-file", required_argument, NULL, 'k' },     { "passphrase-file", required_argument, NULL, 'p' },
+		{ "keycmd", required_argument, NULL, 'c' },       { "new-key-file", required_argument, NULL, 'K' },
+		{ "new-passphrase-file", required_argument, NULL, 'P' }, { "new-keycmd", required_argument, NULL, 'C' },
+		{ "drop-others", no_argument, NULL, 'D' },       { NULL, 0, NULL, 0 },
+	};
+	struct enc_secret_src src = { 0 }, nsrc = { 0 };
+	struct enc_secret *s = NULL, *ns = NULL;
+	enum enc_secret_kind kind, nkind = ENC_SECRET_PASSPHRASE;
+	struct vmfs_open_opts oo = { 0 };
+	struct vmfs_info info;
+	bool drop = false;
+	struct vmfs *fs = NULL;
+	char err[400];
+	int c, ret;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'k': src.key_file = optarg; break;
+		case 'p': src.passphrase_file = optarg; break;
+		case 'c': src.keycmd = optarg; break;
+		case 'K': nsrc.key_file = optarg; break;
+		case 'P': nsrc.passphrase_file = optarg; break;
+		case 'C': nsrc.keycmd = optarg; break;
+		case 'D': drop = true; break;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (argc - optind != 1) {
+		usage(stderr);
+		return 2;
+	}
+	ret = enc_secret_get(&src, "Passphrase: ", false, &s, &kind, err, sizeof(err));
+	if (!ret && enc_secret_src_set(&nsrc))
+		ret = enc_secret_get(&nsrc, NULL, false, &ns, &nkind, err, sizeof(err));
+	if (ret) {
+		tool_err("%s", err);
+		goto out;
+	}
+	oo.secret = s;
+	ret = vmfs_open(argv[optind], &oo, &fs, err, sizeof(err));
+	if (ret) {
+		tool_err("%s", err);
+		goto out;
+	}
+	ret = vmfs_key_change(fs, s, ns, nkind, drop, change_progress, NULL, err, sizeof(err));
+	if (isatty(STDERR_FILENO))
+		fprintf(stderr, "\r");
+	if (ret) {
+		tool_err("%s: %s", argv[optind], err);
+	} else {
+		vmfs_get_info(fs, &info);
+		printf("datastore key changed: epoch %u, %u keyslot%s\n", info.key_epoch, info.keyslots,
+		       info.keyslots == 1 ? "" : "s");
+	}
+out:
+	if (fs && vmfs_close(fs) && !ret)
+		ret = -EIO;
+	enc_secret_free(s);
+	enc_secret_free(ns);
+	return ret ? key_exit(ret) : 0;
+}
+
 int cmd_key(int argc, char **argv)
 {
+	if (argc >= 2 && !strcmp(argv[1], "change"))
+		return cmd_key_change(argc - 1, argv + 1);
 	if (argc >= 2 && !strcmp(argv[1], "list"))
 		return cmd_key_list(argc - 1, argv + 1);
 	if (argc >= 2 && !strcmp(argv[1], "add"))

@@ -223,6 +223,11 @@ static void *poller(void *arg)
 
 		ts = base_mono_deadline(POLL_MS);
 		pthread_cond_timedwait(&fs->poll_cond, &fs->lock, &ts);
+		if (!fs->stopping && fs->key) { /* an encrypted datastore: a key change another host began */
+			pthread_mutex_unlock(&fs->lock);
+			crypt_poll(fs);
+			pthread_mutex_lock(&fs->lock);
+		}
 		if (fs->stopping || !fs->meta_mode || lk_fenced(fs->lk))
 			continue;
 		if (base_mono_ns() - fs->meta_since_ns < MIN_HOLD_MS * 1000000ull)

@@ -134,7 +134,8 @@ void crypt_release(struct vmfs *fs)
 {
 	fkeys_release(fs);
 	enc_key_free(fs->key);
-	fs->key = NULL;
+	enc_key_free(fs->key_prev);
+	fs->key = fs->key_prev = NULL;
 }
 
 /* Runs fn on a fresh copy of the area under the metadata lock and writes what it changed. */
@@ -255,10 +256,23 @@ static void fkey_unref(struct enc_file *f)
 		enc_file_free(f);
 }
 
+/* The key of this epoch (low 16 bits, as i_crypt has it) this host holds, or NULL. Under fkey_lock. */
+static struct enc_key *key_for(struct vmfs *fs, uint16_t epoch)
+{
+	if (fs->key && (uint16_t)fs->key->epoch == epoch)
+		return fs->key;
+	if (fs->key_prev && (uint16_t)fs->key_prev->epoch == epoch)
+		return fs->key_prev;
+	return NULL;
+}
+
+static void crypt_refresh(struct vmfs *fs);
+
 int crypt_file_get(struct vmfs *fs, uint64_t ino, const struct vmfs_inode_disk *di, struct enc_file **out)
 {
 	struct fkey_ent *e;
 	struct enc_file *f;
+	struct enc_key *key;
 	int ret;
 
 	*out = NULL;
@@ -281,7 +295,14 @@ int crypt_file_get(struct vmfs *fs, uint64_t ino, const struct vmfs_inode_disk *
 		pthread_mutex_unlock(&fkey_lock);
 		return 0;
 	}
-	ret = enc_file_open(fs->key, fs->sb.sb_uuid, di->i_crypt, &f);
+	key = key_for(fs, enc_crypt_epoch(di->i_crypt));
+	if (!key) { /* sealed under a key this host has not learned: a change another host began */
+		pthread_mutex_unlock(&fkey_lock);
+		crypt_refresh(fs);
+		pthread_mutex_lock(&fkey_lock);
+		key = key_for(fs, enc_crypt_epoch(di->i_crypt));
+	}
+	ret = key ? enc_file_open(key, fs->sb.sb_uuid, di->i_crypt, &f) : -ESTALE;
 	if (ret) {
 		pthread_mutex_unlock(&fkey_lock);
 		fs_err(fs, "inode %llu: its file key %s", (unsigned long long)ino,
@@ -316,9 +337,15 @@ int crypt_file_new(struct vmfs *fs, struct vmfs_inode_disk *di)
 
 	if (!crypt_enabled(fs) || !(S_ISREG(mode) || S_ISLNK(mode) || S_ISDIR(mode)))
 		return 0;
-	if (!fs->key)
-		return -ENOKEY;
-	return enc_file_new(fs->key, fs->sb.sb_uuid, di->i_crypt);
+	{
+	int ret = -ENOKEY;
+
+	pthread_mutex_lock(&fkey_lock);
+	if (fs->key)
+		ret = enc_file_new(fs->key, fs->sb.sb_uuid, di->i_crypt);
+	pthread_mutex_unlock(&fkey_lock);
+	return ret;
+	}
 }
 
 static void fkeys_release(struct vmfs *fs)
@@ -390,4 +417,299 @@ int crypt_fsck_area(struct vmfs *fs, bool (*problem)(void *ctx, int rec, int whi
 		ret = area_write_all(fs, a);
 	enc_area_free(a);
 	return ret;
+}
+
+/* ---- changing the datastore key (shallow rekey) ---- */
+
+/*
+ * Learns what the key header says about a key change: a newer key (another
+ * host began a change: this host's key becomes the previous one) or the
+ * previous key (this host unlocked with a rewrapped slot and meets a file
+ * key not yet resealed). Reads the key area.
+ */
+static void crypt_refresh(struct vmfs *fs)
+{
+	struct enc_area *a;
+	struct enc_key *other;
+
+	if (area_read(fs, &a, NULL, 0))
+		return;
+	pthread_mutex_lock(&fkey_lock);
+	if (fs->key && !enc_area_other_key(a, fs->key, &other)) {
+		if (other->epoch > fs->key->epoch) {
+			enc_key_free(fs->key_prev);
+			fs->key_prev = fs->key;
+			fs->key = other;
+		} else if (!fs->key_prev || fs->key_prev->epoch != other->epoch) {
+			enc_key_free(fs->key_prev);
+			fs->key_prev = other;
+		} else {
+			enc_key_free(other);
+		}
+	}
+	pthread_mutex_unlock(&fkey_lock);
+	enc_area_free(a);
+}
+
+static uint32_t crypt_epoch(struct vmfs *fs)
+{
+	uint32_t e;
+
+	pthread_mutex_lock(&fkey_lock);
+	e = fs->key ? fs->key->epoch : 0;
+	pthread_mutex_unlock(&fkey_lock);
+	return e;
+}
+
+void crypt_poll(struct vmfs *fs)
+{
+	uint64_t now = base_mono_ns(), every = (uint64_t)le32_to_cpu(fs->sb.sb_hb_interval_ms) * 1000000;
+	struct enc_area *a;
+	uint32_t epoch;
+
+	if (fs->ro || now - fs->key_poll_ns < every)
+		return;
+	fs->key_poll_ns = now;
+	if (area_read(fs, &a, NULL, 0))
+		return;
+	epoch = enc_area_epoch(a);
+	enc_area_free(a);
+	if (epoch != crypt_epoch(fs))
+		crypt_refresh(fs);
+	if (crypt_epoch(fs) == epoch)
+		hostrec_set_key_epoch(fs, epoch); /* a failed write is tried again at the next poll */
+}
+
+struct begin_args {
+	struct vmfs *fs;
+	const struct enc_secret *secret, *new_secret;
+	enum enc_secret_kind new_kind;
+	bool drop_others;
+	struct enc_key *new_key;
+};
+
+/* Step 1 (under the metadata lock): the new key, the slots rewrapped or dropped, both links. */
+static int do_begin(struct enc_area *a, void *arg, char *errbuf, size_t errlen)
+{
+	struct begin_args *x = arg;
+	struct enc_kdf_params def;
+	bool mine[ENC_SLOTS] = { false };
+	unsigned nmine = 0;
+	int ret;
+
+	if (enc_area_prev_epoch(a))
+		return 1; /* a change is open: finish it */
+	ret = enc_area_change_begin(a, x->fs->key, &x->new_key);
+	if (ret)
+		return base_set_err(errbuf, errlen, ret, "cannot begin the key change: %s",
+				    ret == -ESTALE ? "this host's key is not the current one" : strerror(-ret));
+	for (int i = 0; i < (int)ENC_SLOTS; i++) {
+		struct enc_slot_info in;
+		enc_area_slot_info(a, i, &in);
+		if (!in.active)
+			continue;
+		ret = enc_area_rekey_slot(a, i, x->secret, x->new_key, errbuf, errlen);
+		if (!ret) {
+			mine[i] = true;
+			nmine++;
+			continue;
+		}
+		if (ret != -EKEYREJECTED)
+			return ret;
+		if (!x->drop_others)
+			return base_set_err(errbuf, errlen, -EPERM,
+					    "keyslot %d does not open with the key given: the new datastore key cannot be "
+					    "wrapped for it (remove it, or give --drop-others to drop every such slot)", i);
+	}
+	if (!nmine)
+		return base_set_err(errbuf, errlen, -EKEYREJECTED, "no keyslot opens with the key given");
+	for (int i = 0; i < (int)ENC_SLOTS; i++) { /* the others go once one of ours stands */
+		struct enc_slot_info in;
+		enc_area_slot_info(a, i, &in);
+		if (in.active && !mine[i] && (ret = enc_area_remove(a, i, errbuf, errlen)))
+			return ret;
+	}
+	if (x->new_secret) { /* our slots give way to one for the new secret */
+		enc_kdf_default(x->new_kind, &def);
+		ret = enc_area_add(a, x->new_key, x->new_secret, &def, "changed", -1, NULL, errbuf, errlen);
+		for (int i = 0; !ret && i < (int)ENC_SLOTS; i++)
+			if (mine[i])
+				ret = enc_area_remove(a, i, errbuf, errlen);
+	}
+	return ret;
+}
+
+static int do_end(struct enc_area *a, void *arg, char *errbuf, size_t errlen)
+{
+	(void)arg;
+	(void)errbuf;
+	(void)errlen;
+	enc_area_change_end(a);
+	return 0;
+}
+
+/* Step 2: every live host says it holds epoch (its host record), within 30 s. */
+static int wait_hosts(struct vmfs *fs, uint32_t epoch, char *errbuf, size_t errlen)
+{
+	struct vmfs_host *h = NULL;
+	uint64_t end = base_mono_ns() + 30000000000ull;
+	size_t n = 0;
+	int ret = vmfs_hosts(fs, &h, &n);
+
+	if (ret)
+		return base_set_err(errbuf, errlen, ret, "cannot read the heartbeats: %s", strerror(-ret));
+	for (size_t i = 0; i < n && !ret; i++) {
+		struct vmfs_hostrec_disk rec;
+		if (!h[i].alive || h[i].state != VMFS_HOST_LIVE || h[i].slot == fs->slot)
+			continue;
+		for (;;) {
+			int r = hostrec_read(fs, h[i].slot, &rec);
+			if (!r && le32_to_cpu(rec.hr_key_epoch) >= epoch)
+				break;
+			if (r == -ENOENT) /* no record yet: it writes one with its epoch when it first journals */
+				break;
+			if (base_mono_ns() > end) {
+				ret = base_set_err(errbuf, errlen, -ETIMEDOUT,
+						   "host '%s' (slot %u) has not learned the new key in 30 s: the change stays "
+						   "open (the old key can still be derived from the new); run it again",
+						   h[i].hostname, h[i].slot);
+				break;
+			}
+			base_sleep_ns(100000000);
+		}
+	}
+	free(h);
+	return ret;
+}
+
+/* Step 3: reseals one inode's file key if it is of the old epoch. 1 when it did, 0 when nothing to do. */
+static int reseal_one(struct vmfs *fs, uint64_t ino, uint64_t *snap_head, uint32_t *mode)
+{
+	struct vbuf *ib;
+	int ret = op_begin(fs), done = 0;
+
+	if (!ret)
+		ret = inode_read(fs, ino, &ib);
+	if (!ret) {
+		struct vmfs_inode_disk *di = ib_inode(ib);
+		struct vmfs_snap_disk sn;
+
+		memcpy(&sn, di->i_snap, sizeof(sn));
+		*snap_head = le32_to_cpu(di->i_flags) & VMFS_IF_SNAPSHOT ? le64_to_cpu(sn.sn_next) : le64_to_cpu(sn.sn_head);
+		*mode = le32_to_cpu(di->i_mode);
+		pthread_mutex_lock(&fkey_lock);
+		if (enc_crypt_present(di->i_crypt) && fs->key_prev &&
+		    enc_crypt_epoch(di->i_crypt) == (uint16_t)fs->key_prev->epoch) {
+			ret = meta_dirty(fs, ib);
+			if (!ret)
+				ret = enc_file_reseal(fs->key_prev, fs->key, fs->sb.sb_uuid, di->i_crypt);
+			done = !ret;
+		}
+		pthread_mutex_unlock(&fkey_lock);
+		meta_put(fs, ib);
+	}
+	ret = op_end(fs, ret);
+	return ret ? ret : done;
+}
+
+struct walk {
+	uint64_t *q;
+	size_t n, cap;
+};
+
+static int walk_cb(void *ctx, uint64_t key, const char *name, size_t len, uint64_t ino, uint8_t type)
+{
+	struct walk *w = ctx;
+
+	(void)key;
+	(void)name;
+	(void)len;
+	(void)type;
+	if (w->n == w->cap) {
+		size_t cap = w->cap ? w->cap * 2 : 256;
+		uint64_t *q = realloc(w->q, cap * sizeof(*q));
+		if (!q)
+			return -ENOMEM;
+		w->q = q;
+		w->cap = cap;
+	}
+	w->q[w->n++] = ino;
+	return 0;
+}
+
+/* Every inode the tree names, its snapshots with each file: resealed. */
+static int reseal_tree(struct vmfs *fs, void (*progress)(void *ctx, uint64_t files), void *ctx, uint64_t *failed)
+{
+	struct walk w = { 0 };
+	uint64_t done = 0;
+	int ret = walk_cb(&w, 0, NULL, 0, fs->root_ino, 0);
+
+	for (size_t i = 0; !ret && i < w.n; i++) {
+		uint64_t ino = w.q[i], snap = 0;
+		uint32_t mode = 0;
+		int r = reseal_one(fs, ino, &snap, &mode);
+
+		if (r < 0 && r != -EIO && r != -EBADMSG && r != -EUCLEAN) {
+			ret = r;
+			break;
+		}
+		*failed += r < 0;
+		done += r > 0;
+		if (progress && r > 0)
+			progress(ctx, done);
+		if (snap) /* a file's snapshots, one after another (each names the next) */
+			ret = walk_cb(&w, 0, NULL, 0, snap, 0);
+		if (!ret && S_ISDIR(mode)) {
+			struct vbuf *dib;
+			ret = fs_enter(fs, false);
+			if (!ret) {
+				ret = inode_read(fs, ino, &dib);
+				if (!ret) {
+					ret = dir_iterate(fs, dib, 2, walk_cb, &w);
+					meta_put(fs, dib);
+				}
+				fs_leave(fs);
+			}
+		}
+	}
+	free(w.q);
+	return ret;
+}
+
+int vmfs_key_change(struct vmfs *fs, const struct enc_secret *secret, const struct enc_secret *new_secret,
+		    enum enc_secret_kind new_kind, bool drop_others, void (*progress)(void *ctx, uint64_t files),
+		    void *ctx, char *errbuf, size_t errlen)
+{
+	struct begin_args x = { fs, secret, new_secret, new_kind, drop_others, NULL };
+	uint64_t failed = 0;
+	int ret = area_change(fs, do_begin, &x, errbuf, errlen);
+
+	if (ret < 0) {
+		enc_key_free(x.new_key);
+		return ret;
+	}
+	if (x.new_key) { /* begun here: this handle holds both keys now */
+		pthread_mutex_lock(&fkey_lock);
+		enc_key_free(fs->key_prev);
+		fs->key_prev = fs->key;
+		fs->key = x.new_key;
+		pthread_mutex_unlock(&fkey_lock);
+	} else { /* an open change: learn the key this handle lacks */
+		crypt_refresh(fs);
+		if (!fs->key_prev)
+			return base_set_err(errbuf, errlen, -EKEYREJECTED, "the key change in progress cannot be finished "
+					    "with this key");
+	}
+	ret = hostrec_set_key_epoch(fs, crypt_epoch(fs));
+	if (!ret)
+		ret = wait_hosts(fs, crypt_epoch(fs), errbuf, errlen);
+	if (ret)
+		return ret;
+	ret = reseal_tree(fs, progress, ctx, &failed);
+	if (ret)
+		return base_set_err(errbuf, errlen, ret, "resealing the file keys: %s (the change stays open: run it "
+				    "again)", strerror(-ret));
+	if (failed)
+		fs_err(fs, "%llu file keys could not be resealed (damaged: fsck reports them)", (unsigned long long)failed);
+	return area_change(fs, do_end, NULL, errbuf, errlen);
 }

@@ -598,6 +598,25 @@ static int hostrec_write(struct vmfs *fs, unsigned slot, struct vmfs_hostrec_dis
 	return ret;
 }
 
+/*
+ * This host says, in its own record, which datastore key epoch it holds (a
+ * key change waits for every live host to say the new one). One sector
+ * write. A slot without a record (no journal yet) has nothing to say it in:
+ * the journal's first write makes one, with the epoch (journal_create).
+ */
+int hostrec_set_key_epoch(struct vmfs *fs, uint32_t epoch)
+{
+	struct vmfs_hostrec_disk rec;
+	int ret = hostrec_read(fs, fs->slot, &rec);
+
+	if (ret == -ENOENT)
+		return 0;
+	if (ret || le32_to_cpu(rec.hr_key_epoch) == epoch)
+		return ret;
+	rec.hr_key_epoch = cpu_to_le32(epoch);
+	return hostrec_write(fs, fs->slot, &rec);
+}
+
 /* ---- journal ------------------------------------------------------------------ */
 
 static uint64_t log_units(struct vmfs *fs)
@@ -1068,6 +1087,7 @@ static int journal_create(struct vmfs *fs, struct vmfs_hostrec_disk *rec)
 	pthread_mutex_unlock(&fs->lock);
 	rec->hr_journal = cpu_to_le64(unit);
 	rec->hr_journal_units = cpu_to_le64(fs->j_units);
+	rec->hr_key_epoch = cpu_to_le32(fs->key ? fs->key->epoch : 0);
 	ret = hostrec_write(fs, fs->slot, rec);
 	if (ret)
 		return ret;

@@ -392,6 +392,24 @@ int vmfs_key_add(struct vmfs *fs, const struct enc_secret *secret, enum enc_secr
 		 const struct enc_kdf_params *kdf, const char *label, int want, int *slot, char *errbuf, size_t errlen);
 /* Removes keyslot i: -ENOENT empty, -EBUSY the last one. */
 int vmfs_key_remove(struct vmfs *fs, int slot, char *errbuf, size_t errlen);
+/*
+ * Changes the datastore key (a shallow rekey, docs/ENCRYPTION.md): a new key
+ * of the next epoch; every keyslot that secret opens is rewrapped under it
+ * (and replaced by a slot for new_secret when it is not NULL, with
+ * new_kind's default KDF); a slot secret does not open is dropped with
+ * drop_others, else -EPERM names it and nothing changes. Then every live
+ * host is waited for until it holds the new key (its poller learns it
+ * within a heartbeat interval; -ETIMEDOUT after 30 s names one that did
+ * not, the change stays open: run it again), every file key in the
+ * datastore's tree and its snapshots is resealed, and the old key is
+ * dropped from the key header. A change left open by a crash or a timeout
+ * is finished by the next call (with any key that opens the datastore).
+ * progress (may be NULL) is called with the files resealed so far.
+ * Joins-the-cluster handle opened with the key; may take minutes.
+ */
+int vmfs_key_change(struct vmfs *fs, const struct enc_secret *secret, const struct enc_secret *new_secret,
+		    enum enc_secret_kind new_kind, bool drop_others, void (*progress)(void *ctx, uint64_t files),
+		    void *ctx, char *errbuf, size_t errlen);
 /* Fills info[ENC_SLOTS] with the keyslots as the device holds them now (no key needed). */
 int vmfs_key_list(struct vmfs *fs, struct enc_slot_info *info, char *errbuf, size_t errlen);
 

@@ -349,7 +349,8 @@ struct vmfs_hostrec_disk {
 	le64 hr_journal;                /* 0x20 unit address of the journal extent, 0 = none */
 	le64 hr_journal_units;          /* 0x28 */
 	le64 hr_gen;                    /* 0x30 */
-	uint8_t hr_reserved[0x1fc - 0x38];
+	le32 hr_key_epoch;              /* 0x38 encrypted: the datastore key epoch this host holds (0: none said) */
+	uint8_t hr_reserved[0x1fc - 0x3c];
 	le32 hr_crc;                    /* 0x1fc crc32c of bytes [0, 0x1fc) */
 };
 static_assert(sizeof(struct vmfs_hostrec_disk) == 512, "");

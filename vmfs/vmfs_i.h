@@ -84,7 +84,9 @@ struct vmfs {
 
 	/* encryption (crypt.c): the datastore key, NULL when not encrypted or not unlocked */
 	struct enc_key *key;
+	struct enc_key *key_prev;       /* during a key change: the other epoch's key (crypt.c) */
 	void *fkeys;                    /* opened file keys (crypt.c) */
+	uint64_t key_poll_ns;           /* when the poller last read the key header */
 
 	/* buffer cache */
 	struct vbuf **bhash;
@@ -178,6 +180,8 @@ int crypt_inline(struct vmfs *fs, uint64_t ino, struct vmfs_inode_disk *di, bool
  * Returns the header's epoch through *epoch; -EUCLEAN when the header has
  * no good copy (the datastore cannot be unlocked), else 0 or -errno.
  */
+/* The poller: a key change by another host is learned here and acknowledged in this host's record. */
+void crypt_poll(struct vmfs *fs);
 int crypt_fsck_area(struct vmfs *fs, bool (*problem)(void *ctx, int rec, int which, int state), void *ctx,
 		    uint32_t *epoch);
 /* Gives a new regular file, symlink or directory its keys on an encrypted datastore (-ENOKEY when locked). */
@@ -225,6 +229,7 @@ int journal_close(struct vmfs *fs);
 int journal_replay_ro(struct vmfs *fs);
 int hostrec_read(struct vmfs *fs, unsigned slot, struct vmfs_hostrec_disk *rec);
 int hostrec_clear(struct vmfs *fs, unsigned slot);
+int hostrec_set_key_epoch(struct vmfs *fs, uint32_t epoch);
 int journal_reset(struct vmfs *fs, unsigned slot, uint64_t unit, uint64_t units);
 int meta_write_direct(struct vmfs *fs);
 int meta_prefetch(struct vmfs *fs, uint64_t unit, unsigned n);

@@ -392,7 +392,7 @@ int crypt_inline(struct vmfs *fs, uint64_t ino, struct vmfs_inode_disk *di, bool
 }
 
 int crypt_fsck_area(struct vmfs *fs, bool (*problem)(void *ctx, int rec, int which, int state), void *ctx,
-		    uint32_t *epoch)
+		    uint32_t *epoch, uint32_t *prev)
 {
 	struct enc_area *a;
 	bool fix = false;
@@ -401,6 +401,7 @@ int crypt_fsck_area(struct vmfs *fs, bool (*problem)(void *ctx, int rec, int whi
 	if (ret)
 		return ret;
 	*epoch = enc_area_epoch(a);
+	*prev = enc_area_prev_epoch(a);
 	for (int rec = -1; rec < (int)ENC_SLOTS; rec++) {
 		enum enc_copy_state st[2];
 		enc_area_copy_state(a, rec, &st[0], &st[1]);

@@ -177,13 +177,14 @@ int crypt_inline(struct vmfs *fs, uint64_t ino, struct vmfs_inode_disk *di, bool
  * primary, 1 backup; state 0 damaged, 1 older, 2 neither copy good), and,
  * when problem says to fix any, the area
  * written again whole from the good copies (both copies of every record).
- * Returns the header's epoch through *epoch; -EUCLEAN when the header has
+ * Returns the header's epoch through *epoch (and, during a key change, the
+ * old one through *prev, else 0); -EUCLEAN when the header has
  * no good copy (the datastore cannot be unlocked), else 0 or -errno.
  */
 /* The poller: a key change by another host is learned here and acknowledged in this host's record. */
 void crypt_poll(struct vmfs *fs);
 int crypt_fsck_area(struct vmfs *fs, bool (*problem)(void *ctx, int rec, int which, int state), void *ctx,
-		    uint32_t *epoch);
+		    uint32_t *epoch, uint32_t *prev);
 /* Gives a new regular file, symlink or directory its keys on an encrypted datastore (-ENOKEY when locked). */
 int crypt_file_new(struct vmfs *fs, struct vmfs_inode_disk *di);
 

@@ -53,6 +53,7 @@ struct fsck {
 	bool alloc_ready;               /* the allocator is loaded (pass 5 repairs that allocate) */
 	bool root_damaged;              /* pass 2 could not go on without a root */
 	uint32_t key_epoch;             /* an encrypted datastore's key epoch (pass 1) */
+	uint32_t key_prev_epoch;        /* during a key change, the old one's (file keys may be of either) */
 };
 
 static inline bool fsck_repairing(struct fsck *c) { return c->o->mode != VMFS_FSCK_CHECK; }

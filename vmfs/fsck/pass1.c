@@ -115,7 +115,7 @@ static int check_keys(struct fsck *c)
 
 	if (!crypt_enabled(c->fs))
 		return 0;
-	r = crypt_fsck_area(c->fs, key_problem, c, &c->key_epoch);
+	r = crypt_fsck_area(c->fs, key_problem, c, &c->key_epoch, &c->key_prev_epoch);
 	if (r == -EUCLEAN) {
 		fsck_problem(c, PR_KEY_HEADER_LOST);
 		c->key_epoch = 0;

@@ -642,7 +642,8 @@ static int check_crypt(struct fsck *c, uint64_t ino, struct vbuf *ib, bool *empt
 		return r;
 	}
 	if (cr->cr_version == ENC_CRYPT_VERSION && !(cr->cr_flags & ~0x0fu) && (cr->cr_flags & (ENC_CR_K0 | ENC_CR_K1)) &&
-	    (!c->key_epoch || le16_to_cpu(cr->cr_epoch) == (uint16_t)c->key_epoch))
+	    (!c->key_epoch || le16_to_cpu(cr->cr_epoch) == (uint16_t)c->key_epoch ||
+	     (c->key_prev_epoch && le16_to_cpu(cr->cr_epoch) == (uint16_t)c->key_prev_epoch)))
 		return 0;
 	if (!fsck_problem(c, PR_CRYPT_BAD, (unsigned long long)ino, c->where, cr->cr_version, cr->cr_flags,
 			  le16_to_cpu(cr->cr_epoch), c->key_epoch & 0xffffu, S_ISDIR(mode) ? "names" : "contents"))

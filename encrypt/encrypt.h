@@ -304,6 +304,7 @@ int enc_name_hash(const struct enc_file *f, const void *name, size_t len, uint64
 
 /* The data cipher: AES-256-XTS over 4 KiB units, the tweak a unit's number in the file. */
 #define ENC_DATA_UNIT 4096u
+#define ENC_ZERO_SECTOR 512u    /* the zeros rule's granule: the smallest sector a device tears at */
 struct enc_xts;
 /* A context for one thread's I/O with one of f's keys (which: 0 or 1). 0, -ENOMEM, -EIO. */
 int enc_xts_new(const struct enc_file *f, unsigned which, struct enc_xts **out);
@@ -312,9 +313,10 @@ void enc_xts_free(struct enc_xts *x);
  * Encrypts (or decrypts) len bytes from in to out (they may be the same),
  * as len / ENC_DATA_UNIT units numbered from tweak (a len below a unit is one
  * unit of that length, at least 16 bytes: inline data, names). Decrypting
- * a unit of ENC_DATA_UNIT zero bytes gives zeros: the device's zeros (a
- * hole punched, a block zeroed) read as zeros, and a real ciphertext is never
- * all zero (odds 2^-32768). Returns 0 or -EIO.
+ * a unit of ENC_DATA_UNIT bytes, each ENC_ZERO_SECTOR of it that is all
+ * zero bytes gives zeros: the device's zeros (a hole punched, a block
+ * zeroed, the sectors a torn write never reached) read as zeros, and a real
+ * ciphertext sector is never all zero (odds 2^-4096). Returns 0 or -EIO.
  */
 int enc_xts_run(struct enc_xts *x, bool encrypt, uint64_t tweak, const void *in, void *out, size_t len);
 /*

@@ -2,8 +2,8 @@
  * The data cipher: AES-256-XTS (IEEE 1619, OpenSSL's EVP_aes_256_xts) over
  * 4 KiB units, the 128-bit tweak the unit's number within its file,
  * little-endian, as fscrypt and dm-crypt's plain64 do. A context is set up
- * with the key once per I/O; each unit then only sets its tweak. A unit of
- * zero bytes on the device decrypts to zeros (enc_xts_run).
+ * with the key once per I/O; each unit then only sets its tweak. A 512-byte
+ * sector of zero bytes on the device decrypts to zeros (enc_xts_run).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -71,15 +71,26 @@ int enc_xts_run(struct enc_xts *x, bool encrypt, uint64_t tweak, const void *in,
 		le64 t = cpu_to_le64(tweak);
 		int outl;
 
-		if (!encrypt && n == ENC_DATA_UNIT && base_all_zero(src, n)) {
-			if (dst != src)
-				memset(dst, 0, n);
-		} else {
+		unsigned zero = 0; /* bit i: sector i of the unit is all zero bytes on the device */
+
+		if (!encrypt && n == ENC_DATA_UNIT)
+			for (unsigned i = 0; i < ENC_DATA_UNIT / ENC_ZERO_SECTOR; i++)
+				if (base_all_zero(src + i * ENC_ZERO_SECTOR, ENC_ZERO_SECTOR))
+					zero |= 1u << i;
+		if (zero != (1u << (ENC_DATA_UNIT / ENC_ZERO_SECTOR)) - 1 || n != ENC_DATA_UNIT) {
 			memcpy(iv, &t, 8);
 			if (EVP_CipherInit_ex(c, NULL, NULL, NULL, iv, encrypt) != 1 ||
 			    EVP_CipherUpdate(c, dst, &outl, src, (int)n) != 1 || (size_t)outl != n)
 				return -EIO;
 		}
+		/* XTS enciphers each 16-byte block on its own under the unit's
+		 * tweak, so a unit whose write was torn between sectors decrypts
+		 * sector by sector to old or new bytes; a sector that was still
+		 * zeros (never written) must read as zeros too, not as the
+		 * decryption of zeros. */
+		for (unsigned i = 0; zero && i < ENC_DATA_UNIT / ENC_ZERO_SECTOR; i++)
+			if (zero & (1u << i))
+				memset(dst + i * ENC_ZERO_SECTOR, 0, ENC_ZERO_SECTOR);
 		src += n;
 		dst += n;
 		len -= n;

@@ -516,6 +516,67 @@ START_TEST(area_change)
 }
 END_TEST
 
+/*
+ * The data cipher: IEEE 1619-2007 XTS-AES-256 vector 10 (a 512-byte unit,
+ * data unit number 0xff); a 4 KiB unit round trip, the tweak counted per
+ * unit; and the zeros rule per 512-byte sector, for a unit torn between
+ * sectors: old sectors, new sectors and never-written (zero) sectors each
+ * decrypt to what they were.
+ */
+START_TEST(xts_units)
+{
+	static const char k1[] = "2718281828459045235360287471352662497757247093699959574966967627";
+	static const char k2[] = "3141592653589793238462643383279502884197169399375105820974944592";
+	static const char ct0[] = "1c3b3a102f770386e4836c99e370cf9bea00803f5e482357a4ae12d414a3e63b"
+				  "5d31e276f8fe4a8d66b317f9ac683f44680a86ac35adfc3345befecb4bb188fd";
+	struct enc_file f = { .id = 0x7e57 };
+	uint8_t pt[512], ct[512], want[64], *a, *b, *u, *out;
+	const unsigned S = ENC_ZERO_SECTOR, N = ENC_DATA_UNIT / ENC_ZERO_SECTOR;
+
+	unhex(k1, f.xts[0], 32);
+	unhex(k2, f.xts[0] + 32, 32);
+	for (unsigned i = 0; i < sizeof(pt); i++)
+		pt[i] = (uint8_t)i;
+	ck_assert_int_eq(enc_xts_cached(&f, 0, true, 0xff, pt, ct, sizeof(pt)), 0);
+	unhex(ct0, want, sizeof(want));
+	ck_assert(!memcmp(ct, want, sizeof(want)));
+	ck_assert_int_eq(enc_xts_cached(&f, 0, false, 0xff, ct, ct, sizeof(ct)), 0);
+	ck_assert(!memcmp(ct, pt, sizeof(pt)));
+
+	a = malloc(2 * ENC_DATA_UNIT);
+	b = malloc(2 * ENC_DATA_UNIT);
+	u = malloc(ENC_DATA_UNIT);
+	out = malloc(ENC_DATA_UNIT);
+	for (unsigned i = 0; i < 2 * ENC_DATA_UNIT; i++)
+		a[i] = (uint8_t)(i * 7), b[i] = (uint8_t)(i * 13 + 1);
+	/* two units from tweak 5 are unit 5 then unit 6 */
+	uint8_t *c2 = malloc(2 * ENC_DATA_UNIT), *c1 = malloc(ENC_DATA_UNIT);
+	ck_assert_int_eq(enc_xts_cached(&f, 0, true, 5, a, c2, 2 * ENC_DATA_UNIT), 0);
+	ck_assert_int_eq(enc_xts_cached(&f, 0, true, 6, a + ENC_DATA_UNIT, c1, ENC_DATA_UNIT), 0);
+	ck_assert(!memcmp(c2 + ENC_DATA_UNIT, c1, ENC_DATA_UNIT));
+	ck_assert(memcmp(c2, c1, ENC_DATA_UNIT) != 0);
+	ck_assert(!base_all_zero(c1, ENC_DATA_UNIT) && memcmp(c1, a + ENC_DATA_UNIT, 64) != 0);
+	ck_assert_int_eq(enc_xts_cached(&f, 0, false, 5, c2, c2, 2 * ENC_DATA_UNIT), 0);
+	ck_assert(!memcmp(c2, a, 2 * ENC_DATA_UNIT));
+	/* a unit of zeros on the device reads as zeros */
+	memset(u, 0, ENC_DATA_UNIT);
+	ck_assert_int_eq(enc_xts_cached(&f, 0, false, 9, u, out, ENC_DATA_UNIT), 0);
+	ck_assert(base_all_zero(out, ENC_DATA_UNIT));
+	/* torn: sector i old (a), new (b) or never written (zero) by i % 3 */
+	ck_assert_int_eq(enc_xts_cached(&f, 0, true, 9, a, c1, ENC_DATA_UNIT), 0);
+	ck_assert_int_eq(enc_xts_cached(&f, 0, true, 9, b, c2, ENC_DATA_UNIT), 0);
+	for (unsigned i = 0; i < N; i++)
+		memcpy(u + i * S, i % 3 == 0 ? c1 + i * S : i % 3 == 1 ? c2 + i * S : out, S);
+	ck_assert_int_eq(enc_xts_cached(&f, 0, false, 9, u, u, ENC_DATA_UNIT), 0);
+	for (unsigned i = 0; i < N; i++) {
+		const uint8_t *w = i % 3 == 0 ? a + i * S : i % 3 == 1 ? b + i * S : out;
+
+		ck_assert_msg(!memcmp(u + i * S, w, S), "sector %u of a torn unit", i);
+	}
+	free(a), free(b), free(u), free(out), free(c1), free(c2);
+}
+END_TEST
+
 static void write_file(const char *path, const void *b, size_t n)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
@@ -612,6 +673,7 @@ static Suite *encrypt_suite(void)
 	tcase_add_test(tc, argon2id_vector);
 	tcase_add_test(tc, kdf_errors);
 	tcase_add_test(tc, wrap_tamper);
+	tcase_add_test(tc, xts_units);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("area");
 	tcase_add_test(tc, area_unlock);

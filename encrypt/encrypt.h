@@ -268,6 +268,7 @@ struct enc_file {
 	uint8_t xts[2][64];
 	uint8_t hash[ENC_KEY_LEN];
 	uint8_t flags;                  /* enum enc_crypt_flags */
+	uint64_t mark;                  /* with ENC_CR_K1: units below it are under key 1 (the caller sets it) */
 	unsigned refs;                  /* for the caller's cache; 0 from enc_file_open */
 	uint64_t id;                    /* unique per enc_file_open in this process (enc_xts_cached) */
 };
@@ -295,6 +296,18 @@ int enc_file_reseal(const struct enc_key *from, const struct enc_key *to, const 
 uint16_t enc_crypt_epoch(const void *crypt);
 /* True when crypt holds keys (version not 0). */
 bool enc_crypt_present(const void *crypt);
+/* True when crypt's version and flags are ones this code knows (key 0 always live). */
+bool enc_crypt_known(const void *crypt);
+/* True when crypt is known and a deep rekey is under way (key 1 live). */
+bool enc_crypt_rekeying(const void *crypt);
+/*
+ * A deep rekey's two steps on crypt (sealed under key, resealed under it with
+ * a new IV): begin (end false) adds a new random key 1; end makes key 1 key 0
+ * and forgets the old key 0. Returns 0; -EINVAL when a rekey is already
+ * under way (begin) or none is (end); or enc_file_open's errors. crypt is
+ * unchanged on error.
+ */
+int enc_file_rekey(const struct enc_key *key, const uint8_t uuid[16], void *crypt, bool end);
 
 /*
  * A directory's name hash: the first 8 bytes of HMAC-SHA256 under f's

@@ -140,11 +140,11 @@ static_assert(__builtin_offsetof(struct enc_slot_disk, ks_label) == 0xb0, "");
  * datastore, /lost+found, devices and FIFOs).
  */
 enum enc_crypt_flags {
-	ENC_CR_K0 = 1u << 0,            /* key 0 is live (blocks may be under it) */
-	ENC_CR_K1 = 1u << 1,            /* key 1 is live */
-	ENC_CR_CUR1 = 1u << 2,          /* new data is written under key 1 (else key 0) */
-	ENC_CR_INLINE1 = 1u << 3,       /* the inline bytes are under key 1 (else key 0) */
+	ENC_CR_K0 = 1u << 0,            /* key 0 is live: always set */
+	ENC_CR_K1 = 1u << 1,            /* key 1 is live: a deep rekey is under way; the */
+					/* units below the inode's i_crypt_mark are under key 1 */
 };
+#define ENC_CR_FLAGS_KNOWN 0x03u
 #define ENC_CRYPT_VERSION 1u
 struct enc_crypt_disk {
 	uint8_t cr_version;             /* 0x00 ENC_CRYPT_VERSION; 0: no keys */

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 
 #include "encrypt/encrypt_i.h"
@@ -22,6 +23,18 @@ static void crypt_aad(const uint8_t uuid[16], const struct enc_crypt_disk *c, ui
 bool enc_crypt_present(const void *crypt)
 {
 	return ((const struct enc_crypt_disk *)crypt)->cr_version != 0;
+}
+
+bool enc_crypt_known(const void *crypt)
+{
+	const struct enc_crypt_disk *c = crypt;
+
+	return c->cr_version == ENC_CRYPT_VERSION && !(c->cr_flags & ~ENC_CR_FLAGS_KNOWN) && (c->cr_flags & ENC_CR_K0);
+}
+
+bool enc_crypt_rekeying(const void *crypt)
+{
+	return enc_crypt_known(crypt) && (((const struct enc_crypt_disk *)crypt)->cr_flags & ENC_CR_K1);
 }
 
 int enc_file_new(const struct enc_key *key, const uint8_t uuid[16], void *crypt)
@@ -59,7 +72,7 @@ int enc_file_open(const struct enc_key *key, const uint8_t uuid[16], const void 
 	uint8_t *keys, aad[20];
 	int ret;
 
-	if (c->cr_version != ENC_CRYPT_VERSION || (c->cr_flags & ~0x0fu) || !(c->cr_flags & (ENC_CR_K0 | ENC_CR_K1)))
+	if (!enc_crypt_known(c))
 		return -EUCLEAN;
 	if (le16_to_cpu(c->cr_epoch) != (uint16_t)key->epoch)
 		return -ESTALE;
@@ -114,16 +127,25 @@ uint16_t enc_crypt_epoch(const void *crypt)
 	return le16_to_cpu(((const struct enc_crypt_disk *)crypt)->cr_epoch);
 }
 
-int enc_file_reseal(const struct enc_key *from, const struct enc_key *to, const uint8_t uuid[16], void *crypt)
+enum crypt_change { CH_RESEAL, CH_BEGIN, CH_END };
+
+/*
+ * Opens crypt with from, changes what it holds (how), seals it again under
+ * to with a new IV. Returns 0, or enc_file_open's errors (crypt unchanged).
+ */
+static int crypt_change(const struct enc_key *from, const struct enc_key *to, const uint8_t uuid[16], void *crypt,
+			enum crypt_change how)
 {
 	struct enc_crypt_disk *c = crypt, n;
 	uint8_t *keys, aad[20];
 	int ret;
 
-	if (c->cr_version != ENC_CRYPT_VERSION || (c->cr_flags & ~0x0fu))
+	if (!enc_crypt_known(c))
 		return -EUCLEAN;
 	if (le16_to_cpu(c->cr_epoch) != (uint16_t)from->epoch)
 		return -ESTALE;
+	if ((how == CH_BEGIN && (c->cr_flags & ENC_CR_K1)) || (how == CH_END && !(c->cr_flags & ENC_CR_K1)))
+		return -EINVAL;
 	keys = enc_secure_alloc(3 * ENC_KEY_LEN);
 	if (!keys)
 		return -ENOMEM;
@@ -132,11 +154,31 @@ int enc_file_reseal(const struct enc_key *from, const struct enc_key *to, const 
 	if (!ret) {
 		n = *c;
 		n.cr_epoch = cpu_to_le16((uint16_t)to->epoch);
+		if (how == CH_BEGIN) { /* a new key 1 from the CSPRNG */
+			n.cr_flags |= ENC_CR_K1;
+			if (RAND_priv_bytes(keys + ENC_KEY_LEN, ENC_KEY_LEN) != 1)
+				ret = -EIO;
+		} else if (how == CH_END) { /* key 1 becomes key 0; the old key 0 is gone */
+			n.cr_flags &= (uint8_t)~ENC_CR_K1;
+			memcpy(keys, keys + ENC_KEY_LEN, ENC_KEY_LEN);
+			OPENSSL_cleanse(keys + ENC_KEY_LEN, ENC_KEY_LEN);
+		}
 		crypt_aad(uuid, &n, aad);
-		ret = enc_wrap(to->k, aad, sizeof(aad), keys, 3 * ENC_KEY_LEN, n.cr_iv, n.cr_keys, n.cr_tag);
+		if (!ret)
+			ret = enc_wrap(to->k, aad, sizeof(aad), keys, 3 * ENC_KEY_LEN, n.cr_iv, n.cr_keys, n.cr_tag);
 		if (!ret)
 			*c = n;
 	}
 	enc_secure_free(keys, 3 * ENC_KEY_LEN);
 	return ret;
+}
+
+int enc_file_reseal(const struct enc_key *from, const struct enc_key *to, const uint8_t uuid[16], void *crypt)
+{
+	return crypt_change(from, to, uuid, crypt, CH_RESEAL);
+}
+
+int enc_file_rekey(const struct enc_key *key, const uint8_t uuid[16], void *crypt, bool end)
+{
+	return crypt_change(key, key, uuid, crypt, end ? CH_END : CH_BEGIN);
 }

@@ -290,6 +290,7 @@ int crypt_file_get(struct vmfs *fs, uint64_t ino, const struct vmfs_inode_disk *
 	}
 	e = &((struct fkey_ent *)fs->fkeys)[ino % FKEY_SLOTS];
 	if (e->f && e->ino == ino && !memcmp(e->crypt, di->i_crypt, sizeof(e->crypt))) {
+		e->f->mark = le64_to_cpu(di->i_crypt_mark); /* changes only under the iolock exclusive */
 		e->f->refs++;
 		*out = e->f;
 		pthread_mutex_unlock(&fkey_lock);
@@ -315,6 +316,7 @@ int crypt_file_get(struct vmfs *fs, uint64_t ino, const struct vmfs_inode_disk *
 	e->ino = ino;
 	memcpy(e->crypt, di->i_crypt, sizeof(e->crypt));
 	e->f = f;
+	f->mark = le64_to_cpu(di->i_crypt_mark);
 	f->refs = 2;
 	*out = f;
 	pthread_mutex_unlock(&fkey_lock);
@@ -364,7 +366,37 @@ static void fkeys_release(struct vmfs *fs)
 
 int crypt_run(const struct enc_file *f, bool encrypt, uint64_t tweak, const void *in, void *out, size_t len)
 {
-	return enc_xts_cached(f, (f->flags & ENC_CR_CUR1) ? 1 : 0, encrypt, tweak, in, out, len);
+	const uint8_t *src = in;
+	uint8_t *dst = out;
+
+	/* a deep rekey under way: the units below the mark are under key 1 */
+	while ((f->flags & ENC_CR_K1) && tweak < f->mark && len > VMFS_UNIT) {
+		size_t n = (size_t)base_min(len / VMFS_UNIT, f->mark - tweak) * VMFS_UNIT;
+		int ret = enc_xts_cached(f, 1, encrypt, tweak, src, dst, n);
+
+		if (ret || n == len)
+			return ret;
+		src += n, dst += n, len -= n, tweak += n / VMFS_UNIT;
+	}
+	return crypt_run_key(f, (f->flags & ENC_CR_K1) && tweak < f->mark ? 1 : 0, encrypt, tweak, src, dst, len);
+}
+
+int crypt_run_key(const struct enc_file *f, unsigned which, bool encrypt, uint64_t tweak, const void *in, void *out,
+		  size_t len)
+{
+	return enc_xts_cached(f, which, encrypt, tweak, in, out, len);
+}
+
+int crypt_file_rekey(struct vmfs *fs, struct vmfs_inode_disk *di, bool end)
+{
+	struct enc_key *key;
+	int ret;
+
+	pthread_mutex_lock(&fkey_lock);
+	key = key_for(fs, enc_crypt_epoch(di->i_crypt));
+	ret = key ? enc_file_rekey(key, fs->sb.sb_uuid, di->i_crypt, end) : -ENOKEY;
+	pthread_mutex_unlock(&fkey_lock);
+	return ret == -EINVAL || ret == -ENOKEY || ret == -ENOMEM ? ret : ret ? -EIO : 0;
 }
 
 int crypt_inline(struct vmfs *fs, uint64_t ino, struct vmfs_inode_disk *di, bool encrypt, uint8_t *plain)

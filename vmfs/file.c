@@ -615,6 +615,46 @@ out:
 	return ret;
 }
 
+uint64_t file_block_bytes(struct vmfs *fs, struct vmfs_inode_disk *di)
+{
+	return blk_bytes(fs, di);
+}
+
+int file_rekey_block(struct vmfs *fs, struct vbuf *ib, const struct enc_file *key, uint64_t lblk, uint64_t mark)
+{
+	struct vmfs_inode_disk *di = ib_inode(ib);
+	uint64_t bb = blk_bytes(fs, di), u0 = lblk * bb / VMFS_UNIT, p, q;
+	uint8_t *blk;
+	int ret = bmap_get(fs, di, lblk, &p);
+
+	if (ret || !p || (p & VMFS_PTR_TBZ))
+		return ret;
+	blk = dev_alloc_buf(bb);
+	if (!blk)
+		return -ENOMEM;
+	/* the old bytes as the map reads them (a redirect's grains each from their block), in the clear */
+	ret = (p & VMFS_PTR_REDIRECT) ? redir_read_block(fs, p, blk) : dev_pread(fs->dev, blk, bb, ptr_dev(p));
+	if (!ret)
+		ret = crypt_run(key, false, u0, blk, blk, bb);
+	for (uint64_t i = 0; !ret && i < bb / VMFS_UNIT; i++) {
+		uint8_t *u = blk + i * VMFS_UNIT;
+
+		if (!base_all_zero(u, VMFS_UNIT)) /* zeros stay zeros: they read as zeros under any key */
+			ret = crypt_run_key(key, u0 + i < mark ? 1 : 0, true, u0 + i, u, u, VMFS_UNIT);
+	}
+	if (!ret)
+		ret = alloc_for(fs, di, &q);
+	if (!ret)
+		ret = dev_pwrite(fs->dev, blk, bb, ptr_dev(q)); /* F3: before the commit that maps it */
+	OPENSSL_cleanse(blk, bb);
+	free(blk);
+	if (!ret)
+		ret = bmap_set(fs, ib, lblk, q);
+	if (!ret)
+		ret = bmap_drop_data(fs, di, p);
+	return ret;
+}
+
 enum map_how {
 	MAP_ANY = 0,
 	MAP_NO_IO = 1u << 0,            /* the iolock is shared: no hole filled, no data I/O here, else -EAGAIN */

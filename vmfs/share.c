@@ -77,6 +77,7 @@ static int share_map(struct vmfs *fs, struct vbuf *src, struct vbuf *dst)
 	}
 	memcpy(d->i_root, s->i_root, VMFS_INLINE_MAX);
 	memcpy(d->i_crypt, s->i_crypt, sizeof(d->i_crypt)); /* the blocks are under its keys */
+	d->i_crypt_mark = s->i_crypt_mark;                  /* and, during a deep rekey, split as its are */
 	d->i_height = s->i_height;
 	d->i_size = s->i_size;
 	d->i_units = s->i_units; /* the map's units, and the inode's own one */
@@ -93,6 +94,7 @@ static void move_map(struct vbuf *src, struct vbuf *dst)
 
 	memcpy(d->i_root, s->i_root, VMFS_INLINE_MAX);
 	memcpy(d->i_crypt, s->i_crypt, sizeof(d->i_crypt));
+	d->i_crypt_mark = s->i_crypt_mark;
 	d->i_height = s->i_height;
 	d->i_size = s->i_size;
 	d->i_units = s->i_units;
@@ -1018,7 +1020,8 @@ static int share_blocks(struct vmfs *fs, uint64_t src, uint64_t sblk, uint64_t d
 		ret = -EOPNOTSUPP; /* the caller copies instead */
 	/* encrypted: a block reads right only under its own file's keys and at its own offset */
 	if (!ret && (memcmp(ib_inode(sb)->i_crypt, ib_inode(db)->i_crypt, sizeof(ib_inode(db)->i_crypt)) ||
-		     (enc_crypt_present(ib_inode(sb)->i_crypt) && sblk != dblk)))
+		     (enc_crypt_present(ib_inode(sb)->i_crypt) &&
+		      (sblk != dblk || ib_inode(sb)->i_crypt_mark != ib_inode(db)->i_crypt_mark))))
 		ret = -EOPNOTSUPP;
 	if (!ret)
 		ret = meta_dirty(fs, sb);

@@ -273,7 +273,9 @@ struct vmfs_inode_disk {
 	le64 i_orphan_next;             /* 0x0c0 next inode on the orphan list, 0 = end */
 	le64 i_parent;                  /* 0x0c8 directory holding it (fsck hint; exact for dirs) */
 	le64 i_dir_count;               /* 0x0d0 directories: entries; else 0 */
-	uint8_t i_pad1[0x100 - 0xd8];
+	le64 i_crypt_mark;              /* 0x0d8 a deep rekey under way (i_crypt key 1 live): the */
+					/*       file's 4 KiB units below it are under key 1; else 0 */
+	uint8_t i_pad1[0x100 - 0xe0];
 	uint8_t i_crypt[128];           /* 0x100 per-file key material (encrypt/) */
 	uint8_t i_snap[64];             /* 0x180 struct vmfs_snap_disk: snapshot catalog links */
 	char i_snapname[256];           /* 0x1c0 a snapshot's name, NUL-padded; zero in other inodes */

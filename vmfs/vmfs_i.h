@@ -164,8 +164,23 @@ void crypt_info(struct vmfs *fs, struct vmfs_info *in);
  */
 int crypt_file_get(struct vmfs *fs, uint64_t ino, const struct vmfs_inode_disk *di, struct enc_file **out);
 void crypt_file_put(struct vmfs *fs, struct enc_file *f);
-/* The data cipher with f's current key over len bytes, units numbered from tweak. */
+/*
+ * The data cipher with f's keys over len bytes, units numbered from tweak:
+ * key 0, but during a deep rekey key 1 for the units below f->mark (which
+ * crypt_file_get set from the inode; it changes only under the iolock
+ * exclusive, as rekey.c moves it).
+ */
 int crypt_run(const struct enc_file *f, bool encrypt, uint64_t tweak, const void *in, void *out, size_t len);
+/* The data cipher with key `which` (0 or 1) of f, whatever the mark. */
+int crypt_run_key(const struct enc_file *f, unsigned which, bool encrypt, uint64_t tweak, const void *in, void *out,
+		  size_t len);
+/*
+ * A deep rekey's step on di's i_crypt (in an operation, di dirty): begin
+ * (end false) gives it a new key 1; end makes key 1 its only key. Under the
+ * key of i_crypt's epoch. 0, -EINVAL (already begun / not begun), -ENOKEY,
+ * -EIO.
+ */
+int crypt_file_rekey(struct vmfs *fs, struct vmfs_inode_disk *di, bool end);
 /*
  * A file's inline bytes (i_root, VMFS_INLINE_MAX of them) to or from plain,
  * through its keys when it has them (a copy when it does not).
@@ -386,6 +401,17 @@ int snap_drop_all(struct vmfs *fs, struct vbuf *ib);
 /* ---- file.c ---- */
 int file_truncate(struct vmfs *fs, uint64_t ino, uint64_t size);
 int file_write_internal(struct vmfs *fs, uint64_t ino, const void *buf, size_t len, uint64_t off);
+/*
+ * Deep rekey (rekey.c): block lblk of the file in ib, as the map reads it
+ * (a shared block, a redirect's grains), moves to a new block of its own
+ * with every unit below `mark` under key 1 (units of zeros stay zeros); the
+ * old block is dropped (a snapshot or clone sharing it keeps it). A hole or
+ * a TBZ block is left alone. The bytes are read under key's current split
+ * (key->mark). Under fs->lock, in an operation, with the iolock exclusive.
+ */
+int file_rekey_block(struct vmfs *fs, struct vbuf *ib, const struct enc_file *key, uint64_t lblk, uint64_t mark);
+/* The file's data block size (a unit for inline and small layouts). */
+uint64_t file_block_bytes(struct vmfs *fs, struct vmfs_inode_disk *di);
 
 /* helpers */
 static inline uint64_t mode_dtype(uint32_t mode) { return (mode >> 12) & 15; }

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "snapshot/snapshot.h"
@@ -587,6 +588,189 @@ END_TEST
  * the snapshot flag stops an aligned overwrite, which takes the in-place path
  * (commit_ms > 0) or the asynchronous one.
  */
+/* The deep-rekey test's key: the encrypted run's, or one of its own in a plain run. */
+static struct enc_secret *rekey_key(void)
+{
+	static struct enc_secret *k;
+
+	if (test_key())
+		return test_key();
+	if (!k)
+		ck_assert_int_eq(enc_secret_from_buf("fedcba9876543210fedcba9876543210", 32, &k), 0);
+	return k;
+}
+
+static struct vmfs *op_key(void)
+{
+	struct vmfs_open_opts o = { .commit_ms = 0, .standalone = true, .secret = rekey_key() };
+	struct vmfs *fs = NULL;
+	char err[256] = "";
+	int ret = vmfs_open(img, &o, &fs, err, sizeof(err));
+	ck_assert_msg(ret == 0, "open: %d %s", ret, err);
+	return fs;
+}
+
+/* The raw bytes at a file offset's place on the device, and that place. */
+static uint64_t raw_at(struct vmfs *fs, uint64_t ino, uint64_t off, uint8_t *out, size_t len)
+{
+	struct vmfs_bmap_info bi;
+	int fd = open(img, O_RDONLY);
+
+	ck_assert_int_eq(vmfs_bmap(fs, ino, off, &bi), 0);
+	ck_assert(!bi.hole);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pread(fd, out, len, (off_t)bi.dev_off), (ssize_t)len);
+	close(fd);
+	return bi.dev_off;
+}
+
+/*
+ * Deep rekey (issue 17, point 5): a file with holes, redirects, a snapshot
+ * and a clone is rekeyed one step at a time while it is written on both
+ * sides of the mark, snapshotted mid-way and read; every file, snapshot and
+ * clone reads as its model throughout and after a remount; the file's bytes
+ * on the device change and its blocks move (the snapshot keeps the old
+ * ones); a snapshot taken mid-way, reverted to, finishes the rekey; small,
+ * inline and empty files; fsck finds nothing; refusals.
+ */
+START_TEST(t_rekey_deep)
+{
+	const uint32_t bs = 1u << 20;
+	const size_t size = 10u << 20;
+	struct model live = m_new(size * 2), s1m, s2m, cm, small = m_new(1u << 20), tiny = m_new(4096);
+	struct vmfs_mkfs_opts mo = { .size = 256ull << 20, .block_size = bs, .force = true, .host_slots = 8,
+				     .secret = rekey_key(), .key_kind = ENC_SECRET_KEYFILE };
+	struct vmfs_rekey_progress pr;
+	struct vmfs_stat st;
+	uint8_t before[4096], after[4096], snapraw[4096];
+	uint64_t ino, s1, s2, cl, sm, tn, empty, at0, at1, base, steps = 0;
+	struct vmfs *fs;
+	char err[256] = "";
+	int fd;
+
+	strcpy(img, "/var/tmp/vmfs-snap-XXXXXX");
+	fd = mkstemp(img);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	ck_assert_msg(vmfs_mkfs(img, &mo, err, sizeof(err)) == 0, "mkfs: %s", err);
+	fs = op_key();
+	base = free_units(fs);
+	ino = create(fs, vmfs_root_ino(fs), "disk");
+	m_write(fs, ino, &live, 0, 3u << 20, 1);
+	m_write(fs, ino, &live, 5u << 20, 2u << 20, 2); /* a hole between */
+	m_write(fs, ino, &live, size - 5000, 5000, 3);
+	s1 = snap(fs, ino, "s1");
+	s1m = m_copy(&live);
+	m_write(fs, ino, &live, 4096, 8192, 4);          /* redirects into shared blocks */
+	m_write(fs, ino, &live, (5u << 20) + 777, 3000, 5);
+	ck_assert_int_eq(vmfs_clone(fs, ino, vmfs_root_ino(fs), "clone", 0644, 0, 0, &st), 0);
+	cl = st.ino;
+	cm = m_copy(&live);
+	sm = create(fs, vmfs_root_ino(fs), "small");
+	m_write(fs, sm, &small, 0, 300u << 10, 6);
+	tn = create(fs, vmfs_root_ino(fs), "tiny");
+	m_write(fs, tn, &tiny, 0, 1000, 7);
+	empty = create(fs, vmfs_root_ino(fs), "empty");
+	at0 = raw_at(fs, ino, 2u << 20, before, sizeof(before));
+	raw_at(fs, s1, 2u << 20, snapraw, sizeof(snapraw));
+
+	/* refusals: a snapshot, a directory */
+	ck_assert_int_eq(vmfs_rekey_step(fs, s1, 0, &pr), -EROFS);
+	ck_assert_int_eq(vmfs_rekey_step(fs, vmfs_root_ino(fs), 0, &pr), -EISDIR);
+	ck_assert_int_eq(vmfs_rekey_state(fs, ino, &pr), 0);
+	ck_assert(pr.finished);
+
+	s2 = 0;
+	do {
+		ck_assert_int_eq(vmfs_rekey_step(fs, ino, bs, &pr), 0);
+		ck_assert_uint_eq(pr.size, live.size);
+		steps++;
+		/* writes on both sides of the mark, and across it */
+		if (!pr.finished) {
+			size_t m = (size_t)pr.done;
+			m_write(fs, ino, &live, m > 10000 ? m - 10000 : 0, 20000, 100 + steps);
+			m_write(fs, ino, &live, (m + 3 * bs) % size, 4096, 200 + steps);
+			m_write(fs, ino, &live, (m / 2) & ~(size_t)4095, 4096, 300 + steps);
+		}
+		if (steps == 4) { /* a snapshot in the middle: it keeps both keys and the mark */
+			s2 = snap(fs, ino, "s2");
+			s2m = m_copy(&live);
+		}
+		m_check(fs, ino, &live, "the file during its rekey");
+	} while (!pr.finished);
+	ck_assert_uint_ge(steps, 10);
+	ck_assert_uint_ne(s2, 0);
+	m_check(fs, s1, &s1m, "a snapshot from before the rekey");
+	m_check(fs, s2, &s2m, "a snapshot from its middle");
+	m_check(fs, cl, &cm, "a clone from before it");
+	/* the bytes moved and changed; the snapshot's block is still there as it was */
+	at1 = raw_at(fs, ino, 2u << 20, after, sizeof(after));
+	ck_assert_uint_ne(at0, at1);
+	ck_assert(memcmp(before, after, sizeof(before)) != 0);
+	ck_assert_uint_eq(raw_at(fs, s1, 2u << 20, after, sizeof(after)), at0);
+	ck_assert(!memcmp(after, snapraw, sizeof(after)));
+	ck_assert_int_eq(vmfs_rekey_state(fs, ino, &pr), 0);
+	ck_assert(pr.finished);
+
+	/* small (units), inline and empty files: one step each */
+	ck_assert_int_eq(vmfs_rekey_step(fs, sm, 64u << 10, &pr), 0);
+	ck_assert(!pr.finished);
+	m_write(fs, sm, &small, 0, 4096, 8);
+	m_write(fs, sm, &small, 200u << 10, 4096, 9);
+	while (!pr.finished)
+		ck_assert_int_eq(vmfs_rekey_step(fs, sm, 64u << 10, &pr), 0);
+	ck_assert_int_eq(vmfs_rekey_step(fs, tn, 0, &pr), 0);
+	ck_assert(pr.finished);
+	ck_assert_int_eq(vmfs_rekey_step(fs, empty, 0, &pr), 0);
+	ck_assert(pr.finished);
+	m_check(fs, sm, &small, "a small file after its rekey");
+	m_check(fs, tn, &tiny, "an inline file after its rekey");
+	m_write(fs, tn, &tiny, 500, 100, 10);
+	m_check(fs, tn, &tiny, "an inline file written after its rekey");
+
+	/* back to the snapshot from the middle: the rekey is under way again, and finishes */
+	ck_assert_int_eq(vmfs_snap_revert(fs, &ino, &s2, 1), 0);
+	ck_assert_int_eq(vmfs_rekey_state(fs, ino, &pr), 0);
+	ck_assert(!pr.finished);
+	m_check(fs, ino, &s2m, "reverted to the middle");
+	vmfs_close(fs);
+	fsck_clean();
+	fs = op_key();
+	m_check(fs, ino, &s2m, "reverted, after a remount");
+	do
+		ck_assert_int_eq(vmfs_rekey_step(fs, ino, 0, &pr), 0);
+	while (!pr.finished);
+	m_check(fs, ino, &s2m, "rekeyed again");
+	m_check(fs, s1, &s1m, "s1 at the end");
+	m_check(fs, s2, &s2m, "s2 at the end");
+	m_check(fs, cl, &cm, "the clone at the end");
+	vmfs_close(fs);
+	fsck_clean();
+	fs = op_key();
+	m_check(fs, ino, &s2m, "the file after a remount");
+	m_check(fs, sm, &small, "the small file after a remount");
+	m_check(fs, tn, &tiny, "the inline file after a remount");
+	ck_assert_int_eq(vmfs_unlink(fs, vmfs_root_ino(fs), "disk"), 0);
+	ck_assert_int_eq(vmfs_unlink(fs, vmfs_root_ino(fs), "clone"), 0);
+	ck_assert_int_eq(vmfs_unlink(fs, vmfs_root_ino(fs), "small"), 0);
+	ck_assert_int_eq(vmfs_unlink(fs, vmfs_root_ino(fs), "tiny"), 0);
+	ck_assert_int_eq(vmfs_unlink(fs, vmfs_root_ino(fs), "empty"), 0);
+	ck_assert_uint_eq(free_units(fs), base); /* the old blocks all went back */
+	vmfs_close(fs);
+	fsck_clean();
+
+	/* a datastore without encryption has nothing to rekey */
+	if (!test_key()) {
+		mk(256ull << 20, 0);
+		fs = op();
+		ino = create(fs, vmfs_root_ino(fs), "plain");
+		ck_assert_int_eq(vmfs_rekey_step(fs, ino, 0, &pr), -EOPNOTSUPP);
+		vmfs_close(fs);
+	}
+	free(live.b), free(s1m.b), free(s2m.b), free(cm.b), free(small.b), free(tiny.b);
+}
+END_TEST
+
 START_TEST(t_snapshot_never_written)
 {
 	struct vmfs_open_opts oo = { .commit_ms = 1000, .standalone = true, .secret = test_key() };
@@ -645,6 +829,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, t_names);
 	tcase_add_test(tc, t_snapshot_never_written);
 	tcase_add_test(tc, t_many);
+	tcase_add_test(tc, t_rekey_deep);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -631,6 +631,16 @@ static int check_crypt(struct fsck *c, uint64_t ino, struct vbuf *ib, bool *empt
 	int r;
 
 	*emptied = false;
+	/* the mark splits a file between its two keys only during a deep rekey */
+	if (di->i_crypt_mark && !enc_crypt_rekeying(di->i_crypt)) {
+		if (fsck_problem(c, PR_CRYPT_MARK, (unsigned long long)ino, c->where,
+				 (unsigned long long)le64_to_cpu(di->i_crypt_mark))) {
+			r = fsck_dirty(c, ib);
+			if (r)
+				return r;
+			di->i_crypt_mark = 0;
+		}
+	}
 	if (base_all_zero(di->i_crypt, sizeof(di->i_crypt)))
 		return 0;
 	if (!crypt_enabled(c->fs) || !(S_ISREG(mode) || S_ISLNK(mode) || S_ISDIR(mode))) {
@@ -641,7 +651,7 @@ static int check_crypt(struct fsck *c, uint64_t ino, struct vbuf *ib, bool *empt
 			memset(di->i_crypt, 0, sizeof(di->i_crypt));
 		return r;
 	}
-	if (cr->cr_version == ENC_CRYPT_VERSION && !(cr->cr_flags & ~0x0fu) && (cr->cr_flags & (ENC_CR_K0 | ENC_CR_K1)) &&
+	if (enc_crypt_known(cr) && (S_ISREG(mode) || !(cr->cr_flags & ENC_CR_K1)) &&
 	    (!c->key_epoch || le16_to_cpu(cr->cr_epoch) == (uint16_t)c->key_epoch ||
 	     (c->key_prev_epoch && le16_to_cpu(cr->cr_epoch) == (uint16_t)c->key_prev_epoch)))
 		return 0;

@@ -38,6 +38,7 @@
 	X(PR_CRYPT_BAD, PREEN_NO, "inode %llu%s: its file key is damaged (version %u, flags 0x%x, epoch %u of %u): " \
 				  "its %s cannot be read")     /* emptied (a directory's entries go to lost+found) */ \
 	X(PR_CRYPT_STRAY, PREEN_FIX, "inode %llu%s: holds key bytes on a datastore without encryption") /* clear */  \
+	X(PR_CRYPT_MARK, PREEN_FIX, "inode %llu%s: has a rekey mark (%llu) but no rekey under way") /* clear */      \
 	X(PR_ENTRY_WRONG_KEY, PREEN_NO, "directory %llu%s: entry '%s' is filed under the wrong key") /* remove */    \
 	X(PR_ENTRY_NO_INODE, PREEN_NO, "directory %llu%s: entry '%s' points at %s %llu")   /* remove the entry */   \
 	X(PR_ENTRY_TYPE, PREEN_FIX, "directory %llu%s: entry '%s' has type %u, inode %llu is type %u") /* retype */ \

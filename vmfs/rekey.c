@@ -1,0 +1,155 @@
+/*
+ * Deep rekey of a file (docs/ENCRYPTION.md, "Rekey"): a new file key, and
+ * every block of the file copied to a new block under it, online.
+ *
+ * The file's i_crypt holds both keys while it runs (key 1 the new one), and
+ * the inode's i_crypt_mark splits the file: its 4 KiB units below the mark
+ * are under key 1, the rest under key 0 (crypt_run). Each step, one
+ * operation under the file's iolock exclusive (I/O in flight ends first,
+ * new I/O waits, for the time one batch of blocks takes to copy), moves the
+ * blocks from the mark on to new blocks under key 1 (file_rekey_block) and
+ * the mark past them, in the same transaction: a power cut shows the step
+ * done or not done, and the next step resumes from the mark. When the mark
+ * reaches the end of the file, the same transaction makes key 1 the file's
+ * only key and clears the mark: the old key is no longer on the device.
+ * Writes between steps go under the key their unit's side of the mark says.
+ *
+ * A snapshot or a clone made meanwhile copies i_crypt and the mark with the
+ * map, so its blocks read under the keys they were written with; it keeps
+ * both keys (a snapshot is never written). Blocks a snapshot or clone shares
+ * with the file stay theirs, under the old key: the file gets its copies.
+ */
+#include "vmfs/vmfs_i.h"
+
+#include <errno.h>
+#include <sys/stat.h>
+
+#include <openssl/crypto.h>
+
+#include "encrypt/encrypt.h"
+
+/* A step's batch: this many bytes of blocks at least (one block when larger), 8 MiB by default. */
+#define REKEY_BATCH (8ull << 20)
+
+static int rekey_locked(struct vmfs *fs, struct vbuf *ib, uint64_t max_bytes, struct vmfs_rekey_progress *pr)
+{
+	struct vmfs_inode_disk *di = ib_inode(ib);
+	uint64_t size = le64_to_cpu(di->i_size), units = base_div_round_up(size, VMFS_UNIT), mark, bb;
+	struct enc_file *key = NULL;
+	int ret;
+
+	if (!enc_crypt_present(di->i_crypt))
+		return -EINVAL;
+	ret = meta_dirty(fs, ib);
+	if (!ret && !enc_crypt_rekeying(di->i_crypt)) {
+		ret = crypt_file_rekey(fs, di, false);
+		di->i_crypt_mark = 0;
+	}
+	if (ret)
+		return ret;
+	mark = le64_to_cpu(di->i_crypt_mark);
+	if (mark < units) {
+		ret = crypt_file_get(fs, ib->addr, di, &key); /* key->mark: the mark as it is */
+		if (ret)
+			return ret;
+		if (le32_to_cpu(di->i_flags) & VMFS_IF_INLINE) {
+			uint8_t plain[VMFS_INLINE_MAX];
+
+			ret = crypt_inline(fs, ib->addr, di, false, plain);
+			if (!ret) {
+				di->i_crypt_mark = cpu_to_le64(units);
+				ret = crypt_inline(fs, ib->addr, di, true, plain); /* now below the mark: key 1 */
+			}
+			OPENSSL_cleanse(plain, sizeof(plain));
+			mark = units;
+		} else {
+			uint64_t lblk, done = 0;
+
+			bb = file_block_bytes(fs, di);
+			lblk = mark * VMFS_UNIT / bb;
+			if (!max_bytes)
+				max_bytes = REKEY_BATCH;
+			while (!ret && lblk * bb < size && (done == 0 || done < max_bytes)) {
+				uint64_t next = (lblk + 1) * bb / VMFS_UNIT;
+
+				ret = file_rekey_block(fs, ib, key, lblk, next);
+				lblk++;
+				done += bb;
+				mark = next;
+			}
+			if (!ret)
+				di->i_crypt_mark = cpu_to_le64(mark);
+		}
+		crypt_file_put(fs, key);
+		if (ret)
+			return ret;
+	}
+	pr->size = size;
+	pr->done = base_min(mark * VMFS_UNIT, size);
+	pr->finished = mark >= units;
+	if (pr->finished) { /* the old key goes, in the same transaction as the last blocks */
+		ret = crypt_file_rekey(fs, di, true);
+		if (!ret)
+			di->i_crypt_mark = 0;
+	}
+	return ret;
+}
+
+int vmfs_rekey_step(struct vmfs *fs, uint64_t ino, uint64_t max_bytes, struct vmfs_rekey_progress *pr)
+{
+	struct vinode *vi;
+	struct vbuf *ib;
+	uint32_t mode;
+	int ret;
+
+	*pr = (struct vmfs_rekey_progress){ 0 };
+	if (!crypt_enabled(fs))
+		return -EOPNOTSUPP;
+	if (fs->ro)
+		return -EROFS;
+	if (!fs->key)
+		return -ENOKEY;
+	vi = vinode_pin(fs, ino);
+	if (!vi)
+		return -ENOMEM;
+	pthread_rwlock_wrlock(&vi->iolock);
+	ret = op_begin(fs);
+	if (!ret)
+		ret = inode_read(fs, ino, &ib);
+	if (!ret) {
+		mode = le32_to_cpu(ib_inode(ib)->i_mode);
+		if (le32_to_cpu(ib_inode(ib)->i_flags) & VMFS_IF_SNAPSHOT)
+			ret = -EROFS;
+		else if (!S_ISREG(mode))
+			ret = S_ISDIR(mode) ? -EISDIR : -EINVAL;
+		else
+			ret = rekey_locked(fs, ib, max_bytes, pr);
+		meta_put(fs, ib);
+	}
+	ret = op_end(fs, ret);
+	pthread_rwlock_unlock(&vi->iolock);
+	vinode_unpin(fs, vi);
+	return ret;
+}
+
+int vmfs_rekey_state(struct vmfs *fs, uint64_t ino, struct vmfs_rekey_progress *pr)
+{
+	struct vbuf *ib;
+	int ret;
+
+	*pr = (struct vmfs_rekey_progress){ 0 };
+	ret = fs_enter(fs, false);
+	if (ret)
+		return ret;
+	ret = inode_read(fs, ino, &ib);
+	if (!ret) {
+		struct vmfs_inode_disk *di = ib_inode(ib);
+
+		pr->size = le64_to_cpu(di->i_size);
+		pr->finished = !enc_crypt_rekeying(di->i_crypt);
+		pr->done = pr->finished ? 0 : base_min(le64_to_cpu(di->i_crypt_mark) * VMFS_UNIT, pr->size);
+		meta_put(fs, ib);
+	}
+	pthread_mutex_unlock(&fs->lock);
+	return ret;
+}

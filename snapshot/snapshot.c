@@ -45,34 +45,40 @@ struct collect {
 	const char *path;
 	struct snap_files *f;
 	int err;
+	struct snap_files *subdirs;     /* recursive: directories found, walked after */
 };
 
-static int collect_fill(void *ctx, const char *name, size_t namelen, uint64_t ino, uint32_t dtype,
-			uint64_t next_cookie)
+/* Adds ino and path dir/name to f: 0 or -ENOMEM. */
+static int files_add(struct snap_files *f, const char *dir, const char *name, uint64_t ino)
 {
-	struct collect *c = ctx;
-	struct snap_files *f = c->f;
-	char buf[256]; /* a name is at most 255 bytes */
-	uint64_t *ni;
+	uint64_t *ni = realloc(f->ino, (f->n + 1) * sizeof(*ni));
 	char **nn;
 
-	(void)next_cookie;
-	if (dtype != (S_IFREG >> 12))
-		return 0;
-	memcpy(buf, name, namelen);
-	buf[namelen] = 0;
-	ni = realloc(f->ino, (f->n + 1) * sizeof(*ni));
 	if (ni)
 		f->ino = ni;
 	nn = realloc(f->name, (f->n + 1) * sizeof(*nn));
 	if (nn)
 		f->name = nn;
-	if (!ni || !nn || !(f->name[f->n] = join(c->path, buf))) {
-		c->err = -ENOMEM;
-		return 1;
-	}
+	if (!ni || !nn || !(f->name[f->n] = join(dir, name)))
+		return -ENOMEM;
 	f->ino[f->n++] = ino;
 	return 0;
+}
+
+static int collect_fill(void *ctx, const char *name, size_t namelen, uint64_t ino, uint32_t dtype,
+			uint64_t next_cookie)
+{
+	struct collect *c = ctx;
+	char buf[256]; /* a name is at most 255 bytes */
+	struct snap_files *to = dtype == (S_IFREG >> 12) ? c->f : dtype == (S_IFDIR >> 12) ? c->subdirs : NULL;
+
+	(void)next_cookie;
+	if (!to)
+		return 0;
+	memcpy(buf, name, namelen);
+	buf[namelen] = 0;
+	c->err = files_add(to, c->path, buf, ino);
+	return c->err ? 1 : 0;
 }
 
 static int by_name(const void *a, const void *b, void *ctx)
@@ -104,16 +110,35 @@ out:
 	free(name);
 }
 
+/* PATH's inode and attributes; f emptied. */
+static int lookup(struct vmfs *fs, const char *path, struct snap_files *f, uint64_t *ino, struct vmfs_stat *st)
+{
+	int ret = vmfs_resolve(fs, path, ino);
+
+	memset(f, 0, sizeof(*f));
+	return ret ? ret : vmfs_getattr(fs, *ino, st);
+}
+
+/* f holds PATH alone: 0 or -ENOMEM. */
+static int files_one(struct snap_files *f, const char *path, uint64_t ino)
+{
+	f->ino = malloc(sizeof(*f->ino));
+	f->name = malloc(sizeof(*f->name));
+	if (!f->ino || !f->name || !(f->name[0] = strdup(path))) {
+		snap_files_release(f);
+		return -ENOMEM;
+	}
+	f->ino[0] = ino;
+	f->n = 1;
+	return 0;
+}
+
 int snap_files_get(struct vmfs *fs, const char *path, struct snap_files *f, char *err, size_t errlen)
 {
 	struct vmfs_stat st;
 	uint64_t ino;
-	int ret;
+	int ret = lookup(fs, path, f, &ino, &st);
 
-	memset(f, 0, sizeof(*f));
-	ret = vmfs_resolve(fs, path, &ino);
-	if (!ret)
-		ret = vmfs_getattr(fs, ino, &st);
 	if (ret)
 		return base_set_err(err, errlen, ret, "%s: %s", path, strerror(-ret));
 	if (S_ISDIR(st.mode)) {
@@ -136,14 +161,36 @@ int snap_files_get(struct vmfs *fs, const char *path, struct snap_files *f, char
 	}
 	if (!S_ISREG(st.mode))
 		return base_set_err(err, errlen, -EINVAL, "%s: not a regular file or a folder", path);
-	f->ino = malloc(sizeof(*f->ino));
-	f->name = malloc(sizeof(*f->name));
-	if (!f->ino || !f->name || !(f->name[0] = strdup(path))) {
-		snap_files_release(f);
-		return base_set_err(err, errlen, -ENOMEM, "%s: out of memory", path);
+	ret = files_one(f, path, ino);
+	return ret ? base_set_err(err, errlen, ret, "%s: out of memory", path) : 0;
+}
+
+int snap_files_all(struct vmfs *fs, const char *path, struct snap_files *f, char *err, size_t errlen)
+{
+	struct snap_files dirs = { 0 };
+	struct vmfs_stat st;
+	uint64_t ino;
+	int ret = lookup(fs, path, f, &ino, &st);
+
+	if (!ret && !S_ISDIR(st.mode))
+		ret = -ENOTDIR;
+	if (!ret)
+		ret = files_one(&dirs, path, ino);
+	f->folder = true;
+	/* breadth first: each directory's files and subdirectories, then theirs */
+	for (size_t i = 0; !ret && i < dirs.n; i++) {
+		struct collect c = { .fs = fs, .dir = dirs.ino[i], .path = dirs.name[i], .f = f, .subdirs = &dirs };
+
+		ret = vmfs_readdir(fs, dirs.ino[i], 2, collect_fill, &c);
+		if (!ret)
+			ret = c.err;
 	}
-	f->ino[0] = ino;
-	f->n = 1;
+	snap_files_release(&dirs);
+	if (ret) {
+		snap_files_release(f);
+		return base_set_err(err, errlen, ret, "%s: %s", path, strerror(-ret));
+	}
+	sort_files(f);
 	return 0;
 }
 

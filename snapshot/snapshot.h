@@ -35,6 +35,8 @@ struct snap_files {
 };
 int snap_files_get(struct vmfs *fs, const char *path, struct snap_files *out, char *err, size_t errlen);
 void snap_files_release(struct snap_files *f);
+/* Every regular file in the tree under folder PATH ("/" for the datastore), sorted by path. */
+int snap_files_all(struct vmfs *fs, const char *path, struct snap_files *out, char *err, size_t errlen);
 
 /* A name for a snapshot made now ("YYYY-MM-DDTHH:MM:SSZ", UTC) when the user gives none. */
 void snap_default_name(char *buf, size_t len);
@@ -94,5 +96,24 @@ int snap_clone(struct vmfs *fs, const char *src, const char *dst, char *err, siz
 /* One of the four by op: name is the snapshot's (create, revert, delete), dst the clone's (SRC is path). */
 int snap_run(struct vmfs *fs, enum snap_op op, const char *path, const char *name, const char *dst, char *err,
 	     size_t errlen);
+
+/*
+ * Deep rekey (vmfs_rekey_step) of the files PATH stands for, or with all of
+ * every regular file in the datastore, one call at a time: each call works
+ * on file *cursor (0 at first) for up to max_bytes of its blocks, taking
+ * its file lock exclusive for the call (another host that has it open is
+ * refused with -EBUSY and its name; this handle's own opens go on, their I/O
+ * waiting only while a batch is copied), and moves *cursor on when the file
+ * is done. *p says where it stands; all_done when every file is done. A
+ * file whose rekey a crash interrupted resumes where it stopped.
+ */
+struct snap_rekey_progress {
+	size_t files, file;             /* how many, and the one worked on (0-based) */
+	char name[1024];                /* its path */
+	uint64_t done, size;            /* its bytes under the new key, of its size */
+	bool all_done;
+};
+int snap_rekey(struct vmfs *fs, const char *path, bool all, uint64_t max_bytes, size_t *cursor,
+	       struct snap_rekey_progress *p, char *err, size_t errlen);
 
 #endif

@@ -618,6 +618,28 @@ static void snap_forget_cached(struct vmount *vm, const char *path, uint64_t ino
 	fuse_lowlevel_notify_inval_entry(vm->se, dino | MOUNT_SNAPDIR, entry, strlen(entry));
 }
 
+/* vmfsctl rekey --deep through the mount: one snap_rekey call with this daemon's handle and locks. */
+static void mount_rekey(fuse_req_t req, struct vmfs *fs, const void *in)
+{
+	struct vmfs_mount_rekey r;
+	struct snap_rekey_progress p;
+	size_t cursor;
+
+	memcpy(&r, in, sizeof(r));
+	r.path[sizeof(r.path) - 1] = 0;
+	r.err[0] = 0;
+	cursor = (size_t)r.cursor;
+	r.result = snap_rekey(fs, r.path, r.all != 0, r.max_bytes, &cursor, &p, r.err, sizeof(r.err));
+	r.cursor = cursor;
+	r.files = p.files;
+	r.file = p.file;
+	r.done = p.done;
+	r.size = p.size;
+	r.all_done = p.all_done;
+	snprintf(r.name, sizeof(r.name), "%s", p.name);
+	fuse_reply_ioctl(req, 0, &r, sizeof(r));
+}
+
 /*
  * vmfsctl snapshot/clone through the mount (tools/mount_ctl.h): run with this
  * daemon's own handle, which holds the locks of the files it has open. After
@@ -636,12 +658,17 @@ static void vm_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
 	(void)arg;
 	(void)fi;
 	(void)flags;
-	if (cmd != VMFS_IOC_SNAP || in_bufsz < sizeof(c) || out_bufsz < sizeof(c)) {
-		fuse_reply_err(req, ENOTTY);
+	if (who->uid != 0 && (cmd == VMFS_IOC_SNAP || cmd == VMFS_IOC_REKEY)) {
+		fuse_reply_err(req, EPERM);
 		return;
 	}
-	if (who->uid != 0) {
-		fuse_reply_err(req, EPERM);
+	if (cmd == VMFS_IOC_REKEY && in_bufsz >= sizeof(struct vmfs_mount_rekey) &&
+	    out_bufsz >= sizeof(struct vmfs_mount_rekey)) {
+		mount_rekey(req, vm->fs, in_buf);
+		return;
+	}
+	if (cmd != VMFS_IOC_SNAP || in_bufsz < sizeof(c) || out_bufsz < sizeof(c)) {
+		fuse_reply_err(req, ENOTTY);
 		return;
 	}
 	memcpy(&c, in_buf, sizeof(c));

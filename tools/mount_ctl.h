@@ -22,4 +22,20 @@ struct vmfs_mount_ctl {
 
 #define VMFS_IOC_SNAP _IOWR('V', 0x51, struct vmfs_mount_ctl)
 
+/* vmfsctl rekey --deep through the mount: one snap_rekey call (snapshot/snapshot.h) per request. */
+struct vmfs_mount_rekey {
+	int32_t result;         /* out: 0 or -errno */
+	uint32_t all;           /* every regular file (path: "/") */
+	uint64_t cursor;        /* in/out: the file worked on */
+	uint64_t max_bytes;     /* of blocks this request */
+	uint64_t files, file, done, size;       /* out: snap_rekey_progress */
+	uint32_t all_done;      /* out */
+	uint32_t pad;
+	char path[1024];
+	char name[1024];        /* out: the file's path */
+	char err[512];          /* out: one line when result < 0 */
+};
+
+#define VMFS_IOC_REKEY _IOWR('V', 0x52, struct vmfs_mount_rekey)
+
 #endif

@@ -22,6 +22,7 @@ void usage(FILE *f)
 		   "                                             datastore's root, with or without a leading /)\n");
 	snap_usage(f);
 	key_usage(f);
+	rekey_usage(f);
 	fprintf(f, "       On an encrypted datastore, a command that reads or names files takes the key:\n"
 		   "         --key-file F | --passphrase-file F | --keycmd PROG\n");
 }
@@ -323,6 +324,8 @@ int main(int argc, char **argv)
 		return cmd_snapshot(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "clone"))
 		return cmd_clone(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "rekey"))
+		return cmd_rekey(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
 		usage(stdout);
 		return 0;

@@ -26,6 +26,13 @@ void snap_usage(FILE *f);
 int cmd_snapshot(int argc, char **argv);
 int cmd_clone(int argc, char **argv);
 
+/* DEVICE given as a directory: a vmfs mount (its mountpoint, or a directory in it). */
+bool is_mount(const char *dev);
+
+/* tools/vmfsctl_rekey.c: vmfsctl rekey --deep ... */
+void rekey_usage(FILE *f);
+int cmd_rekey(int argc, char **argv);
+
 /* tools/vmfsctl_key.c: vmfsctl key ... */
 void key_usage(FILE *f);
 int cmd_key(int argc, char **argv);

@@ -64,8 +64,7 @@ bad:
 	return 2;
 }
 
-/* DEVICE given as a directory: a vmfs mount (its mountpoint, or a directory in it). */
-static bool is_mount(const char *dev)
+bool is_mount(const char *dev)
 {
 	struct stat st;
 

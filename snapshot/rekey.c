@@ -1,0 +1,79 @@
+/*
+ * Deep rekey of the files a PATH stands for (snapshot/snapshot.h, snap_rekey):
+ * vmfs_rekey_step over each file in turn, under its file lock.
+ */
+#include "snapshot/snapshot.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "base/base.h"
+
+static const char *why(int ret)
+{
+	switch (ret) {
+	case -EOPNOTSUPP: return "the datastore is not encrypted";
+	case -ENOKEY: return "the datastore is locked (no key given)";
+	case -EROFS: return "read-only";
+	case -EISDIR: case -EINVAL: return "not a regular file";
+	case -ENOSPC: return "no space left for the new copies of its blocks";
+	default: return strerror(-ret);
+	}
+}
+
+int snap_rekey(struct vmfs *fs, const char *path, bool all, uint64_t max_bytes, size_t *cursor,
+	       struct snap_rekey_progress *p, char *err, size_t errlen)
+{
+	struct snap_files f;
+	struct vmfs_rekey_progress pr;
+	char who[160];
+	int ret = all ? snap_files_all(fs, path, &f, err, errlen) : snap_files_get(fs, path, &f, err, errlen);
+
+	memset(p, 0, sizeof(*p));
+	if (ret)
+		return ret;
+	p->files = f.n;
+	if (*cursor >= f.n) {
+		p->file = f.n;
+		p->all_done = true;
+		snap_files_release(&f);
+		return 0;
+	}
+	p->file = *cursor;
+	snprintf(p->name, sizeof(p->name), "%s", f.name[*cursor]);
+	ret = vmfs_file_lock(fs, f.ino[*cursor], VMFS_LOCK_EX, who, sizeof(who));
+	if (ret == -EBUSY) {
+		base_set_err(err, errlen, ret, "%s: in use by %s", f.name[*cursor], who);
+	} else if (ret) {
+		base_set_err(err, errlen, ret, "%s: cannot lock: %s", f.name[*cursor], strerror(-ret));
+	} else {
+		uint64_t moved = 0;
+
+		do { /* steps of 8 MiB (I/O waits for one at a time) up to max_bytes */
+			uint64_t before;
+
+			ret = vmfs_rekey_state(fs, f.ino[*cursor], &pr);
+			before = pr.finished ? 0 : pr.done;
+			if (!ret)
+				ret = vmfs_rekey_step(fs, f.ino[*cursor], 0, &pr);
+			moved += pr.done > before ? pr.done - before : 8u << 20;
+		} while (!ret && !pr.finished && moved < max_bytes);
+		vmfs_file_unlock(fs, f.ino[*cursor]);
+		if (!ret)
+			ret = vmfs_sync(fs); /* durable when the call returns */
+		if (ret)
+			base_set_err(err, errlen, ret, "%s: rekey: %s", f.name[*cursor], why(ret));
+	}
+	if (!ret) {
+		p->done = pr.done;
+		p->size = pr.size;
+		if (pr.finished) {
+			p->done = pr.size;
+			++*cursor;
+		}
+		p->all_done = *cursor >= f.n;
+	}
+	snap_files_release(&f);
+	return ret;
+}

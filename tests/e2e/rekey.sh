@@ -1,0 +1,118 @@
+#!/bin/bash
+# Deep rekey (issue 17, point 5): vmfsctl rekey --deep.
+#  - through a mount, while a writer keeps writing the disk (random 4 KiB
+#    writes at seeded offsets, each recorded with the time it returned) and a
+#    snapshot and a clone share its blocks: the writer's writes land during
+#    the rekey (its times fall between the rekey's start and end), every
+#    write reads back after it, the rest of the disk is as it was, the
+#    snapshot and the clone read as they were; fsck finds nothing; a fresh
+#    mount reads the same;
+#  - on the device (a host of its own): --all rekeys every file; a file
+#    another host (the mount) has open is refused with that host's name and
+#    nothing changes; a wrong key exits 3; a datastore without encryption
+#    exits 1 with one line.
+. "$(dirname "$0")/lib.bash"
+e2e_init mkfs.vmfs vmfs-mount vmfsctl fsck.vmfs
+need_cmd python3
+D=$T/ds.img
+M=$T/m
+head -c 32 /dev/urandom >"$T/key"
+head -c 32 /dev/urandom >"$T/wrong"
+KEY=(--key-file "$T/key")
+
+log "an encrypted datastore: a VM folder with a 96 MiB disk, a snapshot and a clone of it"
+vmfs_mkfs "$D" 1G --encrypt "${KEY[@]}"
+vmfs_mount "$D" "$M" -o key-file="$T/key"
+mkdir "$M/vm"
+head -c $((96 << 20)) /dev/urandom >"$T/orig"
+cp "$T/orig" "$M/vm/disk"
+echo "memory=512" >"$M/vm/vm.conf"
+"$VMFS_BIN/vmfsctl" snapshot create "$M" vm --name before >/dev/null || fail "snapshot"
+"$VMFS_BIN/vmfsctl" clone "$M" vm/disk vm/clone >/dev/null || fail "clone"
+
+log "rekey through the mount while a writer writes the disk"
+cat >"$T/writer.py" <<'PY'
+import os, random, sys, time
+path, ledger, ready, stop = sys.argv[1:5]
+fd = os.open(path, os.O_RDWR)
+size = os.fstat(fd).st_size
+rng = random.Random(7)
+n = 0
+with open(ledger, "w") as led:
+    while not os.path.exists(stop):
+        off = rng.randrange(size // 4096) * 4096
+        data = rng.randbytes(4096)
+        os.pwrite(fd, data, off)
+        if n % 16 == 0:
+            os.fsync(fd)
+        led.write("%d %d %.6f\n" % (n, off, time.time()))
+        n += 1
+        if n == 50:
+            open(ready, "w").close()
+    os.fsync(fd)
+os.close(fd)
+PY
+python3 "$T/writer.py" "$M/vm/disk" "$T/ledger" "$T/ready" "$T/stop" &
+WRITER=$!
+PIDS+=("$WRITER")
+wait_until 30 test -e "$T/ready" || fail "the writer did not start"
+t0=$EPOCHREALTIME
+"$VMFS_BIN/vmfsctl" rekey --deep "$M" vm >"$T/rekey.out" || fail "rekey through the mount failed"
+t1=$EPOCHREALTIME
+touch "$T/stop"
+wait "$WRITER" || fail "the writer failed"
+grep -q "^3 files rekeyed" "$T/rekey.out" || fail "rekey said: $(cat "$T/rekey.out")"
+during=$(awk -v a="$t0" -v b="$t1" '$3 > a && $3 < b' "$T/ledger" | wc -l)
+log "rekey of vm/ (96 MiB disk, clone, vm.conf) took $(elapsed "$t0"); the writer made $during writes meanwhile"
+[ "$during" -gt 0 ] || fail "no write landed while the rekey ran: it did not run online"
+
+# The model: the original disk with the writer's writes replayed (same seed).
+cat >"$T/model.py" <<'PY'
+import random, sys
+orig, ledger, out = sys.argv[1:4]
+b = bytearray(open(orig, "rb").read())
+rng = random.Random(7)
+n = sum(1 for _ in open(ledger))
+for i in range(n):
+    off = rng.randrange(len(b) // 4096) * 4096
+    b[off:off + 4096] = rng.randbytes(4096)
+open(out, "wb").write(b)
+PY
+python3 "$T/model.py" "$T/orig" "$T/ledger" "$T/model"
+cmp "$T/model" "$M/vm/disk" || fail "the disk does not hold what was written during the rekey"
+cmp "$T/orig" "$M/vm/.snapshots/disk@before" || fail "the snapshot changed"
+cmp "$T/orig" "$M/vm/clone" || fail "the clone changed"
+[ "$(cat "$M/vm/vm.conf")" = "memory=512" ] || fail "vm.conf changed"
+
+log "on the device: a file the mount has open is refused with the holder's name"
+exec 7<>"$M/vm/disk"
+sum=$(sha256sum <"$D")
+expect_one_line_failure "$VMFS_BIN/vmfsctl" rekey --deep "$D" vm/disk "${KEY[@]}"
+grep -q "in use by" "$T/stderr" || fail "the refusal does not name the holder"
+exec 7<&-
+vmfs_umount "$M" "$D"
+"$VMFS_BIN/fsck.vmfs" -n -f "$D" >"$T/fsck.out" || { cat "$T/fsck.out"; fail "fsck after the rekey"; }
+
+log "on the device: a wrong key exits 3 and writes nothing; --all rekeys every file"
+sum=$(sha256sum <"$D")
+expect_one_line_failure "$VMFS_BIN/vmfsctl" rekey --deep "$D" --all --key-file "$T/wrong"
+[ "$LAST_RC" -eq 3 ] || fail "a wrong key: exit $LAST_RC, want 3"
+[ "$(sha256sum <"$D")" = "$sum" ] || fail "a refused rekey changed the datastore"
+"$VMFS_BIN/vmfsctl" rekey --deep --json "$D" --all "${KEY[@]}" >"$T/all.json" || fail "rekey --all failed"
+[ "$(jq -r .rekeyed "$T/all.json")" = 3 ] || fail "rekey --all: $(cat "$T/all.json")"
+"$VMFS_BIN/fsck.vmfs" -n -f "$D" >"$T/fsck.out" || { cat "$T/fsck.out"; fail "fsck after rekey --all"; }
+vmfs_mount "$D" "$M" -o key-file="$T/key"
+cmp "$T/model" "$M/vm/disk" || fail "the disk after rekey --all"
+cmp "$T/orig" "$M/vm/.snapshots/disk@before" || fail "the snapshot after rekey --all"
+cmp "$T/orig" "$M/vm/clone" || fail "the clone after rekey --all"
+vmfs_umount "$M" "$D"
+
+log "a datastore without encryption: one line, exit 1"
+vmfs_mkfs "$T/plain.img" 256M
+vmfs_mount "$T/plain.img" "$M"
+echo x >"$M/f"
+vmfs_umount "$M" "$T/plain.img"
+expect_one_line_failure "$VMFS_BIN/vmfsctl" rekey --deep "$T/plain.img" f
+[ "$LAST_RC" -eq 1 ] || fail "a plain datastore: exit $LAST_RC, want 1"
+grep -q "not encrypted" "$T/stderr" || fail "the refusal does not say the datastore is not encrypted"
+log ok

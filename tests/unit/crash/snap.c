@@ -17,9 +17,11 @@
  * references, and an operation copies only the buffer it changes.
  *
  * Case enc_cuts (issue 17, point 8) runs the same workload on an encrypted
- * datastore (every open passes the key), ENC_POINTS cut points, and after
- * each cut also scans the whole image for a marker the files hold in
- * plaintext from the start: it must not be there.
+ * datastore (every open passes the key) with a deep rekey running through
+ * it (a quarter of the steps are rekey steps of one of the files: begun,
+ * moved on by up to 64 blocks, finished and begun again), ENC_POINTS cut
+ * points, and after each cut also scans the whole image for a marker the
+ * files hold in plaintext from the start: it must not be there.
  */
 #include "vmfs/vmfs.h"
 #include "tests/unit/crash/crash.h"
@@ -392,6 +394,22 @@ static int op_truncate(struct srun *r, int i)
 	return ret ? ret : vmfs_setattr(r->fs, ino, &(struct vmfs_stat){ .size = size }, VMFS_SET_SIZE, NULL);
 }
 
+/*
+ * The encrypted run: a step of a deep rekey of file i (begun by the first,
+ * finished by the one that reaches its end), up to 64 blocks at a time. The
+ * content does not change: before and after are the same state.
+ */
+static int op_rekey(struct srun *r, int i)
+{
+	uint64_t max = BS * between(&r->rng, 1, 64), ino;
+	struct vmfs_rekey_progress pr;
+	int ret;
+
+	begin(r, "rekey %s (%llu KiB)", fname[i], (unsigned long long)(max >> 10));
+	ret = resolve(r->fs, fname[i], &ino);
+	return ret ? ret : vmfs_rekey_step(r->fs, ino, max, &pr);
+}
+
 static int step(struct srun *r)
 {
 	unsigned c = (unsigned)below(&r->rng, 100);
@@ -403,6 +421,12 @@ static int step(struct srun *r)
 		else if (free_slot < 0)
 			free_slot = i;
 	}
+	if (snap_secret && c < 25) { /* a deep rekey runs through the workload: a quarter of the steps */
+		int i = (int)below(&r->rng, NGROUP + (uint64_t)nc);
+		return op_rekey(r, i < NGROUP ? i : clones[i - NGROUP]);
+	}
+	if (snap_secret)
+		c = (unsigned)below(&r->rng, 100);
 	if (c < 40) {
 		int i = (int)below(&r->rng, NGROUP + (uint64_t)nc);
 		return op_write(r, i < NGROUP ? i : clones[i - NGROUP]);
@@ -588,6 +612,7 @@ static int snap_point(enum dev_crash_mode mode, uint64_t seed, uint64_t cut, con
 	struct dev_crash_stats cs = { 0 };
 	struct srun r = { .mode = mode, .rng = { seed }, .wfile = -1 };
 	char err[256] = "", num[32], why_a[256] = "", why_b[256] = "";
+	const struct mstate *held = NULL; /* the state found after the cut */
 	int ret, bad = 0;
 	bool crashed;
 
@@ -635,10 +660,33 @@ static int snap_point(enum dev_crash_mode mode, uint64_t seed, uint64_t cut, con
 		r.fs = NULL;
 		bad = 1;
 	}
-	if (!bad && !state_matches(&r, &r.cur, &r.prev, why_a, sizeof(why_a)) &&
-	    !state_matches(&r, &r.prev, &r.cur, why_b, sizeof(why_b))) {
+	if (!bad && !(held = state_matches(&r, &r.cur, &r.prev, why_a, sizeof(why_a)) ? &r.cur : NULL) &&
+	    !(held = state_matches(&r, &r.prev, &r.cur, why_b, sizeof(why_b)) ? &r.prev : NULL)) {
 		sayf(&r, "after '%s' the datastore holds neither state: after it, %s; before it, %s", r.op, why_a, why_b);
 		bad = 1;
+	}
+	if (!bad && snap_secret) { /* a deep rekey the cut stopped resumes from its mark and finishes */
+		unsigned resumed = 0;
+
+		for (int i = 0; i < NFILES && !bad; i++) {
+			struct vmfs_rekey_progress pr;
+			uint64_t ino;
+
+			if (resolve(r.fs, fname[i], &ino) || vmfs_rekey_state(r.fs, ino, &pr))
+				continue;
+			resumed += !pr.finished;
+			while (!pr.finished && !bad)
+				if ((ret = vmfs_rekey_step(r.fs, ino, 0, &pr))) {
+					sayf(&r, "resuming the rekey of %s failed: %s", fname[i], strerror(-ret));
+					bad = 1;
+				}
+		}
+		if (resumed)
+			sayf(&r, "%u rekeys resumed and finished; ", resumed);
+		if (!bad && resumed && !state_matches(&r, held, held == &r.cur ? &r.prev : &r.cur, why_a, sizeof(why_a))) {
+			sayf(&r, "after %u rekeys were resumed and finished: %s", resumed, why_a);
+			bad = 1;
+		}
 	}
 	if (r.fs)
 		vmfs_close(r.fs);

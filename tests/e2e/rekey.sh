@@ -7,6 +7,11 @@
 #    write reads back after it, the rest of the disk is as it was, the
 #    snapshot and the clone read as they were; fsck finds nothing; a fresh
 #    mount reads the same;
+#  - a second host (another mount) that read the disk before the rekey
+#    reads it right after it, without a remount;
+#  - a rekey host killed mid-way (SIGKILL, its lock and journal left
+#    behind): the next run takes the lock over, resumes and finishes; the
+#    disk reads as it was and fsck finds nothing;
 #  - on the device (a host of its own): --all rekeys every file; a file
 #    another host (the mount) has open is refused with that host's name and
 #    nothing changes; a wrong key exits 3; a datastore without encryption
@@ -29,6 +34,12 @@ cp "$T/orig" "$M/vm/disk"
 echo "memory=512" >"$M/vm/vm.conf"
 "$VMFS_BIN/vmfsctl" snapshot create "$M" vm --name before >/dev/null || fail "snapshot"
 "$VMFS_BIN/vmfsctl" clone "$M" vm/disk vm/clone >/dev/null || fail "clone"
+
+log "a second host reads the disk before the rekey"
+M2=$T/m2
+vmfs_mount "$D" "$M2" -o key-file="$T/key"
+P2=$DAEMON_PID
+cmp "$T/orig" "$M2/vm/disk" || fail "the second host reads the disk wrong before the rekey"
 
 log "rekey through the mount while a writer writes the disk"
 cat >"$T/writer.py" <<'PY'
@@ -83,6 +94,9 @@ cmp "$T/model" "$M/vm/disk" || fail "the disk does not hold what was written dur
 cmp "$T/orig" "$M/vm/.snapshots/disk@before" || fail "the snapshot changed"
 cmp "$T/orig" "$M/vm/clone" || fail "the clone changed"
 [ "$(cat "$M/vm/vm.conf")" = "memory=512" ] || fail "vm.conf changed"
+cmp "$T/model" "$M2/vm/disk" || fail "the second host does not read the rekeyed disk right"
+cmp "$T/orig" "$M2/vm/clone" || fail "the second host does not read the rekeyed clone right"
+vmfs_umount_pid "$M2" "$P2"
 
 log "on the device: a file the mount has open is refused with the holder's name"
 exec 7<>"$M/vm/disk"
@@ -106,6 +120,26 @@ cmp "$T/model" "$M/vm/disk" || fail "the disk after rekey --all"
 cmp "$T/orig" "$M/vm/.snapshots/disk@before" || fail "the snapshot after rekey --all"
 cmp "$T/orig" "$M/vm/clone" || fail "the clone after rekey --all"
 vmfs_umount "$M" "$D"
+
+log "a rekey host killed mid-way: the next run takes its lock over and finishes the file"
+K=$T/k.img
+vmfs_mkfs "$K" 1G --encrypt "${KEY[@]}" -H 8 -T 400,3200,2000,800 # a dead host's lock is taken over in about 3 s
+vmfs_mount "$K" "$M" -o key-file="$T/key"
+head -c $((256 << 20)) /dev/urandom >"$T/big"
+cp "$T/big" "$M/big"
+vmfs_umount "$M" "$K"
+"$VMFS_BIN/vmfsctl" rekey --deep "$K" big "${KEY[@]}" >/dev/null 2>&1 &
+RK=$!
+PIDS+=("$RK")
+wait_until 30 sh -c "'$VMFS_BIN/vmfsctl' locks --json '$K' big --key-file '$T/key' | grep -q exclusive" ||
+	fail "the rekey never took the file's lock"
+kill -9 "$RK"
+wait "$RK" 2>/dev/null && log "   (the rekey had finished before the kill)"
+"$VMFS_BIN/vmfsctl" rekey --deep "$K" big "${KEY[@]}" >"$T/rekey2.out" || fail "the rekey after the kill failed"
+"$VMFS_BIN/fsck.vmfs" -n -f "$K" >"$T/fsck.out" || { cat "$T/fsck.out"; fail "fsck after the killed rekey"; }
+vmfs_mount "$K" "$M" -o key-file="$T/key"
+cmp "$T/big" "$M/big" || fail "the file after a killed and resumed rekey"
+vmfs_umount "$M" "$K"
 
 log "a datastore without encryption: one line, exit 1"
 vmfs_mkfs "$T/plain.img" 256M

@@ -32,12 +32,31 @@ void rekey_usage(FILE *f)
 		   "                                             new file keys, every block copied under them, online\n");
 }
 
-static void show(const struct snap_rekey_progress *p, bool tty)
+/* Progress on a terminal: one bar per file, "rekey i/n PATH [###...]  42%". */
+struct shown {
+	struct tool_progress bar;
+	char label[1100];
+	size_t file;
+	bool on;
+};
+
+static void show(struct shown *s, const struct snap_rekey_progress *p)
 {
-	if (!tty || !p->files)
+	if (!p->files)
 		return;
-	fprintf(stderr, "\rrekey: file %zu of %zu, %s: %llu of %llu MiB   ", p->file + (p->all_done ? 0 : 1), p->files,
-		p->name, (unsigned long long)(p->done >> 20), (unsigned long long)(p->size >> 20));
+	if (s->on && (p->file != s->file || p->all_done)) {
+		tool_progress_done(&s->bar);
+		s->on = false;
+	}
+	if (p->all_done)
+		return;
+	if (!s->on) {
+		snprintf(s->label, sizeof(s->label), "rekey %zu/%zu %s", p->file + 1, p->files, p->name);
+		tool_progress_init(&s->bar, s->label, p->size);
+		s->file = p->file;
+		s->on = true;
+	}
+	tool_progress_update(&s->bar, p->done);
 }
 
 /* One call through the mount at dir: 0, or -errno after saying why. */
@@ -82,7 +101,8 @@ static int via_mount(const char *dir, const char *path, bool all, size_t *cursor
 
 int cmd_rekey(int argc, char **argv)
 {
-	bool deep = false, json = false, all = false, tty = isatty(STDERR_FILENO) != 0;
+	bool deep = false, json = false, all = false;
+	struct shown shown = { 0 };
 	const char *pos[2] = { NULL, NULL }, *dev, *path;
 	struct snap_rekey_progress p = { 0 };
 	struct vmfs *fs = NULL;
@@ -121,10 +141,10 @@ int cmd_rekey(int argc, char **argv)
 			 : via_mount(dev, path, all, &cursor, &p);
 		if (ret && fs)
 			tool_err("%s", err);
-		show(&p, tty);
+		show(&shown, &p);
 	} while (!ret && !p.all_done);
-	if (tty)
-		fprintf(stderr, "\n");
+	if (shown.on)
+		tool_progress_done(&shown.bar);
 	if (fs && vmfs_close(fs) && !ret) {
 		tool_err("cannot close the datastore");
 		ret = -EIO;

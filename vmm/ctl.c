@@ -126,6 +126,36 @@ static void snapshot(struct vmm_ctl *c, const struct vmm_json_kv *name, struct r
 	    (unsigned long long)(pause_ns / 1000), (unsigned long long)((base_mono_ns() - t0) / 1000));
 }
 
+/*
+ * A deep rekey of the VM's folder (its disks, vm.conf, kernel) while the
+ * guest runs, through snapshot/ with this host's handle, which holds the
+ * disks' locks: the guest's disk I/O waits only while a batch of blocks is
+ * copied. Answers when every file is done (this socket serves nothing else
+ * meanwhile; the guest goes on).
+ */
+static void rekey(struct vmm_ctl *c, struct reply *r)
+{
+	struct snap_rekey_progress p;
+	uint64_t t0 = base_mono_ns(), bytes = 0;
+	size_t cursor = 0;
+	char err[512];
+
+	if (!c->t.fs) {
+		reply_error(r, "this VM's disks are not on a datastore");
+		return;
+	}
+	do {
+		if (snap_rekey(c->t.fs, c->t.vm_path, false, 64ull << 20, &cursor, &p, err, sizeof(err))) {
+			reply_error(r, err);
+			return;
+		}
+		if (p.done == p.size)
+			bytes += p.size;
+	} while (!p.all_done);
+	add(r, "{\"ok\":true,\"rekeyed\":%zu,\"bytes\":%llu,\"total_us\":%llu}", p.files, (unsigned long long)bytes,
+	    (unsigned long long)((base_mono_ns() - t0) / 1000));
+}
+
 /* Handles one request line; sets *stop when the VM is to end after the reply. */
 static void handle(struct vmm_ctl *c, const char *line, struct reply *r, bool *stop)
 {
@@ -177,10 +207,12 @@ static void handle(struct vmm_ctl *c, const char *line, struct reply *r, bool *s
 		}
 	} else if (!strcmp(cmd->str, "snapshot")) {
 		snapshot(c, vmm_json_find(kv, n, "name"), r);
+	} else if (!strcmp(cmd->str, "rekey")) {
+		rekey(c, r);
 	} else if (!strcmp(cmd->str, "revert")) {
 		reply_error(r, "the VM is running: stop it, then vmfsctl snapshot revert DEVICE PATH NAME");
 	} else {
-		reply_error(r, "unknown cmd (want status, pause, resume, stop, balloon, rate, snapshot or revert)");
+		reply_error(r, "unknown cmd (want status, pause, resume, stop, balloon, rate, snapshot, rekey or revert)");
 	}
 }
 

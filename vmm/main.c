@@ -23,7 +23,7 @@ static const struct vmm_cmd cmds[] = {
 	{ "run", "DEVICE /PATH/NAME [--ctl SOCKET]   (default: vm.conf's ctl=)", vmm_cmd_run },
 	{ "ctl",
 	  "SOCKET (status | pause | resume | stop | balloon PAGES |\n"
-	  "                       rate DISK BYTES_PER_S OPS_PER_S | snapshot NAME | revert NAME)",
+	  "                       rate DISK BYTES_PER_S OPS_PER_S | snapshot NAME | rekey | revert NAME)",
 	  vmm_cmd_ctl },
 };
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))

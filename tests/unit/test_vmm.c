@@ -11,6 +11,7 @@
  */
 #include "vmm/config.h"
 #include "vmm/ctl.h"
+#include "encrypt/encrypt.h"
 #include "vmm/devices/acpi_pm.h"
 #include "snapshot/snapshot.h"
 #include "vmm/jsonline.h"
@@ -299,6 +300,64 @@ START_TEST(ctl_snapshot)
 }
 END_TEST
 
+/*
+ * vmm ctl rekey on a control socket whose target has an encrypted datastore
+ * and a VM folder (no guest): every file of the folder gets a new file key,
+ * its blocks move, its bytes read as before; on a datastore without
+ * encryption the request is refused with the reason.
+ */
+START_TEST(ctl_rekey)
+{
+	struct enc_secret *key = NULL;
+	struct vmfs_mkfs_opts mo = { .size = 256ull << 20, .force = true, .host_slots = 4,
+				     .key_kind = ENC_SECRET_KEYFILE };
+	struct vmfs_open_opts oo = { .standalone = true };
+	char img[] = "/var/tmp/vmm-ctl-rekey-XXXXXX", sock[64], err[256] = "", reply[1024];
+	static uint8_t data[3 << 20], back[3 << 20];
+	struct vmm_ctl_target t = { 0 };
+	struct vmm_ctl *ctl = NULL;
+	struct vmfs_bmap_info b0, b1;
+	struct vmfs_stat dir, st;
+	struct vmfs *fs;
+	int fd = mkstemp(img);
+
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	ck_assert_int_eq(enc_secret_from_buf("0123456789abcdef0123456789abcdef", 32, &key), 0);
+	for (int pass = 0; pass < 2; pass++) { /* encrypted, then plain */
+		mo.secret = oo.secret = pass ? NULL : key;
+		ck_assert_msg(vmfs_mkfs(img, &mo, err, sizeof(err)) == 0, "%s", err);
+		ck_assert_msg(vmfs_open(img, &oo, &fs, err, sizeof(err)) == 0, "%s", err);
+		ck_assert_int_eq(vmfs_mkdir(fs, vmfs_root_ino(fs), "vm", 0755, 0, 0, &dir), 0);
+		ck_assert_int_eq(vmfs_mknod(fs, dir.ino, "disk0.img", S_IFREG | 0644, 0, 0, &st), 0);
+		for (size_t i = 0; i < sizeof(data); i++)
+			data[i] = (uint8_t)(i * 7 + i / 4096);
+		ck_assert_int_eq(vmfs_pwrite(fs, st.ino, data, sizeof(data), 0), (ssize_t)sizeof(data));
+		ck_assert_int_eq(vmfs_mknod(fs, dir.ino, "vm.conf", S_IFREG | 0644, 0, 0, &dir), 0);
+		ck_assert_int_eq(vmfs_bmap(fs, st.ino, 1 << 20, &b0), 0);
+		t.fs = fs;
+		t.vm_path = "/vm";
+		snprintf(sock, sizeof(sock), "%s.sock", img);
+		ck_assert_msg(vmm_ctl_new(sock, &t, &ctl, err, sizeof(err)) == 0, "%s", err);
+		ck_assert_int_eq(vmm_ctl_request(sock, "{\"cmd\":\"rekey\"}", reply, sizeof(reply), err, sizeof(err)), 0);
+		if (!pass) {
+			ck_assert_msg(!strncmp(reply, "{\"ok\":true,\"rekeyed\":2,\"bytes\":3145728,",
+					       strlen("{\"ok\":true,\"rekeyed\":2,\"bytes\":3145728,")), "%s", reply);
+			ck_assert_int_eq(vmfs_bmap(fs, st.ino, 1 << 20, &b1), 0);
+			ck_assert_uint_ne(b0.dev_off, b1.dev_off);
+		} else {
+			ck_assert_msg(strstr(reply, "\"ok\":false") && strstr(reply, "not encrypted"), "%s", reply);
+		}
+		ck_assert_int_eq(vmfs_pread(fs, st.ino, back, sizeof(back), 0), (ssize_t)sizeof(back));
+		ck_assert(!memcmp(back, data, sizeof(data)));
+		vmm_ctl_free(ctl);
+		vmfs_close(fs);
+	}
+	enc_secret_free(key);
+	unlink(img);
+}
+END_TEST
+
 static Suite *vmm_suite(void)
 {
 	Suite *s = suite_create("vmm");
@@ -318,6 +377,7 @@ static Suite *vmm_suite(void)
 	tcase_add_test(tp, conf_ctl);
 	tcase_add_test(tp, pm_ports);
 	tcase_add_test(tp, ctl_snapshot);
+	tcase_add_test(tp, ctl_rekey);
 	suite_add_tcase(s, tp);
 	return s;
 }

@@ -364,7 +364,7 @@ static void fkeys_release(struct vmfs *fs)
 	fs->fkeys = NULL;
 }
 
-int crypt_run(const struct enc_file *f, bool encrypt, uint64_t tweak, const void *in, void *out, size_t len)
+int crypt_run_serial(const struct enc_file *f, bool encrypt, uint64_t tweak, const void *in, void *out, size_t len)
 {
 	const uint8_t *src = in;
 	uint8_t *dst = out;

@@ -121,27 +121,63 @@ static int write_zeros(struct vmfs *fs, uint64_t off, size_t len)
  * reads, decrypts and merges it first: the caller holds the inode's iolock
  * exclusive for such a write (do_write), as for one not sector-aligned.
  */
+/* This thread's ciphertext buffer for data_io (BOUNCE_MAX + a unit), kept until the thread ends. */
+static pthread_key_t tb_key;
+static pthread_once_t tb_once = PTHREAD_ONCE_INIT;
+
+static void tb_init(void)
+{
+	if (pthread_key_create(&tb_key, free))
+		abort();
+}
+
+static uint8_t *thread_bounce(void)
+{
+	uint8_t *b;
+
+	pthread_once(&tb_once, tb_init);
+	b = pthread_getspecific(tb_key);
+	if (!b && (b = dev_alloc_buf(BOUNCE_MAX + VMFS_UNIT)) && pthread_setspecific(tb_key, b)) {
+		free(b);
+		b = NULL;
+	}
+	return b;
+}
+
 static int data_io(struct vmfs *fs, const struct enc_file *key, bool write, uint64_t dev, uint64_t loff,
 		   uint8_t *buf, size_t len)
 {
+	unsigned ss = dev_sector_size(fs->dev);
+
 	if (!key)
 		return dev_io(fs, write, dev, buf, len);
+	/* whole units into a buffer the device can read into: in place, no copy (ciphertext is not kept) */
+	if (!write && !((dev | len) % VMFS_UNIT) && !((uintptr_t)buf % ss)) {
+		int ret = dev_pread(fs->dev, buf, len, dev);
+
+		return ret ? ret : crypt_run(key, false, (loff - dev % VMFS_UNIT) / VMFS_UNIT, buf, buf, len);
+	}
 	while (len) {
 		uint64_t head = dev % VMFS_UNIT, a0 = dev - head, tw = (loff - head) / VMFS_UNIT;
 		size_t span = (size_t)base_min((uint64_t)len, BOUNCE_MAX - head);
 		uint64_t a1 = base_round_up(dev + span, VMFS_UNIT);
 		size_t n = (size_t)(a1 - a0);
-		uint8_t *b = dev_alloc_buf(n);
+		uint8_t *b = thread_bounce();
 		int ret = 0;
 
 		if (!b)
 			return -ENOMEM;
-		if (!write) {
+		if (write && !head && !(span % VMFS_UNIT)) { /* whole units: encrypted straight into the buffer */
+			ret = crypt_run(key, true, tw, buf, b, n);
+			if (!ret)
+				ret = dev_pwrite(fs->dev, b, n, a0);
+		} else if (!write) {
 			ret = dev_pread(fs->dev, b, n, a0);
 			if (!ret)
 				ret = crypt_run(key, false, tw, b, b, n);
 			if (!ret)
 				memcpy(buf, b + head, span);
+			OPENSSL_cleanse(b, n); /* the buffer stays with the thread: no plaintext in it */
 		} else {
 			if (head)
 				ret = dev_pread(fs->dev, b, VMFS_UNIT, a0);
@@ -159,8 +195,9 @@ static int data_io(struct vmfs *fs, const struct enc_file *key, bool write, uint
 			}
 			if (!ret)
 				ret = dev_pwrite(fs->dev, b, n, a0);
+			else
+				OPENSSL_cleanse(b, n); /* the merged plaintext, not encrypted over */
 		}
-		free(b);
 		if (ret)
 			return ret;
 		dev += span;
@@ -1354,12 +1391,21 @@ struct aio_sub {
 	struct aio_sub *next;
 };
 
+/* A bounce buffer's header: the buffer is the rest of its aligned allocation. */
+struct bounce {
+	struct bounce *next;
+	size_t cap;
+};
+#define BOUNCE_HDR 4096u                /* the buffer stays 4 KiB-aligned */
+
 struct vmfs_aio {
 	struct vmfs *fs;
 	struct dev_queue *dq;
 	unsigned depth, inflight;
 	bool batch;                     /* vmfs_aio_set_batch */
 	struct aio_sub *free_subs;
+	struct bounce *free_bounces;    /* encrypted files' ciphertext buffers, kept for reuse */
+	unsigned nfree_bounces;
 	struct vmfs_aio_req *done_head, *done_tail;
 	struct dev_req **reaped;
 };
@@ -1401,6 +1447,42 @@ static int aio_commit(struct vmfs *fs, struct vmfs_aio_req *r)
 	return op_end(fs, ret);
 }
 
+/*
+ * A ciphertext buffer of at least len bytes for an encrypted file's request:
+ * one the queue kept, else a new one. Ciphertext is not secret: it is not
+ * wiped between uses (a read's plaintext goes straight to the caller's buffer).
+ */
+static void *bounce_get(struct vmfs_aio *q, size_t len)
+{
+	struct bounce **pp = &q->free_bounces, *b;
+
+	for (; *pp; pp = &(*pp)->next)
+		if ((*pp)->cap >= len) {
+			b = *pp;
+			*pp = b->next;
+			q->nfree_bounces--;
+			return (uint8_t *)b + BOUNCE_HDR;
+		}
+	b = dev_alloc_buf(BOUNCE_HDR + len);
+	if (!b)
+		return NULL;
+	b->cap = len;
+	return (uint8_t *)b + BOUNCE_HDR;
+}
+
+static void bounce_put(struct vmfs_aio *q, void *p)
+{
+	struct bounce *b = (struct bounce *)((uint8_t *)p - BOUNCE_HDR);
+
+	if (q->nfree_bounces >= q->depth) { /* as many as can be in flight */
+		free(b);
+		return;
+	}
+	b->next = q->free_bounces;
+	q->free_bounces = b;
+	q->nfree_bounces++;
+}
+
 static void aio_done(struct vmfs_aio *q, struct vmfs_aio_req *r)
 {
 	struct vinode *vi = r->vi;
@@ -1418,8 +1500,7 @@ static void aio_done(struct vmfs_aio *q, struct vmfs_aio_req *r)
 	if (r->bounce) { /* an encrypted file: a read's ciphertext to the caller's buffer (holes: zeros, read as zeros) */
 		if (!r->write && r->res >= 0 && !r->err && crypt_run(r->key, false, r->off / VMFS_UNIT, r->bounce, r->buf, r->len))
 			r->err = -EIO;
-		OPENSSL_cleanse(r->bounce, r->len);
-		free(r->bounce);
+		bounce_put(q, r->bounce);
 		r->bounce = NULL;
 	}
 	crypt_file_put(q->fs, r->key);
@@ -1640,7 +1721,7 @@ int vmfs_aio_submit(struct vmfs_aio *q, struct vmfs_aio_req *r)
 	r->vi = vi;
 	r->res = (ssize_t)len;
 	if (pl.key) { /* the device sees ciphertext: a write's units encrypted into a bounce buffer, a read's read there */
-		r->bounce = dev_alloc_buf(r->len);
+		r->bounce = bounce_get(q, r->len);
 		if (r->bounce && !r->write && len_planned(&pl) != r->len)
 			memset(r->bounce, 0, r->len); /* holes: zero units, which decrypt to zeros */
 		if (!r->bounce || (r->write && crypt_run(pl.key, true, r->off / VMFS_UNIT, r->buf, r->bounce, r->len)))
@@ -1724,6 +1805,11 @@ void vmfs_aio_free(struct vmfs_aio *q)
 	while (q->inflight || q->done_head)
 		if (vmfs_aio_reap(q, 1, tmp, 64) < 0)
 			break;
+	while (q->free_bounces) {
+		struct bounce *b = q->free_bounces;
+		q->free_bounces = b->next;
+		free(b);
+	}
 	while (q->free_subs) {
 		struct aio_sub *s = q->free_subs;
 		q->free_subs = s->next;

@@ -171,6 +171,8 @@ void crypt_file_put(struct vmfs *fs, struct enc_file *f);
  * exclusive, as rekey.c moves it).
  */
 int crypt_run(const struct enc_file *f, bool encrypt, uint64_t tweak, const void *in, void *out, size_t len);
+/* crypt_run in this thread alone (crypt_run splits a large request over the cores: crypt_par.c). */
+int crypt_run_serial(const struct enc_file *f, bool encrypt, uint64_t tweak, const void *in, void *out, size_t len);
 /* The data cipher with key `which` (0 or 1) of f, whatever the mark. */
 int crypt_run_key(const struct enc_file *f, unsigned which, bool encrypt, uint64_t tweak, const void *in, void *out,
 		  size_t len);

@@ -123,10 +123,22 @@ static void cache_free(void *p)
 	free(c);
 }
 
+/* At exit: the exiting thread's cache (other threads' go with them, through the key's destructor). */
+static void cache_exit(void)
+{
+	void *c = pthread_getspecific(cache_key);
+
+	if (c) {
+		pthread_setspecific(cache_key, NULL);
+		cache_free(c);
+	}
+}
+
 static void cache_init(void)
 {
 	if (pthread_key_create(&cache_key, cache_free))
 		abort();
+	atexit(cache_exit);
 }
 
 int enc_xts_cached(const struct enc_file *f, unsigned which, bool encrypt, uint64_t tweak, const void *in, void *out,

@@ -5,13 +5,14 @@
  * when all are done. One core's AES-256-XTS (about 6.6 GB/s here) is below
  * what a datastore in RAM or a fast NVMe array moves, so a single thread
  * would cap a sequential stream there. The helpers are started on first use,
- * shared by every datastore in the process, and forgotten by a forked child
- * (which starts its own when it needs them).
+ * shared by every datastore in the process, joined at exit, and forgotten by
+ * a forked child (which starts its own when it needs them).
  */
 #include "vmfs/vmfs_i.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include "encrypt/encrypt.h"
@@ -42,8 +43,10 @@ static struct {
 	pthread_cond_t work;
 	struct par_job *head, *tail;
 	unsigned helpers;       /* started; 0: none yet */
+	pthread_t tids[PAR_MAX];
 	unsigned cores;
 	bool failed;            /* could not start them: one thread it is */
+	bool stop;              /* the process exits: helpers end once the queue is empty */
 } par = { .lock = PTHREAD_MUTEX_INITIALIZER, .work = PTHREAD_COND_INITIALIZER };
 
 static void *helper(void *arg)
@@ -54,8 +57,10 @@ static void *helper(void *arg)
 		struct par_job *j;
 		int ret;
 
-		while (!par.head)
+		while (!par.head && !par.stop)
 			pthread_cond_wait(&par.work, &par.lock);
+		if (!par.head)
+			break; /* stopping; this thread's cipher contexts go with it */
 		j = par.head;
 		par.head = j->next;
 		if (!par.head)
@@ -68,7 +73,22 @@ static void *helper(void *arg)
 		if (!--j->call->pending)
 			pthread_cond_signal(&j->call->done);
 	}
+	pthread_mutex_unlock(&par.lock);
 	return NULL;
+}
+
+/* At exit: the helpers finish what is queued and end (their per-thread cipher contexts are freed). */
+static void par_exit(void)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&par.lock);
+	par.stop = true;
+	n = par.helpers;
+	pthread_cond_broadcast(&par.work);
+	pthread_mutex_unlock(&par.lock);
+	for (unsigned i = 0; i < n; i++)
+		pthread_join(par.tids[i], NULL);
 }
 
 /* In a forked child the helpers are gone: start again from nothing. */
@@ -79,6 +99,7 @@ static void par_forget(void)
 	par.head = par.tail = NULL;
 	par.helpers = 0;
 	par.failed = false;
+	par.stop = false;
 }
 
 static void par_once(void)
@@ -87,27 +108,23 @@ static void par_once(void)
 
 	par.cores = n < 1 ? 1 : n > PAR_MAX ? PAR_MAX : (unsigned)n;
 	pthread_atfork(NULL, NULL, par_forget);
+	atexit(par_exit);
 }
 
 /* Starts the helpers if none run yet (under par.lock): false when there are none. */
 static bool par_start(void)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
-	pthread_attr_t a;
-
 	pthread_once(&once, par_once);
+	if (par.stop)
+		return false;
 	if (par.helpers || par.failed || par.cores < 2)
 		return par.helpers > 0;
-	pthread_attr_init(&a);
-	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
 	for (unsigned i = 0; i + 1 < par.cores; i++) {
-		pthread_t t;
-
-		if (pthread_create(&t, &a, helper, NULL))
+		if (pthread_create(&par.tids[par.helpers], NULL, helper, NULL))
 			break;
 		par.helpers++;
 	}
-	pthread_attr_destroy(&a);
 	par.failed = !par.helpers;
 	return par.helpers > 0;
 }

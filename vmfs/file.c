@@ -125,10 +125,19 @@ static int write_zeros(struct vmfs *fs, uint64_t off, size_t len)
 static pthread_key_t tb_key;
 static pthread_once_t tb_once = PTHREAD_ONCE_INIT;
 
+static void tb_exit(void) /* the exiting thread's (others' go with them) */
+{
+	void *b = pthread_getspecific(tb_key);
+
+	pthread_setspecific(tb_key, NULL);
+	free(b);
+}
+
 static void tb_init(void)
 {
 	if (pthread_key_create(&tb_key, free))
 		abort();
+	atexit(tb_exit);
 }
 
 static uint8_t *thread_bounce(void)

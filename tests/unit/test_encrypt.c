@@ -258,7 +258,7 @@ START_TEST(area_slots)
 	struct enc_area *a, *b;
 	struct enc_key *key, *got, *other;
 	struct enc_area *oa;
-	char err[256], name[16];
+	char err[256], name[32];
 	int slot;
 	uint32_t prim[ENC_SLOTS + 1], back[ENC_SLOTS + 1];
 

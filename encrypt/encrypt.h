@@ -265,7 +265,7 @@ unsigned enc_area_active(const struct enc_area *a);
  * name-hash key, and the flags of its enc_crypt_disk.
  */
 struct enc_file {
-	uint8_t xts[2][64];
+	uint8_t xts[3][64];             /* data keys 0 and 1; [ENC_XTS_SNAPNAME]: snapshot names' */
 	uint8_t hash[ENC_KEY_LEN];
 	uint8_t flags;                  /* enum enc_crypt_flags */
 	uint64_t mark;                  /* with ENC_CR_K1: units below it are under key 1 (the caller sets it) */
@@ -317,9 +317,15 @@ int enc_name_hash(const struct enc_file *f, const void *name, size_t len, uint64
 
 /* The data cipher: AES-256-XTS over 4 KiB units, the tweak a unit's number in the file. */
 #define ENC_DATA_UNIT 4096u
+/*
+ * The XTS key of a file's snapshot names: HKDF-SHA256 of its name-hash key
+ * ("vmfs snapname"), which a snapshot, a clone and every rekey keep, so a
+ * file and all its snapshots share it.
+ */
+#define ENC_XTS_SNAPNAME 2u
 #define ENC_ZERO_SECTOR 512u    /* the zeros rule's granule: the smallest sector a device tears at */
 struct enc_xts;
-/* A context for one thread's I/O with one of f's keys (which: 0 or 1). 0, -ENOMEM, -EIO. */
+/* A context for one thread's I/O with one of f's keys (which: 0, 1 or ENC_XTS_SNAPNAME). 0, -ENOMEM, -EIO. */
 int enc_xts_new(const struct enc_file *f, unsigned which, struct enc_xts **out);
 void enc_xts_free(struct enc_xts *x);
 /*

@@ -91,6 +91,9 @@ int enc_file_open(const struct enc_key *key, const uint8_t uuid[16], const void 
 		if (c->cr_flags & (i ? ENC_CR_K1 : ENC_CR_K0))
 			ret = enc_hkdf(keys + i * ENC_KEY_LEN, ENC_KEY_LEN, zero_salt, sizeof(zero_salt), "vmfs xts",
 				       f->xts[i], 64);
+	if (!ret)
+		ret = enc_hkdf(keys + 2 * ENC_KEY_LEN, ENC_KEY_LEN, zero_salt, sizeof(zero_salt), "vmfs snapname",
+			       f->xts[ENC_XTS_SNAPNAME], 64);
 	if (ret)
 		goto err;
 	memcpy(f->hash, keys + 2 * ENC_KEY_LEN, ENC_KEY_LEN);

@@ -23,7 +23,7 @@ int enc_xts_new(const struct enc_file *f, unsigned which, struct enc_xts **out)
 {
 	struct enc_xts *x;
 
-	if (which > 1)
+	if (which > ENC_XTS_SNAPNAME)
 		return -EINVAL;
 	x = enc_secure_alloc(sizeof(*x));
 	if (!x)
@@ -105,7 +105,7 @@ int enc_xts_run(struct enc_xts *x, bool encrypt, uint64_t tweak, const void *in,
 
 struct xts_cache {
 	struct {
-		uint64_t id;            /* enc_file id * 2 + which; 0 = empty */
+		uint64_t id;            /* enc_file id * 3 + which; 0 = empty */
 		struct enc_xts *x;
 	} e[XTS_CACHE];
 	unsigned next;
@@ -145,7 +145,7 @@ int enc_xts_cached(const struct enc_file *f, unsigned which, bool encrypt, uint6
 		   size_t len)
 {
 	struct xts_cache *c;
-	uint64_t id = f->id * 2 + which;
+	uint64_t id = f->id * 3 + which;
 	unsigned i;
 	int ret;
 

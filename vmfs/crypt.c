@@ -399,6 +399,26 @@ int crypt_file_rekey(struct vmfs *fs, struct vmfs_inode_disk *di, bool end)
 	return ret == -EINVAL || ret == -ENOKEY || ret == -ENOMEM ? ret : ret ? -EIO : 0;
 }
 
+/* A snapshot name's tweak: one fixed value (a name is found by encrypting it and comparing). */
+#define SNAPNAME_TWEAK (~0ull)
+
+int crypt_snapname(struct vmfs *fs, uint64_t file, const struct vmfs_inode_disk *fdi, bool encrypt, const void *in,
+		   void *out)
+{
+	struct enc_file *f;
+	int ret = crypt_file_get(fs, file, fdi, &f);
+
+	if (ret)
+		return ret;
+	if (!f) {
+		memcpy(out, in, VMFS_SNAP_NAME_MAX + 1);
+		return 0;
+	}
+	ret = crypt_run_key(f, ENC_XTS_SNAPNAME, encrypt, SNAPNAME_TWEAK, in, out, VMFS_SNAP_NAME_MAX + 1);
+	crypt_file_put(fs, f);
+	return ret ? -EIO : 0;
+}
+
 int crypt_inline(struct vmfs *fs, uint64_t ino, struct vmfs_inode_disk *di, bool encrypt, uint8_t *plain)
 {
 	struct enc_file *f;

@@ -176,7 +176,7 @@ static int list_walk(struct vmfs *fs, struct vbuf *ib, int (*fn)(void *ctx, stru
 }
 
 struct name_ctx {
-	const char *name;
+	uint8_t stored[VMFS_SNAP_NAME_MAX + 1]; /* the name as i_snapname holds it */
 	uint64_t found;
 };
 
@@ -184,7 +184,7 @@ static int name_cb(void *ctx, struct vbuf *sb)
 {
 	struct name_ctx *c = ctx;
 
-	if (strncmp(ib_inode(sb)->i_snapname, c->name, sizeof(ib_inode(sb)->i_snapname)))
+	if (memcmp(ib_inode(sb)->i_snapname, c->stored, sizeof(c->stored)))
 		return 0;
 	c->found = sb->addr;
 	return 1;
@@ -192,8 +192,17 @@ static int name_cb(void *ctx, struct vbuf *sb)
 
 static int find_name(struct vmfs *fs, struct vbuf *ib, const char *name, uint64_t *snap)
 {
-	struct name_ctx c = { .name = name };
-	int ret = list_walk(fs, ib, name_cb, &c);
+	struct name_ctx c = { .found = 0 };
+	char plain[VMFS_SNAP_NAME_MAX + 1] = { 0 };
+	int ret;
+
+	*snap = 0;
+	if (strlen(name) > VMFS_SNAP_NAME_MAX)
+		return 0;
+	memcpy(plain, name, strlen(name));
+	ret = crypt_snapname(fs, ib->addr, ib_inode(ib), true, plain, c.stored);
+	if (!ret)
+		ret = list_walk(fs, ib, name_cb, &c);
 
 	*snap = c.found;
 	return ret < 0 ? ret : 0;
@@ -293,7 +302,14 @@ static int snap_one(struct vmfs *fs, uint64_t file, const char *name, uint64_t *
 	si->i_atime = di->i_atime;
 	si->i_mtime = di->i_mtime;
 	si->i_ctime = di->i_ctime;
-	memcpy(si->i_snapname, name, strlen(name)); /* checked: at most 255 bytes, the rest stays zero */
+	{ /* checked: at most 255 bytes; the rest zeros; encrypted under the snapshot's own keys */
+		char plain[VMFS_SNAP_NAME_MAX + 1] = { 0 };
+
+		memcpy(plain, name, strlen(name));
+		ret = crypt_snapname(fs, file, di, true, plain, si->i_snapname);
+		if (ret)
+			goto out;
+	}
 	ssn->sn_file = cpu_to_le64(file);
 	ssn->sn_next = fsn->sn_head;
 	ssn->sn_parent = fsn->sn_parent;
@@ -340,6 +356,7 @@ int vmfs_snap_create(struct vmfs *fs, const uint64_t *files, size_t n, const cha
 
 struct list_ctx {
 	struct vmfs *fs;
+	struct vbuf *file;              /* its snapshots' names are under its keys */
 	struct vmfs_snap_info *v;
 	size_t n, cap;
 };
@@ -349,6 +366,7 @@ static int list_cb(void *ctx, struct vbuf *sb)
 	struct list_ctx *c = ctx;
 	struct vmfs_inode_disk *si = ib_inode(sb);
 	struct vmfs_snap_info *s;
+	int ret;
 
 	if (c->n == c->cap) {
 		size_t cap = c->cap ? c->cap * 2 : 16;
@@ -366,9 +384,11 @@ static int list_cb(void *ctx, struct vbuf *sb)
 	s->id = le64_to_cpu(snap_of(sb)->sn_id);
 	s->time_ns = (int64_t)le64_to_cpu(si->i_btime);
 	s->size = le64_to_cpu(si->i_size);
-	memcpy(s->name, si->i_snapname, sizeof(si->i_snapname));
+	ret = crypt_snapname(c->fs, c->file->addr, ib_inode(c->file), false, si->i_snapname, s->name);
 	s->name[VMFS_SNAP_NAME_MAX] = 0;
-	return 0;
+	if (ret)
+		c->n--;
+	return ret;
 }
 
 int vmfs_snap_list(struct vmfs *fs, uint64_t file, struct vmfs_snap_info **out, size_t *n, uint64_t *parent)
@@ -385,6 +405,7 @@ int vmfs_snap_list(struct vmfs *fs, uint64_t file, struct vmfs_snap_info **out, 
 	if (!ret) {
 		if (parent)
 			*parent = le64_to_cpu(snap_of(ib)->sn_parent);
+		c.file = ib;
 		ret = list_walk(fs, ib, list_cb, &c);
 		meta_put(fs, ib);
 	}

@@ -189,6 +189,15 @@ int crypt_file_rekey(struct vmfs *fs, struct vmfs_inode_disk *di, bool end);
  */
 int crypt_inline(struct vmfs *fs, uint64_t ino, struct vmfs_inode_disk *di, bool encrypt, uint8_t *plain);
 /*
+ * A snapshot name of file `file` (fdi: its image; the file's keys, which
+ * all its snapshots share the name key of) from in to out, 256 bytes each
+ * (the name NUL-padded): one AES-256-XTS run under the file's snapshot-name
+ * key when it has keys (the length does not show), else a copy. The same
+ * name always encrypts to the same bytes: a name is found by comparing.
+ */
+int crypt_snapname(struct vmfs *fs, uint64_t file, const struct vmfs_inode_disk *fdi, bool encrypt, const void *in,
+		   void *out);
+/*
  * For fsck (no key): the key area's problems, one call per record copy that
  * is damaged or older than its twin (rec -1 the header, else a slot; which 0
  * primary, 1 backup; state 0 damaged, 1 older, 2 neither copy good), and,

@@ -6,7 +6,8 @@
 #    vmfsctl); a mount without a key is refused; fsck needs no key.
 #  - contents and names: marker strings written as inline, small-file and
 #    large-file contents, as a symlink target, and as file and directory names
-#    (an inline directory and one of 400 entries, a tree) never appear on the raw device, neither
+#    (an inline directory and one of 400 entries, a tree) and a snapshot's
+#    name never appear on the raw device, neither
 #    after an unmount nor after a power cut (SIGKILL of the daemon after an
 #    fsync: the journal committed, not replayed); they read back through
 #    every keyslot, after the crash too.
@@ -77,12 +78,13 @@ PY
 ( cd "$M" && sha256sum inline small large >"$T/sums" && readlink link longlink >"$T/links" &&
 	find . | sort >"$T/names" && sha256sum tree/* >"$T/tree.sums" )
 [ "$(wc -l <"$T/names")" -eq 410 ] || fail "the names written are not all listed ($(wc -l <"$T/names"))"
+"$VMFS_BIN/vmfsctl" snapshot create "$M" small --name SNAPMARKER-of-the-small-file >/dev/null || fail "snapshot"
 vmfs_umount "$M" "$D"
 
 # scan IMAGE: no marker anywhere on the raw device (every data extent of the
 # sparse image, holes read as zeros; chunks overlap so a marker across two is seen)
 scan() {
-	local marks="INLINEMARKER SMALLMARKER LARGEMARKER TAILMARKER LINKMARKER NAMEMARKER DIRMARKER"
+	local marks="INLINEMARKER SMALLMARKER LARGEMARKER TAILMARKER LINKMARKER NAMEMARKER DIRMARKER SNAPMARKER"
 	# shellcheck disable=SC2086
 	python3 - "$1" $marks <<'PY' || fail "plaintext on the device"
 import os, sys
@@ -113,6 +115,9 @@ vmfs_mount "$D" "$M" -o passphrase-file="$T/pass"
 ( cd "$M" && sha256sum -c --quiet "$T/sums" && [ "$(readlink link longlink)" = "$(cat "$T/links")" ] &&
 	[ "$(find . | sort)" = "$(cat "$T/names")" ] && sha256sum -c --quiet "$T/tree.sums" ) ||
 	fail "contents or names differ through the passphrase slot"
+cmp "$M/small" "$M/.snapshots/small@SNAPMARKER-of-the-small-file" || fail "the snapshot (its name encrypted) does not read"
+"$VMFS_BIN/vmfsctl" snapshot list "$D" small --passphrase-file "$T/pass" | grep -q "SNAPMARKER-of-the-small-file" ||
+	fail "snapshot list does not show the snapshot's name"
 # names: lookups, a rename and an unlink in an encrypted directory
 mv "$M/tree/NAMEMARKER-0007-nnnnnnn" "$M/DIRMARKER-folder/NAMEMARKER-renamed"
 rm "$M/tree/NAMEMARKER-0008-nnnnnnnn"

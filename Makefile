@@ -36,7 +36,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TEST_TOOL_SRC := $(wildcard tests/tools/*.c)
 TEST_TOOL_BIN := $(TEST_TOOL_SRC:tests/tools/%.c=$(BUILD)/tests/tools/%)
 
-.PHONY: all deps kit test unit e2e check-asan crash-long fsck-long flip-long demo bench clean
+.PHONY: all deps kit test unit e2e check-asan crash-long fsck-long flip-long sigkill-long demo bench clean
 all: $(TOOL_BIN) $(BUILD)/bin/vmm $(BENCH_BIN) $(UNIT_BIN) $(TEST_TOOL_BIN) $(GUEST_BIN)
 
 deps:
@@ -127,12 +127,18 @@ fsck-long: deps
 	@FSCK_TRIALS=$${FSCK_TRIALS:-6000} FSCK_SEED=$${FSCK_SEED:-$$(date +%s)} VMFS_BIN=$(CURDIR)/$(BUILD)/bin \
 	  VMFS_TOP=$(CURDIR) bash tests/e2e/fsck-property.sh
 
-# The byte-flip walk (tests/e2e/flip.sh) over many more images than make test's 500:
+# The byte-flip walk (tests/e2e/flip.sh) over many more images than make test's 250:
 # FLIP_ITERATIONS (20000) on FLIP_SEED (a new one each run, printed; set it to replay).
 flip-long: deps
 	@$(MAKE) --no-print-directory all
 	@FLIP_ITERATIONS=$${FLIP_ITERATIONS:-20000} FLIP_SEED=$${FLIP_SEED:-$$(date +%s)} VMFS_BIN=$(CURDIR)/$(BUILD)/bin \
 	  VMFS_TOP=$(CURDIR) bash tests/e2e/flip.sh
+
+# SIGKILL of a mount daemon mid-workload (tests/e2e/sigkill.sh) over many more
+# rounds than make test's 10: SIGKILL_ROUNDS (200).
+sigkill-long: deps
+	@$(MAKE) --no-print-directory all
+	@SIGKILL_ROUNDS=$${SIGKILL_ROUNDS:-200} VMFS_BIN=$(CURDIR)/$(BUILD)/bin VMFS_TOP=$(CURDIR) bash tests/e2e/sigkill.sh
 
 demo: deps
 	@$(MAKE) --no-print-directory all

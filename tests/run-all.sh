@@ -10,10 +10,7 @@
 # "# test: alone" runs with nothing beside it: it changes machine-wide state
 # (the fuse module's enable_uring), or its timings or its emulated guest need
 # the machine to themselves; one with "# test: long" takes minutes and starts
-# early. A test marked "# test: alone-fuse" changes only FUSE's machine-wide
-# state: a test whose source says "test: no-fuse" (it never mounts; a unit
-# suite says so in its header comment) may run beside it. Each result line
-# appears when its test ends.
+# early. Each result line appears when its test ends.
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -30,19 +27,13 @@ start_all=$(date +%s)
 # The list, in three parts that keep both lanes busy to the end: the "alone"
 # tests first, while nothing else would wait on them; then the unit tests and
 # the e2e tests marked "# test: long" (minutes each); the short ones last.
-alone=() long=() rest=() nofuse=()
+alone=() long=() rest=()
 # add KIND NAME COMMAND SOURCE DEFAULT: files the test by its source's "# test:"
 # line (DEFAULT without one); an entry is "kind name command alone|lane".
 add() {
 	local mode=$5
-	if grep -q '^# test: alone-fuse' "$4" 2>/dev/null; then
-		alone+=("$1 $2 $3 alonefuse")
-		return
-	elif grep -q '^# test: alone' "$4" 2>/dev/null; then
+	if grep -q '^# test: alone' "$4" 2>/dev/null; then
 		mode=alone
-	elif grep -q 'test: no-fuse' "$4" 2>/dev/null && [ "$mode" = long ]; then
-		nofuse+=("$1 $2 $3 lane")
-		return
 	elif grep -q '^# test: long' "$4" 2>/dev/null; then
 		mode=long
 	fi
@@ -68,15 +59,7 @@ for t in tests/e2e/*.sh; do
 	[[ -n $filter && $name != *$filter* ]] && continue
 	add e2e "$name" "$t" "$t" rest
 done
-# the long no-fuse tests go beside an alone-fuse test when there is one
-# (the first of them then starts with it), else at the head of the long ones
-if printf '%s\n' "${alone[@]}" | grep -q ' alonefuse$'; then
-	tests=("${alone[@]}" "${long[@]}" "${rest[@]}")
-	beside=("${nofuse[@]}")
-else
-	tests=("${alone[@]}" "${nofuse[@]}" "${long[@]}" "${rest[@]}")
-	beside=()
-fi
+tests=("${alone[@]}" "${long[@]}" "${rest[@]}")
 
 # Runs one test; its result goes to $log/NAME.res as "pass fail skip|line to print".
 run_one() {
@@ -134,47 +117,18 @@ collect() { # waits for one test to end and prints its result
 	fi
 }
 
-start_test() { # entry: starts it in the background
-	set -- $1
-	run_one "$1" "$2" "$3" &
-	running[$!]=$2
-}
 for entry in "${tests[@]}"; do
 	set -- $entry
-	case $4 in
-	alone)
+	if [ "$4" = alone ]; then
 		while ((${#running[@]})); do collect; done
-		start_test "$entry"
-		while ((${#running[@]})); do collect; done
-		;;
-	alonefuse) # beside it, one lane of no-fuse tests until it ends
-		while ((${#running[@]})); do collect; done
-		start_test "$entry"
-		fuse_pid=$!
-		while [ -n "${running[$fuse_pid]:-}" ]; do
-			if ((${#running[@]} < JOBS)) && ((${#beside[@]})); then
-				start_test "${beside[0]}"
-				beside=("${beside[@]:1}")
-			else
-				collect
-			fi
-		done
-		;;
-	*)
-		while ((${#beside[@]})); do # what the alone-fuse test left
-			while ((${#running[@]} >= JOBS)); do collect; done
-			start_test "${beside[0]}"
-			beside=("${beside[@]:1}")
-		done
+	else
 		while ((${#running[@]} >= JOBS)); do collect; done
-		start_test "$entry"
-		;;
-	esac
-done
-while ((${#beside[@]})); do
-	while ((${#running[@]} >= JOBS)); do collect; done
-	start_test "${beside[0]}"
-	beside=("${beside[@]:1}")
+	fi
+	run_one "$1" "$2" "$3" &
+	running[$!]=$2
+	if [ "$4" = alone ]; then
+		while ((${#running[@]})); do collect; done
+	fi
 done
 while ((${#running[@]})); do collect; done
 

@@ -18,7 +18,7 @@
 # test: long (minutes: started early, so that the two lanes end together)
 source "$(dirname "$0")/lib.bash"
 TOP=${VMFS_TOP:-$(cd "$(dirname "$0")/../.." && pwd)}
-ITER=${FLIP_ITERATIONS:-500}
+ITER=${FLIP_ITERATIONS:-250}
 SEED=${FLIP_SEED:-1}
 FSCK_EVERY=${FLIP_FSCK_EVERY:-5}
 FSCK=${VMFS_BIN}/fsck.vmfs

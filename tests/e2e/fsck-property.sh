@@ -27,7 +27,7 @@
 # test: long (minutes: started early, so that the two lanes end together)
 source "$(dirname "$0")/lib.bash"
 TOP=${VMFS_TOP:-$(cd "$(dirname "$0")/../.." && pwd)}
-TRIALS=${FSCK_TRIALS:-300}
+TRIALS=${FSCK_TRIALS:-150}
 ISSUE_TRIALS=${FSCK_ISSUE_TRIALS:-$((TRIALS / 3))}
 SEED=${FSCK_SEED:-1}
 FSCK=${VMFS_BIN}/fsck.vmfs

@@ -20,7 +20,7 @@
 # once). Both verify what they wrote: fio ends, the bytes check, every ring
 # thread still runs.
 # Skipped where the kernel has no FUSE over io_uring.
-# test: alone-fuse (it switches the fuse module's enable_uring for the whole machine)
+# test: alone (it switches the fuse module's enable_uring for the whole machine)
 . "$(dirname "$0")/lib.bash"
 e2e_init mkfs.vmfs vmfs-mount fsck.vmfs
 need_cmd python3 fio

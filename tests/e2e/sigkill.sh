@@ -7,7 +7,7 @@
 . "$(dirname "$0")/lib.bash"
 e2e_init mkfs.vmfs vmfs-mount fsck.vmfs
 need_cmd python3
-ROUNDS=${SIGKILL_ROUNDS:-20}
+ROUNDS=${SIGKILL_ROUNDS:-10}
 img=$T/ds.img
 vmfs_mkfs "$img" 2G -H 64 -T 400,3200,2000,800 # taken over after about 3 s; 64 slots keep file locks cheap
 mkdir -p "$T/m"

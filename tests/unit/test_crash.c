@@ -13,8 +13,6 @@
  * CRASH_POINTS=N changes how many points the suite runs in all (make
  * crash-long); CRASH_ONLY=config[+round]:k runs one point and keeps its
  * image; CRASH_VERBOSE=1 prints every point (crash/power.c says more).
- *
- * test: no-fuse (libvmfs and the tools only: tests/run-all.sh may run it beside fuse-uring)
  */
 #include "vmfs/dev_i.h"
 #include "vmfs/dev_crash.h"

@@ -9,8 +9,6 @@
  * starts at seed F instead of 0); LK_SIM_SEED=S runs one seed verbosely, for
  * reproducing a failure; LK_SIM_IOERR=N fails one I/O in N (default 20000; a
  * failed write may or may not have landed).
- *
- * test: no-fuse (an in-memory disk: tests/run-all.sh may run it beside fuse-uring)
  */
 #include "lockmgr/lockmgr.h"
 #include "lockmgr/lockmgr_format.h"

@@ -26,7 +26,7 @@ int snap_rekey(struct vmfs *fs, const char *path, bool all, uint64_t max_bytes, 
 	       struct snap_rekey_progress *p, char *err, size_t errlen)
 {
 	struct snap_files f;
-	struct vmfs_rekey_progress pr;
+	struct vmfs_rekey_progress pr = { 0 };
 	char who[160];
 	int ret = all ? snap_files_all(fs, path, &f, err, errlen) : snap_files_get(fs, path, &f, err, errlen);
 
@@ -48,17 +48,9 @@ int snap_rekey(struct vmfs *fs, const char *path, bool all, uint64_t max_bytes, 
 	} else if (ret) {
 		base_set_err(err, errlen, ret, "%s: cannot lock: %s", f.name[*cursor], strerror(-ret));
 	} else {
-		uint64_t moved = 0;
-
-		do { /* steps of 8 MiB (I/O waits for one at a time) up to max_bytes */
-			uint64_t before;
-
-			ret = vmfs_rekey_state(fs, f.ino[*cursor], &pr);
-			before = pr.finished ? 0 : pr.done;
-			if (!ret)
-				ret = vmfs_rekey_step(fs, f.ino[*cursor], 0, &pr);
-			moved += pr.done > before ? pr.done - before : 8u << 20;
-		} while (!ret && !pr.finished && moved < max_bytes);
+		/* steps of 8 MiB (I/O waits for one at a time) up to max_bytes */
+		for (uint64_t moved = 0; !ret && !pr.finished && moved < max_bytes; moved += 8u << 20)
+			ret = vmfs_rekey_step(fs, f.ino[*cursor], 8u << 20, &pr);
 		vmfs_file_unlock(fs, f.ino[*cursor]);
 		if (!ret)
 			ret = vmfs_sync(fs); /* durable when the call returns */

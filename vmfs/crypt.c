@@ -366,19 +366,17 @@ static void fkeys_release(struct vmfs *fs)
 
 int crypt_run_serial(const struct enc_file *f, bool encrypt, uint64_t tweak, const void *in, void *out, size_t len)
 {
-	const uint8_t *src = in;
-	uint8_t *dst = out;
+	size_t n = 0; /* a deep rekey under way: the first n bytes are units below the mark, under key 1 */
+	int ret = 0;
 
-	/* a deep rekey under way: the units below the mark are under key 1 */
-	while ((f->flags & ENC_CR_K1) && tweak < f->mark && len > VMFS_UNIT) {
-		size_t n = (size_t)base_min(len / VMFS_UNIT, f->mark - tweak) * VMFS_UNIT;
-		int ret = enc_xts_cached(f, 1, encrypt, tweak, src, dst, n);
-
-		if (ret || n == len)
-			return ret;
-		src += n, dst += n, len -= n, tweak += n / VMFS_UNIT;
-	}
-	return crypt_run_key(f, (f->flags & ENC_CR_K1) && tweak < f->mark ? 1 : 0, encrypt, tweak, src, dst, len);
+	if ((f->flags & ENC_CR_K1) && tweak < f->mark)
+		n = len <= VMFS_UNIT ? len : (size_t)base_min(len / VMFS_UNIT, f->mark - tweak) * VMFS_UNIT;
+	if (n)
+		ret = enc_xts_cached(f, 1, encrypt, tweak, in, out, n);
+	if (!ret && n < len)
+		ret = enc_xts_cached(f, 0, encrypt, tweak + n / VMFS_UNIT, (const uint8_t *)in + n, (uint8_t *)out + n,
+				     len - n);
+	return ret;
 }
 
 int crypt_run_key(const struct enc_file *f, unsigned which, bool encrypt, uint64_t tweak, const void *in, void *out,

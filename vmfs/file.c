@@ -661,11 +661,6 @@ out:
 	return ret;
 }
 
-uint64_t file_block_bytes(struct vmfs *fs, struct vmfs_inode_disk *di)
-{
-	return blk_bytes(fs, di);
-}
-
 int file_rekey_block(struct vmfs *fs, struct vbuf *ib, const struct enc_file *key, uint64_t lblk, uint64_t mark)
 {
 	struct vmfs_inode_disk *di = ib_inode(ib);
@@ -1237,20 +1232,12 @@ size:
 	return ret;
 }
 
-int vmfs_fallocate(struct vmfs *fs, uint64_t ino, int mode, uint64_t off, uint64_t len)
+int file_exclusive(struct vmfs *fs, uint64_t ino, int (*fn)(struct vmfs *fs, struct vbuf *ib, void *ctx), void *ctx)
 {
 	struct vinode *vi;
 	struct vbuf *ib;
 	int ret;
 
-	if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE))
-		return -EOPNOTSUPP;
-	if ((mode & FALLOC_FL_PUNCH_HOLE) && (mode != (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)))
-		return -EOPNOTSUPP;
-	if (!len || off + len < off)
-		return -EINVAL;
-	if (off + len > (64ull << 40) * 4)
-		return -EFBIG;
 	if (fs->ro)
 		return -EROFS;
 	vi = vinode_pin(fs, ino);
@@ -1261,15 +1248,43 @@ int vmfs_fallocate(struct vmfs *fs, uint64_t ino, int mode, uint64_t off, uint64
 	if (!ret)
 		ret = get_regular(fs, ino, &ib, GET_WRITE);
 	if (!ret) {
-		ret = falloc_locked(fs, ib, mode, off, len);
-		if (!ret)
-			inode_touch(ib, !(mode == 0 || mode == FALLOC_FL_KEEP_SIZE), true);
+		ret = fn(fs, ib, ctx);
 		meta_put(fs, ib);
 	}
 	ret = op_end(fs, ret);
 	pthread_rwlock_unlock(&vi->iolock);
 	vinode_unpin(fs, vi);
 	return ret;
+}
+
+struct falloc_args {
+	int mode;
+	uint64_t off, len;
+};
+
+static int falloc_fn(struct vmfs *fs, struct vbuf *ib, void *ctx)
+{
+	const struct falloc_args *a = ctx;
+	int ret = falloc_locked(fs, ib, a->mode, a->off, a->len);
+
+	if (!ret)
+		inode_touch(ib, !(a->mode == 0 || a->mode == FALLOC_FL_KEEP_SIZE), true);
+	return ret;
+}
+
+int vmfs_fallocate(struct vmfs *fs, uint64_t ino, int mode, uint64_t off, uint64_t len)
+{
+	struct falloc_args a = { .mode = mode, .off = off, .len = len };
+
+	if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE))
+		return -EOPNOTSUPP;
+	if ((mode & FALLOC_FL_PUNCH_HOLE) && (mode != (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)))
+		return -EOPNOTSUPP;
+	if (!len || off + len < off)
+		return -EINVAL;
+	if (off + len > (64ull << 40) * 4)
+		return -EFBIG;
+	return file_exclusive(fs, ino, falloc_fn, &a);
 }
 
 int vmfs_lseek(struct vmfs *fs, uint64_t ino, uint64_t off, int whence, uint64_t *out)

@@ -31,8 +31,16 @@
 /* A step's batch: this many bytes of blocks at least (one block when larger), 8 MiB by default. */
 #define REKEY_BATCH (8ull << 20)
 
-static int rekey_locked(struct vmfs *fs, struct vbuf *ib, uint64_t max_bytes, struct vmfs_rekey_progress *pr)
+struct rekey_args {
+	uint64_t max_bytes;
+	struct vmfs_rekey_progress *pr;
+};
+
+static int rekey_locked(struct vmfs *fs, struct vbuf *ib, void *ctx)
 {
+	const struct rekey_args *a = ctx;
+	uint64_t max_bytes = a->max_bytes;
+	struct vmfs_rekey_progress *pr = a->pr;
 	struct vmfs_inode_disk *di = ib_inode(ib);
 	uint64_t size = le64_to_cpu(di->i_size), units = base_div_round_up(size, VMFS_UNIT), mark, bb;
 	struct enc_file *key = NULL;
@@ -65,7 +73,7 @@ static int rekey_locked(struct vmfs *fs, struct vbuf *ib, uint64_t max_bytes, st
 		} else {
 			uint64_t lblk, done = 0;
 
-			bb = file_block_bytes(fs, di);
+			bb = (uint64_t)inode_layout_blkunits(fs, di) * VMFS_UNIT;
 			lblk = mark * VMFS_UNIT / bb;
 			if (!max_bytes)
 				max_bytes = REKEY_BATCH;
@@ -97,39 +105,14 @@ static int rekey_locked(struct vmfs *fs, struct vbuf *ib, uint64_t max_bytes, st
 
 int vmfs_rekey_step(struct vmfs *fs, uint64_t ino, uint64_t max_bytes, struct vmfs_rekey_progress *pr)
 {
-	struct vinode *vi;
-	struct vbuf *ib;
-	uint32_t mode;
-	int ret;
+	struct rekey_args a = { .max_bytes = max_bytes, .pr = pr };
 
 	*pr = (struct vmfs_rekey_progress){ 0 };
 	if (!crypt_enabled(fs))
 		return -EOPNOTSUPP;
-	if (fs->ro)
-		return -EROFS;
 	if (!fs->key)
 		return -ENOKEY;
-	vi = vinode_pin(fs, ino);
-	if (!vi)
-		return -ENOMEM;
-	pthread_rwlock_wrlock(&vi->iolock);
-	ret = op_begin(fs);
-	if (!ret)
-		ret = inode_read(fs, ino, &ib);
-	if (!ret) {
-		mode = le32_to_cpu(ib_inode(ib)->i_mode);
-		if (le32_to_cpu(ib_inode(ib)->i_flags) & VMFS_IF_SNAPSHOT)
-			ret = -EROFS;
-		else if (!S_ISREG(mode))
-			ret = S_ISDIR(mode) ? -EISDIR : -EINVAL;
-		else
-			ret = rekey_locked(fs, ib, max_bytes, pr);
-		meta_put(fs, ib);
-	}
-	ret = op_end(fs, ret);
-	pthread_rwlock_unlock(&vi->iolock);
-	vinode_unpin(fs, vi);
-	return ret;
+	return file_exclusive(fs, ino, rekey_locked, &a);
 }
 
 int vmfs_rekey_state(struct vmfs *fs, uint64_t ino, struct vmfs_rekey_progress *pr)

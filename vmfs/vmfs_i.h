@@ -421,8 +421,12 @@ int file_write_internal(struct vmfs *fs, uint64_t ino, const void *buf, size_t l
  * (key->mark). Under fs->lock, in an operation, with the iolock exclusive.
  */
 int file_rekey_block(struct vmfs *fs, struct vbuf *ib, const struct enc_file *key, uint64_t lblk, uint64_t mark);
-/* The file's data block size (a unit for inline and small layouts). */
-uint64_t file_block_bytes(struct vmfs *fs, struct vmfs_inode_disk *di);
+/*
+ * Runs fn on regular file ino (ib: its inode) under its iolock exclusive, in
+ * one operation: I/O in flight ends first, new I/O waits. -EROFS for a
+ * read-only handle or a snapshot, -EISDIR, -EINVAL for other inodes.
+ */
+int file_exclusive(struct vmfs *fs, uint64_t ino, int (*fn)(struct vmfs *fs, struct vbuf *ib, void *ctx), void *ctx);
 
 /* helpers */
 static inline uint64_t mode_dtype(uint32_t mode) { return (mode >> 12) & 15; }

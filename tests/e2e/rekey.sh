@@ -142,6 +142,13 @@ vmfs_mount "$K" "$M" -o key-file="$T/key"
 cmp "$T/big" "$M/big" || fail "the file after a killed and resumed rekey"
 vmfs_umount "$M" "$K"
 
+log "on a terminal the rekey shows its progress; without one it prints none"
+script -qec "'$VMFS_BIN/vmfsctl' rekey --deep '$K' big --key-file '$T/key'" /dev/null >"$T/tty.out" </dev/null ||
+	fail "the rekey on a terminal failed"
+grep -q "rekey 1/1 big" "$T/tty.out" && grep -q "100%" "$T/tty.out" ||
+	fail "no progress on a terminal: $(tr '\r' '\n' <"$T/tty.out" | tail -n 3)"
+! grep -q "%" "$T/rekey2.out" || fail "progress printed without a terminal"
+
 log "a datastore without encryption: one line, exit 1"
 vmfs_mkfs "$T/plain.img" 256M
 vmfs_mount "$T/plain.img" "$M"

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -22,10 +23,11 @@
 
 static char img[64];
 
-static void mk(uint64_t size, uint32_t bs)
+/* mkfs of img, encrypted with key when it is not NULL. */
+static void mk_key(uint64_t size, uint32_t bs, struct enc_secret *key)
 {
 	struct vmfs_mkfs_opts o = { .size = size, .block_size = bs, .force = true, .host_slots = 8,
-				    .secret = test_key(), .key_kind = ENC_SECRET_KEYFILE };
+				    .secret = key, .key_kind = ENC_SECRET_KEYFILE };
 	char err[256] = "";
 	strcpy(img, "/var/tmp/vmfs-snap-XXXXXX");
 	int fd = mkstemp(img);
@@ -34,14 +36,24 @@ static void mk(uint64_t size, uint32_t bs)
 	ck_assert_msg(vmfs_mkfs(img, &o, err, sizeof(err)) == 0, "mkfs: %s", err);
 }
 
-static struct vmfs *op(void)
+static void mk(uint64_t size, uint32_t bs)
 {
-	struct vmfs_open_opts o = { .commit_ms = 0, .standalone = true, .secret = test_key() };
+	mk_key(size, bs, test_key());
+}
+
+static struct vmfs *op_with(struct enc_secret *key)
+{
+	struct vmfs_open_opts o = { .commit_ms = 0, .standalone = true, .secret = key };
 	struct vmfs *fs = NULL;
 	char err[256] = "";
 	int ret = vmfs_open(img, &o, &fs, err, sizeof(err));
 	ck_assert_msg(ret == 0, "open: %d %s", ret, err);
 	return fs;
+}
+
+static struct vmfs *op(void)
+{
+	return op_with(test_key());
 }
 
 static void teardown(void)
@@ -602,12 +614,7 @@ static struct enc_secret *rekey_key(void)
 
 static struct vmfs *op_key(void)
 {
-	struct vmfs_open_opts o = { .commit_ms = 0, .standalone = true, .secret = rekey_key() };
-	struct vmfs *fs = NULL;
-	char err[256] = "";
-	int ret = vmfs_open(img, &o, &fs, err, sizeof(err));
-	ck_assert_msg(ret == 0, "open: %d %s", ret, err);
-	return fs;
+	return op_with(rekey_key());
 }
 
 /* The raw bytes at a file offset's place on the device, and that place. */
@@ -624,6 +631,37 @@ static uint64_t raw_at(struct vmfs *fs, uint64_t ino, uint64_t off, uint8_t *out
 	return bi.dev_off;
 }
 
+/* Large reads are deciphered on helper threads (vmfs/crypt_par.c); a child forked
+ * after they started has none of them and must start its own, not wait forever. */
+START_TEST(t_fork_read)
+{
+	struct model live = m_new(8u << 20);
+	struct vmfs *fs;
+	uint64_t ino;
+	int status;
+	pid_t pid;
+
+	mk(256ull << 20, 1u << 20);
+	fs = op();
+	ino = create(fs, vmfs_root_ino(fs), "disk");
+	m_write(fs, ino, &live, 0, 8u << 20, 1);
+	m_check(fs, ino, &live, "the file before the fork");
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (!pid) {
+		uint8_t *b = malloc(live.size);
+
+		alarm(60); /* a child that waits on its parent's helpers dies here */
+		_exit(b && vmfs_pread(fs, ino, b, live.size, 0) == (ssize_t)live.size && !memcmp(b, live.b, live.size)
+			      ? 0 : 1);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "a forked child's large read: status 0x%x", status);
+	vmfs_close(fs); /* only the child used the handle after the fork: a handle is one process's */
+	free(live.b);
+}
+END_TEST
+
 /*
  * Deep rekey (issue 17, point 5): a file with holes, redirects, a snapshot
  * and a clone is rekeyed one step at a time while it is written on both
@@ -638,21 +676,13 @@ START_TEST(t_rekey_deep)
 	const uint32_t bs = 1u << 20;
 	const size_t size = 10u << 20;
 	struct model live = m_new(size * 2), s1m, s2m, cm, small = m_new(1u << 20), tiny = m_new(4096);
-	struct vmfs_mkfs_opts mo = { .size = 256ull << 20, .block_size = bs, .force = true, .host_slots = 8,
-				     .secret = rekey_key(), .key_kind = ENC_SECRET_KEYFILE };
 	struct vmfs_rekey_progress pr;
 	struct vmfs_stat st;
 	uint8_t before[4096], after[4096], snapraw[4096];
 	uint64_t ino, s1, s2, cl, sm, tn, empty, at0, at1, base, steps = 0;
 	struct vmfs *fs;
-	char err[256] = "";
-	int fd;
 
-	strcpy(img, "/var/tmp/vmfs-snap-XXXXXX");
-	fd = mkstemp(img);
-	ck_assert_int_ge(fd, 0);
-	close(fd);
-	ck_assert_msg(vmfs_mkfs(img, &mo, err, sizeof(err)) == 0, "mkfs: %s", err);
+	mk_key(256ull << 20, bs, rekey_key());
 	fs = op_key();
 	base = free_units(fs);
 	ino = create(fs, vmfs_root_ino(fs), "disk");
@@ -761,6 +791,7 @@ START_TEST(t_rekey_deep)
 
 	/* a datastore without encryption has nothing to rekey */
 	if (!test_key()) {
+		unlink(img);
 		mk(256ull << 20, 0);
 		fs = op();
 		ino = create(fs, vmfs_root_ino(fs), "plain");
@@ -830,6 +861,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, t_snapshot_never_written);
 	tcase_add_test(tc, t_many);
 	tcase_add_test(tc, t_rekey_deep);
+	tcase_add_test(tc, t_fork_read);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -19,13 +19,14 @@ plain=$T/base.img
 VMFS_BIN=$VMFS_BIN bash "$CASES/build-base.sh" "$plain" "$T/m"
 VMFS_BIN=$VMFS_BIN bash "$CASES/build-snap-base.sh" "$plain" "$T/snap.img" "$T/m"
 VMFS_BIN=$VMFS_BIN bash "$CASES/build-enc-base.sh" "$T/enc.img" "$CASES/enc.key" "$T/m"
-n=0
-for dir in "$CASES"/${CASES_ONLY:-[0-9]*}/; do
+# run_case DIR W: one case, on worker W's own image and mount point.
+run_case() {
+	local dir=$1 w=$2 name img m base mopts out sum rc
 	name=$(basename "$dir")
-	img=$T/case.img
+	img=$T/case$w.img m=$T/m$w
 	base=$plain
 	mopts=()
-	case "$(cat "$dir/base" 2>/dev/null)" in
+	case "$(cat "$dir/base" 2>/dev/null || true)" in
 	snap) base=$T/snap.img ;;
 	enc) base=$T/enc.img mopts=(-o key-file="$CASES/enc.key") ;;
 	esac
@@ -41,17 +42,17 @@ for dir in "$CASES"/${CASES_ONLY:-[0-9]*}/; do
 	"$VMFS_BIN/fsck.vmfs" -fn "$img" >/dev/null 2>&1 || rc=$?
 	[ $rc -eq 4 ] || fail "$name: fsck -n exited $rc on a damaged image, want 4"
 	rc=0
-	"$VMFS_BIN/fsck.vmfs" -fy "$img" >"$T/y.out" 2>&1 || rc=$?
-	sed -i "s|$img|IMAGE|g" "$T/y.out"
-	if [ -n "${UPDATE:-}" ]; then cp "$T/y.out" "$dir/expect-fy"; fi
-	diff -u "$dir/expect-fy" "$T/y.out" || fail "$name: the repair pass differs from expect-fy"
-	[ $rc -eq 1 ] || { cat "$T/y.out"; fail "$name: fsck -y exited $rc, want 1"; }
+	"$VMFS_BIN/fsck.vmfs" -fy "$img" >"$T/y$w.out" 2>&1 || rc=$?
+	sed -i "s|$img|IMAGE|g" "$T/y$w.out"
+	if [ -n "${UPDATE:-}" ]; then cp "$T/y$w.out" "$dir/expect-fy"; fi
+	diff -u "$dir/expect-fy" "$T/y$w.out" || fail "$name: the repair pass differs from expect-fy"
+	[ $rc -eq 1 ] || { cat "$T/y$w.out"; fail "$name: fsck -y exited $rc, want 1"; }
 	rc=0
-	"$VMFS_BIN/fsck.vmfs" -fn "$img" >"$T/n2.out" 2>&1 || rc=$?
-	[ $rc -eq 0 ] || { cat "$T/n2.out"; fail "$name: second pass exited $rc, want 0 (clean)"; }
+	"$VMFS_BIN/fsck.vmfs" -fn "$img" >"$T/n2$w.out" 2>&1 || rc=$?
+	[ $rc -eq 0 ] || { cat "$T/n2$w.out"; fail "$name: second pass exited $rc, want 0 (clean)"; }
 	# every undamaged file reads back unchanged
-	vmfs_mount "$img" "$T/m" "${mopts[@]}"
-	python3 - "$base.sha256" "$T/m" "$dir/damages" <<'PY' || fail "$name: an undamaged file changed"
+	vmfs_mount "$img" "$m" "${mopts[@]}"
+	python3 - "$base.sha256" "$m" "$dir/damages" <<'PY' || fail "$name: an undamaged file changed"
 import fnmatch, hashlib, sys
 sums, mnt, damages = sys.argv[1:4]
 skip = [p.strip() for p in open(damages) if p.strip()]
@@ -66,9 +67,29 @@ for line in open(sums):
         bad += 1
 sys.exit(1 if bad else 0)
 PY
-	vmfs_umount "$T/m" "$img"
-	n=$((n + 1))
+	vmfs_umount "$m" "$img"
 	echo "$name: ok"
+}
+
+# The cases run two at a time: most of a case is waiting (the mount's join,
+# fsck's I/O), not computing. Each worker's output goes to its own log; the
+# cleanup unmounts both mount points whatever happens in a worker.
+cases=("$CASES"/${CASES_ONLY:-[0-9]*}/)
+MOUNTS+=("$T/m0" "$T/m1")
+wpids=()
+for w in 0 1; do
+	(
+		for ((i = w; i < ${#cases[@]}; i += 2)); do
+			run_case "${cases[i]}" "$w"
+		done
+	) >"$T/w$w.log" 2>&1 &
+	wpids+=($!)
 done
+rc0=0 rc1=0
+wait "${wpids[0]}" || rc0=$?
+wait "${wpids[1]}" || rc1=$?
+cat "$T/w0.log" "$T/w1.log"
+[ $rc0 -eq 0 ] && [ $rc1 -eq 0 ] || fail "a case failed (its worker's log is above)"
+n=$(cat "$T/w0.log" "$T/w1.log" | grep -c ': ok$' || true)
 [ -n "${CASES_ONLY:-}" ] || [ $n -ge 46 ] || fail "only $n cases"
 echo "$n cases ok"

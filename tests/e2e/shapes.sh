@@ -4,11 +4,17 @@
 # and the sha256 of every file; unmounts, remounts and compares again. Covers
 # sizes around 4 KiB and 1 MiB boundaries, holes, a 10 GiB sparse file, 10k
 # files in one directory, a 60-deep tree, renames, hard links, symlinks, chmod.
+# SHAPES_QUICK=1 (the reruns on an encrypted datastore and over io_uring, which
+# test the data path rather than the directory at scale): 2000 files in the
+# directory, and the 10 GiB sparse file's ends and sampled middle only, not a
+# full read.
 # test: long (minutes: started early, so that the two lanes end together)
 source "$(dirname "$0")/lib.bash"
 e2e_init mkfs.vmfs vmfs-mount
 
 MiB=$((1 << 20))
+MANY=10000
+[ "${SHAPES_QUICK:-0}" = 1 ] && MANY=2000
 IMG=$T/datastore.img
 MNT=$T/mnt
 REF=$T/ref
@@ -41,7 +47,7 @@ populate() (
 	dd if="$T/pool" of=big bs=4096 count=1 skip=2 seek=$((10 * 262144 - 1)) conv=notrunc status=none
 
 	mkdir many
-	for ((i = 0; i < 10000; i++)); do
+	for ((i = 0; i < MANY; i++)); do
 		echo "small file $i" >"many/f$i"
 	done
 
@@ -110,7 +116,7 @@ compare() {
 	sums "$b" >"$T/sums.ref"
 	diff "$T/sums.ref" "$T/sums.vmfs" >"$T/diff" || { head -n 40 "$T/diff"; fail "file contents differ"; }
 	n=$(wc -l <"$T/sums.vmfs")
-	[ "$n" -gt 10000 ] || fail "only $n files compared"
+	[ "$n" -gt "$MANY" ] || fail "only $n files compared"
 
 	[ "$(stat -c %s "$big")" -eq $((10 << 30)) ] || fail "big: wrong size"
 	cmp -n 4096 "$big" "$b/big" || fail "big: first block differs"
@@ -154,10 +160,12 @@ vmfs_umount "$MNT" "$IMG"
 vmfs_mount "$IMG" "$MNT"
 compare "$MNT/t" "$REF/t"
 
-log "full read of the 10 GiB sparse file"
-start=$EPOCHREALTIME
-cmp "$MNT/t/big" "$REF/t/big" || fail "big differs"
-log "  $(elapsed "$start")"
+if [ "${SHAPES_QUICK:-0}" != 1 ]; then
+	log "full read of the 10 GiB sparse file"
+	start=$EPOCHREALTIME
+	cmp "$MNT/t/big" "$REF/t/big" || fail "big differs"
+	log "  $(elapsed "$start")"
+fi
 
 vmfs_umount "$MNT" "$IMG"
 log "ok"

@@ -28,6 +28,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
@@ -800,6 +801,19 @@ void *dev_alloc_buf(size_t len)
 	if (posix_memalign(&p, 4096, len ? len : 1))
 		return NULL;
 	memset(p, 0, len);
+	return p;
+}
+
+void *dev_alloc_big_buf(size_t len)
+{
+	size_t cap = base_round_up(len ? len : 1, (size_t)BASE_HUGE_PAGE);
+	void *p;
+
+	if (len < DEV_BIG_BUF)
+		return dev_alloc_buf(len);
+	if (posix_memalign(&p, BASE_HUGE_PAGE, cap))
+		return NULL;
+	(void)madvise(p, cap, MADV_HUGEPAGE); /* advice: without THP the buffer still works, on 4 KiB pages */
 	return p;
 }
 

@@ -104,5 +104,14 @@ int dev_queue_eventfd(struct dev_queue *q);
 
 /* Allocates len bytes aligned for O_DIRECT (4096), zeroed. free() releases it. */
 void *dev_alloc_buf(size_t len);
+/*
+ * For buffers of DEV_BIG_BUF bytes and more that vmfs itself keeps and does
+ * I/O from (encrypted files' ciphertext): 2 MiB-aligned and backed by
+ * transparent huge pages where the kernel gives them, so that a 1 MiB
+ * transfer is one request without 256 page pins; not zeroed. free()
+ * releases it.
+ */
+#define DEV_BIG_BUF (256u << 10)
+void *dev_alloc_big_buf(size_t len);
 
 #endif

@@ -146,7 +146,7 @@ static uint8_t *thread_bounce(void)
 
 	pthread_once(&tb_once, tb_init);
 	b = pthread_getspecific(tb_key);
-	if (!b && (b = dev_alloc_buf(BOUNCE_MAX + VMFS_UNIT)) && pthread_setspecific(tb_key, b)) {
+	if (!b && (b = dev_alloc_big_buf(BOUNCE_MAX + VMFS_UNIT)) && pthread_setspecific(tb_key, b)) {
 		free(b);
 		b = NULL;
 	}
@@ -1487,7 +1487,7 @@ static void *bounce_get(struct vmfs_aio *q, size_t len)
 			q->nfree_bounces--;
 			return (uint8_t *)b + BOUNCE_HDR;
 		}
-	b = dev_alloc_buf(BOUNCE_HDR + len);
+	b = dev_alloc_big_buf(BOUNCE_HDR + len); /* not zeroed: a write encrypts over all of it */
 	if (!b)
 		return NULL;
 	b->cap = len;
@@ -1507,10 +1507,34 @@ static void bounce_put(struct vmfs_aio *q, void *p)
 	q->nfree_bounces++;
 }
 
-static void aio_done(struct vmfs_aio *q, struct vmfs_aio_req *r)
+/* The end of a request: its ciphertext buffer, its key and its file's I/O lock let go. */
+static void aio_release(struct vmfs_aio *q, struct vmfs_aio_req *r)
 {
 	struct vinode *vi = r->vi;
 
+	if (r->bounce) {
+		bounce_put(q, r->bounce);
+		r->bounce = NULL;
+	}
+	crypt_file_put(q->fs, r->key);
+	r->key = NULL;
+	if (vi) {
+		pthread_rwlock_unlock(&vi->iolock);
+		vinode_unpin(q->fs, vi);
+		r->vi = NULL;
+	}
+	if (r->res >= 0 && r->err)
+		r->res = r->err;
+}
+
+/*
+ * The device is done with r. An encrypted file's read keeps its key and its
+ * file's I/O lock until it is reaped: its ciphertext is deciphered in the
+ * caller's buffer then (aio_decipher), holes read as zeros and decipher to
+ * zeros.
+ */
+static void aio_done(struct vmfs_aio *q, struct vmfs_aio_req *r)
+{
 	if (r->grains) {
 		if (r->res >= 0 && !r->err) {
 			int ret = aio_commit(q->fs, r);
@@ -1521,28 +1545,23 @@ static void aio_done(struct vmfs_aio *q, struct vmfs_aio_req *r)
 		r->grains = NULL;
 		r->ngrains = 0;
 	}
-	if (r->bounce) { /* an encrypted file: a read's ciphertext to the caller's buffer (holes: zeros, read as zeros) */
-		if (!r->write && r->res >= 0 && !r->err && crypt_run(r->key, false, r->off / VMFS_UNIT, r->bounce, r->buf, r->len))
-			r->err = -EIO;
-		bounce_put(q, r->bounce);
-		r->bounce = NULL;
-	}
-	crypt_file_put(q->fs, r->key);
-	r->key = NULL;
-
-	if (vi) {
-		pthread_rwlock_unlock(&vi->iolock);
-		vinode_unpin(q->fs, vi);
-		r->vi = NULL;
-	}
-	if (r->res >= 0 && r->err)
-		r->res = r->err;
+	r->decipher = r->key && !r->write && r->res >= 0 && !r->err;
+	if (!r->decipher)
+		aio_release(q, r);
 	r->next = NULL;
 	if (q->done_tail)
 		q->done_tail->next = r;
 	else
 		q->done_head = r;
 	q->done_tail = r;
+}
+
+static void aio_decipher(struct vmfs_aio *q, struct vmfs_aio_req *r)
+{
+	if (crypt_run(r->key, false, r->off / VMFS_UNIT, r->buf, r->buf, r->len))
+		r->err = -EIO;
+	r->decipher = false;
+	aio_release(q, r);
 }
 
 enum aio_how {
@@ -1671,15 +1690,6 @@ static int aio_complete_some(struct vmfs_aio *q, bool wait)
 	return got < 0 ? got : 0;
 }
 
-static size_t len_planned(const struct plan *pl)
-{
-	size_t n = 0;
-
-	for (size_t i = 0; i < pl->n; i++)
-		n += pl->ext[i].len;
-	return n;
-}
-
 int vmfs_aio_submit(struct vmfs_aio *q, struct vmfs_aio_req *r)
 {
 	struct vmfs *fs = q->fs;
@@ -1698,6 +1708,7 @@ int vmfs_aio_submit(struct vmfs_aio *q, struct vmfs_aio_req *r)
 	r->grains = NULL;
 	r->ngrains = 0;
 	r->bounce = r->key = NULL;
+	r->decipher = false;
 	vi = vinode_pin(fs, r->ino);
 	if (!vi)
 		return -ENOMEM;
@@ -1744,12 +1755,18 @@ int vmfs_aio_submit(struct vmfs_aio *q, struct vmfs_aio_req *r)
 	}
 	r->vi = vi;
 	r->res = (ssize_t)len;
-	if (pl.key) { /* the device sees ciphertext: a write's units encrypted into a bounce buffer, a read's read there */
-		r->bounce = bounce_get(q, r->len);
-		if (r->bounce && !r->write && len_planned(&pl) != r->len)
-			memset(r->bounce, 0, r->len); /* holes: zero units, which decrypt to zeros */
-		if (!r->bounce || (r->write && crypt_run(pl.key, true, r->off / VMFS_UNIT, r->buf, r->bounce, r->len)))
-			r->err = r->bounce ? -EIO : -ENOMEM;
+	if (pl.key) {
+		/*
+		 * The device sees ciphertext: a write's units are encrypted into a
+		 * bounce buffer; a read reads straight into the caller's buffer,
+		 * deciphered there once it is in (aio_done), its holes already
+		 * zeros (aio_map), which decipher to zeros.
+		 */
+		if (r->write) {
+			r->bounce = bounce_get(q, r->len);
+			if (!r->bounce || crypt_run(pl.key, true, r->off / VMFS_UNIT, r->buf, r->bounce, r->len))
+				r->err = r->bounce ? -EIO : -ENOMEM;
+		}
 		r->key = pl.key;
 		pl.key = NULL;
 	}
@@ -1797,9 +1814,20 @@ int vmfs_aio_reap(struct vmfs_aio *q, unsigned min, struct vmfs_aio_req **out, u
 	for (;;) {
 		while (q->done_head && n < max) {
 			struct vmfs_aio_req *r = q->done_head;
+
+			/*
+			 * A waiting reaper that has its min deciphers no more: the
+			 * rest waits for its next reaps, and it refills the device
+			 * in between instead of letting it idle while it deciphers
+			 * a whole burst of completions.
+			 */
+			if (r->decipher && min && n >= min)
+				return (int)n;
 			q->done_head = r->next;
 			if (!q->done_head)
 				q->done_tail = NULL;
+			if (r->decipher)
+				aio_decipher(q, r);
 			out[n++] = r;
 		}
 		if (n >= min || n == max || !q->inflight)

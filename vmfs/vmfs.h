@@ -229,8 +229,9 @@ struct vmfs_aio_req {
 	void *vi;
 	void *grains;             /* redirect grains to set when the data is written */
 	size_t ngrains;
-	void *bounce;             /* an encrypted file's ciphertext, the device's side of buf */
+	void *bounce;             /* an encrypted file's write: its ciphertext, the device's side of buf */
 	void *key;                /* that file's keys (a reference) */
+	bool decipher;            /* a read whose ciphertext is deciphered when it is reaped */
 };
 int vmfs_aio_new(struct vmfs *fs, unsigned depth, struct vmfs_aio **out);
 void vmfs_aio_free(struct vmfs_aio *q);          /* waits for what is in flight */
@@ -246,6 +247,9 @@ int vmfs_aio_submit(struct vmfs_aio *q, struct vmfs_aio_req *req);
 /*
  * Waits for at least min completed requests; returns how many were stored in
  * out (<= max). With min = 0 it collects what has completed without waiting.
+ * An encrypted file's reads are deciphered as they are handed out: a reap
+ * with min > 0 may leave completed ones for the next reap rather than
+ * decipher past min (reap again; the caller refills the device meanwhile).
  */
 int vmfs_aio_reap(struct vmfs_aio *q, unsigned min, struct vmfs_aio_req **out, unsigned max);
 /*

@@ -1816,12 +1816,13 @@ int vmfs_aio_reap(struct vmfs_aio *q, unsigned min, struct vmfs_aio_req **out, u
 			struct vmfs_aio_req *r = q->done_head;
 
 			/*
-			 * A waiting reaper that has its min deciphers no more: the
-			 * rest waits for its next reaps, and it refills the device
-			 * in between instead of letting it idle while it deciphers
-			 * a whole burst of completions.
+			 * A waiting reaper that has its min deciphers no more large
+			 * reads: the rest waits for its next reaps, and it refills
+			 * the device in between instead of letting it idle while it
+			 * deciphers a whole burst of completions. Small ones are
+			 * deciphered at once (a reap each would cost more).
 			 */
-			if (r->decipher && min && n >= min)
+			if (r->decipher && r->len >= DEV_BIG_BUF && min && n >= min)
 				return (int)n;
 			q->done_head = r->next;
 			if (!q->done_head)

@@ -753,25 +753,27 @@ START_TEST(t_aio)
 	}
 	ck_assert_int_eq(memcmp(w, r, len), 0);
 	/*
-	 * QD reads of 64 KiB in flight at once into aligned buffers (the device
-	 * reads into them; an encrypted file's are deciphered there as they are
-	 * handed out), reaped with min 1 and then with min 0, which must hand
-	 * out all that completed: an eventfd's caller reaps once a signal.
+	 * QD reads of 256 KiB (the whole file) in flight at once into aligned
+	 * buffers (the device reads into them; an encrypted file's large reads
+	 * are deciphered there as they are handed out), reaped with min 1 and
+	 * then with min 0, which must hand out all that completed: an
+	 * eventfd's caller reaps once a signal.
 	 */
 	for (int pass = 0; pass < 2; pass++) {
+		const size_t PIECE = len / QD; /* 256 KiB: large enough to be deciphered when reaped */
 		uint8_t *rb;
 		unsigned got = 0;
 
-		ck_assert_int_eq(posix_memalign((void **)&rb, 4096, (size_t)QD * 65536), 0);
-		memset(rb, 0xee, (size_t)QD * 65536);
+		ck_assert_int_eq(posix_memalign((void **)&rb, 4096, (size_t)QD * PIECE), 0);
+		memset(rb, 0xee, (size_t)QD * PIECE);
 		for (unsigned i = 0; i < QD; i++) {
-			reqs[i] = (struct vmfs_aio_req){ .ino = ino, .buf = rb + (size_t)i * 65536, .len = 65536,
-							 .off = (uint64_t)i * 65536 };
+			reqs[i] = (struct vmfs_aio_req){ .ino = ino, .buf = rb + (size_t)i * PIECE, .len = PIECE,
+							 .off = (uint64_t)i * PIECE };
 			ck_assert_int_eq(vmfs_aio_submit(q, &reqs[i]), 0);
 		}
 		if (pass == 1) { /* one waited for, then the rest without waiting */
 			ck_assert_int_eq(vmfs_aio_reap(q, 1, done, 1), 1);
-			ck_assert_int_eq(done[0]->res, 65536);
+			ck_assert_int_eq(done[0]->res, PIECE);
 			got = 1;
 		}
 		while (got < QD) {
@@ -779,11 +781,11 @@ START_TEST(t_aio)
 
 			ck_assert_int_ge(n, 0);
 			for (int i = 0; i < n; i++)
-				ck_assert_int_eq(done[i]->res, 65536);
+				ck_assert_int_eq(done[i]->res, PIECE);
 			got += (unsigned)n;
 		}
 		ck_assert_int_eq(vmfs_aio_reap(q, 0, done, QD), 0);
-		ck_assert_int_eq(memcmp(w, rb, (size_t)QD * 65536), 0);
+		ck_assert_int_eq(memcmp(w, rb, (size_t)QD * PIECE), 0);
 		free(rb);
 	}
 	{

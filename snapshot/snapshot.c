@@ -46,6 +46,7 @@ struct collect {
 	struct snap_files *f;
 	int err;
 	struct snap_files *subdirs;     /* recursive: directories found, walked after */
+	bool links;                     /* symlinks too */
 };
 
 /* Adds ino and path dir/name to f: 0 or -ENOMEM. */
@@ -70,7 +71,8 @@ static int collect_fill(void *ctx, const char *name, size_t namelen, uint64_t in
 {
 	struct collect *c = ctx;
 	char buf[256]; /* a name is at most 255 bytes */
-	struct snap_files *to = dtype == (S_IFREG >> 12) ? c->f : dtype == (S_IFDIR >> 12) ? c->subdirs : NULL;
+	struct snap_files *to = dtype == (S_IFREG >> 12) || (c->links && dtype == (S_IFLNK >> 12)) ? c->f
+				: dtype == (S_IFDIR >> 12) ? c->subdirs : NULL;
 
 	(void)next_cookie;
 	if (!to)
@@ -179,7 +181,8 @@ int snap_files_all(struct vmfs *fs, const char *path, struct snap_files *f, char
 	f->folder = true;
 	/* breadth first: each directory's files and subdirectories, then theirs */
 	for (size_t i = 0; !ret && i < dirs.n; i++) {
-		struct collect c = { .fs = fs, .dir = dirs.ino[i], .path = dirs.name[i], .f = f, .subdirs = &dirs };
+		struct collect c = { .fs = fs, .dir = dirs.ino[i], .path = dirs.name[i], .f = f, .subdirs = &dirs,
+				     .links = true };
 
 		ret = vmfs_readdir(fs, dirs.ino[i], 2, collect_fill, &c);
 		if (!ret)

@@ -35,7 +35,10 @@ struct snap_files {
 };
 int snap_files_get(struct vmfs *fs, const char *path, struct snap_files *out, char *err, size_t errlen);
 void snap_files_release(struct snap_files *f);
-/* Every regular file in the tree under folder PATH ("/" for the datastore), sorted by path. */
+/*
+ * Every regular file and symlink in the tree under folder PATH ("/" for the
+ * datastore), sorted by path: what a deep rekey --all renews.
+ */
 int snap_files_all(struct vmfs *fs, const char *path, struct snap_files *out, char *err, size_t errlen);
 
 /* A name for a snapshot made now ("YYYY-MM-DDTHH:MM:SSZ", UTC) when the user gives none. */

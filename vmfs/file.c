@@ -1232,7 +1232,8 @@ size:
 	return ret;
 }
 
-int file_exclusive(struct vmfs *fs, uint64_t ino, int (*fn)(struct vmfs *fs, struct vbuf *ib, void *ctx), void *ctx)
+int file_exclusive(struct vmfs *fs, uint64_t ino, bool link_ok, int (*fn)(struct vmfs *fs, struct vbuf *ib, void *ctx),
+		   void *ctx)
 {
 	struct vinode *vi;
 	struct vbuf *ib;
@@ -1246,7 +1247,7 @@ int file_exclusive(struct vmfs *fs, uint64_t ino, int (*fn)(struct vmfs *fs, str
 	pthread_rwlock_wrlock(&vi->iolock);
 	ret = op_begin(fs);
 	if (!ret)
-		ret = get_regular(fs, ino, &ib, GET_WRITE);
+		ret = get_regular(fs, ino, &ib, GET_WRITE | (link_ok ? GET_LINK_OK : 0));
 	if (!ret) {
 		ret = fn(fs, ib, ctx);
 		meta_put(fs, ib);
@@ -1284,7 +1285,7 @@ int vmfs_fallocate(struct vmfs *fs, uint64_t ino, int mode, uint64_t off, uint64
 		return -EINVAL;
 	if (off + len > (64ull << 40) * 4)
 		return -EFBIG;
-	return file_exclusive(fs, ino, falloc_fn, &a);
+	return file_exclusive(fs, ino, false, falloc_fn, &a);
 }
 
 int vmfs_lseek(struct vmfs *fs, uint64_t ino, uint64_t off, int whence, uint64_t *out)
@@ -1369,7 +1370,7 @@ int vmfs_bmap(struct vmfs *fs, uint64_t ino, uint64_t off, struct vmfs_bmap_info
 	ret = fs_enter(fs, false);
 	if (ret)
 		return ret;
-	ret = get_regular(fs, ino, &ib, 0);
+	ret = get_regular(fs, ino, &ib, GET_LINK_OK);
 	if (ret)
 		goto out;
 	di = ib_inode(ib);

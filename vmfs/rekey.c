@@ -112,7 +112,7 @@ int vmfs_rekey_step(struct vmfs *fs, uint64_t ino, uint64_t max_bytes, struct vm
 		return -EOPNOTSUPP;
 	if (!fs->key)
 		return -ENOKEY;
-	return file_exclusive(fs, ino, rekey_locked, &a);
+	return file_exclusive(fs, ino, true, rekey_locked, &a); /* a symlink's target is its data */
 }
 
 int vmfs_rekey_state(struct vmfs *fs, uint64_t ino, struct vmfs_rekey_progress *pr)

@@ -188,9 +188,10 @@ int vmfs_fallocate(struct vmfs *fs, uint64_t ino, int mode, uint64_t off, uint64
 int vmfs_lseek(struct vmfs *fs, uint64_t ino, uint64_t off, int whence, uint64_t *out);
 
 /*
- * Where byte off of ino lives (FIBMAP, for tools and tests): the device byte
- * offset of the block or sub-block holding it, the resource cluster that holds
- * that, and the RC's owner record (the host that allocates from it: slot + 1,
+ * Where byte off of ino (a regular file, or a symlink's target) lives
+ * (FIBMAP, for tools and tests): the device byte offset of the block or
+ * sub-block holding it, the resource cluster that holds that, and the RC's
+ * owner record (the host that allocates from it: slot + 1,
  * 0 for none; docs/FORMAT.md). A hole, or a byte kept in the inode, gives
  * hole = true. off must lie below the size (-ENXIO).
  */

@@ -422,11 +422,13 @@ int file_write_internal(struct vmfs *fs, uint64_t ino, const void *buf, size_t l
  */
 int file_rekey_block(struct vmfs *fs, struct vbuf *ib, const struct enc_file *key, uint64_t lblk, uint64_t mark);
 /*
- * Runs fn on regular file ino (ib: its inode) under its iolock exclusive, in
- * one operation: I/O in flight ends first, new I/O waits. -EROFS for a
- * read-only handle or a snapshot, -EISDIR, -EINVAL for other inodes.
+ * Runs fn on regular file ino (ib: its inode; a symlink too with link_ok)
+ * under its iolock exclusive, in one operation: I/O in flight ends first, new
+ * I/O waits. -EROFS for a read-only handle or a snapshot, -EISDIR, -EINVAL
+ * for other inodes.
  */
-int file_exclusive(struct vmfs *fs, uint64_t ino, int (*fn)(struct vmfs *fs, struct vbuf *ib, void *ctx), void *ctx);
+int file_exclusive(struct vmfs *fs, uint64_t ino, bool link_ok, int (*fn)(struct vmfs *fs, struct vbuf *ib, void *ctx),
+		   void *ctx);
 
 /* helpers */
 static inline uint64_t mode_dtype(uint32_t mode) { return (mode >> 12) & 15; }

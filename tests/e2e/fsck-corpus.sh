@@ -71,25 +71,27 @@ PY
 	echo "$name: ok"
 }
 
-# The cases run two at a time: most of a case is waiting (the mount's join,
+# The cases run three at a time: most of a case is waiting (the mount's join,
 # fsck's I/O), not computing. Each worker's output goes to its own log; the
-# cleanup unmounts both mount points whatever happens in a worker.
+# cleanup unmounts every worker's mount point whatever happens in a worker.
+W=3
 cases=("$CASES"/${CASES_ONLY:-[0-9]*}/)
-MOUNTS+=("$T/m0" "$T/m1")
 wpids=()
-for w in 0 1; do
+for ((w = 0; w < W; w++)); do
+	MOUNTS+=("$T/m$w")
 	(
-		for ((i = w; i < ${#cases[@]}; i += 2)); do
+		for ((i = w; i < ${#cases[@]}; i += W)); do
 			run_case "${cases[i]}" "$w"
 		done
 	) >"$T/w$w.log" 2>&1 &
 	wpids+=($!)
 done
-rc0=0 rc1=0
-wait "${wpids[0]}" || rc0=$?
-wait "${wpids[1]}" || rc1=$?
-cat "$T/w0.log" "$T/w1.log"
-[ $rc0 -eq 0 ] && [ $rc1 -eq 0 ] || fail "a case failed (its worker's log is above)"
-n=$(cat "$T/w0.log" "$T/w1.log" | grep -c ': ok$' || true)
+bad=0
+for ((w = 0; w < W; w++)); do
+	wait "${wpids[w]}" || bad=1
+done
+for ((w = 0; w < W; w++)); do cat "$T/w$w.log"; done
+[ $bad -eq 0 ] || fail "a case failed (its worker's log is above)"
+n=$(cat "$T"/w[0-9]*.log | grep -c ': ok$' || true)
 [ -n "${CASES_ONLY:-}" ] || [ $n -ge 46 ] || fail "only $n cases"
 echo "$n cases ok"

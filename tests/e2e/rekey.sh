@@ -32,6 +32,8 @@ mkdir "$M/vm"
 head -c $((96 << 20)) /dev/urandom >"$T/orig"
 cp "$T/orig" "$M/vm/disk"
 echo "memory=512" >"$M/vm/vm.conf"
+LINK=$(printf 'l%.0s' {1..1000}) # a target in a unit of its own
+ln -s "$LINK" "$M/vm/link"
 "$VMFS_BIN/vmfsctl" snapshot create "$M" vm --name before >/dev/null || fail "snapshot"
 "$VMFS_BIN/vmfsctl" clone "$M" vm/disk vm/clone >/dev/null || fail "clone"
 
@@ -113,12 +115,13 @@ expect_one_line_failure "$VMFS_BIN/vmfsctl" rekey --deep "$D" --all --key-file "
 [ "$LAST_RC" -eq 3 ] || fail "a wrong key: exit $LAST_RC, want 3"
 [ "$(sha256sum <"$D")" = "$sum" ] || fail "a refused rekey changed the datastore"
 "$VMFS_BIN/vmfsctl" rekey --deep --json "$D" --all "${KEY[@]}" >"$T/all.json" || fail "rekey --all failed"
-[ "$(jq -r .rekeyed "$T/all.json")" = 3 ] || fail "rekey --all: $(cat "$T/all.json")"
+[ "$(jq -r .rekeyed "$T/all.json")" = 4 ] || fail "rekey --all (3 files, a symlink): $(cat "$T/all.json")"
 "$VMFS_BIN/fsck.vmfs" -n -f "$D" >"$T/fsck.out" || { cat "$T/fsck.out"; fail "fsck after rekey --all"; }
 vmfs_mount "$D" "$M" -o key-file="$T/key"
 cmp "$T/model" "$M/vm/disk" || fail "the disk after rekey --all"
 cmp "$T/orig" "$M/vm/.snapshots/disk@before" || fail "the snapshot after rekey --all"
 cmp "$T/orig" "$M/vm/clone" || fail "the clone after rekey --all"
+[ "$(readlink "$M/vm/link")" = "$LINK" ] || fail "the symlink after rekey --all"
 vmfs_umount "$M" "$D"
 
 log "a rekey host killed mid-way: the next run takes its lock over and finishes the file"

@@ -668,6 +668,12 @@ static Suite *encrypt_suite(void)
 	Suite *s = suite_create("encrypt");
 	TCase *tc = tcase_create("primitives");
 
+	/*
+	 * Check's default 4 s is a hang guard too tight for the memory-hard KDF
+	 * on a loaded machine: argon2id_vector (four hashes of 64 MiB, 0.6 s
+	 * alone) ran out of it in a CI rehearsal beside two other suites.
+	 */
+	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, gcm_vector);
 	tcase_add_test(tc, hkdf_vector);
 	tcase_add_test(tc, argon2id_vector);
@@ -676,6 +682,7 @@ static Suite *encrypt_suite(void)
 	tcase_add_test(tc, xts_units);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("area");
+	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, area_unlock);
 	tcase_add_test(tc, area_slots);
 	tcase_add_test(tc, area_damage);

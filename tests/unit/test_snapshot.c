@@ -631,6 +631,65 @@ static uint64_t raw_at(struct vmfs *fs, uint64_t ino, uint64_t off, uint8_t *out
 	return bi.dev_off;
 }
 
+/*
+ * Deep rekey of symlinks (a target is the link's data under its own key):
+ * an inline target and one in a unit of its own each take one step; the
+ * long one's unit moves and its bytes on the device change; both read back,
+ * after a remount too, and fsck is clean. A rekey of the whole tree
+ * (snap_rekey --all) counts them with the regular files.
+ */
+START_TEST(t_rekey_links)
+{
+	char shortt[100], longt[3000], got[4096];
+	uint8_t before[512], after[512];
+	struct vmfs_rekey_progress pr;
+	struct snap_rekey_progress sp;
+	struct vmfs_stat st;
+	uint64_t sl, ll, at0, at1;
+	size_t cursor = 0;
+	struct vmfs *fs;
+	char err[256] = "";
+
+	memset(shortt, 's', sizeof(shortt) - 1);
+	shortt[sizeof(shortt) - 1] = 0;
+	for (size_t i = 0; i + 1 < sizeof(longt); i++)
+		longt[i] = (char)('a' + i % 26);
+	longt[sizeof(longt) - 1] = 0;
+	mk_key(256ull << 20, 0, rekey_key());
+	fs = op_key();
+	ck_assert_int_eq(vmfs_symlink(fs, vmfs_root_ino(fs), "short", shortt, 0, 0, &st), 0);
+	sl = st.ino;
+	ck_assert_int_eq(vmfs_symlink(fs, vmfs_root_ino(fs), "long", longt, 0, 0, &st), 0);
+	ll = st.ino;
+	create(fs, vmfs_root_ino(fs), "file");
+	at0 = raw_at(fs, ll, 0, before, sizeof(before));
+	ck_assert_int_eq(vmfs_rekey_step(fs, sl, 0, &pr), 0);
+	ck_assert(pr.finished);
+	ck_assert_int_eq(vmfs_rekey_step(fs, ll, 0, &pr), 0);
+	ck_assert(pr.finished);
+	at1 = raw_at(fs, ll, 0, after, sizeof(after));
+	ck_assert_uint_ne(at0, at1);
+	ck_assert(memcmp(before, after, sizeof(after)));
+	ck_assert_int_eq(vmfs_readlink(fs, sl, got, sizeof(got)), (ssize_t)strlen(shortt));
+	ck_assert(!memcmp(got, shortt, strlen(shortt)));
+	ck_assert_int_eq(vmfs_readlink(fs, ll, got, sizeof(got)), (ssize_t)strlen(longt));
+	ck_assert(!memcmp(got, longt, strlen(longt)));
+	/* the whole tree: the file and both links */
+	do
+		ck_assert_msg(snap_rekey(fs, "/", true, 64u << 20, &cursor, &sp, err, sizeof(err)) == 0, "%s", err);
+	while (!sp.all_done);
+	ck_assert_uint_eq(sp.files, 3);
+	vmfs_close(fs);
+	fsck_clean();
+	fs = op_key();
+	ck_assert_int_eq(vmfs_readlink(fs, sl, got, sizeof(got)), (ssize_t)strlen(shortt));
+	ck_assert(!memcmp(got, shortt, strlen(shortt)));
+	ck_assert_int_eq(vmfs_readlink(fs, ll, got, sizeof(got)), (ssize_t)strlen(longt));
+	ck_assert(!memcmp(got, longt, strlen(longt)));
+	vmfs_close(fs);
+}
+END_TEST
+
 /* Large reads are deciphered on helper threads (vmfs/crypt_par.c); a child forked
  * after they started has none of them and must start its own, not wait forever. */
 START_TEST(t_fork_read)
@@ -862,6 +921,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, t_many);
 	tcase_add_test(tc, t_rekey_deep);
 	tcase_add_test(tc, t_fork_read);
+	tcase_add_test(tc, t_rekey_links);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -6,6 +6,7 @@
  * deleted, checks that the datastore has every unit back.
  */
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
@@ -22,6 +23,9 @@
 #include "tests/unit/test_key.h"
 
 static char img[64];
+/* This run's directory: every test's image is made in it, and main empties it
+ * at the end, after tests that failed (their process ends before teardown) too. */
+static char run_dir[32] = "/var/tmp/vmfs-snap-XXXXXX";
 
 /* mkfs of img, encrypted with key when it is not NULL. */
 static void mk_key(uint64_t size, uint32_t bs, struct enc_secret *key)
@@ -29,7 +33,7 @@ static void mk_key(uint64_t size, uint32_t bs, struct enc_secret *key)
 	struct vmfs_mkfs_opts o = { .size = size, .block_size = bs, .force = true, .host_slots = 8,
 				    .secret = key, .key_kind = ENC_SECRET_KEYFILE };
 	char err[256] = "";
-	strcpy(img, "/var/tmp/vmfs-snap-XXXXXX");
+	snprintf(img, sizeof(img), "%s/img-XXXXXX", run_dir);
 	int fd = mkstemp(img);
 	ck_assert_int_ge(fd, 0);
 	close(fd);
@@ -928,11 +932,25 @@ static Suite *suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(suite());
+	SRunner *sr;
+	struct dirent *e;
+	DIR *d;
 	int failed;
 
+	if (!mkdtemp(run_dir)) {
+		perror(run_dir);
+		return 1;
+	}
+	sr = srunner_create(suite());
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
+	if ((d = opendir(run_dir))) {
+		while ((e = readdir(d)))
+			if (e->d_name[0] != '.')
+				unlinkat(dirfd(d), e->d_name, 0);
+		closedir(d);
+	}
+	rmdir(run_dir);
 	return failed ? 1 : 0;
 }

@@ -1760,8 +1760,8 @@ int vmfs_aio_submit(struct vmfs_aio *q, struct vmfs_aio_req *r)
 		/*
 		 * The device sees ciphertext: a write's units are encrypted into a
 		 * bounce buffer; a read reads straight into the caller's buffer,
-		 * deciphered there once it is in (aio_done), its holes already
-		 * zeros (aio_map), which decipher to zeros.
+		 * deciphered there when it is reaped (aio_decipher), its holes
+		 * already zeros (aio_map), which decipher to zeros.
 		 */
 		if (r->write) {
 			r->bounce = bounce_get(q, r->len);

@@ -302,7 +302,7 @@ static int snap_one(struct vmfs *fs, uint64_t file, const char *name, uint64_t *
 	si->i_atime = di->i_atime;
 	si->i_mtime = di->i_mtime;
 	si->i_ctime = di->i_ctime;
-	{ /* checked: at most 255 bytes; the rest zeros; encrypted under the snapshot's own keys */
+	{ /* checked: at most 255 bytes; the rest zeros; encrypted under the file's snapshot-name key */
 		char plain[VMFS_SNAP_NAME_MAX + 1] = { 0 };
 
 		memcpy(plain, name, strlen(name));

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "base/base.h"
 
@@ -16,7 +17,7 @@ static const char *why(int ret)
 	case -EOPNOTSUPP: return "the datastore is not encrypted";
 	case -ENOKEY: return "the datastore is locked (no key given)";
 	case -EROFS: return "read-only";
-	case -EISDIR: case -EINVAL: return "not a regular file";
+	case -EINVAL: return "not a regular file, symlink or directory with keys";
 	case -ENOSPC: return "no space left for the new copies of its blocks";
 	default: return strerror(-ret);
 	}
@@ -27,13 +28,16 @@ int snap_rekey(struct vmfs *fs, const char *path, bool all, uint64_t max_bytes, 
 {
 	struct snap_files f;
 	struct vmfs_rekey_progress pr = { 0 };
+	struct vmfs_stat st;
 	char who[160];
-	int ret = all ? snap_files_all(fs, path, &f, err, errlen) : snap_files_get(fs, path, &f, err, errlen);
+	bool locked = false;
+	int ret = snap_files_rekey(fs, path, all, &f, err, errlen);
 
 	memset(p, 0, sizeof(*p));
 	if (ret)
 		return ret;
 	p->files = f.n;
+	p->dirs = f.dirs;
 	if (*cursor >= f.n) {
 		p->file = f.n;
 		p->all_done = true;
@@ -42,7 +46,12 @@ int snap_rekey(struct vmfs *fs, const char *path, bool all, uint64_t max_bytes, 
 	}
 	p->file = *cursor;
 	snprintf(p->name, sizeof(p->name), "%s", f.name[*cursor]);
-	ret = vmfs_file_lock(fs, f.ino[*cursor], VMFS_LOCK_EX, who, sizeof(who));
+	ret = vmfs_getattr(fs, f.ino[*cursor], &st);
+	p->dir = !ret && S_ISDIR(st.mode);
+	if (!ret && !p->dir) { /* a directory's names change in operations alone: no lock */
+		ret = vmfs_file_lock(fs, f.ino[*cursor], VMFS_LOCK_EX, who, sizeof(who));
+		locked = !ret;
+	}
 	if (ret == -EBUSY) {
 		base_set_err(err, errlen, ret, "%s: in use by %s", f.name[*cursor], who);
 	} else if (ret) {
@@ -51,7 +60,8 @@ int snap_rekey(struct vmfs *fs, const char *path, bool all, uint64_t max_bytes, 
 		/* steps of 8 MiB (I/O waits for one at a time) up to max_bytes */
 		for (uint64_t moved = 0; !ret && !pr.finished && moved < max_bytes; moved += 8u << 20)
 			ret = vmfs_rekey_step(fs, f.ino[*cursor], 8u << 20, &pr);
-		vmfs_file_unlock(fs, f.ino[*cursor]);
+		if (locked)
+			vmfs_file_unlock(fs, f.ino[*cursor]);
 		if (!ret)
 			ret = vmfs_sync(fs); /* durable when the call returns */
 		if (ret)

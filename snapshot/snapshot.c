@@ -35,7 +35,7 @@ static char *join(const char *dir, const char *name)
 	char *p = malloc(a + b + 2);
 
 	if (p)
-		snprintf(p, a + b + 2, "%s%s%s", dir, a && dir[a - 1] == '/' ? "" : "/", name);
+		snprintf(p, a + b + 2, "%s%s%s", dir, !b || (a && dir[a - 1] == '/') ? "" : "/", name);
 	return p;
 }
 
@@ -49,7 +49,7 @@ struct collect {
 	bool links;                     /* symlinks too */
 };
 
-/* Adds ino and path dir/name to f: 0 or -ENOMEM. */
+/* Adds ino and path dir/name (dir alone for name "") to f: 0 or -ENOMEM. */
 static int files_add(struct snap_files *f, const char *dir, const char *name, uint64_t ino)
 {
 	uint64_t *ni = realloc(f->ino, (f->n + 1) * sizeof(*ni));
@@ -167,7 +167,8 @@ int snap_files_get(struct vmfs *fs, const char *path, struct snap_files *f, char
 	return ret ? base_set_err(err, errlen, ret, "%s: out of memory", path) : 0;
 }
 
-int snap_files_all(struct vmfs *fs, const char *path, struct snap_files *f, char *err, size_t errlen)
+/* Every regular file, symlink and directory in the tree under folder PATH, the folder too. */
+static int files_all(struct vmfs *fs, const char *path, struct snap_files *f, char *err, size_t errlen)
 {
 	struct snap_files dirs = { 0 };
 	struct vmfs_stat st;
@@ -188,12 +189,37 @@ int snap_files_all(struct vmfs *fs, const char *path, struct snap_files *f, char
 		if (!ret)
 			ret = c.err;
 	}
+	for (size_t i = 0; !ret && i < dirs.n; i++)
+		ret = files_add(f, dirs.name[i], "", dirs.ino[i]);
+	f->dirs = dirs.n;
 	snap_files_release(&dirs);
 	if (ret) {
 		snap_files_release(f);
 		return base_set_err(err, errlen, ret, "%s: %s", path, strerror(-ret));
 	}
 	sort_files(f);
+	return 0;
+}
+
+int snap_files_rekey(struct vmfs *fs, const char *path, bool all, struct snap_files *f, char *err, size_t errlen)
+{
+	uint64_t ino;
+	int ret;
+
+	if (all)
+		return files_all(fs, path, f, err, errlen);
+	ret = snap_files_get(fs, path, f, err, errlen);
+	if (ret || !f->folder)
+		return ret;
+	/* the folder's names, after its files */
+	ret = vmfs_resolve(fs, path, &ino);
+	if (!ret)
+		ret = files_add(f, path, "", ino);
+	if (ret) {
+		snap_files_release(f);
+		return base_set_err(err, errlen, ret, "%s: %s", path, strerror(-ret));
+	}
+	f->dirs = 1;
 	return 0;
 }
 

@@ -32,14 +32,17 @@ struct snap_files {
 	uint64_t *ino;
 	char **name;            /* a file's path from the root */
 	bool folder;            /* PATH was a folder */
+	size_t dirs;            /* how many of them are directories (snap_files_rekey) */
 };
 int snap_files_get(struct vmfs *fs, const char *path, struct snap_files *out, char *err, size_t errlen);
 void snap_files_release(struct snap_files *f);
 /*
- * Every regular file and symlink in the tree under folder PATH ("/" for the
- * datastore), sorted by path: what a deep rekey --all renews.
+ * What a deep rekey of PATH renews: a file; a folder's files (as
+ * snap_files_get), then the folder itself (its names); with all, every
+ * regular file, symlink and directory in the tree under folder PATH ("/"
+ * for the datastore) and the folder, sorted by path.
  */
-int snap_files_all(struct vmfs *fs, const char *path, struct snap_files *out, char *err, size_t errlen);
+int snap_files_rekey(struct vmfs *fs, const char *path, bool all, struct snap_files *out, char *err, size_t errlen);
 
 /* A name for a snapshot made now ("YYYY-MM-DDTHH:MM:SSZ", UTC) when the user gives none. */
 void snap_default_name(char *buf, size_t len);
@@ -102,16 +105,20 @@ int snap_run(struct vmfs *fs, enum snap_op op, const char *path, const char *nam
 
 /*
  * Deep rekey (vmfs_rekey_step) of the files PATH stands for, or with all of
- * every regular file in the datastore, one call at a time: each call works
- * on file *cursor (0 at first) for up to max_bytes of its blocks, taking
- * its file lock exclusive for the call (another host that has it open is
- * refused with -EBUSY and its name; this handle's own opens go on, their I/O
- * waiting only while a batch is copied), and moves *cursor on when the file
- * is done. *p says where it stands; all_done when every file is done. A
- * file whose rekey a crash interrupted resumes where it stopped.
+ * every file, symlink and directory in the tree (snap_files_rekey), one call
+ * at a time: each call works on file *cursor (0 at first) for up to
+ * max_bytes of its blocks, taking its file lock exclusive for the call
+ * (another host that has it open is refused with -EBUSY and its name; this
+ * handle's own opens go on, their I/O waiting only while a batch is copied;
+ * a directory takes none: each step is one operation), and moves *cursor
+ * on when the file is done. *p says where it stands; all_done when every
+ * file is done. A file whose rekey a crash interrupted resumes where it
+ * stopped.
  */
 struct snap_rekey_progress {
 	size_t files, file;             /* how many, and the one worked on (0-based) */
+	size_t dirs;                    /* how many of the files are directories */
+	bool dir;                       /* the one worked on is one (done, size: its entries) */
 	char name[1024];                /* its path */
 	uint64_t done, size;            /* its bytes under the new key, of its size */
 	bool all_done;

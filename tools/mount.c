@@ -636,6 +636,7 @@ static void mount_rekey(fuse_req_t req, struct vmfs *fs, const void *in)
 	r.done = p.done;
 	r.size = p.size;
 	r.all_done = p.all_done;
+	r.dirs = (uint32_t)p.dirs;
 	snprintf(r.name, sizeof(r.name), "%s", p.name);
 	fuse_reply_ioctl(req, 0, &r, sizeof(r));
 }

@@ -25,12 +25,12 @@ struct vmfs_mount_ctl {
 /* vmfsctl rekey --deep through the mount: one snap_rekey call (snapshot/snapshot.h) per request. */
 struct vmfs_mount_rekey {
 	int32_t result;         /* out: 0 or -errno */
-	uint32_t all;           /* every regular file (path: "/") */
+	uint32_t all;           /* every file, symlink and directory (path: "/") */
 	uint64_t cursor;        /* in/out: the file worked on */
 	uint64_t max_bytes;     /* of blocks this request */
 	uint64_t files, file, done, size;       /* out: snap_rekey_progress */
 	uint32_t all_done;      /* out */
-	uint32_t pad;
+	uint32_t dirs;          /* out: how many of the files are directories */
 	char path[1024];
 	char name[1024];        /* out: the file's path */
 	char err[512];          /* out: one line when result < 0 */

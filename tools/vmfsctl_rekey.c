@@ -1,6 +1,7 @@
 /*
  * vmfsctl rekey --deep DEVICE PATH|--all: new file keys and every block
- * copied under them (docs/ENCRYPTION.md, "Rekey"), online. Given a mount
+ * copied under them, a directory's names rewritten under its new key
+ * (docs/ENCRYPTION.md, "Rekey"), online. Given a mount
  * (or a directory in one) instead of DEVICE, it runs inside that vmfs-mount
  * daemon, which may be serving the files to a running VM; given a device,
  * it joins the cluster as a host of its own and takes each file's lock
@@ -94,6 +95,7 @@ static int via_mount(const char *dir, const char *path, bool all, size_t *cursor
 	p->done = r.done;
 	p->size = r.size;
 	p->all_done = r.all_done;
+	p->dirs = r.dirs;
 	r.name[sizeof(r.name) - 1] = 0;
 	snprintf(p->name, sizeof(p->name), "%s", r.name);
 	return 0;
@@ -151,9 +153,13 @@ int cmd_rekey(int argc, char **argv)
 	}
 	if (ret)
 		return 1;
-	files = p.files;
+	files = p.files - p.dirs;
 	if (json)
-		printf("{\"rekeyed\":%zu,\"seconds\":%.3f}\n", files, (double)(base_mono_ns() - t0) / 1e9);
+		printf("{\"rekeyed\":%zu,\"directories\":%zu,\"seconds\":%.3f}\n", files, p.dirs,
+		       (double)(base_mono_ns() - t0) / 1e9);
+	else if (p.dirs)
+		printf("%zu file%s and %zu director%s rekeyed (new file keys, every block and name copied under them)\n",
+		       files, files == 1 ? "" : "s", p.dirs, p.dirs == 1 ? "y" : "ies");
 	else
 		printf("%zu file%s rekeyed (new file keys, every block copied under them)\n", files,
 		       files == 1 ? "" : "s");

@@ -22,6 +22,8 @@
  * directory's name-hash key instead of XXH3. Names go in and out of that
  * form at this file's edges (dir_lookup, dir_insert, dir_remove, dir_set,
  * dir_iterate); the _at calls and dir_node_items (fsck) work on stored names.
+ * During a deep rekey of the directory (dir_rekey), the names of the hash
+ * groups below the mark are under its key 1, the rest under key 0.
  */
 #include "vmfs/vmfs_i.h"
 
@@ -237,6 +239,17 @@ static size_t stored_len(size_t len)
 	return base_min((size_t)VMFS_NAME_MAX, base_max((size_t)16, (size_t)base_round_up(len, 16)));
 }
 
+/*
+ * Which of f's keys names with this key (or hash prefix) are under: key 1
+ * below a deep rekey's mark (f->mark, set from i_crypt_mark: for a directory
+ * an item key, always the start of a hash group, so the up to 16 names of
+ * one group are on one side of it), else key 0.
+ */
+static unsigned name_keyno(const struct enc_file *f, uint64_t key)
+{
+	return (f->flags & ENC_CR_K1) && key < f->mark ? 1u : 0u;
+}
+
 static int name_store(struct vmfs *fs, struct vbuf *dib, const char *name, size_t len, struct dname *d)
 {
 	struct enc_file *f;
@@ -258,16 +271,16 @@ static int name_store(struct vmfs *fs, struct vbuf *dib, const char *name, size_
 	memcpy(d->s, name, len);
 	d->len = stored_len(len);
 	ret = enc_name_hash(f, name, len, &h);
-	if (!ret)
-		ret = crypt_run(f, true, 0, d->s, d->s, d->len);
 	d->prefix = base_max(h & ((1ull << 59) - 1), 1ull) << 4;
+	if (!ret)
+		ret = crypt_run_key(f, name_keyno(f, d->prefix), true, 0, d->s, d->s, d->len);
 	crypt_file_put(fs, f);
 	return ret;
 }
 
-/* A stored name back to the name; -EUCLEAN when it decrypts to no valid name. */
-static int name_load(struct vmfs *fs, struct vbuf *dib, const struct enc_file *f, const char *stored, size_t slen,
-		     char *out, size_t *len)
+/* A stored name (of the item with this key) back to the name; -EUCLEAN when it decrypts to no valid name. */
+static int name_load(struct vmfs *fs, struct vbuf *dib, const struct enc_file *f, uint64_t key, const char *stored,
+		     size_t slen, char *out, size_t *len)
 {
 	size_t n = slen;
 
@@ -276,7 +289,7 @@ static int name_load(struct vmfs *fs, struct vbuf *dib, const struct enc_file *f
 		*len = slen;
 		return 0;
 	}
-	if (slen < 16 || crypt_run(f, false, 0, stored, out, slen))
+	if (slen < 16 || crypt_run_key(f, name_keyno(f, key), false, 0, stored, out, slen))
 		return -EUCLEAN;
 	while (n && !out[n - 1])
 		n--;
@@ -370,7 +383,7 @@ static int plain_cb(void *ctx, uint64_t key, const char *name, size_t len, uint6
 	struct plain_ctx *p = ctx;
 	char plain[VMFS_NAME_MAX];
 	size_t n;
-	int ret = name_load(p->fs, p->dib, p->f, name, len, plain, &n);
+	int ret = name_load(p->fs, p->dib, p->f, key, name, len, plain, &n);
 
 	return ret ? ret : p->fn(p->ctx, key, plain, n, ino, type);
 }
@@ -720,6 +733,81 @@ int dir_set_at(struct vmfs *fs, struct vbuf *dib, uint64_t key, const char *name
 	       uint8_t type)
 {
 	return change_at(fs, dib, key, name, len, &(struct ditem){ .val = ino, .type = type });
+}
+
+/* ---- deep rekey ------------------------------------------------------------------ */
+
+struct rekey_walk {
+	const struct enc_file *f;
+	uint64_t from;          /* the mark: names from this key on are under key 0 */
+	uint64_t stop;          /* once the budget is spent: the last key of the group it ran out in */
+	unsigned leaves;        /* the budget: leaves still to rewrite */
+	bool more;              /* a name past stop is left */
+};
+
+/* The names of node n's subtree ([.., hi)) from w->from to w->stop, from key 0 to key 1, in place. */
+static int rekey_rec(struct vmfs *fs, struct vbuf *dib, struct nref *n, unsigned level, uint64_t hi,
+		     struct rekey_walk *w)
+{
+	struct dnode *d = malloc(sizeof(*d));
+	uint64_t last = 0;
+	bool changed = false;
+	int ret;
+
+	if (!d)
+		return -ENOMEM;
+	ret = decode(fs, dib, n, level, d);
+	for (unsigned i = 0; !ret && !w->more && i < d->count; i++) {
+		struct ditem *it = &d->it[i];
+		uint64_t next = i + 1 < d->count ? d->it[i + 1].key : hi;
+		char plain[VMFS_NAME_MAX], *stored = d->names + (it->name - d->names);
+		struct nref c;
+
+		if (level > 0) {
+			if (next <= w->from)
+				continue;
+			ret = node_read(fs, dib, it->val, &c);
+			if (!ret) {
+				ret = rekey_rec(fs, dib, &c, level - 1, next, w);
+				nref_put(fs, &c);
+			}
+			continue;
+		}
+		if (it->key < w->from)
+			continue;
+		if (it->key > w->stop) {
+			w->more = true;
+			break;
+		}
+		if (it->namelen < 16 || crypt_run_key(w->f, 0, false, 0, stored, plain, it->namelen) ||
+		    crypt_run_key(w->f, 1, true, 0, plain, stored, it->namelen))
+			ret = corrupt(fs, dib, n, "a name that cannot be rekeyed");
+		changed = true;
+		last = it->key;
+	}
+	if (!ret && changed) {
+		ret = encode(fs, d, 0, d->count, n);
+		if (w->leaves && !--w->leaves)
+			w->stop = last | 15; /* the rest of its group, maybe in the next leaf, goes too */
+	}
+	free(d);
+	return ret;
+}
+
+int dir_rekey(struct vmfs *fs, struct vbuf *dib, const struct enc_file *f, unsigned leaves, uint64_t *mark)
+{
+	struct rekey_walk w = { .f = f, .from = *mark, .stop = UINT64_MAX, .leaves = base_max(leaves, 1u) };
+	struct nref root;
+	unsigned level;
+	int ret = root_get(fs, dib, &root, &level);
+
+	if (ret)
+		return ret;
+	ret = rekey_rec(fs, dib, &root, level, UINT64_MAX, &w);
+	nref_put(fs, &root);
+	if (!ret)
+		*mark = w.more ? w.stop + 1 : UINT64_MAX;
+	return ret;
 }
 
 static int release_rec(struct vmfs *fs, struct vbuf *dib, uint64_t addr, unsigned level)

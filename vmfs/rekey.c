@@ -18,6 +18,12 @@
  * map, so its blocks read under the keys they were written with; it keeps
  * both keys (a snapshot is never written). Blocks a snapshot or clone shares
  * with the file stay theirs, under the old key: the file gets its copies.
+ *
+ * A directory's names are its content: the same begin, steps and end, with
+ * the mark an item key (dir_rekey): the names of the hash groups below it
+ * are under key 1. A step rewrites names in place in the tree's nodes, so
+ * the tree keeps its shape and readdir cookies; every name operation runs
+ * under fs->lock (and the cluster's META), so one step is atomic to them.
  */
 #include "vmfs/vmfs_i.h"
 
@@ -30,6 +36,8 @@
 
 /* A step's batch: this many bytes of blocks at least (one block when larger), 8 MiB by default. */
 #define REKEY_BATCH (8ull << 20)
+/* A directory's step: a leaf per 4 KiB of max_bytes, this many at most (a transaction's journal room). */
+#define REKEY_DIR_LEAVES 64u
 
 struct rekey_args {
 	uint64_t max_bytes;
@@ -103,16 +111,77 @@ static int rekey_locked(struct vmfs *fs, struct vbuf *ib, void *ctx)
 	return ret;
 }
 
+/* A directory's progress: its entries, and the share of them below the mark (the hashes spread evenly). */
+static void dir_progress(const struct vmfs_inode_disk *di, uint64_t mark, struct vmfs_rekey_progress *pr)
+{
+	uint64_t n = le64_to_cpu(di->i_dir_count);
+
+	pr->size = n;
+	pr->done = base_min(n, (uint64_t)(((unsigned __int128)n * mark) >> 63)); /* keys are below 2^63 */
+}
+
+static int rekey_dir(struct vmfs *fs, struct vbuf *ib, const struct rekey_args *a)
+{
+	struct vmfs_inode_disk *di = ib_inode(ib);
+	unsigned leaves = (unsigned)base_min(a->max_bytes ? a->max_bytes / VMFS_UNIT : REKEY_DIR_LEAVES,
+					     (uint64_t)REKEY_DIR_LEAVES);
+	struct enc_file *key = NULL;
+	uint64_t mark;
+	int ret;
+
+	if (!enc_crypt_present(di->i_crypt)) { /* names fsck filed without the key (/lost+found): none to renew */
+		dir_progress(di, 0, a->pr);
+		a->pr->finished = true;
+		return 0;
+	}
+	ret = meta_dirty(fs, ib);
+	if (!ret && !enc_crypt_rekeying(di->i_crypt)) {
+		ret = crypt_file_rekey(fs, di, false);
+		di->i_crypt_mark = 0;
+	}
+	if (!ret)
+		ret = crypt_file_get(fs, ib->addr, di, &key);
+	mark = le64_to_cpu(di->i_crypt_mark);
+	if (!ret)
+		ret = dir_rekey(fs, ib, key, leaves, &mark);
+	crypt_file_put(fs, key);
+	if (ret)
+		return ret;
+	dir_progress(di, mark, a->pr);
+	a->pr->finished = mark == UINT64_MAX;
+	if (!a->pr->finished) {
+		di->i_crypt_mark = cpu_to_le64(mark);
+		return 0;
+	}
+	ret = crypt_file_rekey(fs, di, true); /* the old key goes with the last names */
+	if (!ret)
+		di->i_crypt_mark = 0;
+	return ret;
+}
+
 int vmfs_rekey_step(struct vmfs *fs, uint64_t ino, uint64_t max_bytes, struct vmfs_rekey_progress *pr)
 {
 	struct rekey_args a = { .max_bytes = max_bytes, .pr = pr };
+	struct vbuf *ib;
+	int ret;
 
 	*pr = (struct vmfs_rekey_progress){ 0 };
 	if (!crypt_enabled(fs))
 		return -EOPNOTSUPP;
 	if (!fs->key)
 		return -ENOKEY;
-	return file_exclusive(fs, ino, true, rekey_locked, &a); /* a symlink's target is its data */
+	ret = file_exclusive(fs, ino, true, rekey_locked, &a); /* a symlink's target is its data */
+	if (ret != -EISDIR)
+		return ret;
+	/* a directory: no I/O lock, its names change only in operations */
+	ret = op_begin(fs);
+	if (!ret)
+		ret = inode_read(fs, ino, &ib);
+	if (!ret) {
+		ret = S_ISDIR(le32_to_cpu(ib_inode(ib)->i_mode)) ? rekey_dir(fs, ib, &a) : -EINVAL;
+		meta_put(fs, ib);
+	}
+	return op_end(fs, ret);
 }
 
 int vmfs_rekey_state(struct vmfs *fs, uint64_t ino, struct vmfs_rekey_progress *pr)
@@ -128,9 +197,15 @@ int vmfs_rekey_state(struct vmfs *fs, uint64_t ino, struct vmfs_rekey_progress *
 	if (!ret) {
 		struct vmfs_inode_disk *di = ib_inode(ib);
 
-		pr->size = le64_to_cpu(di->i_size);
+		uint64_t mark = le64_to_cpu(di->i_crypt_mark);
+
 		pr->finished = !enc_crypt_rekeying(di->i_crypt);
-		pr->done = pr->finished ? 0 : base_min(le64_to_cpu(di->i_crypt_mark) * VMFS_UNIT, pr->size);
+		if (S_ISDIR(le32_to_cpu(di->i_mode))) {
+			dir_progress(di, pr->finished ? 0 : mark, pr);
+		} else {
+			pr->size = le64_to_cpu(di->i_size);
+			pr->done = pr->finished ? 0 : base_min(mark * VMFS_UNIT, pr->size);
+		}
 		meta_put(fs, ib);
 	}
 	pthread_mutex_unlock(&fs->lock);

@@ -416,19 +416,23 @@ int vmfs_key_change(struct vmfs *fs, const struct enc_secret *secret, const stru
 		    enum enc_secret_kind new_kind, bool drop_others, void (*progress)(void *ctx, uint64_t files),
 		    void *ctx, char *errbuf, size_t errlen);
 /*
- * Deep rekey of a regular file (docs/ENCRYPTION.md, "Rekey"): a new file key
- * and every block copied under it, online, one step per call. A step takes
- * the file's I/O lock (I/O waits while it runs), begins the rekey when none
- * is under way, copies max_bytes of blocks (0: 8 MiB; at least one block)
- * from where the last step stopped (after a crash too) and commits; the
- * step that reaches the end also drops the old key. *pr: bytes done of the
- * file's size, and finished. Call until finished. -EOPNOTSUPP: the datastore
- * is not encrypted; -ENOKEY: locked; -EROFS: read-only, or a snapshot;
- * -EISDIR, -EINVAL: not a regular file. The caller holds the file's lock
- * (vmfs_file_lock) or is the host that has it open.
+ * Deep rekey of a regular file, a symlink or a directory (docs/ENCRYPTION.md,
+ * "Rekey"): a new file key and every block copied under it, online, one step
+ * per call. A step takes the file's I/O lock (I/O waits while it runs),
+ * begins the rekey when none is under way, copies max_bytes of blocks (0:
+ * 8 MiB; at least one block) from where the last step stopped (after a
+ * crash too) and commits; the step that reaches the end also drops the old
+ * key. A directory's step rewrites its names under the new key in place, a
+ * leaf of its tree per 4 KiB of max_bytes (0: 64 leaves; at most 64, at
+ * least one). *pr: bytes done of the file's size (a directory: entries of
+ * its entries), and finished. Call until finished. -EOPNOTSUPP: the
+ * datastore is not encrypted; -ENOKEY: locked; -EROFS: read-only, or a
+ * snapshot; -EINVAL: none of those kinds, or a file without keys. The
+ * caller holds the file's lock (vmfs_file_lock) or is the host that has it
+ * open; a directory needs none.
  */
 struct vmfs_rekey_progress {
-	uint64_t done, size;    /* bytes under the new key, of size */
+	uint64_t done, size;    /* bytes (a directory: entries) under the new key, of size */
 	bool finished;          /* no rekey under way (any more) */
 };
 int vmfs_rekey_step(struct vmfs *fs, uint64_t ino, uint64_t max_bytes, struct vmfs_rekey_progress *pr);

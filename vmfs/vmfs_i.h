@@ -402,6 +402,15 @@ uint64_t dir_key_prefix(struct vmfs *fs, const char *name, size_t len);
 /* True when the directory stores its names encrypted (its inode has keys): fsck cannot read or hash them. */
 bool dir_names_encrypted(struct vmfs *fs, struct vbuf *dib);
 int dir_release(struct vmfs *fs, struct vbuf *dib);
+/*
+ * A deep rekey's step on a directory (rekey.c; in an operation): the names
+ * of the items from key *mark on, under f's key 0, are rewritten under its
+ * key 1 in place (the tree keeps its shape: a name's hash and length stay),
+ * about `leaves` leaves of them, in whole hash groups. *mark: where the next
+ * step starts (the start of a group), UINT64_MAX when no name is left
+ * under key 0.
+ */
+int dir_rekey(struct vmfs *fs, struct vbuf *dib, const struct enc_file *f, unsigned leaves, uint64_t *mark);
 
 /* ---- share.c ---- */
 /* In the running operation: the new inode nb gets a shared copy of src's content. */

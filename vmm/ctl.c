@@ -149,11 +149,11 @@ static void rekey(struct vmm_ctl *c, struct reply *r)
 			reply_error(r, err);
 			return;
 		}
-		if (p.done == p.size)
+		if (p.done == p.size && !p.dir)
 			bytes += p.size;
 	} while (!p.all_done);
-	add(r, "{\"ok\":true,\"rekeyed\":%zu,\"bytes\":%llu,\"total_us\":%llu}", p.files, (unsigned long long)bytes,
-	    (unsigned long long)((base_mono_ns() - t0) / 1000));
+	add(r, "{\"ok\":true,\"rekeyed\":%zu,\"directories\":%zu,\"bytes\":%llu,\"total_us\":%llu}",
+	    p.files - p.dirs, p.dirs, (unsigned long long)bytes, (unsigned long long)((base_mono_ns() - t0) / 1000));
 }
 
 /* Handles one request line; sets *stop when the VM is to end after the reply. */

@@ -7,12 +7,15 @@
 #    write reads back after it, the rest of the disk is as it was, the
 #    snapshot and the clone read as they were; fsck finds nothing; a fresh
 #    mount reads the same;
-#  - a second host (another mount) that read the disk before the rekey
-#    reads it right after it, without a remount;
+#  - the folder's names are rekeyed with its files (the folder is listed
+#    with them); a second host (another mount) that read the disk and
+#    listed the folder before the rekey reads and lists them right after
+#    it, without a remount;
 #  - a rekey host killed mid-way (SIGKILL, its lock and journal left
 #    behind): the next run takes the lock over, resumes and finishes; the
 #    disk reads as it was and fsck finds nothing;
-#  - on the device (a host of its own): --all rekeys every file; a file
+#  - on the device (a host of its own): --all rekeys every file, symlink
+#    and directory, and every name is listed and found after it; a file
 #    another host (the mount) has open is refused with that host's name and
 #    nothing changes; a wrong key exits 3; a datastore without encryption
 #    exits 1 with one line.
@@ -42,6 +45,8 @@ M2=$T/m2
 vmfs_mount "$D" "$M2" -o key-file="$T/key"
 P2=$DAEMON_PID
 cmp "$T/orig" "$M2/vm/disk" || fail "the second host reads the disk wrong before the rekey"
+NAMES=$(ls -A "$M2/vm" | tr '\n' ' ')
+[ "$NAMES" = "clone disk link vm.conf " ] || fail "the second host lists vm/ as: $NAMES"
 
 log "rekey through the mount while a writer writes the disk"
 cat >"$T/writer.py" <<'PY'
@@ -74,7 +79,7 @@ t0=$EPOCHREALTIME
 t1=$EPOCHREALTIME
 touch "$T/stop"
 wait "$WRITER" || fail "the writer failed"
-grep -q "^3 files rekeyed" "$T/rekey.out" || fail "rekey said: $(cat "$T/rekey.out")"
+grep -q "^3 files and 1 directory rekeyed" "$T/rekey.out" || fail "rekey said: $(cat "$T/rekey.out")"
 during=$(awk -v a="$t0" -v b="$t1" '$3 > a && $3 < b' "$T/ledger" | wc -l)
 log "rekey of vm/ (96 MiB disk, clone, vm.conf) took $(elapsed "$t0"); the writer made $during writes meanwhile"
 [ "$during" -gt 0 ] || fail "no write landed while the rekey ran: it did not run online"
@@ -98,6 +103,7 @@ cmp "$T/orig" "$M/vm/clone" || fail "the clone changed"
 [ "$(cat "$M/vm/vm.conf")" = "memory=512" ] || fail "vm.conf changed"
 cmp "$T/model" "$M2/vm/disk" || fail "the second host does not read the rekeyed disk right"
 cmp "$T/orig" "$M2/vm/clone" || fail "the second host does not read the rekeyed clone right"
+[ "$(ls -A "$M2/vm" | tr '\n' ' ')" = "$NAMES" ] || fail "the second host lists vm/ as: $(ls -A "$M2/vm")"
 vmfs_umount_pid "$M2" "$P2"
 
 log "on the device: a file the mount has open is refused with the holder's name"
@@ -115,13 +121,15 @@ expect_one_line_failure "$VMFS_BIN/vmfsctl" rekey --deep "$D" --all --key-file "
 [ "$LAST_RC" -eq 3 ] || fail "a wrong key: exit $LAST_RC, want 3"
 [ "$(sha256sum <"$D")" = "$sum" ] || fail "a refused rekey changed the datastore"
 "$VMFS_BIN/vmfsctl" rekey --deep --json "$D" --all "${KEY[@]}" >"$T/all.json" || fail "rekey --all failed"
-[ "$(jq -r .rekeyed "$T/all.json")" = 4 ] || fail "rekey --all (3 files, a symlink): $(cat "$T/all.json")"
+[ "$(jq -r '"\(.rekeyed) \(.directories)"' "$T/all.json")" = "4 3" ] ||
+	fail "rekey --all (3 files, a symlink; /, /lost+found, /vm): $(cat "$T/all.json")"
 "$VMFS_BIN/fsck.vmfs" -n -f "$D" >"$T/fsck.out" || { cat "$T/fsck.out"; fail "fsck after rekey --all"; }
 vmfs_mount "$D" "$M" -o key-file="$T/key"
 cmp "$T/model" "$M/vm/disk" || fail "the disk after rekey --all"
 cmp "$T/orig" "$M/vm/.snapshots/disk@before" || fail "the snapshot after rekey --all"
 cmp "$T/orig" "$M/vm/clone" || fail "the clone after rekey --all"
 [ "$(readlink "$M/vm/link")" = "$LINK" ] || fail "the symlink after rekey --all"
+[ "$(ls -A "$M/vm" | tr '\n' ' ')" = "$NAMES" ] || fail "vm/ lists after rekey --all as: $(ls -A "$M/vm")"
 vmfs_umount "$M" "$D"
 
 log "a rekey host killed mid-way: the next run takes its lock over and finishes the file"

@@ -19,6 +19,7 @@
 
 #include "snapshot/snapshot.h"
 #include "vmfs/vmfs.h"
+#include "vmfs/vmfs_format.h"
 
 #include "tests/unit/test_key.h"
 
@@ -678,11 +679,12 @@ START_TEST(t_rekey_links)
 	ck_assert(!memcmp(got, shortt, strlen(shortt)));
 	ck_assert_int_eq(vmfs_readlink(fs, ll, got, sizeof(got)), (ssize_t)strlen(longt));
 	ck_assert(!memcmp(got, longt, strlen(longt)));
-	/* the whole tree: the file and both links */
+	/* the whole tree: the file and both links, and the root and /lost+found */
 	do
 		ck_assert_msg(snap_rekey(fs, "/", true, 64u << 20, &cursor, &sp, err, sizeof(err)) == 0, "%s", err);
 	while (!sp.all_done);
-	ck_assert_uint_eq(sp.files, 3);
+	ck_assert_uint_eq(sp.files, 5);
+	ck_assert_uint_eq(sp.dirs, 2);
 	vmfs_close(fs);
 	fsck_clean();
 	fs = op_key();
@@ -691,6 +693,254 @@ START_TEST(t_rekey_links)
 	ck_assert_int_eq(vmfs_readlink(fs, ll, got, sizeof(got)), (ssize_t)strlen(longt));
 	ck_assert(!memcmp(got, longt, strlen(longt)));
 	vmfs_close(fs);
+}
+END_TEST
+
+/* A stored directory entry, as found on the device. */
+struct stored_name {
+	uint64_t key;
+	uint8_t len;
+	uint8_t name[255];
+};
+
+/* Appends the entries of one leaf (hdr, then its items) to out. */
+static void leaf_names(const uint8_t *hdr, const uint8_t *items, size_t cap, struct stored_name *out, size_t *n,
+		       size_t max)
+{
+	struct vmfs_dirhdr_disk h;
+	size_t off = 0;
+
+	memcpy(&h, hdr, sizeof(h));
+	if (h.dh_level != 0 || le16_to_cpu(h.dh_used) > cap)
+		return;
+	for (unsigned i = 0; i < le16_to_cpu(h.dh_count) && off + sizeof(struct vmfs_dirent_disk) <= cap; i++) {
+		struct vmfs_dirent_disk de;
+
+		memcpy(&de, items + off, sizeof(de));
+		ck_assert_uint_lt(*n, max);
+		out[*n].key = le64_to_cpu(de.de_key);
+		out[*n].len = de.de_namelen;
+		memcpy(out[*n].name, items + off + sizeof(de), de.de_namelen);
+		++*n;
+		off += sizeof(de) + de.de_namelen;
+	}
+}
+
+/*
+ * Directory dir's entries with their names as the device holds them at
+ * home: its inline leaf, or the leaves of its tree (units whose header says
+ * they are at home there: not the journal's copies). The datastore closed.
+ */
+static size_t dir_on_device(uint64_t dir, struct stored_name *out, size_t max)
+{
+	uint8_t *u = malloc(VMFS_UNIT);
+	int fd = open(img, O_RDONLY);
+	size_t n = 0;
+
+	ck_assert(u && fd >= 0);
+	for (uint64_t a = 1; pread(fd, u, VMFS_UNIT, (off_t)(a * VMFS_UNIT)) == VMFS_UNIT; a++) {
+		const struct vmfs_mhdr *mh = (const void *)u;
+
+		if (le64_to_cpu(mh->mh_addr) != a)
+			continue;
+		if (a == dir && le32_to_cpu(mh->mh_magic) == VMFS_MAGIC_INODE) {
+			const struct vmfs_inode_disk *di = (const void *)u;
+
+			if (le32_to_cpu(di->i_flags) & VMFS_IF_INLINE)
+				leaf_names(di->i_root, di->i_root + sizeof(struct vmfs_dirhdr_disk),
+					   VMFS_DIRINLINE_SPACE, out, &n, max);
+		} else if (le32_to_cpu(mh->mh_magic) == VMFS_MAGIC_DIR && le64_to_cpu(mh->mh_owner) == dir) {
+			const struct vmfs_dirnode_disk *dn = (const void *)u;
+
+			leaf_names((const uint8_t *)&dn->dn_dh, dn->dn_items, VMFS_DIRNODE_SPACE, out, &n, max);
+		}
+	}
+	close(fd);
+	free(u);
+	return n;
+}
+
+/* How many entries of before are found in after under the same key and with the same stored bytes. */
+static size_t names_kept(const struct stored_name *before, size_t nb, const struct stored_name *after, size_t na,
+			 size_t *matched)
+{
+	size_t same = 0;
+
+	*matched = 0;
+	for (size_t i = 0; i < nb; i++)
+		for (size_t j = 0; j < na; j++)
+			if (after[j].key == before[i].key) {
+				ck_assert_uint_eq(after[j].len, before[i].len); /* a name keeps its length */
+				++*matched;
+				same += !memcmp(after[j].name, before[i].name, before[i].len);
+				break;
+			}
+	return same;
+}
+
+struct dir_model {
+	char (*name)[32];
+	bool *live;
+	size_t n;
+	size_t seen;            /* readdir: live names met */
+	bool stray;             /* readdir: a name the model does not hold */
+};
+
+static int model_fill(void *ctx, const char *name, size_t len, uint64_t ino, uint32_t dtype, uint64_t next)
+{
+	struct dir_model *m = ctx;
+	size_t i;
+
+	(void)ino;
+	(void)dtype;
+	(void)next;
+	for (i = 0; i < m->n; i++)
+		if (m->live[i] && strlen(m->name[i]) == len && !memcmp(m->name[i], name, len))
+			break;
+	if (i < m->n)
+		m->seen++;
+	else
+		m->stray = true;
+	return 0;
+}
+
+/* Every live name of the model is looked up and listed, and nothing else is listed. */
+static void model_check(struct vmfs *fs, uint64_t dir, struct dir_model *m, const char *when)
+{
+	struct vmfs_stat st;
+	size_t live = 0;
+
+	for (size_t i = 0; i < m->n; i++) {
+		int ret = vmfs_lookup(fs, dir, m->name[i], &st);
+
+		ck_assert_msg(ret == (m->live[i] ? 0 : -ENOENT), "%s: lookup %s: %d", when, m->name[i], ret);
+		live += m->live[i];
+	}
+	m->seen = 0;
+	m->stray = false;
+	ck_assert_int_eq(vmfs_readdir(fs, dir, 2, model_fill, m), 0);
+	ck_assert_msg(!m->stray && m->seen == live, "%s: readdir listed %zu of %zu names%s", when, m->seen, live,
+		      m->stray ? " and one it should not" : "");
+}
+
+/*
+ * Deep rekey of directories (their names are their content): a directory
+ * of 3000 names in a tree of leaves, one leaf a step, with names made,
+ * removed and renamed between the steps on both sides of the mark, a
+ * remount and fsck half-way (the rekey resumes where it stopped); a small
+ * directory with its leaf inline. After: every name the device holds at
+ * home for them has other bytes under the same key (hash and length kept,
+ * so cookies stay), every name is found and listed, fsck is clean, and a
+ * rekey of the whole tree counts the directories.
+ */
+START_TEST(t_rekey_dirs)
+{
+	enum { N = 3000, EXTRA = 40, MAXN = N + 2 * EXTRA };
+	struct stored_name *before = calloc(MAXN, sizeof(*before)), *after = calloc(MAXN, sizeof(*after));
+	struct stored_name sb[8], sa[8];
+	struct dir_model m = { .name = calloc(MAXN, 32), .live = calloc(MAXN, sizeof(bool)) };
+	struct vmfs_rekey_progress pr, st_pr;
+	struct snap_rekey_progress sp;
+	struct vmfs_stat st;
+	uint64_t big, small, last_done = 0;
+	size_t nb, na, nsb, nsa, matched, cursor = 0, extra = 0;
+	unsigned steps = 0;
+	struct vmfs *fs;
+	char err[256] = "";
+
+	ck_assert(before && after && m.name && m.live);
+	mk_key(256ull << 20, 0, rekey_key());
+	fs = op_key();
+	ck_assert_int_eq(vmfs_mkdir(fs, vmfs_root_ino(fs), "big", 0755, 0, 0, &st), 0);
+	big = st.ino;
+	ck_assert_int_eq(vmfs_mkdir(fs, vmfs_root_ino(fs), "small", 0755, 0, 0, &st), 0);
+	small = st.ino;
+	for (size_t i = 0; i < N; i++) {
+		snprintf(m.name[m.n], 32, "entry-%05zu-of-the-big-one", i);
+		create(fs, big, m.name[m.n]);
+		m.live[m.n++] = true;
+	}
+	create(fs, small, "a");
+	create(fs, small, "bee");
+	vmfs_close(fs);
+	nb = dir_on_device(big, before, MAXN);
+	ck_assert_uint_eq(nb, N);
+	nsb = dir_on_device(small, sb, 8);
+	ck_assert_uint_eq(nsb, 2);
+
+	fs = op_key();
+	for (;;) {
+		size_t live = 0;
+
+		ck_assert_int_eq(vmfs_rekey_step(fs, big, VMFS_UNIT, &pr), 0);
+		steps++;
+		for (size_t i = 0; i < m.n; i++)
+			live += m.live[i];
+		ck_assert_uint_eq(pr.size, live);
+		if (pr.finished)
+			break;
+		ck_assert_uint_ge(pr.done, last_done);
+		last_done = pr.done;
+		/* names come and go between the steps, on both sides of the mark */
+		if (extra < EXTRA) {
+			size_t gone = extra * 97 % N, moved = (extra * 97 + 1500) % N;
+
+			snprintf(m.name[m.n], 32, "new-%zu", extra);
+			create(fs, big, m.name[m.n]);
+			m.live[m.n++] = true;
+			ck_assert_int_eq(vmfs_unlink(fs, big, m.name[gone]), 0);
+			m.live[gone] = false;
+			snprintf(m.name[m.n], 32, "renamed-%zu", extra);
+			ck_assert_int_eq(vmfs_rename(fs, big, m.name[moved], big, m.name[m.n], 0), 0);
+			m.live[moved] = false;
+			m.live[m.n++] = true;
+			extra++;
+		}
+		if (steps == 12) { /* half-way: remount, fsck, the rekey resumes from its mark */
+			model_check(fs, big, &m, "mid-way");
+			vmfs_close(fs);
+			fsck_clean();
+			fs = op_key();
+			ck_assert_int_eq(vmfs_rekey_state(fs, big, &st_pr), 0);
+			ck_assert(!st_pr.finished);
+			ck_assert_uint_eq(st_pr.done, last_done);
+			model_check(fs, big, &m, "mid-way, remounted");
+		}
+	}
+	ck_assert_uint_gt(steps, 20); /* a leaf a step: the tree has dozens */
+	ck_assert_uint_eq(extra, EXTRA);
+	ck_assert_int_eq(vmfs_rekey_step(fs, small, 0, &pr), 0);
+	ck_assert(pr.finished);
+	ck_assert_int_eq(vmfs_rekey_state(fs, big, &st_pr), 0);
+	ck_assert(st_pr.finished);
+	model_check(fs, big, &m, "after");
+	vmfs_close(fs);
+	fsck_clean();
+
+	/* on the device every name has other bytes under its key */
+	na = dir_on_device(big, after, MAXN);
+	ck_assert_uint_eq(names_kept(before, nb, after, na, &matched), 0);
+	ck_assert_uint_ge(matched, N - 2 * EXTRA); /* all but the removed and the renamed */
+	nsa = dir_on_device(small, sa, 8);
+	ck_assert_uint_eq(names_kept(sb, nsb, sa, nsa, &matched), 0);
+	ck_assert_uint_eq(matched, 2);
+
+	fs = op_key();
+	model_check(fs, big, &m, "remounted after");
+	ck_assert_int_eq(vmfs_lookup(fs, small, "bee", &st), 0);
+	/* the whole tree: the directories and their files */
+	do
+		ck_assert_msg(snap_rekey(fs, "/", true, 64u << 20, &cursor, &sp, err, sizeof(err)) == 0, "%s", err);
+	while (!sp.all_done);
+	ck_assert_uint_eq(sp.dirs, 4); /* /lost+found too: fsck's names, under no key */
+	ck_assert_uint_eq(sp.files, N + 2 + 4); /* big keeps N names (as many made as removed) */
+	model_check(fs, big, &m, "after --all");
+	vmfs_close(fs);
+	fsck_clean();
+	free(before);
+	free(after);
+	free(m.name);
+	free(m.live);
 }
 END_TEST
 
@@ -705,7 +955,11 @@ START_TEST(t_fork_read)
 	pid_t pid;
 
 	mk(256ull << 20, 1u << 20);
+	/* plain preads: an io_uring's rings are shared memory, and the child's
+	 * submissions and reaps would go through the parent's */
+	setenv("VMFS_IO_ENGINE", "sync", 1);
 	fs = op();
+	unsetenv("VMFS_IO_ENGINE");
 	ino = create(fs, vmfs_root_ino(fs), "disk");
 	m_write(fs, ino, &live, 0, 8u << 20, 1);
 	m_check(fs, ino, &live, "the file before the fork");
@@ -767,9 +1021,11 @@ START_TEST(t_rekey_deep)
 	at0 = raw_at(fs, ino, 2u << 20, before, sizeof(before));
 	raw_at(fs, s1, 2u << 20, snapraw, sizeof(snapraw));
 
-	/* refusals: a snapshot, a directory */
+	/* refusals: a snapshot, a fifo (t_rekey_dirs: directories) */
 	ck_assert_int_eq(vmfs_rekey_step(fs, s1, 0, &pr), -EROFS);
-	ck_assert_int_eq(vmfs_rekey_step(fs, vmfs_root_ino(fs), 0, &pr), -EISDIR);
+	ck_assert_int_eq(vmfs_mknod(fs, vmfs_root_ino(fs), "fifo", S_IFIFO | 0644, 0, 0, &st), 0);
+	ck_assert_int_eq(vmfs_rekey_step(fs, st.ino, 0, &pr), -EINVAL);
+	ck_assert_int_eq(vmfs_unlink(fs, vmfs_root_ino(fs), "fifo"), 0);
 	ck_assert_int_eq(vmfs_rekey_state(fs, ino, &pr), 0);
 	ck_assert(pr.finished);
 
@@ -926,6 +1182,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, t_rekey_deep);
 	tcase_add_test(tc, t_fork_read);
 	tcase_add_test(tc, t_rekey_links);
+	tcase_add_test(tc, t_rekey_dirs);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -651,7 +651,7 @@ static int check_crypt(struct fsck *c, uint64_t ino, struct vbuf *ib, bool *empt
 			memset(di->i_crypt, 0, sizeof(di->i_crypt));
 		return r;
 	}
-	if (enc_crypt_known(cr) && (S_ISREG(mode) || !(cr->cr_flags & ENC_CR_K1)) &&
+	if (enc_crypt_known(cr) && /* key 1 too: a deep rekey under way, of a file, a symlink or a directory */
 	    (!c->key_epoch || le16_to_cpu(cr->cr_epoch) == (uint16_t)c->key_epoch ||
 	     (c->key_prev_epoch && le16_to_cpu(cr->cr_epoch) == (uint16_t)c->key_prev_epoch)))
 		return 0;

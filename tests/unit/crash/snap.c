@@ -19,9 +19,12 @@
  * Case enc_cuts (issue 17, point 8) runs the same workload on an encrypted
  * datastore (every open passes the key) with a deep rekey running through
  * it (a quarter of the steps are rekey steps of one of the files: begun,
- * moved on by up to 64 blocks, finished and begun again), ENC_POINTS cut
- * points, and after each cut also scans the whole image for a marker the
- * files hold in plaintext from the start: it must not be there.
+ * moved on by up to 64 blocks, finished and begun again; or of /vm, which
+ * holds NPAD more names, a tree of several leaves, moved on by a leaf or
+ * two; or of the root), ENC_POINTS cut points, and after each cut also
+ * scans the whole image for a marker the files hold in plaintext from the
+ * start: it must not be there. After a cut, the rekeys under way resume and
+ * finish, and every name of /vm is still found.
  */
 #include "vmfs/vmfs.h"
 #include "tests/unit/crash/crash.h"
@@ -48,9 +51,19 @@ static struct enc_secret *snap_secret;
 #define NFILES 7                 /* the group, then clones /c3../c6 */
 #define NSNAPS 6
 #define BS (64u << 10)           /* small blocks: the disk's map gets pointer blocks */
+#define NPAD 400                 /* the encrypted run's further names in /vm: a tree of 5 leaves */
+#define NREKEY (NFILES + 2)      /* what a rekey step takes: a file, or /vm, or / */
 
 static const char *const fname[NFILES] = { "/vm/disk0", "/vm/disk1", "/vm/vm.conf", "/c3", "/c4", "/c5", "/c6" };
 static const size_t fcap[NFILES] = { 18u << 20, 512u << 10, 8192, 18u << 20, 18u << 20, 18u << 20, 18u << 20 };
+static const char *const rname[NREKEY] = { "/vm/disk0", "/vm/disk1", "/vm/vm.conf", "/c3", "/c4", "/c5", "/c6",
+					   "/vm", "/" };
+
+/* Pad name i of /vm (the encrypted run). */
+static void pad_name(char *buf, size_t len, int i)
+{
+	snprintf(buf, len, "pad-%03d-a-name-that-takes-some-room", i);
+}
 
 /* A file's bytes as 64 KiB chunks, shared between states as the datastore shares blocks (NULL: zeros). */
 #define CH BS
@@ -395,18 +408,19 @@ static int op_truncate(struct srun *r, int i)
 }
 
 /*
- * The encrypted run: a step of a deep rekey of file i (begun by the first,
- * finished by the one that reaches its end), up to 64 blocks at a time. The
- * content does not change: before and after are the same state.
+ * The encrypted run: a step of a deep rekey of rname[i] (begun by the first,
+ * finished by the one that reaches its end), up to 64 blocks at a time, or
+ * for a directory a leaf or two. The content does not change: before and
+ * after are the same state.
  */
 static int op_rekey(struct srun *r, int i)
 {
-	uint64_t max = BS * between(&r->rng, 1, 64), ino;
+	uint64_t max = (i < NFILES ? BS * between(&r->rng, 1, 64) : 4096 * between(&r->rng, 1, 2)), ino;
 	struct vmfs_rekey_progress pr;
 	int ret;
 
-	begin(r, "rekey %s (%llu KiB)", fname[i], (unsigned long long)(max >> 10));
-	ret = resolve(r->fs, fname[i], &ino);
+	begin(r, "rekey %s (%llu KiB)", rname[i], (unsigned long long)(max >> 10));
+	ret = resolve(r->fs, rname[i], &ino);
 	return ret ? ret : vmfs_rekey_step(r->fs, ino, max, &pr);
 }
 
@@ -423,6 +437,9 @@ static int step(struct srun *r)
 	}
 	if (snap_secret && c < 25) { /* a deep rekey runs through the workload: a quarter of the steps */
 		int i = (int)below(&r->rng, NGROUP + (uint64_t)nc);
+
+		if (below(&r->rng, 3) == 0) /* a third of them of a directory, /vm three times as often as / */
+			return op_rekey(r, below(&r->rng, 4) ? NFILES : NFILES + 1);
 		return op_rekey(r, i < NGROUP ? i : clones[i - NGROUP]);
 	}
 	if (snap_secret)
@@ -477,7 +494,40 @@ static int populate(const char *img, char *err, size_t errlen, struct srun *r)
 		}
 	}
 	vmfs_close(fs);
+	if (!ret && snap_secret) { /* NPAD more names in /vm, made in one transaction */
+		oo.commit_ms = 60000;
+		fs = NULL;
+		ret = vmfs_open(img, &oo, &fs, err, errlen);
+		for (int i = 0; i < NPAD && !ret; i++) {
+			char name[64];
+
+			pad_name(name, sizeof(name), i);
+			ret = vmfs_mknod(fs, dst.ino, name, S_IFREG | 0644, 0, 0, &st);
+		}
+		if (fs)
+			vmfs_close(fs);
+	}
 	return ret;
+}
+
+/* The pad names of /vm, each found (all true) or each removed (all false). */
+static bool pads(struct vmfs *fs, bool find)
+{
+	uint64_t dir;
+	struct vmfs_stat st;
+
+	if (!snap_secret)
+		return true;
+	if (resolve(fs, "/vm", &dir))
+		return false;
+	for (int i = 0; i < NPAD; i++) {
+		char name[64];
+
+		pad_name(name, sizeof(name), i);
+		if (find ? vmfs_lookup(fs, dir, name, &st) : vmfs_unlink(fs, dir, name))
+			return false;
+	}
+	return true;
 }
 
 /* Does the file at path hold m (NULL: it does not exist)? tol: a write in flight on it. */
@@ -668,16 +718,20 @@ static int snap_point(enum dev_crash_mode mode, uint64_t seed, uint64_t cut, con
 	if (!bad && snap_secret) { /* a deep rekey the cut stopped resumes from its mark and finishes */
 		unsigned resumed = 0;
 
-		for (int i = 0; i < NFILES && !bad; i++) {
+		if (!pads(r.fs, true)) {
+			sayf(&r, "a name of /vm is not found after the cut");
+			bad = 1;
+		}
+		for (int i = 0; i < NREKEY && !bad; i++) {
 			struct vmfs_rekey_progress pr;
 			uint64_t ino;
 
-			if (resolve(r.fs, fname[i], &ino) || vmfs_rekey_state(r.fs, ino, &pr))
+			if (resolve(r.fs, rname[i], &ino) || vmfs_rekey_state(r.fs, ino, &pr))
 				continue;
 			resumed += !pr.finished;
 			while (!pr.finished && !bad)
 				if ((ret = vmfs_rekey_step(r.fs, ino, 0, &pr))) {
-					sayf(&r, "resuming the rekey of %s failed: %s", fname[i], strerror(-ret));
+					sayf(&r, "resuming the rekey of %s failed: %s", rname[i], strerror(-ret));
 					bad = 1;
 				}
 		}
@@ -685,6 +739,10 @@ static int snap_point(enum dev_crash_mode mode, uint64_t seed, uint64_t cut, con
 			sayf(&r, "%u rekeys resumed and finished; ", resumed);
 		if (!bad && resumed && !state_matches(&r, held, held == &r.cur ? &r.prev : &r.cur, why_a, sizeof(why_a))) {
 			sayf(&r, "after %u rekeys were resumed and finished: %s", resumed, why_a);
+			bad = 1;
+		}
+		if (!bad && resumed && !pads(r.fs, true)) {
+			sayf(&r, "a name of /vm is not found after the rekeys were resumed and finished");
 			bad = 1;
 		}
 	}
@@ -713,7 +771,7 @@ static int snap_point(enum dev_crash_mode mode, uint64_t seed, uint64_t cut, con
 			    vmfs_unlink(r.fs, dir, slash + 1))
 				bad = 1;
 		}
-		if (!bad && vmfs_rmdir(r.fs, vmfs_root_ino(r.fs), "vm"))
+		if (!bad && (!pads(r.fs, false) || vmfs_rmdir(r.fs, vmfs_root_ino(r.fs), "vm")))
 			bad = 1;
 		if (bad)
 			sayf(&r, "removing the files failed");

@@ -71,18 +71,26 @@ static bool pending(struct vmfs *fs, uint64_t unit)
 	return false;
 }
 
-static int pending_add(struct vmfs *fs, uint64_t unit)
+static int list_add(uint64_t **list, size_t *n, size_t *cap, uint64_t unit)
 {
-	if (fs->npending == fs->pending_cap) {
-		size_t cap = fs->pending_cap ? fs->pending_cap * 2 : 256;
-		uint64_t *p = realloc(fs->pending, cap * sizeof(*p));
+	if (*n == *cap) {
+		size_t c = *cap ? *cap * 2 : 256;
+		uint64_t *p = realloc(*list, c * sizeof(*p));
 		if (!p)
 			return -ENOMEM;
-		fs->pending = p;
-		fs->pending_cap = cap;
+		*list = p;
+		*cap = c;
 	}
-	fs->pending[fs->npending++] = unit;
+	(*list)[(*n)++] = unit;
 	return 0;
+}
+
+/* A unit freed in the running transaction; with fs->wipe_freed, to be zeroed once it commits (meta.c). */
+static int pending_add(struct vmfs *fs, uint64_t unit)
+{
+	int ret = list_add(&fs->pending, &fs->npending, &fs->pending_cap, unit);
+
+	return ret || !fs->wipe_freed ? ret : list_add(&fs->wipe, &fs->nwipe, &fs->wipe_cap, unit);
 }
 
 static int rc_read(struct vmfs *fs, uint64_t rc, struct vbuf **out)
@@ -195,10 +203,13 @@ void alloc_release(struct vmfs *fs)
 	free(fs->rc_mine);
 	free(fs->pools);
 	free(fs->pending);
+	free(fs->wipe);
 	fs->rc_free = NULL;
 	fs->rc_mine = NULL;
 	fs->pools = NULL;
 	fs->pending = NULL;
+	fs->wipe = NULL;
+	fs->nwipe = fs->wipe_cap = 0;
 	fs->npools = fs->pools_cap = fs->pool_cur = 0;
 	fs->npending = fs->pending_cap = 0;
 	fs->free_units_in_pools = fs->free_blocks = 0;

@@ -815,6 +815,16 @@ int journal_commit(struct vmfs *fs)
 	}
 	for (i = 0; i < fs->npending; i++)
 		meta_forget(fs, fs->pending[i]); /* a freed block's old image must not be found again */
+	/* a deep rekey's old blocks lose their old ciphertext before anything can use them again */
+	for (i = 0; i < fs->nwipe && !ret; i++)
+		ret = dev_zero_range(fs->dev, fs->wipe[i] * VMFS_UNIT,
+				     unit_is_block(fs, fs->wipe[i]) ? fs->block_size : VMFS_UNIT);
+	fs->nwipe = 0;
+	if (ret) {
+		fatal(fs, ret, "zeroing freed blocks");
+		ret = -EIO;
+		goto err_free;
+	}
 	fs->npending = 0; /* J5: what was freed is free for good now */
 	fs->last_commit_ns = base_mono_ns();
 	cache_trim(fs);

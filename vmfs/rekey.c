@@ -13,6 +13,9 @@
  * reaches the end of the file, the same transaction makes key 1 the file's
  * only key and clears the mark: the old key is no longer on the device.
  * Writes between steps go under the key their unit's side of the mark says.
+ * The old blocks a step frees are zeroed right after the commit that frees
+ * them, before anything can be allocated there (meta.c, the wipe list):
+ * their old ciphertext does not stay in free space.
  *
  * A snapshot or a clone made meanwhile copies i_crypt and the mark with the
  * map, so its blocks read under the keys they were written with; it keeps
@@ -80,11 +83,13 @@ static int rekey_locked(struct vmfs *fs, struct vbuf *ib, void *ctx)
 			mark = units;
 		} else {
 			uint64_t lblk, done = 0;
+			size_t wipe0 = fs->nwipe;
 
 			bb = (uint64_t)inode_layout_blkunits(fs, di) * VMFS_UNIT;
 			lblk = mark * VMFS_UNIT / bb;
 			if (!max_bytes)
 				max_bytes = REKEY_BATCH;
+			fs->wipe_freed = true; /* the old blocks it frees are zeroed once the step commits */
 			while (!ret && lblk * bb < size && (done == 0 || done < max_bytes)) {
 				uint64_t next = (lblk + 1) * bb / VMFS_UNIT;
 
@@ -93,7 +98,10 @@ static int rekey_locked(struct vmfs *fs, struct vbuf *ib, void *ctx)
 				done += bb;
 				mark = next;
 			}
-			if (!ret)
+			fs->wipe_freed = false;
+			if (ret)
+				fs->nwipe = wipe0; /* undone: those blocks are the file's again */
+			else
 				di->i_crypt_mark = cpu_to_le64(mark);
 		}
 		crypt_file_put(fs, key);

@@ -101,6 +101,9 @@ struct vmfs {
 	int op_depth;
 	uint64_t *pending;              /* units freed in the running transaction */
 	size_t npending, pending_cap;
+	uint64_t *wipe;                 /* of them, those to zero once it commits (a deep rekey's old blocks) */
+	size_t nwipe, wipe_cap;
+	bool wipe_freed;                /* frees go on the wipe list too (rekey.c, during a step) */
 
 	/* journal */
 	uint64_t j_unit, j_units;       /* extent; 0 = none */

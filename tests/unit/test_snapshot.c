@@ -622,6 +622,25 @@ static struct vmfs *op_key(void)
 	return op_with(rekey_key());
 }
 
+/* The device's bytes at off (the datastore's changes synced first). */
+static void raw_read(struct vmfs *fs, uint64_t off, uint8_t *out, size_t len)
+{
+	int fd = open(img, O_RDONLY);
+
+	ck_assert_int_eq(vmfs_sync(fs), 0);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pread(fd, out, len, (off_t)off), (ssize_t)len);
+	close(fd);
+}
+
+static bool all_zero(const uint8_t *b, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (b[i])
+			return false;
+	return true;
+}
+
 /* The raw bytes at a file offset's place on the device, and that place. */
 static uint64_t raw_at(struct vmfs *fs, uint64_t ino, uint64_t off, uint8_t *out, size_t len)
 {
@@ -675,6 +694,8 @@ START_TEST(t_rekey_links)
 	at1 = raw_at(fs, ll, 0, after, sizeof(after));
 	ck_assert_uint_ne(at0, at1);
 	ck_assert(memcmp(before, after, sizeof(after)));
+	raw_read(fs, at0, before, sizeof(before));
+	ck_assert_msg(all_zero(before, sizeof(before)), "the link's old unit is not zeroed");
 	ck_assert_int_eq(vmfs_readlink(fs, sl, got, sizeof(got)), (ssize_t)strlen(shortt));
 	ck_assert(!memcmp(got, shortt, strlen(shortt)));
 	ck_assert_int_eq(vmfs_readlink(fs, ll, got, sizeof(got)), (ssize_t)strlen(longt));
@@ -996,7 +1017,8 @@ START_TEST(t_rekey_deep)
 	struct vmfs_rekey_progress pr;
 	struct vmfs_stat st;
 	uint8_t before[4096], after[4096], snapraw[4096];
-	uint64_t ino, s1, s2, cl, sm, tn, empty, at0, at1, base, steps = 0;
+	uint64_t ino, s1, s2, cl, sm, tn, empty, at0, at1, smat, base, steps = 0;
+	uint8_t smraw[4096];
 	struct vmfs *fs;
 
 	mk_key(256ull << 20, bs, rekey_key());
@@ -1062,6 +1084,8 @@ START_TEST(t_rekey_deep)
 	ck_assert(pr.finished);
 
 	/* small (units), inline and empty files: one step each */
+	smat = raw_at(fs, sm, 288u << 10, smraw, sizeof(smraw)); /* in the last step: nothing is allocated after it */
+	ck_assert(!all_zero(smraw, sizeof(smraw)));
 	ck_assert_int_eq(vmfs_rekey_step(fs, sm, 64u << 10, &pr), 0);
 	ck_assert(!pr.finished);
 	m_write(fs, sm, &small, 0, 4096, 8);
@@ -1073,6 +1097,9 @@ START_TEST(t_rekey_deep)
 	ck_assert_int_eq(vmfs_rekey_step(fs, empty, 0, &pr), 0);
 	ck_assert(pr.finished);
 	m_check(fs, sm, &small, "a small file after its rekey");
+	ck_assert_uint_ne(raw_at(fs, sm, 288u << 10, after, sizeof(after)), smat);
+	raw_read(fs, smat, smraw, sizeof(smraw));
+	ck_assert_msg(all_zero(smraw, sizeof(smraw)), "an old unit of the rekeyed file is not zeroed");
 	m_check(fs, tn, &tiny, "an inline file after its rekey");
 	m_write(fs, tn, &tiny, 500, 100, 10);
 	m_check(fs, tn, &tiny, "an inline file written after its rekey");

@@ -27,8 +27,9 @@ int snap_rekey(struct vmfs *fs, const char *path, bool all, uint64_t max_bytes, 
 	       struct snap_rekey_progress *p, char *err, size_t errlen)
 {
 	struct snap_files f;
-	struct vmfs_rekey_progress pr = { 0 };
+	struct vmfs_rekey_progress pr = { 0 }, was;
 	struct vmfs_stat st;
+	uint64_t run = 0;
 	char who[160];
 	bool locked = false;
 	int ret = snap_files_rekey(fs, path, all, &f, err, errlen);
@@ -38,11 +39,21 @@ int snap_rekey(struct vmfs *fs, const char *path, bool all, uint64_t max_bytes, 
 		return ret;
 	p->files = f.n;
 	p->dirs = f.dirs;
-	if (*cursor >= f.n) {
+	/* --all is a run an interruption does not restart: the files it renewed before are skipped */
+	if (all && (ret = vmfs_rekey_run(fs, false, &run)))
+		base_set_err(err, errlen, ret, "%s: cannot begin the rekey: %s", path, why(ret));
+	while (!ret && all && *cursor < f.n && !vmfs_rekey_state(fs, f.ino[*cursor], &was) && was.finished &&
+	       was.run == run)
+		++*cursor;
+	if (!ret && *cursor >= f.n) {
 		p->file = f.n;
 		p->all_done = true;
+		if (all && (ret = vmfs_rekey_run(fs, true, &run)))
+			base_set_err(err, errlen, ret, "%s: cannot end the rekey: %s", path, why(ret));
+	}
+	if (ret || p->all_done) {
 		snap_files_release(&f);
-		return 0;
+		return ret;
 	}
 	p->file = *cursor;
 	snprintf(p->name, sizeof(p->name), "%s", f.name[*cursor]);
@@ -75,6 +86,8 @@ int snap_rekey(struct vmfs *fs, const char *path, bool all, uint64_t max_bytes, 
 			++*cursor;
 		}
 		p->all_done = *cursor >= f.n;
+		if (p->all_done && all && (ret = vmfs_rekey_run(fs, true, &run)))
+			base_set_err(err, errlen, ret, "%s: cannot end the rekey: %s", path, why(ret));
 	}
 	snap_files_release(&f);
 	return ret;

@@ -113,7 +113,9 @@ int snap_run(struct vmfs *fs, enum snap_op op, const char *path, const char *nam
  * a directory takes none: each step is one operation), and moves *cursor
  * on when the file is done. *p says where it stands; all_done when every
  * file is done. A file whose rekey a crash interrupted resumes where it
- * stopped.
+ * stopped. With all, the calls are one run (vmfs_rekey_run) from the first
+ * to the one that finishes: a *cursor of 0 after an interruption skips the
+ * files the run has finished.
  */
 struct snap_rekey_progress {
 	size_t files, file;             /* how many, and the one worked on (0-based) */

@@ -8,7 +8,7 @@
  * exclusive while it works on it (a file another host has open is refused
  * with that host's name). Progress on a terminal; interrupted (or cut off
  * by a crash), running it again finishes the file it was on from where it
- * stopped. Exit codes: 0 done, 1 failed, 2 bad usage, 3 no keyslot opens
+ * stopped, and --all skips the files its run had finished. Exit codes: 0 done, 1 failed, 2 bad usage, 3 no keyslot opens
  * with the key given.
  */
 #include <errno.h>

@@ -42,6 +42,22 @@
 /* A directory's step: a leaf per 4 KiB of max_bytes, this many at most (a transaction's journal room). */
 #define REKEY_DIR_LEAVES 64u
 
+/* A rekey's end (di dirty): i_crypt_run takes the number of the latest whole-datastore run (FORMAT.md). */
+static int rekey_end(struct vmfs *fs, struct vmfs_inode_disk *di)
+{
+	struct vbuf *sbb;
+	int ret = crypt_file_rekey(fs, di, true);
+
+	if (!ret)
+		ret = meta_read(fs, 0, VMFS_MAGIC_SB, &sbb);
+	if (ret)
+		return ret;
+	di->i_crypt_mark = 0;
+	di->i_crypt_run = ((const struct vmfs_sb_disk *)sbb->data)->sb_rekey_run;
+	meta_put(fs, sbb);
+	return 0;
+}
+
 struct rekey_args {
 	uint64_t max_bytes;
 	struct vmfs_rekey_progress *pr;
@@ -111,11 +127,8 @@ static int rekey_locked(struct vmfs *fs, struct vbuf *ib, void *ctx)
 	pr->size = size;
 	pr->done = base_min(mark * VMFS_UNIT, size);
 	pr->finished = mark >= units;
-	if (pr->finished) { /* the old key goes, in the same transaction as the last blocks */
-		ret = crypt_file_rekey(fs, di, true);
-		if (!ret)
-			di->i_crypt_mark = 0;
-	}
+	if (pr->finished) /* the old key goes, in the same transaction as the last blocks */
+		ret = rekey_end(fs, di);
 	return ret;
 }
 
@@ -161,10 +174,7 @@ static int rekey_dir(struct vmfs *fs, struct vbuf *ib, const struct rekey_args *
 		di->i_crypt_mark = cpu_to_le64(mark);
 		return 0;
 	}
-	ret = crypt_file_rekey(fs, di, true); /* the old key goes with the last names */
-	if (!ret)
-		di->i_crypt_mark = 0;
-	return ret;
+	return rekey_end(fs, di); /* the old key goes with the last names */
 }
 
 int vmfs_rekey_step(struct vmfs *fs, uint64_t ino, uint64_t max_bytes, struct vmfs_rekey_progress *pr)
@@ -208,6 +218,7 @@ int vmfs_rekey_state(struct vmfs *fs, uint64_t ino, struct vmfs_rekey_progress *
 		uint64_t mark = le64_to_cpu(di->i_crypt_mark);
 
 		pr->finished = !enc_crypt_rekeying(di->i_crypt);
+		pr->run = le64_to_cpu(di->i_crypt_run);
 		if (S_ISDIR(le32_to_cpu(di->i_mode))) {
 			dir_progress(di, pr->finished ? 0 : mark, pr);
 		} else {
@@ -218,4 +229,41 @@ int vmfs_rekey_state(struct vmfs *fs, uint64_t ino, struct vmfs_rekey_progress *
 	}
 	pthread_mutex_unlock(&fs->lock);
 	return ret;
+}
+
+int vmfs_rekey_run(struct vmfs *fs, bool end, uint64_t *run)
+{
+	struct vmfs_sb_disk *sb;
+	struct vbuf *sbb;
+	int ret;
+
+	if (!crypt_enabled(fs))
+		return -EOPNOTSUPP;
+	if (fs->ro)
+		return -EROFS;
+	ret = op_begin(fs);
+	if (!ret)
+		ret = meta_read(fs, 0, VMFS_MAGIC_SB, &sbb);
+	if (ret)
+		return op_end(fs, ret);
+	sb = (struct vmfs_sb_disk *)sbb->data;
+	if (!end && !sb->sb_rekey_open) { /* a new run */
+		ret = meta_dirty(fs, sbb);
+		if (!ret) {
+			sb->sb_rekey_run = cpu_to_le64(le64_to_cpu(sb->sb_rekey_run) + 1);
+			sb->sb_rekey_open = cpu_to_le32(1);
+		}
+	} else if (end && sb->sb_rekey_open && le64_to_cpu(sb->sb_rekey_run) == *run) {
+		ret = meta_dirty(fs, sbb);
+		if (!ret)
+			sb->sb_rekey_open = 0;
+	}
+	if (!ret && !end)
+		*run = le64_to_cpu(sb->sb_rekey_run);
+	if (!ret) {
+		fs->sb.sb_rekey_run = sb->sb_rekey_run;
+		fs->sb.sb_rekey_open = sb->sb_rekey_open;
+	}
+	meta_put(fs, sbb);
+	return op_end(fs, ret);
 }

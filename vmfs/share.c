@@ -78,6 +78,7 @@ static int share_map(struct vmfs *fs, struct vbuf *src, struct vbuf *dst)
 	memcpy(d->i_root, s->i_root, VMFS_INLINE_MAX);
 	memcpy(d->i_crypt, s->i_crypt, sizeof(d->i_crypt)); /* the blocks are under its keys */
 	d->i_crypt_mark = s->i_crypt_mark;                  /* and, during a deep rekey, split as its are */
+	d->i_crypt_run = s->i_crypt_run;
 	d->i_height = s->i_height;
 	d->i_size = s->i_size;
 	d->i_units = s->i_units; /* the map's units, and the inode's own one */
@@ -95,6 +96,7 @@ static void move_map(struct vbuf *src, struct vbuf *dst)
 	memcpy(d->i_root, s->i_root, VMFS_INLINE_MAX);
 	memcpy(d->i_crypt, s->i_crypt, sizeof(d->i_crypt));
 	d->i_crypt_mark = s->i_crypt_mark;
+	d->i_crypt_run = s->i_crypt_run;
 	d->i_height = s->i_height;
 	d->i_size = s->i_size;
 	d->i_units = s->i_units;

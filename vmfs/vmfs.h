@@ -434,10 +434,21 @@ int vmfs_key_change(struct vmfs *fs, const struct enc_secret *secret, const stru
 struct vmfs_rekey_progress {
 	uint64_t done, size;    /* bytes (a directory: entries) under the new key, of size */
 	bool finished;          /* no rekey under way (any more) */
+	uint64_t run;           /* vmfs_rekey_state: the whole-datastore run that last renewed its key (0: none) */
 };
 int vmfs_rekey_step(struct vmfs *fs, uint64_t ino, uint64_t max_bytes, struct vmfs_rekey_progress *pr);
 /* Where a file's deep rekey stands (finished: none under way). */
 int vmfs_rekey_state(struct vmfs *fs, uint64_t ino, struct vmfs_rekey_progress *pr);
+/*
+ * A deep rekey of the whole datastore as a run that an interruption does not
+ * restart (docs/FORMAT.md, sb_rekey_run): begin (end false) opens a new run,
+ * or joins the one still open, and gives its number in *run; every rekey
+ * that finishes records the latest run's number in its file
+ * (vmfs_rekey_state's run), so the files a run has renewed are known and
+ * skipped; end closes run *run (when it is still the open one). 0,
+ * -EOPNOTSUPP (not encrypted), -EROFS, or an I/O error.
+ */
+int vmfs_rekey_run(struct vmfs *fs, bool end, uint64_t *run);
 /* Fills info[ENC_SLOTS] with the keyslots as the device holds them now (no key needed). */
 int vmfs_key_list(struct vmfs *fs, struct enc_slot_info *info, char *errbuf, size_t errlen);
 

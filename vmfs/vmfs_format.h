@@ -119,7 +119,10 @@ struct vmfs_sb_disk {
 	le32 sb_state;                  /* 0x130 enum vmfs_sb_state */
 	le32 sb_pad1;                   /* 0x134 */
 	le64 sb_lostfound_ino;          /* 0x138 */
-	uint8_t sb_reserved[0xFFC - 0x140];
+	le64 sb_rekey_run;              /* 0x140 the latest deep rekey of the whole datastore begun (0: none) */
+	le32 sb_rekey_open;             /* 0x148 1 while that run is not finished, else 0 */
+	le32 sb_pad2;                   /* 0x14c */
+	uint8_t sb_reserved[0xFFC - 0x150];
 	le32 sb_crc;                    /* 0xffc */
 };
 static_assert(sizeof(struct vmfs_sb_disk) == 4096, "");
@@ -275,7 +278,8 @@ struct vmfs_inode_disk {
 	le64 i_dir_count;               /* 0x0d0 directories: entries; else 0 */
 	le64 i_crypt_mark;              /* 0x0d8 a deep rekey under way (i_crypt key 1 live): the */
 					/*       file's 4 KiB units below it are under key 1; else 0 */
-	uint8_t i_pad1[0x100 - 0xe0];
+	le64 i_crypt_run;               /* 0x0e0 sb_rekey_run when a deep rekey last renewed i_crypt */
+	uint8_t i_pad1[0x100 - 0xe8];
 	uint8_t i_crypt[128];           /* 0x100 per-file key material (encrypt/) */
 	uint8_t i_snap[64];             /* 0x180 struct vmfs_snap_disk: snapshot catalog links */
 	char i_snapname[256];           /* 0x1c0 a snapshot's name, NUL-padded; zero in other inodes */

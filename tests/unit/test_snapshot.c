@@ -965,6 +965,83 @@ START_TEST(t_rekey_dirs)
 }
 END_TEST
 
+/*
+ * rekey --all is a run that an interruption does not restart: a run stopped
+ * half-way (the process gone: a new cursor) and started again skips the
+ * files it renewed (their blocks stay where it put them) and renews the
+ * rest; once finished, the next run renews every file again.
+ */
+START_TEST(t_rekey_resume_all)
+{
+	enum { NF = 6 };
+	struct model m = m_new(256u << 10);
+	struct snap_rekey_progress sp;
+	struct vmfs_rekey_progress pr;
+	struct vmfs_stat st;
+	uint64_t ino[NF], at[NF], run[NF];
+	uint8_t raw[512];
+	size_t cursor = 0, done1 = 0;
+	struct vmfs *fs;
+	char err[256] = "", name[16];
+
+	mk_key(256ull << 20, 0, rekey_key());
+	fs = op_key();
+	ck_assert_int_eq(vmfs_mkdir(fs, vmfs_root_ino(fs), "d", 0755, 0, 0, &st), 0);
+	for (int i = 0; i < NF; i++) {
+		snprintf(name, sizeof(name), "f%d", i);
+		ino[i] = create(fs, i % 2 ? st.ino : vmfs_root_ino(fs), name);
+		m_write(fs, ino[i], &m, 0, 256u << 10, 1); /* the same bytes in each */
+	}
+	/* the first run stops after a few of its files */
+	do
+		ck_assert_msg(snap_rekey(fs, "/", true, 64u << 20, &cursor, &sp, err, sizeof(err)) == 0, "%s", err);
+	while (cursor < 5 && !sp.all_done);
+	ck_assert(!sp.all_done);
+	for (int i = 0; i < NF; i++) {
+		ck_assert_int_eq(vmfs_rekey_state(fs, ino[i], &pr), 0);
+		run[i] = pr.run;
+		done1 += pr.run == 1;
+		at[i] = raw_at(fs, ino[i], 0, raw, sizeof(raw));
+	}
+	ck_assert_uint_ge(done1, 1);
+	ck_assert_uint_lt(done1, NF);
+	vmfs_close(fs);
+
+	/* started again (a new process): the run goes on where it stopped */
+	fs = op_key();
+	cursor = 0;
+	do
+		ck_assert_msg(snap_rekey(fs, "/", true, 64u << 20, &cursor, &sp, err, sizeof(err)) == 0, "%s", err);
+	while (!sp.all_done);
+	for (int i = 0; i < NF; i++) {
+		uint64_t now = raw_at(fs, ino[i], 0, raw, sizeof(raw));
+
+		ck_assert_int_eq(vmfs_rekey_state(fs, ino[i], &pr), 0);
+		ck_assert_uint_eq(pr.run, 1);
+		if (run[i] == 1)
+			ck_assert_msg(now == at[i], "f%d: renewed again by the run that had renewed it", i);
+		else
+			ck_assert_msg(now != at[i], "f%d: not renewed by the run", i);
+		at[i] = now;
+		m_check(fs, ino[i], &m, "a file after the resumed run");
+	}
+
+	/* the run is over: the next renews every file */
+	cursor = 0;
+	do
+		ck_assert_msg(snap_rekey(fs, "/", true, 64u << 20, &cursor, &sp, err, sizeof(err)) == 0, "%s", err);
+	while (!sp.all_done);
+	for (int i = 0; i < NF; i++) {
+		ck_assert_uint_ne(raw_at(fs, ino[i], 0, raw, sizeof(raw)), at[i]);
+		ck_assert_int_eq(vmfs_rekey_state(fs, ino[i], &pr), 0);
+		ck_assert_uint_eq(pr.run, 2);
+	}
+	vmfs_close(fs);
+	fsck_clean();
+	free(m.b);
+}
+END_TEST
+
 /* Large reads are deciphered on helper threads (vmfs/crypt_par.c); a child forked
  * after they started has none of them and must start its own, not wait forever. */
 START_TEST(t_fork_read)
@@ -1210,6 +1287,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, t_fork_read);
 	tcase_add_test(tc, t_rekey_links);
 	tcase_add_test(tc, t_rekey_dirs);
+	tcase_add_test(tc, t_rekey_resume_all);
 	suite_add_tcase(s, tc);
 	return s;
 }

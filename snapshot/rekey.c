@@ -23,6 +23,19 @@ static const char *why(int ret)
 	}
 }
 
+/*
+ * Every file done: the journals' images of their old names and inline data
+ * are zeroed (vmfs_journal_scrub), and a run of all is closed.
+ */
+static int finish(struct vmfs *fs, const char *path, bool all, uint64_t run, char *err, size_t errlen)
+{
+	int ret = vmfs_journal_scrub(fs);
+
+	if (!ret && all)
+		ret = vmfs_rekey_run(fs, true, &run);
+	return ret ? base_set_err(err, errlen, ret, "%s: cannot end the rekey: %s", path, why(ret)) : 0;
+}
+
 int snap_rekey(struct vmfs *fs, const char *path, bool all, uint64_t max_bytes, size_t *cursor,
 	       struct snap_rekey_progress *p, char *err, size_t errlen)
 {
@@ -48,8 +61,7 @@ int snap_rekey(struct vmfs *fs, const char *path, bool all, uint64_t max_bytes, 
 	if (!ret && *cursor >= f.n) {
 		p->file = f.n;
 		p->all_done = true;
-		if (all && (ret = vmfs_rekey_run(fs, true, &run)))
-			base_set_err(err, errlen, ret, "%s: cannot end the rekey: %s", path, why(ret));
+		ret = finish(fs, path, all, run, err, errlen);
 	}
 	if (ret || p->all_done) {
 		snap_files_release(&f);
@@ -86,8 +98,8 @@ int snap_rekey(struct vmfs *fs, const char *path, bool all, uint64_t max_bytes, 
 			++*cursor;
 		}
 		p->all_done = *cursor >= f.n;
-		if (p->all_done && all && (ret = vmfs_rekey_run(fs, true, &run)))
-			base_set_err(err, errlen, ret, "%s: cannot end the rekey: %s", path, why(ret));
+		if (p->all_done)
+			ret = finish(fs, path, all, run, err, errlen);
 	}
 	snap_files_release(&f);
 	return ret;

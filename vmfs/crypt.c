@@ -762,5 +762,10 @@ int vmfs_key_change(struct vmfs *fs, const struct enc_secret *secret, const stru
 				    "again)", strerror(-ret));
 	if (failed)
 		fs_err(fs, "%llu file keys could not be resealed (damaged: fsck reports them)", (unsigned long long)failed);
+	/* the journals' images of keys sealed under the old key go before the old key does */
+	ret = journal_scrub(fs);
+	if (ret)
+		return base_set_err(errbuf, errlen, ret, "zeroing the journals: %s (the change stays open: run it again)",
+				    strerror(-ret));
 	return area_change(fs, do_end, NULL, errbuf, errlen);
 }

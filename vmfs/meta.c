@@ -1178,6 +1178,48 @@ int journal_checkpoint(struct vmfs *fs)
 	return 0;
 }
 
+/*
+ * journal_scrub: under META exclusive every other host's journal is empty
+ * (C2; a dead holder's was replayed on the way in) and no host writes its
+ * log, so the logs can go: this host's own is checkpointed first. The
+ * journal superblocks (tail, sequence) and host states stay: a log of
+ * zeros reads as empty, and a host goes on writing at its head.
+ */
+int journal_scrub(struct vmfs *fs)
+{
+	uint32_t ss = le32_to_cpu(fs->sb.sb_slot_size), slots = le32_to_cpu(fs->sb.sb_host_slots);
+	uint64_t end = le64_to_cpu(fs->sb.sb_size) / VMFS_UNIT;
+	uint8_t *tab = NULL;
+	int ret;
+
+	if (fs->ro)
+		return -EROFS;
+	ret = op_begin(fs);
+	if (!ret)
+		ret = journal_checkpoint(fs);
+	if (!ret)
+		ret = hosttab_read(fs, &tab);
+	for (unsigned s = 0; s < slots && !ret; s++) {
+		const struct vmfs_hostrec_disk *rec = (const void *)(tab + (size_t)s * ss);
+		uint64_t unit = le64_to_cpu(rec->hr_journal), units = le64_to_cpu(rec->hr_journal_units);
+
+		if (hostrec_check(fs, s, rec) || !unit || units <= VMFS_JOURNAL_LOG_START || unit >= end ||
+		    units > end - unit)
+			continue; /* no journal, or a damaged record: fsck reports it */
+		ret = dev_zero_range(fs->dev, (unit + VMFS_JOURNAL_LOG_START) * VMFS_UNIT,
+				     (units - VMFS_JOURNAL_LOG_START) * VMFS_UNIT);
+	}
+	if (!ret)
+		ret = dev_flush(fs->dev);
+	free(tab);
+	return op_end(fs, ret);
+}
+
+int vmfs_journal_scrub(struct vmfs *fs)
+{
+	return journal_scrub(fs);
+}
+
 /* The state to report for several journals: the one that needs the most attention. */
 static const char *journal_state_worse(const char *a, const char *b)
 {

@@ -449,6 +449,14 @@ int vmfs_rekey_state(struct vmfs *fs, uint64_t ino, struct vmfs_rekey_progress *
  * -EOPNOTSUPP (not encrypted), -EROFS, or an I/O error.
  */
 int vmfs_rekey_run(struct vmfs *fs, bool end, uint64_t *run);
+/*
+ * Zeroes every host's journal log, so that no metadata image written before
+ * stays on the device: a deep rekey's names and inline data under the old
+ * file keys (snap_rekey calls it when the last file is done; a key change
+ * does the same for images sealed under the old datastore key). Takes the
+ * metadata lock; other hosts' journals are empty while it is held.
+ */
+int vmfs_journal_scrub(struct vmfs *fs);
 /* Fills info[ENC_SLOTS] with the keyslots as the device holds them now (no key needed). */
 int vmfs_key_list(struct vmfs *fs, struct enc_slot_info *info, char *errbuf, size_t errlen);
 

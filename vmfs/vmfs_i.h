@@ -249,6 +249,13 @@ int op_maybe_commit(struct vmfs *fs);
 
 int journal_commit(struct vmfs *fs);
 int journal_checkpoint(struct vmfs *fs);
+/*
+ * Zeroes the log of every host's journal: no block image written before
+ * stays on the device (a key change's images sealed under the old key, a
+ * deep rekey's names and inline data under old file keys). Takes META
+ * exclusive (an operation of its own; none may be running).
+ */
+int journal_scrub(struct vmfs *fs);
 int journal_recover(struct vmfs *fs, unsigned slot);
 int journal_overlay_others(struct vmfs *fs);
 int journal_slots(struct vmfs *fs, uint8_t *bits, uint64_t *count, uint64_t *units);

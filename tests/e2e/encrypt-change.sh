@@ -4,11 +4,14 @@
 # and keep reading and writing while a third (vmfsctl key change) makes a new
 # datastore key. Both see every file, old and new, without a remount; then a
 # fresh mount (the old key no longer derivable from the header) reads every
-# file back, which it can only if every file key was resealed. A slot whose
+# file back, which it can only if every file key was resealed. Before the
+# change the hosts' journals hold inode images whose file keys are sealed
+# under the old key; after it, none is left anywhere on the device. A slot whose
 # secret is not given stops the change before it writes anything, unless
 # --drop-others; a new key file replaces the old one's slot.
 . "$(dirname "$0")/lib.bash"
 e2e_init mkfs.vmfs vmfs-mount vmfsctl fsck.vmfs
+need_cmd python3
 D=$T/ds.img
 A=$T/a B=$T/b
 head -c 64 /dev/urandom >"$T/key"
@@ -26,6 +29,29 @@ head -c 3000000 /dev/urandom >"$A/big"
 "$VMFS_BIN/vmfsctl" snapshot create "$A" /big --name before >/dev/null
 ( cd "$A" && sha256sum big dir/* >"$T/sums" )
 
+# Inode images away from their home unit (the journals' copies) whose i_crypt
+# (0x100: version, flags, le16 epoch) is sealed under datastore key epoch $2.
+images_sealed_under() {
+	python3 - "$1" "$2" <<'PY'
+import struct, sys
+path, epoch = sys.argv[1], int(sys.argv[2])
+n = unit = 0
+with open(path, "rb") as f:
+    while True:
+        chunk = f.read(1 << 20)
+        if not chunk:
+            break
+        for o in range(0, len(chunk) - 4095, 4096):
+            if chunk[o:o + 4] == b"VMIN" and struct.unpack_from("<Q", chunk, o + 8)[0] != unit + o // 4096 \
+                    and chunk[o + 0x100] and struct.unpack_from("<H", chunk, o + 0x102)[0] == epoch:
+                n += 1
+        unit += len(chunk) // 4096
+print(n)
+PY
+}
+before=$(images_sealed_under "$D" 1)
+[ "$before" -gt 0 ] || fail "no journal image of an inode found before the change: the scan sees nothing"
+
 log "a slot whose secret is not given stops the change, and nothing is written"
 sum=$(sha256sum <"$D")
 expect_one_line_failure "$VMFS_BIN/vmfsctl" key change "$D" --key-file "$T/key"
@@ -37,6 +63,9 @@ log "the change, while B writes"
 "$VMFS_BIN/vmfsctl" key change "$D" --key-file "$T/key" --new-key-file "$T/key2" --drop-others >"$T/change.out"
 wait "$writer" || fail "B's writes failed during the key change"
 grep -q "datastore key changed: epoch 2, 1 keyslot" "$T/change.out" || fail "key change: $(cat "$T/change.out")"
+after=$(images_sealed_under "$D" 1)
+[ "$after" = 0 ] || fail "$after inode images sealed under the old key are still on the device (before: $before)"
+log "journal images sealed under the old key: $before before the change, 0 after"
 [ "$("$VMFS_BIN/vmfsctl" key list --json "$D" | jq -c 'map([.epoch, .label])')" = '[[2,"changed"]]' ] ||
 	fail "the slots after the change: $("$VMFS_BIN/vmfsctl" key list --json "$D")"
 

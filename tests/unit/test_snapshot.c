@@ -749,10 +749,11 @@ static void leaf_names(const uint8_t *hdr, const uint8_t *items, size_t cap, str
 
 /*
  * Directory dir's entries with their names as the device holds them at
- * home: its inline leaf, or the leaves of its tree (units whose header says
- * they are at home there: not the journal's copies). The datastore closed.
+ * home (copies false): its inline leaf, or the leaves of its tree (units
+ * whose header says they are at home there); or (copies true) in the
+ * images of them elsewhere: the journals'. The datastore closed.
  */
-static size_t dir_on_device(uint64_t dir, struct stored_name *out, size_t max)
+static size_t dir_on_device(uint64_t dir, struct stored_name *out, size_t max, bool copies)
 {
 	uint8_t *u = malloc(VMFS_UNIT);
 	int fd = open(img, O_RDONLY);
@@ -762,9 +763,9 @@ static size_t dir_on_device(uint64_t dir, struct stored_name *out, size_t max)
 	for (uint64_t a = 1; pread(fd, u, VMFS_UNIT, (off_t)(a * VMFS_UNIT)) == VMFS_UNIT; a++) {
 		const struct vmfs_mhdr *mh = (const void *)u;
 
-		if (le64_to_cpu(mh->mh_addr) != a)
+		if ((le64_to_cpu(mh->mh_addr) != a) != copies)
 			continue;
-		if (a == dir && le32_to_cpu(mh->mh_magic) == VMFS_MAGIC_INODE) {
+		if (le64_to_cpu(mh->mh_addr) == dir && le32_to_cpu(mh->mh_magic) == VMFS_MAGIC_INODE) {
 			const struct vmfs_inode_disk *di = (const void *)u;
 
 			if (le32_to_cpu(di->i_flags) & VMFS_IF_INLINE)
@@ -856,20 +857,21 @@ static void model_check(struct vmfs *fs, uint64_t dir, struct dir_model *m, cons
  */
 START_TEST(t_rekey_dirs)
 {
-	enum { N = 3000, EXTRA = 40, MAXN = N + 2 * EXTRA };
+	enum { N = 3000, EXTRA = 40, MAXN = N + 2 * EXTRA, MAXC = 100000 };
 	struct stored_name *before = calloc(MAXN, sizeof(*before)), *after = calloc(MAXN, sizeof(*after));
+	struct stored_name *copies = calloc(MAXC, sizeof(*copies));
 	struct stored_name sb[8], sa[8];
 	struct dir_model m = { .name = calloc(MAXN, 32), .live = calloc(MAXN, sizeof(bool)) };
 	struct vmfs_rekey_progress pr, st_pr;
 	struct snap_rekey_progress sp;
 	struct vmfs_stat st;
 	uint64_t big, small, last_done = 0;
-	size_t nb, na, nsb, nsa, matched, cursor = 0, extra = 0;
+	size_t nb, na, nsb, nsa, nc, matched, cursor = 0, extra = 0;
 	unsigned steps = 0;
 	struct vmfs *fs;
 	char err[256] = "";
 
-	ck_assert(before && after && m.name && m.live);
+	ck_assert(before && after && copies && m.name && m.live);
 	mk_key(256ull << 20, 0, rekey_key());
 	fs = op_key();
 	ck_assert_int_eq(vmfs_mkdir(fs, vmfs_root_ino(fs), "big", 0755, 0, 0, &st), 0);
@@ -884,9 +886,9 @@ START_TEST(t_rekey_dirs)
 	create(fs, small, "a");
 	create(fs, small, "bee");
 	vmfs_close(fs);
-	nb = dir_on_device(big, before, MAXN);
+	nb = dir_on_device(big, before, MAXN, false);
 	ck_assert_uint_eq(nb, N);
-	nsb = dir_on_device(small, sb, 8);
+	nsb = dir_on_device(small, sb, 8, false);
 	ck_assert_uint_eq(nsb, 2);
 
 	fs = op_key();
@@ -939,12 +941,26 @@ START_TEST(t_rekey_dirs)
 	fsck_clean();
 
 	/* on the device every name has other bytes under its key */
-	na = dir_on_device(big, after, MAXN);
+	na = dir_on_device(big, after, MAXN, false);
 	ck_assert_uint_eq(names_kept(before, nb, after, na, &matched), 0);
 	ck_assert_uint_ge(matched, N - 2 * EXTRA); /* all but the removed and the renamed */
-	nsa = dir_on_device(small, sa, 8);
+	nsa = dir_on_device(small, sa, 8, false);
 	ck_assert_uint_eq(names_kept(sb, nsb, sa, nsa, &matched), 0);
 	ck_assert_uint_eq(matched, 2);
+
+	/* the journal still holds images of big's leaves with their names under the old key, */
+	nc = dir_on_device(big, copies, MAXC, true);
+	ck_assert_uint_gt(names_kept(before, nb, copies, nc, &matched), 0);
+	/* which the end of a rekey command (here of small/: light, the log does not wrap) zeroes */
+	fs = op_key();
+	do
+		ck_assert_msg(snap_rekey(fs, "/small", false, 64u << 20, &cursor, &sp, err, sizeof(err)) == 0, "%s", err);
+	while (!sp.all_done);
+	ck_assert_uint_eq(sp.files, 3);
+	vmfs_close(fs);
+	nc = dir_on_device(big, copies, MAXC, true);
+	ck_assert_uint_eq(names_kept(before, nb, copies, nc, &matched), 0);
+	cursor = 0;
 
 	fs = op_key();
 	model_check(fs, big, &m, "remounted after");
@@ -960,6 +976,7 @@ START_TEST(t_rekey_dirs)
 	fsck_clean();
 	free(before);
 	free(after);
+	free(copies);
 	free(m.name);
 	free(m.live);
 }

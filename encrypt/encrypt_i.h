@@ -14,4 +14,12 @@ int enc_hmac(const uint8_t key[ENC_KEY_LEN], const void *data, size_t len, uint8
 /* Constant-time comparison of n bytes. */
 bool enc_equal(const void *a, const void *b, size_t n);
 
+/*
+ * Brackets a call into OpenSSL that takes a key (a cipher context's set-up,
+ * a one-shot MAC or KDF): what OpenSSL allocates on this thread meanwhile,
+ * the key schedule with it, comes from its secure heap (secmem.c). Nests.
+ */
+void enc_key_setup_begin(void);
+void enc_key_setup_end(void);
+
 #endif

@@ -98,10 +98,12 @@ int enc_hkdf(const void *ikm, size_t ikmlen, const void *salt, size_t saltlen, c
 	     size_t outlen)
 {
 	EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
-	EVP_KDF_CTX *ctx = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
+	EVP_KDF_CTX *ctx;
 	OSSL_PARAM params[5], *q = params;
 	int ret = -EIO;
 
+	enc_key_setup_begin(); /* the context's copy of the key in OpenSSL's secure heap */
+	ctx = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
 	if (!ctx)
 		goto out;
 	*q++ = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)"SHA256", 0);
@@ -113,6 +115,7 @@ int enc_hkdf(const void *ikm, size_t ikmlen, const void *salt, size_t saltlen, c
 		ret = 0;
 out:
 	EVP_KDF_CTX_free(ctx);
+	enc_key_setup_end();
 	EVP_KDF_free(kdf);
 	return ret;
 }

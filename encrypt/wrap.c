@@ -22,10 +22,9 @@ int enc_wrap(const uint8_t key[ENC_KEY_LEN], const void *aad, size_t aadlen, con
 
 	if (len > INT32_MAX || aadlen > INT32_MAX || RAND_bytes(iv, ENC_IV_LEN) != 1)
 		return -EIO;
+	enc_key_setup_begin();
 	ctx = EVP_CIPHER_CTX_new();
-	if (!ctx)
-		return -ENOMEM;
-	if (EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL) == 1 &&
+	if (ctx && EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL) == 1 &&
 	    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, ENC_IV_LEN, NULL) == 1 &&
 	    EVP_EncryptInit_ex(ctx, NULL, NULL, key, iv) == 1 &&
 	    (!aadlen || EVP_EncryptUpdate(ctx, NULL, &n, aad, (int)aadlen) == 1) &&
@@ -34,7 +33,8 @@ int enc_wrap(const uint8_t key[ENC_KEY_LEN], const void *aad, size_t aadlen, con
 	    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, ENC_TAG_LEN, tag) == 1)
 		ret = 0;
 	EVP_CIPHER_CTX_free(ctx);
-	return ret;
+	enc_key_setup_end();
+	return ctx ? ret : -ENOMEM;
 }
 
 int enc_unwrap(const uint8_t key[ENC_KEY_LEN], const void *aad, size_t aadlen, const void *sealed, size_t len,
@@ -48,6 +48,7 @@ int enc_unwrap(const uint8_t key[ENC_KEY_LEN], const void *aad, size_t aadlen, c
 		return -EIO;
 	/* decrypt into locked memory, and copy out only once the tag matched */
 	tmp = enc_secure_alloc(len);
+	enc_key_setup_begin();
 	ctx = EVP_CIPHER_CTX_new();
 	if (!tmp || !ctx) {
 		ret = -ENOMEM;
@@ -69,6 +70,7 @@ int enc_unwrap(const uint8_t key[ENC_KEY_LEN], const void *aad, size_t aadlen, c
 	ret = 0;
 out:
 	EVP_CIPHER_CTX_free(ctx);
+	enc_key_setup_end();
 	enc_secure_free(tmp, len);
 	return ret;
 }
@@ -76,8 +78,12 @@ out:
 int enc_hmac(const uint8_t key[ENC_KEY_LEN], const void *data, size_t len, uint8_t mac[32])
 {
 	unsigned n = 0;
+	bool ok;
 
-	return HMAC(EVP_sha256(), key, ENC_KEY_LEN, data, len, mac, &n) && n == 32 ? 0 : -EIO;
+	enc_key_setup_begin();
+	ok = HMAC(EVP_sha256(), key, ENC_KEY_LEN, data, len, mac, &n) && n == 32;
+	enc_key_setup_end();
+	return ok ? 0 : -EIO;
 }
 
 bool enc_equal(const void *a, const void *b, size_t n)

@@ -12,7 +12,7 @@
 
 #include <openssl/evp.h>
 
-#include "encrypt/encrypt.h"
+#include "encrypt/encrypt_i.h"
 
 struct enc_xts {
 	EVP_CIPHER_CTX *enc, *dec;
@@ -49,11 +49,13 @@ static EVP_CIPHER_CTX *ctx_get(struct enc_xts *x, bool encrypt)
 
 	if (*c)
 		return *c;
+	enc_key_setup_begin(); /* the context and its key schedule in OpenSSL's secure heap */
 	*c = EVP_CIPHER_CTX_new();
 	if (*c && EVP_CipherInit_ex(*c, EVP_aes_256_xts(), NULL, x->key, NULL, encrypt) != 1) {
 		EVP_CIPHER_CTX_free(*c);
 		*c = NULL;
 	}
+	enc_key_setup_end();
 	return *c;
 }
 

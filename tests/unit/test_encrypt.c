@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <argon2.h>
+#include <openssl/crypto.h>
 
 #include "encrypt/encrypt.h"
 #include "encrypt/encrypt_i.h"
@@ -577,6 +578,53 @@ START_TEST(xts_units)
 }
 END_TEST
 
+/* The kB this process has locked (VmLck). */
+static long locked_kb(void)
+{
+	char line[256];
+	long kb = -1;
+	FILE *f = fopen("/proc/self/status", "r");
+
+	ck_assert(f);
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmLck: %ld kB", &kb) == 1)
+			break;
+	fclose(f);
+	return kb;
+}
+
+/*
+ * OpenSSL's own copies of a key (a cipher context's key schedule, a MAC's, a
+ * KDF's) live in its secure heap (encrypt/secmem.c): locked, left out of core
+ * dumps, cleansed when freed. A context takes room there while it lives
+ * and gives it back; a one-shot MAC or KDF leaves nothing there.
+ */
+START_TEST(key_schedules_locked)
+{
+	struct enc_file f = { .id = 0x5ec };
+	struct enc_xts *x;
+	uint8_t buf[ENC_DATA_UNIT], out[64];
+	size_t with;
+
+	for (unsigned i = 0; i < 64; i++)
+		f.xts[0][i] = (uint8_t)(i * 29 + 3);
+	memset(buf, 0x5a, sizeof(buf));
+	ck_assert_int_eq(enc_xts_new(&f, 0, &x), 0);
+	ck_assert_int_eq(enc_xts_run(x, true, 0, buf, buf, sizeof(buf)), 0);
+	ck_assert(CRYPTO_secure_malloc_initialized());
+	with = CRYPTO_secure_used();
+	ck_assert_msg(with > 0, "the cipher context is not in OpenSSL's secure heap");
+	if (geteuid() == 0) /* root: no RLIMIT_MEMLOCK stops the arena's mlock */
+		ck_assert_int_ge(locked_kb(), 1024);
+	enc_xts_free(x);
+	ck_assert_uint_lt(CRYPTO_secure_used(), with);
+	with = CRYPTO_secure_used();
+	ck_assert_int_eq(enc_hmac(f.xts[0], buf, 64, out), 0);
+	ck_assert_int_eq(enc_hkdf(f.xts[0], 32, buf, 16, "test", out, sizeof(out)), 0);
+	ck_assert_uint_eq(CRYPTO_secure_used(), with);
+}
+END_TEST
+
 static void write_file(const char *path, const void *b, size_t n)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
@@ -680,6 +728,7 @@ static Suite *encrypt_suite(void)
 	tcase_add_test(tc, kdf_errors);
 	tcase_add_test(tc, wrap_tamper);
 	tcase_add_test(tc, xts_units);
+	tcase_add_test(tc, key_schedules_locked);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("area");
 	tcase_set_timeout(tc, 60);

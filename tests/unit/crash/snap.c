@@ -14,7 +14,9 @@
  *  - once every file is unlinked (their snapshots go with them) the free
  *    space is a fresh datastore's: nothing leaked.
  * The model shares buffers as the datastore shares blocks: a state is a set of
- * references, and an operation copies only the buffer it changes.
+ * references, and an operation copies only the buffer it changes. The
+ * starting image is made once per case (mkfs and populate(): a template)
+ * and copied for each cut point.
  *
  * Case enc_cuts (issue 17, point 8) runs the same workload on an encrypted
  * datastore (every open passes the key) with a deep rekey running through
@@ -461,38 +463,46 @@ static int step(struct srun *r)
 	return op_truncate(r, nc && below(&r->rng, 2) ? clones[0] : 0);
 }
 
-/* The starting point, written without a crash device: the folder, its files. */
+/*
+ * The starting point, written without a crash device: the folder, its files,
+ * in the model (r->cur) and, unless img is NULL (the model of a copy of the
+ * template), on the device.
+ */
 static int populate(const char *img, char *err, size_t errlen, struct srun *r)
 {
 	struct vmfs_open_opts oo = { .standalone = true, .commit_ms = 0, .secret = snap_secret };
 	struct vmfs_stat st, dst;
-	struct vmfs *fs;
-	int ret = vmfs_open(img, &oo, &fs, err, errlen);
+	struct vmfs *fs = NULL;
+	int ret = img ? vmfs_open(img, &oo, &fs, err, errlen) : 0;
 	static const uint64_t start[NGROUP][2] = { { 0, 2u << 20 }, { 0, 300u << 10 }, { 0, 200 } };
 
 	if (ret)
 		return ret;
-	ret = vmfs_mkdir(fs, vmfs_root_ino(fs), "vm", 0755, 0, 0, &dst);
+	if (fs)
+		ret = vmfs_mkdir(fs, vmfs_root_ino(fs), "vm", 0755, 0, 0, &dst);
 	for (int i = 0; i < NGROUP && !ret; i++) {
 		struct mbuf *m = mb_new(NULL);
 
 		r->cur.f[i] = m;
-		ret = vmfs_mknod(fs, dst.ino, fname[i] + 4, S_IFREG | 0644, 0, 0, &st);
+		if (fs)
+			ret = vmfs_mknod(fs, dst.ino, fname[i] + 4, S_IFREG | 0644, 0, 0, &st);
 		for (uint64_t k = start[i][0]; k < start[i][1]; k++)
 			mb_set(m, k, r->buf[k] = pattern(i + 1, k));
 		for (uint64_t k = 0, at = i == 2 ? 10 : MARKER_AT; k < sizeof(MARKER) - 1; k++)
 			mb_set(m, at + k, r->buf[at + k] = (uint8_t)MARKER[k]); /* vm.conf: inline */
 		m->size = start[i][1];
-		if (!ret && vmfs_pwrite(fs, st.ino, r->buf, m->size, 0) != (ssize_t)m->size)
+		if (!ret && fs && vmfs_pwrite(fs, st.ino, r->buf, m->size, 0) != (ssize_t)m->size)
 			ret = -EIO;
 		if (!ret && i == 0) { /* past 256 blocks of 64 KiB: a map of height 2 */
 			for (uint64_t k = 0; k < 200000; k++)
 				mb_set(m, (17u << 20) + k, r->buf[k] = pattern(9, (17u << 20) + k));
 			m->size = (17u << 20) + 200000;
-			if (vmfs_pwrite(fs, st.ino, r->buf, 200000, 17u << 20) != 200000)
+			if (fs && vmfs_pwrite(fs, st.ino, r->buf, 200000, 17u << 20) != 200000)
 				ret = -EIO;
 		}
 	}
+	if (!fs)
+		return ret;
 	vmfs_close(fs);
 	if (!ret && snap_secret) { /* NPAD more names in /vm, made in one transaction */
 		oo.commit_ms = 60000;
@@ -653,6 +663,51 @@ static bool image_has_marker(const char *img)
 	return found;
 }
 
+/* The populated image every cut point starts from (made once per case: cuts_run). */
+static char snap_tpl[PATH_MAX + 32];
+
+/* dst becomes a copy of src, its holes kept. 0 or -errno. */
+static int copy_image(const char *src, const char *dst)
+{
+	int in = open(src, O_RDONLY), out = open(dst, O_WRONLY | O_CREAT | O_TRUNC, 0644), ret = 0;
+	off_t size = in >= 0 ? lseek(in, 0, SEEK_END) : -1, off = 0;
+
+	if (in < 0 || out < 0 || size < 0)
+		ret = -errno;
+	while (!ret && off < size) {
+		loff_t a = lseek(in, off, SEEK_DATA), b, end;
+
+		if (a < 0)
+			break; /* no data past off */
+		end = lseek(in, a, SEEK_HOLE);
+		for (b = a; !ret && a < end;)
+			if (copy_file_range(in, &a, out, &b, (size_t)(end - a), 0) <= 0)
+				ret = -EIO;
+		off = end;
+	}
+	if (!ret && ftruncate(out, size))
+		ret = -errno;
+	if (in >= 0)
+		close(in);
+	if (out >= 0)
+		close(out);
+	return ret;
+}
+
+/* The template: mkfs and populate() once. */
+static void make_template(void)
+{
+	struct srun r = { .wfile = -1 };
+	char err[256] = "";
+
+	snprintf(snap_tpl, sizeof(snap_tpl), "%s/snap-template.img", tmpdir);
+	r.buf = xmalloc(fcap[0] + 4096);
+	ck_assert_msg(make_snap_image(snap_tpl, err, sizeof(err)) == 0 && populate(snap_tpl, err, sizeof(err), &r) == 0,
+		      "the template: %s", err);
+	st_release(&r.cur);
+	free(r.buf);
+}
+
 /* One cut point in this (child) process; 0 when every check held. *writes: the device's count. */
 static int snap_point(enum dev_crash_mode mode, uint64_t seed, uint64_t cut, const char *img, const char *log,
 		      uint64_t baseline, uint64_t *writes)
@@ -667,9 +722,11 @@ static int snap_point(enum dev_crash_mode mode, uint64_t seed, uint64_t cut, con
 	bool crashed;
 
 	r.buf = xmalloc(fcap[0] + 4096);
-	ret = make_snap_image(img, err, sizeof(err));
-	if (!ret)
-		ret = populate(img, err, sizeof(err), &r);
+	ret = copy_image(snap_tpl, img);
+	if (ret)
+		snprintf(err, sizeof(err), "copying the template image");
+	else
+		ret = populate(NULL, err, sizeof(err), &r);
 	if (ret) {
 		fprintf(stderr, "FAIL snap %s:%llu: setup: %s (%s)\n", modes[mode], (unsigned long long)cut, err,
 			strerror(-ret));
@@ -910,6 +967,7 @@ static void cuts_run(int _i, uint64_t seed0, unsigned points, const char *points
 	make_tmpdir();
 	snprintf(img, sizeof(img), "%s/snap-baseline.img", tmpdir);
 	baseline = snap_baseline(img);
+	make_template();
 	if (only) { /* CRASH_SNAP_ONLY=drop:CUT, tear:CUT, or drop+ROUND:CUT for a later round's seed */
 		uint64_t cut = strtoull(strchr(only, ':') ? strchr(only, ':') + 1 : only, NULL, 0);
 		unsigned round = only[4] == '+' ? (unsigned)atoi(only + 5) : 0;

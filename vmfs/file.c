@@ -1532,7 +1532,7 @@ static void aio_release(struct vmfs_aio *q, struct vmfs_aio_req *r)
  * The device is done with r. An encrypted file's read keeps its key and its
  * file's I/O lock until it is reaped: its ciphertext is deciphered in the
  * caller's buffer then (aio_decipher), holes read as zeros and decipher to
- * zeros.
+ * zeros. So a done request that still holds a key is one to decipher.
  */
 static void aio_done(struct vmfs_aio *q, struct vmfs_aio_req *r)
 {
@@ -1546,9 +1546,8 @@ static void aio_done(struct vmfs_aio *q, struct vmfs_aio_req *r)
 		r->grains = NULL;
 		r->ngrains = 0;
 	}
-	r->decipher = r->key && !r->write && r->res >= 0 && !r->err;
-	if (!r->decipher)
-		aio_release(q, r);
+	if (!r->key || r->write || r->res < 0 || r->err)
+		aio_release(q, r); /* the key goes: nothing to decipher */
 	r->next = NULL;
 	if (q->done_tail)
 		q->done_tail->next = r;
@@ -1561,7 +1560,6 @@ static void aio_decipher(struct vmfs_aio *q, struct vmfs_aio_req *r)
 {
 	if (crypt_run(r->key, false, r->off / VMFS_UNIT, r->buf, r->buf, r->len))
 		r->err = -EIO;
-	r->decipher = false;
 	aio_release(q, r);
 }
 
@@ -1709,7 +1707,6 @@ int vmfs_aio_submit(struct vmfs_aio *q, struct vmfs_aio_req *r)
 	r->grains = NULL;
 	r->ngrains = 0;
 	r->bounce = r->key = NULL;
-	r->decipher = false;
 	vi = vinode_pin(fs, r->ino);
 	if (!vi)
 		return -ENOMEM;
@@ -1823,12 +1820,12 @@ int vmfs_aio_reap(struct vmfs_aio *q, unsigned min, struct vmfs_aio_req **out, u
 			 * deciphers a whole burst of completions. Small ones are
 			 * deciphered at once (a reap each would cost more).
 			 */
-			if (r->decipher && r->len >= DEV_BIG_BUF && min && n >= min)
+			if (r->key && r->len >= DEV_BIG_BUF && min && n >= min) /* a key: to decipher (aio_done) */
 				return (int)n;
 			q->done_head = r->next;
 			if (!q->done_head)
 				q->done_tail = NULL;
-			if (r->decipher)
+			if (r->key)
 				aio_decipher(q, r);
 			out[n++] = r;
 		}

@@ -192,17 +192,27 @@ static int name_cb(void *ctx, struct vbuf *sb)
 	return 1;
 }
 
+/*
+ * A snapshot name (at most VMFS_SNAP_NAME_MAX bytes) as i_snapname holds it:
+ * NUL-padded, under file's snapshot-name key when it has keys.
+ */
+static int seal_name(struct vmfs *fs, uint64_t file, const struct vmfs_inode_disk *fdi, const char *name, void *out)
+{
+	char plain[VMFS_SNAP_NAME_MAX + 1] = { 0 };
+
+	memcpy(plain, name, strlen(name));
+	return crypt_snapname(fs, file, fdi, true, plain, out);
+}
+
 static int find_name(struct vmfs *fs, struct vbuf *ib, const char *name, uint64_t *snap)
 {
 	struct name_ctx c = { .found = 0 };
-	char plain[VMFS_SNAP_NAME_MAX + 1] = { 0 };
 	int ret;
 
 	*snap = 0;
 	if (strlen(name) > VMFS_SNAP_NAME_MAX)
 		return 0;
-	memcpy(plain, name, strlen(name));
-	ret = crypt_snapname(fs, ib->addr, ib_inode(ib), true, plain, c.stored);
+	ret = seal_name(fs, ib->addr, ib_inode(ib), name, c.stored);
 	if (!ret)
 		ret = list_walk(fs, ib, name_cb, &c);
 
@@ -304,14 +314,9 @@ static int snap_one(struct vmfs *fs, uint64_t file, const char *name, uint64_t *
 	si->i_atime = di->i_atime;
 	si->i_mtime = di->i_mtime;
 	si->i_ctime = di->i_ctime;
-	{ /* checked: at most 255 bytes; the rest zeros; encrypted under the file's snapshot-name key */
-		char plain[VMFS_SNAP_NAME_MAX + 1] = { 0 };
-
-		memcpy(plain, name, strlen(name));
-		ret = crypt_snapname(fs, file, di, true, plain, si->i_snapname);
-		if (ret)
-			goto out;
-	}
+	ret = seal_name(fs, file, di, name, si->i_snapname); /* checked: at most 255 bytes */
+	if (ret)
+		goto out;
 	ssn->sn_file = cpu_to_le64(file);
 	ssn->sn_next = fsn->sn_head;
 	ssn->sn_parent = fsn->sn_parent;

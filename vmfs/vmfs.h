@@ -231,8 +231,7 @@ struct vmfs_aio_req {
 	void *grains;             /* redirect grains to set when the data is written */
 	size_t ngrains;
 	void *bounce;             /* an encrypted file's write: its ciphertext, the device's side of buf */
-	void *key;                /* that file's keys (a reference) */
-	bool decipher;            /* a read whose ciphertext is deciphered when it is reaped */
+	void *key;                /* that file's keys (a reference); a done read holding it is deciphered when reaped */
 };
 int vmfs_aio_new(struct vmfs *fs, unsigned depth, struct vmfs_aio **out);
 void vmfs_aio_free(struct vmfs_aio *q);          /* waits for what is in flight */

@@ -22,7 +22,7 @@
  * datastore (every open passes the key) with a deep rekey running through
  * it (a quarter of the steps are rekey steps of one of the files: begun,
  * moved on by up to 64 blocks, finished and begun again; or of /vm, which
- * holds NPAD more names, a tree of several leaves, moved on by a leaf or
+ * holds NPAD more names, a tree of 9 leaves, moved on by a leaf or
  * two; or of the root), ENC_POINTS cut points, and after each cut also
  * scans the whole image for a marker the files hold in plaintext from the
  * start: it must not be there. After a cut, the rekeys under way resume and
@@ -53,7 +53,7 @@ static struct enc_secret *snap_secret;
 #define NFILES 7                 /* the group, then clones /c3../c6 */
 #define NSNAPS 6
 #define BS (64u << 10)           /* small blocks: the disk's map gets pointer blocks */
-#define NPAD 400                 /* the encrypted run's further names in /vm: a tree of 5 leaves */
+#define NPAD 400                 /* the encrypted run's further names in /vm: a tree of 9 leaves */
 #define NREKEY (NFILES + 2)      /* what a rekey step takes: a file, or /vm, or / */
 
 static const char *const fname[NFILES] = { "/vm/disk0", "/vm/disk1", "/vm/vm.conf", "/c3", "/c4", "/c5", "/c6" };

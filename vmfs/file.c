@@ -480,11 +480,6 @@ static int plan_run(struct vmfs *fs, struct plan *pl, bool write, uint8_t *buf)
 	return 0;
 }
 
-enum get_file_flags {
-	GET_LINK_OK = 1u << 0,          /* a symlink's target reads as its data */
-	GET_WRITE = 1u << 1,            /* to change: a snapshot (never written) is -EROFS */
-};
-
 static int get_regular(struct vmfs *fs, uint64_t ino, struct vbuf **ib, unsigned how)
 {
 	int ret = inode_read(fs, ino, ib);
@@ -495,7 +490,7 @@ static int get_regular(struct vmfs *fs, uint64_t ino, struct vbuf **ib, unsigned
 	mode = le32_to_cpu(ib_inode(*ib)->i_mode);
 	if ((how & GET_WRITE) && (le32_to_cpu(ib_inode(*ib)->i_flags) & VMFS_IF_SNAPSHOT))
 		ret = -EROFS;
-	else if (S_ISREG(mode) || ((how & GET_LINK_OK) && S_ISLNK(mode)))
+	else if (S_ISREG(mode) || ((how & GET_LINK_OK) && S_ISLNK(mode)) || ((how & GET_DIR_OK) && S_ISDIR(mode)))
 		return 0;
 	else
 		ret = S_ISDIR(mode) ? -EISDIR : -EINVAL;
@@ -1232,7 +1227,7 @@ size:
 	return ret;
 }
 
-int file_exclusive(struct vmfs *fs, uint64_t ino, bool link_ok, int (*fn)(struct vmfs *fs, struct vbuf *ib, void *ctx),
+int file_exclusive(struct vmfs *fs, uint64_t ino, unsigned kinds, int (*fn)(struct vmfs *fs, struct vbuf *ib, void *ctx),
 		   void *ctx)
 {
 	struct vinode *vi;
@@ -1247,7 +1242,7 @@ int file_exclusive(struct vmfs *fs, uint64_t ino, bool link_ok, int (*fn)(struct
 	pthread_rwlock_wrlock(&vi->iolock);
 	ret = op_begin(fs);
 	if (!ret)
-		ret = get_regular(fs, ino, &ib, GET_WRITE | (link_ok ? GET_LINK_OK : 0));
+		ret = get_regular(fs, ino, &ib, GET_WRITE | kinds);
 	if (!ret) {
 		ret = fn(fs, ib, ctx);
 		meta_put(fs, ib);
@@ -1285,7 +1280,7 @@ int vmfs_fallocate(struct vmfs *fs, uint64_t ino, int mode, uint64_t off, uint64
 		return -EINVAL;
 	if (off + len > (64ull << 40) * 4)
 		return -EFBIG;
-	return file_exclusive(fs, ino, false, falloc_fn, &a);
+	return file_exclusive(fs, ino, 0, falloc_fn, &a);
 }
 
 int vmfs_lseek(struct vmfs *fs, uint64_t ino, uint64_t off, int whence, uint64_t *out)

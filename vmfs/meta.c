@@ -406,6 +406,7 @@ int op_begin(struct vmfs *fs)
 {
 	pthread_mutex_lock(&fs->lock);
 	fs->op_active = true;
+	fs->op_nwipe = fs->nwipe;
 	return cluster_meta(fs, true);
 }
 
@@ -427,6 +428,7 @@ static void op_rollback(struct vmfs *fs)
 	struct vbuf *b, *next;
 
 	fs->redir_hint = 0; /* it may name a table this operation made (redirect.c) */
+	fs->nwipe = fs->op_nwipe; /* what it freed is in use again: not to be zeroed */
 	for (b = fs->undo_list; b; b = next) {
 		next = b->undo_next;
 		b->in_undo = false;
@@ -819,7 +821,7 @@ int journal_commit(struct vmfs *fs)
 	for (i = 0; i < fs->nwipe && !ret; i++)
 		ret = dev_zero_range(fs->dev, fs->wipe[i] * VMFS_UNIT,
 				     unit_is_block(fs, fs->wipe[i]) ? fs->block_size : VMFS_UNIT);
-	fs->nwipe = 0;
+	fs->nwipe = fs->op_nwipe = 0;
 	if (ret) {
 		fatal(fs, ret, "zeroing freed blocks");
 		ret = -EIO;

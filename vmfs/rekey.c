@@ -58,6 +58,68 @@ static int rekey_end(struct vmfs *fs, struct vmfs_inode_disk *di)
 	return 0;
 }
 
+/*
+ * Where a rekey stands at mark: bytes of the file below it, or for a
+ * directory its entries and the share of them below it (keys are below
+ * 2^63, and a name's hash spreads them evenly).
+ */
+static void progress(const struct vmfs_inode_disk *di, uint64_t mark, struct vmfs_rekey_progress *pr)
+{
+	uint64_t n = le64_to_cpu(di->i_dir_count);
+
+	if (S_ISDIR(le32_to_cpu(di->i_mode))) {
+		pr->size = n;
+		pr->done = base_min(n, (uint64_t)(((unsigned __int128)n * mark) >> 63));
+	} else {
+		pr->size = le64_to_cpu(di->i_size);
+		pr->done = base_min(mark * VMFS_UNIT, pr->size);
+	}
+}
+
+/*
+ * A file's step: its blocks from the mark on (max_bytes of them, at least
+ * one; inline data at once) copied under key 1, the mark moved past them.
+ * *mark: where it is now; UINT64_MAX once the whole file is under key 1.
+ */
+static int step_blocks(struct vmfs *fs, struct vbuf *ib, const struct enc_file *key, uint64_t max_bytes,
+		       uint64_t *mark)
+{
+	struct vmfs_inode_disk *di = ib_inode(ib);
+	uint64_t size = le64_to_cpu(di->i_size), units = base_div_round_up(size, VMFS_UNIT);
+	uint64_t bb = (uint64_t)inode_layout_blkunits(fs, di) * VMFS_UNIT, lblk, done = 0;
+	int ret = 0;
+
+	if (*mark >= units) {
+		*mark = UINT64_MAX;
+		return 0;
+	}
+	if (le32_to_cpu(di->i_flags) & VMFS_IF_INLINE) {
+		uint8_t plain[VMFS_INLINE_MAX];
+
+		ret = crypt_inline(fs, ib->addr, di, false, plain);
+		if (!ret) {
+			di->i_crypt_mark = cpu_to_le64(units);
+			ret = crypt_inline(fs, ib->addr, di, true, plain); /* now below the mark: key 1 */
+		}
+		OPENSSL_cleanse(plain, sizeof(plain));
+		*mark = UINT64_MAX;
+		return ret;
+	}
+	fs->wipe_freed = true; /* the old blocks it frees are zeroed once the step commits */
+	for (lblk = *mark * VMFS_UNIT / bb; !ret && lblk * bb < size && (done == 0 || done < max_bytes); lblk++) {
+		ret = file_rekey_block(fs, ib, key, lblk, (lblk + 1) * bb / VMFS_UNIT);
+		done += bb;
+	}
+	fs->wipe_freed = false;
+	*mark = lblk * bb / VMFS_UNIT >= units ? UINT64_MAX : lblk * bb / VMFS_UNIT;
+	return ret;
+}
+
+/*
+ * One step on the file or directory in ib (under its iolock, in one
+ * operation): begin when no rekey is under way, move the mark on, and end
+ * in the same transaction as the step that reaches the end.
+ */
 struct rekey_args {
 	uint64_t max_bytes;
 	struct vmfs_rekey_progress *pr;
@@ -69,137 +131,56 @@ static int rekey_locked(struct vmfs *fs, struct vbuf *ib, void *ctx)
 	uint64_t max_bytes = a->max_bytes;
 	struct vmfs_rekey_progress *pr = a->pr;
 	struct vmfs_inode_disk *di = ib_inode(ib);
-	uint64_t size = le64_to_cpu(di->i_size), units = base_div_round_up(size, VMFS_UNIT), mark, bb;
-	struct enc_file *key = NULL;
-	int ret;
-
-	if (!enc_crypt_present(di->i_crypt))
-		return -EINVAL;
-	ret = meta_dirty(fs, ib);
-	if (!ret && !enc_crypt_rekeying(di->i_crypt)) {
-		ret = crypt_file_rekey(fs, di, false);
-		di->i_crypt_mark = 0;
-	}
-	if (ret)
-		return ret;
-	mark = le64_to_cpu(di->i_crypt_mark);
-	if (mark < units) {
-		ret = crypt_file_get(fs, ib->addr, di, &key); /* key->mark: the mark as it is */
-		if (ret)
-			return ret;
-		if (le32_to_cpu(di->i_flags) & VMFS_IF_INLINE) {
-			uint8_t plain[VMFS_INLINE_MAX];
-
-			ret = crypt_inline(fs, ib->addr, di, false, plain);
-			if (!ret) {
-				di->i_crypt_mark = cpu_to_le64(units);
-				ret = crypt_inline(fs, ib->addr, di, true, plain); /* now below the mark: key 1 */
-			}
-			OPENSSL_cleanse(plain, sizeof(plain));
-			mark = units;
-		} else {
-			uint64_t lblk, done = 0;
-			size_t wipe0 = fs->nwipe;
-
-			bb = (uint64_t)inode_layout_blkunits(fs, di) * VMFS_UNIT;
-			lblk = mark * VMFS_UNIT / bb;
-			if (!max_bytes)
-				max_bytes = REKEY_BATCH;
-			fs->wipe_freed = true; /* the old blocks it frees are zeroed once the step commits */
-			while (!ret && lblk * bb < size && (done == 0 || done < max_bytes)) {
-				uint64_t next = (lblk + 1) * bb / VMFS_UNIT;
-
-				ret = file_rekey_block(fs, ib, key, lblk, next);
-				lblk++;
-				done += bb;
-				mark = next;
-			}
-			fs->wipe_freed = false;
-			if (ret)
-				fs->nwipe = wipe0; /* undone: those blocks are the file's again */
-			else
-				di->i_crypt_mark = cpu_to_le64(mark);
-		}
-		crypt_file_put(fs, key);
-		if (ret)
-			return ret;
-	}
-	pr->size = size;
-	pr->done = base_min(mark * VMFS_UNIT, size);
-	pr->finished = mark >= units;
-	if (pr->finished) /* the old key goes, in the same transaction as the last blocks */
-		ret = rekey_end(fs, di);
-	return ret;
-}
-
-/* A directory's progress: its entries, and the share of them below the mark (the hashes spread evenly). */
-static void dir_progress(const struct vmfs_inode_disk *di, uint64_t mark, struct vmfs_rekey_progress *pr)
-{
-	uint64_t n = le64_to_cpu(di->i_dir_count);
-
-	pr->size = n;
-	pr->done = base_min(n, (uint64_t)(((unsigned __int128)n * mark) >> 63)); /* keys are below 2^63 */
-}
-
-static int rekey_dir(struct vmfs *fs, struct vbuf *ib, const struct rekey_args *a)
-{
-	struct vmfs_inode_disk *di = ib_inode(ib);
-	unsigned leaves = (unsigned)base_min(a->max_bytes ? a->max_bytes / VMFS_UNIT : REKEY_DIR_LEAVES,
-					     (uint64_t)REKEY_DIR_LEAVES);
+	bool dir = S_ISDIR(le32_to_cpu(di->i_mode));
 	struct enc_file *key = NULL;
 	uint64_t mark;
 	int ret;
 
-	if (!enc_crypt_present(di->i_crypt)) { /* names fsck filed without the key (/lost+found): none to renew */
-		dir_progress(di, 0, a->pr);
-		a->pr->finished = true;
+	if (!enc_crypt_present(di->i_crypt)) {
+		if (!dir)
+			return -EINVAL;
+		progress(di, UINT64_MAX, pr); /* names fsck filed without the key (/lost+found): none to renew */
+		pr->finished = true;
 		return 0;
 	}
 	ret = meta_dirty(fs, ib);
-	if (!ret && !enc_crypt_rekeying(di->i_crypt)) {
+	if (!ret && !enc_crypt_rekeying(di->i_crypt)) { /* begin: a new key 1, nothing under it yet */
 		ret = crypt_file_rekey(fs, di, false);
 		di->i_crypt_mark = 0;
 	}
 	if (!ret)
-		ret = crypt_file_get(fs, ib->addr, di, &key);
+		ret = crypt_file_get(fs, ib->addr, di, &key); /* key->mark: the mark as it is */
 	mark = le64_to_cpu(di->i_crypt_mark);
-	if (!ret)
-		ret = dir_rekey(fs, ib, key, leaves, &mark);
+	if (!ret && dir) /* a leaf of names per 4 KiB of max_bytes */
+		ret = dir_rekey(fs, ib, key,
+				(unsigned)base_min(max_bytes ? max_bytes / VMFS_UNIT : REKEY_DIR_LEAVES,
+						   (uint64_t)REKEY_DIR_LEAVES),
+				&mark);
+	else if (!ret)
+		ret = step_blocks(fs, ib, key, max_bytes ? max_bytes : REKEY_BATCH, &mark);
 	crypt_file_put(fs, key);
 	if (ret)
 		return ret;
-	dir_progress(di, mark, a->pr);
-	a->pr->finished = mark == UINT64_MAX;
-	if (!a->pr->finished) {
+	progress(di, mark, pr);
+	pr->finished = mark == UINT64_MAX;
+	if (!pr->finished) {
 		di->i_crypt_mark = cpu_to_le64(mark);
 		return 0;
 	}
-	return rekey_end(fs, di); /* the old key goes with the last names */
+	return rekey_end(fs, di); /* the old key goes, in the same transaction as the last blocks or names */
 }
 
 int vmfs_rekey_step(struct vmfs *fs, uint64_t ino, uint64_t max_bytes, struct vmfs_rekey_progress *pr)
 {
 	struct rekey_args a = { .max_bytes = max_bytes, .pr = pr };
-	struct vbuf *ib;
-	int ret;
 
 	*pr = (struct vmfs_rekey_progress){ 0 };
 	if (!crypt_enabled(fs))
 		return -EOPNOTSUPP;
 	if (!fs->key)
 		return -ENOKEY;
-	ret = file_exclusive(fs, ino, true, rekey_locked, &a); /* a symlink's target is its data */
-	if (ret != -EISDIR)
-		return ret;
-	/* a directory: no I/O lock, its names change only in operations */
-	ret = op_begin(fs);
-	if (!ret)
-		ret = inode_read(fs, ino, &ib);
-	if (!ret) {
-		ret = S_ISDIR(le32_to_cpu(ib_inode(ib)->i_mode)) ? rekey_dir(fs, ib, &a) : -EINVAL;
-		meta_put(fs, ib);
-	}
-	return op_end(fs, ret);
+	/* a symlink's target is its data; a directory's names are its content */
+	return file_exclusive(fs, ino, GET_LINK_OK | GET_DIR_OK, rekey_locked, &a);
 }
 
 int vmfs_rekey_state(struct vmfs *fs, uint64_t ino, struct vmfs_rekey_progress *pr)
@@ -215,16 +196,9 @@ int vmfs_rekey_state(struct vmfs *fs, uint64_t ino, struct vmfs_rekey_progress *
 	if (!ret) {
 		struct vmfs_inode_disk *di = ib_inode(ib);
 
-		uint64_t mark = le64_to_cpu(di->i_crypt_mark);
-
 		pr->finished = !enc_crypt_rekeying(di->i_crypt);
 		pr->run = le64_to_cpu(di->i_crypt_run);
-		if (S_ISDIR(le32_to_cpu(di->i_mode))) {
-			dir_progress(di, pr->finished ? 0 : mark, pr);
-		} else {
-			pr->size = le64_to_cpu(di->i_size);
-			pr->done = pr->finished ? 0 : base_min(mark * VMFS_UNIT, pr->size);
-		}
+		progress(di, pr->finished ? 0 : le64_to_cpu(di->i_crypt_mark), pr);
 		meta_put(fs, ib);
 	}
 	pthread_mutex_unlock(&fs->lock);
@@ -260,10 +234,6 @@ int vmfs_rekey_run(struct vmfs *fs, bool end, uint64_t *run)
 	}
 	if (!ret && !end)
 		*run = le64_to_cpu(sb->sb_rekey_run);
-	if (!ret) {
-		fs->sb.sb_rekey_run = sb->sb_rekey_run;
-		fs->sb.sb_rekey_open = sb->sb_rekey_open;
-	}
 	meta_put(fs, sbb);
 	return op_end(fs, ret);
 }

@@ -103,6 +103,7 @@ struct vmfs {
 	size_t npending, pending_cap;
 	uint64_t *wipe;                 /* of them, those to zero once it commits (a deep rekey's old blocks) */
 	size_t nwipe, wipe_cap;
+	size_t op_nwipe;                /* nwipe when the running operation began: an undone one takes its own back */
 	bool wipe_freed;                /* frees go on the wipe list too (rekey.c, during a step) */
 
 	/* journal */
@@ -440,13 +441,19 @@ int file_write_internal(struct vmfs *fs, uint64_t ino, const void *buf, size_t l
  * (key->mark). Under fs->lock, in an operation, with the iolock exclusive.
  */
 int file_rekey_block(struct vmfs *fs, struct vbuf *ib, const struct enc_file *key, uint64_t lblk, uint64_t mark);
+/* Which inodes file.c's calls take besides regular files, and how. */
+enum get_file_flags {
+	GET_LINK_OK = 1u << 0,          /* a symlink (its target reads as its data) */
+	GET_WRITE = 1u << 1,            /* to change: a snapshot (never written) is -EROFS */
+	GET_DIR_OK = 1u << 2,           /* a directory */
+};
 /*
- * Runs fn on regular file ino (ib: its inode; a symlink too with link_ok)
- * under its iolock exclusive, in one operation: I/O in flight ends first, new
- * I/O waits. -EROFS for a read-only handle or a snapshot, -EISDIR, -EINVAL
- * for other inodes.
+ * Runs fn on regular file ino (ib: its inode; a symlink or a directory too
+ * with GET_LINK_OK, GET_DIR_OK in kinds) under its iolock exclusive, in one
+ * operation: I/O in flight ends first, new I/O waits. -EROFS for a
+ * read-only handle or a snapshot, -EISDIR, -EINVAL for other inodes.
  */
-int file_exclusive(struct vmfs *fs, uint64_t ino, bool link_ok, int (*fn)(struct vmfs *fs, struct vbuf *ib, void *ctx),
+int file_exclusive(struct vmfs *fs, uint64_t ino, unsigned kinds, int (*fn)(struct vmfs *fs, struct vbuf *ib, void *ctx),
 		   void *ctx);
 
 /* helpers */

@@ -983,10 +983,57 @@ START_TEST(t_rekey_dirs)
 END_TEST
 
 /*
+ * A step that runs out of space half-way is undone whole: the blocks it had
+ * already freed are the file's again, and are not zeroed when the next
+ * transaction commits (an undone operation takes its entries off the wipe
+ * list, meta.c); the file reads back, after a remount too. The datastore
+ * is filled to its reserve and one block: each block the step copies takes
+ * a free block and frees one that stays out of use until the commit
+ * (pending), so the copy of the seventh of the file's eight blocks finds
+ * none.
+ */
+START_TEST(t_rekey_enospc)
+{
+	struct model m = m_new(8u << 20);
+	struct vmfs_info in;
+	struct vmfs_rekey_progress pr;
+	uint64_t ino, fill, off = 0;
+	struct vmfs *fs;
+
+	mk_key(256ull << 20, 0, rekey_key());
+	fs = op_key();
+	ino = create(fs, vmfs_root_ino(fs), "file");
+	m_write(fs, ino, &m, 0, 8u << 20, 3); /* eight blocks of 1 MiB */
+	fill = create(fs, vmfs_root_ino(fs), "fill");
+	for (uint64_t step = 64u << 20; step >= (1u << 20); step /= 2)
+		while (vmfs_fallocate(fs, fill, 0, off, step) == 0)
+			off += step;
+	ck_assert_int_eq(vmfs_fallocate(fs, fill, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 1u << 20), 0);
+	ck_assert_int_eq(vmfs_sync(fs), 0);
+	ck_assert_int_eq(vmfs_get_info(fs, &in), 0);
+	ck_assert_uint_lt(in.free_blocks, 8); /* fewer than the file's blocks */
+	ck_assert_int_eq(vmfs_rekey_step(fs, ino, 8u << 20, &pr), -ENOSPC);
+	ck_assert_int_eq(vmfs_rekey_state(fs, ino, &pr), 0);
+	ck_assert(pr.finished); /* not even begun */
+	create(fs, vmfs_root_ino(fs), "after"); /* a transaction that commits */
+	ck_assert_int_eq(vmfs_sync(fs), 0);
+	m_check(fs, ino, &m, "the file after a step undone for want of space");
+	vmfs_close(fs);
+	fsck_clean();
+	fs = op_key();
+	m_check(fs, ino, &m, "the file after a remount");
+	vmfs_close(fs);
+	free(m.b);
+}
+END_TEST
+
+/*
  * rekey --all is a run that an interruption does not restart: a run stopped
  * half-way (the process gone: a new cursor) and started again skips the
  * files it renewed (their blocks stay where it put them) and renews the
- * rest; once finished, the next run renews every file again.
+ * rest; once finished, the next run renews every file again. A file the
+ * run renewed and then reverted to a snapshot from before it has the old
+ * key back, and its run number with it: the run renews it again.
  */
 START_TEST(t_rekey_resume_all)
 {
@@ -995,7 +1042,7 @@ START_TEST(t_rekey_resume_all)
 	struct snap_rekey_progress sp;
 	struct vmfs_rekey_progress pr;
 	struct vmfs_stat st;
-	uint64_t ino[NF], at[NF], run[NF];
+	uint64_t ino[NF], at[NF], run[NF], s1;
 	uint8_t raw[512];
 	size_t cursor = 0, done1 = 0;
 	struct vmfs *fs;
@@ -1009,6 +1056,7 @@ START_TEST(t_rekey_resume_all)
 		ino[i] = create(fs, i % 2 ? st.ino : vmfs_root_ino(fs), name);
 		m_write(fs, ino[i], &m, 0, 256u << 10, 1); /* the same bytes in each */
 	}
+	s1 = snap(fs, ino[1], "before");
 	/* the first run stops after a few of its files */
 	do
 		ck_assert_msg(snap_rekey(fs, "/", true, 64u << 20, &cursor, &sp, err, sizeof(err)) == 0, "%s", err);
@@ -1022,6 +1070,13 @@ START_TEST(t_rekey_resume_all)
 	}
 	ck_assert_uint_ge(done1, 1);
 	ck_assert_uint_lt(done1, NF);
+	/* /d/f1 (among the first the run takes) back to before the run: the old key, and run 0 */
+	ck_assert_uint_eq(run[1], 1);
+	ck_assert_int_eq(vmfs_snap_revert(fs, &ino[1], &s1, 1), 0);
+	ck_assert_int_eq(vmfs_rekey_state(fs, ino[1], &pr), 0);
+	ck_assert_uint_eq(pr.run, 0);
+	run[1] = 0;
+	at[1] = raw_at(fs, ino[1], 0, raw, sizeof(raw));
 	vmfs_close(fs);
 
 	/* started again (a new process): the run goes on where it stopped */
@@ -1305,6 +1360,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, t_rekey_links);
 	tcase_add_test(tc, t_rekey_dirs);
 	tcase_add_test(tc, t_rekey_resume_all);
+	tcase_add_test(tc, t_rekey_enospc);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -14,12 +14,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/base.h"
 #include "base/cli.h"
 #include "vmfs/vmfs.h"
 #include "vmm/cmd.h"
 #include "vmm/config.h"
 #include "vmm/ctl.h"
 #include "vmm/devices/devices.h"
+#include "vmm/devices/virtio.h"
+#include "vmm/irq.h"
 #include "vmm/kvm.h"
 #include "vmm/store.h"
 #include "vmm/x86/x86.h"
@@ -89,9 +92,52 @@ out:
 	return ret ? 1 : 0;
 }
 
+/* The phases --timings reports, each ending at t[phase] (t[0]: the start). */
+enum { PH_START, PH_PREFLIGHT, PH_JOIN, PH_LOCKS, PH_SETUP, PH_RUN, PHASES };
+
+/*
+ * One line on stderr: how long each phase took (ms), when the guest's first
+ * disk request came (from the start), and each disk's I/O path.
+ */
+static void print_timings(const uint64_t *t, struct vmm_blk **blk, unsigned nblk, struct vmm_vm *vm)
+{
+	static const char *const name[PHASES] = { "", "preflight", "join", "locks", "setup", "run" };
+	uint64_t first = 0;
+	unsigned i;
+
+	fprintf(stderr, "vmm: timings {\"ms\":{");
+	for (i = 1; i < PHASES; i++)
+		fprintf(stderr, "%s\"%s\":%.1f", i > 1 ? "," : "", name[i], (double)(t[i] - t[i - 1]) / 1e6);
+	for (i = 0; i < nblk; i++) {
+		struct vmm_blk_stats st;
+
+		vmm_blk_get_stats(blk[i], &st);
+		if (st.first_io_ns && (!first || st.first_io_ns < first))
+			first = st.first_io_ns;
+	}
+	fprintf(stderr, ",\"first_disk_request\":%.1f},\"eventfd\":%s,\"disks\":[",
+		first ? (double)(first - t[0]) / 1e6 : -1.0,
+		(vm->caps & (VMM_CAP_IOEVENTFD | VMM_CAP_IRQFD)) == (VMM_CAP_IOEVENTFD | VMM_CAP_IRQFD) ? "true" : "false");
+	for (i = 0; i < nblk; i++) {
+		struct vmm_blk_stats st;
+
+		vmm_blk_get_stats(blk[i], &st);
+		fprintf(stderr, "%s{\"queues\":%llu,\"requests\":%llu,\"max_inflight\":%llu,\"exit_notifies\":%llu,"
+			"\"irqfd_irqs\":%llu,\"ioctl_irqs\":%llu}", i ? "," : "", (unsigned long long)st.queues,
+			(unsigned long long)(st.reads + st.writes), (unsigned long long)st.max_inflight,
+			(unsigned long long)st.exit_notifies, (unsigned long long)st.irqfd_irqs,
+			(unsigned long long)st.ioctl_irqs);
+	}
+	fprintf(stderr, "]}\n");
+}
+
 int vmm_cmd_run(int argc, char **argv)
 {
-	static const struct option lo[] = { { "ctl", required_argument, NULL, 'c' }, { NULL, 0, NULL, 0 } };
+	static const struct option lo[] = { { "ctl", required_argument, NULL, 'c' },
+					    { "timings", no_argument, NULL, 't' },
+					    { NULL, 0, NULL, 0 } };
+	uint64_t ph[PHASES] = { base_mono_ns() };
+	bool timings = false;
 	const char *ctl_path = NULL;
 	struct vmm_ctl *ctl = NULL;
 	void *kernel = NULL, *initrd = NULL;
@@ -109,6 +155,10 @@ int vmm_cmd_run(int argc, char **argv)
 	int ret, rc = 1, opt;
 
 	while ((opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		if (opt == 't') {
+			timings = true;
+			continue;
+		}
 		if (opt != 'c') {
 			vmm_usage(stderr);
 			return 2;
@@ -132,8 +182,10 @@ int vmm_cmd_run(int argc, char **argv)
 	}
 	if (run_preflight(argv[1], path, &c, &kernel, &klen, &initrd, &ilen))
 		goto out;
+	ph[PH_PREFLIGHT] = base_mono_ns();
 	if (vmm_cmd_open_store(argv[1], false, &fs))
 		goto out;
+	ph[PH_JOIN] = base_mono_ns();
 	ret = vmfs_resolve(fs, path, &dir);
 	if (ret) {
 		tool_err("%s: %s", path, strerror(-ret));
@@ -161,6 +213,7 @@ int vmm_cmd_run(int argc, char **argv)
 		}
 		locked++;
 	}
+	ph[PH_LOCKS] = base_mono_ns();
 	ret = vmm_vm_init(&vm, c.mem_mib, c.cpus, err, sizeof(err));
 	if (ret) {
 		tool_err("%s", err);
@@ -213,7 +266,11 @@ int vmm_cmd_run(int argc, char **argv)
 			goto out;
 		}
 	}
+	ph[PH_SETUP] = base_mono_ns();
 	ret = vmm_vm_run(&vm, err, sizeof(err));
+	ph[PH_RUN] = base_mono_ns();
+	if (timings)
+		print_timings(ph, blk, nblk, &vm);
 	if (ret) {
 		tool_err("%s: %s", c.name, err);
 		goto out;
@@ -228,6 +285,10 @@ out:
 	for (i = 0; vm_up && !vm.aps_started && i < nblk; i++)
 		vmm_blk_free(blk[i]);
 	if (vm_up && !vm.aps_started) {
+		if (rng)
+			vmm_virtio_release(rng);
+		if (balloon)
+			vmm_virtio_release(balloon);
 		free(rng);
 		free(balloon);
 	}

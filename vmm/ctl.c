@@ -83,11 +83,15 @@ static void status(struct vmm_ctl *c, struct reply *r)
 
 		vmm_blk_get_stats(t->blk[i], &st);
 		add(r, "%s{\"file\":\"%s\",\"readonly\":%s,\"bytes_per_s\":%llu,\"ops_per_s\":%llu,"
-		       "\"reads\":%llu,\"writes\":%llu,\"read_bytes\":%llu,\"written_bytes\":%llu,\"throttled\":%llu}",
+		       "\"reads\":%llu,\"writes\":%llu,\"read_bytes\":%llu,\"written_bytes\":%llu,\"throttled\":%llu,"
+		       "\"queues\":%llu,\"max_inflight\":%llu,\"exit_notifies\":%llu,\"irqfd_irqs\":%llu,\"ioctl_irqs\":%llu}",
 		    i ? "," : "", t->conf->disks[i].file, t->conf->disks[i].readonly ? "true" : "false",
 		    (unsigned long long)st.bytes_per_s, (unsigned long long)st.ops_per_s,
 		    (unsigned long long)st.reads, (unsigned long long)st.writes, (unsigned long long)st.read_bytes,
-		    (unsigned long long)st.written_bytes, (unsigned long long)st.throttled);
+		    (unsigned long long)st.written_bytes, (unsigned long long)st.throttled,
+		    (unsigned long long)st.queues, (unsigned long long)st.max_inflight,
+		    (unsigned long long)st.exit_notifies, (unsigned long long)st.irqfd_irqs,
+		    (unsigned long long)st.ioctl_irqs);
 	}
 	add(r, "]}");
 }

@@ -26,6 +26,7 @@
 #include "vmm/devices/acpi_pm.h"
 #include "vmm/devices/devices.h"
 #include "vmm/devices/pci.h"
+#include "vmm/irq.h"
 #include "vmm/kvm.h"
 
 #define PORT_COM1 0x3f8
@@ -158,6 +159,11 @@ int vmm_vm_init(struct vmm_vm *vm, uint64_t mem_mib, unsigned ncpus, char *err, 
 		snprintf(err, errlen, "setting up the VM: %s", strerror(errno));
 		goto err_release;
 	}
+	ret = vmm_irq_probe(vm);
+	if (ret) {
+		snprintf(err, errlen, "interrupt routing: %s", strerror(-ret));
+		goto err_release;
+	}
 	mmap_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
 	if (mmap_size < (int)sizeof(struct kvm_run)) {
 		ret = -EINVAL;
@@ -226,6 +232,7 @@ void vmm_vm_release(struct vmm_vm *vm)
 		vm->run[i] = NULL;
 		vm->cpu_fd[i] = -1;
 	}
+	vmm_irq_release(vm);
 	if (vm->mem)
 		munmap(vm->mem, vm->mem_size);
 	vm->mem = NULL;

@@ -18,6 +18,7 @@
 #include "vmm/devices/pci.h"
 
 struct kvm_run;
+struct vmm_irq;
 struct vmm_rtc;
 struct vmm_serial;
 
@@ -33,6 +34,8 @@ struct vmm_vm {
 	struct vmm_rtc *rtc;
 	struct vmm_pci pci;
 	struct vmm_pm pm;
+	unsigned caps;            /* VMM_CAP_* (vmm/irq.h): what KVM does for the devices */
+	struct vmm_irq *irq;      /* the GSI routing table, when VMM_CAP_IRQFD */
 	int exit_code;            /* set when the guest powers off or fails */
 	bool done;
 	bool aps_started;         /* AP threads exist (vmm_vm_run joins them before it returns) */

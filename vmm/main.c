@@ -20,7 +20,7 @@ static const struct vmm_cmd cmds[] = {
 	  "                  --mem MiB --cpus N (--disk SIZE | --disk-from FILE)...",
 	  vmm_cmd_create },
 	{ "list", "DEVICE", vmm_cmd_list },
-	{ "run", "DEVICE /PATH/NAME [--ctl SOCKET]   (default: vm.conf's ctl=)", vmm_cmd_run },
+	{ "run", "DEVICE /PATH/NAME [--ctl SOCKET] [--timings]   (ctl default: vm.conf's ctl=)", vmm_cmd_run },
 	{ "ctl",
 	  "SOCKET (status | pause | resume | stop | balloon PAGES |\n"
 	  "                       rate DISK BYTES_PER_S OPS_PER_S | snapshot NAME | rekey | revert NAME)",

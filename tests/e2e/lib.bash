@@ -225,3 +225,43 @@ expect_one_line_failure() {
 	[ "$lines" -eq 1 ] || { cat "$T/stderr" >&2; fail "$*: $lines lines on stderr, want 1"; }
 	LAST_RC=$rc
 }
+
+# The mq guest (tests/guests/mq.c): every virtio-blk queue at once.
+# mq_check FILE MODE NQ: its run's output in FILE (lines may carry a prefix)
+# finished ("mq ok") with NQ queues, and vmm run --timings shows the I/O path
+# MODE names: "eventfd" (doorbells through KVM's ioeventfd: no MMIO exit for
+# any) or "exits" (VMM_NO_EVENTFD=1: every doorbell an MMIO exit). Both keep
+# several requests in flight at once (the reads, on an O_DIRECT datastore).
+mq_check() {
+	local f=$1 mode=$2 nq=$3 t n
+	grep -q 'mq ok$' "$f" || fail "the mq guest ($mode) did not finish: $(grep -m1 -E 'FAIL|vmm:' "$f")"
+	grep -q "mq: num_queues $nq, notify multiplier 4\$" "$f" || fail "the mq guest ($mode) did not find $nq queues"
+	t=$(grep -o 'vmm: timings {.*' "$f") || fail "vmm run --timings printed no timings ($mode)"
+	echo "mq $mode: $t"
+	[[ $t == *"\"queues\":$nq,"* ]] || fail "the disk has not $nq queues ($mode)"
+	n=$(sed 's/.*"max_inflight":\([0-9]*\).*/\1/' <<<"$t")
+	[ "$n" -ge 2 ] || fail "at most $n request in flight on a queue ($mode)"
+	case $mode in
+	eventfd) [[ $t == *'"eventfd":true'* && $t == *'"exit_notifies":0,'* ]] ||
+		fail "with eventfds the doorbells still came as MMIO exits" ;;
+	exits) [[ $t == *'"eventfd":false'* && $t != *'"exit_notifies":0,'* ]] ||
+		fail "with VMM_NO_EVENTFD=1 the doorbells did not come as MMIO exits" ;;
+	esac
+}
+
+# mq_check_data IMAGE NQ: the bytes the mq guest wrote, read back from IMAGE
+# (its disk, through a vmfs mount): request i of queue q at 4 KiB (q 32 + i).
+mq_check_data() {
+	python3 - "$1" "$2" <<'PY' || fail "the mq guest's writes are not in its disk image"
+import sys
+img, nq = sys.argv[1], int(sys.argv[2])
+with open(img, 'rb') as f:
+    for q in range(nq):
+        for i in range(32):
+            f.seek(4096 * (q * 32 + i))
+            got = f.read(4096)
+            want = bytes((q * 61 + i * 7 + j * 13 + 1) & 0xff for j in range(4096))
+            if got != want:
+                sys.exit(f"queue {q} request {i} differs")
+PY
+}

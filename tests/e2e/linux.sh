@@ -159,8 +159,14 @@ vm_report() {
 # each phase: once it has written its file (and vmm holds the disk lock) a
 # second start must be refused naming the first; then the balloon is inflated
 # by 8192 pages (32 MiB); then disk 0 is limited to 2 MiB/s.
+# Beside it, two runs of the mq guest (tests/guests/mq.c), every virtio-blk
+# queue at once: with KVM's eventfds, and without them (every doorbell an
+# MMIO exit). They join the cluster while vmm run of /vms/linux does (each
+# join waits about 17 s at these timings: together, they cost no more).
+/bin/vmm run /dev/vda /vms/mq --timings </dev/null >/mq-eventfd.out 2>&1 &
+VMM_NO_EVENTFD=1 /bin/vmm run /dev/vda /vms/mq2 --timings </dev/null >/mq-exits.out 2>&1 &
 mkfifo /in
-sh -c '/bin/vmm run /dev/vda /vms/linux --ctl /ctl </in 2>&1 & echo "outer: vmm pid $!"; wait $!; echo "outer: vmm exit $? at $(cut -d" " -f1 /proc/uptime) s"' | tee /vmm.out &
+sh -c '/bin/vmm run /dev/vda /vms/linux --ctl /ctl --timings </in 2>&1 & echo "outer: vmm pid $!"; wait $!; echo "outer: vmm exit $? at $(cut -d" " -f1 /proc/uptime) s"' | tee /vmm.out &
 exec 3>/in
 # waitfor LINE: a bounded poll (300 s) of vmm's output
 waitfor() {
@@ -195,6 +201,8 @@ waitfor "inner: waiting for the rate limit"
 /bin/vmm ctl /ctl rate 0 2097152 0 >/dev/null || echo "outer: vmm ctl rate failed"
 echo go >&3
 wait
+sed 's/^/outer: mq eventfd: /' /mq-eventfd.out
+sed 's/^/outer: mq exits: /' /mq-exits.out
 echo "outer: done at $(cut -d" " -f1 /proc/uptime) s"
 poweroff -f
 EOF
@@ -221,6 +229,10 @@ vmfs_mkfs "$D" 1G -T 1000,60000,40000,15000
 CMDLINE="console=ttyS0 quiet nokaslr initcall_blacklist=i8042_init no_timer_check pci=nomsi panic=-1 tsc_early_khz=$KHZ ${LINUX_INNER_EXTRA:-}"
 "$VMM" create "$D" /vms/linux --kernel "$KIT/vmlinuz" --initrd "$T/inner.cpio" \
 	--cmdline "$CMDLINE" --mem 128 --cpus 2 --disk-from "$T/ext4.img"
+
+for vm in mq mq2; do
+	"$VMM" create "$D" /vms/$vm --kernel "$VMFS_BIN/../tests/guests/mq.bzImage" --cmdline "cpus=2" --mem 32 --cpus 2 --disk 1M
+done
 
 log "outer QEMU (TCG, -cpu max), at most $QEMU_TIMEOUT s"
 outer_qemu "$QEMU_TIMEOUT" "$T/outer.cpio" 512 nokaslr -drive "file=$D,format=raw,if=virtio,cache=writeback"
@@ -268,10 +280,22 @@ grep -Eq '^outer: sample: [1-9][0-9]* exits, [0-9]+ interrupts accepted$' "$T/co
 grep -Eq '^outer: sample: thread vmm .*kvm_(vcpu_block|arch_vcpu_ioctl_run)' "$T/console" || fail "the sample report shows no vCPU thread in KVM"
 grep -Eq '^outer: sample: [0-9]+ exits vcpu [0-9]+ [a-z0-9_]+ rip ffffffff8[0-9a-f]+ [A-Za-z0-9_.]+\+0x[0-9a-f]+$' "$T/console" ||
 	fail "the sample report named no guest RIP"
-! grep -q '^vmm: ' "$T/console" || fail "vmm run failed inside the outer VM"
+! grep -v '^vmm: timings ' "$T/console" | grep -q '^vmm: ' || fail "vmm run failed inside the outer VM"
+# the Linux guest's disk: a queue per vCPU, doorbells through ioeventfd
+t=$(grep -o '^vmm: timings {.*' "$T/console") || fail "vmm run --timings printed nothing"
+[[ $t == *'"eventfd":true'* && $t == *'"queues":2,'* && $t == *'"exit_notifies":0,'* ]] ||
+	fail "the Linux guest's disk did not run 2 queues on eventfd doorbells: $t"
+echo "Linux guest: $t"
+# the mq guest, run before the Linux guest in the same outer VM
+sed -n 's/^outer: mq eventfd: //p' "$T/console" >"$T/mq-eventfd"
+sed -n 's/^outer: mq exits: //p' "$T/console" >"$T/mq-exits"
+mq_check "$T/mq-eventfd" eventfd 2
+mq_check "$T/mq-exits" exits 2
 
 log "the guest's file, read out of the ext4 image through libvmfs (vmfs-mount + debugfs)"
 vmfs_mount "$D" "$T/m" -o ro
+mq_check_data "$T/m/vms/mq/disk0.img" 2
+mq_check_data "$T/m/vms/mq2/disk0.img" 2
 debugfs -R "cat /from-guest.txt" "$T/m/vms/linux/disk0.img" >"$T/got" 2>/dev/null
 printf '%s\n%s\n' "$TOKEN" "$KVER" | cmp - "$T/got" || { cat "$T/got"; fail "from-guest.txt is not what the guest should have written"; }
 e2fsck -fn "$T/m/vms/linux/disk0.img" >"$T/fsck" 2>&1 || { cat "$T/fsck"; fail "the ext4 image is not clean after the guest's unmount"; }

@@ -77,6 +77,16 @@ run_guest() {
 	cat "$T/out" "$T/err"
 	[ "$rc" -eq 0 ] && [ "$(cat "$T/out")" = "$1 ok" ] || fail "the $1 guest failed (exit $rc)"
 }
+log "virtio-blk multiqueue: the mq guest keeps 32 requests in flight on each of 2 queues, with and without eventfds"
+"$VMM" create "$D" /vms/mq --kernel "$VMFS_BIN/../tests/guests/mq.bzImage" --cmdline "cpus=2" --mem 32 --cpus 2 --disk 1M
+timeout 60 "$VMM" run "$D" /vms/mq --timings >"$T/mq-eventfd" 2>&1 || { cat "$T/mq-eventfd"; fail "vmm run of the mq guest failed"; }
+VMM_NO_EVENTFD=1 timeout 60 "$VMM" run "$D" /vms/mq --timings >"$T/mq-exits" 2>&1 || { cat "$T/mq-exits"; fail "vmm run of the mq guest failed (VMM_NO_EVENTFD=1)"; }
+mq_check "$T/mq-eventfd" eventfd 2
+mq_check "$T/mq-exits" exits 2
+vmfs_mount "$D" "$T/m" -o ro
+mq_check_data "$T/m/vms/mq/disk0.img" 2
+vmfs_umount "$T/m" "$D"
+
 log "virtio-rng: the rng guest draws twice from it"
 run_guest rng
 log "virtio-balloon: an inflated page goes back to the host and reads as zeros"

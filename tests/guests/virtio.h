@@ -5,7 +5,8 @@
  * through ports 0xCF8/0xCFC, walks its virtio capabilities, negotiates
  * VIRTIO_F_VERSION_1 plus what the guest asks for, and submits one chain at a
  * time, spinning on the used ring (vmm completes requests inside the notify
- * exit). Include it from exactly one file per guest.
+ * exit). virtio_find alone is the discovery and negotiation, for a guest
+ * with rings of its own (mq.c). Include it from exactly one file per guest.
  */
 #ifndef TESTS_GUESTS_VIRTIO_H
 #define TESTS_GUESTS_VIRTIO_H
@@ -20,6 +21,7 @@ static struct { uint16_t flags, idx, ring[QSZ]; } avail __attribute__((aligned(4
 static volatile struct { uint16_t flags, idx; struct { uint32_t id, len; } ring[QSZ]; } used __attribute__((aligned(4096)));
 static volatile uint8_t *common, *notify, *devcfg, *isr;
 static unsigned virtio_slot;	/* the device's PCI slot, once found */
+static uint32_t notify_mult;	/* the notify capability's notify_off_multiplier */
 
 #define W8(p, o, v) (*(volatile uint8_t *)((p) + (o)) = (v))
 #define W16(p, o, v) (*(volatile uint16_t *)((p) + (o)) = (v))
@@ -73,8 +75,12 @@ static __attribute__((unused)) unsigned blk_desc(uint32_t type, uint64_t sector,
 	return n;
 }
 
-/* Finds device 0x1040 + type, brings it to DRIVER_OK with queue 0 set up; features are bits 0..31 to accept. */
-static void virtio_setup(unsigned type, uint32_t features)
+/*
+ * Finds device 0x1040 + type, enables its BAR and bus mastering, and maps its
+ * common, notify, ISR and device configuration; then resets it and
+ * negotiates VIRTIO_F_VERSION_1 and features (bits 0..31) up to FEATURES_OK.
+ */
+static void virtio_find(unsigned type, uint32_t features)
 {
 	unsigned slot, cap;
 	uint32_t bar;
@@ -95,7 +101,7 @@ static void virtio_setup(unsigned type, uint32_t features)
 			continue;
 		switch ((head >> 24) & 0xff) {
 		case 1: common = p; break;
-		case 2: notify = p; break;	/* notify_off_multiplier is 0 here; queue 0 anyway */
+		case 2: notify = p; notify_mult = cfg_read(slot, cap + 16); break;
 		case 3: isr = p; break;
 		case 4: devcfg = p; break;
 		}
@@ -119,6 +125,12 @@ static void virtio_setup(unsigned type, uint32_t features)
 	W8(common, 0x14, 11);			/* FEATURES_OK */
 	if (!(R8(common, 0x14) & 8))
 		fail("FEATURES_OK not kept");
+}
+
+/* virtio_find, then queue 0 (its doorbell is at notify + 0) and DRIVER_OK. */
+static __attribute__((unused)) void virtio_setup(unsigned type, uint32_t features)
+{
+	virtio_find(type, features);
 	W16(common, 0x16, 0);
 	if (R16(common, 0x18) < QSZ)
 		fail("queue 0 too small");

@@ -36,8 +36,9 @@ void vmm_rtc_io(struct vmm_rtc *r, unsigned off, bool write, uint8_t *data);
 
 /*
  * A virtio-blk device on file ino of fs (borrowed), size bytes, read-only or
- * not. Requests run on an I/O thread of its own, which waits (not spins) while
- * the disk's rate limit lacks tokens; the vCPU's notify only wakes it.
+ * not, with one queue per vCPU. Each queue's requests run on an I/O thread of
+ * its own, many in flight, which waits (not spins) while the disk's rate
+ * limit lacks tokens; the guest's doorbell only wakes it.
  */
 struct vmm_blk;
 int vmm_blk_new(struct vmm_vm *vm, struct vmm_pci *bus, struct vmfs *fs, uint64_t ino, uint64_t size,
@@ -47,6 +48,9 @@ void vmm_blk_free(struct vmm_blk *b);
 struct vmm_blk_stats {
 	uint64_t bytes_per_s, ops_per_s;      /* the limits, 0: none */
 	uint64_t reads, writes, read_bytes, written_bytes, throttled;
+	/* The I/O path: queues, the most requests one queue had in flight, doorbells that were MMIO exits, interrupts by irqfd and by ioctl. */
+	uint64_t queues, max_inflight, exit_notifies, irqfd_irqs, ioctl_irqs;
+	uint64_t first_io_ns;                 /* base_mono_ns() of the guest's first request, 0: none yet */
 };
 /* Sets the disk's limits (0: unlimited); any thread. */
 void vmm_blk_set_limit(struct vmm_blk *b, uint64_t bytes_per_s, uint64_t ops_per_s);

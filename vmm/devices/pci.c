@@ -80,8 +80,15 @@ static bool addressed(struct vmm_pci *bus, struct vmm_pci_dev **d)
 	return true;
 }
 
+bool vmm_pci_decodes(const struct vmm_pci_dev *d)
+{
+	return d->cfg[PCI_COMMAND] & PCI_COMMAND_MEMORY;
+}
+
 static void cfg_write(struct vmm_pci_dev *d, unsigned off, const uint8_t *data, unsigned size)
 {
+	uint32_t was = d->bar_addr;
+	bool decodes = vmm_pci_decodes(d);
 	unsigned i;
 
 	for (i = 0; i < size; i++) {
@@ -105,6 +112,8 @@ static void cfg_write(struct vmm_pci_dev *d, unsigned off, const uint8_t *data, 
 		memcpy(&v, bar, 4);
 		d->bar_addr = v & ~(uint32_t)(VMM_PCI_BAR_SIZE - 1);
 	}
+	if (d->decode_changed && (was != d->bar_addr || decodes != vmm_pci_decodes(d)))
+		d->decode_changed(d);
 }
 
 void vmm_pci_io(struct vmm_pci *bus, uint16_t port, bool write, uint8_t *data, unsigned size)

@@ -28,6 +28,8 @@ struct vmm_pci_dev {
 	void (*mmio)(struct vmm_pci_dev *d, uint64_t off, bool write, uint8_t *data, unsigned len);
 	/* A configuration write of size bytes at off >= 0x40 (the capabilities); NULL: read-only. */
 	void (*cfg_write)(struct vmm_pci_dev *d, unsigned off, const uint8_t *data, unsigned size);
+	/* BAR0 moved, or memory decoding turned on or off (PCI_COMMAND); NULL: nothing to do. */
+	void (*decode_changed)(struct vmm_pci_dev *d);
 	void *priv;
 };
 
@@ -56,6 +58,8 @@ int vmm_pci_add(struct vmm_pci *bus, struct vmm_pci_dev *d);
 void vmm_pci_set_irq(struct vmm_pci *bus, struct vmm_pci_dev *d, bool level);
 /* Port 0xCF8 (4 bytes) and 0xCFC..0xCFF (1, 2 or 4 bytes). */
 void vmm_pci_io(struct vmm_pci *bus, uint16_t port, bool write, uint8_t *data, unsigned size);
+/* True when d decodes its BAR (PCI_COMMAND's memory bit). */
+bool vmm_pci_decodes(const struct vmm_pci_dev *d);
 /* An MMIO access: false when no enabled BAR holds it. */
 bool vmm_pci_mmio(struct vmm_pci *bus, uint64_t gpa, bool write, uint8_t *data, unsigned len);
 

@@ -21,7 +21,12 @@ struct vmm_virtq {
 	bool enabled;
 	uint64_t desc, driver, device;
 	uint16_t last_avail;
+	int kick_fd;              /* the device's eventfd for this queue's doorbell, or -1 (vmm_virtio_set_kick) */
+	uint64_t doorbell;        /* the guest address KVM signals kick_fd for, 0: none bound */
 };
+
+/* Queues a device may have: virtio-blk has one per vCPU. */
+#define VMM_VIRTIO_MAX_QUEUES 32
 
 struct vmm_virtio;
 struct vmm_virtio_ops {
@@ -41,9 +46,16 @@ struct vmm_virtio {
 	uint8_t isr;              /* bit 0: a used ring changed, bit 1: configuration changed */
 	/* MSI-X: vector 0..nqueues (the table's size) or 0xffff (none) for the configuration and each queue. */
 	unsigned msix_cap;        /* offset of the capability in pci.cfg */
-	uint16_t config_vec, queue_vec[2];
-	struct { uint32_t addr_lo, addr_hi, data, ctrl; } msix[3];
-	uint8_t msix_pending;     /* the PBA: bit n for vector n */
+	uint16_t config_vec, queue_vec[VMM_VIRTIO_MAX_QUEUES];
+	struct {
+		uint32_t addr_lo, addr_hi, data, ctrl;
+		int irqfd, gsi;   /* the vector's irqfd and its GSI (-1: none yet), with VMM_CAP_IRQFD */
+		bool stale;       /* the guest rewrote the message since the route was set */
+	} msix[VMM_VIRTIO_MAX_QUEUES + 1];
+	uint64_t msix_pending;    /* the PBA: bit n for vector n */
+	/* How the guest and the device signalled each other (vmm run --timings): */
+	uint64_t exit_notifies;   /* doorbell writes that came as MMIO exits */
+	uint64_t irqfd_irqs, ioctl_irqs, intx_irqs;
 	uint64_t resets;          /* counts device resets: work begun before one is dropped */
 	const struct vmm_virtio_ops *ops;
 	uint64_t features;        /* offered */
@@ -52,13 +64,24 @@ struct vmm_virtio {
 	uint8_t status;
 	uint16_t qselect;
 	unsigned nqueues;
-	struct vmm_virtq q[2];
+	struct vmm_virtq q[VMM_VIRTIO_MAX_QUEUES];
 	void *priv;
 };
 
 /* Sets up v as a modern virtio-pci device of type (2: block) and adds it to bus. */
 int vmm_virtio_init(struct vmm_virtio *v, struct vmm_vm *vm, struct vmm_pci *bus, unsigned type,
 		    unsigned nqueues, uint64_t features, const struct vmm_virtio_ops *ops);
+
+/*
+ * Gives queue q an eventfd (the device's; -1: none) for its doorbell: while
+ * the driver runs (DRIVER_OK) and the kernel has ioeventfd, a guest write to
+ * the queue's doorbell signals fd in the kernel, with no exit to vmm; else
+ * ops->notify runs on the vCPU's exit as before. Before vmm_pci_add's BAR
+ * decoding starts, i.e. right after vmm_virtio_init.
+ */
+void vmm_virtio_set_kick(struct vmm_virtio *v, unsigned q, int fd);
+/* Releases what vmm_virtio_init set up beside the struct (irqfds, doorbells). */
+void vmm_virtio_release(struct vmm_virtio *v);
 
 /* Allocates and sets up a virtio-pci device without feature bits of its own; *out is freed with free(). */
 int vmm_virtio_new(struct vmm_vm *vm, struct vmm_pci *bus, unsigned type, unsigned nqueues,
@@ -78,6 +101,18 @@ struct vmm_virtio_buf {
 int vmm_virtq_pop(struct vmm_virtio *v, unsigned q, struct vmm_virtio_buf *bufs, unsigned *nbufs, uint16_t *head);
 /* Returns chain head to the used ring with written bytes and interrupts the guest (ISR bit 0, INTA#). */
 void vmm_virtq_push(struct vmm_virtio *v, unsigned q, uint16_t head, uint32_t written);
+/* The same without the interrupt, for a batch: vmm_virtq_notify once after it. */
+void vmm_virtq_put(struct vmm_virtio *v, unsigned q, uint16_t head, uint32_t written);
+/* Interrupts the driver for queue q unless it asked for none (VIRTQ_AVAIL_F_NO_INTERRUPT). */
+void vmm_virtq_notify(struct vmm_virtio *v, unsigned q);
+/*
+ * While the device drains queue q it asks the driver not to notify
+ * (VIRTQ_USED_F_NO_NOTIFY); before it sleeps it asks again and looks once
+ * more: vmm_virtq_quiet returns true when the ring is empty with
+ * notifications on, false when new chains came meanwhile.
+ */
+void vmm_virtq_busy(struct vmm_virtio *v, unsigned q);
+bool vmm_virtq_quiet(struct vmm_virtio *v, unsigned q);
 /*
  * Interrupts the driver for queue q, or for a configuration change when q is
  * -1: through q's MSI-X vector when MSI-X is enabled (pending while masked,

@@ -16,10 +16,13 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "base/base.h"
 #include "vmm/devices/pci.h"
 #include "vmm/devices/virtio.h"
+#include "vmm/irq.h"
 #include "vmm/kvm.h"
 
 #define CAP_COMMON 1
@@ -32,6 +35,7 @@
 #define OFF_NOTIFY 0x3000
 #define OFF_MSIX_TABLE 0x1800
 #define OFF_MSIX_PBA 0x1c00
+#define NOTIFY_MULT 4		/* queue q's doorbell at OFF_NOTIFY + 4 q */
 #define NO_VECTOR 0xffff
 #define MSIX_CTRL_ENABLE 0x80	/* in the high byte of Message Control */
 #define MSIX_CTRL_MASKALL 0x40
@@ -57,7 +61,7 @@ static void add_cap(uint8_t *cfg, unsigned *at, uint8_t type, uint32_t off, uint
 	put32(c + 8, off);
 	put32(c + 12, len);
 	if (notify)
-		put32(c + 16, 0);	/* notify_off_multiplier */
+		put32(c + 16, NOTIFY_MULT);	/* notify_off_multiplier */
 	*at += n;
 }
 
@@ -80,11 +84,34 @@ static uint64_t common_get(struct vmm_virtio *v, unsigned off, unsigned *w)
 	case 0x18: *w = 2; return q ? q->size : 0;
 	case 0x1a: *w = 2; return q ? v->queue_vec[v->qselect] : NO_VECTOR;
 	case 0x1c: *w = 2; return q ? q->enabled : 0;
-	case 0x1e: *w = 2; return 0;
+	case 0x1e: *w = 2; return v->qselect;	/* queue_notify_off */
 	case 0x20: *w = 8; return q ? q->desc : 0;
 	case 0x28: *w = 8; return q ? q->driver : 0;
 	case 0x30: *w = 8; return q ? q->device : 0;
 	default: *w = 0; return 0;
+	}
+}
+
+/*
+ * Binds each enabled queue's kick_fd to its doorbell while the driver runs
+ * and the BAR decodes, unbinds every bound one otherwise (a reset, a moved
+ * BAR). A queue whose binding fails keeps the exit path. Under v->lock.
+ */
+static void doorbells(struct vmm_virtio *v)
+{
+	bool on = (v->status & 4) && v->bus && vmm_pci_decodes(&v->pci);
+	unsigned i;
+
+	for (i = 0; i < v->nqueues; i++) {
+		struct vmm_virtq *q = &v->q[i];
+		uint64_t at = (uint64_t)v->pci.bar_addr + OFF_NOTIFY + NOTIFY_MULT * i;
+
+		if (q->doorbell && (!on || !q->enabled || q->doorbell != at)) {
+			vmm_ioeventfd(v->vm, q->doorbell, 2, q->kick_fd, false);
+			q->doorbell = 0;
+		}
+		if (on && q->enabled && q->kick_fd >= 0 && !q->doorbell && !vmm_ioeventfd(v->vm, at, 2, q->kick_fd, true))
+			q->doorbell = at;
 	}
 }
 
@@ -95,15 +122,20 @@ static void reset(struct vmm_virtio *v)
 	v->isr = 0;
 	v->resets++;
 	v->config_vec = NO_VECTOR;
-	v->queue_vec[0] = v->queue_vec[1] = NO_VECTOR;
+	for (i = 0; i < VMM_VIRTIO_MAX_QUEUES; i++)
+		v->queue_vec[i] = NO_VECTOR;
 	if (v->bus)
 		vmm_pci_set_irq(v->bus, &v->pci, false);
 	v->status = 0;
+	doorbells(v);
 	v->driver_features = 0;
 	v->dfselect = v->gfselect = 0;
 	v->qselect = 0;
-	for (i = 0; i < v->nqueues; i++)
-		v->q[i] = (struct vmm_virtq){ .size = QUEUE_MAX };
+	for (i = 0; i < v->nqueues; i++) {
+		int fd = v->q[i].kick_fd;
+
+		v->q[i] = (struct vmm_virtq){ .size = QUEUE_MAX, .kick_fd = fd };
+	}
 }
 
 static void common_set(struct vmm_virtio *v, unsigned off, uint64_t val, unsigned len)
@@ -128,10 +160,12 @@ static void common_set(struct vmm_virtio *v, unsigned off, uint64_t val, unsigne
 		}
 		return;
 	case 0x14:
-		if ((uint8_t)val == 0)
+		if ((uint8_t)val == 0) {
 			reset(v);
-		else
+		} else {
 			v->status = (uint8_t)val;
+			doorbells(v);
+		}
 		return;
 	case 0x16: v->qselect = (uint16_t)val; return;
 	case 0x18:
@@ -140,8 +174,10 @@ static void common_set(struct vmm_virtio *v, unsigned off, uint64_t val, unsigne
 			q->size = (val && val <= QUEUE_MAX && !(val & (val - 1))) ? (uint16_t)val : 0;
 		return;
 	case 0x1c:
-		if (q && val == 1)
+		if (q && val == 1) {
 			q->enabled = q->size != 0;
+			doorbells(v);
+		}
 		return;
 	case 0x20: case 0x24: addr = q ? &q->desc : NULL; break;
 	case 0x28: case 0x2c: addr = q ? &q->driver : NULL; break;
@@ -163,14 +199,49 @@ static bool msix_enabled(const struct vmm_virtio *v)
 	return v->pci.cfg[v->msix_cap + 3] & MSIX_CTRL_ENABLE;
 }
 
+/*
+ * Delivers vector n through its irqfd: the route is made on the first send
+ * and rewritten after the guest changed the message, so a send is one
+ * eventfd write. False when there is no irqfd (the caller uses the ioctl).
+ */
+static bool msix_irqfd(struct vmm_virtio *v, unsigned n)
+{
+	uint64_t addr = (uint64_t)v->msix[n].addr_hi << 32 | v->msix[n].addr_lo, one = 1;
+	int gsi;
+
+	if (!(v->vm->caps & VMM_CAP_IRQFD))
+		return false;
+	if (v->msix[n].gsi < 0) {
+		if (v->msix[n].irqfd < 0)
+			v->msix[n].irqfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (v->msix[n].irqfd < 0)
+			return false;
+		gsi = vmm_irq_msi_new(v->vm, v->msix[n].irqfd, addr, v->msix[n].data);
+		if (gsi < 0)
+			return false;
+		v->msix[n].gsi = gsi;
+		v->msix[n].stale = false;
+	} else if (v->msix[n].stale) {
+		if (vmm_irq_msi_set(v->vm, v->msix[n].gsi, addr, v->msix[n].data))
+			return false;
+		v->msix[n].stale = false;
+	}
+	return write(v->msix[n].irqfd, &one, sizeof(one)) == sizeof(one);
+}
+
 /* Sends vector n, or leaves it pending in the PBA while it or the function is masked. */
 static void msix_send(struct vmm_virtio *v, unsigned n)
 {
 	if ((v->msix[n].ctrl & MSIX_ENTRY_MASKED) || (v->pci.cfg[v->msix_cap + 3] & MSIX_CTRL_MASKALL)) {
-		v->msix_pending |= (uint8_t)(1u << n);
+		v->msix_pending |= 1ull << n;
 		return;
 	}
-	v->msix_pending &= (uint8_t)~(1u << n);
+	v->msix_pending &= ~(1ull << n);
+	if (msix_irqfd(v, n)) {
+		v->irqfd_irqs++;
+		return;
+	}
+	v->ioctl_irqs++;
 	vmm_vm_signal_msi(v->vm, (uint64_t)v->msix[n].addr_hi << 32 | v->msix[n].addr_lo, v->msix[n].data);
 }
 
@@ -180,7 +251,7 @@ static void msix_flush(struct vmm_virtio *v)
 	unsigned n;
 
 	for (n = 0; n < v->nqueues + 1u; n++)
-		if (v->msix_pending & (1u << n))
+		if (v->msix_pending & (1ull << n))
 			msix_send(v, n);
 }
 
@@ -195,6 +266,7 @@ void vmm_virtio_interrupt(struct vmm_virtio *v, int q)
 		return;
 	}
 	v->isr |= q < 0 ? 2 : 1;
+	v->intx_irqs++;
 	vmm_pci_set_irq(v->bus, &v->pci, true);
 }
 
@@ -207,8 +279,9 @@ static void msix_mmio(struct vmm_virtio *v, uint64_t off, bool write, uint8_t *d
 	if (off >= OFF_MSIX_PBA) {
 		if (!write) {
 			memset(data, 0, len);
-			if (off == OFF_MSIX_PBA)
-				data[0] = v->msix_pending;
+			if (off >= OFF_MSIX_PBA && off < OFF_MSIX_PBA + 8)
+				for (unsigned i = 0; i < len && off - OFF_MSIX_PBA + i < 8; i++)
+					data[i] = (uint8_t)(v->msix_pending >> (8 * (off - OFF_MSIX_PBA + i)));
 		}
 		return;
 	}
@@ -225,6 +298,8 @@ static void msix_mmio(struct vmm_virtio *v, uint64_t off, bool write, uint8_t *d
 	}
 	memcpy(&val, data, 4);
 	*field = le32_to_cpu(val);
+	if (f != 12)
+		v->msix[n].stale = true;
 	if (f == 12) {
 		v->msix[n].ctrl &= MSIX_ENTRY_MASKED;
 		msix_flush(v);
@@ -258,10 +333,13 @@ static void mmio_locked(struct vmm_virtio *v, uint64_t off, bool write, uint8_t 
 	unsigned w;
 
 	if (off >= OFF_NOTIFY && off < OFF_NOTIFY + 0x1000) {
-		if (write && len >= 2) {
-			uint16_t q = (uint16_t)(data[0] | data[1] << 8);
-			if (q < v->nqueues && v->q[q].enabled && (v->status & 4))	/* DRIVER_OK */
-				v->ops->notify(v, q);
+		/* The doorbell names the queue (the value written is its index too, spec 4.1.5.2). */
+		if (write && len >= 2 && (off - OFF_NOTIFY) % NOTIFY_MULT == 0) {
+			uint64_t q = (off - OFF_NOTIFY) / NOTIFY_MULT;
+			if (q < v->nqueues && v->q[q].enabled && (v->status & 4)) {	/* DRIVER_OK */
+				v->exit_notifies++;
+				v->ops->notify(v, (unsigned)q);
+			}
 		}
 		if (!write)
 			memset(data, 0, len);
@@ -310,6 +388,36 @@ static void mmio_locked(struct vmm_virtio *v, uint64_t off, bool write, uint8_t 
 	memcpy(data, &val, len < 8 ? len : 8);
 }
 
+static void decode_changed(struct vmm_pci_dev *d)
+{
+	struct vmm_virtio *v = d->priv;
+
+	pthread_mutex_lock(&v->lock);
+	doorbells(v);
+	pthread_mutex_unlock(&v->lock);
+}
+
+void vmm_virtio_set_kick(struct vmm_virtio *v, unsigned q, int fd)
+{
+	pthread_mutex_lock(&v->lock);
+	v->q[q].kick_fd = fd;
+	doorbells(v);
+	pthread_mutex_unlock(&v->lock);
+}
+
+void vmm_virtio_release(struct vmm_virtio *v)
+{
+	unsigned i;
+
+	pthread_mutex_lock(&v->lock);
+	v->status = 0;
+	doorbells(v);
+	pthread_mutex_unlock(&v->lock);
+	for (i = 0; i <= v->nqueues; i++)
+		if (v->msix[i].irqfd >= 0)
+			close(v->msix[i].irqfd);	/* closing it unbinds the irqfd */
+}
+
 static void mmio(struct vmm_pci_dev *d, uint64_t off, bool write, uint8_t *data, unsigned len)
 {
 	struct vmm_virtio *v = d->priv;
@@ -326,7 +434,7 @@ int vmm_virtio_init(struct vmm_virtio *v, struct vmm_vm *vm, struct vmm_pci *bus
 	unsigned at = 0x40, prev, i;
 	int ret;
 
-	if (nqueues > sizeof(v->q) / sizeof(v->q[0]))
+	if (nqueues > VMM_VIRTIO_MAX_QUEUES)
 		return -EINVAL;
 	v->vm = vm;
 	v->bus = NULL;		/* no line to lower before vmm_pci_add */
@@ -334,6 +442,8 @@ int vmm_virtio_init(struct vmm_virtio *v, struct vmm_vm *vm, struct vmm_pci *bus
 	v->ops = ops;
 	v->nqueues = nqueues;
 	v->features = features | (1ull << 32);	/* VIRTIO_F_VERSION_1 */
+	for (i = 0; i < nqueues; i++)
+		v->q[i].kick_fd = -1;
 	reset(v);
 	memset(cfg, 0, sizeof(v->pci.cfg));
 	put16(cfg + 0x00, 0x1af4);		/* vendor: Red Hat / virtio */
@@ -360,11 +470,14 @@ int vmm_virtio_init(struct vmm_virtio *v, struct vmm_vm *vm, struct vmm_pci *bus
 	put32(cfg + at + 4, OFF_MSIX_TABLE);	/* BIR 0 */
 	put32(cfg + at + 8, OFF_MSIX_PBA);
 	memset(v->msix, 0, sizeof(v->msix));
-	for (i = 0; i <= nqueues; i++)
+	for (i = 0; i <= nqueues; i++) {
 		v->msix[i].ctrl = MSIX_ENTRY_MASKED;	/* masked at reset, as PCI has it */
+		v->msix[i].irqfd = v->msix[i].gsi = -1;
+	}
 	v->msix_pending = 0;
 	v->pci.mmio = mmio;
 	v->pci.cfg_write = cfg_write;
+	v->pci.decode_changed = decode_changed;
 	v->pci.priv = v;
 	ret = vmm_pci_add(bus, &v->pci);
 	if (!ret)
@@ -435,7 +548,7 @@ int vmm_virtq_pop(struct vmm_virtio *v, unsigned qi, struct vmm_virtio_buf *bufs
 	return 1;
 }
 
-void vmm_virtq_push(struct vmm_virtio *v, unsigned qi, uint16_t head, uint32_t written)
+void vmm_virtq_put(struct vmm_virtio *v, unsigned qi, uint16_t head, uint32_t written)
 {
 	struct vmm_virtq *q = &v->q[qi];
 	uint8_t *used = vmm_gpa(v->vm, q->device, 4 + 8ull * q->size);
@@ -448,5 +561,46 @@ void vmm_virtq_push(struct vmm_virtio *v, unsigned qi, uint16_t head, uint32_t w
 	put32(used + 8 + 8 * (idx % q->size), written);
 	__atomic_thread_fence(__ATOMIC_RELEASE);
 	put16(used + 2, (uint16_t)(idx + 1));
+}
+
+void vmm_virtq_notify(struct vmm_virtio *v, unsigned qi)
+{
+	struct vmm_virtq *q = &v->q[qi];
+	uint8_t *avail = vmm_gpa(v->vm, q->driver, 4);
+
+	/* The used index must be visible before the flag is read (the driver re-enables, then re-checks). */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (avail && (avail[0] & 1))	/* VIRTQ_AVAIL_F_NO_INTERRUPT */
+		return;
 	vmm_virtio_interrupt(v, (int)qi);
+}
+
+void vmm_virtq_push(struct vmm_virtio *v, unsigned qi, uint16_t head, uint32_t written)
+{
+	vmm_virtq_put(v, qi, head, written);
+	vmm_virtio_interrupt(v, (int)qi);
+}
+
+static void used_flags(struct vmm_virtio *v, unsigned qi, uint16_t flags)
+{
+	uint8_t *used = vmm_gpa(v->vm, v->q[qi].device, 4);
+
+	if (used)
+		put16(used, flags);
+}
+
+void vmm_virtq_busy(struct vmm_virtio *v, unsigned qi)
+{
+	used_flags(v, qi, 1);	/* VIRTQ_USED_F_NO_NOTIFY */
+}
+
+bool vmm_virtq_quiet(struct vmm_virtio *v, unsigned qi)
+{
+	struct vmm_virtq *q = &v->q[qi];
+	uint8_t *avail = vmm_gpa(v->vm, q->driver, 4);
+
+	used_flags(v, qi, 0);
+	/* The flag must be visible before the index is read: a driver that saw it set did not notify. */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	return !avail || (uint16_t)(avail[2] | avail[3] << 8) == q->last_avail;
 }

@@ -25,6 +25,8 @@ VMM_OBJ  := $(VMM_SRC:%.c=$(BUILD)/obj/%.o)
 VMM_LIB  := $(BUILD)/libvmm.a
 TOOL_BIN := $(addprefix $(BUILD)/bin/,$(TOOLS))
 BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bin/%,$(wildcard bench/*.c))
+# what bench/vmm runs inside its guests: static, no library to carry into an initramfs
+GUEST_IO := $(BUILD)/bench/guest-io
 # freestanding test guests for vmm (tests/guests/): bzImage-shaped flat binaries
 GUEST_NAMES := $(basename $(notdir $(wildcard tests/guests/*.c)))
 GUEST_BIN := $(GUEST_NAMES:%=$(BUILD)/tests/guests/%.bzImage)
@@ -37,7 +39,7 @@ TEST_TOOL_SRC := $(wildcard tests/tools/*.c)
 TEST_TOOL_BIN := $(TEST_TOOL_SRC:tests/tools/%.c=$(BUILD)/tests/tools/%)
 
 .PHONY: all deps kit test unit e2e check-asan crash-long fsck-long flip-long sigkill-long demo bench clean
-all: $(TOOL_BIN) $(BUILD)/bin/vmm $(BENCH_BIN) $(UNIT_BIN) $(TEST_TOOL_BIN) $(GUEST_BIN)
+all: $(TOOL_BIN) $(BUILD)/bin/vmm $(BENCH_BIN) $(GUEST_IO) $(UNIT_BIN) $(TEST_TOOL_BIN) $(GUEST_BIN)
 
 deps:
 	@./scripts/install-deps.sh
@@ -61,6 +63,10 @@ $(BENCH_BIN): $(BUILD)/bin/%: $(BUILD)/obj/bench/%.o $(LIB)
 $(BUILD)/bin/%:
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(EXTRA_CFLAGS) $^ -o $@ $(LDLIBS)
+
+$(GUEST_IO): bench/guest/io.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -static $< -o $@
 
 $(BUILD)/tests/tools/%: $(BUILD)/obj/tests/tools/%.o $(LIB)
 	@mkdir -p $(dir $@)

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+struct enc_secret;
 struct vmfs;
 
 /* One row of main.c's table: `vmm NAME USAGE` in the usage text, run by fn. */
@@ -39,6 +40,9 @@ void vmm_usage(FILE *f);
  * keyslot opens). The caller closes *fs with vmfs_close.
  */
 int vmm_cmd_open_store(const char *dev, bool readonly, struct vmfs **fs);
+/* The same in two steps, for a command that opens twice with one key (vmm run): *s is NULL without a key source. */
+int vmm_cmd_get_secret(struct enc_secret **s);
+int vmm_cmd_open_with(const char *dev, bool readonly, const struct enc_secret *s, struct vmfs **fs);
 extern struct enc_secret_src vmm_key_src;
 extern bool vmm_key_rejected;     /* a vmm_cmd_open_store was refused the key: vmm exits 3 */
 /* An absolute path whose every component is a valid name (no ".", "..", empty or odd characters). */

@@ -16,32 +16,49 @@
 struct enc_secret_src vmm_key_src;
 bool vmm_key_rejected;
 
-int vmm_cmd_open_store(const char *dev, bool readonly, struct vmfs **fs)
+int vmm_cmd_get_secret(struct enc_secret **s)
 {
-	struct enc_secret *s = NULL;
 	enum enc_secret_kind kind;
+	char err[320];
+	int ret;
+
+	*s = NULL;
+	if (!enc_secret_src_set(&vmm_key_src))
+		return 0;
+	ret = enc_secret_get(&vmm_key_src, NULL, false, s, &kind, err, sizeof(err));
+	if (ret)
+		tool_err("%s", err);
+	return ret;
+}
+
+int vmm_cmd_open_with(const char *dev, bool readonly, const struct enc_secret *s, struct vmfs **fs)
+{
 	/*
 	 * commit_ms 1000, as vmfs-mount: a guest's writes are durable once its
 	 * FLUSH returns (vmfs_fsync), which is all virtio-blk's volatile write
 	 * cache promises (docs/VMM.md, "Running", has what 0 cost).
 	 */
-	struct vmfs_open_opts oo = { .readonly = readonly, .commit_ms = 1000 }; /* named "MACHINE (vmm pid N)" */
+	struct vmfs_open_opts oo = { .readonly = readonly, .commit_ms = 1000, .secret = s }; /* named "MACHINE (vmm pid N)" */
 	char err[320];
 	int ret;
 
-	if (enc_secret_src_set(&vmm_key_src)) {
-		ret = enc_secret_get(&vmm_key_src, NULL, false, &s, &kind, err, sizeof(err));
-		if (ret) {
-			tool_err("%s", err);
-			return ret;
-		}
-	}
-	oo.secret = s;
 	ret = vmfs_open(dev, &oo, fs, err, sizeof(err));
-	enc_secret_free(s);
 	if (ret)
 		tool_err("%s", err); /* libvmfs's reason names the device */
-	vmm_key_rejected = ret == -EKEYREJECTED;
+	if (ret == -EKEYREJECTED)
+		vmm_key_rejected = true;
+	return ret;
+}
+
+int vmm_cmd_open_store(const char *dev, bool readonly, struct vmfs **fs)
+{
+	struct enc_secret *s;
+	int ret = vmm_cmd_get_secret(&s);
+
+	if (ret)
+		return ret;
+	ret = vmm_cmd_open_with(dev, readonly, s, fs);
+	enc_secret_free(s);
 	return ret;
 }
 

@@ -1,9 +1,12 @@
 /*
  * vmm run DEVICE /PATH/NAME: boots a VM with its serial console on stdout.
- * Everything that can be checked is checked through a read-only open before
- * the cluster is joined; then it holds the cluster lock on each disk
- * (VMFS_LOCK_EX when writable, VMFS_LOCK_SH when read-only) for the VM's
- * whole life, and exits with the guest's code (0 when it powers off).
+ * Everything that can be checked is checked through a read-only open, which
+ * joins nothing: vm.conf, the disks, the kernel (read then, with the initrd).
+ * The guest boots at once while the cluster join runs beside it (vmm/join.c),
+ * which then holds the cluster lock on each disk (VMFS_LOCK_EX when
+ * writable, VMFS_LOCK_SH when read-only) for the VM's whole life; the guest's
+ * first disk request waits for it. vmm run exits with the guest's code (0
+ * when it powers off), or 1 when the join or a lock failed.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -23,6 +26,7 @@
 #include "vmm/devices/devices.h"
 #include "vmm/devices/virtio.h"
 #include "vmm/irq.h"
+#include "vmm/join.h"
 #include "vmm/kvm.h"
 #include "vmm/store.h"
 #include "vmm/x86/x86.h"
@@ -32,58 +36,62 @@
 /*
  * What vmm run needs from the VM folder, read through a read-only open (it
  * joins nothing and writes nothing), so that a missing folder, a bad vm.conf,
- * a missing disk or a kernel that is not a bzImage is refused before the
- * cluster is joined. The kernel and initrd (caller frees) are the ones booted.
- * Returns 0, or 1 with the reason printed.
+ * a missing disk or a kernel that is not a bzImage is refused before anything
+ * starts. The kernel and initrd (caller frees) are the ones booted; each
+ * disk's inode and size go to j. Returns 0, or 1 with the reason printed.
  */
-static int run_preflight(const char *dev, const char *path, struct vmm_conf *c, void **kernel, size_t *klen,
-			 void **initrd, size_t *ilen)
+static int run_preflight(struct vmm_join *j, struct vmm_conf *c, void **kernel, size_t *klen, void **initrd,
+			 size_t *ilen)
 {
 	char err[300], p[4200];
 	struct vmfs_stat st;
 	struct vmfs *fs;
-	uint64_t dir, ino;
+	uint64_t dir;
 	unsigned i;
 	int ret;
 
-	if (vmm_cmd_open_store(dev, true, &fs))
+	if (vmm_cmd_open_with(j->dev, true, j->secret, &fs))
 		return 1;
-	ret = vmfs_resolve(fs, path, &dir);
+	ret = vmfs_resolve(fs, j->path, &dir);
 	if (ret) {
-		tool_err("%s: %s", path, strerror(-ret));
+		tool_err("%s: %s", j->path, strerror(-ret));
 		goto out;
 	}
 	ret = vmm_store_read_conf(fs, dir, c, err, sizeof(err));
 	if (ret) {
-		tool_err("%s/vm.conf: %s", path, ret == -EINVAL ? err : strerror(-ret));
+		tool_err("%s/vm.conf: %s", j->path, ret == -EINVAL ? err : strerror(-ret));
 		goto out;
 	}
 	for (i = 0; i < c->ndisks; i++) {
-		snprintf(p, sizeof(p), "%s/%s", path, c->disks[i].file);
-		ret = vmfs_resolve(fs, p, &ino);
+		snprintf(p, sizeof(p), "%s/%s", j->path, c->disks[i].file);
+		ret = vmfs_resolve(fs, p, &j->ino[i]);
 		if (!ret)
-			ret = vmfs_getattr(fs, ino, &st);
+			ret = vmfs_getattr(fs, j->ino[i], &st);
 		if (!ret && !S_ISREG(st.mode))
 			ret = -EISDIR;
 		if (ret) {
 			tool_err("%s: %s", p, strerror(-ret));
 			goto out;
 		}
+		j->size[i] = st.size & ~511ull;
 	}
+	ret = vmm_join_precheck(j, fs);
+	if (ret)
+		goto out;
 	ret = vmm_store_read_file(fs, dir, c->kernel, VMM_KERNEL_MAX, kernel, klen);
 	if (ret) {
-		tool_err("%s/%s: %s", path, c->kernel, strerror(-ret));
+		tool_err("%s/%s: %s", j->path, c->kernel, strerror(-ret));
 		goto out;
 	}
 	ret = vmm_x86_check_kernel(*kernel, *klen, *klen, c->cmdline, err, sizeof(err));
 	if (ret) {
-		tool_err("%s/%s: %s", path, c->kernel, err);
+		tool_err("%s/%s: %s", j->path, c->kernel, err);
 		goto out;
 	}
 	if (c->initrd[0]) {
 		ret = vmm_store_read_file(fs, dir, c->initrd, INITRD_MAX, initrd, ilen);
 		if (ret) {
-			tool_err("%s/%s: %s", path, c->initrd, strerror(-ret));
+			tool_err("%s/%s: %s", j->path, c->initrd, strerror(-ret));
 			goto out;
 		}
 	}
@@ -92,31 +100,40 @@ out:
 	return ret ? 1 : 0;
 }
 
-/* The phases --timings reports, each ending at t[phase] (t[0]: the start). */
-enum { PH_START, PH_PREFLIGHT, PH_JOIN, PH_LOCKS, PH_SETUP, PH_RUN, PHASES };
+static double ms(uint64_t from, uint64_t to)
+{
+	return from && to >= from ? (double)(to - from) / 1e6 : -1.0;
+}
 
 /*
- * One line on stderr: how long each phase took (ms), when the guest's first
- * disk request came (from the start), and each disk's I/O path.
+ * One line on stderr (vmm run --timings), in ms from the start: the
+ * preflight (read-only open, kernel and initrd read), the VM's setup (KVM,
+ * devices, the kernel loaded) and the guest's run, in that order; beside
+ * them, the join thread's open and locks; the guest's first disk request and
+ * how long it waited for the join; and each disk's I/O path.
  */
-static void print_timings(const uint64_t *t, struct vmm_blk **blk, unsigned nblk, struct vmm_vm *vm)
+static void print_timings(uint64_t t0, uint64_t preflight, uint64_t setup, uint64_t end, const struct vmm_join *j,
+			  struct vmm_blk **blk, unsigned nblk, struct vmm_vm *vm)
 {
-	static const char *const name[PHASES] = { "", "preflight", "join", "locks", "setup", "run" };
-	uint64_t first = 0;
+	uint64_t first = 0, attach = 0;
 	unsigned i;
 
-	fprintf(stderr, "vmm: timings {\"ms\":{");
-	for (i = 1; i < PHASES; i++)
-		fprintf(stderr, "%s\"%s\":%.1f", i > 1 ? "," : "", name[i], (double)(t[i] - t[i - 1]) / 1e6);
 	for (i = 0; i < nblk; i++) {
 		struct vmm_blk_stats st;
 
 		vmm_blk_get_stats(blk[i], &st);
 		if (st.first_io_ns && (!first || st.first_io_ns < first))
 			first = st.first_io_ns;
+		if (st.attach_ns > attach)
+			attach = st.attach_ns;
 	}
-	fprintf(stderr, ",\"first_disk_request\":%.1f},\"eventfd\":%s,\"disks\":[",
-		first ? (double)(first - t[0]) / 1e6 : -1.0,
+	fprintf(stderr,
+		"vmm: timings {\"ms\":{\"preflight\":%.1f,\"setup\":%.1f,\"guest_start\":%.1f,\"join\":%.1f,"
+		"\"locks\":%.1f,\"disks_ready\":%.1f,\"first_disk_request\":%.1f,\"disk_wait\":%.1f,\"run\":%.1f},"
+		"\"eventfd\":%s,\"disks\":[",
+		ms(t0, preflight), ms(preflight, setup), ms(t0, setup), ms(j->start_ns, j->joined_ns),
+		ms(j->joined_ns, j->locked_ns), ms(t0, attach), ms(t0, first),
+		first && attach > first ? ms(first, attach) : 0.0, ms(setup, end),
 		(vm->caps & (VMM_CAP_IOEVENTFD | VMM_CAP_IRQFD)) == (VMM_CAP_IOEVENTFD | VMM_CAP_IRQFD) ? "true" : "false");
 	for (i = 0; i < nblk; i++) {
 		struct vmm_blk_stats st;
@@ -136,21 +153,21 @@ int vmm_cmd_run(int argc, char **argv)
 	static const struct option lo[] = { { "ctl", required_argument, NULL, 'c' },
 					    { "timings", no_argument, NULL, 't' },
 					    { NULL, 0, NULL, 0 } };
-	uint64_t ph[PHASES] = { base_mono_ns() };
-	bool timings = false;
+	uint64_t t0 = base_mono_ns(), t_preflight = 0, t_setup = 0, t_end;
+	bool timings = false, joining = false;
 	const char *ctl_path = NULL;
 	struct vmm_ctl *ctl = NULL;
 	void *kernel = NULL, *initrd = NULL;
 	size_t klen = 0, ilen = 0;
-	struct vmfs *fs = NULL;
+	struct enc_secret *secret = NULL;
+	struct vmm_join j = { 0 };
 	struct vmm_conf c;
 	struct vmm_vm vm;
 	bool vm_up = false;
-	uint64_t dir, disk_ino[VMM_MAX_DISKS];
 	struct vmm_blk *blk[VMM_MAX_DISKS];
 	struct vmm_virtio *rng = NULL, *balloon = NULL;
-	unsigned locked = 0, nblk = 0, i;
-	char err[300], who[200];
+	unsigned nblk = 0, i;
+	char err[300];
 	const char *path;
 	int ret, rc = 1, opt;
 
@@ -175,61 +192,35 @@ int vmm_cmd_run(int argc, char **argv)
 		tool_err("'%s': want /PATH/NAME, each part 1..63 letters, digits, '.', '_' or '-'", path);
 		return 2;
 	}
-	/* Fail on a missing /dev/kvm before spending 2 s joining the cluster. */
+	/* Fail on a missing /dev/kvm before reading anything. */
 	if (access("/dev/kvm", R_OK | W_OK)) {
 		tool_err("/dev/kvm: %s", strerror(errno));
 		return 1;
 	}
-	if (run_preflight(argv[1], path, &c, &kernel, &klen, &initrd, &ilen))
+	/* One key for both opens: a prompt asks once, before the guest's console starts. */
+	if (vmm_cmd_get_secret(&secret))
+		return 1;
+	j.dev = argv[1];
+	j.path = path;
+	j.conf = &c;
+	j.secret = secret;
+	if (run_preflight(&j, &c, &kernel, &klen, &initrd, &ilen))
 		goto out;
-	ph[PH_PREFLIGHT] = base_mono_ns();
-	if (vmm_cmd_open_store(argv[1], false, &fs))
-		goto out;
-	ph[PH_JOIN] = base_mono_ns();
-	ret = vmfs_resolve(fs, path, &dir);
-	if (ret) {
-		tool_err("%s: %s", path, strerror(-ret));
-		goto out;
-	}
-	for (i = 0; i < c.ndisks; i++) {
-		char p[4200];
-
-		snprintf(p, sizeof(p), "%s/%s", path, c.disks[i].file);
-		ret = vmfs_resolve(fs, p, &disk_ino[i]);
-		if (ret) {
-			tool_err("%s: %s", p, strerror(-ret));
-			goto out;
-		}
-		who[0] = 0;
-		ret = vmfs_file_lock(fs, disk_ino[i], c.disks[i].readonly ? VMFS_LOCK_SH : VMFS_LOCK_EX, who,
-				     sizeof(who));
-		if (ret == -EBUSY) {
-			tool_err("%s: in use by %s", p, who[0] ? who : "another host");
-			goto out;
-		}
-		if (ret) {
-			tool_err("%s: locking: %s", p, strerror(-ret));
-			goto out;
-		}
-		locked++;
-	}
-	ph[PH_LOCKS] = base_mono_ns();
+	t_preflight = base_mono_ns();
 	ret = vmm_vm_init(&vm, c.mem_mib, c.cpus, err, sizeof(err));
 	if (ret) {
 		tool_err("%s", err);
 		goto out;
 	}
 	vm_up = true;
+	j.vm = &vm;
 	for (i = 0; i < c.ndisks; i++) {
-		struct vmfs_stat st;
-
-		ret = vmfs_getattr(fs, disk_ino[i], &st);
-		if (!ret)
-			ret = vmm_blk_new(&vm, &vm.pci, fs, disk_ino[i], st.size & ~511ull, c.disks[i].readonly, &blk[i]);
+		ret = vmm_blk_new(&vm, &vm.pci, j.size[i], c.disks[i].readonly, &blk[i]);
 		if (ret) {
 			tool_err("%s/%s: virtio-blk: %s", path, c.disks[i].file, strerror(-ret));
 			goto out;
 		}
+		j.blk[i] = blk[i];
 		nblk++;
 	}
 	if (c.rng && (ret = vmm_rng_new(&vm, &vm.pci, &rng))) {
@@ -258,7 +249,7 @@ int vmm_cmd_run(int argc, char **argv)
 		ctl_path = c.ctl;	/* --ctl overrides vm.conf's ctl= */
 	if (ctl_path) {
 		struct vmm_ctl_target t = { .vm = &vm, .conf = &c, .blk = blk, .nblk = nblk, .balloon = balloon,
-					    .fs = fs, .vm_path = path };
+					    .vm_path = path };
 
 		ret = vmm_ctl_new(ctl_path, &t, &ctl, err, sizeof(err));
 		if (ret) {
@@ -266,17 +257,30 @@ int vmm_cmd_run(int argc, char **argv)
 			goto out;
 		}
 	}
-	ph[PH_SETUP] = base_mono_ns();
-	ret = vmm_vm_run(&vm, err, sizeof(err));
-	ph[PH_RUN] = base_mono_ns();
-	if (timings)
-		print_timings(ph, blk, nblk, &vm);
+	j.ctl = ctl;
+	ret = vmm_join_start(&j);
 	if (ret) {
-		tool_err("%s: %s", c.name, err);
+		tool_err("joining the cluster: %s", strerror(-ret));
 		goto out;
 	}
-	rc = vm.exit_code;
+	joining = true;
+	t_setup = base_mono_ns();
+	ret = vmm_vm_run(&vm, err, sizeof(err));
+	t_end = base_mono_ns();
+	if (ret)
+		tool_err("%s: %s", c.name, err);
+	else
+		rc = vm.exit_code;
+	if (vmm_join_wait(&j))
+		rc = 1;	/* its line is printed; the VM was stopped for it */
+	joining = false;
+	if (timings)
+		print_timings(t0, t_preflight, t_setup, t_end, &j, blk, nblk, &vm);
+	if (ret)
+		rc = 1;
 out:
+	if (joining)
+		vmm_join_wait(&j);
 	vmm_ctl_free(ctl);
 	/*
 	 * The disks' I/O threads stop before guest memory goes (vmm_vm_run
@@ -296,11 +300,8 @@ out:
 		vmm_vm_release(&vm);
 	free(kernel);
 	free(initrd);
-	for (i = 0; i < locked; i++)
-		vmfs_file_unlock(fs, disk_ino[i]);
-	if (fs && vmfs_close(fs) && rc == 0) {
-		tool_err("%s: close failed", argv[1]);
+	if (vmm_join_release(&j) && rc == 0)
 		rc = 1;
-	}
+	enc_secret_free(secret);
 	return rc;
 }

@@ -42,6 +42,12 @@ struct vmm_ctl {
 	pthread_t thread;
 };
 
+void vmm_ctl_set_fs(struct vmm_ctl *c, struct vmfs *fs)
+{
+	if (c)
+		__atomic_store_n(&c->t.fs, fs, __ATOMIC_RELEASE);
+}
+
 /* ---- the commands ------------------------------------------------------------------ */
 
 struct reply {
@@ -114,15 +120,17 @@ static void snapshot(struct vmm_ctl *c, const struct vmm_json_kv *name, struct r
 	char err[512];
 	uint64_t pause_ns = 0, t0 = base_mono_ns();
 
-	if (!c->t.fs) {
-		reply_error(r, "this VM offers no snapshot");
+	struct vmfs *fs = __atomic_load_n(&c->t.fs, __ATOMIC_ACQUIRE);
+
+	if (!fs) {
+		reply_error(r, "this VM has not joined the cluster yet: no snapshot");
 		return;
 	}
 	if (!name || name->is_num) {
 		reply_error(r, "want \"name\": the snapshot's name");
 		return;
 	}
-	if (snap_create_timed(c->t.fs, c->t.vm_path, name->str, &pause_ns, err, sizeof(err))) {
+	if (snap_create_timed(fs, c->t.vm_path, name->str, &pause_ns, err, sizeof(err))) {
 		reply_error(r, err);
 		return;
 	}
@@ -143,13 +151,14 @@ static void rekey(struct vmm_ctl *c, struct reply *r)
 	uint64_t t0 = base_mono_ns(), bytes = 0;
 	size_t cursor = 0;
 	char err[512];
+	struct vmfs *fs = __atomic_load_n(&c->t.fs, __ATOMIC_ACQUIRE);
 
-	if (!c->t.fs) {
-		reply_error(r, "this VM's disks are not on a datastore");
+	if (!fs) {
+		reply_error(r, "this VM has not joined the cluster yet: no rekey");
 		return;
 	}
 	do {
-		if (snap_rekey(c->t.fs, c->t.vm_path, false, 64ull << 20, &cursor, &p, err, sizeof(err))) {
+		if (snap_rekey(fs, c->t.vm_path, false, 64ull << 20, &cursor, &p, err, sizeof(err))) {
 			reply_error(r, err);
 			return;
 		}

@@ -10,6 +10,8 @@
 
 #include <stddef.h>
 
+struct vmfs;
+
 struct vmm_blk;
 struct vmm_conf;
 struct vmm_virtio;
@@ -22,7 +24,7 @@ struct vmm_ctl_target {
 	struct vmm_blk **blk;     /* one per vm.conf disk, in order */
 	unsigned nblk;
 	struct vmm_virtio *balloon;  /* NULL when the VM has none */
-	struct vmfs *fs;          /* the datastore, for snapshot; NULL: not offered */
+	struct vmfs *fs;          /* the datastore, for snapshot and rekey; NULL until vmm_ctl_set_fs */
 	const char *vm_path;      /* the VM's folder on it (/PATH/NAME) */
 };
 
@@ -33,6 +35,8 @@ struct vmm_ctl_target {
  */
 struct vmm_ctl;
 int vmm_ctl_new(const char *path, const struct vmm_ctl_target *t, struct vmm_ctl **out, char *err, size_t errlen);
+/* Offers snapshot and rekey on fs, once vmm run has joined the cluster (any thread; NULL c: a no-op). */
+void vmm_ctl_set_fs(struct vmm_ctl *c, struct vmfs *fs);
 /* Stops the thread, removes the socket; NULL is a no-op. */
 void vmm_ctl_free(struct vmm_ctl *c);
 /*

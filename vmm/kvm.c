@@ -130,7 +130,10 @@ int vmm_vm_init(struct vmm_vm *vm, uint64_t mem_mib, unsigned ncpus, char *err, 
 		ret = -ENOTSUP;
 		goto err_release;
 	}
-	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+	/* KVM_CREATE_VM may be interrupted (seen with several vmm starting at once): ask again, as QEMU does. */
+	do
+		vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+	while (vm->vm_fd < 0 && errno == EINTR);
 	if (vm->vm_fd < 0) {
 		ret = -errno;
 		snprintf(err, errlen, "KVM_CREATE_VM: %s", strerror(errno));

@@ -35,14 +35,17 @@ void vmm_rtc_free(struct vmm_rtc *r);
 void vmm_rtc_io(struct vmm_rtc *r, unsigned off, bool write, uint8_t *data);
 
 /*
- * A virtio-blk device on file ino of fs (borrowed), size bytes, read-only or
- * not, with one queue per vCPU. Each queue's requests run on an I/O thread of
- * its own, many in flight, which waits (not spins) while the disk's rate
- * limit lacks tokens; the guest's doorbell only wakes it.
+ * A virtio-blk device of size bytes, read-only or not, with one queue per
+ * vCPU. Each queue's requests run on an I/O thread of its own, many in
+ * flight, which waits (not spins) while the disk's rate limit lacks tokens;
+ * the guest's doorbell only wakes it. The guest may find and set up the
+ * device at once; its requests wait in the ring until vmm_blk_attach gives
+ * the device its file, ino of fs (borrowed), once the cluster is joined
+ * and the file locked (vmm/join.c). Any thread.
  */
 struct vmm_blk;
-int vmm_blk_new(struct vmm_vm *vm, struct vmm_pci *bus, struct vmfs *fs, uint64_t ino, uint64_t size,
-		bool readonly, struct vmm_blk **out);
+int vmm_blk_new(struct vmm_vm *vm, struct vmm_pci *bus, uint64_t size, bool readonly, struct vmm_blk **out);
+void vmm_blk_attach(struct vmm_blk *b, struct vmfs *fs, uint64_t ino);
 /* Stops and joins the I/O thread; NULL is a no-op. */
 void vmm_blk_free(struct vmm_blk *b);
 struct vmm_blk_stats {
@@ -51,6 +54,7 @@ struct vmm_blk_stats {
 	/* The I/O path: queues, the most requests one queue had in flight, doorbells that were MMIO exits, interrupts by irqfd and by ioctl. */
 	uint64_t queues, max_inflight, exit_notifies, irqfd_irqs, ioctl_irqs;
 	uint64_t first_io_ns;                 /* base_mono_ns() of the guest's first request, 0: none yet */
+	uint64_t attach_ns;                   /* base_mono_ns() of vmm_blk_attach, 0: not yet */
 };
 /* Sets the disk's limits (0: unlimited); any thread. */
 void vmm_blk_set_limit(struct vmm_blk *b, uint64_t bytes_per_s, uint64_t ops_per_s);

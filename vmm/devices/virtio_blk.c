@@ -107,12 +107,14 @@ struct blk_queue {
 
 struct vmm_blk {
 	struct vmm_virtio v;
-	struct vmfs *fs;
-	uint64_t ino, size;
+	uint64_t size;
 	bool readonly;
 	unsigned nq;
 	struct blk_queue *q[VMM_VIRTIO_MAX_QUEUES];
 	/* Under v.lock: */
+	struct vmfs *fs;          /* NULL until vmm_blk_attach: the guest's requests wait in the ring */
+	uint64_t ino;
+	uint64_t attach_ns;       /* base_mono_ns() at the attach */
 	bool stopping;
 	struct vmm_limiter limit;
 	struct vmm_blk_stats stats;
@@ -230,7 +232,7 @@ static int reap(struct blk_queue *qu, unsigned min)
 	struct blk_req *done = NULL;
 	int n, i;
 
-	if (qu->aio_failed || qu->nfree_seg == POOL_SEGS)
+	if (!qu->aio || qu->aio_failed || qu->nfree_seg == POOL_SEGS)
 		return 0;
 	n = vmfs_aio_reap(qu->aio, min, got, POOL_SEGS);
 	if (n == -EINTR)
@@ -379,8 +381,11 @@ static void start(struct blk_queue *qu, struct blk_req *r)
 		complete(qu, r, r->failed ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK);
 		return;
 	}
-	/* Synchronous ones are reported by the next reap, not by the eventfd. */
-	reap(qu, 0);
+	/*
+	 * Segments done inside the submit (a first write allocates there) are
+	 * reported by the next reap, not by the eventfd: queue_thread reaps
+	 * after each pump, so a burst is all submitted before any completes.
+	 */
 	if (qu->aio_fd < 0)
 		drain(qu);
 }
@@ -399,7 +404,10 @@ static bool pump(struct blk_queue *qu, uint64_t *wait_ns)
 	int ret;
 
 	pthread_mutex_lock(&v->lock);
-	while (!b->stopping && q->enabled && (v->status & 4)) {
+	/* Before the attach the guest's requests wait; the first one's time is kept (vmm run --timings). */
+	if (!b->fs && !b->stats.first_io_ns && q->enabled && (v->status & 4) && !vmm_virtq_quiet(v, qu->qi))
+		b->stats.first_io_ns = base_mono_ns();
+	while (!b->stopping && b->fs && (qu->aio || qu->aio_failed) && q->enabled && (v->status & 4)) {
 		struct blk_req *r;
 		uint64_t wait;
 		uint32_t type;
@@ -479,6 +487,31 @@ static bool idle(struct blk_queue *qu, bool *stop)
 	return quiet;
 }
 
+/*
+ * Once the disk is attached the queue opens its vmfs_aio queue, on its own
+ * thread (a queue belongs to the thread that uses it); a failure fails its
+ * reads and writes.
+ */
+static void open_aio(struct blk_queue *qu)
+{
+	struct vmm_blk *b = qu->b;
+	struct vmfs *fs;
+
+	pthread_mutex_lock(&b->v.lock);
+	fs = b->fs;
+	pthread_mutex_unlock(&b->v.lock);
+	if (!fs || qu->aio || qu->aio_failed)
+		return;
+	if (vmfs_aio_new(fs, POOL_SEGS, &qu->aio)) {
+		qu->aio = NULL;
+		qu->aio_failed = true;
+		return;
+	}
+	qu->aio_fd = vmfs_aio_eventfd(qu->aio);
+	if (qu->aio_fd < 0)
+		qu->aio_fd = -1;	/* libaio: one request at a time */
+}
+
 static void *queue_thread(void *arg)
 {
 	struct blk_queue *qu = arg;
@@ -490,6 +523,7 @@ static void *queue_thread(void *arg)
 		struct pollfd pf[2] = { { .fd = qu->kick_fd, .events = POLLIN }, { .fd = qu->aio_fd, .events = POLLIN } };
 		struct timespec ts;
 
+		open_aio(qu);
 		if (reap(qu, 0) > 0)
 			continue;
 		if (pump(qu, &wait_ns))
@@ -538,6 +572,7 @@ void vmm_blk_get_stats(struct vmm_blk *b, struct vmm_blk_stats *st)
 	pthread_mutex_lock(&b->v.lock);
 	*st = b->stats;
 	st->queues = b->nq;
+	st->attach_ns = b->attach_ns;
 	st->exit_notifies = b->v.exit_notifies;
 	st->irqfd_irqs = b->v.irqfd_irqs;
 	st->ioctl_irqs = b->v.ioctl_irqs + b->v.intx_irqs;
@@ -573,7 +608,8 @@ static void queue_free(struct blk_queue *qu)
 		return;
 	if (qu->kick_fd >= 0)
 		close(qu->kick_fd);
-	vmfs_aio_free(qu->aio);
+	if (qu->aio)
+		vmfs_aio_free(qu->aio);
 	free(qu);
 }
 
@@ -594,14 +630,6 @@ static int queue_new(struct vmm_blk *b, unsigned qi, struct blk_queue **out)
 		free(qu);
 		return ret;
 	}
-	ret = vmfs_aio_new(b->fs, POOL_SEGS, &qu->aio);
-	if (ret) {
-		queue_free(qu);
-		return ret;
-	}
-	qu->aio_fd = vmfs_aio_eventfd(qu->aio);
-	if (qu->aio_fd < 0)
-		qu->aio_fd = -1;	/* libaio: one request at a time */
 	for (i = 0; i < POOL_SEGS; i++) {
 		qu->seg[i].next = qu->free_seg;
 		qu->free_seg = &qu->seg[i];
@@ -615,8 +643,20 @@ static int queue_new(struct vmm_blk *b, unsigned qi, struct blk_queue **out)
 	return 0;
 }
 
-int vmm_blk_new(struct vmm_vm *vm, struct vmm_pci *bus, struct vmfs *fs, uint64_t ino, uint64_t size,
-		bool readonly, struct vmm_blk **out)
+void vmm_blk_attach(struct vmm_blk *b, struct vmfs *fs, uint64_t ino)
+{
+	unsigned i;
+
+	pthread_mutex_lock(&b->v.lock);
+	b->fs = fs;
+	b->ino = ino;
+	b->attach_ns = base_mono_ns();
+	for (i = 0; i < b->nq; i++)
+		kick(b->q[i]);
+	pthread_mutex_unlock(&b->v.lock);
+}
+
+int vmm_blk_new(struct vmm_vm *vm, struct vmm_pci *bus, uint64_t size, bool readonly, struct vmm_blk **out)
 {
 	struct vmm_blk *b = calloc(1, sizeof(*b));
 	unsigned i, nq = vm->ncpus ? vm->ncpus : 1;
@@ -627,8 +667,6 @@ int vmm_blk_new(struct vmm_vm *vm, struct vmm_pci *bus, struct vmfs *fs, uint64_
 		return -ENOMEM;
 	if (nq > VMM_VIRTIO_MAX_QUEUES)
 		nq = VMM_VIRTIO_MAX_QUEUES;
-	b->fs = fs;
-	b->ino = ino;
 	b->size = size;
 	b->readonly = readonly;
 	b->nq = nq;

@@ -1,0 +1,186 @@
+/*
+ * vmm run's cluster join, beside the booting guest (vmm/join.h). The thread
+ * owns nothing the vCPUs touch: it hands each device its file through
+ * vmm_blk_attach, the control socket its datastore through vmm_ctl_set_fs,
+ * and on failure asks the VM to stop (vmm_vm_stop), all of which any thread
+ * may call.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/base.h"
+#include "base/cli.h"
+#include "vmfs/vmfs.h"
+#include "vmm/cmd.h"
+#include "vmm/ctl.h"
+#include "vmm/devices/devices.h"
+#include "vmm/join.h"
+#include "vmm/kvm.h"
+
+#define STALE "replaced or resized while vmm run started; run it again"
+
+static bool cancelled(struct vmm_join *j)
+{
+	return __atomic_load_n(&j->cancel, __ATOMIC_ACQUIRE);
+}
+
+/* Resolves and locks disk i: 0, or -errno with its line printed. */
+static int lock_disk(struct vmm_join *j, unsigned i)
+{
+	const struct vmm_disk_conf *d = &j->conf->disks[i];
+	struct vmfs_stat st;
+	char p[4200], who[200] = "";
+	uint64_t ino;
+	int ret;
+
+	snprintf(p, sizeof(p), "%s/%s", j->path, d->file);
+	ret = vmfs_resolve(j->fs, p, &ino);
+	if (!ret && ino != j->ino[i])
+		ret = -ESTALE;
+	if (ret) {
+		tool_err("%s: %s", p, ret == -ESTALE ? STALE : strerror(-ret));
+		return ret;
+	}
+	ret = vmfs_file_lock(j->fs, ino, d->readonly ? VMFS_LOCK_SH : VMFS_LOCK_EX, who, sizeof(who));
+	if (ret == -EBUSY) {
+		tool_err("%s: in use by %s", p, who[0] ? who : "another host");
+		return ret;
+	}
+	if (ret) {
+		tool_err("%s: locking: %s", p, strerror(-ret));
+		return ret;
+	}
+	j->locked++;
+	/* Under the lock nobody resizes it: it must be the size the guest was shown. */
+	ret = vmfs_getattr(j->fs, ino, &st);
+	if (!ret && (st.size & ~511ull) != j->size[i])
+		ret = -ESTALE;
+	if (ret) {
+		tool_err("%s: %s", p, ret == -ESTALE ? STALE : strerror(-ret));
+		return ret;
+	}
+	return 0;
+}
+
+struct holder_scan {
+	struct vmm_join *j;
+	unsigned disk;            /* the first disk with a conflicting holder, or ndisks */
+	struct vmfs_lock lock;    /* that holder's record */
+};
+
+static int holder_of(void *arg, const struct vmfs_lock *l)
+{
+	struct holder_scan *h = arg;
+	unsigned i;
+
+	if (l->kind != VMFS_LOCK_INODE)
+		return 0;
+	for (i = 0; i < h->j->conf->ndisks; i++) {
+		if (l->id != h->j->ino[i])
+			continue;
+		/* A read-only disk's shared lock conflicts only with an exclusive one. */
+		if (l->mode == VMFS_LOCK_EX || !h->j->conf->disks[i].readonly) {
+			h->disk = i;
+			h->lock = *l;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+int vmm_join_precheck(struct vmm_join *j, struct vmfs *ro)
+{
+	struct holder_scan h = { .j = j, .disk = j->conf->ndisks };
+	struct vmfs_host *hosts = NULL;
+	size_t n = 0, i;
+	bool alive = false;
+
+	if (vmfs_locks(ro, holder_of, &h) <= 0)
+		return 0;
+	/* A holder killed a moment ago is for the join to recover: refuse only a live one. */
+	if (vmfs_hosts(ro, &hosts, &n))
+		return 0;
+	for (i = 0; i < n; i++)
+		if (hosts[i].slot == h.lock.slot && hosts[i].gen == h.lock.gen && hosts[i].state == VMFS_HOST_LIVE)
+			alive = hosts[i].alive;
+	free(hosts);
+	if (!alive)
+		return 0;
+	/* The words of vmfs_file_lock's -EBUSY, as the join would print them. */
+	tool_err("%s/%s: in use by host slot %u (%s, generation %llu, %s)", j->path, j->conf->disks[h.disk].file,
+		 h.lock.slot, h.lock.hostname[0] ? h.lock.hostname : "unknown host", (unsigned long long)h.lock.gen,
+		 h.lock.mode == VMFS_LOCK_EX ? "exclusive" : h.lock.mode == VMFS_LOCK_SH ? "read-only" : "multi-writer");
+	return -EBUSY;
+}
+
+static void *join_thread(void *arg)
+{
+	struct vmm_join *j = arg;
+	unsigned i;
+	int ret;
+
+	ret = vmm_cmd_open_with(j->dev, false, j->secret, &j->fs);
+	if (ret)
+		j->fs = NULL;
+	j->joined_ns = base_mono_ns();
+	for (i = 0; !ret && i < j->conf->ndisks; i++)
+		ret = cancelled(j) ? -ECANCELED : lock_disk(j, i);
+	j->locked_ns = base_mono_ns();
+	if (!ret) {
+		for (i = 0; i < j->conf->ndisks; i++)
+			vmm_blk_attach(j->blk[i], j->fs, j->ino[i]);
+		vmm_ctl_set_fs(j->ctl, j->fs);
+	} else if (ret != -ECANCELED) {
+		vmm_vm_stop(j->vm);
+	}
+	j->ret = ret == -ECANCELED ? 0 : ret;
+	return NULL;
+}
+
+int vmm_join_start(struct vmm_join *j)
+{
+	sigset_t all, old;
+	int ret;
+
+	j->fs = NULL;
+	j->locked = 0;
+	j->ret = 0;
+	j->cancel = false;
+	j->start_ns = base_mono_ns();
+	/* No signals here: they are vCPU 0's (kvm.c). */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	ret = pthread_create(&j->thread, NULL, join_thread, j);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	j->started = !ret;
+	return -ret;
+}
+
+int vmm_join_wait(struct vmm_join *j)
+{
+	if (!j->started)
+		return j->ret;
+	__atomic_store_n(&j->cancel, true, __ATOMIC_RELEASE);
+	pthread_join(j->thread, NULL);
+	j->started = false;
+	return j->ret;
+}
+
+int vmm_join_release(struct vmm_join *j)
+{
+	unsigned i;
+	int rc = 0;
+
+	for (i = 0; i < j->locked; i++)
+		vmfs_file_unlock(j->fs, j->ino[i]);
+	j->locked = 0;
+	if (j->fs && vmfs_close(j->fs)) {
+		tool_err("%s: close failed", j->dev);
+		rc = 1;
+	}
+	j->fs = NULL;
+	return rc;
+}

@@ -86,7 +86,7 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $$(call unit_dir_obj,$$*) $(VMM_LI
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(EXTRA_CFLAGS) $^ -o $@ $(LDLIBS) $(shell pkg-config --libs check)
 
-$(BUILD)/tests/guests/%.elf: tests/guests/%.c tests/guests/head.S tests/guests/guest.h tests/guests/virtio.h tests/guests/guest.ld
+$(BUILD)/tests/guests/%.elf: tests/guests/%.c tests/guests/head.S tests/guests/guest.h tests/guests/virtio.h tests/guests/apic.h tests/guests/guest.ld
 	@mkdir -p $(dir $@)
 	$(CC) $(GUEST_CFLAGS) -nostdlib -static -no-pie -Wl,-T,tests/guests/guest.ld -Wl,--build-id=none -Wl,--no-warn-rwx-segments \
 	  tests/guests/head.S $< -o $@
@@ -159,6 +159,7 @@ bench: deps
 	@./bench/fsck
 	@./bench/cluster
 	@./bench/vmm
+	@./bench/ha
 	@./bench/snap
 	@./bench/enc
 

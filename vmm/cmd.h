@@ -25,6 +25,7 @@ int vmm_cmd_create(int argc, char **argv);
 int vmm_cmd_list(int argc, char **argv);
 int vmm_cmd_run(int argc, char **argv);
 int vmm_cmd_ctl(int argc, char **argv);
+int vmm_cmd_agent(int argc, char **argv);
 
 /* Prints the usage text of every command in the table to f (vmm/main.c). */
 void vmm_usage(FILE *f);

@@ -82,7 +82,8 @@ int vmm_cmd_create(int argc, char **argv)
 		{ "kernel", required_argument, NULL, 'k' }, { "initrd", required_argument, NULL, 'i' },
 		{ "cmdline", required_argument, NULL, 'c' }, { "mem", required_argument, NULL, 'm' },
 		{ "cpus", required_argument, NULL, 'p' },    { "disk", required_argument, NULL, 'd' },
-		{ "disk-from", required_argument, NULL, 'f' }, { NULL, 0, NULL, 0 },
+		{ "disk-from", required_argument, NULL, 'f' }, { "ha", required_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
 	};
 	const char *kernel = NULL, *initrd = NULL, *dev, *path;
 	struct disk_arg disks[VMM_MAX_DISKS];
@@ -97,6 +98,13 @@ int vmm_cmd_create(int argc, char **argv)
 		switch (opt) {
 		case 'k': kernel = optarg; break;
 		case 'i': initrd = optarg; break;
+		case 'h':
+			if (strcmp(optarg, "restart") && strcmp(optarg, "off")) {
+				tool_err("--ha '%s': want restart or off", optarg);
+				return 2;
+			}
+			c.ha_restart = !strcmp(optarg, "restart");
+			break;
 		case 'c':
 			if (strlen(optarg) >= VMM_CMDLINE_MAX || strchr(optarg, '\n')) {
 				tool_err("--cmdline: longer than %d bytes or holds a newline", VMM_CMDLINE_MAX - 1);

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <malloc.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -192,11 +193,6 @@ int vmm_cmd_run(int argc, char **argv)
 		tool_err("'%s': want /PATH/NAME, each part 1..63 letters, digits, '.', '_' or '-'", path);
 		return 2;
 	}
-	/* Fail on a missing /dev/kvm before reading anything. */
-	if (access("/dev/kvm", R_OK | W_OK)) {
-		tool_err("/dev/kvm: %s", strerror(errno));
-		return 1;
-	}
 	/* One key for both opens: a prompt asks once, before the guest's console starts. */
 	if (vmm_cmd_get_secret(&secret))
 		return 1;
@@ -206,6 +202,11 @@ int vmm_cmd_run(int argc, char **argv)
 	j.secret = secret;
 	if (run_preflight(&j, &c, &kernel, &klen, &initrd, &ilen))
 		goto out;
+	/* After the read-only look (cheap, joins nothing): what is wrong with the VM is said first. */
+	if (access("/dev/kvm", R_OK | W_OK)) {
+		tool_err("/dev/kvm: %s", strerror(errno));
+		goto out;
+	}
 	t_preflight = base_mono_ns();
 	ret = vmm_vm_init(&vm, c.mem_mib, c.cpus, err, sizeof(err));
 	if (ret) {
@@ -267,6 +268,20 @@ int vmm_cmd_run(int argc, char **argv)
 	t_setup = base_mono_ns();
 	ret = vmm_vm_run(&vm, err, sizeof(err));
 	t_end = base_mono_ns();
+	/*
+	 * The VM has ended: a second stop signal (an agent's, a user's second
+	 * Ctrl-C) must not cut the rest short (ha.state, the unlocks, the
+	 * close). It stays pending and dies with the process; SIGKILL still works.
+	 */
+	{
+		sigset_t stop;
+
+		sigemptyset(&stop);
+		sigaddset(&stop, SIGTERM);
+		sigaddset(&stop, SIGINT);
+		sigaddset(&stop, SIGHUP);
+		sigprocmask(SIG_BLOCK, &stop, NULL);
+	}
 	if (ret)
 		tool_err("%s: %s", c.name, err);
 	else
@@ -274,6 +289,7 @@ int vmm_cmd_run(int argc, char **argv)
 	if (vmm_join_wait(&j))
 		rc = 1;	/* its line is printed; the VM was stopped for it */
 	joining = false;
+	j.ended_clean = !ret && rc != 1;
 	if (timings)
 		print_timings(t0, t_preflight, t_setup, t_end, &j, blk, nblk, &vm);
 	if (ret)

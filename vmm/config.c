@@ -3,7 +3,8 @@
  * VM folder. Keys: name, memory (MiB), cpus, kernel, initrd, cmdline, disk
  * (repeated, "FILE" or "FILE:ro"), devices (a comma-separated list of extra
  * devices: "virtio-rng", "virtio-balloon"; may be empty), ctl (the control
- * socket's host path; empty for none). Blank lines and lines starting with '#' are
+ * socket's host path; empty for none), ha ("restart": vmm agent restarts the
+ * VM on another host when its host dies; "off", the default). Blank lines and lines starting with '#' are
  * skipped. The file is untrusted input: every value is checked here and a bad
  * one is refused with the line number, never guessed at.
  */
@@ -147,6 +148,12 @@ static int parse_line(struct vmm_conf *c, char *key, char *val, unsigned line, c
 			return -EINVAL;
 		}
 		strcpy(c->ctl, val);
+	} else if (!strcmp(key, "ha")) {
+		if (strcmp(val, "restart") && strcmp(val, "off")) {
+			snprintf(err, errlen, "line %u: ha '%.32s' (want restart or off)", line, val);
+			return -EINVAL;
+		}
+		c->ha_restart = !strcmp(val, "restart");
 	} else {
 		snprintf(err, errlen, "line %u: unknown key '%.32s'", line, key);
 		return -EINVAL;
@@ -210,6 +217,12 @@ int vmm_conf_format(const struct vmm_conf *c, char *buf, size_t len)
 	if (n < 0 || (size_t)n >= len)
 		return -ENAMETOOLONG;
 	pos = (size_t)n;
+	if (c->ha_restart) {
+		n = snprintf(buf + pos, len - pos, "ha=restart\n");
+		if (n < 0 || (size_t)n >= len - pos)
+			return -ENAMETOOLONG;
+		pos += (size_t)n;
+	}
 	if (c->ctl[0]) {
 		n = snprintf(buf + pos, len - pos, "ctl=%s\n", c->ctl);
 		if (n < 0 || (size_t)n >= len - pos)

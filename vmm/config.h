@@ -37,6 +37,7 @@ struct vmm_conf {
 	bool rng;                 /* devices=virtio-rng */
 	bool balloon;             /* devices=virtio-balloon */
 	char ctl[VMM_CTL_PATH_MAX];  /* ctl=: the control socket's host path, "" when none */
+	bool ha_restart;          /* ha=restart: vmm agent restarts it elsewhere when its host dies */
 };
 
 /*

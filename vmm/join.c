@@ -17,14 +17,54 @@
 #include "vmm/cmd.h"
 #include "vmm/ctl.h"
 #include "vmm/devices/devices.h"
+#include "vmm/ha.h"
 #include "vmm/join.h"
 #include "vmm/kvm.h"
 
 #define STALE "replaced or resized while vmm run started; run it again"
 
+#define LEASE_CHECK_MS 250
+
 static bool cancelled(struct vmm_join *j)
 {
-	return __atomic_load_n(&j->cancel, __ATOMIC_ACQUIRE);
+	bool c;
+
+	pthread_mutex_lock(&j->lock);
+	c = j->cancel;
+	pthread_mutex_unlock(&j->lock);
+	return c;
+}
+
+/* ha=restart: the VM's ha.state, in its folder. */
+static int ha_state(struct vmm_join *j, enum vmm_ha_state st)
+{
+	uint64_t dir;
+	int ret = vmfs_resolve(j->fs, j->path, &dir);
+
+	return ret ? ret : vmm_ha_write(j->fs, dir, st);
+}
+
+/*
+ * While the VM runs: a fenced host stops it. The check is a flag lockmgr
+ * sets when a renewal came too late or failed; it costs nothing to read.
+ */
+static int watch_lease(struct vmm_join *j)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&j->lock);
+	while (!j->cancel) {
+		struct timespec ts = base_mono_deadline(LEASE_CHECK_MS);
+
+		pthread_cond_timedwait(&j->cond, &j->lock, &ts);
+		if (!j->cancel && vmfs_fenced(j->fs)) {
+			tool_err("%s: this host lost its lease on %s (fenced): the VM is stopped", j->path, j->dev);
+			ret = -ENOLCK;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&j->lock);
+	return ret;
 }
 
 /* Resolves and locks disk i: 0, or -errno with its line printed. */
@@ -129,13 +169,16 @@ static void *join_thread(void *arg)
 	for (i = 0; !ret && i < j->conf->ndisks; i++)
 		ret = cancelled(j) ? -ECANCELED : lock_disk(j, i);
 	j->locked_ns = base_mono_ns();
+	if (!ret && j->conf->ha_restart && (ret = ha_state(j, VMM_HA_RUNNING)))
+		tool_err("%s/%s: %s", j->path, VMM_HA_FILE, strerror(-ret));
 	if (!ret) {
 		for (i = 0; i < j->conf->ndisks; i++)
 			vmm_blk_attach(j->blk[i], j->fs, j->ino[i]);
 		vmm_ctl_set_fs(j->ctl, j->fs);
-	} else if (ret != -ECANCELED) {
-		vmm_vm_stop(j->vm);
+		ret = watch_lease(j);
 	}
+	if (ret && ret != -ECANCELED)
+		vmm_vm_stop(j->vm);
 	j->ret = ret == -ECANCELED ? 0 : ret;
 	return NULL;
 }
@@ -150,6 +193,8 @@ int vmm_join_start(struct vmm_join *j)
 	j->ret = 0;
 	j->cancel = false;
 	j->start_ns = base_mono_ns();
+	pthread_mutex_init(&j->lock, NULL);
+	base_cond_init_mono(&j->cond);
 	/* No signals here: they are vCPU 0's (kvm.c). */
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
@@ -163,17 +208,28 @@ int vmm_join_wait(struct vmm_join *j)
 {
 	if (!j->started)
 		return j->ret;
-	__atomic_store_n(&j->cancel, true, __ATOMIC_RELEASE);
+	pthread_mutex_lock(&j->lock);
+	j->cancel = true;
+	pthread_cond_signal(&j->cond);
+	pthread_mutex_unlock(&j->lock);
 	pthread_join(j->thread, NULL);
 	j->started = false;
+	pthread_cond_destroy(&j->cond);
+	pthread_mutex_destroy(&j->lock);
 	return j->ret;
 }
 
 int vmm_join_release(struct vmm_join *j)
 {
 	unsigned i;
-	int rc = 0;
+	int rc = 0, ret;
 
+	/* Only a VM that ran (its disks locked) and ended as asked; a fenced host cannot write anyway. */
+	if (j->fs && j->ended_clean && j->ret == 0 && j->locked == j->conf->ndisks && j->conf->ha_restart &&
+	    (ret = ha_state(j, VMM_HA_STOPPED))) {
+		tool_err("%s/%s: %s", j->path, VMM_HA_FILE, strerror(-ret));
+		rc = 1;
+	}
 	for (i = 0; i < j->locked; i++)
 		vmfs_file_unlock(j->fs, j->ino[i]);
 	j->locked = 0;

@@ -8,7 +8,11 @@
  * (VMFS_LOCK_EX, or VMFS_LOCK_SH for a read-only disk) and attaches it to its
  * virtio-blk device. The guest's first disk request waits for that; nothing
  * before it does. A failure prints its one line and stops the VM, which has
- * then done no disk I/O; vmm run exits 1.
+ * then done no disk I/O; vmm run exits 1. With ha=restart it then writes
+ * ha.state "running" (vmm/ha.h). While the VM runs the thread watches the
+ * lease: a fenced host (its heartbeat lost, docs/LOCKING.md, H4) stops the VM
+ * with a line saying so (its writes already fail), exit 1, ha.state left
+ * "running" for another host's agent.
  */
 #ifndef VMM_JOIN_H
 #define VMM_JOIN_H
@@ -37,10 +41,13 @@ struct vmm_join {
 	/* Out, once vmm_join_wait returned: */
 	struct vmfs *fs;          /* joined, or NULL */
 	unsigned locked;          /* disks 0..locked-1 hold their lock */
-	int ret;                  /* 0, or -errno (its line printed) */
+	int ret;                  /* 0, or -errno (its line printed); -ENOLCK: fenced */
+	bool ended_clean;         /* set by the caller before vmm_join_release: the VM ended as asked */
 	uint64_t start_ns, joined_ns, locked_ns;  /* base_mono_ns(): the thread began, the open and the locks done */
 	/* Private: */
 	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;      /* cancel set */
 	bool started, cancel;
 };
 
@@ -57,7 +64,11 @@ int vmm_join_precheck(struct vmm_join *j, struct vmfs *ro);
 int vmm_join_start(struct vmm_join *j);
 /* Once the VM has ended: takes no more locks, waits for the thread; returns j->ret. */
 int vmm_join_wait(struct vmm_join *j);
-/* Releases the locks and closes the datastore: 0, or 1 with a line printed when the close failed. */
+/*
+ * Writes ha.state "stopped" when the VM ended clean (ha=restart), releases
+ * the locks and closes the datastore: 0, or 1 with a line printed when the
+ * close failed.
+ */
 int vmm_join_release(struct vmm_join *j);
 
 #endif

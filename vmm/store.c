@@ -5,6 +5,7 @@
  * vm.conf names; nothing outside the folder is ever referred to. Every name
  * lookup takes a reference that is dropped before returning.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -220,4 +221,69 @@ int vmm_store_copy_in(struct vmfs *fs, uint64_t dir, const char *name, int src_f
 	if (!ret)
 		ret = vmm_store_set_size(fs, ino, off);
 	return ret;
+}
+
+/* The subdirectories of one directory, gathered first: libvmfs calls may not nest in a readdir callback. */
+struct subdirs {
+	size_t n, cap;
+	uint64_t *ino;
+	char (*name)[256];
+};
+
+static int collect_dir(void *arg, const char *name, size_t namelen, uint64_t ino, uint32_t dtype,
+		       uint64_t next_cookie)
+{
+	struct subdirs *sd = arg;
+
+	(void)next_cookie;
+	if (dtype != DT_DIR || namelen >= 256 || (namelen == 1 && name[0] == '.') ||
+	    (namelen == 2 && !memcmp(name, "..", 2)))
+		return 0;
+	if (sd->n == sd->cap) {
+		size_t cap = sd->cap ? sd->cap * 2 : 16;
+		uint64_t *ino2 = realloc(sd->ino, cap * sizeof(*ino2));
+		char(*name2)[256];
+
+		if (!ino2)
+			return -ENOMEM;
+		sd->ino = ino2;
+		name2 = realloc(sd->name, cap * sizeof(*name2));
+		if (!name2)
+			return -ENOMEM;
+		sd->name = name2;
+		sd->cap = cap;
+	}
+	memcpy(sd->name[sd->n], name, namelen);
+	sd->name[sd->n][namelen] = 0;
+	sd->ino[sd->n++] = ino;
+	return 0;
+}
+
+static int walk_dir(struct vmfs *fs, uint64_t dir, const char *parent, int depth, vmm_store_walk_fn fn, void *arg)
+{
+	struct subdirs sd = { 0 };
+	char path[4096], err[200];
+	struct vmm_conf c;
+	size_t i;
+	int ret;
+
+	ret = vmfs_readdir(fs, dir, 0, collect_dir, &sd);
+	for (i = 0; !ret && i < sd.n; i++) {
+		snprintf(path, sizeof(path), "%s/%s", parent, sd.name[i]);
+		ret = vmm_store_read_conf(fs, sd.ino[i], &c, err, sizeof(err));
+		if (!ret)
+			ret = fn(arg, path, sd.ino[i], &c, NULL);
+		else if (ret == -EINVAL)
+			ret = fn(arg, path, sd.ino[i], NULL, err);
+		else if (ret == -ENOENT)
+			ret = depth < 2 ? walk_dir(fs, sd.ino[i], path, depth + 1, fn, arg) : 0;
+	}
+	free(sd.ino);
+	free(sd.name);
+	return ret;
+}
+
+int vmm_store_walk(struct vmfs *fs, vmm_store_walk_fn fn, void *arg)
+{
+	return walk_dir(fs, vmfs_root_ino(fs), "", 1, fn, arg);
 }

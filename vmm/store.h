@@ -43,4 +43,14 @@ int vmm_store_write(struct vmfs *fs, uint64_t dir, const char *name, const void 
 /* Creates name in dir with the contents of host file src_fd; sparse skips all-zero 1 MiB chunks. */
 int vmm_store_copy_in(struct vmfs *fs, uint64_t dir, const char *name, int src_fd, bool sparse);
 
+/*
+ * Calls fn for every VM on the datastore: the folders holding a vm.conf, up
+ * to two levels below the root (/vms/NAME), with the folder's path and inode
+ * and its parsed vm.conf, or c NULL and bad saying why it does not parse. A
+ * non-zero return from fn stops the walk and is returned.
+ */
+typedef int (*vmm_store_walk_fn)(void *arg, const char *path, uint64_t dir, const struct vmm_conf *c,
+				 const char *bad);
+int vmm_store_walk(struct vmfs *fs, vmm_store_walk_fn fn, void *arg);
+
 #endif

@@ -15,25 +15,13 @@
  * It prints one line per step and "irq ok", or "FAIL: ...", then powers off.
  */
 #include "virtio.h"
+#include "apic.h"
 
 void guest_main(const uint8_t *zp);
 
-#define LAPIC ((volatile uint8_t *)0xfee00000ul)
-#define LAPIC_TPR 0x80
-#define LAPIC_EOI 0xb0
-#define LAPIC_SVR 0xf0
 #define VEC_BLK 0x30
 #define VEC_COM 0x24
 #define VEC_MSI 0x40
-
-struct idt_gate {
-	uint16_t off0, sel;
-	uint8_t ist, type;
-	uint16_t off1;
-	uint32_t off2, zero;
-};
-static struct idt_gate idt[256] __attribute__((aligned(16)));
-static struct __attribute__((packed)) { uint16_t limit; uint64_t base; } idtr;
 
 static volatile unsigned blk_irqs, msi_irqs, com_irqs, thre_irqs, nrx;
 static volatile char rx[8];
@@ -49,8 +37,6 @@ struct mp_info {
 static struct mp_info mp;
 
 static uint8_t buf[512];
-
-struct interrupt_frame;
 
 __attribute__((interrupt)) static void blk_handler(struct interrupt_frame *f)
 {
@@ -158,13 +144,6 @@ static unsigned mp_pin(int bus, unsigned irq, unsigned *flags)
 	fail("MP configuration table: no I/O interrupt entry for a source");
 }
 
-static void set_gate(unsigned vec, void (*h)(struct interrupt_frame *))
-{
-	uint64_t a = (uint64_t)(uintptr_t)h;
-
-	idt[vec] = (struct idt_gate){ (uint16_t)a, 0x10, 0, 0x8e, (uint16_t)(a >> 16), (uint32_t)(a >> 32), 0 };
-}
-
 static void ioapic_route(unsigned pin, unsigned vec, unsigned flags)
 {
 	uint32_t lo = vec;
@@ -270,19 +249,10 @@ void guest_main(const uint8_t *zp)
 	if (((R32(ioapic, 0x10) >> 16) & 0xff) < pin)
 		fail("IOAPIC has fewer pins than the MP table uses");
 
-	for (i = 0; i < 256; i++)
-		idt[i] = (struct idt_gate){ 0 };
+	apic_init();	/* the IDT is loaded: gates set now take effect */
 	set_gate(VEC_BLK, blk_handler);
 	set_gate(VEC_COM, com_handler);
 	set_gate(VEC_MSI, msi_handler);
-	idtr.limit = sizeof(idt) - 1;
-	idtr.base = (uint64_t)(uintptr_t)idt;
-	__asm__ volatile("lidt %0" : : "m"(idtr));
-	/* KVM's PIC starts unmasked and LINT0 in ExtINT mode (a PC's virtual wire): mask the PIC, as Linux does. */
-	outb(0x21, 0xff);
-	outb(0xa1, 0xff);
-	W32(LAPIC, LAPIC_TPR, 0);
-	W32(LAPIC, LAPIC_SVR, 0x1ff);	/* software enable, spurious vector 0xff */
 	ioapic_route(pin, VEC_BLK, flags);
 
 	for (i = 1; i <= 2; i++) {

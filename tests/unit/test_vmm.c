@@ -13,6 +13,7 @@
 #include "vmm/ctl.h"
 #include "encrypt/encrypt.h"
 #include "vmm/devices/acpi_pm.h"
+#include "vmm/ha.h"
 #include "snapshot/snapshot.h"
 #include "vmm/jsonline.h"
 #include "vmm/ratelimit.h"
@@ -162,6 +163,31 @@ static int conf(const char *extra, struct vmm_conf *c, char *err, size_t errlen)
 	return vmm_conf_parse(c, text, strlen(text), err, errlen);
 }
 
+START_TEST(conf_ha)
+{
+	struct vmm_conf c;
+	char err[200], text[4096];
+	int len;
+
+	ck_assert_int_eq(conf("", &c, err, sizeof(err)), 0);
+	ck_assert(!c.ha_restart);
+	ck_assert_int_eq(conf("ha=restart\n", &c, err, sizeof(err)), 0);
+	ck_assert(c.ha_restart);
+	len = vmm_conf_format(&c, text, sizeof(text));
+	ck_assert_int_gt(len, 0);
+	ck_assert_ptr_nonnull(strstr(text, "\nha=restart\n"));
+	ck_assert_int_eq(vmm_conf_parse(&c, text, (size_t)len, err, sizeof(err)), 0);
+	ck_assert(c.ha_restart);
+	ck_assert_int_eq(conf("ha=off\n", &c, err, sizeof(err)), 0);
+	ck_assert(!c.ha_restart);
+	len = vmm_conf_format(&c, text, sizeof(text));
+	ck_assert_ptr_null(strstr(text, "ha="));
+	ck_assert_int_eq(conf("ha=always\n", &c, err, sizeof(err)), -EINVAL);
+	ck_assert_str_eq(err, "line 5: ha 'always' (want restart or off)");
+	ck_assert_int_eq(conf("ha=\n", &c, err, sizeof(err)), -EINVAL);
+}
+END_TEST
+
 START_TEST(conf_ctl)
 {
 	static const char *bad[] = {
@@ -255,23 +281,89 @@ END_TEST
  * the snapshot in one go, the reply says how long their I/O was held, a
  * duplicate or bad name is refused, and revert is refused while the VM runs.
  */
-START_TEST(ctl_snapshot)
+/* A new 256 MiB datastore in img (a mkstemp template), opened standalone, with an empty folder /vm. */
+static struct vmfs *new_store(char *img, struct vmfs_stat *dir)
 {
 	struct vmfs_mkfs_opts mo = { .size = 256ull << 20, .force = true, .host_slots = 4 };
 	struct vmfs_open_opts oo = { .standalone = true };
-	char img[] = "/var/tmp/vmm-ctl-snap-XXXXXX", sock[64], err[256] = "", reply[1024];
-	struct vmm_ctl_target t = { 0 };
-	struct vmm_ctl *ctl = NULL;
-	struct vmfs_stat dir, st;
+	char err[256] = "";
 	struct vmfs *fs;
-	uint64_t s1, s2;
 	int fd = mkstemp(img);
 
 	ck_assert_int_ge(fd, 0);
 	close(fd);
 	ck_assert_msg(vmfs_mkfs(img, &mo, err, sizeof(err)) == 0, "%s", err);
 	ck_assert_msg(vmfs_open(img, &oo, &fs, err, sizeof(err)) == 0, "%s", err);
-	ck_assert_int_eq(vmfs_mkdir(fs, vmfs_root_ino(fs), "vm", 0755, 0, 0, &dir), 0);
+	ck_assert_int_eq(vmfs_mkdir(fs, vmfs_root_ino(fs), "vm", 0755, 0, 0, dir), 0);
+	return fs;
+}
+
+/* ha.state: the two words, a missing file, a torn or foreign one (RUNNING: better restarted than lost). */
+START_TEST(ha_state_file)
+{
+	char img[] = "/var/tmp/vmm-ha-XXXXXX";
+	enum vmm_ha_state st = VMM_HA_RUNNING;
+	struct vmfs_stat dir, f;
+	struct vmfs *fs = new_store(img, &dir);
+
+	ck_assert_int_eq(vmm_ha_read(fs, dir.ino, &st), 0);
+	ck_assert_int_eq(st, VMM_HA_STOPPED);
+	ck_assert_int_eq(vmm_ha_write(fs, dir.ino, VMM_HA_RUNNING), 0);
+	ck_assert_int_eq(vmm_ha_read(fs, dir.ino, &st), 0);
+	ck_assert_int_eq(st, VMM_HA_RUNNING);
+	ck_assert_int_eq(vmm_ha_write(fs, dir.ino, VMM_HA_STOPPED), 0);
+	ck_assert_int_eq(vmm_ha_read(fs, dir.ino, &st), 0);
+	ck_assert_int_eq(st, VMM_HA_STOPPED);
+	ck_assert_int_eq(vmfs_lookup(fs, dir.ino, VMM_HA_FILE, &f), 0);
+	ck_assert_uint_eq(f.size, 8);
+	/* torn: a prefix of "stopped\n"; foreign: longer; both read as running */
+	ck_assert_int_eq(vmfs_pwrite(fs, f.ino, "stopped\nand more", 16, 0), 16);
+	ck_assert_int_eq(vmm_ha_read(fs, dir.ino, &st), 0);
+	ck_assert_int_eq(st, VMM_HA_RUNNING);
+	/* a longer file is cut back to the word */
+	ck_assert_int_eq(vmm_ha_write(fs, dir.ino, VMM_HA_STOPPED), 0);
+	ck_assert_int_eq(vmm_ha_read(fs, dir.ino, &st), 0);
+	ck_assert_int_eq(st, VMM_HA_STOPPED);
+	vmfs_forget(fs, f.ino, 1);
+	vmfs_close(fs);
+	unlink(img);
+}
+END_TEST
+
+/* The agent's choice for one VM, from what it sees. */
+START_TEST(ha_decide)
+{
+	struct vmm_ha_view v = { .state = VMM_HA_RUNNING, .need_mib = 64, .free_mib = 100 };
+
+	ck_assert_int_eq(vmm_ha_decide(&v), VMM_HA_TRY);
+	v.mine = true;
+	ck_assert_int_eq(vmm_ha_decide(&v), VMM_HA_LEAVE);
+	v.mine = false;
+	v.disks_held = true;	/* it runs somewhere, or its dead host is not recovered yet */
+	ck_assert_int_eq(vmm_ha_decide(&v), VMM_HA_LEAVE);
+	v.disks_held = false;
+	v.backing_off = true;
+	ck_assert_int_eq(vmm_ha_decide(&v), VMM_HA_LEAVE);
+	v.backing_off = false;
+	v.state = VMM_HA_STOPPED;
+	ck_assert_int_eq(vmm_ha_decide(&v), VMM_HA_LEAVE);
+	v.state = VMM_HA_RUNNING;
+	v.free_mib = 63;
+	ck_assert_int_eq(vmm_ha_decide(&v), VMM_HA_NO_MEMORY);
+	v.free_mib = 64;
+	ck_assert_int_eq(vmm_ha_decide(&v), VMM_HA_TRY);
+}
+END_TEST
+
+START_TEST(ctl_snapshot)
+{
+	char img[] = "/var/tmp/vmm-ctl-snap-XXXXXX", sock[64], err[256] = "", reply[1024];
+	struct vmm_ctl_target t = { 0 };
+	struct vmm_ctl *ctl = NULL;
+	struct vmfs_stat dir, st;
+	struct vmfs *fs = new_store(img, &dir);
+	uint64_t s1, s2;
+
 	ck_assert_int_eq(vmfs_mknod(fs, dir.ino, "disk0.img", S_IFREG | 0644, 0, 0, &st), 0);
 	ck_assert_int_eq(vmfs_pwrite(fs, st.ino, "disk", 4, 3 << 20), 4);
 	ck_assert_int_eq(vmfs_mknod(fs, dir.ino, "vm.conf", S_IFREG | 0644, 0, 0, &st), 0);
@@ -376,6 +468,9 @@ static Suite *vmm_suite(void)
 	tcase_add_test(tj, json_refuses_the_rest);
 	suite_add_tcase(s, tj);
 	tcase_add_test(tp, conf_ctl);
+	tcase_add_test(tp, conf_ha);
+	tcase_add_test(tp, ha_state_file);
+	tcase_add_test(tp, ha_decide);
 	tcase_add_test(tp, pm_ports);
 	tcase_add_test(tp, ctl_snapshot);
 	tcase_add_test(tp, ctl_rekey);

@@ -473,7 +473,7 @@ static bool pump(struct blk_queue *qu, uint64_t *wait_ns)
 	return did;
 }
 
-/* True once stopping; otherwise whether the ring may be waited on (it is empty, notifications on). */
+/* True once stopping; otherwise whether the queue may sleep (nothing it can start now, notifications on). */
 static bool idle(struct blk_queue *qu, bool *stop)
 {
 	struct vmm_virtio *v = &qu->b->v;
@@ -481,7 +481,13 @@ static bool idle(struct blk_queue *qu, bool *stop)
 
 	pthread_mutex_lock(&v->lock);
 	*stop = qu->b->stopping;
-	if (!*stop && !qu->held && v->q[qu->qi].enabled && (v->status & 4))
+	/*
+	 * Only an empty ring is worth a last look: a queue that waits for the
+	 * attach (its kick wakes it), a free request slot or a held chain's
+	 * tokens or segments (a completion or the timeout wakes it) must sleep
+	 * though chains wait in the ring, or it would spin.
+	 */
+	if (!*stop && !qu->held && qu->b->fs && qu->free_req && v->q[qu->qi].enabled && (v->status & 4))
 		quiet = vmm_virtq_quiet(v, qu->qi);
 	pthread_mutex_unlock(&v->lock);
 	return quiet;
@@ -510,6 +516,8 @@ static void open_aio(struct blk_queue *qu)
 	qu->aio_fd = vmfs_aio_eventfd(qu->aio);
 	if (qu->aio_fd < 0)
 		qu->aio_fd = -1;	/* libaio: one request at a time */
+	else
+		vmfs_aio_set_batch(qu->aio, true);	/* a burst goes to the device in one system call, at the reap after the pump */
 }
 
 static void *queue_thread(void *arg)

@@ -464,13 +464,18 @@ static void reap(struct agent *a)
 				ended(a, &a->vm[i], status);
 }
 
-/* SIGTERM to every child, then waits for them on sfd's SIGCHLD (at most STOP_WAIT_S, then SIGKILL). */
-static void stop_children(struct agent *a, int sfd)
+/*
+ * Waits for every child on sfd's SIGCHLD, at most STOP_WAIT_S, then SIGKILL.
+ * With term it first sends each SIGTERM (a stop as asked); a fenced agent
+ * does not: its children are fenced too and stop their VMs themselves,
+ * saying so, which a stop as asked would hide.
+ */
+static void stop_children(struct agent *a, int sfd, bool term)
 {
 	uint64_t end = base_mono_ns() + STOP_WAIT_S * 1000000000ull;
 	bool any;
 
-	for (unsigned i = 0; i < a->nvm; i++)
+	for (unsigned i = 0; i < a->nvm && term; i++)
 		if (a->vm[i].pid)
 			kill(a->vm[i].pid, SIGTERM);
 	do {
@@ -553,7 +558,7 @@ int vmm_cmd_agent(int argc, char **argv)
 
 		if (vmfs_fenced(a.fs)) {
 			event(&a, "fenced", NULL, "this host lost its lease on %s: its VMs are stopped, the agent ends", a.dev);
-			stop_children(&a, sfd);
+			stop_children(&a, sfd, false);
 			rc = 1;
 			break;
 		}
@@ -578,7 +583,7 @@ int vmm_cmd_agent(int argc, char **argv)
 		}
 		if (stop) {
 			event(&a, "exit", NULL, "stopping: its VMs are stopped as asked");
-			stop_children(&a, sfd);
+			stop_children(&a, sfd, true);
 			break;
 		}
 	}

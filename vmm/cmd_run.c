@@ -289,7 +289,7 @@ int vmm_cmd_run(int argc, char **argv)
 	if (vmm_join_wait(&j))
 		rc = 1;	/* its line is printed; the VM was stopped for it */
 	joining = false;
-	j.ended_clean = !ret && rc != 1;
+	j.ended_clean = !ret && rc != 1 && j.ret == 0;
 	if (timings)
 		print_timings(t0, t_preflight, t_setup, t_end, &j, blk, nblk, &vm);
 	if (ret)

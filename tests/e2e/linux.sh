@@ -19,7 +19,9 @@
 # and the host reads the file out of the image through libvmfs (vmfs-mount,
 # debugfs). The kit
 # (kernel, modules, busybox) comes from scripts/linux-kit.sh; a kit that
-# cannot be made fails the test, it is never skipped. docs/VMM.md, "Linux tests".
+# cannot be made fails the test, it is never skipped. Where /dev/kvm is
+# hardware it also boots the kernel directly on this machine's vmm; where it
+# is not, it says why not. docs/VMM.md, "Linux tests".
 # test: alone (QEMU TCG emulates a machine that boots Linux under vmm: its timeouts assume both cores)
 . "$(dirname "$0")/lib.bash"
 . "$(dirname "$0")/linux-lib.bash"
@@ -317,4 +319,39 @@ vmfs_mount "$T/mq.img" "$T/m" -o ro
 mq_check_data "$T/m/vms/mq/disk0.img" 2
 mq_check_data "$T/m/vms/mq2/disk0.img" 2
 vmfs_umount "$T/m" "$T/mq.img"
+
+# Where /dev/kvm is hardware (the CPU has VMX or SVM), the same kernel boots
+# directly too, on this machine's vmm: its init says so, reads its ext4 disk
+# and powers off. Where /dev/kvm is missing or the emulating kind (KVM's PVM
+# mode on these machines: no VMX/SVM flag, docs/REFERENCES.md), say so.
+if ! have_kvm; then
+	echo "direct boot skipped: cannot open /dev/kvm"
+elif ! grep -qwE 'vmx|svm' /proc/cpuinfo; then
+	echo "direct boot skipped: /dev/kvm is the emulating kind (no vmx or svm in /proc/cpuinfo)"
+else
+	log "direct boot on this machine's /dev/kvm (hardware virtualization)"
+	mkdir -p "$T/direct"
+	{
+		echo "$INIT_HEAD" | sed 's/^#!.*/&\nWHO=direct/'
+		cat <<'EOF2'
+echo "direct: init $(uname -r), $(grep -c ^processor /proc/cpuinfo) cpus"
+i=0
+while [ ! -b /dev/vda ] && [ $i -lt 100 ]; do
+	sleep 0.1
+	i=$((i + 1))
+done
+mount -t ext4 -o ro /dev/vda /mnt && echo "direct: $(cat /mnt/from-host.txt)" && umount /mnt
+poweroff -f
+EOF2
+	} >"$T/direct/init"
+	mk_initramfs "$T/direct" "$T/direct.cpio" virtio_pci virtio_blk crc32c_generic ext4
+	"$VMM" create "$D" /vms/direct --kernel "$KIT/vmlinuz" --initrd "$T/direct.cpio" \
+		--cmdline "console=ttyS0 quiet pci=nomsi panic=-1" --mem 256 --cpus 2 --disk-from "$T/ext4.img"
+	rc=0
+	timeout 120 "$VMM" run "$D" /vms/direct --timings </dev/null >"$T/direct.out" 2>&1 || rc=$?
+	tr -d '\r' <"$T/direct.out" | grep -v '^\[' | tail -n 20
+	[ "$rc" -eq 0 ] || fail "the direct boot exited $rc"
+	grep -q "^direct: init $KVER, 2 cpus" "$T/direct.out" || fail "the direct boot did not reach its init"
+	grep -q "^direct: $TOKEN" "$T/direct.out" || fail "the direct boot did not read its disk"
+fi
 log "ok, $(elapsed "$START")"

@@ -41,8 +41,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define SNAP_POINTS 520          /* cut points in make test (both modes together) */
-#define ENC_POINTS 300           /* the encrypted workload's (case enc_cuts) */
+#define SNAP_POINTS 390          /* cut points in make test (both modes together; make crash-long: 5000) */
+#define ENC_POINTS 224           /* the encrypted workload's (case enc_cuts; make crash-long: 3000) */
 #define MARKER "VMFS-ENC-PLAINTEXT-MARKER"
 #define MARKER_AT 1000           /* where populate() writes it in disk0 and disk1 (vm.conf: at 10) */
 

@@ -64,9 +64,10 @@ $(BUILD)/bin/%:
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(EXTRA_CFLAGS) $^ -o $@ $(LDLIBS)
 
+# (without EXTRA_CFLAGS: a sanitizer build cannot link statically, and it runs in a guest)
 $(GUEST_IO): bench/guest/io.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -static $< -o $@
+	$(CC) -std=gnu11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -static $< -o $@
 
 $(BUILD)/tests/tools/%: $(BUILD)/obj/tests/tools/%.o $(LIB)
 	@mkdir -p $(dir $@)

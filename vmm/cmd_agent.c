@@ -83,6 +83,7 @@ struct agent {
 	unsigned nvm;
 	uint64_t *held;           /* inodes a host holds a lock on, this scan */
 	size_t nheld, capheld;
+	bool said_full;           /* "more than MAX_VMS" was said */
 };
 
 /* One decision or happening: syslog, and a JSON line on stdout or a line on stderr. */
@@ -263,8 +264,13 @@ static int gather(void *arg, const char *path, uint64_t dir, const struct vmm_co
 	if (bad || !c->ha_restart)
 		return 0;
 	v = slot_of(a, path);
-	if (!v)
+	if (!v) {
+		if (!a->said_full)
+			event(a, "too_many", path, "more than %d ha=restart VMs: this one and any after it are not "
+			      "watched by this agent", MAX_VMS);
+		a->said_full = true;
 		return 0;
+	}
 	v->seen = v->ha = true;
 	v->dir = dir;
 	v->mem_mib = c->mem_mib;
@@ -313,7 +319,8 @@ static void decide_vm(struct agent *a, struct vm_slot *v, bool walked)
 		return;
 	view.need_mib = v->mem_mib;
 	view.free_mib = free_mib(a);
-	v->pending = view.state == VMM_HA_RUNNING;
+	/* should run and runs nowhere: look each interval (a backoff's end looks again by itself) */
+	v->pending = view.state == VMM_HA_RUNNING && !view.backing_off;
 	switch (vmm_ha_decide(&view)) {
 	case VMM_HA_LEAVE:
 		if (view.state == VMM_HA_STOPPED)

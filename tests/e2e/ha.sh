@@ -83,15 +83,23 @@ done
 # A's VMs, started by hand (killed with A's group below)
 sh -c 'exec /bin/vmm run /dev/vda /vms/ha' </dev/null >/A.ha 2>&1 &
 echo $! >/A.ha.pid
-# show: what a host or a VM printed, when a step did not come
-show() { for f in "$@"; do sed "s|^|outer: $f: |" /$f; done; }
+# show: what a host or a VM printed, when a step did not come, and where every vmm thread waits
+show() {
+	local p t
+	for f in "$@"; do sed "s|^|outer: $f: |" /$f; done
+	for p in $(pidof vmm); do
+		for t in /proc/$p/task/*; do
+			echo "outer: thread $p $(cat $t/comm) $(cat $t/wchan) $(head -n 3 $t/stack 2>/dev/null | sed 's/^\[<0>\] //' | tr '\n' ' ')"
+		done
+	done
+}
 waitfor "^count 10$" /A.ha >/dev/null || show A.ha A.err A.json B.err
 echo "outer: A runs /vms/ha at $(up) s: $(grep -c '^count' /A.ha) counts"
 # 1. SIGKILL host A: its agent's group and its VMs
 t0=$(up)
 kill -KILL -"$(cat /A.pgid)" $(cat /A.ha.pid)
 echo "outer: killed A at $t0 s"
-w=$(waitfor "^/vms/ha: counter: boot id .* resumes" /B.err /C.err)
+w=$(waitfor "^/vms/ha: counter: boot id .* resumes" /B.err /C.err) || show B.err C.err
 t1=$(up)
 echo "outer: /vms/ha resumed on ${w#/} at $t1 s"
 W1=${w#/}
@@ -102,7 +110,7 @@ waitfor "^/vms/ha: count " /$W1.err >/dev/null
 t2=$(up)
 kill -STOP -"$(cat /$W1.pgid)"
 echo "outer: stopped $W1 at $t2 s"
-w=$(waitfor "^/vms/ha: counter: boot id .* resumes" /$W2.err)
+w=$(waitfor "^/vms/ha: counter: boot id .* resumes" /$W2.err) || show $W2.err $W2.json
 t3=$(up)
 echo "outer: /vms/ha resumed on $W2 at $t3 s"
 waitfor "^/vms/ha: count " /$W2.err >/dev/null

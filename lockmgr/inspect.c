@@ -239,8 +239,9 @@ int lk_read_locks(const struct lk_io *io, const struct lk_geometry *g,
 			hold.mode = (enum lk_mode)t->e[i].mode;
 			if (!errs[hold.slot] && recs[hold.slot].gen == hold.gen)
 				memcpy(hold.hostname, recs[hold.slot].hostname, 64);
-			if (fn(arg, t->e[i].res, &hold, t->e[i].version))
-				goto out;
+			rc = fn(arg, t->e[i].res, &hold, t->e[i].version);
+			if (rc)
+				goto out;	/* fn's value is the call's */
 		}
 	}
 out:

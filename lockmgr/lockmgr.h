@@ -295,7 +295,7 @@ struct lk_slot_info {
 int lk_read_slots(const struct lk_io *io, const struct lk_geometry *g, struct lk_slot_info **out,
 		  size_t *n);
 
-/* Every lock record on disk, for vmfsctl locks; fn returns non-zero to stop. */
+/* Every lock record on disk, for vmfsctl locks; fn returns non-zero to stop, and that is returned. */
 int lk_read_locks(const struct lk_io *io, const struct lk_geometry *g,
 		  int (*fn)(void *arg, uint64_t res, const struct lk_holder *holder, uint64_t version),
 		  void *arg);

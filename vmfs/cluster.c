@@ -474,12 +474,21 @@ void cluster_leave(struct vmfs *fs)
 
 static const enum lk_mode lk_modes[] = { [VMFS_LOCK_EX] = LK_EX, [VMFS_LOCK_SH] = LK_SH, [VMFS_LOCK_MW] = LK_MW };
 
-static void name_holder(const struct lk_holder *h, char *who, size_t wholen)
+void vmfs_lock_holder(const struct vmfs_lock *l, char *who, size_t wholen)
 {
 	if (who && wholen)
-		snprintf(who, wholen, "host slot %u (%s, generation %llu, %s)", h->slot,
-			 h->hostname[0] ? h->hostname : "unknown host", (unsigned long long)h->gen,
-			 h->mode == LK_EX ? "exclusive" : h->mode == LK_SH ? "read-only" : "multi-writer");
+		snprintf(who, wholen, "host slot %u (%s, generation %llu, %s)", l->slot,
+			 l->hostname[0] ? l->hostname : "unknown host", (unsigned long long)l->gen,
+			 l->mode == VMFS_LOCK_EX ? "exclusive" : l->mode == VMFS_LOCK_SH ? "read-only" : "multi-writer");
+}
+
+static void name_holder(const struct lk_holder *h, char *who, size_t wholen)
+{
+	struct vmfs_lock l = { .slot = h->slot, .gen = h->gen,
+			       .mode = h->mode == LK_EX ? VMFS_LOCK_EX : h->mode == LK_SH ? VMFS_LOCK_SH : VMFS_LOCK_MW };
+
+	memcpy(l.hostname, h->hostname, sizeof(l.hostname));
+	vmfs_lock_holder(&l, who, wholen);
 }
 
 /*

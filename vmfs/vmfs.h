@@ -565,6 +565,8 @@ struct vmfs_lock {
 	uint64_t version;
 };
 int vmfs_locks(struct vmfs *fs, int (*fn)(void *ctx, const struct vmfs_lock *l), void *ctx);
+/* A lock's holder in the words of vmfs_file_lock's -EBUSY: "host slot S (HOST, generation G, exclusive)". */
+void vmfs_lock_holder(const struct vmfs_lock *l, char *who, size_t wholen);
 
 /* ---- paths (for tools and vmm) ----------------------------------------------- */
 

@@ -90,9 +90,8 @@ struct agent {
 static void __attribute__((format(printf, 4, 5)))
 event(struct agent *a, const char *kind, const char *vm, const char *fmt, ...)
 {
-	char msg[1024], esc[2100];
+	char msg[1024];
 	struct timespec ts;
-	size_t i, o = 0;
 	va_list ap;
 
 	va_start(ap, fmt);
@@ -103,20 +102,15 @@ event(struct agent *a, const char *kind, const char *vm, const char *fmt, ...)
 		fprintf(stderr, "vmm agent: %s%s%s\n", vm ? vm : "", vm ? ": " : "", msg);
 		return;
 	}
-	for (i = 0; msg[i] && o + 7 < sizeof(esc); i++) {
-		unsigned char ch = (unsigned char)msg[i];
-
-		if (ch == '"' || ch == '\\')
-			esc[o++] = '\\', esc[o++] = (char)ch;
-		else if (ch < 0x20)
-			o += (size_t)snprintf(esc + o, sizeof(esc) - o, "\\u%04x", ch);
-		else
-			esc[o++] = (char)ch;
-	}
-	esc[o] = 0;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	printf("{\"time\":%lld.%03ld,\"event\":\"%s\"%s%s%s,\"message\":\"%s\"}\n", (long long)ts.tv_sec,
-	       ts.tv_nsec / 1000000, kind, vm ? ",\"vm\":\"" : "", vm ? vm : "", vm ? "\"" : "", esc);
+	printf("{\"time\":%lld.%03ld,\"event\":\"%s\"", (long long)ts.tv_sec, ts.tv_nsec / 1000000, kind);
+	if (vm) {
+		printf(",\"vm\":");
+		tool_json_str(vm);
+	}
+	printf(",\"message\":");
+	tool_json_str(msg);
+	printf("}\n");
 	fflush(stdout);
 }
 

@@ -116,17 +116,16 @@ static double ms(uint64_t from, uint64_t to)
 static void print_timings(uint64_t t0, uint64_t preflight, uint64_t setup, uint64_t end, const struct vmm_join *j,
 			  struct vmm_blk **blk, unsigned nblk, struct vmm_vm *vm)
 {
+	struct vmm_blk_stats st[VMM_MAX_DISKS];
 	uint64_t first = 0, attach = 0;
 	unsigned i;
 
 	for (i = 0; i < nblk; i++) {
-		struct vmm_blk_stats st;
-
-		vmm_blk_get_stats(blk[i], &st);
-		if (st.first_io_ns && (!first || st.first_io_ns < first))
-			first = st.first_io_ns;
-		if (st.attach_ns > attach)
-			attach = st.attach_ns;
+		vmm_blk_get_stats(blk[i], &st[i]);
+		if (st[i].first_io_ns && (!first || st[i].first_io_ns < first))
+			first = st[i].first_io_ns;
+		if (st[i].attach_ns > attach)
+			attach = st[i].attach_ns;
 	}
 	fprintf(stderr,
 		"vmm: timings {\"ms\":{\"preflight\":%.1f,\"setup\":%.1f,\"guest_start\":%.1f,\"join\":%.1f,"
@@ -136,16 +135,12 @@ static void print_timings(uint64_t t0, uint64_t preflight, uint64_t setup, uint6
 		ms(j->joined_ns, j->locked_ns), ms(t0, attach), ms(t0, first),
 		first && attach > first ? ms(first, attach) : 0.0, ms(setup, end),
 		(vm->caps & (VMM_CAP_IOEVENTFD | VMM_CAP_IRQFD)) == (VMM_CAP_IOEVENTFD | VMM_CAP_IRQFD) ? "true" : "false");
-	for (i = 0; i < nblk; i++) {
-		struct vmm_blk_stats st;
-
-		vmm_blk_get_stats(blk[i], &st);
+	for (i = 0; i < nblk; i++)
 		fprintf(stderr, "%s{\"queues\":%llu,\"requests\":%llu,\"max_inflight\":%llu,\"exit_notifies\":%llu,"
-			"\"irqfd_irqs\":%llu,\"ioctl_irqs\":%llu}", i ? "," : "", (unsigned long long)st.queues,
-			(unsigned long long)(st.reads + st.writes), (unsigned long long)st.max_inflight,
-			(unsigned long long)st.exit_notifies, (unsigned long long)st.irqfd_irqs,
-			(unsigned long long)st.ioctl_irqs);
-	}
+			"\"irqfd_irqs\":%llu,\"ioctl_irqs\":%llu}", i ? "," : "", (unsigned long long)st[i].queues,
+			(unsigned long long)(st[i].reads + st[i].writes), (unsigned long long)st[i].max_inflight,
+			(unsigned long long)st[i].exit_notifies, (unsigned long long)st[i].irqfd_irqs,
+			(unsigned long long)st[i].ioctl_irqs);
 	fprintf(stderr, "]}\n");
 }
 
@@ -155,7 +150,7 @@ int vmm_cmd_run(int argc, char **argv)
 					    { "timings", no_argument, NULL, 't' },
 					    { NULL, 0, NULL, 0 } };
 	uint64_t t0 = base_mono_ns(), t_preflight = 0, t_setup = 0, t_end;
-	bool timings = false, joining = false;
+	bool timings = false;
 	const char *ctl_path = NULL;
 	struct vmm_ctl *ctl = NULL;
 	void *kernel = NULL, *initrd = NULL;
@@ -264,7 +259,6 @@ int vmm_cmd_run(int argc, char **argv)
 		tool_err("joining the cluster: %s", strerror(-ret));
 		goto out;
 	}
-	joining = true;
 	t_setup = base_mono_ns();
 	ret = vmm_vm_run(&vm, err, sizeof(err));
 	t_end = base_mono_ns();
@@ -288,15 +282,13 @@ int vmm_cmd_run(int argc, char **argv)
 		rc = vm.exit_code;
 	if (vmm_join_wait(&j))
 		rc = 1;	/* its line is printed; the VM was stopped for it */
-	joining = false;
-	j.ended_clean = !ret && rc != 1 && j.ret == 0;
+	j.ended_clean = !ret && j.ret == 0;
 	if (timings)
 		print_timings(t0, t_preflight, t_setup, t_end, &j, blk, nblk, &vm);
 	if (ret)
 		rc = 1;
 out:
-	if (joining)
-		vmm_join_wait(&j);
+	vmm_join_wait(&j);	/* a no-op unless the join started and nothing waited for it yet */
 	vmm_ctl_free(ctl);
 	/*
 	 * The disks' I/O threads stop before guest memory goes (vmm_vm_run

@@ -136,6 +136,7 @@ int vmm_join_precheck(struct vmm_join *j, struct vmfs *ro)
 {
 	struct holder_scan h = { .j = j, .disk = j->conf->ndisks };
 	struct vmfs_host *hosts = NULL;
+	char who[200];
 	size_t n = 0, i;
 	bool alive = false;
 
@@ -151,9 +152,8 @@ int vmm_join_precheck(struct vmm_join *j, struct vmfs *ro)
 	if (!alive)
 		return 0;
 	/* The words of vmfs_file_lock's -EBUSY, as the join would print them. */
-	tool_err("%s/%s: in use by host slot %u (%s, generation %llu, %s)", j->path, j->conf->disks[h.disk].file,
-		 h.lock.slot, h.lock.hostname[0] ? h.lock.hostname : "unknown host", (unsigned long long)h.lock.gen,
-		 h.lock.mode == VMFS_LOCK_EX ? "exclusive" : h.lock.mode == VMFS_LOCK_SH ? "read-only" : "multi-writer");
+	vmfs_lock_holder(&h.lock, who, sizeof(who));
+	tool_err("%s/%s: in use by %s", j->path, j->conf->disks[h.disk].file, who);
 	return -EBUSY;
 }
 

@@ -13,6 +13,11 @@
 #   - /vms/plain (no ha= line) is not looked at.
 # Each decision is said once; syslog gets the same lines. SIGTERM ends each
 # agent with exit 0 and no VM left running. Bad options: one line, exit 2.
+# Also vmm run's read-only look, which needs no VM to run either: a disk that
+# a live host holds (a vmfs-mount with it open for writing) is refused
+# naming that host, before /dev/kvm is even looked at; once that host is
+# killed (SIGKILL: its lock stays on disk, its heartbeat stops), the look
+# lets the run go on (where /dev/kvm is missing it then says so instead).
 . "$(dirname "$0")/lib.bash"
 e2e_init mkfs.vmfs vmfs-mount vmm
 VMM=$VMFS_BIN/vmm
@@ -41,6 +46,25 @@ log "bad options"
 expect_one_line_failure "$VMM" agent "$D" --mem-limit 0
 expect_one_line_failure "$VMM" agent "$D" --interval 5
 expect_one_line_failure "$VMM" create "$D" /vms/x --kernel "$K" --mem 32 --cpus 1 --disk 1M --ha sometimes
+
+log "vmm run's look: a disk a live host holds is refused before anything starts"
+vmfs_mount_fg "$D" "$T/m"
+exec 9<>"$T/m/vms/off/disk0.img"	# the mount takes the file's exclusive lock
+expect_one_line_failure "$VMM" run "$D" /vms/off
+grep -Eq "^vmm: /vms/off/disk0.img: in use by host slot [0-9]+ \(.*vmfs-mount pid $FG_PID.*, generation [0-9]+, exclusive\)\$" "$T/stderr" ||
+	fail "vmm run did not refuse the disk the mount holds, naming it"
+if ! have_kvm; then
+	kill -9 "$FG_PID"
+	wait "$FG_PID" 2>/dev/null || true
+	exec 9>&-
+	umount -l "$T/m" 2>/dev/null || fusermount3 -uz "$T/m" 2>/dev/null || true
+	expect_one_line_failure "$VMM" run "$D" /vms/off
+	grep -q "^vmm: /dev/kvm: No such file or directory$" "$T/stderr" ||
+		fail "vmm run's look refused a disk whose holder is dead (it is for the join to recover)"
+else
+	exec 9>&-
+	vmfs_umount "$T/m" "$D"
+fi
 
 log "three agents"
 for h in A B C; do

@@ -228,10 +228,12 @@ expect_one_line_failure() {
 
 # The mq guest (tests/guests/mq.c): every virtio-blk queue at once.
 # mq_check FILE MODE NQ: its run's output in FILE (lines may carry a prefix)
-# finished ("mq ok") with NQ queues, and vmm run --timings shows the I/O path
-# MODE names: "eventfd" (doorbells through KVM's ioeventfd: no MMIO exit for
-# any) or "exits" (VMM_NO_EVENTFD=1: every doorbell an MMIO exit). Both have
-# each burst of 32 requests in flight at once.
+# finished ("mq ok": its MSI-X messages reached the LAPIC, at the vectors
+# reprogrammed after BAR0 moved) with NQ queues, and vmm run --timings shows
+# the I/O path MODE names: "eventfd" (doorbells through KVM's ioeventfd, also
+# after the BAR moved: no MMIO exit for any; MSI-X through irqfds, no
+# ioctl) or "exits" (VMM_NO_EVENTFD=1: every doorbell an MMIO exit, every
+# message KVM_SIGNAL_MSI). Both have each burst of 32 requests in flight.
 mq_check() {
 	local f=$1 mode=$2 nq=$3 t n
 	grep -q 'mq ok$' "$f" || fail "the mq guest ($mode) did not finish: $(grep -m1 -E 'FAIL|vmm:' "$f")"
@@ -244,9 +246,13 @@ mq_check() {
 	[ "$n" -eq 32 ] || fail "$n requests in flight on a queue at most, not 32 ($mode)"
 	case $mode in
 	eventfd) [[ $t == *'"eventfd":true'* && $t == *'"exit_notifies":0,'* ]] ||
-		fail "with eventfds the doorbells still came as MMIO exits" ;;
+		fail "with eventfds the doorbells still came as MMIO exits"
+		[[ $t != *'"irqfd_irqs":0,'* && $t == *'"ioctl_irqs":0}'* ]] ||
+			fail "with eventfds the MSI-X messages did not all go through irqfds" ;;
 	exits) [[ $t == *'"eventfd":false'* && $t != *'"exit_notifies":0,'* ]] ||
-		fail "with VMM_NO_EVENTFD=1 the doorbells did not come as MMIO exits" ;;
+		fail "with VMM_NO_EVENTFD=1 the doorbells did not come as MMIO exits"
+		[[ $t == *'"irqfd_irqs":0,'* && $t != *'"ioctl_irqs":0}'* ]] ||
+			fail "with VMM_NO_EVENTFD=1 the MSI-X messages did not go by ioctl" ;;
 	esac
 }
 

@@ -73,6 +73,14 @@ mount -t sysfs sys /sys
 for m in $(cat /modules.list); do
 	insmod /lib/modules/$m || echo "$WHO: insmod $m failed"
 done
+# wait_vda: a bounded wait (10 s) for the virtio disk the modules just probed
+wait_vda() {
+	i=0
+	while [ ! -b /dev/vda ] && [ $i -lt 100 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+}
 '
 
 # outer_add_bin DIR FILE [PATH]: FILE at PATH (default: its own path) under

@@ -44,11 +44,7 @@ echo "inner: init $(uname -r) $(cat /proc/cmdline)"
 echo "inner: cpus $(grep -c ^processor /proc/cpuinfo)"
 echo "inner: $(dmesg | grep -o 'ACPI: Using IOAPIC for interrupt routing' | head -n1)"
 echo "inner: acpi tables $(ls /sys/firmware/acpi/tables | tr '\n' ' ')"
-i=0
-while [ ! -b /dev/vda ] && [ $i -lt 100 ]; do
-	sleep 0.1
-	i=$((i + 1))
-done
+wait_vda
 if mount -t ext4 /dev/vda /mnt && { cat /mnt/from-host.txt && uname -r; } >/mnt/from-guest.txt &&
 	sync && umount /mnt; then
 	echo "inner: wrote from-guest.txt"
@@ -335,11 +331,7 @@ else
 		echo "$INIT_HEAD" | sed 's/^#!.*/&\nWHO=direct/'
 		cat <<'EOF2'
 echo "direct: init $(uname -r), $(grep -c ^processor /proc/cpuinfo) cpus"
-i=0
-while [ ! -b /dev/vda ] && [ $i -lt 100 ]; do
-	sleep 0.1
-	i=$((i + 1))
-done
+wait_vda
 mount -t ext4 -o ro /dev/vda /mnt && echo "direct: $(cat /mnt/from-host.txt)" && umount /mnt
 poweroff -f
 EOF2

@@ -460,6 +460,12 @@ static int collect_lock(void *arg, uint64_t res, const struct lk_holder *h, uint
 	return 0;
 }
 
+static int stop_lock(void *arg, uint64_t res, const struct lk_holder *h, uint64_t version)
+{
+	(void)arg, (void)res, (void)h, (void)version;
+	return 7;
+}
+
 /* A host that stops renewing is fenced at its deadline; another host sees it dead after dead_ms and recovers it. */
 START_TEST(fence_and_recover)
 {
@@ -477,6 +483,8 @@ START_TEST(fence_and_recover)
 	ck_assert_uint_eq(ll.n, 1);
 	ck_assert_uint_eq(ll.res[0], r);
 	ck_assert_uint_eq(ll.slot[0], lk_host_slot(a));
+	/* a callback that stops the walk has its value returned (vmm run's look tells a holder by it) */
+	ck_assert_int_eq(lk_read_locks(&md_io, &md_geo, stop_lock, NULL), 7);
 
 	/* renewals keep a alive */
 	for (int i = 0; i < 10; i++) {

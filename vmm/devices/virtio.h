@@ -55,7 +55,7 @@ struct vmm_virtio {
 	uint64_t msix_pending;    /* the PBA: bit n for vector n */
 	/* How the guest and the device signalled each other (vmm run --timings): */
 	uint64_t exit_notifies;   /* doorbell writes that came as MMIO exits */
-	uint64_t irqfd_irqs, ioctl_irqs, intx_irqs;
+	uint64_t irqfd_irqs, ioctl_irqs;   /* interrupts sent by an irqfd write, and by an ioctl (KVM_SIGNAL_MSI, KVM_IRQ_LINE) */
 	uint64_t resets;          /* counts device resets: work begun before one is dropped */
 	const struct vmm_virtio_ops *ops;
 	uint64_t features;        /* offered */

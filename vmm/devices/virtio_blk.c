@@ -409,7 +409,7 @@ static bool pump(struct blk_queue *qu, uint64_t *wait_ns)
 		b->stats.first_io_ns = base_mono_ns();
 	while (!b->stopping && b->fs && (qu->aio || qu->aio_failed) && q->enabled && (v->status & 4)) {
 		struct blk_req *r;
-		uint64_t wait;
+		uint64_t wait, len;
 		uint32_t type;
 
 		if (!qu->held) {
@@ -444,7 +444,8 @@ static bool pump(struct blk_queue *qu, uint64_t *wait_ns)
 		type = le32_to_cpu(type);
 		if ((type == VIRTIO_BLK_T_IN || type == VIRTIO_BLK_T_OUT) && segments(qu) > qu->nfree_seg)
 			break;	/* completions free segments; ppoll waits for them */
-		if ((wait = vmm_limiter_take(&b->limit, request_bytes(type, qu->bufs, qu->n), base_mono_ns()))) {
+		len = request_bytes(type, qu->bufs, qu->n);
+		if ((wait = vmm_limiter_take(&b->limit, len, base_mono_ns()))) {
 			b->stats.throttled++;
 			*wait_ns = wait;
 			break;
@@ -454,7 +455,7 @@ static bool pump(struct blk_queue *qu, uint64_t *wait_ns)
 		r = qu->free_req;
 		qu->free_req = r->next;
 		*r = (struct blk_req){ .head = qu->head, .type = type, .status = qu->bufs[qu->n - 1].p,
-				       .len = request_bytes(type, qu->bufs, qu->n), .resets = qu->held_resets };
+				       .len = len, .resets = qu->held_resets };
 		if (!b->stats.first_io_ns)
 			b->stats.first_io_ns = base_mono_ns();
 		if (qu->inflight + 1 > b->stats.max_inflight)
@@ -583,7 +584,7 @@ void vmm_blk_get_stats(struct vmm_blk *b, struct vmm_blk_stats *st)
 	st->attach_ns = b->attach_ns;
 	st->exit_notifies = b->v.exit_notifies;
 	st->irqfd_irqs = b->v.irqfd_irqs;
-	st->ioctl_irqs = b->v.ioctl_irqs + b->v.intx_irqs;
+	st->ioctl_irqs = b->v.ioctl_irqs;
 	pthread_mutex_unlock(&b->v.lock);
 }
 

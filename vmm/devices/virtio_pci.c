@@ -266,7 +266,7 @@ void vmm_virtio_interrupt(struct vmm_virtio *v, int q)
 		return;
 	}
 	v->isr |= q < 0 ? 2 : 1;
-	v->intx_irqs++;
+	v->ioctl_irqs++;
 	vmm_pci_set_irq(v->bus, &v->pci, true);
 }
 

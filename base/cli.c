@@ -11,14 +11,26 @@
 
 const char *tool_name = "vmfs";
 
+/* One write: another thread's message or a guest console on the same pipe cannot land inside the line. */
 void tool_err(const char *fmt, ...)
 {
+	char buf[1024];
 	va_list ap;
-	fprintf(stderr, "%s: ", tool_name);
+	int n, m;
+
+	n = snprintf(buf, sizeof(buf), "%s: ", tool_name);
+	if (n < 0 || (size_t)n >= sizeof(buf) - 1)
+		n = 0;
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	m = vsnprintf(buf + n, sizeof(buf) - (size_t)n - 1, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+	if (m < 0)
+		m = 0;
+	n += m;
+	if ((size_t)n > sizeof(buf) - 2)
+		n = sizeof(buf) - 2;	/* a longer message is cut, still one line */
+	buf[n++] = '\n';
+	fwrite(buf, 1, (size_t)n, stderr);
 }
 
 bool tool_parse_u64(const char *s, uint64_t *out)

@@ -54,6 +54,14 @@
 #define WALK_S 30
 #define STOP_WAIT_S 20
 
+/* One of a child's output pipes, forwarded line by line: kept apart so console and messages never share a line. */
+struct child_out {
+	int fd;                   /* -1: closed */
+	bool eof;                 /* at its end: the child exited, not yet reaped */
+	char line[512];           /* a partial line */
+	size_t len;
+};
+
 struct vm_slot {
 	char path[4096];
 	uint64_t dir, ha_ino, mem_mib;
@@ -64,10 +72,7 @@ struct vm_slot {
 	bool pending;             /* it should run, and ran nowhere at the last look: look each interval */
 	pid_t pid;                /* the vmm run child, 0: none */
 	bool locked;              /* this agent holds ha.state's lock */
-	int out;                  /* the child's stdout and stderr */
-	bool eof;                 /* out is at its end: the child exited, not yet reaped */
-	char line[512];           /* a partial line of its output */
-	size_t len;
+	struct child_out out[2];  /* the child's stdout (the guest console) and stderr (vmm's messages) */
 	char why[512];            /* its last "vmm: " line */
 	uint64_t backoff_until;   /* base_mono_ns() */
 	char said[64];            /* the last decision logged for it, so each is said once */
@@ -195,7 +200,7 @@ static struct vm_slot *slot_of(struct agent *a, const char *path)
 		return NULL;
 	memset(&a->vm[a->nvm], 0, sizeof(a->vm[0]));
 	snprintf(a->vm[a->nvm].path, sizeof(a->vm[0].path), "%s", path);
-	a->vm[a->nvm].out = -1;
+	a->vm[a->nvm].out[0].fd = a->vm[a->nvm].out[1].fd = -1;
 	return &a->vm[a->nvm++];
 }
 
@@ -203,7 +208,7 @@ static struct vm_slot *slot_of(struct agent *a, const char *path)
 static int spawn(struct agent *a, struct vm_slot *v)
 {
 	char *argv[12];
-	int n = 0, fds[2], devnull;
+	int n = 0, fds[2][2], devnull;
 	pid_t pid;
 
 	argv[n++] = "vmm";
@@ -217,13 +222,20 @@ static int spawn(struct agent *a, struct vm_slot *v)
 	if (vmm_key_src.keycmd)
 		argv[n++] = "--keycmd", argv[n++] = (char *)vmm_key_src.keycmd;
 	argv[n] = NULL;
-	if (pipe2(fds, O_CLOEXEC))
+	if (pipe2(fds[0], O_CLOEXEC))
 		return -errno;
+	if (pipe2(fds[1], O_CLOEXEC)) {
+		n = -errno;
+		close(fds[0][0]);
+		close(fds[0][1]);
+		return n;
+	}
 	pid = fork();
 	if (pid < 0) {
-		close(fds[0]);
-		close(fds[1]);
-		return -errno;
+		n = -errno;
+		for (int k = 0; k < 4; k++)
+			close(fds[k / 2][k % 2]);
+		return n;
 	}
 	if (pid == 0) {
 		sigset_t none;
@@ -233,17 +245,17 @@ static int spawn(struct agent *a, struct vm_slot *v)
 		devnull = open("/dev/null", O_RDONLY);
 		if (devnull >= 0)
 			dup2(devnull, STDIN_FILENO);
-		dup2(fds[1], STDOUT_FILENO);
-		dup2(fds[1], STDERR_FILENO);
+		dup2(fds[0][1], STDOUT_FILENO);
+		dup2(fds[1][1], STDERR_FILENO);
 		execv("/proc/self/exe", argv);
 		_exit(127);
 	}
-	close(fds[1]);
-	fcntl(fds[0], F_SETFL, O_NONBLOCK);
 	v->pid = pid;
-	v->out = fds[0];
-	v->eof = false;
-	v->len = 0;
+	for (int k = 0; k < 2; k++) {
+		close(fds[k][1]);
+		fcntl(fds[k][0], F_SETFL, O_NONBLOCK);
+		v->out[k] = (struct child_out){ .fd = fds[k][0] };
+	}
 	v->why[0] = 0;
 	return 0;
 }
@@ -395,36 +407,42 @@ static void look(struct agent *a, uint64_t *next_walk)
 	}
 }
 
-/* Forwards a child's output, line by line, keeping its last "vmm: " line (why it failed). */
-static void drain_output(struct vm_slot *v, bool all)
+/* Forwards one of a child's pipes, line by line; from stderr it keeps the last "vmm: " line (why it failed). */
+static void drain_pipe(struct vm_slot *v, struct child_out *o, bool all)
 {
 	char buf[4096];
 	ssize_t n = -1;
 
-	while (v->out >= 0 && (n = read(v->out, buf, sizeof(buf))) > 0) {
+	while (o->fd >= 0 && (n = read(o->fd, buf, sizeof(buf))) > 0) {
 		for (ssize_t i = 0; i < n; i++) {
-			if (buf[i] != '\n' && v->len + 1 < sizeof(v->line)) {
-				v->line[v->len++] = buf[i];
+			if (buf[i] != '\n' && o->len + 1 < sizeof(o->line)) {
+				o->line[o->len++] = buf[i];
 				continue;
 			}
-			v->line[v->len] = 0;
-			fprintf(stderr, "%s: %s\n", v->path, v->line);
-			if (!strncmp(v->line, "vmm: ", 5))
-				snprintf(v->why, sizeof(v->why), "%s", v->line + 5);
-			v->len = 0;
+			o->line[o->len] = 0;
+			fprintf(stderr, "%s: %s\n", v->path, o->line);
+			if (o == &v->out[1] && !strncmp(o->line, "vmm: ", 5))
+				snprintf(v->why, sizeof(v->why), "%s", o->line + 5);
+			o->len = 0;
 		}
 	}
 	if (n == 0)
-		v->eof = true;
-	if (all && v->out >= 0) {
-		if (v->len) {
-			v->line[v->len] = 0;
-			fprintf(stderr, "%s: %s\n", v->path, v->line);
-			v->len = 0;
+		o->eof = true;
+	if (all && o->fd >= 0) {
+		if (o->len) {
+			o->line[o->len] = 0;
+			fprintf(stderr, "%s: %s\n", v->path, o->line);
+			o->len = 0;
 		}
-		close(v->out);
-		v->out = -1;
+		close(o->fd);
+		o->fd = -1;
 	}
+}
+
+static void drain_output(struct vm_slot *v, bool all)
+{
+	drain_pipe(v, &v->out[0], all);
+	drain_pipe(v, &v->out[1], all);
 }
 
 /* A child ended: log how, let the lock go; a failure leaves the VM to the other hosts for a while. */
@@ -551,7 +569,7 @@ int vmm_cmd_agent(int argc, char **argv)
 	event(&a, "start", NULL, "watching %s for ha=restart VMs: the lock table every %llu ms, the folders every %d s",
 	      a.dev, (unsigned long long)interval_ms, WALK_S);
 	for (;;) {
-		struct pollfd pf[1 + MAX_VMS];
+		struct pollfd pf[1 + 2 * MAX_VMS];
 		struct signalfd_siginfo si;
 		uint64_t end, now;
 		unsigned n, i;
@@ -571,8 +589,9 @@ int vmm_cmd_agent(int argc, char **argv)
 			n = 1;
 			pf[0] = (struct pollfd){ .fd = sfd, .events = POLLIN };
 			for (i = 0; i < a.nvm; i++)
-				if (a.vm[i].out >= 0 && !a.vm[i].eof)
-					pf[n++] = (struct pollfd){ .fd = a.vm[i].out, .events = POLLIN };
+				for (int k = 0; k < 2; k++)
+					if (a.vm[i].out[k].fd >= 0 && !a.vm[i].out[k].eof)
+						pf[n++] = (struct pollfd){ .fd = a.vm[i].out[k].fd, .events = POLLIN };
 			if (poll(pf, n, (int)((end - now) / 1000000ull) + 1) < 0 && errno != EINTR)
 				break;
 			while (read(sfd, &si, sizeof(si)) == sizeof(si))

@@ -8,6 +8,7 @@
  * offered and are ignored. The guest may access any byte of these registers
  * with any width; nothing it writes can do more than set these few bits.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <string.h>
 
@@ -83,4 +84,31 @@ enum vmm_pm_event vmm_pm_io(struct vmm_pm *pm, uint16_t port, bool write, uint8_
 out:
 	pthread_mutex_unlock(&pm->lock);
 	return ev;
+}
+
+/* Suspend and resume: PM1a status, enable and control, and the reset register's last byte. */
+size_t vmm_pm_save(struct vmm_pm *pm, void *buf)
+{
+	uint16_t r[4];
+
+	pthread_mutex_lock(&pm->lock);
+	r[0] = pm->sts, r[1] = pm->en, r[2] = pm->cnt, r[3] = pm->reset;
+	pthread_mutex_unlock(&pm->lock);
+	memcpy(buf, r, sizeof(r));
+	return sizeof(r);
+}
+
+int vmm_pm_load(struct vmm_pm *pm, const void *buf, size_t len)
+{
+	uint16_t r[4];
+
+	if (len != sizeof(r))
+		return -EINVAL;
+	memcpy(r, buf, sizeof(r));
+	pthread_mutex_lock(&pm->lock);
+	pm->sts = r[0], pm->en = r[1];
+	pm->cnt = r[2] & (uint16_t)~PM1_CNT_SLP_EN;	/* write-only: a sleep is never pending */
+	pm->reset = (uint8_t)(r[3] & ~RESET_RST_CPU);
+	pthread_mutex_unlock(&pm->lock);
+	return 0;
 }

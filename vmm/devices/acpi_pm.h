@@ -10,6 +10,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define VMM_PM1A_EVT 0x600
@@ -38,5 +39,9 @@ bool vmm_pm_port(uint16_t port, unsigned size);
  * wrote the reset value's RST_CPU bit to the reset register, else VMM_PM_NONE.
  */
 enum vmm_pm_event vmm_pm_io(struct vmm_pm *pm, uint16_t port, bool write, uint8_t *data, unsigned size);
+
+/* Suspend and resume (a vm.state section): save returns the bytes put in buf; load -EINVAL on a wrong length. */
+size_t vmm_pm_save(struct vmm_pm *pm, void *buf);
+int vmm_pm_load(struct vmm_pm *pm, const void *buf, size_t len);
 
 #endif

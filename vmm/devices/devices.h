@@ -9,6 +9,7 @@
 #define VMM_DEVICES_DEVICES_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct vmfs;
@@ -68,5 +69,31 @@ int vmm_balloon_new(struct vmm_vm *vm, struct vmm_pci *bus, struct vmm_virtio **
 void vmm_balloon_set_target(struct vmm_virtio *v, uint32_t pages);
 /* The target and the guest's "actual" (pages it says the balloon holds). */
 void vmm_balloon_get(struct vmm_virtio *v, uint32_t *target, uint32_t *actual);
+
+/*
+ * Suspend and resume (vm.state sections, vmm/suspend.c): save returns the
+ * bytes put in buf (at most VMM_STATE_DEV_MAX); load refuses (-EINVAL) a
+ * wrong length or a value the device cannot hold. The UART drops what the
+ * host typed and the guest had not read; the clock keeps the host's time.
+ * The balloon's target and "actual" go with its virtio registers.
+ */
+size_t vmm_serial_save(struct vmm_serial *s, void *buf);
+int vmm_serial_load(struct vmm_serial *s, const void *buf, size_t len);
+size_t vmm_rtc_save(struct vmm_rtc *r, void *buf);
+int vmm_rtc_load(struct vmm_rtc *r, const void *buf, size_t len);
+size_t vmm_balloon_save(struct vmm_virtio *v, void *buf);
+int vmm_balloon_load(struct vmm_virtio *v, const void *buf, size_t len);
+
+/*
+ * A disk goes quiet for a suspend: its queues stop taking chains, finish
+ * what they have in flight (answered in the used ring), and give back a
+ * chain they popped but had not started (it stays in the ring for the
+ * resumed guest). vmm_blk_quiesce returns once every queue is quiet;
+ * vmm_blk_unquiesce lets them go on (a suspend that failed). Any thread.
+ */
+void vmm_blk_quiesce(struct vmm_blk *b);
+void vmm_blk_unquiesce(struct vmm_blk *b);
+/* The disk's virtio device (its registers go into vm.state). */
+struct vmm_virtio *vmm_blk_virtio(struct vmm_blk *b);
 
 #endif

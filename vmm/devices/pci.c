@@ -174,3 +174,56 @@ bool vmm_pci_mmio(struct vmm_pci *bus, uint64_t gpa, bool write, uint8_t *data, 
 	}
 	return false;
 }
+
+/*
+ * Suspend and resume: slot 0 is the bus (the address latch at 0xCF8), any
+ * other a device's header and BAR0. What the guest cannot write must read
+ * back as saved, or the slot holds another device than it did.
+ */
+struct pci_dev_state {
+	uint8_t cfg[256];
+	uint32_t bar_addr;
+};
+
+size_t vmm_pci_save(struct vmm_pci *bus, unsigned slot, void *buf)
+{
+	struct pci_dev_state st;
+
+	if (!slot) {
+		memcpy(buf, &bus->addr, 4);
+		return 4;
+	}
+	memcpy(st.cfg, bus->dev[slot - 1]->cfg, sizeof(st.cfg));
+	st.bar_addr = bus->dev[slot - 1]->bar_addr;
+	memcpy(buf, &st, sizeof(st));
+	return sizeof(st);
+}
+
+int vmm_pci_load(struct vmm_pci *bus, unsigned slot, const void *buf, size_t len)
+{
+	struct pci_dev_state st;
+	struct vmm_pci_dev *d;
+
+	if (!slot) {
+		if (len != 4)
+			return -EINVAL;
+		memcpy(&bus->addr, buf, 4);
+		return 0;
+	}
+	if (slot > bus->ndev || len != sizeof(st))
+		return -EINVAL;
+	d = bus->dev[slot - 1];
+	memcpy(&st, buf, sizeof(st));
+	/* The header up to the capabilities, but for the command and interrupt line bytes; BAR0 is bar_addr. */
+	for (unsigned o = 0; o < 0x40; o++)
+		if (o != PCI_COMMAND && o != PCI_INTERRUPT_LINE && st.cfg[o] != d->cfg[o])
+			return -EINVAL;
+	if ((st.cfg[PCI_COMMAND] & ~7u) || st.bar_addr % VMM_PCI_BAR_SIZE)
+		return -EINVAL;
+	d->cfg[PCI_COMMAND] = st.cfg[PCI_COMMAND];
+	d->cfg[PCI_INTERRUPT_LINE] = st.cfg[PCI_INTERRUPT_LINE];
+	d->bar_addr = st.bar_addr;
+	if (d->decode_changed)
+		d->decode_changed(d);
+	return 0;
+}

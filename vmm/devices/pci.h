@@ -10,6 +10,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct vmm_vm;
@@ -62,5 +63,15 @@ void vmm_pci_io(struct vmm_pci *bus, uint16_t port, bool write, uint8_t *data, u
 bool vmm_pci_decodes(const struct vmm_pci_dev *d);
 /* An MMIO access: false when no enabled BAR holds it. */
 bool vmm_pci_mmio(struct vmm_pci *bus, uint64_t gpa, bool write, uint8_t *data, unsigned len);
+
+/*
+ * Suspend and resume (a vm.state section per slot; slot 0: the bus's
+ * address latch): save returns the bytes put in buf (at most 260); load
+ * refuses (-EINVAL) a wrong length or a header that is not this slot's
+ * device, then sets what the guest had written (command, interrupt line,
+ * BAR0). The capabilities (MSI-X) are the device's to restore.
+ */
+size_t vmm_pci_save(struct vmm_pci *bus, unsigned slot, void *buf);
+int vmm_pci_load(struct vmm_pci *bus, unsigned slot, const void *buf, size_t len);
 
 #endif

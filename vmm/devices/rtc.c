@@ -116,3 +116,28 @@ void vmm_rtc_io(struct vmm_rtc *r, unsigned off, bool write, uint8_t *data)
 	}
 	pthread_mutex_unlock(&r->lock);
 }
+
+/* Suspend and resume: the index register and the CMOS bytes (the time is the host's, read at each access). */
+size_t vmm_rtc_save(struct vmm_rtc *r, void *buf)
+{
+	uint8_t *b = buf;
+
+	pthread_mutex_lock(&r->lock);
+	b[0] = r->index;
+	memcpy(b + 1, r->ram, sizeof(r->ram));
+	pthread_mutex_unlock(&r->lock);
+	return 1 + sizeof(r->ram);
+}
+
+int vmm_rtc_load(struct vmm_rtc *r, const void *buf, size_t len)
+{
+	const uint8_t *b = buf;
+
+	if (len != 1 + sizeof(r->ram))
+		return -EINVAL;
+	pthread_mutex_lock(&r->lock);
+	r->index = b[0] & 0x7f;
+	memcpy(r->ram, b + 1, sizeof(r->ram));
+	pthread_mutex_unlock(&r->lock);
+	return 0;
+}

@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "vmm/devices/devices.h"
@@ -270,4 +271,44 @@ void vmm_serial_io(struct vmm_serial *s, unsigned off, bool write, uint8_t *data
 	io_locked(s, off, write, data);
 	update_irq(s);
 	pthread_mutex_unlock(&s->lock);
+}
+
+/* Suspend and resume: the registers; what the host typed and the guest had not read yet is dropped. */
+struct serial_state {
+	uint8_t ier, lcr, mcr, scr, dll, dlm, fcr, thre_pending;
+};
+
+size_t vmm_serial_save(struct vmm_serial *s, void *buf)
+{
+	struct serial_state st;
+
+	pthread_mutex_lock(&s->lock);
+	st = (struct serial_state){ .ier = s->ier, .lcr = s->lcr, .mcr = s->mcr, .scr = s->scr, .dll = s->dll,
+				    .dlm = s->dlm, .fcr = s->fcr, .thre_pending = s->thre_pending };
+	pthread_mutex_unlock(&s->lock);
+	memcpy(buf, &st, sizeof(st));
+	return sizeof(st);
+}
+
+int vmm_serial_load(struct vmm_serial *s, const void *buf, size_t len)
+{
+	struct serial_state st;
+
+	if (len != sizeof(st))
+		return -EINVAL;
+	memcpy(&st, buf, sizeof(st));
+	pthread_mutex_lock(&s->lock);
+	s->ier = st.ier & 0x0f;
+	s->lcr = st.lcr;
+	s->mcr = st.mcr & 0x1f;
+	s->scr = st.scr;
+	s->dll = st.dll;
+	s->dlm = st.dlm;
+	s->fcr = st.fcr & UART_FCR_ENABLE;
+	s->thre_pending = st.thre_pending != 0;
+	s->rx_count = 0;
+	update_irq(s);
+	pthread_cond_signal(&s->room);
+	pthread_mutex_unlock(&s->lock);
+	return 0;
 }

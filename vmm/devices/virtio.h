@@ -10,6 +10,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "vmm/devices/pci.h"
@@ -120,5 +121,15 @@ bool vmm_virtq_quiet(struct vmm_virtio *v, unsigned q);
  * the guest reads the ISR. Caller holds v->lock.
  */
 void vmm_virtio_interrupt(struct vmm_virtio *v, int q);
+
+/*
+ * Suspend and resume (a vm.state section per device, vmm/suspend.c): save
+ * returns the bytes put in buf (at most VMM_STATE_DEV_MAX); load refuses
+ * (-EINVAL) a wrong length or a value this device cannot hold, then sets
+ * the registers, rebinds the doorbells and raises a pending INTx line.
+ * The device's own threads must be quiet meanwhile.
+ */
+size_t vmm_virtio_save(struct vmm_virtio *v, void *buf);
+int vmm_virtio_load(struct vmm_virtio *v, const void *buf, size_t len);
 
 #endif

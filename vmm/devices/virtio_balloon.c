@@ -121,3 +121,31 @@ void vmm_balloon_get(struct vmm_virtio *v, uint32_t *target, uint32_t *actual)
 	*actual = b->actual;
 	pthread_mutex_unlock(&v->lock);
 }
+
+size_t vmm_balloon_save(struct vmm_virtio *v, void *buf)
+{
+	struct balloon *b = v->priv;
+	uint32_t st[2];
+
+	pthread_mutex_lock(&v->lock);
+	st[0] = b->target, st[1] = b->actual;
+	pthread_mutex_unlock(&v->lock);
+	memcpy(buf, st, sizeof(st));
+	return sizeof(st);
+}
+
+int vmm_balloon_load(struct vmm_virtio *v, const void *buf, size_t len)
+{
+	struct balloon *b = v->priv;
+	uint32_t st[2];
+
+	if (len != sizeof(st))
+		return -EINVAL;
+	memcpy(st, buf, sizeof(st));
+	if (st[0] > v->vm->mem_size / BALLOON_PAGE)
+		return -EINVAL;
+	pthread_mutex_lock(&v->lock);
+	b->target = st[0], b->actual = st[1];
+	pthread_mutex_unlock(&v->lock);
+	return 0;
+}

@@ -116,6 +116,9 @@ struct vmm_blk {
 	uint64_t ino;
 	uint64_t attach_ns;       /* base_mono_ns() at the attach */
 	bool stopping;
+	bool quiesce;             /* a suspend wants the queues quiet (vmm_blk_quiesce) */
+	unsigned nquiet;          /* queues that are */
+	pthread_cond_t quiet_cond;
 	struct vmm_limiter limit;
 	struct vmm_blk_stats stats;
 };
@@ -407,7 +410,7 @@ static bool pump(struct blk_queue *qu, uint64_t *wait_ns)
 	/* Before the attach the guest's requests wait; the first one's time is kept (vmm run --timings). */
 	if (!b->fs && !b->stats.first_io_ns && q->enabled && (v->status & 4) && !vmm_virtq_quiet(v, qu->qi))
 		b->stats.first_io_ns = base_mono_ns();
-	while (!b->stopping && b->fs && (qu->aio || qu->aio_failed) && q->enabled && (v->status & 4)) {
+	while (!b->stopping && !b->quiesce && b->fs && (qu->aio || qu->aio_failed) && q->enabled && (v->status & 4)) {
 		struct blk_req *r;
 		uint64_t wait, len;
 		uint32_t type;
@@ -521,6 +524,72 @@ static void open_aio(struct blk_queue *qu)
 		vmfs_aio_set_batch(qu->aio, true);	/* a burst goes to the device in one system call, at the reap after the pump */
 }
 
+/*
+ * A suspend wants the disk quiet: what is in flight finishes (answered in
+ * the used ring), a chain popped but not started goes back to the ring (the
+ * pop only moved last_avail: the guest's descriptors are untouched), and
+ * the queue waits until the suspend is done or failed.
+ */
+static bool quiesce_wanted(struct blk_queue *qu)
+{
+	bool q;
+
+	pthread_mutex_lock(&qu->b->v.lock);
+	q = qu->b->quiesce && !qu->b->stopping;
+	pthread_mutex_unlock(&qu->b->v.lock);
+	return q;
+}
+
+static void hold_quiet(struct blk_queue *qu)
+{
+	struct vmm_blk *b = qu->b;
+	struct vmm_virtio *v = &b->v;
+
+	drain(qu);
+	pthread_mutex_lock(&v->lock);
+	if (qu->held) {
+		if (v->resets == qu->held_resets)
+			v->q[qu->qi].last_avail--;
+		qu->held = false;
+	}
+	b->nquiet++;
+	pthread_cond_broadcast(&b->quiet_cond);
+	while (b->quiesce && !b->stopping)
+		pthread_cond_wait(&b->quiet_cond, &v->lock);
+	b->nquiet--;
+	pthread_mutex_unlock(&v->lock);
+}
+
+void vmm_blk_quiesce(struct vmm_blk *b)
+{
+	unsigned i, n = 0;
+
+	pthread_mutex_lock(&b->v.lock);
+	b->quiesce = true;
+	for (i = 0; i < b->nq; i++) {
+		n += b->q[i]->started;
+		kick(b->q[i]);
+	}
+	while (b->nquiet < n && !b->stopping)
+		pthread_cond_wait(&b->quiet_cond, &b->v.lock);
+	pthread_mutex_unlock(&b->v.lock);
+}
+
+void vmm_blk_unquiesce(struct vmm_blk *b)
+{
+	pthread_mutex_lock(&b->v.lock);
+	b->quiesce = false;
+	pthread_cond_broadcast(&b->quiet_cond);
+	for (unsigned i = 0; i < b->nq; i++)
+		kick(b->q[i]);
+	pthread_mutex_unlock(&b->v.lock);
+}
+
+struct vmm_virtio *vmm_blk_virtio(struct vmm_blk *b)
+{
+	return &b->v;
+}
+
 static void *queue_thread(void *arg)
 {
 	struct blk_queue *qu = arg;
@@ -533,6 +602,10 @@ static void *queue_thread(void *arg)
 		struct timespec ts;
 
 		open_aio(qu);
+		if (quiesce_wanted(qu)) {
+			hold_quiet(qu);
+			continue;
+		}
 		if (reap(qu, 0) > 0)
 			continue;
 		if (pump(qu, &wait_ns))
@@ -680,6 +753,7 @@ int vmm_blk_new(struct vmm_vm *vm, struct vmm_pci *bus, uint64_t size, bool read
 	b->readonly = readonly;
 	b->nq = nq;
 	b->v.priv = b;
+	pthread_cond_init(&b->quiet_cond, NULL);
 	ret = vmm_virtio_init(&b->v, vm, bus, 2, nq,
 			      VIRTIO_BLK_F_FLUSH | VIRTIO_BLK_F_BLK_SIZE | VIRTIO_BLK_F_SEG_MAX | VIRTIO_BLK_F_MQ |
 				      (readonly ? VIRTIO_BLK_F_RO : VIRTIO_BLK_F_DISCARD), &blk_ops);
@@ -716,6 +790,7 @@ void vmm_blk_free(struct vmm_blk *b)
 		return;
 	pthread_mutex_lock(&b->v.lock);
 	b->stopping = true;
+	pthread_cond_broadcast(&b->quiet_cond);
 	for (i = 0; i < b->nq; i++)
 		if (b->q[i])
 			kick(b->q[i]);

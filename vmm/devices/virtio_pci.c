@@ -604,3 +604,121 @@ bool vmm_virtq_quiet(struct vmm_virtio *v, unsigned qi)
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	return !avail || (uint16_t)(avail[2] | avail[3] << 8) == q->last_avail;
 }
+
+/*
+ * Suspend and resume: the transport's registers, the MSI-X table and
+ * pending bits, and each queue's rings and position. The disks are quiet
+ * (no chain popped and unanswered) when it is saved. On load each value is
+ * checked against the device as it is built now; the irqfd routes are made
+ * again at the first interrupt, the doorbells bound again here.
+ */
+struct virtio_state {
+	uint64_t driver_features, msix_pending;
+	uint32_t dfselect, gfselect, nqueues;
+	uint16_t qselect, config_vec;
+	uint8_t status, isr, msix_ctrl, pad;
+	uint16_t queue_vec[VMM_VIRTIO_MAX_QUEUES];
+	struct {
+		uint32_t addr_lo, addr_hi, data, ctrl;
+	} msix[VMM_VIRTIO_MAX_QUEUES + 1];
+	struct {
+		uint64_t desc, driver, device;
+		uint16_t size, last_avail;
+		uint8_t enabled, pad[3];
+	} q[VMM_VIRTIO_MAX_QUEUES];
+};
+
+size_t vmm_virtio_save(struct vmm_virtio *v, void *buf)
+{
+	struct virtio_state st;
+	unsigned i;
+
+	memset(&st, 0, sizeof(st));
+	pthread_mutex_lock(&v->lock);
+	st.driver_features = v->driver_features;
+	st.msix_pending = v->msix_pending;
+	st.dfselect = v->dfselect;
+	st.gfselect = v->gfselect;
+	st.nqueues = v->nqueues;
+	st.qselect = v->qselect;
+	st.config_vec = v->config_vec;
+	st.status = v->status;
+	st.isr = v->isr;
+	st.msix_ctrl = v->pci.cfg[v->msix_cap + 3];
+	for (i = 0; i < v->nqueues; i++) {
+		st.queue_vec[i] = v->queue_vec[i];
+		st.q[i].desc = v->q[i].desc;
+		st.q[i].driver = v->q[i].driver;
+		st.q[i].device = v->q[i].device;
+		st.q[i].size = v->q[i].size;
+		st.q[i].last_avail = v->q[i].last_avail;
+		st.q[i].enabled = v->q[i].enabled;
+	}
+	for (i = 0; i <= v->nqueues; i++) {
+		st.msix[i].addr_lo = v->msix[i].addr_lo;
+		st.msix[i].addr_hi = v->msix[i].addr_hi;
+		st.msix[i].data = v->msix[i].data;
+		st.msix[i].ctrl = v->msix[i].ctrl;
+	}
+	pthread_mutex_unlock(&v->lock);
+	memcpy(buf, &st, sizeof(st));
+	return sizeof(st);
+}
+
+static bool vector_ok(const struct vmm_virtio *v, uint16_t vec)
+{
+	return vec == NO_VECTOR || vec < v->nqueues + 1u;
+}
+
+int vmm_virtio_load(struct vmm_virtio *v, const void *buf, size_t len)
+{
+	struct virtio_state st;
+	unsigned i;
+
+	if (len != sizeof(st))
+		return -EINVAL;
+	memcpy(&st, buf, sizeof(st));
+	if (st.nqueues != v->nqueues || (st.driver_features & ~v->features) || !vector_ok(v, st.config_vec) ||
+	    (st.isr & ~3u) || (st.msix_ctrl & 0x3f) != (v->pci.cfg[v->msix_cap + 3] & 0x3f) ||
+	    (st.msix_pending >> (v->nqueues + 1)))
+		return -EINVAL;
+	for (i = 0; i < v->nqueues; i++)
+		if (!vector_ok(v, st.queue_vec[i]) || st.q[i].size > QUEUE_MAX ||
+		    (st.q[i].size & (st.q[i].size - 1)) || (st.q[i].enabled && !st.q[i].size) || st.q[i].enabled > 1)
+			return -EINVAL;
+	for (i = 0; i <= v->nqueues; i++)
+		if (st.msix[i].ctrl & ~MSIX_ENTRY_MASKED)
+			return -EINVAL;
+	pthread_mutex_lock(&v->lock);
+	v->driver_features = st.driver_features;
+	v->msix_pending = st.msix_pending;
+	v->dfselect = st.dfselect;
+	v->gfselect = st.gfselect;
+	v->qselect = st.qselect;
+	v->config_vec = st.config_vec;
+	v->status = st.status;
+	v->isr = st.isr;
+	v->pci.cfg[v->msix_cap + 3] = st.msix_ctrl;
+	for (i = 0; i < v->nqueues; i++) {
+		v->queue_vec[i] = st.queue_vec[i];
+		v->q[i].desc = st.q[i].desc;
+		v->q[i].driver = st.q[i].driver;
+		v->q[i].device = st.q[i].device;
+		v->q[i].size = st.q[i].size;
+		v->q[i].last_avail = st.q[i].last_avail;
+		v->q[i].enabled = st.q[i].enabled;
+	}
+	for (i = 0; i <= v->nqueues; i++) {
+		v->msix[i].addr_lo = st.msix[i].addr_lo;
+		v->msix[i].addr_hi = st.msix[i].addr_hi;
+		v->msix[i].data = st.msix[i].data;
+		v->msix[i].ctrl = st.msix[i].ctrl;
+		v->msix[i].stale = true;
+	}
+	doorbells(v);
+	/* INTx: a line left raised is raised again (the IOAPIC's state came back with the irqchip's). */
+	if (!msix_enabled(v) && v->isr)
+		vmm_pci_set_irq(v->bus, &v->pci, true);
+	pthread_mutex_unlock(&v->lock);
+	return 0;
+}

@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct vmm_state;
+struct vmm_state_writer;
 struct vmm_vm;
 
 /*
@@ -47,5 +49,17 @@ int vmm_x86_mptable(struct vmm_vm *vm, char *err, size_t errlen);
  * Returns 0 or -E2BIG with err saying why. Called by vmm_x86_boot.
  */
 int vmm_x86_acpi(struct vmm_vm *vm, char *err, size_t errlen);
+
+/*
+ * Suspend and resume (vmm/x86/state.c): every vCPU's state (registers, FPU
+ * and vector state, LAPIC, MSRs, pending events, CPUID, TSC rate) and the
+ * VM's interrupt controllers, PIT and clock, as vm.state sections. Save with
+ * the vCPUs parked; load into a VM whose vCPUs have not run, from a parsed
+ * file (vmm_state_parse: every section is there, of its size). A host whose
+ * CPU lacks a feature the guest was started with is refused (-ENOTSUP).
+ * Both return 0 or -errno with a one-line reason in err.
+ */
+int vmm_x86_save_state(struct vmm_vm *vm, struct vmm_state_writer *w, char *err, size_t errlen);
+int vmm_x86_load_state(struct vmm_vm *vm, const struct vmm_state *st, char *err, size_t errlen);
 
 #endif

@@ -24,7 +24,7 @@ int vmm_cmd_ctl(int argc, char **argv)
 	}
 	cmd = argv[2];
 	if (argc == 3 && (!strcmp(cmd, "status") || !strcmp(cmd, "pause") || !strcmp(cmd, "resume") ||
-			  !strcmp(cmd, "stop") || !strcmp(cmd, "rekey"))) {
+			  !strcmp(cmd, "stop") || !strcmp(cmd, "suspend") || !strcmp(cmd, "rekey"))) {
 		snprintf(req, sizeof(req), "{\"cmd\":\"%s\"}", cmd);
 	} else if (argc == 4 && !strcmp(cmd, "balloon")) {
 		if (!tool_parse_u64(argv[3], &a)) {
@@ -47,7 +47,7 @@ int vmm_cmd_ctl(int argc, char **argv)
 			 (unsigned long long)d, (unsigned long long)a, (unsigned long long)b);
 	} else {
 		tool_err("ctl: unknown command or wrong arguments '%s' (want status, pause, resume, stop, "
-			 "balloon PAGES, rate DISK BYTES_PER_S OPS_PER_S, snapshot NAME, rekey or revert NAME)", cmd);
+			 "suspend, balloon PAGES, rate DISK BYTES_PER_S OPS_PER_S, snapshot NAME, rekey or revert NAME)", cmd);
 		return 2;
 	}
 	if (vmm_ctl_request(argv[1], req, reply, sizeof(reply), err, sizeof(err))) {

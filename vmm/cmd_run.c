@@ -1,5 +1,6 @@
 /*
- * vmm run DEVICE /PATH/NAME: boots a VM with its serial console on stdout.
+ * vmm run DEVICE /PATH/NAME: boots a VM with its serial console on stdout,
+ * or resumes it when its folder holds a vm.state (vmm/suspend.h).
  * Everything that can be checked is checked through a read-only open, which
  * joins nothing: vm.conf, the disks, the kernel (read then, with the initrd).
  * The guest boots at once while the cluster join runs beside it (vmm/join.c),
@@ -30,6 +31,8 @@
 #include "vmm/join.h"
 #include "vmm/kvm.h"
 #include "vmm/store.h"
+#include "vmm/suspend.h"
+#include "vmm/vmstate.h"
 #include "vmm/x86/x86.h"
 
 #define INITRD_MAX (1ull << 30)
@@ -39,10 +42,12 @@
  * joins nothing and writes nothing), so that a missing folder, a bad vm.conf,
  * a missing disk or a kernel that is not a bzImage is refused before anything
  * starts. The kernel and initrd (caller frees) are the ones booted; each
- * disk's inode and size go to j. Returns 0, or 1 with the reason printed.
+ * disk's inode and size go to j. A folder holding a vm.state is a VM to
+ * resume: the file is checked whole against the VM (id), j->resume_ino
+ * names it, and no kernel is read. Returns 0, or 1 with the reason printed.
  */
-static int run_preflight(struct vmm_join *j, struct vmm_conf *c, void **kernel, size_t *klen, void **initrd,
-			 size_t *ilen)
+static int run_preflight(struct vmm_join *j, struct vmm_conf *c, struct vmm_state_id *id, void **kernel,
+			 size_t *klen, void **initrd, size_t *ilen)
 {
 	char err[300], p[4200];
 	struct vmfs_stat st;
@@ -79,6 +84,21 @@ static int run_preflight(struct vmm_join *j, struct vmm_conf *c, void **kernel, 
 	ret = vmm_join_precheck(j, fs);
 	if (ret)
 		goto out;
+	/* A suspended VM: the whole file is checked now; its kernel is in its RAM. */
+	ret = vmm_state_id_of(fs, dir, c, j->ino, id);
+	if (ret) {
+		tool_err("%s: %s", j->path, strerror(-ret));
+		goto out;
+	}
+	ret = vmm_resume_check(fs, dir, id, &j->resume_ino, &j->resume_gen, err, sizeof(err));
+	if (ret < 0) {
+		tool_err("%s/%s: cannot resume it: %s", j->path, VMM_STATE_FILE, err);
+		goto out;
+	}
+	if (ret == 1) {
+		ret = 0;
+		goto out;
+	}
 	ret = vmm_store_read_file(fs, dir, c->kernel, VMM_KERNEL_MAX, kernel, klen);
 	if (ret) {
 		tool_err("%s/%s: %s", j->path, c->kernel, strerror(-ret));
@@ -99,6 +119,25 @@ static int run_preflight(struct vmm_join *j, struct vmm_conf *c, void **kernel, 
 out:
 	vmfs_close(fs);
 	return ret ? 1 : 0;
+}
+
+/* Loads the VM (built, not started) from its vm.state through a read-only open of its own. 0, or 1 said. */
+static int resume(struct vmm_suspend *s, const struct vmm_join *j, const struct vmm_state_id *id)
+{
+	struct vmfs *ro;
+	char err[300];
+	int ret;
+
+	if (vmm_cmd_open_with(j->dev, true, j->secret, &ro))
+		return 1;
+	ret = vmm_resume_load(s, ro, j->resume_ino, id, err, sizeof(err));
+	vmfs_close(ro);
+	if (ret) {
+		tool_err("%s/%s: cannot resume it: %s", j->path, VMM_STATE_FILE, err);
+		return 1;
+	}
+	fprintf(stderr, "vmm: %s: resumed from %s/%s\n", j->path, j->path, VMM_STATE_FILE);
+	return 0;
 }
 
 static double ms(uint64_t from, uint64_t to)
@@ -157,6 +196,8 @@ int vmm_cmd_run(int argc, char **argv)
 	size_t klen = 0, ilen = 0;
 	struct enc_secret *secret = NULL;
 	struct vmm_join j = { 0 };
+	struct vmm_state_id id;
+	struct vmm_suspend sus = { 0 };
 	struct vmm_conf c;
 	struct vmm_vm vm;
 	bool vm_up = false;
@@ -195,7 +236,7 @@ int vmm_cmd_run(int argc, char **argv)
 	j.path = path;
 	j.conf = &c;
 	j.secret = secret;
-	if (run_preflight(&j, &c, &kernel, &klen, &initrd, &ilen))
+	if (run_preflight(&j, &c, &id, &kernel, &klen, &initrd, &ilen))
 		goto out;
 	/* After the read-only look (cheap, joins nothing): what is wrong with the VM is said first. */
 	if (access("/dev/kvm", R_OK | W_OK)) {
@@ -227,10 +268,18 @@ int vmm_cmd_run(int argc, char **argv)
 		tool_err("virtio-balloon: %s", strerror(-ret));
 		goto out;
 	}
-	ret = vmm_x86_boot(&vm, kernel, klen, initrd, ilen, c.cmdline, err, sizeof(err));
-	if (ret) {
-		tool_err("%s/%s: %s", path, c.kernel, err);
-		goto out;
+	sus = (struct vmm_suspend){ .vm = &vm, .conf = &c, .dev = j.dev, .path = path, .blk = blk, .nblk = nblk,
+				    .balloon = balloon, .disk_ino = j.ino };
+	if (j.resume_ino) {
+		ret = resume(&sus, &j, &id);
+		if (ret)
+			goto out;
+	} else {
+		ret = vmm_x86_boot(&vm, kernel, klen, initrd, ilen, c.cmdline, err, sizeof(err));
+		if (ret) {
+			tool_err("%s/%s: %s", path, c.kernel, err);
+			goto out;
+		}
 	}
 	free(kernel);
 	free(initrd);
@@ -245,7 +294,7 @@ int vmm_cmd_run(int argc, char **argv)
 		ctl_path = c.ctl;	/* --ctl overrides vm.conf's ctl= */
 	if (ctl_path) {
 		struct vmm_ctl_target t = { .vm = &vm, .conf = &c, .blk = blk, .nblk = nblk, .balloon = balloon,
-					    .vm_path = path };
+					    .vm_path = path, .suspend = &sus };
 
 		ret = vmm_ctl_new(ctl_path, &t, &ctl, err, sizeof(err));
 		if (ret) {
@@ -280,6 +329,8 @@ int vmm_cmd_run(int argc, char **argv)
 		tool_err("%s: %s", c.name, err);
 	else
 		rc = vm.exit_code;
+	if (!ret && sus.suspended)
+		fprintf(stderr, "vmm: %s: suspended into %s/%s; vmm run resumes it\n", path, path, VMM_STATE_FILE);
 	if (vmm_join_wait(&j))
 		rc = 1;	/* its line is printed; the VM was stopped for it */
 	j.ended_clean = !ret && j.ret == 0;

@@ -3,7 +3,8 @@
  * A Unix stream socket speaking JSON lines: each request is one flat object
  * on one line, {"cmd":"NAME", ...} with string or unsigned integer values,
  * and each gets one object back, {"ok":true, ...} or {"ok":false,"error":
- * "..."}. Commands: status, pause, resume, stop, balloon (pages), rate (disk,
+ * "..."}. Commands: status, pause, resume, stop, suspend (vm.state, then the
+ * VM ends: vmm/suspend.h), balloon (pages), rate (disk,
  * bytes_per_s, ops_per_s), snapshot (name: the VM's folder, its disks and
  * vm.conf, in one transaction) and revert (refused while the VM runs). Requests are untrusted: a line is at most
  * CTL_LINE_MAX bytes and the parser (jsonline.c) takes exactly that grammar.
@@ -31,6 +32,8 @@
 #include "vmm/kvm.h"
 #include "base/base.h"
 #include "snapshot/snapshot.h"
+#include "vmm/suspend.h"
+#include "vmm/vmstate.h"
 
 #define CTL_LINE_MAX 1024
 #define CTL_REPLY_MAX 8192
@@ -169,6 +172,30 @@ static void rekey(struct vmm_ctl *c, struct reply *r)
 	    p.files - p.dirs, p.dirs, (unsigned long long)bytes, (unsigned long long)((base_mono_ns() - t0) / 1000));
 }
 
+/*
+ * The VM into its folder's vm.state (vmm/suspend.h), then ended after the
+ * reply; a failed suspend leaves the VM running and the folder as it was.
+ */
+static void suspend(struct vmm_ctl *c, struct reply *r, bool *stop)
+{
+	struct vmm_suspend_result res;
+	char err[512];
+	struct vmfs *fs = __atomic_load_n(&c->t.fs, __ATOMIC_ACQUIRE);
+
+	if (!fs || !c->t.suspend) {
+		reply_error(r, "this VM has not joined the cluster yet: no suspend");
+		return;
+	}
+	if (vmm_suspend(c->t.suspend, fs, &res, err, sizeof(err))) {
+		reply_error(r, err);
+		return;
+	}
+	*stop = true;
+	add(r, "{\"ok\":true,\"state\":\"suspended\",\"file\":\"%s/%s\",\"bytes\":%llu,\"ram_bytes\":%llu,"
+	    "\"total_us\":%llu}", c->t.vm_path, VMM_STATE_FILE, (unsigned long long)res.bytes,
+	    (unsigned long long)res.ram_bytes, (unsigned long long)res.us);
+}
+
 /* Handles one request line; sets *stop when the VM is to end after the reply. */
 static void handle(struct vmm_ctl *c, const char *line, struct reply *r, bool *stop)
 {
@@ -196,6 +223,8 @@ static void handle(struct vmm_ctl *c, const char *line, struct reply *r, bool *s
 	} else if (!strcmp(cmd->str, "stop")) {
 		*stop = true;
 		add(r, "{\"ok\":true,\"state\":\"stopping\"}");
+	} else if (!strcmp(cmd->str, "suspend")) {
+		suspend(c, r, stop);
 	} else if (!strcmp(cmd->str, "balloon")) {
 		a = vmm_json_find(kv, n, "pages");
 		if (!c->t.balloon)
@@ -225,7 +254,7 @@ static void handle(struct vmm_ctl *c, const char *line, struct reply *r, bool *s
 	} else if (!strcmp(cmd->str, "revert")) {
 		reply_error(r, "the VM is running: stop it, then vmfsctl snapshot revert DEVICE PATH NAME");
 	} else {
-		reply_error(r, "unknown cmd (want status, pause, resume, stop, balloon, rate, snapshot, rekey or revert)");
+		reply_error(r, "unknown cmd (want status, pause, resume, stop, suspend, balloon, rate, snapshot, rekey or revert)");
 	}
 }
 

@@ -1,6 +1,6 @@
 /*
  * The control socket of a running VM (vmm/ctl.c): a Unix socket that serves
- * JSON lines (status, pause, resume, stop, balloon, rate, snapshot, revert) on a thread of its
+ * JSON lines (status, pause, resume, stop, suspend, balloon, rate, snapshot, revert) on a thread of its
  * own, and the client `vmm ctl` sends one request with. What it acts on is
  * borrowed and must outlive it; vmm_ctl_free stops the thread and removes the
  * socket.
@@ -14,6 +14,7 @@ struct vmfs;
 
 struct vmm_blk;
 struct vmm_conf;
+struct vmm_suspend;
 struct vmm_virtio;
 struct vmm_vm;
 
@@ -26,6 +27,7 @@ struct vmm_ctl_target {
 	struct vmm_virtio *balloon;  /* NULL when the VM has none */
 	struct vmfs *fs;          /* the datastore, for snapshot and rekey; NULL until vmm_ctl_set_fs */
 	const char *vm_path;      /* the VM's folder on it (/PATH/NAME) */
+	struct vmm_suspend *suspend;  /* what suspend acts on (vmm/suspend.h) */
 };
 
 /*

@@ -21,6 +21,8 @@
 #include "vmm/ha.h"
 #include "vmm/join.h"
 #include "vmm/kvm.h"
+#include "vmm/suspend.h"
+#include "vmm/vmstate.h"
 
 #define STALE "replaced or resized while vmm run started; run it again"
 
@@ -106,6 +108,25 @@ static int lock_disk(struct vmm_join *j, unsigned i)
 	return 0;
 }
 
+/*
+ * A resumed VM: its vm.state goes before the guest's first disk request, so
+ * it is resumed once and never against a disk that moved on. The file must
+ * still be the one the VM was loaded from.
+ */
+static int claim_state(struct vmm_join *j)
+{
+	uint64_t dir;
+	int ret = vmfs_resolve(j->fs, j->path, &dir);
+
+	if (!ret)
+		ret = vmm_resume_claim(j->fs, dir, j->resume_ino, j->resume_gen);
+	if (ret == -ESTALE)
+		tool_err("%s/%s: resumed by another vmm meanwhile: this one stops", j->path, VMM_STATE_FILE);
+	else if (ret)
+		tool_err("%s/%s: deleting it: %s", j->path, VMM_STATE_FILE, strerror(-ret));
+	return ret;
+}
+
 struct holder_scan {
 	struct vmm_join *j;
 	unsigned disk;            /* the first disk with a conflicting holder, or ndisks */
@@ -170,6 +191,8 @@ static void *join_thread(void *arg)
 	for (i = 0; !ret && i < j->conf->ndisks; i++)
 		ret = cancelled(j) ? -ECANCELED : lock_disk(j, i);
 	j->locked_ns = base_mono_ns();
+	if (!ret && j->resume_ino)
+		ret = claim_state(j);
 	if (!ret && j->conf->ha_restart && (ret = ha_state(j, VMM_HA_RUNNING)))
 		tool_err("%s/%s: %s", j->path, VMM_HA_FILE, strerror(-ret));
 	if (!ret) {

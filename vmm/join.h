@@ -6,7 +6,8 @@
  * the default timings, docs/LOCKING.md, H1), resolves each disk again and
  * checks it is the file the preflight saw, takes its cluster lock
  * (VMFS_LOCK_EX, or VMFS_LOCK_SH for a read-only disk) and attaches it to its
- * virtio-blk device. The guest's first disk request waits for that; nothing
+ * virtio-blk device (a resumed VM's vm.state is deleted just before:
+ * vmm/suspend.h). The guest's first disk request waits for that; nothing
  * before it does. A failure prints its one line and stops the VM, which has
  * then done no disk I/O; vmm run exits 1. With ha=restart it then writes
  * ha.state "running" (vmm/ha.h). While the VM runs the thread watches the
@@ -38,6 +39,7 @@ struct vmm_join {
 	struct vmm_ctl *ctl;      /* given the datastore once joined; may be NULL */
 	uint64_t ino[VMM_MAX_DISKS], size[VMM_MAX_DISKS];  /* as the preflight saw each disk */
 	struct vmm_blk *blk[VMM_MAX_DISKS];
+	uint64_t resume_ino, resume_gen;  /* the vm.state the VM was loaded from (deleted once the disks are locked), 0: a boot */
 	/* Out, once vmm_join_wait returned: */
 	struct vmfs *fs;          /* joined, or NULL */
 	unsigned locked;          /* disks 0..locked-1 hold their lock */

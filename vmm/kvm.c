@@ -438,6 +438,14 @@ static int vcpu_loop(struct vmm_vm *vm, unsigned cpu, char *err, size_t errlen)
 			break;
 		}
 		if (vm->pause_req) {
+			/*
+			 * The last exit's port or MMIO read reaches the guest's
+			 * registers only at the next KVM_RUN: one with
+			 * immediate_exit set completes it and returns at once,
+			 * so what a suspend saves is whole (KVM's api.rst).
+			 */
+			run->immediate_exit = 1;
+			ioctl(vm->cpu_fd[cpu], KVM_RUN, 0);
 			park(vm, cpu);
 			continue;
 		}

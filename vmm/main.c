@@ -20,11 +20,12 @@ static const struct vmm_cmd cmds[] = {
 	  "                  --mem MiB --cpus N (--disk SIZE | --disk-from FILE)... [--ha restart|off]",
 	  vmm_cmd_create },
 	{ "list", "DEVICE", vmm_cmd_list },
-	{ "run", "DEVICE /PATH/NAME [--ctl SOCKET] [--timings]   (ctl default: vm.conf's ctl=)", vmm_cmd_run },
+	{ "run", "DEVICE /PATH/NAME [--ctl SOCKET] [--timings]   (ctl default: vm.conf's ctl=;\n"
+	  "                  resumes the VM when its folder holds a vm.state)", vmm_cmd_run },
 	{ "agent", "DEVICE [--json] [--mem-limit MiB] [--interval MS]   (HA restart of ha=restart VMs)",
 	  vmm_cmd_agent },
 	{ "ctl",
-	  "SOCKET (status | pause | resume | stop | balloon PAGES |\n"
+	  "SOCKET (status | pause | resume | stop | suspend | balloon PAGES |\n"
 	  "                       rate DISK BYTES_PER_S OPS_PER_S | snapshot NAME | rekey | revert NAME)",
 	  vmm_cmd_ctl },
 };

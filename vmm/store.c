@@ -21,7 +21,7 @@
 #define CONF_MAX (64u << 10)
 #define COPY_CHUNK (1u << 20)
 
-static int lookup(struct vmfs *fs, uint64_t dir, const char *name, struct vmfs_stat *st)
+int vmm_store_lookup(struct vmfs *fs, uint64_t dir, const char *name, struct vmfs_stat *st)
 {
 	int ret = vmfs_lookup(fs, dir, name, st);
 
@@ -38,7 +38,7 @@ int vmm_store_read_file(struct vmfs *fs, uint64_t dir, const char *name, uint64_
 	size_t done = 0;
 	int ret;
 
-	ret = lookup(fs, dir, name, &st);
+	ret = vmm_store_lookup(fs, dir, name, &st);
 	if (ret)
 		return ret;
 	if (!S_ISREG(st.mode))
@@ -96,7 +96,7 @@ int vmm_store_mkdirs(struct vmfs *fs, const char *path, bool last_new, uint64_t 
 			*slash = 0;
 		last = !slash || !slash[1];
 		if (*p) {
-			ret = lookup(fs, dir, p, &st);
+			ret = vmm_store_lookup(fs, dir, p, &st);
 			if (ret == -ENOENT) {
 				ret = vmfs_mkdir(fs, dir, p, 0755, 0, 0, &st);
 				if (!ret) {

@@ -20,6 +20,8 @@
  * not parse, or another -errno from libvmfs.
  */
 int vmm_store_read_conf(struct vmfs *fs, uint64_t dir, struct vmm_conf *c, char *err, size_t errlen);
+/* Looks name up in dir (no reference kept): 0 with *st, or -errno. */
+int vmm_store_lookup(struct vmfs *fs, uint64_t dir, const char *name, struct vmfs_stat *st);
 /* Reads a whole file of the folder into a new buffer (*buf, caller frees); at most max bytes, else -EFBIG. */
 int vmm_store_read_file(struct vmfs *fs, uint64_t dir, const char *name, uint64_t max, void **buf,
 			size_t *len);

@@ -9,7 +9,9 @@
 # file, syncs and unmounts; then, each after a line on the serial console from
 # the outer init, a second start of the VM must be refused naming the holder,
 # inflating the balloon (vmm ctl) must lower the guest's MemTotal and a 2 MiB/s
-# rate limit must hold within 10% for a dd in the guest; a snapshot of the
+# rate limit must hold within 10% for a dd in the guest, and the VM, once
+# suspended (vmm ctl suspend), must resume in a second vmm run with its disk
+# and console going on (issue 18, point 4); a snapshot of the
 # running VM (vmm ctl snapshot) taken while the guest reads its disk must
 # succeed, report how long disk I/O paused, and hold the guest's file as a
 # clean ext4 (read through the mount's .snapshots view). The inner kernel
@@ -78,6 +80,18 @@ t0=$(cut -d" " -f1 /proc/uptime)
 dd if=/dev/vda of=/dev/null bs=64k skip=32 count=128 2>/dev/null
 t1=$(cut -d" " -f1 /proc/uptime)
 echo "inner: read 8388608 bytes in $t0 $t1"
+# Suspended here by the outer init (vmm ctl suspend) and resumed by a second
+# vmm run: the line it reads comes through the resumed VM's serial port; the
+# disk, the clock and the interrupts must all go on.
+echo "inner: waiting for the suspend at $(cut -d" " -f1 /proc/uptime) s"
+read -r line
+echo "inner: resumed at $(cut -d" " -f1 /proc/uptime) s"
+if mount -t ext4 /dev/vda /mnt && echo "written after the resume" >/mnt/resumed.txt && sync && umount /mnt &&
+	dd if=/dev/vda of=/dev/null bs=64k count=64 2>/dev/null; then
+	echo "inner: wrote resumed.txt"
+else
+	echo "inner: the disk failed after the resume"
+fi
 grep virtio /proc/interrupts | tr -s ' ' | sed 's/^/inner: irq/'
 echo "inner: powering off"
 poweroff -f
@@ -206,6 +220,19 @@ echo go >&3
 waitfor "inner: waiting for the rate limit"
 /bin/vmm ctl /ctl rate 0 2097152 0 >/dev/null || echo "outer: vmm ctl rate failed"
 echo go >&3
+# suspend into the VM's folder, resume in a second vmm run (its stdin another fifo)
+waitfor "inner: waiting for the suspend"
+echo "outer: vmm ctl suspend: $(/bin/vmm ctl /ctl suspend 2>&1)"
+waitfor "outer: vmm exit"
+mkfifo /in2
+sh -c '/bin/vmm run /dev/vda /vms/linux --ctl /ctl </in2 2>&1; echo "outer: resumed vmm exit $?"' | tee /vmm2.out &
+exec 4>/in2
+i=0
+while ! grep -q "resumed from\|outer: resumed vmm exit" /vmm2.out 2>/dev/null && [ $i -lt 1200 ]; do
+	sleep 0.1
+	i=$((i + 1))
+done
+echo go >&4
 wait
 sed 's/^/outer: mq eventfd: /' /mq-eventfd.out
 sed 's/^/outer: mq exits: /' /mq-exits.out
@@ -274,6 +301,13 @@ grep -q "inner: acpi tables .*APIC .*DSDT .*FACP" "$T/console" || fail "the inne
 # virtio0 is the disk (slot 1, GSI 16): INTx through the IOAPIC, and it counted interrupts
 grep -Eq "inner: irq 16: [0-9 ]*[1-9][0-9]* [0-9 ]*IO-APIC 16-fasteoi virtio0$" "$T/console" ||
 	fail "the disk's interrupts did not come as INTx on IOAPIC pin 16"
+# point 4: suspended into vm.state by one vmm, resumed by another, the guest's disk and console going on
+grep -q 'outer: vmm ctl suspend: {"ok":true,"state":"suspended"' "$T/console" ||
+	fail "vmm ctl suspend failed: $(grep 'outer: vmm ctl suspend' "$T/console")"
+grep -q '^vmm: /vms/linux: resumed from /vms/linux/vm.state$' "$T/console" || fail "the second vmm run did not resume /vms/linux"
+grep -q "inner: wrote resumed.txt$" "$T/console" || fail "the resumed guest's disk did not work: $(grep 'inner: .*resume' "$T/console")"
+grep -q 'outer: resumed vmm exit 0$' "$T/console" || fail "the resumed vmm run did not exit 0"
+echo "suspend: $(grep -o '"bytes":[0-9]*,"ram_bytes":[0-9]*,"total_us":[0-9]*' "$T/console"); guest clock $(sed -n 's/.*inner: waiting for the suspend at \([0-9.]*\) s$/\1/p' "$T/console") s at the suspend, $(sed -n 's/.*inner: resumed at \([0-9.]*\) s$/\1/p' "$T/console") s after the resume"
 grep -q "inner: powering off$" "$T/console" || fail "the guest did not get through its phases"
 # issue 16, point 6: a snapshot of the running VM, its disk being read; the pause is reported, not judged
 snap=$(grep -o 'outer: vmm ctl snapshot: {"ok":true,"snapshot":"live","io_pause_us":[0-9]*,"total_us":[0-9]*' "$T/console") ||
@@ -288,7 +322,8 @@ grep -Eq '^outer: sample: [1-9][0-9]* exits, [0-9]+ interrupts accepted$' "$T/co
 grep -Eq '^outer: sample: thread vmm .*kvm_(vcpu_block|arch_vcpu_ioctl_run)' "$T/console" || fail "the sample report shows no vCPU thread in KVM"
 grep -Eq '^outer: sample: [0-9]+ exits vcpu [0-9]+ [a-z0-9_]+ rip ffffffff8[0-9a-f]+ [A-Za-z0-9_.]+\+0x[0-9a-f]+$' "$T/console" ||
 	fail "the sample report named no guest RIP"
-! grep -v '^vmm: timings ' "$T/console" | grep -q '^vmm: ' || fail "vmm run failed inside the outer VM"
+! grep -v '^vmm: timings \|^vmm: /vms/linux: suspended into /vms/linux/vm.state; vmm run resumes it$\|^vmm: /vms/linux: resumed from /vms/linux/vm.state$' "$T/console" |
+	grep -q '^vmm: ' || fail "vmm run failed inside the outer VM"
 # the Linux guest's disk: a queue per vCPU, doorbells through ioeventfd
 t=$(grep -o '^vmm: timings {.*' "$T/console") || fail "vmm run --timings printed nothing"
 [[ $t == *'"eventfd":true'* && $t == *'"queues":2,'* && $t == *'"exit_notifies":0,'* ]] ||
@@ -304,6 +339,9 @@ log "the guest's file, read out of the ext4 image through libvmfs (vmfs-mount + 
 vmfs_mount "$D" "$T/m" -o ro
 debugfs -R "cat /from-guest.txt" "$T/m/vms/linux/disk0.img" >"$T/got" 2>/dev/null
 printf '%s\n%s\n' "$TOKEN" "$KVER" | cmp - "$T/got" || { cat "$T/got"; fail "from-guest.txt is not what the guest should have written"; }
+[ "$(debugfs -R "cat /resumed.txt" "$T/m/vms/linux/disk0.img" 2>/dev/null)" = "written after the resume" ] ||
+	fail "resumed.txt is not what the resumed guest wrote"
+[ ! -e "$T/m/vms/linux/vm.state" ] || fail "vm.state is still there after the resume"
 e2fsck -fn "$T/m/vms/linux/disk0.img" >"$T/fsck" 2>&1 || { cat "$T/fsck"; fail "the ext4 image is not clean after the guest's unmount"; }
 # the snapshot taken while the guest ran holds the file it had written, as a clean ext4
 sv="$T/m/vms/linux/.snapshots/disk0.img@live"

@@ -208,10 +208,15 @@ static int check_cpuid(struct vmm_vm *vm, const struct kvm_cpuid_entry2 *e, unsi
 
 			if (h->function != f || h->index != e[i].index)
 				continue;
-			/* leaf 1's EBX (APIC ID) and ECX bit 31 (hypervisor) are vmm's own */
+			/*
+			 * Not features: leaf 1's EBX (APIC ID) and ECX bit 31
+			 * (hypervisor) are vmm's own; KVM keeps the bits that
+			 * mirror the guest's control registers (leaf 1 ECX 27
+			 * OSXSAVE, EDX 9 APIC enabled, leaf 7 ECX 4 OSPKE).
+			 */
 			miss_b = f == 1 ? 0 : e[i].ebx & ~h->ebx;
-			miss_c = e[i].ecx & ~h->ecx & (f == 1 ? 0x7fffffffu : ~0u);
-			miss_d = e[i].edx & ~h->edx;
+			miss_c = e[i].ecx & ~h->ecx & (f == 1 ? ~(1u << 31 | 1u << 27) : f == 7 ? ~(1u << 4) : ~0u);
+			miss_d = e[i].edx & ~h->edx & (f == 1 ? ~(1u << 9) : ~0u);
 			if (miss_b | miss_c | miss_d) {
 				ret = -ENOTSUP;
 				snprintf(err, errlen, "this host's CPU lacks features the guest was started with (CPUID "

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "base/base.h"
 #include "base/cli.h"
@@ -302,6 +303,31 @@ int vmm_resume_load(struct vmm_suspend *s, struct vmfs *ro, uint64_t ino, const 
 		ret = load_devices(s, &st, err, errlen);
 	vmm_state_free(&st);
 	return ret;
+}
+
+int vmm_suspend_describe(struct vmfs *fs, uint64_t dir, char *buf, size_t len)
+{
+	struct vmfs_stat vs;
+	struct file_io f = { .fs = fs };
+	struct vmm_state_io io = { .ctx = &f, .read = file_read };
+	struct vmm_state st;
+	char err[200], when[32];
+	time_t t;
+	int ret = vmm_store_lookup(fs, dir, VMM_STATE_FILE, &vs);
+
+	if (ret == -ENOENT)
+		return 0;
+	f.ino = vs.ino;
+	io.size = vs.size;
+	if (!ret && !(ret = vmm_state_peek(&io, &st, err, sizeof(err)))) {
+		t = (time_t)(st.created_ns / 1000000000);
+		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", localtime(&t));
+		snprintf(buf, len, "suspended %s on %s, %llu MiB", when, st.host,
+			 (unsigned long long)(vs.size >> 20));
+	} else {
+		snprintf(buf, len, "vm.state unreadable: %s", ret == -EINVAL ? err : strerror(-ret));
+	}
+	return 1;
 }
 
 int vmm_resume_claim(struct vmfs *fs, uint64_t dir, uint64_t ino, uint64_t gen)

@@ -75,4 +75,7 @@ int vmm_resume_load(struct vmm_suspend *s, struct vmfs *ro, uint64_t ino, const 
  */
 int vmm_resume_claim(struct vmfs *fs, uint64_t dir, uint64_t ino, uint64_t gen);
 
+/* For vmm list: 1 with a line on the folder's vm.state ("suspended DATE on HOST, N MiB") in buf, 0: none. */
+int vmm_suspend_describe(struct vmfs *fs, uint64_t dir, char *buf, size_t len);
+
 #endif

@@ -6,7 +6,8 @@
 # resume are two vmm processes on two machine boots:
 #   1. boot 1: vmm run /vms/c (2 vCPUs, a control socket), `vmm ctl
 #      suspend` once it counts; vmm run ends 0 and says where the state went.
-#   2. here, with no /dev/kvm: vm.state damaged, truncated, copied to another
+#   2. here, with no /dev/kvm: vmm list shows it suspended; vm.state
+#      damaged, truncated, copied to another
 #      VM's folder, or made for other memory, is refused by vmm run's
 #      preflight with a one-line reason, exit 1, and the file is left as it
 #      was; vmfsctl/fsck see a clean datastore.
@@ -97,6 +98,9 @@ size=$(stat -c %s "$T/m/vms/c/vm.state")
 echo "vm.state: $size bytes"
 cp "$T/m/vms/c/vm.state" "$T/good"
 vmfs_umount "$T/m" "$D"
+"$VMM" list "$D" | tee "$T/list"
+grep -Eq '^/vms/c +32 MiB +2 vCPUs +1 disk +suspended [0-9]{4}-[0-9]{2}-[0-9]{2} [0-9:]{8} on .+, 0 MiB$' "$T/list" ||
+	fail "vmm list does not show /vms/c suspended"
 # refused DESCRIPTION VM PATTERN: vmm run VM exits 1 with one line matching PATTERN
 refused() {
 	expect_one_line_failure "$VMM" run "$D" "$2"
@@ -132,6 +136,8 @@ state_is c "$T/short"
 head -c 100 "$T/good" >"$T/tiny"
 with_state c "$T/tiny"
 refused "a file shorter than its header" /vms/c "cannot resume it: truncated: 100 bytes, not even a header$"
+"$VMM" list "$D" | grep -q '^/vms/c .* vm.state unreadable: truncated: 100 bytes, not even a header$' ||
+	fail "vmm list does not flag the truncated vm.state"
 with_state c "$T/good"
 with_state other "$T/good"
 refused "another VM's file" /vms/other "^vmm: /vms/other/vm.state: cannot resume it: it belongs to another VM's folder (copied here?)$"

@@ -322,8 +322,9 @@ int vmm_suspend_describe(struct vmfs *fs, uint64_t dir, char *buf, size_t len)
 	if (!ret && !(ret = vmm_state_peek(&io, &st, err, sizeof(err)))) {
 		t = (time_t)(st.created_ns / 1000000000);
 		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", localtime(&t));
-		snprintf(buf, len, "suspended %s on %s, %llu MiB", when, st.host,
-			 (unsigned long long)(vs.size >> 20));
+		snprintf(buf, len, "suspended %s on %s, %llu %s", when, st.host,
+			 (unsigned long long)(vs.size >= (1u << 20) ? vs.size >> 20 : base_div_round_up(vs.size, 1024)),
+			 vs.size >= (1u << 20) ? "MiB" : "KiB");
 	} else {
 		snprintf(buf, len, "vm.state unreadable: %s", ret == -EINVAL ? err : strerror(-ret));
 	}

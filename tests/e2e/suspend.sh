@@ -99,7 +99,7 @@ echo "vm.state: $size bytes"
 cp "$T/m/vms/c/vm.state" "$T/good"
 vmfs_umount "$T/m" "$D"
 "$VMM" list "$D" | tee "$T/list"
-grep -Eq '^/vms/c +32 MiB +2 vCPUs +1 disk +suspended [0-9]{4}-[0-9]{2}-[0-9]{2} [0-9:]{8} on .+, 0 MiB$' "$T/list" ||
+grep -Eq '^/vms/c +32 MiB +2 vCPUs +1 disk +suspended [0-9]{4}-[0-9]{2}-[0-9]{2} [0-9:]{8} on .+, [0-9]+ KiB$' "$T/list" ||
 	fail "vmm list does not show /vms/c suspended"
 # refused DESCRIPTION VM PATTERN: vmm run VM exits 1 with one line matching PATTERN
 refused() {

@@ -107,17 +107,14 @@ refused() {
 	[ "$LAST_RC" -eq 1 ] || fail "$1: exit $LAST_RC, want 1"
 	grep -q "$3" "$T/stderr" || fail "$1: the line does not say why: $(cat "$T/stderr")"
 }
-# with_state VM FILE: FILE as VM's vm.state
+# One mount for all of it (vmm run's read-only look joins nothing beside it):
+# with_state VM FILE puts FILE as VM's vm.state, synced; state_is VM FILE checks it is still FILE.
+vmfs_mount "$D" "$T/m"
 with_state() {
-	vmfs_mount "$D" "$T/m"
 	cp "$2" "$T/m/vms/$1/vm.state"
-	vmfs_umount "$T/m" "$D"
+	sync "$T/m/vms/$1/vm.state"
 }
-state_is() {
-	vmfs_mount "$D" "$T/m"
-	cmp -s "$2" "$T/m/vms/$1/vm.state" || { vmfs_umount "$T/m" "$D"; fail "$1/vm.state changed"; }
-	vmfs_umount "$T/m" "$D"
-}
+state_is() { cmp -s "$2" "$T/m/vms/$1/vm.state" || fail "$1/vm.state changed"; }
 cp "$T/good" "$T/bad"
 python3 - "$T/bad" <<'PY'
 import sys
@@ -142,20 +139,19 @@ with_state c "$T/good"
 with_state other "$T/good"
 refused "another VM's file" /vms/other "^vmm: /vms/other/vm.state: cannot resume it: it belongs to another VM's folder (copied here?)$"
 state_is other "$T/good"
-vmfs_mount "$D" "$T/m"
 rm "$T/m/vms/other/vm.state"
 sed -i 's/^memory=.*/memory=64/' "$T/m/vms/c/vm.conf"
-vmfs_umount "$T/m" "$D"
+sync "$T/m/vms/c/vm.conf"
 refused "other memory" /vms/c "cannot resume it: suspended with 32 MiB of memory, vm.conf now says 64$"
-vmfs_mount "$D" "$T/m"
 sed -i 's/^memory=.*/memory=32/' "$T/m/vms/c/vm.conf"
-vmfs_umount "$T/m" "$D"
+sync "$T/m/vms/c/vm.conf"
 state_is c "$T/good"
 # the good file gets past the preflight: here it then needs /dev/kvm
 if ! have_kvm; then
 	expect_one_line_failure "$VMM" run "$D" /vms/c
 	grep -q "^vmm: /dev/kvm: " "$T/stderr" || fail "the good vm.state was refused: $(cat "$T/stderr")"
 fi
+vmfs_umount "$T/m" "$D"
 "$VMFS_BIN/fsck.vmfs" -n "$D" >"$T/fsck.log" 2>&1 || { cat "$T/fsck.log"; fail "fsck.vmfs -n after the refusals"; }
 
 boot 2 '

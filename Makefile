@@ -177,7 +177,7 @@ FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit
 FUZZ_CFLAGS  := $(CPPFLAGS) $(WARN) -O1 -g $(FUZZ_SAN)
 FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o) $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_common.o
 FUZZ_BIN     := $(FUZZ_NAMES:%=$(FUZZ_BUILD)/bin/fuzz_%)
-FUZZ_TOOLS   := $(FUZZ_BUILD)/bin/vmfs-flip $(FUZZ_BUILD)/bin/fuzz-mkseeds
+FUZZ_TOOLS   := $(FUZZ_BUILD)/bin/vmfs-flip $(FUZZ_BUILD)/bin/fuzz-mkseeds $(FUZZ_BUILD)/bin/fuzz-mkseeds-vmstate
 
 .PHONY: fuzz fuzz-build fuzz-seeds
 .SECONDARY: $(FUZZ_NAMES:%=$(FUZZ_BUILD)/obj/tests/fuzz/fuzz_%.o) $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_harness.o
@@ -200,17 +200,25 @@ $(FUZZ_BUILD)/bin/fuzz_keys: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_keys.o $(ENC_SRC:
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer $^ -o $@ $(LDLIBS)
 
+# vm.state's parser (vmm/vmstate.c) and the writer of its seeds: no image, no libvmfs
+FUZZ_VMSTATE_OBJ := $(FUZZ_BUILD)/obj/vmm/vmstate.o $(BASE_SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
+$(FUZZ_BUILD)/bin/fuzz_vmstate: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_vmstate.o $(FUZZ_VMSTATE_OBJ)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer $^ -o $@ -lm
+
 $(FUZZ_BUILD)/bin/vmfs-flip: $(FUZZ_BUILD)/obj/tests/fuzz/flip.o $(FUZZ_LIB_OBJ)
 $(FUZZ_BUILD)/bin/fuzz-mkseeds: $(FUZZ_BUILD)/obj/tests/fuzz/mkseeds.o $(FUZZ_LIB_OBJ)
+$(FUZZ_BUILD)/bin/fuzz-mkseeds-vmstate: $(FUZZ_BUILD)/obj/tests/fuzz/mkseeds_vmstate.o $(FUZZ_VMSTATE_OBJ)
 $(FUZZ_TOOLS):
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_SAN) $^ -o $@ $(LDLIBS)
 
 fuzz-build: $(FUZZ_BIN) $(FUZZ_TOOLS)
 
-# Rewrites the seed corpus from a freshly built image (commit the result).
+# Rewrites the seed corpus from a freshly built image, and vm.state's from its writer (commit the result).
 fuzz-seeds: fuzz-build
 	$(FUZZ_BUILD)/bin/fuzz-mkseeds tests/fuzz/corpus
+	$(FUZZ_BUILD)/bin/fuzz-mkseeds-vmstate tests/fuzz/corpus/vmstate
 
 fuzz: deps
 	@$(MAKE) --no-print-directory fuzz-build

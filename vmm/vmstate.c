@@ -367,7 +367,8 @@ int vmm_state_parse(const struct vmm_state_io *io, const struct vmm_state_id *ex
 		return fail(err, errlen, -EINVAL, "no VM to load into");
 	fill_out(&st, &h);
 	if (!mem) {
-		buf = malloc(VMM_STATE_RUN_MAX);
+		/* a run is never longer than the file */
+		buf = malloc(io->size < VMM_STATE_RUN_MAX ? io->size : VMM_STATE_RUN_MAX);
 		if (!buf)
 			return fail(err, errlen, -ENOMEM, "out of memory");
 	}

@@ -1,12 +1,15 @@
 /*
- * Shared tool helpers: error printing, number parsing and the terminal progress bar.
+ * Shared tool helpers: error printing, --help and --version, number parsing
+ * and the terminal progress bar.
  */
 #include "base/cli.h"
+#include "base/version.h"
 
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 const char *tool_name = "vmfs";
@@ -31,6 +34,26 @@ void tool_err(const char *fmt, ...)
 		n = sizeof(buf) - 2;	/* a longer message is cut, still one line */
 	buf[n++] = '\n';
 	fwrite(buf, 1, (size_t)n, stderr);
+}
+
+void tool_version(void)
+{
+	printf("%s (vmfs) %s\n", tool_name, VMFS_VERSION);
+}
+
+bool tool_help_or_version(const char *arg, void (*help)(FILE *f))
+{
+	if (!arg)
+		return false;
+	if (!strcmp(arg, "-h") || !strcmp(arg, "--help")) {
+		help(stdout);
+		return true;
+	}
+	if (!strcmp(arg, "--version")) {
+		tool_version();
+		return true;
+	}
+	return false;
 }
 
 bool tool_parse_u64(const char *s, uint64_t *out)

@@ -1,18 +1,29 @@
 /*
  * Helpers shared by the vmfs command-line tools: one-line error messages in the
- * "prog: what: why" form, strict number parsing, and a progress bar shown only
- * when stderr is a terminal.
+ * "prog: what: why" form, --help and --version, strict number parsing, and a
+ * progress bar shown only when stderr is a terminal.
  */
 #ifndef VMFS_TOOLS_COMMON_H
 #define VMFS_TOOLS_COMMON_H
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 extern const char *tool_name;
 
 /* Prints "tool_name: message" and a newline on stderr. */
 void tool_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Prints "tool_name (vmfs) VERSION" and a newline on stdout: every tool's --version. */
+void tool_version(void);
+
+/*
+ * For the tools whose first argument is a command (vmfsctl, vmm): when arg is
+ * -h or --help, prints help(stdout); when it is --version, tool_version().
+ * Returns true when it was one of them (the caller then exits 0). arg may be NULL.
+ */
+bool tool_help_or_version(const char *arg, void (*help)(FILE *f));
 
 /* Prints s on stdout as a JSON string (quoted, escaped). */
 void tool_json_str(const char *s);

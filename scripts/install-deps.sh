@@ -4,7 +4,7 @@
 set -eu
 PKGS="build-essential pkg-config clang llvm libfuse3-dev fuse3 liburing-dev libaio-dev
 libzstd-dev libssl-dev libargon2-dev libxxhash-dev libblkid-dev check fio util-linux coreutils e2fsprogs jq python3
-libclang-rt-dev psmisc spin qemu-system-x86 qemu-utils cpio"
+libclang-rt-dev psmisc spin qemu-system-x86 qemu-utils cpio groff-base"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

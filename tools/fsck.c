@@ -30,11 +30,13 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: fsck.vmfs [-n|-p|-y] [-f] [-v] [--ignore-live-hosts] DEVICE\n"
 		   "  -n  check only: open read-only and change nothing\n"
-		   "  -p  repair what is safe without asking (preen)\n"
+		   "  -p  repair what is safe without asking (preen; -a is the same)\n"
 		   "  -y  repair everything\n"
 		   "  -f  with -p: check even when the datastore is marked clean (-n and -y always check)\n"
 		   "  -v  name each pass\n"
 		   "  --ignore-live-hosts  repair even while another host's heartbeat advances (dangerous)\n"
+		   "  -h, --help  print this help and exit\n"
+		   "  --version   print the version and exit\n"
 		   "exit: 0 clean, 1 errors corrected, 4 errors left, 8 operational error, 16 usage\n");
 }
 
@@ -48,7 +50,7 @@ int main(int argc, char **argv)
 	tool_name = "fsck.vmfs";
 	static const struct option longopts[] = {
 		{ "ignore-live-hosts", no_argument, NULL, 'I' }, { "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+		{ "version", no_argument, NULL, 'V' },           { NULL, 0, NULL, 0 },
 	};
 
 	while ((c = getopt_long(argc, argv, "npyfvah", longopts, NULL)) != -1) {
@@ -60,6 +62,7 @@ int main(int argc, char **argv)
 		case 'f': o.force = true; break;
 		case 'v': o.verbose = true; break;
 		case 'h': usage(stdout); return 0;
+		case 'V': tool_version(); return 0;
 		default: usage(stderr); return 16;
 		}
 	}

@@ -35,7 +35,10 @@ static void usage(FILE *f)
 		   "      --keycmd PROG        a program that prints the key (a KMS or TPM client)\n"
 		   "      --kdf SPEC           argon2id[:t=N,m=SIZE,p=N] (passphrases; default t=3,m=256M,p=2)\n"
 		   "                           or hkdf-sha256 (key files; their default)\n"
-		   "      --key-label TEXT     a description of keyslot 0 (up to 64 bytes)\n");
+		   "      --key-label TEXT     a description of keyslot 0 (up to 64 bytes)\n"
+		   "  -h, --help               print this help and exit\n"
+		   "      --version            print the version and exit\n"
+		   "exit: 0 created, 1 anything else (bad usage included)\n");
 }
 
 static bool parse_uuid(const char *s, uint8_t out[16])
@@ -103,7 +106,7 @@ int main(int argc, char **argv)
 		{ "encrypt", no_argument, NULL, 'E' },      { "key-file", required_argument, NULL, 'K' },
 		{ "passphrase-file", required_argument, NULL, 'P' }, { "keycmd", required_argument, NULL, 'C' },
 		{ "kdf", required_argument, NULL, 'D' },    { "key-label", required_argument, NULL, 'l' },
-		{ NULL, 0, NULL, 0 },
+		{ "version", no_argument, NULL, 'V' },      { NULL, 0, NULL, 0 },
 	};
 	struct enc_secret_src src = { 0 };
 	struct enc_secret *secret = NULL;
@@ -204,6 +207,9 @@ int main(int argc, char **argv)
 			break;
 		case 'h':
 			usage(stdout);
+			return 0;
+		case 'V':
+			tool_version();
 			return 0;
 		default:
 			usage(stderr);

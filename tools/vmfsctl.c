@@ -27,6 +27,17 @@ void usage(FILE *f)
 		   "         --key-file F | --passphrase-file F | --keycmd PROG\n");
 }
 
+/* --help: the usage, what DEVICE may be, the exit codes. */
+static void help(FILE *f)
+{
+	usage(f);
+	fprintf(f, "       vmfsctl -h | --help | --version\n"
+		   "DEVICE: the datastore (a block device or a file); for snapshot, clone and rekey also\n"
+		   "a vmfs-mount mountpoint (or a directory in one): the command runs in that daemon\n"
+		   "exit: 0 done, 1 failed (one line says why), 2 bad usage, 3 the key or passphrase opens\n"
+		   "no keyslot\n");
+}
+
 /* [--json] [--all] DEVICE [PATH]: 0, or 2 for bad usage (said). all: NULL where --all is not an option. */
 static int parse_args(int argc, char **argv, bool *json, bool *all, const char **dev, const char **path, bool path_ok)
 {
@@ -308,6 +319,8 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	if (tool_help_or_version(argv[1], help))
+		return 0;
 	if (!strcmp(argv[1], "key"))
 		return cmd_key(argc - 1, argv + 1); /* its own key options */
 	if (enc_secret_src_take(&argc, argv, &key_src, err, sizeof(err))) {
@@ -326,10 +339,6 @@ int main(int argc, char **argv)
 		return cmd_clone(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "rekey"))
 		return cmd_rekey(argc - 1, argv + 1);
-	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-		usage(stdout);
-		return 0;
-	}
 	tool_err("unknown command '%s'", argv[1]);
 	usage(stderr);
 	return 2;

@@ -3,9 +3,10 @@
  * table of subcommands (one file each, vmm/cmd_*.c) and returns what the
  * command returns; the usage text and the list of commands in the error for
  * an unknown one are built from the same table, so a command is one row.
- * Exit codes: 0 done (and --help), 1 failed with one line on stderr saying
- * why, 2 bad usage, 3 the key given opens no keyslot of an encrypted
- * datastore; `vmm run` exits with the guest's code. Only main() exits.
+ * Exit codes: 0 done (and --help, --version), 1 failed with one line on
+ * stderr saying why, 2 bad usage, 3 the key given opens no keyslot of an
+ * encrypted datastore; `vmm run` also 128 + signal when a signal stopped the
+ * VM (a guest's power-off or reset is 0). Only main() exits.
  */
 #include <stdio.h>
 #include <string.h>
@@ -41,6 +42,15 @@ void vmm_usage(FILE *f)
 		   "       --keycmd PROG\n");
 }
 
+/* --help: the usage and the exit codes. */
+static void help(FILE *f)
+{
+	vmm_usage(f);
+	fprintf(f, "       vmm -h | --help | --version\n"
+		   "exit: 0 done, 1 failed (one line says why), 2 bad usage, 3 the key or passphrase opens\n"
+		   "no keyslot; vmm run: 128 + the signal's number when a signal stopped the VM\n");
+}
+
 int main(int argc, char **argv)
 {
 	char want[256] = "";
@@ -51,10 +61,8 @@ int main(int argc, char **argv)
 		vmm_usage(stderr);
 		return 2;
 	}
-	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
-		vmm_usage(stdout);
+	if (tool_help_or_version(argv[1], help))
 		return 0;
-	}
 	/* an encrypted datastore's key, after any subcommand */
 	if (enc_secret_src_take(&argc, argv, &vmm_key_src, want, sizeof(want))) {
 		tool_err("%s", want);

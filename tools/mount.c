@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/statvfs.h>
 #include <syslog.h>
 #include <unistd.h>
@@ -114,6 +115,7 @@ static void stat_fill(struct vmount *vm, const struct vmfs_stat *vs, struct stat
 	st->st_atim = ns_to_ts(vs->atime_ns);
 	st->st_mtim = ns_to_ts(vs->mtime_ns);
 	st->st_ctim = ns_to_ts(vs->ctime_ns);
+	st->st_rdev = makedev(vs->rdev_major, vs->rdev_minor);
 }
 
 static void entry_fill(struct vmount *vm, const struct vmfs_stat *vs, struct fuse_entry_param *e)
@@ -335,10 +337,9 @@ static void vm_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	if (refuse_snapdir(req, parent, parent))
 		return;
 
-	(void)rdev;
 	ret = new_owner(req, dir, &m, &uid, &gid);
 	if (!ret)
-		ret = vmfs_mknod(vm->fs, dir, name, m, uid, gid, &vs);
+		ret = vmfs_mknod_dev(vm->fs, dir, name, m, major(rdev), minor(rdev), uid, gid, &vs);
 	reply_entry(req, ret, &vs);
 }
 
@@ -921,6 +922,8 @@ static void help(void)
 	       "                or what PROG prints (a KMS or TPM client); without one, the\n"
 	       "                passphrase is asked on the terminal\n"
 	       "  -o OPT        any other option goes to FUSE\n"
+	       "  -h, --help    print this help and exit\n"
+	       "  --version     print the version and exit\n"
 	       "\n"
 	       "exit: 0 mounted, 1 bad usage, 2 system error, 3 the key or passphrase opens no\n"
 	       "keyslot, 32 mount failure\n");
@@ -1003,6 +1006,7 @@ static int opts_parse(struct mount_opts *mo, int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	char *fsname;
@@ -1026,6 +1030,9 @@ static int opts_parse(struct mount_opts *mo, int argc, char **argv)
 			break;
 		case 'h':
 			help();
+			return -1;
+		case 'V':
+			tool_version();
 			return -1;
 		default:
 			usage(stderr);

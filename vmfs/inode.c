@@ -117,6 +117,10 @@ void inode_to_stat(struct vmfs *fs, struct vbuf *ib, struct vmfs_stat *st)
 	st->ctime_ns = (int64_t)le64_to_cpu(di->i_ctime);
 	st->btime_ns = (int64_t)le64_to_cpu(di->i_btime);
 	st->snapshot = le32_to_cpu(di->i_flags) & VMFS_IF_SNAPSHOT;
+	if (S_ISCHR(st->mode) || S_ISBLK(st->mode)) {
+		st->rdev_major = (uint32_t)(le64_to_cpu(di->i_rdev) >> 32);
+		st->rdev_minor = (uint32_t)le64_to_cpu(di->i_rdev);
+	}
 	if (st->snapshot)
 		st->mode &= ~0222u; /* a snapshot is never written */
 	{

@@ -194,8 +194,8 @@ static int set_target(struct vmfs *fs, struct vbuf *ib, const char *target, size
 }
 
 /* A new inode named name in dir: a symlink to target, or a regular file sharing clone_src's blocks (not 0). */
-static int make_node(struct vmfs *fs, uint64_t dir, const char *name, uint32_t mode, uint32_t uid,
-		     uint32_t gid, const char *target, uint64_t clone_src, struct vmfs_stat *st)
+static int make_node(struct vmfs *fs, uint64_t dir, const char *name, uint32_t mode, uint64_t rdev,
+		     uint32_t uid, uint32_t gid, const char *target, uint64_t clone_src, struct vmfs_stat *st)
 {
 	struct vbuf *dib, *ib = NULL;
 	size_t len, tlen = target ? strlen(target) : 0;
@@ -226,6 +226,8 @@ static int make_node(struct vmfs *fs, uint64_t dir, const char *name, uint32_t m
 		ret = inode_new(fs, mode, uid, gid, dir, &ib);
 	if (!ret && !clone_src)
 		ret = crypt_file_new(fs, ib_inode(ib));
+	if (!ret && (S_ISCHR(mode) || S_ISBLK(mode)))
+		ib_inode(ib)->i_rdev = cpu_to_le64(rdev);
 	if (!ret && target)
 		ret = set_target(fs, ib, target, tlen);
 	if (!ret && clone_src)
@@ -245,30 +247,36 @@ out:
 	return op_end(fs, ret);
 }
 
-int vmfs_mknod(struct vmfs *fs, uint64_t dir, const char *name, uint32_t mode, uint32_t uid, uint32_t gid,
-	       struct vmfs_stat *st)
+int vmfs_mknod_dev(struct vmfs *fs, uint64_t dir, const char *name, uint32_t mode, uint32_t major,
+		   uint32_t minor, uint32_t uid, uint32_t gid, struct vmfs_stat *st)
 {
 	if (S_ISDIR(mode) || S_ISLNK(mode))
 		return -EINVAL;
-	return make_node(fs, dir, name, mode, uid, gid, NULL, 0, st);
+	return make_node(fs, dir, name, mode, (uint64_t)major << 32 | minor, uid, gid, NULL, 0, st);
+}
+
+int vmfs_mknod(struct vmfs *fs, uint64_t dir, const char *name, uint32_t mode, uint32_t uid, uint32_t gid,
+	       struct vmfs_stat *st)
+{
+	return vmfs_mknod_dev(fs, dir, name, mode, 0, 0, uid, gid, st);
 }
 
 int vmfs_clone(struct vmfs *fs, uint64_t src, uint64_t dir, const char *name, uint32_t mode, uint32_t uid,
 	       uint32_t gid, struct vmfs_stat *st)
 {
-	return make_node(fs, dir, name, S_IFREG | (mode & 07777), uid, gid, NULL, src, st);
+	return make_node(fs, dir, name, S_IFREG | (mode & 07777), 0, uid, gid, NULL, src, st);
 }
 
 int vmfs_mkdir(struct vmfs *fs, uint64_t dir, const char *name, uint32_t mode, uint32_t uid, uint32_t gid,
 	       struct vmfs_stat *st)
 {
-	return make_node(fs, dir, name, S_IFDIR | (mode & 07777), uid, gid, NULL, 0, st);
+	return make_node(fs, dir, name, S_IFDIR | (mode & 07777), 0, uid, gid, NULL, 0, st);
 }
 
 int vmfs_symlink(struct vmfs *fs, uint64_t dir, const char *name, const char *target, uint32_t uid,
 		 uint32_t gid, struct vmfs_stat *st)
 {
-	return make_node(fs, dir, name, S_IFLNK | 0777, uid, gid, target, 0, st);
+	return make_node(fs, dir, name, S_IFLNK | 0777, 0, uid, gid, target, 0, st);
 }
 
 int vmfs_link(struct vmfs *fs, uint64_t ino, uint64_t newdir, const char *newname, struct vmfs_stat *st)

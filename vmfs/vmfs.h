@@ -103,6 +103,7 @@ struct vmfs_stat {
 	uint32_t blksize;         /* preferred I/O size */
 	int64_t atime_ns, mtime_ns, ctime_ns, btime_ns;
 	bool snapshot;            /* a snapshot (read-only; vmfs_snap_lookup) */
+	uint32_t rdev_major, rdev_minor;  /* a character or block device's number; else 0 */
 };
 
 enum vmfs_set_flags {
@@ -143,9 +144,16 @@ int vmfs_setattr(struct vmfs *fs, uint64_t ino, const struct vmfs_stat *in, unsi
 int vmfs_lookup(struct vmfs *fs, uint64_t dir, const char *name, struct vmfs_stat *st);
 void vmfs_forget(struct vmfs *fs, uint64_t ino, uint64_t n);
 
-/* mode carries the type (S_IFREG, S_IFDIR, S_IFLNK is via symlink, S_IFIFO, S_IFSOCK, S_IFCHR/BLK with rdev ignored). */
+/*
+ * mode carries the type (S_IFREG, S_IFIFO, S_IFSOCK, S_IFCHR, S_IFBLK; not
+ * S_IFDIR or S_IFLNK: vmfs_mkdir, vmfs_symlink). vmfs_mknod_dev gives a
+ * character or block device its number, kept in the inode; vmfs_mknod makes
+ * one numbered 0,0.
+ */
 int vmfs_mknod(struct vmfs *fs, uint64_t dir, const char *name, uint32_t mode, uint32_t uid,
 	       uint32_t gid, struct vmfs_stat *st);
+int vmfs_mknod_dev(struct vmfs *fs, uint64_t dir, const char *name, uint32_t mode, uint32_t major,
+		   uint32_t minor, uint32_t uid, uint32_t gid, struct vmfs_stat *st);
 int vmfs_mkdir(struct vmfs *fs, uint64_t dir, const char *name, uint32_t mode, uint32_t uid,
 	       uint32_t gid, struct vmfs_stat *st);
 int vmfs_symlink(struct vmfs *fs, uint64_t dir, const char *name, const char *target,

@@ -279,7 +279,8 @@ struct vmfs_inode_disk {
 	le64 i_crypt_mark;              /* 0x0d8 a deep rekey under way (i_crypt key 1 live): the */
 					/*       file's 4 KiB units below it are under key 1; else 0 */
 	le64 i_crypt_run;               /* 0x0e0 sb_rekey_run when a deep rekey last renewed i_crypt */
-	uint8_t i_pad1[0x100 - 0xe8];
+	le64 i_rdev;                    /* 0x0e8 character and block devices: major << 32 | minor; else 0 */
+	uint8_t i_pad1[0x100 - 0xf0];
 	uint8_t i_crypt[128];           /* 0x100 per-file key material (encrypt/) */
 	uint8_t i_snap[64];             /* 0x180 struct vmfs_snap_disk: snapshot catalog links */
 	char i_snapname[256];           /* 0x1c0 a snapshot's name, NUL-padded; zero in other inodes */

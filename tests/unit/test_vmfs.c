@@ -575,6 +575,42 @@ START_TEST(t_links_symlinks_orphans)
 }
 END_TEST
 
+/* Device nodes keep their numbers: in the inode, across a close and an open; other types have none. */
+START_TEST(t_device_numbers)
+{
+	struct vmfs *fs;
+	struct vmfs_stat st;
+	uint64_t r, chr, blk, fifo;
+
+	mk(256ull << 20, 0);
+	fs = op(false, 0);
+	r = vmfs_root_ino(fs);
+	ck_assert_int_eq(vmfs_mknod_dev(fs, r, "null", S_IFCHR | 0666, 1, 3, 0, 0, &st), 0);
+	ck_assert_uint_eq(st.rdev_major, 1);
+	ck_assert_uint_eq(st.rdev_minor, 3);
+	chr = st.ino;
+	ck_assert_int_eq(vmfs_mknod_dev(fs, r, "big", S_IFBLK | 0660, 4095, 1048575, 0, 0, &st), 0);
+	blk = st.ino;
+	ck_assert_int_eq(vmfs_mknod_dev(fs, r, "fifo", S_IFIFO | 0600, 7, 7, 0, 0, &st), 0);
+	ck_assert_uint_eq(st.rdev_major, 0);	/* only devices have a number */
+	fifo = st.ino;
+	ck_assert_int_eq(vmfs_mknod_dev(fs, r, "dir", S_IFDIR | 0755, 1, 1, 0, 0, &st), -EINVAL);
+	ck_assert_int_eq(vmfs_close(fs), 0);
+	fs = op(false, 0);
+	ck_assert_int_eq(vmfs_getattr(fs, chr, &st), 0);
+	ck_assert_uint_eq(st.mode, S_IFCHR | 0666);
+	ck_assert_uint_eq(st.rdev_major, 1);
+	ck_assert_uint_eq(st.rdev_minor, 3);
+	ck_assert_int_eq(vmfs_getattr(fs, blk, &st), 0);
+	ck_assert_uint_eq(st.mode, S_IFBLK | 0660);
+	ck_assert_uint_eq(st.rdev_major, 4095);
+	ck_assert_uint_eq(st.rdev_minor, 1048575);
+	ck_assert_int_eq(vmfs_getattr(fs, fifo, &st), 0);
+	ck_assert_uint_eq(st.rdev_major | st.rdev_minor, 0);
+	ck_assert_int_eq(vmfs_close(fs), 0);
+}
+END_TEST
+
 /* ---- journal -------------------------------------------------------------------------------- */
 
 START_TEST(t_journal_replay)
@@ -1035,6 +1071,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, t_readdir_cookies_stable);
 	tcase_add_test(tc, t_rename);
 	tcase_add_test(tc, t_links_symlinks_orphans);
+	tcase_add_test(tc, t_device_numbers);
 	tcase_add_test(tc, t_journal_replay);
 	tcase_add_test(tc, t_torn_commit_ignored);
 	tcase_add_test(tc, t_engines);

@@ -16,8 +16,16 @@ SNAP_SRC := $(wildcard snapshot/*.c)
 LIB_SRC  := $(BASE_SRC) $(LOCK_SRC) $(ENC_SRC) $(VMFS_SRC) $(SNAP_SRC)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 LIB      := $(BUILD)/libvmfs.a
+# The shared library, for programs built against an installed vmfs (make
+# install, pkg-config vmfs): the same objects (compiled position-independent),
+# only the public API exported (vmfs/libvmfs.map), soname libvmfs.so.MAJOR.
+VERSION   := $(shell sed -n 's/^\#define VMFS_VERSION "\(.*\)"/\1/p' base/version.h)
+SOVERSION := $(firstword $(subst ., ,$(VERSION)))
+SHLIB    := $(BUILD)/libvmfs.so.$(VERSION)
+LIB_LIBS := $(shell pkg-config --libs liburing libzstd openssl libargon2 libxxhash blkid 2>/dev/null) -laio -lpthread -lm
+$(LIB_OBJ): ALL_CFLAGS += -fPIC -fno-semantic-interposition
 
-TOOLS    := mkfs.vmfs fsck.vmfs vmfs-mount vmfsctl
+TOOLS    := mkfs.vmfs fsck.vmfs vmfs-mount vmfsctl mount.vmfs
 # vmm, the KVM monitor: vmm/ and its subfolders (x86/, devices/); all but main.o also
 # go into an archive the unit tests link (they pull in only what they use)
 VMM_SRC  := $(wildcard vmm/*.c vmm/*/*.c)
@@ -52,12 +60,18 @@ $(LIB): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
+$(SHLIB): $(LIB_OBJ) vmfs/libvmfs.map
+	$(CC) -shared -Wl,-soname,libvmfs.so.$(SOVERSION) -Wl,--version-script=vmfs/libvmfs.map -Wl,-z,defs \
+	  $(CFLAGS) $(LIB_OBJ) -o $@ $(LIB_LIBS)
+shared: $(SHLIB)
+
 # A tool is tools/<name>.c plus its own tools/<name>_*.c; a benchmark is bench/<name>.c.
 tool_obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tools/$(1).c tools/$(1)_*.c))
 $(BUILD)/bin/mkfs.vmfs: $(call tool_obj,mkfs) $(LIB)
 $(BUILD)/bin/fsck.vmfs: $(call tool_obj,fsck) $(LIB)
 $(BUILD)/bin/vmfs-mount: $(call tool_obj,mount) $(LIB)
 $(BUILD)/bin/vmfsctl: $(call tool_obj,vmfsctl) $(LIB)
+$(BUILD)/bin/mount.vmfs: $(call tool_obj,mount8) $(LIB)
 $(BUILD)/bin/vmm: $(VMM_OBJ) $(LIB)
 $(BENCH_BIN): $(BUILD)/bin/%: $(BUILD)/obj/bench/%.o $(LIB)
 $(BUILD)/bin/%:
@@ -232,5 +246,51 @@ fuzz: deps
 
 clean:
 	rm -rf build build-asan build-fuzz
+
+# make install [PREFIX=/usr/local] [DESTDIR=]: the tools where Debian puts a
+# filesystem's (mkfs.vmfs, fsck.vmfs, mount.vmfs in sbin, so mkfs -t, fsck -t
+# and mount -t find them), vmm in bin, libvmfs (static and shared) with its
+# headers and vmfs.pc, the man pages, bash completion and systemd units.
+# make uninstall removes exactly those.
+PREFIX     ?= /usr/local
+SBINDIR    ?= $(PREFIX)/sbin
+BINDIR     ?= $(PREFIX)/bin
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+MANDIR     ?= $(PREFIX)/share/man
+COMPDIR    ?= $(PREFIX)/share/bash-completion/completions
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+INST_SBIN  := mkfs.vmfs fsck.vmfs vmfs-mount vmfsctl mount.vmfs
+INST_HDRS  := vmfs/vmfs.h encrypt/encrypt.h encrypt/encrypt_format.h base/base.h
+INST_MAN   := $(wildcard docs/man/*.[178])
+INST_COMP  := $(wildcard docs/completion/*)
+INST_UNITS := $(wildcard docs/systemd/*.service)
+.PHONY: install uninstall shared
+install: $(addprefix $(BUILD)/bin/,$(INST_SBIN) vmm) $(LIB) $(SHLIB)
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig \
+	  $(DESTDIR)$(INCLUDEDIR)/vmfs/vmfs $(DESTDIR)$(INCLUDEDIR)/vmfs/encrypt $(DESTDIR)$(INCLUDEDIR)/vmfs/base
+	install -m 0755 $(addprefix $(BUILD)/bin/,$(INST_SBIN)) $(DESTDIR)$(SBINDIR)
+	install -m 0755 $(BUILD)/bin/vmm $(DESTDIR)$(BINDIR)
+	install -m 0644 $(LIB) $(DESTDIR)$(LIBDIR)
+	install -m 0755 $(SHLIB) $(DESTDIR)$(LIBDIR)
+	ln -sf libvmfs.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libvmfs.so.$(SOVERSION)
+	ln -sf libvmfs.so.$(SOVERSION) $(DESTDIR)$(LIBDIR)/libvmfs.so
+	for h in $(INST_HDRS); do install -m 0644 $$h $(DESTDIR)$(INCLUDEDIR)/vmfs/$$h || exit 1; done
+	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCLUDEDIR@|$(INCLUDEDIR)|; s|@VERSION@|$(VERSION)|' \
+	  -e 's|@LIBS@|$(LIB_LIBS)|' vmfs/vmfs.pc.in >$(DESTDIR)$(LIBDIR)/pkgconfig/vmfs.pc
+	for m in $(INST_MAN); do s=$${m##*.}; install -d $(DESTDIR)$(MANDIR)/man$$s && \
+	  install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$$s || exit 1; done
+	$(if $(INST_COMP),install -d $(DESTDIR)$(COMPDIR) && install -m 0644 $(INST_COMP) $(DESTDIR)$(COMPDIR))
+	$(if $(INST_UNITS),install -d $(DESTDIR)$(UNITDIR) && \
+	  for u in $(INST_UNITS); do sed 's|@SBINDIR@|$(SBINDIR)|g; s|@BINDIR@|$(BINDIR)|g' $$u \
+	    >$(DESTDIR)$(UNITDIR)/$${u##*/} || exit 1; done)
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(SBINDIR)/,$(INST_SBIN)) $(DESTDIR)$(BINDIR)/vmm
+	rm -f $(DESTDIR)$(LIBDIR)/libvmfs.a $(DESTDIR)$(LIBDIR)/libvmfs.so $(DESTDIR)$(LIBDIR)/libvmfs.so.$(SOVERSION) \
+	  $(DESTDIR)$(LIBDIR)/libvmfs.so.$(VERSION) $(DESTDIR)$(LIBDIR)/pkgconfig/vmfs.pc
+	rm -rf $(DESTDIR)$(INCLUDEDIR)/vmfs
+	rm -f $(foreach m,$(INST_MAN),$(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(m)))/$(notdir $(m)))
+	rm -f $(addprefix $(DESTDIR)$(COMPDIR)/,$(notdir $(INST_COMP))) $(addprefix $(DESTDIR)$(UNITDIR)/,$(notdir $(INST_UNITS)))
 
 -include $(shell find $(BUILD)/obj $(FUZZ_BUILD)/obj -name '*.d' 2>/dev/null)

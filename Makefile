@@ -70,6 +70,8 @@ tool_obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tools/$(1).c tools/$(1)_*.
 $(BUILD)/bin/mkfs.vmfs: $(call tool_obj,mkfs) $(LIB)
 $(BUILD)/bin/fsck.vmfs: $(call tool_obj,fsck) $(LIB)
 $(BUILD)/bin/vmfs-mount: $(call tool_obj,mount) $(LIB)
+# systemd's readiness protocol (sd_notify) for vmfs-mount -f under Type=notify: the mount daemon only
+$(BUILD)/bin/vmfs-mount: LDLIBS += $(shell pkg-config --libs libsystemd 2>/dev/null)
 $(BUILD)/bin/vmfsctl: $(call tool_obj,vmfsctl) $(LIB)
 $(BUILD)/bin/mount.vmfs: $(call tool_obj,mount8) $(LIB)
 $(BUILD)/bin/vmm: $(VMM_OBJ) $(LIB)

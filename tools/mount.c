@@ -29,6 +29,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <systemd/sd-daemon.h>
 #include <sys/statvfs.h>
 #include <syslog.h>
 #include <unistd.h>
@@ -1282,9 +1283,12 @@ static int serve(struct vmount *vm, const struct mount_opts *mo, int *notify_fd)
 	fuse_loop_cfg_set_clone_fd(lc, 1);
 	fuse_loop_cfg_set_max_threads(lc, getenv("VMFS_FUSE_THREADS") ? atoi(getenv("VMFS_FUSE_THREADS")) : 64);
 	daemon_notify(notify_fd, 0);
+	/* Under systemd (Type=notify, vmfs-mount -f): mounted and serving. A no-op elsewhere. */
+	sd_notifyf(0, "READY=1\nSTATUS=serving %s on %s", mo->device, mo->mountpoint);
 
 	/* 0 after fusermount3 -u, the signal number after SIGTERM and friends. */
 	ret = fuse_session_loop_mt(vm->se, lc);
+	sd_notify(0, "STOPPING=1");
 	if (ret < 0) {
 		report_at(mo, LOG_ERR, "%s: %s", mo->mountpoint, strerror(-ret));
 		code = EXIT_SYSTEM;

@@ -26,7 +26,6 @@
 #include <unistd.h>
 
 #include "base/cli.h"
-#include "base/version.h"
 
 #define EXIT_MOUNT_USAGE 1
 #define EXIT_MOUNT_FAIL 32
@@ -34,7 +33,13 @@
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: mount.vmfs DEVICE DIR [-sfnv] [-N NAMESPACE] [-o OPTIONS] [-t TYPE]\n"
-		   "       (run by mount(8) for type vmfs; the options are vmfs-mount's: see vmfs-mount(8))\n");
+		   "  run by mount(8) for type vmfs (an /etc/fstab line, mount -t vmfs); it runs vmfs-mount\n"
+		   "  -o OPTIONS     vmfs-mount's options (vmfs-mount(8)); mount(8)'s own (defaults, nofail,\n"
+		   "                 _netdev, noauto, user, x-...) are dropped; nofail: a missing DEVICE is no error\n"
+		   "  -f             fake: do nothing     -v  say what runs\n"
+		   "  -s, -n, -t     accepted, ignored    -N NAMESPACE  mount in that mount namespace\n"
+		   "  -h, --help     this help            --version     the version\n"
+		   "exit: 0 mounted, 1 bad usage, 32 the mount failed\n");
 }
 
 /* An option only mount(8) or systemd reads. */
@@ -121,14 +126,8 @@ int main(int argc, char **argv)
 	pid_t pid;
 
 	tool_name = "mount.vmfs";
-	if (argc == 2 && !strcmp(argv[1], "--help")) {
-		usage(stdout);
+	if (argc == 2 && tool_help_or_version(argv[1], usage))
 		return 0;
-	}
-	if (argc == 2 && !strcmp(argv[1], "--version")) {
-		printf("mount.vmfs (vmfs) %s\n", VMFS_VERSION);
-		return 0;
-	}
 	if (argc < 3 || argv[1][0] == '-' || argv[2][0] == '-') {
 		usage(stderr);
 		return EXIT_MOUNT_USAGE;

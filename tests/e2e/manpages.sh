@@ -17,10 +17,10 @@
 TOP=${VMFS_TOP:-$(cd "$(dirname "$0")/../.." && pwd)}
 MAN=$TOP/docs/man
 COMP=$TOP/docs/completion
-TOOLS=(mkfs.vmfs fsck.vmfs vmfs-mount vmfsctl vmm)
+TOOLS=(mkfs.vmfs fsck.vmfs vmfs-mount vmfsctl vmm mount.vmfs)
 declare -A PAGE=([mkfs.vmfs]=mkfs.vmfs.8 [fsck.vmfs]=fsck.vmfs.8 [vmfs-mount]=vmfs-mount.8
-	[vmfsctl]=vmfsctl.8 [vmm]=vmm.1)
-declare -A USAGE_RC=([mkfs.vmfs]=1 [fsck.vmfs]=16 [vmfs-mount]=1 [vmfsctl]=2 [vmm]=2)
+	[vmfsctl]=vmfsctl.8 [vmm]=vmm.1 [mount.vmfs]=mount.vmfs.8)
+declare -A USAGE_RC=([mkfs.vmfs]=1 [fsck.vmfs]=16 [vmfs-mount]=1 [vmfsctl]=2 [vmm]=2 [mount.vmfs]=1)
 for b in "${TOOLS[@]}"; do
 	[ -x "$VMFS_BIN/$b" ] || fail "$VMFS_BIN/$b not built"
 done
@@ -44,7 +44,7 @@ roff_text() {
 }
 
 log "lint: groff -ww$(command -v mandoc >/dev/null && echo ', mandoc -T lint')"
-for name in mkfs.vmfs.8 fsck.vmfs.8 vmfs-mount.8 vmfsctl.8 vmm.1 vmfs.7; do
+for name in mkfs.vmfs.8 fsck.vmfs.8 vmfs-mount.8 mount.vmfs.8 vmfsctl.8 vmm.1 vmfs.7; do
 	[ -f "$MAN/$name" ] || fail "docs/man/$name is missing"
 done
 n=0

@@ -103,6 +103,12 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $$(call unit_dir_obj,$$*) $(VMM_LI
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(EXTRA_CFLAGS) $^ -o $@ $(LDLIBS) $(shell pkg-config --libs check)
 
+# The qcow2 reader of vmfsctl import (tools/vmfsctl_qcow2.c) inflates with
+# zlib; its unit test and the e2e test's driver (tests/tools/qcow2-cat) link it.
+QCOW2_LIBS := $(shell pkg-config --libs zlib 2>/dev/null)
+$(BUILD)/bin/vmfsctl $(BUILD)/tests/test_qcow2 $(BUILD)/tests/tools/qcow2-cat: LDLIBS += $(QCOW2_LIBS)
+$(BUILD)/tests/test_qcow2 $(BUILD)/tests/tools/qcow2-cat: $(BUILD)/obj/tools/vmfsctl_qcow2.o
+
 $(BUILD)/tests/guests/%.elf: tests/guests/%.c tests/guests/head.S tests/guests/guest.h tests/guests/virtio.h tests/guests/apic.h tests/guests/guest.ld
 	@mkdir -p $(dir $@)
 	$(CC) $(GUEST_CFLAGS) -nostdlib -static -no-pie -Wl,-T,tests/guests/guest.ld -Wl,--build-id=none -Wl,--no-warn-rwx-segments \
@@ -179,6 +185,7 @@ bench: deps
 	@./bench/ha
 	@./bench/snap
 	@./bench/enc
+	@./bench/image
 
 # Fuzzing (tests/fuzz/): libFuzzer harnesses, one per on-disk parser, built with
 # clang and ASan/UBSan into build-fuzz/; `make fuzz` runs each for FUZZ_SECONDS
@@ -221,6 +228,11 @@ FUZZ_VMSTATE_OBJ := $(FUZZ_BUILD)/obj/vmm/vmstate.o $(BASE_SRC:%.c=$(FUZZ_BUILD)
 $(FUZZ_BUILD)/bin/fuzz_vmstate: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_vmstate.o $(FUZZ_VMSTATE_OBJ)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer $^ -o $@ -lm
+
+# qcow2 images (tools/vmfsctl_qcow2.c, vmfsctl import's reader): no libvmfs
+$(FUZZ_BUILD)/bin/fuzz_qcow2: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_qcow2.o $(FUZZ_BUILD)/obj/tools/vmfsctl_qcow2.o
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer $^ -o $@ $(shell pkg-config --libs libzstd zlib 2>/dev/null)
 
 $(FUZZ_BUILD)/bin/vmfs-flip: $(FUZZ_BUILD)/obj/tests/fuzz/flip.o $(FUZZ_LIB_OBJ)
 $(FUZZ_BUILD)/bin/fuzz-mkseeds: $(FUZZ_BUILD)/obj/tests/fuzz/mkseeds.o $(FUZZ_LIB_OBJ)

@@ -3,7 +3,7 @@
 # Idempotent: asks apt only for what is missing. Run as root (make demo/test call it).
 set -eu
 PKGS="build-essential pkg-config clang llvm libfuse3-dev fuse3 liburing-dev libaio-dev
-libzstd-dev libsystemd-dev libssl-dev libargon2-dev libxxhash-dev libblkid-dev check fio util-linux coreutils e2fsprogs jq python3
+libzstd-dev zlib1g-dev libsystemd-dev libssl-dev libargon2-dev libxxhash-dev libblkid-dev check fio util-linux coreutils e2fsprogs jq python3
 libclang-rt-dev psmisc spin qemu-system-x86 qemu-utils cpio groff-base"
 missing=""
 for p in $PKGS; do

@@ -567,6 +567,28 @@ static int clone_src(struct vmfs *fs, const char *src, char **path, char **at, u
 	return ret;
 }
 
+int snap_source(struct vmfs *fs, const char *src, uint64_t *file, uint64_t *ino, bool *snap, char *err, size_t errlen)
+{
+	char *path, *at;
+	int ret = clone_src(fs, src, &path, &at, file, ino, err, errlen);
+
+	*snap = at != NULL;
+	free(path);
+	return ret;
+}
+
+int snap_new_path(struct vmfs *fs, const char *dst, uint64_t *dir, char **buf, const char **base, char *err,
+		  size_t errlen)
+{
+	int ret = clone_dst(fs, dst, dir, buf, base, err, errlen);
+
+	if (ret) {
+		free(*buf);
+		*buf = NULL;
+	}
+	return ret;
+}
+
 int snap_precheck(struct vmfs *fs, enum snap_op op, const char *path, const char *name, const char *dst, char *err,
 		  size_t errlen)
 {

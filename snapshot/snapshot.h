@@ -96,6 +96,18 @@ void snap_listing_release(struct snap_listing *l);
 int snap_diff(struct vmfs *fs, const char *path, const char *from, const char *to, vmfs_extent_fn fn, void *ctx,
 	      char *err, size_t errlen);
 
+/*
+ * What SRC ("PATH" or "PATH@SNAPSHOT") names: the file (*file) and the inode
+ * whose bytes are SRC's (*ino: the file, or its snapshot; *snap true then).
+ */
+int snap_source(struct vmfs *fs, const char *src, uint64_t *file, uint64_t *ino, bool *snap, char *err, size_t errlen);
+/*
+ * A new file's place: DST's folder (*dir) and its last component (*base,
+ * inside *buf, which the caller frees); -EEXIST when DST exists, -ENOENT
+ * when its folder does not.
+ */
+int snap_new_path(struct vmfs *fs, const char *dst, uint64_t *dir, char **buf, const char **base, char *err,
+		  size_t errlen);
 /* A linked clone of SRC ("PATH" or "PATH@SNAPSHOT") at DST, which must not exist. */
 int snap_clone(struct vmfs *fs, const char *src, const char *dst, char *err, size_t errlen);
 

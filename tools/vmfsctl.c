@@ -21,6 +21,7 @@ void usage(FILE *f)
 		   "       vmfsctl locks [--json] DEVICE [PATH]  lock holders, of every lock or of PATH (from the\n"
 		   "                                             datastore's root, with or without a leading /)\n");
 	snap_usage(f);
+	image_usage(f);
 	key_usage(f);
 	rekey_usage(f);
 	fprintf(f, "       On an encrypted datastore, a command that reads or names files takes the key:\n"
@@ -339,6 +340,10 @@ int main(int argc, char **argv)
 		return cmd_clone(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "rekey"))
 		return cmd_rekey(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "import"))
+		return cmd_import(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "export"))
+		return cmd_export(argc - 1, argv + 1);
 	tool_err("unknown command '%s'", argv[1]);
 	usage(stderr);
 	return 2;

@@ -39,4 +39,9 @@ int cmd_key(int argc, char **argv);
 /* The exit code for a failed open or key call: 3 when no keyslot opened, else 1. */
 int key_exit(int ret);
 
+/* tools/vmfsctl_image.c: vmfsctl import ..., vmfsctl export ... */
+void image_usage(FILE *f);
+int cmd_import(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+
 #endif

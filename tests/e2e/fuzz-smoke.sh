@@ -19,7 +19,7 @@ clang -fsanitize=fuzzer,address,undefined "$T/probe.c" -o "$T/probe" 2>"$T/probe
 log "make fuzz-build"
 flock /tmp/vmfs-fuzz-build.lock make -C "$TOP" --no-print-directory fuzz-build >"$T/build.log" 2>&1 || { tail -n 30 "$T/build.log"; fail "make fuzz-build"; }
 
-for n in superblock inode dir bmap journal vmconf keys vmstate; do
+for n in superblock inode dir bmap journal vmconf keys vmstate qcow2; do
 	h=$TOP/build-fuzz/bin/fuzz_$n
 	[ -d "$TOP/tests/fuzz/corpus/$n" ] || fail "no seed corpus tests/fuzz/corpus/$n"
 	mkdir -p "$T/$n"

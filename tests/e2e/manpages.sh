@@ -176,7 +176,11 @@ completes "argon2id hkdf-sha256" vmfsctl vmfsctl key add dev --kdf ""
 completes "$T/ds0.img" vmfsctl vmfsctl info "$T/ds"
 completes "" vmfsctl vmfsctl snapshot create "$T/ds0.img" "$T/ds"	# a PATH in the datastore
 completes "$T/key0" vmfsctl vmfsctl rekey --deep --key-file = "$T/ke"
-offered=$(long_options vmfsctl "" info hosts locks clone rekey "snapshot create" "snapshot list" \
+completes "raw qcow2 zst" vmfsctl vmfsctl import --format ""
+completes "$T/key0" vmfsctl vmfsctl import "$T/ds0.img" "$T/ke"	# SOURCE: a file of this machine
+completes "" vmfsctl vmfsctl import "$T/ds0.img" "$T/key0" /v	# PATH: in the datastore
+completes "$T/key0" vmfsctl vmfsctl export "$T/ds0.img" /vms/a "$T/ke"	# DEST: a file of this machine
+offered=$(long_options vmfsctl "" info hosts locks clone rekey import export "snapshot create" "snapshot list" \
 	"snapshot revert" "snapshot delete" "snapshot diff" "key list" "key add" "key remove" "key change") || exit 1
 same "vmfsctl: the long options completed against those of vmfsctl --help" "$offered" \
 	"$(options "$help" | grep '^--')"

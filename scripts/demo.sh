@@ -2,7 +2,8 @@
 # make demo: a datastore in a local sparse file, mounted with vmfs-mount; a VM
 # folder with a thin disk image written through the mount; vmfsctl info and df;
 # then a clean unmount; a snapshot of the VM folder, a bad write, the diff, a
-# revert that brings the data back, a linked clone; then vmm creates a VM on the datastore and boots it
+# revert that brings the data back, a linked clone, the snapshot exported
+# compressed and imported back; then vmm creates a VM on the datastore and boots it
 # (a freestanding test guest: a Linux kernel needs hardware KVM to boot in
 # reasonable time, see docs/VMM.md), and suspends a counting guest into its
 # folder and resumes it (one level down in QEMU TCG where /dev/kvm is
@@ -92,6 +93,14 @@ rm -f "$DIR/payload"
 step "vmfsctl clone: a writable linked clone of the snapshot, sharing every block"
 "$BIN/vmfsctl" clone "$IMG" /vms/demo-vm/disk.img@before-upgrade /vms/clone.img
 "$BIN/vmfsctl" info "$IMG" | grep -E "^(free|features)"
+
+step "vmfsctl export --compress: the snapshot out as a zstd image; vmfsctl import: back in as a new thin file"
+rm -f "$DIR/disk.zst"
+"$BIN/vmfsctl" export --json --compress "$IMG" /vms/demo-vm/disk.img@before-upgrade "$DIR/disk.zst" | sed 's/^/  /'
+ls -l "$DIR/disk.zst" | awk '{print "  " $5 " bytes: " $9}'
+"$BIN/vmfsctl" import --json "$IMG" "$DIR/disk.zst" /vms/restored.img | sed 's/^/  /'
+rm -f "$DIR/disk.zst"
+echo "  the stream's content checksum held: /vms/restored.img holds what the snapshot held, thin again"
 
 step "vmm create: a VM whose kernel is the freestanding test guest tests/guests/hello.c, with a 1 GiB thin disk"
 "$BIN/vmm" create "$IMG" /vms/hello --kernel "$PWD/build/tests/guests/hello.bzImage" \

@@ -56,6 +56,16 @@ bool tool_help_or_version(const char *arg, void (*help)(FILE *f))
 	return false;
 }
 
+bool tool_subcommand_help(int argc, char **argv, void (*help)(FILE *f))
+{
+	for (int i = 2; i < argc; i++)
+		if (!strcmp(argv[i], "--help")) {
+			help(stdout);
+			return true;
+		}
+	return false;
+}
+
 bool tool_parse_u64(const char *s, uint64_t *out)
 {
 	char *end;

@@ -24,6 +24,8 @@ void tool_version(void);
  * Returns true when it was one of them (the caller then exits 0). arg may be NULL.
  */
 bool tool_help_or_version(const char *arg, void (*help)(FILE *f));
+/* `TOOL COMMAND ... --help`: prints help(stdout) and returns true when an argument after the command is --help. */
+bool tool_subcommand_help(int argc, char **argv, void (*help)(FILE *f));
 
 /* Prints s on stdout as a JSON string (quoted, escaped). */
 void tool_json_str(const char *s);

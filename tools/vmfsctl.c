@@ -320,7 +320,7 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (tool_help_or_version(argv[1], help))
+	if (tool_help_or_version(argv[1], help) || tool_subcommand_help(argc, argv, help))
 		return 0;
 	if (!strcmp(argv[1], "key"))
 		return cmd_key(argc - 1, argv + 1); /* its own key options */

@@ -61,7 +61,7 @@ int main(int argc, char **argv)
 		vmm_usage(stderr);
 		return 2;
 	}
-	if (tool_help_or_version(argv[1], help))
+	if (tool_help_or_version(argv[1], help) || tool_subcommand_help(argc, argv, help))
 		return 0;
 	/* an encrypted datastore's key, after any subcommand */
 	if (enc_secret_src_take(&argc, argv, &vmm_key_src, want, sizeof(want))) {

@@ -161,6 +161,15 @@ long_options() {
 	tr ' ' '\n' <<<"$all" | grep '^--' || true
 }
 
+log "TOOL COMMAND --help: the help, exit 0"
+for cmd in "vmfsctl snapshot create" "vmfsctl import" "vmm run" "vmm ctl /run/x.sock"; do
+	rc=0
+	# shellcheck disable=SC2086
+	"$VMFS_BIN/"$cmd --help >"$T/out" 2>"$T/err" || rc=$?
+	[ "$rc" -eq 0 ] && [ ! -s "$T/err" ] && head -n1 "$T/out" | grep -q "^usage: " ||
+		fail "$cmd --help: exit $rc, $(head -n1 "$T/out") $(head -n1 "$T/err")"
+done
+
 log "bash completion: vmfsctl"
 for f in vmfsctl vmm; do
 	[ -f "$COMP/$f" ] || fail "docs/completion/$f is missing"

@@ -530,14 +530,13 @@ static void open_aio(struct blk_queue *qu)
  * pop only moved last_avail: the guest's descriptors are untouched), and
  * the queue waits until the suspend is done or failed.
  */
+/*
+ * Looked at once per turn of the queue's loop, so without the lock (every
+ * request's path): the flag is set under it and hold_quiet looks again there.
+ */
 static bool quiesce_wanted(struct blk_queue *qu)
 {
-	bool q;
-
-	pthread_mutex_lock(&qu->b->v.lock);
-	q = qu->b->quiesce && !qu->b->stopping;
-	pthread_mutex_unlock(&qu->b->v.lock);
-	return q;
+	return __atomic_load_n(&qu->b->quiesce, __ATOMIC_ACQUIRE) && !__atomic_load_n(&qu->b->stopping, __ATOMIC_ACQUIRE);
 }
 
 static void hold_quiet(struct blk_queue *qu)
@@ -565,7 +564,7 @@ void vmm_blk_quiesce(struct vmm_blk *b)
 	unsigned i, n = 0;
 
 	pthread_mutex_lock(&b->v.lock);
-	b->quiesce = true;
+	__atomic_store_n(&b->quiesce, true, __ATOMIC_RELEASE);
 	for (i = 0; i < b->nq; i++) {
 		n += b->q[i]->started;
 		kick(b->q[i]);
@@ -578,7 +577,7 @@ void vmm_blk_quiesce(struct vmm_blk *b)
 void vmm_blk_unquiesce(struct vmm_blk *b)
 {
 	pthread_mutex_lock(&b->v.lock);
-	b->quiesce = false;
+	__atomic_store_n(&b->quiesce, false, __ATOMIC_RELEASE);
 	pthread_cond_broadcast(&b->quiet_cond);
 	for (unsigned i = 0; i < b->nq; i++)
 		kick(b->q[i]);
@@ -789,7 +788,7 @@ void vmm_blk_free(struct vmm_blk *b)
 	if (!b)
 		return;
 	pthread_mutex_lock(&b->v.lock);
-	b->stopping = true;
+	__atomic_store_n(&b->stopping, true, __ATOMIC_RELEASE);
 	pthread_cond_broadcast(&b->quiet_cond);
 	for (i = 0; i < b->nq; i++)
 		if (b->q[i])

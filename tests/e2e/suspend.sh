@@ -4,8 +4,9 @@
 # each count to its disk) in two boots of the outer VM (QEMU TCG with
 # kvm-amd, as ha.sh: /dev/kvm here is not hardware), so the suspend and the
 # resume are two vmm processes on two machine boots:
-#   1. boot 1: vmm run /vms/c (2 vCPUs, a control socket), `vmm ctl
-#      suspend` once it counts; vmm run ends 0 and says where the state went.
+#   1. boot 1: vmm run /vms/c (2 vCPUs, ha=restart, a control socket), `vmm ctl
+#      suspend` once it counts; vmm run ends 0 and says where the state went,
+#      and ha.state says stopped (no agent would restart it).
 #   2. here, with no /dev/kvm: vmm list shows it suspended; vm.state
 #      damaged, truncated, copied to another
 #      VM's folder, or made for other memory, is refused by vmm run's
@@ -27,7 +28,7 @@ QEMU_TIMEOUT=${SUSPEND_QEMU_TIMEOUT:-300}
 
 log "datastore: /vms/c (counter, 2 vCPUs, ctl=/run/c.sock) and /vms/other"
 vmfs_mkfs "$D" 1G -T 1000,10000,5000,3000
-"$VMM" create "$D" /vms/c --kernel "$COUNTER" --mem 32 --cpus 2 --disk 1M
+"$VMM" create "$D" /vms/c --kernel "$COUNTER" --mem 32 --cpus 2 --disk 1M --ha restart
 "$VMM" create "$D" /vms/other --kernel "$COUNTER" --mem 32 --cpus 2 --disk 1M
 vmfs_mount "$D" "$T/m"
 for v in c other; do
@@ -94,6 +95,8 @@ log "2. refusals, here without /dev/kvm: each before anything starts, the file l
 vmfs_mount "$D" "$T/m"
 [ -f "$T/m/vms/c/vm.state" ] || fail "no vm.state in /vms/c"
 [ ! -e "$T/m/vms/c/vm.state.new" ] || fail "vm.state.new left in /vms/c"
+# ha=restart: a suspended VM is stopped as asked, so no agent restarts it
+[ "$(head -c 8 "$T/m/vms/c/ha.state")" = stopped ] || fail "ha.state after the suspend: $(head -c 8 "$T/m/vms/c/ha.state")"
 size=$(stat -c %s "$T/m/vms/c/vm.state")
 echo "vm.state: $size bytes"
 cp "$T/m/vms/c/vm.state" "$T/good"

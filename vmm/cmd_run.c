@@ -158,6 +158,13 @@ static void print_timings(uint64_t t0, uint64_t preflight, uint64_t setup, uint6
 	struct vmm_blk_stats st[VMM_MAX_DISKS];
 	uint64_t first = 0, attach = 0;
 	unsigned i;
+	char *line = NULL;
+	size_t len = 0;
+	/* built whole, then one write: a console on the same stream cannot land inside it */
+	FILE *f = open_memstream(&line, &len);
+
+	if (!f)
+		return;
 
 	for (i = 0; i < nblk; i++) {
 		vmm_blk_get_stats(blk[i], &st[i]);
@@ -166,7 +173,7 @@ static void print_timings(uint64_t t0, uint64_t preflight, uint64_t setup, uint6
 		if (st[i].attach_ns > attach)
 			attach = st[i].attach_ns;
 	}
-	fprintf(stderr,
+	fprintf(f,
 		"vmm: timings {\"ms\":{\"preflight\":%.1f,\"setup\":%.1f,\"guest_start\":%.1f,\"join\":%.1f,"
 		"\"locks\":%.1f,\"disks_ready\":%.1f,\"first_disk_request\":%.1f,\"disk_wait\":%.1f,\"run\":%.1f},"
 		"\"eventfd\":%s,\"disks\":[",
@@ -175,12 +182,15 @@ static void print_timings(uint64_t t0, uint64_t preflight, uint64_t setup, uint6
 		first && attach > first ? ms(first, attach) : 0.0, ms(setup, end),
 		(vm->caps & (VMM_CAP_IOEVENTFD | VMM_CAP_IRQFD)) == (VMM_CAP_IOEVENTFD | VMM_CAP_IRQFD) ? "true" : "false");
 	for (i = 0; i < nblk; i++)
-		fprintf(stderr, "%s{\"queues\":%llu,\"requests\":%llu,\"max_inflight\":%llu,\"exit_notifies\":%llu,"
+		fprintf(f, "%s{\"queues\":%llu,\"requests\":%llu,\"max_inflight\":%llu,\"exit_notifies\":%llu,"
 			"\"irqfd_irqs\":%llu,\"ioctl_irqs\":%llu}", i ? "," : "", (unsigned long long)st[i].queues,
 			(unsigned long long)(st[i].reads + st[i].writes), (unsigned long long)st[i].max_inflight,
 			(unsigned long long)st[i].exit_notifies, (unsigned long long)st[i].irqfd_irqs,
 			(unsigned long long)st[i].ioctl_irqs);
-	fprintf(stderr, "]}\n");
+	fprintf(f, "]}\n");
+	if (!fclose(f))
+		fwrite(line, 1, len, stderr);
+	free(line);
 }
 
 int vmm_cmd_run(int argc, char **argv)
